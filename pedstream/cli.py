@@ -1,0 +1,133 @@
+"""The ``pedstream`` command line.
+
+Every command takes ``--config PATH`` and repeatable ``--set key.sub=value``. Commands are thin: they
+validate the configuration once, then call the function that does the work in its subpackage
+(imported lazily so ``pedstream run`` never imports torch). Domain errors print one line and exit
+with the error's code; nothing prints a traceback at a user.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from pedstream import __version__
+from pedstream.errors import PedstreamError
+
+__all__ = ["main", "cli"]
+
+
+def _fail(exc: PedstreamError) -> None:
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def with_config(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--config``/``--set``, load and validate the config once, pass it as ``cfg``."""
+
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Configuration file (default: the packaged config.toml).")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override one configuration key, e.g. --set filters.mains_hz=60 (repeatable).")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, config_path: Path | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
+        from pedstream.config import load_config
+
+        try:
+            cfg = load_config(config_path, overrides)
+            return fn(*args, cfg=cfg, **kwargs)
+        except PedstreamError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="pedstream")
+def cli() -> None:
+    """pedstream: real-time pediatric arrhythmia monitoring from 12-lead ECG + intracardiac electrograms."""
+
+
+# ---------------------------------------------------------------------------------------------- data
+@cli.group()
+def data() -> None:
+    """WFDB records: simulate, inspect, plot, fetch."""
+
+
+@data.command("synth")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write the WFDB records into.")
+@click.option("--records", type=int, default=None, help="How many records (default: synth.records).")
+@click.option("--minutes", type=float, default=None, help="Minutes per record (default: synth.minutes).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: synth.seed).")
+@click.option("--follow-real", "follow_real", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Folder with the real Leipzig annotation tables: drive each record with one real child's label sequence.")
+@with_config
+def data_synth(cfg: Any, out: Path, records: int | None, minutes: float | None, seed: int | None,
+               follow_real: Path | None) -> None:
+    """Write simulated Leipzig-format records (977 Hz, format 16, 19 channels). SIMULATED, not clinical data."""
+    from pedstream.data.synth import synth_command
+
+    synth_command(cfg, out=out, records=records, minutes=minutes, seed=seed, follow_real=follow_real)
+
+
+@data.command("inspect")
+@click.argument("folder", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@with_config
+def data_inspect(cfg: Any, folder: Path, as_json: bool) -> None:
+    """Table of the records in FOLDER: layout, duration, channels, clipped/flat channels, class counts."""
+    from pedstream.data.inspect import inspect_command
+
+    inspect_command(cfg, folder=folder, as_json=as_json)
+
+
+@data.command("labels")
+@click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--subjects", default="children", type=click.Choice(["children", "adults", "all"]))
+@click.option("--markdown", is_flag=True, help="Print a Markdown table (for the README).")
+@with_config
+def data_labels(cfg: Any, table: Path, subjects: str, markdown: bool) -> None:
+    """Class counts of a Leipzig annotation table (processed_segments_with_aux.csv) after grouping."""
+    from pedstream.data.inspect import labels_command
+
+    labels_command(cfg, table=table, subjects=subjects, markdown=markdown)
+
+
+@data.command("plot")
+@click.argument("record", type=click.Path(path_type=Path))
+@click.option("--start", type=float, default=0.0, help="Start, seconds.")
+@click.option("--seconds", type=float, default=10.0, help="Length, seconds.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@with_config
+def data_plot(cfg: Any, record: Path, start: float, seconds: float, out: Path) -> None:
+    """Clinical-style strip of RECORD (12 leads + IEGM, grid, annotations) to a PNG."""
+    from pedstream.data.plot import plot_command
+
+    plot_command(cfg, record=record, start=start, seconds=seconds, out=out)
+
+
+@data.command("fetch")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True)
+@with_config
+def data_fetch(cfg: Any, dest: Path) -> None:
+    """Download the real Leipzig Heart Center ECG-Database from PhysioNet."""
+    from pedstream.data.fetch import fetch_command
+
+    fetch_command(cfg, dest=dest)
+
+
+def main() -> None:
+    cli(prog_name="pedstream")
+
+
+if __name__ == "__main__":
+    main()

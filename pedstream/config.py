@@ -1,0 +1,211 @@
+"""One typed configuration, validated once at start.
+
+``load_config(path, overrides)`` reads ``config.toml`` with :mod:`tomllib`, applies ``--set
+key.sub=value`` overrides, and validates everything with pydantic (unknown keys rejected). Problems
+are raised as one :class:`~pedstream.errors.ConfigError` that lists every bad key path.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pedstream.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "SignalConfig",
+    "FilterConfig",
+    "LabelScheme",
+    "LabelsConfig",
+    "SegmentConfig",
+    "SplitConfig",
+    "SynthConfig",
+    "default_config_path",
+    "load_config",
+    "parse_override",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SignalConfig(_Section):
+    fs: float = Field(977.0, gt=0)
+    ecg: list[str] = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    iegm: list[str] = ["ABL12", "RVA12", "CS12", "CS34", "CS56", "CS78", "CS90"]
+    aliases: dict[str, str] = {}
+    extra_ok: list[str] = []
+    flat_ptp_mv: float = Field(0.005, ge=0)
+    clip_fraction: float = Field(0.999, gt=0, le=1)
+
+    @property
+    def channels(self) -> list[str]:
+        return [*self.ecg, *self.iegm]
+
+    @model_validator(mode="after")
+    def _check(self) -> "SignalConfig":
+        names = self.channels
+        if len(set(names)) != len(names):
+            raise ValueError("ecg and iegm channel names must be unique")
+        for alias, target in self.aliases.items():
+            if target not in names:
+                raise ValueError(f"alias {alias!r} points to {target!r}, which is not an ecg or iegm channel")
+        return self
+
+
+class FilterConfig(_Section):
+    mains_hz: float = Field(50.0, ge=0)  # 0 disables the notch
+    notch_q: float = Field(30.0, gt=0)
+    ecg_highpass_hz: float = Field(0.5, ge=0)
+    ecg_lowpass_hz: float = Field(40.0, gt=0)
+    iegm_highpass_hz: float = Field(30.0, ge=0)
+    iegm_lowpass_hz: float = Field(250.0, gt=0)
+    order: int = Field(2, ge=1, le=8)
+    settle_s: float = Field(2.0, ge=0)
+
+    @model_validator(mode="after")
+    def _bands(self) -> "FilterConfig":
+        if self.ecg_highpass_hz >= self.ecg_lowpass_hz:
+            raise ValueError("ecg_highpass_hz must be below ecg_lowpass_hz")
+        if self.iegm_highpass_hz >= self.iegm_lowpass_hz:
+            raise ValueError("iegm_highpass_hz must be below iegm_lowpass_hz")
+        return self
+
+
+class LabelScheme(_Section):
+    classes: dict[str, list[str]]
+    ignore: list[str] = []
+    unmatched: Literal["other", "ignore"] = "ignore"
+
+    @field_validator("classes")
+    @classmethod
+    def _non_empty(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        if len(v) < 2:
+            raise ValueError("a label scheme needs at least two classes")
+        return v
+
+    @model_validator(mode="after")
+    def _other(self) -> "LabelScheme":
+        if self.unmatched == "other" and "other" not in self.classes:
+            raise ValueError("unmatched = 'other' needs a class named 'other'")
+        return self
+
+
+class LabelsConfig(_Section):
+    scheme: str = "leipzig"
+    schemes: dict[str, LabelScheme] = {}
+
+    @model_validator(mode="after")
+    def _known(self) -> "LabelsConfig":
+        if self.scheme not in self.schemes:
+            raise ValueError(f"scheme {self.scheme!r} is not one of {sorted(self.schemes)}")
+        return self
+
+    @property
+    def active(self) -> LabelScheme:
+        return self.schemes[self.scheme]
+
+
+class SegmentConfig(_Section):
+    mode: Literal["rhythm", "beat"] = "rhythm"
+    window_s: float = Field(2.5, gt=0)
+    hop_s: float = Field(1.25, gt=0)
+    mixed: Literal["drop", "majority"] = "drop"
+    min_beats: int = Field(2, ge=1)
+
+
+class SplitConfig(_Section):
+    protocol: Literal["segment", "subject", "loso"] = "subject"
+    folds: int = Field(5, ge=2)
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+
+
+class SynthConfig(_Section):
+    records: int = Field(29, ge=1)
+    minutes: float = Field(10.0, gt=0)
+    seed: int = 0
+    mains_hz: float = Field(50.0, ge=0)
+
+
+class Config(_Section):
+    signal: SignalConfig = SignalConfig()
+    filters: FilterConfig = FilterConfig()
+    labels: LabelsConfig
+    segments: SegmentConfig = SegmentConfig()
+    split: SplitConfig = SplitConfig()
+    synth: SynthConfig = SynthConfig()
+
+
+def default_config_path() -> Path:
+    """The packaged default (a copy of the repository's ``config.toml``)."""
+    repo = Path(__file__).resolve().parent.parent / "config.toml"
+    if repo.is_file():
+        return repo
+    return Path(str(resources.files("pedstream") / "default_config.toml"))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b.c=value"`` -> (["a","b","c"], value). The value is read as TOML, else as a string."""
+    if "=" not in text:
+        raise ConfigError([(text, "an override must look like section.key=value")], source="--set")
+    key, raw = text.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".")]
+    if not all(path):
+        raise ConfigError([(key, "empty key component")], source="--set")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError([(".".join(path), f"{part!r} is not a table")], source="--set")
+    node[path[-1]] = value
+
+
+def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in e and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg} (got {json.dumps(e['input'], default=str)})"
+        out.append((loc, msg))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    src = Path(path) if path is not None else default_config_path()
+    try:
+        text = src.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read: {exc.strerror or exc}")], source=str(src)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([("(syntax)", str(exc))], source=str(src)) from exc
+    for ov in overrides:
+        keys, value = parse_override(ov)
+        _apply(data, keys, value)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc), source=str(src)) from exc

@@ -1,0 +1,110 @@
+"""Domain exceptions. Each carries the fields a user needs to act on it and renders as one line.
+
+Raise them ``from`` the underlying cause; the CLI prints ``str(exc)`` (never a traceback) and exits
+with ``exc.exit_code``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PedstreamError",
+    "ConfigError",
+    "RecordError",
+    "AnnotationError",
+    "ChannelError",
+    "ModelError",
+    "ModelMismatchError",
+    "StreamError",
+    "PayloadError",
+    "FetchError",
+]
+
+
+class PedstreamError(Exception):
+    """Base class: a one-line, user-facing message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PedstreamError):
+    """A configuration problem. ``problems`` holds ``(key_path, what_was_expected)`` pairs."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[tuple[str, str]], *, source: str = "config") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"{source}: {key}: {msg}" for key, msg in problems]
+        super().__init__("\n".join(lines))
+
+
+class RecordError(PedstreamError):
+    """A WFDB record that cannot be read or does not make sense."""
+
+    def __init__(self, record: str, reason: str) -> None:
+        self.record = record
+        self.reason = reason
+        super().__init__(f"record {record}: {reason}")
+
+
+class AnnotationError(PedstreamError):
+    def __init__(self, record: str, reason: str) -> None:
+        self.record = record
+        self.reason = reason
+        super().__init__(f"annotations of {record}: {reason}")
+
+
+class ChannelError(PedstreamError):
+    """Channel names that cannot be mapped onto the canonical layout."""
+
+    def __init__(self, where: str, reason: str, *, channels: list[str] | None = None) -> None:
+        self.where = where
+        self.reason = reason
+        self.channels = list(channels or [])
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelError(PedstreamError):
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"model {path}: {reason}")
+
+
+class ModelMismatchError(ModelError):
+    """The model's embedded metadata disagrees with the engine's configuration."""
+
+    def __init__(self, path: str, field: str, expected: object, got: object) -> None:
+        self.field = field
+        self.expected = expected
+        self.got = got
+        super().__init__(path, f"metadata field {field!r} is {got!r}, configuration expects {expected!r}")
+
+
+class StreamError(PedstreamError):
+    """A live stream misbehaved (bad metadata, gap, unknown channels...)."""
+
+    def __init__(self, stream: str, reason: str) -> None:
+        self.stream = stream
+        self.reason = reason
+        super().__init__(f"stream {stream}: {reason}")
+
+
+class PayloadError(StreamError):
+    """A data payload that cannot be decoded."""
+
+    def __init__(self, stream: str, reason: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(stream, reason if field is None else f"{field}: {reason}")
+
+
+class FetchError(PedstreamError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
