@@ -125,6 +125,12 @@ def data_fetch(cfg: Any, dest: Path) -> None:
     fetch_command(cfg, dest=dest)
 
 
+# ----------------------------------------------------------------- model & training (train/, model/)
+
+
+# --------------------------------------------------------------------------- streaming (stream/)
+
+
 def main() -> None:
     cli(prog_name="pedstream")
 

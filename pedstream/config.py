@@ -26,6 +26,14 @@ __all__ = [
     "SegmentConfig",
     "SplitConfig",
     "SynthConfig",
+    "ModelSection",
+    "TrainSection",
+    "LossSection",
+    "RuntimeSection",
+    "StreamSection",
+    "LSLSection",
+    "MQTTSection",
+    "AlarmsSection",
     "default_config_path",
     "load_config",
     "parse_override",
@@ -136,6 +144,62 @@ class SynthConfig(_Section):
     mains_hz: float = Field(50.0, ge=0)
 
 
+# --- Sections below are owned by the model / train / stream code; each owner adds its own fields. ---
+
+
+class ModelSection(_Section):
+    """Network hyper-parameters (mirrors pedstream.model.config.ModelConfig)."""
+
+    d_model: int = Field(64, ge=8)
+    n_heads: int = Field(4, ge=1)
+    n_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    embed_dim: int = Field(64, ge=8)
+    modality_dropout: float = Field(0.2, ge=0, le=1)
+
+
+class TrainSection(_Section):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-2, ge=0)
+    patience: int = Field(6, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+
+
+class LossSection(_Section):
+    name: str = "agcacl"
+
+
+class RuntimeSection(_Section):
+    providers: list[str] = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    intra_op_threads: int = Field(0, ge=0)
+    trt_fp16: bool = True
+    trt_cache_dir: str = ".trt_cache"
+
+
+class StreamSection(_Section):
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(20.0, ge=0)
+
+
+class LSLSection(_Section):
+    resolve_scope: Literal["machine", "link", "site", "organization", "global"] = "machine"
+    known_peers: list[str] = ["127.0.0.1"]
+
+
+class MQTTSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "pedstream/v1"
+
+
+class AlarmsSection(_Section):
+    smoothing_windows: int = Field(3, ge=1)
+
+
 class Config(_Section):
     signal: SignalConfig = SignalConfig()
     filters: FilterConfig = FilterConfig()
@@ -143,6 +207,14 @@ class Config(_Section):
     segments: SegmentConfig = SegmentConfig()
     split: SplitConfig = SplitConfig()
     synth: SynthConfig = SynthConfig()
+    model: ModelSection = ModelSection()
+    train: TrainSection = TrainSection()
+    loss: LossSection = LossSection()
+    runtime: RuntimeSection = RuntimeSection()
+    stream: StreamSection = StreamSection()
+    lsl: LSLSection = LSLSection()
+    mqtt: MQTTSection = MQTTSection()
+    alarms: AlarmsSection = AlarmsSection()
 
 
 def default_config_path() -> Path:
