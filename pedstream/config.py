@@ -159,6 +159,8 @@ class ModelSection(_Section):
 
 
 class TrainSection(_Section):
+    """Training loop, window dataset and evaluation settings (pedstream/train)."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -167,6 +169,16 @@ class TrainSection(_Section):
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    warmup_epochs: float = Field(1.0, ge=0)
+    min_lr_ratio: float = Field(0.01, ge=0, le=1)
+    grad_clip: float = Field(1.0, ge=0)
+    steps_per_epoch: int = Field(0, ge=0)
+    balanced_sampling: bool = False
+    max_windows_per_class_subject: int = Field(0, ge=0)
+    deterministic: bool = True
+    threads: int = Field(0, ge=0)
+    cache_dir: str = ""
+    bootstrap: int = Field(1000, ge=0)
 
 
 class LossSection(_Section):
