@@ -33,6 +33,7 @@ __all__ = [
     "StreamSection",
     "LSLSection",
     "MQTTSection",
+    "ReplaySection",
     "AlarmsSection",
     "default_config_path",
     "load_config",
@@ -198,14 +199,47 @@ class StreamSection(_Section):
 
 
 class LSLSection(_Section):
+    """LSL network settings (rendered into lsl_api.cfg by pedstream.stream.lslconfig) and inlet knobs."""
+
     resolve_scope: Literal["machine", "link", "site", "organization", "global"] = "machine"
     known_peers: list[str] = ["127.0.0.1"]
+    interfaces: list[str] = ["127.0.0.1"]
+    ipv6: bool = False
+    session_id: str = Field("default", min_length=1)
+    log_level: int = Field(-1, ge=-3, le=9)
+    predicate: str = "type='ECG'"
+    resolve_interval_s: float = Field(0.5, gt=0)
+    forget_after_s: float = Field(2.0, gt=0)
+    pull_interval_ms: float = Field(10.0, gt=0)
+    max_chunk_samples: int = Field(4096, ge=1)
+    lost_timeout_s: float = Field(3.0, gt=0)
+    time_correction_interval_s: float = Field(5.0, gt=0)
 
 
 class MQTTSection(_Section):
+    """MQTT broker and subscriber knobs (pedstream.stream.sources.mqtt)."""
+
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     topic_prefix: str = "pedstream/v1"
+    keepalive_s: int = Field(30, ge=5)
+    timeout_s: float = Field(5.0, gt=0)
+    reconnect_min_s: float = Field(0.2, gt=0)
+    reconnect_max_s: float = Field(10.0, gt=0)
+    reorder_window: int = Field(4, ge=0)
+    meta_wait_s: float = Field(2.0, ge=0)
+    qos: int = Field(0, ge=0, le=1)
+
+
+class ReplaySection(_Section):
+    """Defaults of ``pedstream replay`` and of in-process replay sources."""
+
+    speed: float = Field(1.0, gt=0)
+    chunk_ms: float = Field(50.0, gt=0)
+    encoding: Literal["binary", "json"] = "binary"
+    dtype: Literal["int16", "float32"] = "int16"
+    int16_scale_mv: float = Field(0.001, gt=0)
+    loop: bool = False
 
 
 class AlarmsSection(_Section):
@@ -226,6 +260,7 @@ class Config(_Section):
     stream: StreamSection = StreamSection()
     lsl: LSLSection = LSLSection()
     mqtt: MQTTSection = MQTTSection()
+    replay: ReplaySection = ReplaySection()
     alarms: AlarmsSection = AlarmsSection()
 
 
