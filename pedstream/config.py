@@ -29,6 +29,7 @@ __all__ = [
     "ModelSection",
     "TrainSection",
     "LossSection",
+    "LossName",
     "RuntimeSection",
     "StreamSection",
     "LSLSection",
@@ -182,8 +183,47 @@ class TrainSection(_Section):
     bootstrap: int = Field(1000, ge=0)
 
 
+LossName = Literal["agcacl", "ce", "weighted_ce", "focal", "ldam_drw", "logit_adjusted", "supcon_ce"]
+
+
 class LossSection(_Section):
-    name: str = "agcacl"
+    """Training objective (pedstream/train/losses). AGCACL and the six baselines share these keys.
+
+    Weights apply to the per-sample terms documented in ``pedstream.train.losses.agcacl``.
+    """
+
+    name: LossName = "agcacl"
+    # shared by agcacl and supcon_ce: L = ce_weight * CE + contrastive_weight * (SupCon + prototype_weight * Proto)
+    ce_weight: float = Field(1.0, ge=0)
+    contrastive_weight: float = Field(0.5, ge=0)
+    temperature: float = Field(0.1, gt=0)
+    # AGCACL (a) prototype alignment
+    use_prototypes: bool = True
+    prototype_mode: Literal["ema", "learnable"] = "ema"
+    prototype_weight: float = Field(1.0, ge=0)
+    prototype_temperature: float = Field(0.1, gt=0)
+    prototype_momentum: float = Field(0.9, ge=0, le=1)
+    # AGCACL (b) class-frequency reweighting (scheme + beta also used by weighted_ce, focal alpha, LDAM-DRW)
+    use_reweighting: bool = True
+    class_weighting: Literal["effective", "inverse"] = "effective"
+    beta: float = Field(0.999, ge=0, lt=1)
+    # AGCACL (c) globally informed hard-class modulation
+    use_hard_mining: bool = True
+    hard_gamma: float = Field(1.0, ge=0)
+    similarity_momentum: float = Field(0.9, ge=0, le=1)
+    # baselines
+    focal_gamma: float = Field(2.0, ge=0)
+    focal_alpha: Literal["none", "class"] = "none"
+    ldam_max_margin: float = Field(0.5, gt=0)
+    ldam_scale: float = Field(1.0, gt=0)
+    drw_epoch: int = Field(20, ge=0)
+    logit_adjust_tau: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> "LossSection":
+        if self.name in ("agcacl", "supcon_ce") and self.ce_weight == 0 and self.contrastive_weight == 0:
+            raise ValueError(f"{self.name}: ce_weight and contrastive_weight are both 0, nothing to train")
+        return self
 
 
 class RuntimeSection(_Section):
