@@ -1,0 +1,37 @@
+"""Training and evaluation (``pedstream train`` / ``eval`` / ``compare``).
+
+Torch-free at import time: names are resolved lazily on first access (``__getattr__``), so
+``import pedstream.train`` (and the torch-free ``metrics`` / ``splits``) never pulls in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> defining module (add yours here; keep values torch-free to import lazily)
+_LAZY: dict[str, str] = {
+    # losses (imports torch)
+    "LOSS_NAMES": "pedstream.train.losses",
+    "LossModule": "pedstream.train.losses",
+    "build_loss": "pedstream.train.losses",
+    # metrics (numpy + scikit-learn)
+    "HEADLINE_METRICS": "pedstream.train.metrics",
+    "evaluate_predictions": "pedstream.train.metrics",
+    "plot_confusion": "pedstream.train.metrics",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pedstream.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
