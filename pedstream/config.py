@@ -36,6 +36,8 @@ __all__ = [
     "MQTTSection",
     "ReplaySection",
     "AlarmsSection",
+    "HRBand",
+    "DemoSection",
     "default_config_path",
     "load_config",
     "parse_override",
@@ -152,12 +154,28 @@ class SynthConfig(_Section):
 class ModelSection(_Section):
     """Network hyper-parameters (mirrors pedstream.model.config.ModelConfig)."""
 
+    arch: Literal["fusion", "ecg_only", "iegm_only", "early"] = "fusion"
     d_model: int = Field(64, ge=8)
     n_heads: int = Field(4, ge=1)
     n_layers: int = Field(2, ge=1)
+    ff_mult: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
     embed_dim: int = Field(64, ge=8)
+    stem_widths: list[int] = [24, 48, 64]
+    stem_kernels: list[int] = [7, 5, 5]
+    stem_strides: list[int] = [4, 4, 6]
+    gate_init: float = Field(0.1, ge=0, le=1)
     modality_dropout: float = Field(0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _stem(self) -> "ModelSection":
+        if not (len(self.stem_widths) == len(self.stem_kernels) == len(self.stem_strides) >= 1):
+            raise ValueError("stem_widths, stem_kernels and stem_strides must have the same non-zero length")
+        if min(*self.stem_widths, *self.stem_kernels, *self.stem_strides) < 1:
+            raise ValueError("stem widths, kernels and strides must be >= 1")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        return self
 
 
 class TrainSection(_Section):
@@ -227,15 +245,40 @@ class LossSection(_Section):
 
 
 class RuntimeSection(_Section):
+    """ONNX Runtime session settings (pedstream/model/runtime.py)."""
+
     providers: list[str] = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     intra_op_threads: int = Field(0, ge=0)
+    inter_op_threads: int = Field(0, ge=0)
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
     trt_fp16: bool = True
+    trt_cache: bool = True
     trt_cache_dir: str = ".trt_cache"
+    cuda_device: int = Field(0, ge=0)
+    io_binding: bool = True
+    warmup_runs: int = Field(2, ge=0)
 
 
 class StreamSection(_Section):
-    max_batch: int = Field(32, ge=1)
-    max_wait_ms: float = Field(20.0, ge=0)
+    """Streaming engine knobs (pedstream.stream.engine / pipeline / batcher / dashboard)."""
+
+    max_batch: int = Field(32, ge=1)  # windows per inference call at most
+    max_wait_ms: float = Field(20.0, ge=0)  # flush a partial batch after this wait
+    queue_windows: int = Field(4, ge=1)  # pending windows per stream; the oldest are dropped beyond
+    gap_tolerance_s: float = Field(0.1, gt=0)  # timestamp jump beyond the expected one = a gap
+    qrs_lead: str = "II"  # heart-rate lead; falls back to the first present ECG lead
+    ring_seconds: float = Field(20.0, gt=0)  # per-stream history kept (alarm strips need 10 s)
+    clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"
+    dashboard_hz: float = Field(4.0, gt=0, le=30)
+    inference_threads: int = Field(1, ge=1)  # worker threads running ONNX Runtime
+
+
+class DemoSection(_Section):
+    """`pedstream demo` / `pedstream run --demo` defaults."""
+
+    duration_s: float = Field(60.0, gt=0)
+    speed: float = Field(1.0, gt=0)  # replay speed of the bundled simulated records
+    records: str = ""  # folder of records to replay; "" = the bundled pedstream/assets/demo_records
 
 
 class LSLSection(_Section):
@@ -268,6 +311,7 @@ class MQTTSection(_Section):
     reconnect_max_s: float = Field(10.0, gt=0)
     reorder_window: int = Field(4, ge=0)
     meta_wait_s: float = Field(2.0, ge=0)
+    lost_timeout_s: float = Field(5.0, gt=0)
     qos: int = Field(0, ge=0, le=1)
 
 
@@ -282,8 +326,69 @@ class ReplaySection(_Section):
     loop: bool = False
 
 
+class HRBand(_Section):
+    """Heart-rate alarm limits (bpm) for children younger than ``max_age_years``."""
+
+    name: str
+    max_age_years: float = Field(gt=0)
+    low_bpm: float = Field(gt=0)
+    high_bpm: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "HRBand":
+        if self.low_bpm >= self.high_bpm:
+            raise ValueError(f"band {self.name!r}: low_bpm must be below high_bpm")
+        return self
+
+
+# Default bands: the PALS normal ranges (AHA PALS Provider Manual 2020, "Normal heart rates";
+# awake/asleep ranges 0-3 mo 90-205, 3 mo-2 y 90-180, 2-10 y 60-140, >10 y 50-100) checked against
+# the 1st/99th centiles of Fleming et al., Lancet 2011;377:1011-18, widened slightly into alarm
+# limits. NOT clinically validated: set them to the unit's own policy.
+_HR_BANDS = [
+    {"name": "<1 y", "max_age_years": 1.0, "low_bpm": 90.0, "high_bpm": 205.0},
+    {"name": "1-2 y", "max_age_years": 3.0, "low_bpm": 80.0, "high_bpm": 190.0},
+    {"name": "3-5 y", "max_age_years": 6.0, "low_bpm": 65.0, "high_bpm": 160.0},
+    {"name": "6-11 y", "max_age_years": 12.0, "low_bpm": 60.0, "high_bpm": 140.0},
+    {"name": "12-15 y", "max_age_years": 16.0, "low_bpm": 50.0, "high_bpm": 130.0},
+    {"name": "16-18 y", "max_age_years": 19.0, "low_bpm": 50.0, "high_bpm": 120.0},
+]
+
+
 class AlarmsSection(_Section):
+    """Rhythm calls and alarms (pedstream.stream.alarms)."""
+
+    smoothing: Literal["mean", "ema"] = "mean"
     smoothing_windows: int = Field(3, ge=1)
+    onset_p: float = Field(0.6, gt=0, le=1)
+    offset_p: float = Field(0.4, ge=0, le=1)
+    onset_windows: int = Field(2, ge=1)
+    offset_windows: int = Field(2, ge=1)
+    priorities: dict[str, Literal["high", "medium", "advisory", "none"]] = {
+        "vt": "high", "avrt": "medium", "avnrt": "medium", "af_afl": "medium",
+        "pac": "advisory", "pjc": "advisory", "pvc": "advisory",
+    }
+    default_priority: Literal["high", "medium", "advisory", "none"] = "none"
+    hr_bands: list[HRBand] = [HRBand(**b) for b in _HR_BANDS]
+    default_age_years: float | None = Field(None, ge=0)
+    hr_onset_windows: int = Field(3, ge=1)
+    hr_offset_windows: int = Field(3, ge=1)
+    hr_hysteresis_bpm: float = Field(5.0, ge=0)
+    hr_priority: Literal["high", "medium", "advisory"] = "medium"
+    strips: bool = True
+    strip_seconds: float = Field(10.0, gt=0)
+    strip_post_s: float = Field(3.0, ge=0)
+    alarms_dir: str = "alarms"
+
+    @model_validator(mode="after")
+    def _hyst(self) -> "AlarmsSection":
+        if self.offset_p > self.onset_p:
+            raise ValueError("offset_p must not exceed onset_p (hysteresis)")
+        if not self.hr_bands:
+            raise ValueError("hr_bands needs at least one band")
+        if self.strip_post_s >= self.strip_seconds:
+            raise ValueError("strip_post_s must be shorter than strip_seconds")
+        return self
 
 
 class Config(_Section):
@@ -302,6 +407,7 @@ class Config(_Section):
     mqtt: MQTTSection = MQTTSection()
     replay: ReplaySection = ReplaySection()
     alarms: AlarmsSection = AlarmsSection()
+    demo: DemoSection = DemoSection()
 
 
 def default_config_path() -> Path:

@@ -1,0 +1,311 @@
+"""Run an exported pedstream model with ONNX Runtime (no torch here).
+
+``ModelSession(path=..., runtime_cfg=cfg.runtime, expected=expected_metadata(...))`` opens the file
+with an explicit provider list (TensorRT with engine cache / FP16 when configured, CUDA, CPU; those
+not installed are skipped, CPU is the last resort), checks the embedded metadata against the
+engine's configuration, warms up, and runs batches::
+
+    logits, embedding = session.run(ecg, iegm, mask)   # (B,12,T) (B,7,T) (B,19) float32 -> (B,C) (B,D)
+
+On a GPU provider the inputs and outputs are bound explicitly (I/O binding).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pedstream.errors import ModelError, ModelMismatchError
+from pedstream.model.config import window_samples_for
+from pedstream.model.metadata import NORMALIZATION, decode_metadata
+
+__all__ = [
+    "ModelSession",
+    "check_metadata",
+    "compare_metadata",
+    "expected_metadata",
+    "read_metadata",
+    "select_providers",
+    "softmax",
+]
+
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_INPUTS = ("ecg", "iegm", "mask")
+_OUTPUTS = ("logits", "embedding")
+# Filter settings that do not change the filtered signal (settle_s only marks warm-up output).
+_FILTER_KEYS_IGNORED = frozenset({"settle_s"})
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - the cpu or gpu extra is always installed
+        raise ModelError("onnxruntime", "not installed: pip install 'pedstream[cpu]' or 'pedstream[gpu]'") from exc
+    return onnxruntime
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax of ``logits (B, C)`` -> probabilities ``(B, C)`` float32."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- metadata checks
+def expected_metadata(*, signal_cfg: Any, filter_cfg: Any, window_s: float, hop_s: float,
+                      class_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """What the engine's configuration requires of a model's metadata (the input of the checks)."""
+    filters = filter_cfg.model_dump() if hasattr(filter_cfg, "model_dump") else dict(filter_cfg)
+    exp: dict[str, Any] = {
+        "fs": float(signal_cfg.fs),
+        "channels": [*signal_cfg.ecg, *signal_cfg.iegm],
+        "filters": filters,
+        "window_s": float(window_s),
+        "window_samples": window_samples_for(window_s, signal_cfg.fs),
+        "hop_s": float(hop_s),
+        "normalization": NORMALIZATION,
+    }
+    if class_names is not None:
+        exp["class_names"] = [str(c) for c in class_names]
+    return exp
+
+
+def _close(a: Any, b: Any) -> bool:
+    try:
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-9)
+    except (TypeError, ValueError):
+        return False
+
+
+def compare_metadata(metadata: Mapping[str, Any], expected: Mapping[str, Any], *,
+                     path: str = "model") -> list[str]:
+    """Refuse (``ModelMismatchError`` naming the field, expected and got) a model whose metadata
+    disagrees with ``expected`` on fs, channels, filters, window, normalisation or class names.
+
+    A different ``hop_s`` is not refused (the model does not depend on it); it is returned as a note.
+    Returns the list of such notes.
+    """
+    notes: list[str] = []
+    for key, want in expected.items():
+        got = metadata.get(key)
+        if key == "hop_s":
+            if not _close(got, want):
+                notes.append(f"model was trained with hop_s={got}, the engine uses {want}")
+        elif key in ("fs", "window_s"):
+            if not _close(got, want):
+                raise ModelMismatchError(path, key, want, got)
+        elif key == "filters":
+            got_f = got if isinstance(got, Mapping) else {}
+            for fk, fv in want.items():
+                if fk in _FILTER_KEYS_IGNORED:
+                    continue
+                gv = got_f.get(fk)
+                same = _close(gv, fv) if isinstance(fv, (int, float)) and not isinstance(fv, bool) else gv == fv
+                if not same:
+                    raise ModelMismatchError(path, f"filters.{fk}", fv, gv)
+        elif key in ("channels", "class_names"):
+            if list(got or []) != list(want):
+                raise ModelMismatchError(path, key, list(want), got)
+        elif got != want:
+            raise ModelMismatchError(path, key, want, got)
+    return notes
+
+
+def check_metadata(metadata: Mapping[str, Any], *, signal_cfg: Any, filter_cfg: Any, window_s: float,
+                   hop_s: float, class_names: Sequence[str] | None = None, path: str = "model") -> list[str]:
+    """Check a model's ``metadata`` against the engine's config; raise ``ModelMismatchError`` on the
+    first disagreement (fs, channel order, a signal-changing filter setting, window, normalisation,
+    class names when given). Returns non-fatal notes (a different hop)."""
+    exp = expected_metadata(signal_cfg=signal_cfg, filter_cfg=filter_cfg, window_s=window_s, hop_s=hop_s,
+                            class_names=class_names)
+    return compare_metadata(metadata, exp, path=path)
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The decoded metadata of an ONNX model file (opens a CPU session, runs nothing)."""
+    ort = _ort()
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(str(p), "no such file")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelError(str(p), f"onnxruntime cannot open it: {exc}") from exc
+    return decode_metadata(sess.get_modelmeta().custom_metadata_map, path=str(p))
+
+
+# ---------------------------------------------------------------------------- providers
+def select_providers(requested: Sequence[str], *, runtime_cfg: Any = None, available: Sequence[str] | None = None,
+                     trt_profile: Mapping[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``requested`` provider names filtered to ``available`` (default: installed), in order, each
+    with its options; ``CPUExecutionProvider`` is appended when missing. An unknown name is an error.
+
+    ``trt_profile`` (optional) adds TensorRT optimisation-profile shapes
+    (``trt_profile_min_shapes``/``opt``/``max``) so dynamic batches do not rebuild engines.
+    """
+    ort = _ort()
+    known = set(ort.get_all_providers())
+    avail = list(ort.get_available_providers() if available is None else available)
+    cfg = runtime_cfg
+    device = int(getattr(cfg, "cuda_device", 0))
+    out: list[tuple[str, dict[str, Any]]] = []
+    for name in requested:
+        if name not in known:
+            raise ModelError("runtime.providers", f"{name!r} is not an ONNX Runtime execution provider "
+                                                  f"(known: TensorrtExecutionProvider, CUDAExecutionProvider, CPUExecutionProvider, ...)")
+        if name not in avail or any(n == name for n, _ in out):
+            continue
+        opts: dict[str, Any] = {}
+        if name == "TensorrtExecutionProvider":
+            opts = {"device_id": device, "trt_fp16_enable": bool(getattr(cfg, "trt_fp16", False))}
+            if getattr(cfg, "trt_cache", False):
+                cache = Path(getattr(cfg, "trt_cache_dir", ".trt_cache"))
+                cache.mkdir(parents=True, exist_ok=True)
+                opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache))
+            if trt_profile:
+                opts.update(trt_profile)
+        elif name == "CUDAExecutionProvider":
+            opts = {"device_id": device}
+        out.append((name, opts))
+    if not any(n == "CPUExecutionProvider" for n, _ in out):
+        out.append(("CPUExecutionProvider", {}))
+    return out
+
+
+# ---------------------------------------------------------------------------- session
+class ModelSession:
+    """One ONNX Runtime session of a pedstream model.
+
+    ``path``: the .onnx file. ``providers``: preference list (default ``runtime_cfg.providers``).
+    ``runtime_cfg``: the ``[runtime]`` section (threads, TensorRT cache/FP16, I/O binding, warm-up).
+    ``expected``: :func:`expected_metadata` of the engine's config (``None`` skips the check).
+    ``max_batch``: the largest batch the caller sends (TensorRT profile and warm-up).
+    """
+
+    def __init__(self, *, path: str | Path, providers: Sequence[str] | None = None, runtime_cfg: Any = None,
+                 expected: Mapping[str, Any] | None = None, max_batch: int = 32) -> None:
+        ort = _ort()
+        if runtime_cfg is None:
+            from pedstream.config import RuntimeSection
+
+            runtime_cfg = RuntimeSection()
+        self.path = Path(path)
+        self.runtime_cfg = runtime_cfg
+        if not self.path.is_file():
+            raise ModelError(str(self.path), "no such model file")
+        self.metadata = read_metadata(self.path)
+        self.notes: list[str] = compare_metadata(self.metadata, expected, path=str(self.path)) if expected else []
+        self.max_batch = max(1, int(max_batch))
+
+        t = self.window_samples
+        n_ecg, n_iegm = len(self.metadata["ecg_channels"]), len(self.metadata["iegm_channels"])
+        self._shapes = {"ecg": (n_ecg, t), "iegm": (n_iegm, t), "mask": (n_ecg + n_iegm,)}
+        profile = {
+            f"trt_profile_{kind}_shapes": ",".join(
+                f"{name}:{b}x" + "x".join(map(str, tail)) for name, tail in self._shapes.items())
+            for kind, b in (("min", 1), ("opt", self.max_batch), ("max", self.max_batch))
+        }
+        chosen = select_providers(providers if providers is not None else runtime_cfg.providers,
+                                  runtime_cfg=runtime_cfg, trt_profile=profile)
+        opts = ort.SessionOptions()
+        if runtime_cfg.intra_op_threads:
+            opts.intra_op_num_threads = int(runtime_cfg.intra_op_threads)
+        if getattr(runtime_cfg, "inter_op_threads", 0):
+            opts.inter_op_num_threads = int(runtime_cfg.inter_op_threads)
+        level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                 "all": "ORT_ENABLE_ALL"}[getattr(runtime_cfg, "graph_optimization", "all")]
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        try:
+            self._sess = ort.InferenceSession(str(self.path), opts, providers=[n for n, _ in chosen],
+                                              provider_options=[o for _, o in chosen])
+        except Exception as exc:
+            raise ModelError(str(self.path), f"onnxruntime cannot create a session: {exc}") from exc
+        names_in = [i.name for i in self._sess.get_inputs()]
+        names_out = [o.name for o in self._sess.get_outputs()]
+        if sorted(names_in) != sorted(_INPUTS) or sorted(names_out) != sorted(_OUTPUTS):
+            raise ModelError(str(self.path), f"inputs {names_in} / outputs {names_out} are not "
+                                             f"{list(_INPUTS)} / {list(_OUTPUTS)}")
+        self.providers: list[str] = list(self._sess.get_providers())
+        self.on_gpu = any(p in _GPU_PROVIDERS for p in self.providers)
+        self.io_binding = bool(getattr(runtime_cfg, "io_binding", True)) and self.on_gpu
+        self.warmup(int(getattr(runtime_cfg, "warmup_runs", 2)))
+
+    # ------------------------------------------------------------- metadata views
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.metadata["class_names"])
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.metadata["channels"])
+
+    @property
+    def window_samples(self) -> int:
+        return int(self.metadata["window_samples"])
+
+    @property
+    def fs(self) -> float:
+        return float(self.metadata["fs"])
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self.metadata["trained_on_simulated_data"])
+
+    # ------------------------------------------------------------- inference
+    def warmup(self, runs: int) -> None:
+        """Run ``runs`` inferences on zeros at batch 1 and ``max_batch`` (builds kernels / engines)."""
+        for i in range(runs):
+            b = 1 if i % 2 == 0 else self.max_batch
+            z = {k: np.zeros((b, *tail), dtype=np.float32) for k, tail in self._shapes.items()}
+            z["mask"][:] = 1.0
+            self.run(z["ecg"], z["iegm"], z["mask"])
+
+    def _prepare(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {}
+        b = None
+        for name, arr in zip(_INPUTS, (ecg, iegm, mask)):
+            a = np.ascontiguousarray(arr, dtype=np.float32)
+            tail = self._shapes[name]
+            if a.ndim != len(tail) + 1 or tuple(a.shape[1:]) != tail or (b is not None and a.shape[0] != b):
+                raise ModelError(str(self.path), f"input {name} has shape {a.shape}, expected (B, {', '.join(map(str, tail))})"
+                                                 + ("" if b is None else f" with B={b}"))
+            b = a.shape[0]
+            feeds[name] = a
+        if b == 0:
+            raise ModelError(str(self.path), "empty batch")
+        return feeds
+
+    def run(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray, *,
+            io_binding: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` (float32; normalised windows, absent
+        channels 0) -> ``logits (B,C)``, ``embedding (B,D)``. ``io_binding`` overrides the session
+        default (on by default on GPU providers)."""
+        feeds = self._prepare(ecg, iegm, mask)
+        use_binding = self.io_binding if io_binding is None else io_binding
+        try:
+            if use_binding:
+                binding = self._sess.io_binding()
+                for name, arr in feeds.items():
+                    binding.bind_cpu_input(name, arr)
+                for name in _OUTPUTS:
+                    binding.bind_output(name)
+                self._sess.run_with_iobinding(binding)
+                outs = dict(zip([o.name for o in self._sess.get_outputs()], binding.copy_outputs_to_cpu()))
+                return outs["logits"], outs["embedding"]
+            logits, emb = self._sess.run(list(_OUTPUTS), feeds)
+        except Exception as exc:
+            raise ModelError(str(self.path), f"inference failed: {exc}") from exc
+        return logits, emb
+
+    def predict_proba(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(B, C)`` (softmax of the logits)."""
+        return softmax(self.run(ecg, iegm, mask)[0])
+
+    def __repr__(self) -> str:
+        return f"ModelSession({self.path.name}, providers={self.providers}, classes={len(self.class_names)})"
