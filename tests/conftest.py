@@ -1,0 +1,122 @@
+"""Shared fixtures: a real mosquitto broker and the test LSL configuration.
+
+- ``mosquitto``: a real ``/usr/sbin/mosquitto`` on a free loopback port (per test). The value is a
+  :class:`Broker` with ``host``, ``port``, ``stop()`` and ``start()`` (same port, for reconnect tests).
+- ``lsl_config``: session-scoped; applies :func:`pedstream.stream.lslconfig.configure_lsl` with
+  scope ``machine``, loopback only, and a session id unique to this pytest process (so concurrent
+  test runs on the same machine do not see each other's streams). Subprocesses inherit
+  ``LSLAPICFG``; a ``pedstream`` subprocess must also get ``lsl_config.overrides`` (``--set ...``)
+  because the CLI configures LSL from its config.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout: float = 5.0) -> None:
+    """Poll until ``host:port`` accepts a TCP connection."""
+    deadline = time.monotonic() + timeout
+    last: OSError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.02)  # poll interval of a bounded wait, not a wait for the result
+    raise TimeoutError(f"{host}:{port} did not accept connections within {timeout} s ({last})")
+
+
+@dataclass
+class Broker:
+    conf: Path
+    log: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=self._log, stderr=self._log)
+        try:
+            wait_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"mosquitto did not start; log:\n{self.log.read_text(errors='replace')}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        "allow_anonymous true\n"
+        "set_tcp_nodelay true\n"
+        "persistence false\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\nlog_type notice\n",
+        encoding="utf-8",
+    )
+    broker = Broker(conf=conf, log=tmp_path / "mosquitto.log", port=port)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@dataclass(frozen=True)
+class LSLTestConfig:
+    path: Path
+    session_id: str
+
+    @property
+    def overrides(self) -> list[str]:
+        """``--set`` arguments that give a ``pedstream`` subprocess the same LSL session."""
+        return ["--set", f"lsl.session_id={self.session_id!r}".replace("'", '"')]
+
+
+@pytest.fixture(scope="session")
+def lsl_config(tmp_path_factory: pytest.TempPathFactory) -> LSLTestConfig:
+    from pedstream.stream.lslconfig import configure_lsl
+
+    session = f"pedstream-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    path = configure_lsl(scope="machine", known_peers=["127.0.0.1"], interfaces=["127.0.0.1"], ipv6=False,
+                         session_id=session, log_level=-1, directory=tmp_path_factory.mktemp("lsl"))
+    return LSLTestConfig(path=path, session_id=session)
