@@ -75,6 +75,7 @@ class SignalConfig(_Section):
 class FilterConfig(_Section):
     mains_hz: float = Field(50.0, ge=0)  # 0 disables the notch
     notch_q: float = Field(30.0, gt=0)
+    mains_harmonics: int = Field(1, ge=1, le=8)  # notch mains_hz x 1..k (those below Nyquist)
     ecg_highpass_hz: float = Field(0.5, ge=0)
     ecg_lowpass_hz: float = Field(40.0, gt=0)
     iegm_highpass_hz: float = Field(30.0, ge=0)

@@ -1,0 +1,167 @@
+"""Causal, stateful denoising filter bank shared by training and serving.
+
+Two bands, each a cascade of second-order sections built with :mod:`scipy.signal`:
+
+* ECG channels (the first ``n_ecg``): Butterworth high-pass ``ecg_highpass_hz`` (baseline wander;
+  0 disables), mains notch ``mains_hz`` (and its harmonics up to ``mains_harmonics`` that lie below
+  Nyquist; 0 disables), Butterworth low-pass ``ecg_lowpass_hz``.
+* IEGM channels (the next ``n_iegm``): the same structure with ``iegm_highpass_hz`` /
+  ``iegm_lowpass_hz``.
+
+State is explicit: ``FilterBank.sos[band]`` holds the (n_sections, 6) coefficients and
+``FilterBank.zi[band]`` the (n_sections, 2, n_channels_in_band) delay-line state, carried between
+calls so that feeding a signal in chunks of any size gives the same output as feeding it whole.
+
+Initial state (a documented choice): the delay lines are primed on the very first sample to the
+steady state the cascade would have reached had the input been constant at that sample's value
+(``scipy.signal.sosfilt_zi`` scaled per channel by the first sample). A DC electrode offset then
+produces no start-up step; the first sample is a property of the stream, not of the chunking, so
+chunk invariance stays exact. Everything before ``settle_samples`` is still marked as warm-up
+(the high-pass needs a few time constants to forget the first sample's noise and any drift).
+
+All arithmetic is float64; ``process`` returns float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal as sps
+
+from pedstream.config import FilterConfig
+from pedstream.errors import ConfigError, StreamError
+
+__all__ = ["FilterBank", "filter_signal", "design_band"]
+
+
+def design_band(
+    *,
+    fs: float,
+    highpass_hz: float,
+    lowpass_hz: float,
+    mains_hz: float,
+    notch_q: float,
+    order: int,
+    mains_harmonics: int = 1,
+    key_prefix: str = "filters.",
+    band: str = "ecg",
+) -> np.ndarray:
+    """Second-order sections (n_sections, 6) for one band: high-pass, notch(es), low-pass.
+
+    ``fs`` and all cut-offs are in Hz. Impossible bands raise :class:`ConfigError` naming the key.
+    """
+    nyq = fs / 2.0
+    problems: list[tuple[str, str]] = []
+    if lowpass_hz >= nyq:
+        problems.append(
+            (f"{key_prefix}{band}_lowpass_hz", f"{lowpass_hz:g} Hz must be below Nyquist ({nyq:g} Hz at fs={fs:g} Hz)")
+        )
+    if highpass_hz >= nyq:
+        problems.append(
+            (f"{key_prefix}{band}_highpass_hz", f"{highpass_hz:g} Hz must be below Nyquist ({nyq:g} Hz at fs={fs:g} Hz)")
+        )
+    if highpass_hz >= lowpass_hz:
+        problems.append((f"{key_prefix}{band}_highpass_hz", f"{highpass_hz:g} Hz must be below {band}_lowpass_hz ({lowpass_hz:g} Hz)"))
+    if mains_hz >= nyq:
+        problems.append((f"{key_prefix}mains_hz", f"{mains_hz:g} Hz must be below Nyquist ({nyq:g} Hz at fs={fs:g} Hz), or 0 to disable"))
+    if problems:
+        raise ConfigError(problems, source="filters")
+
+    sections: list[np.ndarray] = []
+    if highpass_hz > 0:
+        sections.append(sps.butter(order, highpass_hz, btype="highpass", fs=fs, output="sos"))
+    if mains_hz > 0:
+        k = 1
+        while k <= mains_harmonics and k * mains_hz < nyq * 0.98:
+            b, a = sps.iirnotch(k * mains_hz, notch_q, fs=fs)
+            sections.append(sps.tf2sos(b, a))
+            k += 1
+    sections.append(sps.butter(order, lowpass_hz, btype="lowpass", fs=fs, output="sos"))
+    return np.concatenate(sections, axis=0).astype(np.float64)
+
+
+class FilterBank:
+    """Stateful causal filter bank for (n, n_ecg + n_iegm) multichannel signals.
+
+    ``fs`` in Hz; ``cfg`` the ``[filters]`` section. ``process(x)`` takes (n, n_ecg + n_iegm) samples
+    in mV (any float dtype) and returns (n, n_ecg + n_iegm) float32. Non-finite samples are rejected
+    (a NaN would poison the IIR state forever); ``name`` is used in error messages.
+    """
+
+    def __init__(self, *, fs: float, cfg: FilterConfig, n_ecg: int = 12, n_iegm: int = 7, name: str = "filter bank") -> None:
+        if not np.isfinite(fs) or fs <= 0:
+            raise ConfigError([("signal.fs", f"sampling rate must be a positive number of Hz (got {fs!r})")], source="filters")
+        if n_ecg < 0 or n_iegm < 0 or n_ecg + n_iegm == 0:
+            raise ConfigError([("channels", f"need at least one channel (n_ecg={n_ecg}, n_iegm={n_iegm})")], source="filters")
+        self.fs = float(fs)
+        self.cfg = cfg
+        self.n_ecg = int(n_ecg)
+        self.n_iegm = int(n_iegm)
+        self.name = name
+        harmonics = int(cfg.mains_harmonics)
+        common = dict(fs=self.fs, mains_hz=cfg.mains_hz, notch_q=cfg.notch_q, order=cfg.order, mains_harmonics=harmonics)
+        # band name -> (channel slice, sos (n_sections, 6))
+        self._slices: dict[str, slice] = {}
+        self.sos: dict[str, np.ndarray] = {}
+        if self.n_ecg:
+            self._slices["ecg"] = slice(0, self.n_ecg)
+            self.sos["ecg"] = design_band(highpass_hz=cfg.ecg_highpass_hz, lowpass_hz=cfg.ecg_lowpass_hz, band="ecg", **common)
+        if self.n_iegm:
+            self._slices["iegm"] = slice(self.n_ecg, self.n_ecg + self.n_iegm)
+            self.sos["iegm"] = design_band(highpass_hz=cfg.iegm_highpass_hz, lowpass_hz=cfg.iegm_lowpass_hz, band="iegm", **common)
+        # Unit-step steady state per band, (n_sections, 2); scaled by the first sample on priming.
+        self._zi_unit = {band: sps.sosfilt_zi(sos) for band, sos in self.sos.items()}
+        self.settle_samples = int(round(cfg.settle_s * self.fs))
+        self.reset()
+
+    @property
+    def n_channels(self) -> int:
+        return self.n_ecg + self.n_iegm
+
+    @property
+    def in_warmup(self) -> bool:
+        """True while fewer than ``settle_samples`` samples have gone through the bank."""
+        return self.samples_seen < self.settle_samples
+
+    def reset(self) -> None:
+        """Forget all state (delay lines zeroed, sample counter 0; the next sample primes again)."""
+        # zi[band]: (n_sections, 2, n_channels_in_band) float64
+        self.zi: dict[str, np.ndarray] = {
+            band: np.zeros((sos.shape[0], 2, sl.stop - sl.start)) for (band, sl), sos in zip(self._slices.items(), self.sos.values())
+        }
+        self.samples_seen = 0
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.n_channels:
+            raise StreamError(self.name, f"expected samples shaped (n, {self.n_channels}), got {x.shape}")
+        x64 = x.astype(np.float64, copy=False)
+        if not np.isfinite(x64).all():
+            bad = np.flatnonzero(~np.isfinite(x64).all(axis=0)).tolist()
+            raise StreamError(self.name, f"non-finite samples in channel(s) {bad}; replace or mask them before filtering")
+        return x64
+
+    def process(self, x: np.ndarray) -> np.ndarray:
+        """Filter the next chunk. x: (n, n_channels) -> (n, n_channels) float32."""
+        x64 = self._check(x)  # (n, C) float64
+        n = x64.shape[0]
+        out = np.empty((n, self.n_channels), dtype=np.float32)
+        if n == 0:
+            return out
+        first = self.samples_seen == 0
+        for band, sl in self._slices.items():
+            xb = x64[:, sl]  # (n, c_band)
+            if first:
+                # (n_sections, 2, 1) * (1, 1, c_band): steady state for a constant input = first sample
+                self.zi[band] = self._zi_unit[band][:, :, None] * xb[0][None, None, :]
+            yb, self.zi[band] = sps.sosfilt(self.sos[band], xb, axis=0, zi=self.zi[band])
+            out[:, sl] = yb
+        self.samples_seen += n
+        return out
+
+    def __repr__(self) -> str:
+        return f"FilterBank(fs={self.fs:g}, n_ecg={self.n_ecg}, n_iegm={self.n_iegm}, sections={ {b: s.shape[0] for b, s in self.sos.items()} })"
+
+
+def filter_signal(x: np.ndarray, fs: float, cfg: FilterConfig, *, n_ecg: int = 12, n_iegm: int = 7) -> np.ndarray:
+    """Offline helper: a fresh :class:`FilterBank` fed the whole (n, n_ecg + n_iegm) array -> float32."""
+    return FilterBank(fs=fs, cfg=cfg, n_ecg=n_ecg, n_iegm=n_iegm).process(x)
