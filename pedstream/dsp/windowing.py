@@ -1,0 +1,108 @@
+"""Sliding windows and THE window normalisation used by both training and serving.
+
+``normalize_window`` is a per-window, per-channel z-score (``NORMALIZATION = "window_zscore"``,
+the name written into the model metadata): for each channel of each window, subtract its mean and
+divide by its standard deviation over time; absent channels (``present`` False) are exactly 0;
+flat channels (std < ``NORM_EPS``, in the input's units, mV) are exactly 0; the result is clipped to
++/- ``NORM_CLIP``. Statistics are computed in float64, the result is float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pedstream.errors import ConfigError, StreamError
+
+__all__ = [
+    "NORMALIZATION",
+    "NORM_EPS",
+    "NORM_CLIP",
+    "window_samples",
+    "Windower",
+    "normalize_window",
+    "split_modalities",
+]
+
+NORMALIZATION = "window_zscore"
+NORM_EPS = 1e-6  # mV: a channel whose std over the window is below this is treated as flat
+NORM_CLIP = 10.0  # z-scores are clipped to +/- this
+
+
+def window_samples(window_s: float, fs: float) -> int:
+    """Samples in a window of ``window_s`` seconds at ``fs`` Hz: ``int(round(window_s * fs))`` (2.5 s at 977 Hz = 2442)."""
+    if not (window_s > 0 and fs > 0):
+        raise ConfigError([("window_s", f"window ({window_s!r} s) and fs ({fs!r} Hz) must be positive")], source="windowing")
+    n = int(round(window_s * fs))
+    if n < 1:
+        raise ConfigError([("window_s", f"{window_s!r} s at {fs!r} Hz is less than one sample")], source="windowing")
+    return n
+
+
+class Windower:
+    """Yields the absolute start index of each sliding window as it becomes complete.
+
+    Windows start at ``start, start + hop, start + 2 * hop, ...`` and span ``window`` samples. Call
+    :meth:`update` with the total number of samples available so far; it returns the starts of the
+    windows that became complete since the last call (``s + window <= total``), in order.
+    :meth:`reset` restarts the grid at a later sample (e.g. after a gap, or after warm-up).
+    """
+
+    def __init__(self, *, window: int, hop: int, start: int = 0) -> None:
+        if int(window) < 1:
+            raise ConfigError([("window", f"must be >= 1 sample (got {window})")], source="windowing")
+        if int(hop) < 1:
+            raise ConfigError([("hop", f"must be >= 1 sample (got {hop})")], source="windowing")
+        if int(start) < 0:
+            raise ConfigError([("start", f"must be >= 0 (got {start})")], source="windowing")
+        self.window = int(window)
+        self.hop = int(hop)
+        self.next_start = int(start)
+
+    def reset(self, start: int) -> None:
+        """The next window starts at absolute sample ``start``."""
+        self.next_start = int(start)
+
+    def update(self, total_samples: int) -> list[int]:
+        """Starts of the windows completed now that ``total_samples`` samples exist."""
+        last_start = int(total_samples) - self.window  # largest start whose window is complete
+        if last_start < self.next_start:
+            return []
+        starts = list(range(self.next_start, last_start + 1, self.hop))
+        self.next_start = starts[-1] + self.hop
+        return starts
+
+    __call__ = update
+
+
+def normalize_window(x: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """Per-window per-channel z-score of (C, T) or (B, C, T) -> float32 of the same shape.
+
+    ``present``: (C,) or (B, C) bool (None = all present); absent channels come out exactly 0.
+    """
+    x = np.asarray(x)
+    if x.ndim not in (2, 3):
+        raise StreamError("normalize_window", f"expected a window shaped (C, T) or (B, C, T), got {x.shape}")
+    if x.shape[-1] < 1:
+        raise StreamError("normalize_window", f"window has no samples (shape {x.shape})")
+    x64 = x.astype(np.float64, copy=False)
+    if not np.isfinite(x64).all():
+        raise StreamError("normalize_window", "window contains non-finite samples")
+    mean = x64.mean(axis=-1, keepdims=True)  # (..., C, 1)
+    std = x64.std(axis=-1, keepdims=True)  # (..., C, 1)
+    ok = std >= NORM_EPS  # (..., C, 1)
+    if present is not None:
+        p = np.asarray(present, dtype=bool)
+        if p.shape != x.shape[:-1] and p.shape != x.shape[-2:-1]:
+            raise StreamError("normalize_window", f"present mask shaped {p.shape} does not match window {x.shape}")
+        ok = ok & np.broadcast_to(p, x.shape[:-1])[..., None]
+    z = (x64 - mean) / np.where(ok, std, 1.0)
+    z = np.where(ok, np.clip(z, -NORM_CLIP, NORM_CLIP), 0.0)
+    return z.astype(np.float32)
+
+
+def split_modalities(x: np.ndarray, n_ecg: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """(..., 19, T) -> (ecg (..., n_ecg, T), iegm (..., 19 - n_ecg, T)) views along the channel axis."""
+    x = np.asarray(x)
+    if x.ndim < 2 or not 0 <= n_ecg <= x.shape[-2]:
+        raise StreamError("split_modalities", f"cannot take {n_ecg} ECG channels from an array shaped {x.shape}")
+    return x[..., :n_ecg, :], x[..., n_ecg:, :]
