@@ -106,6 +106,7 @@ class MQTTSource(SourceBase):
         self.connected = asyncio.Event()  # set while subscribed
         self.connects = 0
         self._streams: dict[str, _Stream] = {}
+        self._client: aiomqtt.Client | None = None
 
     @classmethod
     def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "MQTTSource":
@@ -140,6 +141,7 @@ class MQTTSource(SourceBase):
                 client = aiomqtt.Client(self.host, self.port, identifier=f"{self.client_id}",
                                         protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
                                         keepalive=self.keepalive_s, socket_options=NODELAY)
+                self._client = client
                 async with client:
                     await client.subscribe([(topic_for(self.prefix, "+", "meta"), 1),
                                             (topic_for(self.prefix, "+", "data"), self.qos)],
