@@ -1,0 +1,272 @@
+"""Per-stream rhythm calls and alarms: smoothing, hysteresis, priorities, age-banded heart-rate limits.
+
+One :class:`AlarmTracker` per stream consumes the model's class probabilities for each classified
+window (``(C,)`` float, summing to 1) and the current heart rate (bpm, or ``None``), and returns the
+smoothed rhythm call plus any alarm transitions. All decisions are per window, so the tracker is
+deterministic and needs no clock.
+
+Rhythm alarms (per class with a priority other than ``none``):
+
+- **onset**: the smoothed probability of the class is ``>= onset_p`` for ``onset_windows``
+  consecutive windows;
+- **offset**: it stays ``< offset_p`` (``offset_p <= onset_p``: hysteresis) for ``offset_windows``
+  consecutive windows.
+
+Heart-rate alarms (``hr_high`` / ``hr_low``) use the limits of the child's age band
+(:func:`hr_limits_for_age`) with the same window-count hysteresis and a bpm margin for the offset.
+
+:func:`save_strip` draws the monitor-style alarm printout (matplotlib Agg, call it in a thread).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from pedstream.config import AlarmsSection, HRBand
+
+__all__ = [
+    "Priority",
+    "PRIORITY_RANK",
+    "RhythmCall",
+    "AlarmTransition",
+    "ProbabilitySmoother",
+    "AlarmTracker",
+    "hr_limits_for_age",
+    "save_strip",
+]
+
+Priority = Literal["high", "medium", "advisory", "none"]
+PRIORITY_RANK: dict[str, int] = {"none": 0, "advisory": 1, "medium": 2, "high": 3}
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmCall:
+    """The smoothed call for one window: ``label`` with confidence ``p`` (smoothed probability)."""
+
+    label: str
+    p: float
+    probs: tuple[float, ...]  # (C,) smoothed class probabilities
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    """An alarm turning on or off. ``label`` is a class name or ``hr_high``/``hr_low``."""
+
+    kind: Literal["alarm_on", "alarm_off"]
+    label: str
+    priority: str
+    p: float | None = None
+    hr: float | None = None
+    detail: str = ""
+
+
+class ProbabilitySmoother:
+    """Temporal smoothing of per-window class probabilities.
+
+    ``method="mean"``: moving average over the last ``n`` windows. ``method="ema"``: exponential
+    moving average with ``alpha = 2 / (n + 1)`` (the usual span convention), seeded with the first
+    window.
+    """
+
+    def __init__(self, *, n_classes: int, n: int, method: Literal["mean", "ema"] = "mean") -> None:
+        self.n_classes = n_classes
+        self.n = max(1, int(n))
+        self.method = method
+        self._hist: deque[np.ndarray] = deque(maxlen=self.n)
+        self._ema: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self._hist.clear()
+        self._ema = None
+
+    def update(self, probs: np.ndarray) -> np.ndarray:
+        """Add one window's ``(C,)`` probabilities; return the smoothed ``(C,)`` float64 vector."""
+        p = np.asarray(probs, dtype=np.float64).reshape(self.n_classes)
+        if self.method == "ema":
+            alpha = 2.0 / (self.n + 1.0)
+            self._ema = p.copy() if self._ema is None else alpha * p + (1.0 - alpha) * self._ema
+            return self._ema.copy()
+        self._hist.append(p)
+        return np.mean(np.stack(self._hist), axis=0)
+
+
+def hr_limits_for_age(age_years: float | None, cfg: AlarmsSection) -> tuple[float, float, str]:
+    """``(low_bpm, high_bpm, band_name)`` for a child of ``age_years``.
+
+    The bands (``cfg.hr_bands``) are sorted by ``max_age_years``; a child belongs to the first band
+    whose ``max_age_years`` is above its age. Unknown age (``None``): ``cfg.default_age_years`` when
+    set, otherwise the widest limits over all bands (lowest low, highest high), so that no child gets
+    a false rate alarm from a wrong age guess — the dashboard says the age is unknown.
+    """
+    bands: list[HRBand] = sorted(cfg.hr_bands, key=lambda b: b.max_age_years)
+    if age_years is None:
+        age_years = cfg.default_age_years
+    if age_years is None:
+        return (min(b.low_bpm for b in bands), max(b.high_bpm for b in bands), "age unknown")
+    for b in bands:
+        if age_years < b.max_age_years:
+            return (b.low_bpm, b.high_bpm, b.name)
+    last = bands[-1]
+    return (last.low_bpm, last.high_bpm, last.name)
+
+
+class _Hysteresis:
+    """Window-count hysteresis: on after ``n_on`` consecutive ``hot``, off after ``n_off`` ``cold``."""
+
+    __slots__ = ("n_on", "n_off", "active", "_on_run", "_off_run")
+
+    def __init__(self, n_on: int, n_off: int) -> None:
+        self.n_on, self.n_off = n_on, n_off
+        self.active = False
+        self._on_run = 0
+        self._off_run = 0
+
+    def step(self, hot: bool, cold: bool) -> Literal["on", "off"] | None:
+        if not self.active:
+            self._on_run = self._on_run + 1 if hot else 0
+            if self._on_run >= self.n_on:
+                self.active, self._on_run, self._off_run = True, 0, 0
+                return "on"
+        else:
+            self._off_run = self._off_run + 1 if cold else 0
+            if self._off_run >= self.n_off:
+                self.active, self._on_run, self._off_run = False, 0, 0
+                return "off"
+        return None
+
+    def reset(self) -> None:
+        self.active = False
+        self._on_run = self._off_run = 0
+
+
+class AlarmTracker:
+    """Per-stream smoothing, rhythm call and alarm state machine.
+
+    ``update(probs, hr)`` -> ``(call, transitions)``. ``active`` maps each active alarm label to its
+    priority; :attr:`top_alarm` is the highest-priority active one (for the dashboard).
+    """
+
+    def __init__(self, *, class_names: Sequence[str], cfg: AlarmsSection, age_years: float | None = None) -> None:
+        self.class_names = list(class_names)
+        self.cfg = cfg
+        self.age_years = age_years
+        self.hr_low, self.hr_high, self.hr_band = hr_limits_for_age(age_years, cfg)
+        self.smoother = ProbabilitySmoother(n_classes=len(self.class_names), n=cfg.smoothing_windows,
+                                            method=cfg.smoothing)
+        self._rhythm: dict[str, _Hysteresis] = {}
+        self.priorities: dict[str, str] = {}
+        for name in self.class_names:
+            prio = cfg.priorities.get(name, cfg.default_priority)
+            self.priorities[name] = prio
+            if prio != "none":
+                self._rhythm[name] = _Hysteresis(cfg.onset_windows, cfg.offset_windows)
+        self._hr_hi = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
+        self._hr_lo = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
+        self.active: dict[str, str] = {}
+
+    @property
+    def top_alarm(self) -> tuple[str, str] | None:
+        """``(label, priority)`` of the highest-priority active alarm, or ``None``."""
+        if not self.active:
+            return None
+        label = max(self.active, key=lambda k: PRIORITY_RANK[self.active[k]])
+        return label, self.active[label]
+
+    def reset_smoothing(self) -> None:
+        """Forget the probability history (after a signal gap); active alarms stay until cleared."""
+        self.smoother.reset()
+
+    def update(self, probs: np.ndarray, hr: float | None) -> tuple[RhythmCall, list[AlarmTransition]]:
+        sm = self.smoother.update(probs)
+        k = int(np.argmax(sm))
+        call = RhythmCall(label=self.class_names[k], p=float(sm[k]), probs=tuple(float(v) for v in sm))
+        out: list[AlarmTransition] = []
+        for name, hyst in self._rhythm.items():
+            p = float(sm[self.class_names.index(name)])
+            step = hyst.step(hot=p >= self.cfg.onset_p, cold=p < self.cfg.offset_p)
+            if step is not None:
+                out.append(self._transition(step, name, self.priorities[name], p=p, hr=hr))
+        if hr is not None and np.isfinite(hr):
+            margin = self.cfg.hr_hysteresis_bpm
+            step = self._hr_hi.step(hot=hr > self.hr_high, cold=hr <= self.hr_high - margin)
+            if step is not None:
+                out.append(self._transition(step, "hr_high", self.cfg.hr_priority, p=None, hr=hr,
+                                            detail=f"limit {self.hr_high:g} bpm ({self.hr_band})"))
+            step = self._hr_lo.step(hot=hr < self.hr_low, cold=hr >= self.hr_low + margin)
+            if step is not None:
+                out.append(self._transition(step, "hr_low", self.cfg.hr_priority, p=None, hr=hr,
+                                            detail=f"limit {self.hr_low:g} bpm ({self.hr_band})"))
+        return call, out
+
+    def _transition(self, step: str, label: str, priority: str, *, p: float | None, hr: float | None,
+                    detail: str = "") -> AlarmTransition:
+        if step == "on":
+            self.active[label] = priority
+            return AlarmTransition("alarm_on", label, priority, p=p, hr=hr, detail=detail)
+        self.active.pop(label, None)
+        return AlarmTransition("alarm_off", label, priority, p=p, hr=hr, detail=detail)
+
+
+def save_strip(
+    path: Path,
+    *,
+    data: np.ndarray,
+    fs: float,
+    channel_names: Sequence[str],
+    present: np.ndarray,
+    onset_s: float,
+    title: str,
+    n_ecg: int = 12,
+) -> Path:
+    """Write a monitor-printout style strip PNG.
+
+    ``data`` is ``(T, 19)`` float mV (canonical order, absent channels ignored via ``present``
+    ``(19,) bool``), ``onset_s`` the alarm onset in seconds from the strip's start (drawn as a red
+    line). Standard paper scale: 25 mm/s, 10 mm/mV, pink 1 mm / 5 mm grid. Uses the Agg backend and
+    no pyplot state, so it is safe in a worker thread.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = np.asarray(data, dtype=np.float64)
+    rows = [i for i in range(data.shape[1]) if bool(present[i])]
+    n_t = data.shape[0]
+    dur = n_t / fs
+    t = np.arange(n_t) / fs
+    row_mv = 3.0  # vertical space per trace, mV
+    height_mv = row_mv * max(1, len(rows))
+    # 25 mm/s and 10 mm/mV -> figure size in inches (25.4 mm per inch), clipped to a sane size
+    w_in = min(max(dur * 25 / 25.4, 4.0), 12.0)
+    h_in = min(max(height_mv * 10 / 25.4 * 0.45, 3.0), 24.0)
+    fig = Figure(figsize=(w_in, h_in), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.06, 0.04, 0.93, 0.9))
+    ax.set_facecolor("#fff5f5")
+    for x in np.arange(0, dur + 1e-9, 0.04):  # 1 mm at 25 mm/s
+        ax.axvline(x, color="#f4c2c2", lw=0.3 if round(x / 0.04) % 5 else 0.8, zorder=0)
+    for y in np.arange(-height_mv, row_mv + 1e-9, 0.1):  # 1 mm at 10 mm/mV
+        ax.axhline(y, color="#f4c2c2", lw=0.3 if round(y / 0.1) % 5 else 0.8, zorder=0)
+    yticks, ylabels = [], []
+    for r, ch in enumerate(rows):
+        base = -r * row_mv
+        trace = data[:, ch] - np.median(data[:, ch])
+        trace = np.clip(trace, -row_mv / 2 * 1.4, row_mv / 2 * 1.4)
+        ax.plot(t, base + trace, lw=0.6, color="black" if ch < n_ecg else "#1a3c8c")
+        yticks.append(base)
+        ylabels.append(channel_names[ch])
+    ax.axvline(onset_s, color="red", lw=1.2)
+    ax.set_xlim(0, dur)
+    ax.set_ylim(-height_mv + row_mv / 2, row_mv)
+    ax.set_yticks(yticks, ylabels, fontsize=7)
+    ax.set_xlabel("s (25 mm/s, 10 mm/mV)", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(title, fontsize=9, x=0.06, ha="left")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

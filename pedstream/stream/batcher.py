@@ -1,0 +1,190 @@
+"""Cross-stream inference batching: one task, bounded per-stream queues, ONNX Runtime off the loop.
+
+Streams ``submit`` ready windows (never blocking, never awaiting). The single inference task
+(:meth:`InferenceBatcher.run`) waits for the first pending window, then collects more until
+``max_batch`` windows are pending or ``max_wait_ms`` have passed since the oldest one arrived, takes
+them round-robin across streams (so a busy stream cannot starve a quiet one), stacks them and runs
+the model in a worker thread, so the event loop keeps ingesting while ONNX Runtime works.
+
+When inference falls behind, a stream's queue fills up (``queue_windows``) and its OLDEST pending
+window is dropped: the freshest data is what a monitor must show. Drops are counted per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+__all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "RunsModel"]
+
+
+class RunsModel(Protocol):
+    def run(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass(slots=True)
+class WindowItem:
+    """One normalised window waiting for inference.
+
+    ``x``: ``(19, T)`` float32 normalised (canonical order, absent channels 0); ``mask``: ``(19,)``
+    float32; ``start``: window start sample index at the model rate; ``t_received``: monotonic time
+    the window's last sample arrived; ``t_enqueued``: monotonic time it was submitted.
+    """
+
+    stream_id: str
+    start: int
+    x: np.ndarray  # (19, T) float32
+    mask: np.ndarray  # (19,) float32
+    t_received: float
+    t_enqueued: float = field(default_factory=time.monotonic)
+    meta: Any = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """A window's model output: ``logits (C,)``, ``embedding (D,)``; ``infer_ms`` of its batch."""
+
+    item: WindowItem
+    logits: np.ndarray
+    embedding: np.ndarray
+    batch_size: int
+    infer_ms: float
+
+
+class InferenceBatcher:
+    """Collects windows from all streams and runs them through ``session`` in batches.
+
+    ``on_results(results)`` is called on the event loop with each batch's :class:`BatchResult`
+    list (in the batch's order). ``n_ecg`` leads come first in ``x``; the rest are IEGM.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: RunsModel,
+        on_results: Callable[[list[BatchResult]], None],
+        max_batch: int = 32,
+        max_wait_ms: float = 20.0,
+        queue_windows: int = 4,
+        n_ecg: int = 12,
+        threads: int = 1,
+    ) -> None:
+        if max_batch < 1 or queue_windows < 1:
+            raise ValueError("max_batch and queue_windows must be >= 1")
+        self.session = session
+        self.on_results = on_results
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.queue_windows = queue_windows
+        self.n_ecg = n_ecg
+        self._queues: OrderedDict[str, deque[WindowItem]] = OrderedDict()
+        self._rr: deque[str] = deque()  # round-robin order of stream ids
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ort")
+        self.dropped: dict[str, int] = {}
+        self.batches = 0
+        self.windows = 0
+        self.batch_sizes: deque[int] = deque(maxlen=1000)
+        self.infer_ms: deque[float] = deque(maxlen=1000)
+        self.busy = False
+
+    # -- producer side (event loop, never blocks) ------------------------------------------------
+    def submit(self, item: WindowItem) -> None:
+        q = self._queues.get(item.stream_id)
+        if q is None:
+            q = self._queues[item.stream_id] = deque()
+            self._rr.append(item.stream_id)
+            self.dropped.setdefault(item.stream_id, 0)
+        if len(q) >= self.queue_windows:
+            q.popleft()  # drop the OLDEST pending window of this stream
+            self.dropped[item.stream_id] += 1
+        q.append(item)
+        self._wake.set()
+
+    def remove_stream(self, stream_id: str) -> None:
+        """Forget a stream's pending windows (its drop count is kept)."""
+        self._queues.pop(stream_id, None)
+        try:
+            self._rr.remove(stream_id)
+        except ValueError:
+            pass
+
+    @property
+    def pending(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    def queue_depth(self, stream_id: str) -> int:
+        q = self._queues.get(stream_id)
+        return 0 if q is None else len(q)
+
+    # -- consumer side ------------------------------------------------------------------------------
+    def _oldest_enqueued(self) -> float | None:
+        heads = [q[0].t_enqueued for q in self._queues.values() if q]
+        return min(heads) if heads else None
+
+    def take_batch(self) -> list[WindowItem]:
+        """Take up to ``max_batch`` windows, one per stream per round (round-robin, oldest first)."""
+        batch: list[WindowItem] = []
+        while len(batch) < self.max_batch and self.pending:
+            for _ in range(len(self._rr)):
+                sid = self._rr[0]
+                self._rr.rotate(-1)
+                q = self._queues.get(sid)
+                if q:
+                    batch.append(q.popleft())
+                    if len(batch) >= self.max_batch:
+                        break
+        return batch
+
+    async def run(self) -> None:
+        """The inference task: runs until cancelled."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                while not self.pending:
+                    self._wake.clear()
+                    await self._wake.wait()
+                # wait for a full batch or until the oldest pending window has waited max_wait
+                while self.pending < self.max_batch:
+                    oldest = self._oldest_enqueued()
+                    if oldest is None:
+                        break
+                    remaining = oldest + self.max_wait_s - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=remaining)
+                    except TimeoutError:
+                        break
+                batch = self.take_batch()
+                if not batch:
+                    continue
+                x = np.stack([b.x for b in batch])  # (B, 19, T)
+                mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
+                ecg = np.ascontiguousarray(x[:, : self.n_ecg])  # (B, 12, T)
+                iegm = np.ascontiguousarray(x[:, self.n_ecg:])  # (B, 7, T)
+                t0 = time.perf_counter()
+                self.busy = True
+                try:
+                    logits, emb = await loop.run_in_executor(self._executor, self.session.run, ecg, iegm, mask)
+                finally:
+                    self.busy = False
+                ms = (time.perf_counter() - t0) * 1000.0
+                self.batches += 1
+                self.windows += len(batch)
+                self.batch_sizes.append(len(batch))
+                self.infer_ms.append(ms)
+                self.on_results([
+                    BatchResult(item=b, logits=np.asarray(logits[i]), embedding=np.asarray(emb[i]),
+                                batch_size=len(batch), infer_ms=ms)
+                    for i, b in enumerate(batch)
+                ])
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)

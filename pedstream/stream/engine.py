@@ -1,0 +1,444 @@
+"""The streaming engine: sources -> per-stream pipelines -> one batched inference task -> calls,
+alarms, sinks.
+
+Usage::
+
+    async with Engine(cfg=cfg, session=session, sources=[src], sinks=[JsonLinesSink(path)]) as eng:
+        sub = eng.subscribe()                  # or subscribe before entering, to miss nothing
+        ev = await sub.wait_for(lambda e: e.kind == "alarm_on", timeout=30)
+
+On entry the engine enters its sinks, starts its named tasks in an :class:`asyncio.TaskGroup`
+(``inference``, one ``ingest-<n>`` per distinct source queue) and enters the sources; on exit it
+cancels and awaits them, writes pending alarm strips and closes sinks. All per-stream DSP runs on the
+event loop (cheap, causal, per chunk); ONNX Runtime runs in a worker thread; alarm strips are drawn
+in threads. A problem with one stream (unknown channel names, bad chunk) becomes an ``error``
+event for that stream; the other streams carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from pedstream.config import Config
+from pedstream.dsp.windowing import window_samples
+from pedstream.errors import PedstreamError
+from pedstream.stream.alarms import AlarmTracker, hr_limits_for_age, save_strip
+from pedstream.stream.batcher import BatchResult, InferenceBatcher
+from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
+from pedstream.stream.sinks import MonitorEvent
+from pedstream.stream.sources.base import ChunkReceived, StreamAdded
+from pedstream.stream.sources.base import StreamError as StreamErrorEvent
+from pedstream.stream.sources.base import StreamInfo, StreamLost
+
+__all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner", "hr_limits_text"]
+
+log = logging.getLogger(__name__)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    v = list(values)
+    return float(np.percentile(v, q)) if v else None
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+class EventSubscription:
+    """An async iterator over the engine's :class:`MonitorEvent` objects from the moment it was made."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self._engine = engine
+        self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue()
+        self.seen: list[MonitorEvent] = []
+
+    def _put(self, ev: MonitorEvent) -> None:
+        self._queue.put_nowait(ev)
+
+    def __aiter__(self) -> "EventSubscription":
+        return self
+
+    async def __anext__(self) -> MonitorEvent:
+        ev = await self._queue.get()
+        self.seen.append(ev)
+        return ev
+
+    async def wait_for(self, predicate: Callable[[MonitorEvent], bool], *, timeout: float) -> MonitorEvent:
+        """The next event satisfying ``predicate``; raises :class:`TimeoutError` after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            async for ev in self:
+                if predicate(ev):
+                    return ev
+        raise TimeoutError  # pragma: no cover - the loop only ends by returning or timing out
+
+    def close(self) -> None:
+        self._engine._subscribers.discard(self)
+
+
+@dataclass
+class StreamStatus:
+    """What the dashboard shows for one stream."""
+
+    stream_id: str
+    source: str
+    fs: float
+    n_present: int = 0
+    has_ecg: bool = False
+    has_iegm: bool = False
+    units_assumed: bool = False
+    age_years: float | None = None
+    hr_band: str = ""
+    call: str | None = None
+    p: float | None = None
+    hr: float | None = None
+    rhythm_since: float | None = None  # monotonic time the current call started
+    alarm: tuple[str, str] | None = None  # (label, priority)
+    quality: str = "warm-up"
+    dropped: int = 0
+    windows: int = 0
+    queue: int = 0
+    error: str | None = None
+
+
+@dataclass
+class EngineSnapshot:
+    streams: list[StreamStatus]
+    windows_per_s: float
+    batch_mean: float | None
+    infer_p50: float | None
+    infer_p99: float | None
+    e2e_p50: float | None
+    e2e_p99: float | None
+    queue_depth: int
+    banner: str
+    windows_total: int
+    dropped_total: int
+    alarms_total: int
+    uptime_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def model_banner(meta: dict[str, Any]) -> str:
+    """One line stating what the model was trained on (from its metadata)."""
+    desc = str(meta.get("data_description", "")).strip() or "unknown data"
+    if meta.get("trained_on_simulated_data", False):
+        return f"DEMO MODEL trained on SIMULATED data ({desc}) — not for clinical use"
+    return f"Model trained on {desc} — research use only, not a medical device"
+
+
+class Engine:
+    """Monitors every stream its sources announce. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        cfg: Config,
+        session: Any,
+        sources: Sequence[Any] = (),
+        sinks: Sequence[Any] = (),
+        alarms_dir: Path | str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.sources = list(sources)
+        self.sinks = list(sinks)
+        meta = dict(getattr(session, "metadata", {}) or {})
+        self.meta = meta
+        self.class_names: list[str] = list(session.class_names)
+        self.fs = float(meta.get("fs", cfg.signal.fs))
+        self.window = int(meta.get("window_samples") or window_samples(float(meta.get("window_s", cfg.segments.window_s)), self.fs))
+        self.hop = window_samples(float(meta.get("hop_s", cfg.segments.hop_s)), self.fs)
+        self.banner = model_banner(meta)
+        self.alarms_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir)
+        self.batcher = InferenceBatcher(session=session, on_results=self._on_results,
+                                        max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
+                                        queue_windows=cfg.stream.queue_windows,
+                                        threads=cfg.stream.inference_threads)
+        self.pipelines: dict[str, StreamPipeline] = {}
+        self.trackers: dict[str, AlarmTracker] = {}
+        self.status: dict[str, StreamStatus] = {}
+        self._subscribers: set[EventSubscription] = set()
+        self._listeners: list[Callable[[MonitorEvent], None]] = []
+        self.e2e_ms: deque[float] = deque(maxlen=5000)
+        self._win_times: deque[float] = deque(maxlen=20000)
+        self.counts: dict[str, int] = {}
+        self.windows_total = 0
+        self.ignored_chunks = 0
+        self.strips: list[Path] = []
+        self._strip_tasks: set[asyncio.Task] = set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.t_start = time.monotonic()
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def __aenter__(self) -> "Engine":
+        self.t_start = time.monotonic()
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            for sink in self.sinks:
+                await stack.enter_async_context(sink)
+            self._tg = asyncio.TaskGroup()
+            await self._tg.__aenter__()
+            stack.push_async_callback(self._stop_tasks)
+            self._tasks.append(self._tg.create_task(self.batcher.run(), name="inference"))
+            queues: list[asyncio.Queue] = []
+            for src in self.sources:
+                if not any(q is src.events for q in queues):
+                    queues.append(src.events)
+            for i, q in enumerate(queues):
+                self._tasks.append(self._tg.create_task(self._ingest(q), name=f"ingest-{i}"))
+            for src in self.sources:
+                await stack.enter_async_context(src)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def _stop_tasks(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        tg, self._tg = self._tg, None
+        if tg is not None:
+            try:
+                await tg.__aexit__(None, None, None)
+            except BaseExceptionGroup as eg:
+                if not all(isinstance(e, asyncio.CancelledError) for e in eg.exceptions):
+                    raise
+        self._tasks.clear()
+        for pipe in self.pipelines.values():  # strips still waiting for post-onset samples
+            for strip in pipe.flush_strips():
+                self._write_strip(pipe, strip)
+        if self._strip_tasks:
+            await asyncio.gather(*self._strip_tasks, return_exceptions=True)
+
+    # -- events out --------------------------------------------------------------------------------------
+    def subscribe(self) -> EventSubscription:
+        sub = EventSubscription(self)
+        self._subscribers.add(sub)
+        return sub
+
+    def add_listener(self, fn: Callable[[MonitorEvent], None]) -> None:
+        """Call ``fn(event)`` synchronously for every event (must not block)."""
+        self._listeners.append(fn)
+
+    def _emit(self, ev: MonitorEvent) -> None:
+        self.counts[ev.kind] = self.counts.get(ev.kind, 0) + 1
+        for sink in self.sinks:
+            try:
+                sink.emit(ev)
+            except Exception as exc:  # a broken sink must not stop monitoring
+                log.warning("sink %s failed: %s", type(sink).__name__, exc)
+        for sub in list(self._subscribers):
+            sub._put(ev)
+        for fn in self._listeners:
+            fn(ev)
+
+    def _error(self, stream_id: str, message: str) -> None:
+        st = self.status.get(stream_id)
+        if st is not None:
+            st.error = message
+        self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message}))
+
+    # -- ingestion -------------------------------------------------------------------------------------
+    async def _ingest(self, queue: asyncio.Queue) -> None:
+        while True:
+            ev = await queue.get()
+            self.handle(ev, time.monotonic())
+
+    def handle(self, ev: Any, t_received: float) -> None:
+        """Process one source event (synchronous, never blocks)."""
+        match ev:
+            case ChunkReceived(chunk=chunk):
+                pipe = self.pipelines.get(chunk.stream_id)
+                if pipe is None:
+                    self.ignored_chunks += 1
+                    return
+                try:
+                    res = pipe.feed(chunk, t_received)
+                except PedstreamError as exc:
+                    self._error(chunk.stream_id, str(exc))
+                    return
+                self._apply(pipe, res)
+            case StreamAdded(info=info):
+                self._add_stream(info)
+            case StreamLost(stream_id=sid, reason=reason):
+                pipe = self.pipelines.get(sid)
+                if pipe is not None:
+                    self._apply(pipe, pipe.mark_lost(reason))
+            case StreamErrorEvent(stream_id=sid, message=msg):
+                self._error(sid, msg)
+            case _:
+                log.warning("unknown source event %r", type(ev).__name__)
+
+    def _add_stream(self, info: StreamInfo) -> None:
+        sid = info.stream_id
+        old = self.pipelines.get(sid)
+        if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
+            old.info = info  # same stream back: the next chunk's index/timestamps decide about a gap
+            return
+        st = StreamStatus(stream_id=sid, source=info.source, fs=info.fs, units_assumed=info.units_assumed,
+                          age_years=info.age_years)
+        self.status[sid] = st
+        try:
+            pipe = StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop)
+        except PedstreamError as exc:
+            self.pipelines.pop(sid, None)
+            st.quality = "error"
+            self._error(sid, str(exc))
+            return
+        self.pipelines[sid] = pipe
+        self.batcher.remove_stream(sid)
+        tracker = AlarmTracker(class_names=self.class_names, cfg=self.cfg.alarms, age_years=info.age_years)
+        self.trackers[sid] = tracker
+        st.n_present, st.has_ecg, st.has_iegm = pipe.cmap.n_present, pipe.has_ecg, pipe.has_iegm
+        st.hr_band = f"{tracker.hr_band} {tracker.hr_low:g}-{tracker.hr_high:g}"
+        st.error = None
+        if pipe.cmap.unknown:
+            log.info("stream %s: channels %s not used", sid, list(pipe.cmap.unknown))
+
+    def _apply(self, pipe: StreamPipeline, res: Any) -> None:
+        sid = pipe.stream_id
+        st = self.status[sid]
+        for kind, reason in res.transitions:
+            if kind == "signal_loss":
+                self.trackers[sid].reset_smoothing()
+                self.batcher.remove_stream(sid)  # windows from before the gap are stale
+            self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason}))
+        for item in res.windows:
+            self.batcher.submit(item)
+        for strip in res.strips:
+            self._write_strip(pipe, strip)
+        st.quality = pipe.quality
+        st.queue = self.batcher.queue_depth(sid)
+        st.dropped = self.batcher.dropped.get(sid, 0)
+
+    # -- inference results -----------------------------------------------------------------------------
+    def _on_results(self, results: list[BatchResult]) -> None:
+        now = time.monotonic()
+        for r in results:
+            sid = r.item.stream_id
+            pipe, tracker, st = self.pipelines.get(sid), self.trackers.get(sid), self.status.get(sid)
+            if pipe is None or tracker is None or st is None:
+                continue
+            probs = _softmax(r.logits)  # (C,)
+            hr = pipe.heart_rate
+            call, transitions = tracker.update(probs, hr)
+            latency = (now - r.item.t_received) * 1000.0
+            self.e2e_ms.append(latency)
+            self._win_times.append(now)
+            self.windows_total += 1
+            raw = int(np.argmax(probs))
+            if call.label != st.call:
+                st.rhythm_since = now
+            st.call, st.p, st.hr, st.windows = call.label, call.p, hr, st.windows + 1
+            self._emit(MonitorEvent(stream=sid, kind="call", label=call.label, p=call.p, hr=hr, latency_ms=latency,
+                                    extra={"window_start": r.item.start, "raw_label": self.class_names[raw],
+                                           "raw_p": round(float(probs[raw]), 4)}))
+            for tr in transitions:
+                extra: dict[str, Any] = {"priority": tr.priority}
+                if tr.detail:
+                    extra["detail"] = tr.detail
+                if tr.kind == "alarm_on" and self.cfg.alarms.strips:
+                    path = self._strip_path(sid, tr.label)
+                    extra["strip"] = str(path)
+                    pipe.request_strip(StripRequest(onset=r.item.start + pipe.window, label=tr.label,
+                                                    priority=tr.priority, t_iso=str(path)))
+                self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
+                                        latency_ms=latency, extra=extra))
+            st.alarm = tracker.top_alarm
+            st.dropped = self.batcher.dropped.get(sid, 0)
+            st.queue = self.batcher.queue_depth(sid)
+
+    # -- strips ------------------------------------------------------------------------------------------------
+    def _strip_path(self, sid: str, label: str) -> Path:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%f")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sid}_{label}")
+        return self.alarms_dir / f"{safe}_{stamp}.png"
+
+    def _write_strip(self, pipe: StreamPipeline, strip: ReadyStrip) -> None:
+        from pedstream.data.channels import CANONICAL_CHANNELS
+
+        req = strip.request
+        path = Path(req.t_iso)
+        title = (f"{pipe.stream_id}  ALARM {req.label.upper()} ({req.priority})  {path.stem.rsplit('_', 2)[-2]}  "
+                 f"HR {pipe.heart_rate or float('nan'):.0f} bpm  — {self.banner}")
+
+        async def _draw() -> None:
+            try:
+                await asyncio.to_thread(save_strip, path, data=strip.data, fs=pipe.fs, channel_names=CANONICAL_CHANNELS,
+                                        present=pipe.present, onset_s=strip.onset_s, title=title)
+                self.strips.append(path)
+            except Exception as exc:  # a failed drawing must not stop monitoring
+                log.warning("alarm strip %s: %s", path, exc)
+
+        task = asyncio.get_running_loop().create_task(_draw(), name=f"strip-{pipe.stream_id}")
+        self._strip_tasks.add(task)
+        task.add_done_callback(self._strip_tasks.discard)
+
+    # -- views ---------------------------------------------------------------------------------------------------
+    def snapshot(self) -> EngineSnapshot:
+        now = time.monotonic()
+        recent = [t for t in self._win_times if now - t <= 5.0]
+        span = min(5.0, max(now - self.t_start, 1e-3))
+        for sid, st in self.status.items():
+            pipe = self.pipelines.get(sid)
+            if pipe is not None:
+                st.quality = pipe.quality
+                st.hr = pipe.heart_rate
+            st.dropped = self.batcher.dropped.get(sid, 0)
+            st.queue = self.batcher.queue_depth(sid)
+        bs = list(self.batcher.batch_sizes)
+        return EngineSnapshot(
+            streams=list(self.status.values()),
+            windows_per_s=len(recent) / span,
+            batch_mean=float(np.mean(bs)) if bs else None,
+            infer_p50=percentile(self.batcher.infer_ms, 50), infer_p99=percentile(self.batcher.infer_ms, 99),
+            e2e_p50=percentile(self.e2e_ms, 50), e2e_p99=percentile(self.e2e_ms, 99),
+            queue_depth=self.batcher.pending, banner=self.banner, windows_total=self.windows_total,
+            dropped_total=sum(self.batcher.dropped.values()), alarms_total=self.counts.get("alarm_on", 0),
+            uptime_s=now - self.t_start,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """End-of-run figures (the CLI prints them)."""
+        return {
+            "streams": len(self.status),
+            "windows_classified": self.windows_total,
+            "alarms": self.counts.get("alarm_on", 0),
+            "errors": self.counts.get("error", 0),
+            "signal_loss": self.counts.get("signal_loss", 0),
+            "dropped_windows": sum(self.batcher.dropped.values()),
+            "e2e_latency_ms_p50": percentile(self.e2e_ms, 50),
+            "e2e_latency_ms_p99": percentile(self.e2e_ms, 99),
+            "inference_ms_p50": percentile(self.batcher.infer_ms, 50),
+            "inference_ms_p99": percentile(self.batcher.infer_ms, 99),
+            "batch_mean": float(np.mean(self.batcher.batch_sizes)) if self.batcher.batch_sizes else None,
+            "strips": len(self.strips),
+        }
+
+
+def hr_limits_text(age_years: float | None, cfg: Config) -> str:
+    lo, hi, band = hr_limits_for_age(age_years, cfg.alarms)
+    return f"{band}: {lo:g}-{hi:g} bpm"
+

@@ -1,0 +1,281 @@
+"""Per-stream processing: channel mapping, resampling, the training filter bank, windows, QRS, gaps.
+
+One :class:`StreamPipeline` per live stream. ``feed(chunk, t_received)`` takes a source
+:class:`~pedstream.stream.sources.base.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
+returns a :class:`FeedResult`: the windows that became ready (normalised exactly as in training,
+``(19, T)`` float32 + ``(19,)`` mask) and any state changes (``signal_loss`` / ``signal_ok``).
+
+Data path (all causal, chunk-size invariant)::
+
+    chunk (n, n_src) --resolve_channels--> (n, 19) --StreamResampler--> (k, 19) at the model fs
+      --FilterBank--> RingBuffer (filtered, 19 ch) --Windower(window, hop)--> normalize_window
+                                \\--> OnlineQRSDetector on the heart-rate lead -> heart rate
+
+Warm-up: after a (re)start the filter bank settles for ``settle_samples``; no window starting
+before that is classified (the dashboard shows "warm-up").
+
+Gaps: a chunk whose ``first_index`` is not the expected one, or whose first timestamp is more than
+``gap_tolerance_s`` away from where it should be, starts a new segment: the DSP state restarts, the
+stream is in ``signal_loss`` until a full clean window (after warm-up) exists again, then
+``signal_ok``. Windows never span a gap because the window grid restarts with the segment.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from pedstream.config import Config
+from pedstream.data.channels import CANONICAL_CHANNELS, ECG_CHANNELS, resolve_channels
+from pedstream.dsp.filters import FilterBank
+from pedstream.dsp.resample import StreamResampler
+from pedstream.dsp.ringbuffer import RingBuffer
+from pedstream.dsp.windowing import Windower, normalize_window
+from pedstream.errors import ChannelError, StreamError
+from pedstream.stream.batcher import WindowItem
+from pedstream.stream.sources.base import Chunk, StreamInfo
+
+__all__ = ["Quality", "FeedResult", "StripRequest", "StreamPipeline"]
+
+Quality = Literal["warm-up", "ok", "loss", "clipped"]
+N_CH = len(CANONICAL_CHANNELS)
+N_ECG = len(ECG_CHANNELS)
+
+
+@dataclass(slots=True)
+class StripRequest:
+    """A pending alarm strip: ``onset`` (ring index at the model fs) and what to title it."""
+
+    onset: int
+    label: str
+    priority: str
+    t_iso: str
+
+
+@dataclass(slots=True)
+class ReadyStrip:
+    request: StripRequest
+    data: np.ndarray  # (T, 19) float32 filtered mV
+    onset_s: float  # onset position from the strip's start, seconds
+
+
+@dataclass(slots=True)
+class FeedResult:
+    windows: list[WindowItem] = field(default_factory=list)
+    transitions: list[tuple[Literal["signal_loss", "signal_ok"], str]] = field(default_factory=list)
+    strips: list[ReadyStrip] = field(default_factory=list)
+
+
+class StreamPipeline:
+    """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
+    at construction when none of the stream's channel names is known."""
+
+    def __init__(self, *, info: StreamInfo, cfg: Config, fs: float, window: int, hop: int) -> None:
+        self.info = info
+        self.stream_id = info.stream_id
+        self.cfg = cfg
+        self.fs = float(fs)
+        self.window = int(window)
+        self.hop = int(hop)
+        where = f"stream {info.stream_id}"
+        try:
+            self.cmap = resolve_channels(info.channel_names, aliases=cfg.signal.aliases,
+                                         extra_ok=cfg.signal.extra_ok, where=where)
+        except ChannelError as exc:
+            raise StreamError(info.stream_id, exc.reason) from exc
+        if not np.isfinite(info.fs) or info.fs <= 0:
+            raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
+        self.present = self.cmap.present.copy()  # (19,) bool
+        self.mask = self.present.astype(np.float32)  # (19,) float32
+        self.has_ecg = bool(self.present[:N_ECG].any())
+        self.has_iegm = bool(self.present[N_ECG:].any())
+        self.qrs_channel = self._pick_qrs_channel(cfg.stream.qrs_lead)
+        self.resampler = StreamResampler(fs_in=info.fs, fs_out=self.fs, n_channels=N_CH, name=where)
+        self.filters = FilterBank(fs=self.fs, cfg=cfg.filters, name=where)
+        strip_need = int(np.ceil(cfg.alarms.strip_seconds * self.fs))
+        capacity = max(int(cfg.stream.ring_seconds * self.fs), strip_need + 2 * self.window)
+        self.ring = RingBuffer(n_channels=N_CH, capacity=capacity, name=where)
+        self.windower = Windower(window=self.window, hop=self.hop, start=self._first_start(0))
+        self.qrs = self._new_qrs()
+        self.segment_start = 0  # ring index where the current clean segment began
+        self.segment_t0: float | None = None  # source timestamp of the segment's first sample
+        self.expected_index: int | None = None
+        self.last_ts: float | None = None
+        self.state: Quality = "warm-up"
+        self.lost = False
+        self.windows_made = 0
+        self.gaps = 0
+        self._clip_hist: deque[tuple[int, int]] = deque()
+        self._clip_n = 0
+        self._clip_stuck = 0
+        self._absmax = np.zeros(N_CH)
+        self._prev = np.full(N_CH, np.nan)
+        self._strips: list[StripRequest] = []
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _pick_qrs_channel(self, lead: str) -> int | None:
+        names = list(CANONICAL_CHANNELS)
+        if lead in names and self.present[names.index(lead)]:
+            return names.index(lead)
+        ecg = np.flatnonzero(self.present[:N_ECG])
+        return int(ecg[0]) if ecg.size else None
+
+    def _new_qrs(self):  # type: ignore[no-untyped-def]
+        if self.qrs_channel is None:
+            return None
+        from pedstream.dsp.qrs import OnlineQRSDetector
+
+        return OnlineQRSDetector(fs=self.fs)
+
+    def _first_start(self, segment_start: int) -> int:
+        """First window start of a segment: on the segment's hop grid, after the filter settles."""
+        k = -(-self.filters.settle_samples // self.hop)  # ceil(settle / hop)
+        return segment_start + k * self.hop
+
+    @property
+    def heart_rate(self) -> float | None:
+        if self.qrs is None:
+            return None
+        hr = self.qrs.heart_rate()
+        if hr is None or not np.isfinite(hr) or hr <= 0:
+            return None
+        return float(hr)
+
+    @property
+    def quality(self) -> Quality:
+        if self.state in ("loss", "warm-up"):
+            return self.state
+        if self._clip_n and self._clip_stuck / self._clip_n > self.cfg.stream.clipped_fraction:
+            return "clipped"
+        return "ok"
+
+    def _restart_segment(self) -> None:
+        """Restart the DSP after a gap: the next sample begins a new clean segment."""
+        self.resampler.reset()
+        self.filters.reset()
+        self.qrs = self._new_qrs()
+        self.segment_start = self.ring.total_written
+        self.segment_t0 = None
+        self.windower.reset(self._first_start(self.segment_start))
+        self._clip_hist.clear()
+        self._clip_n = self._clip_stuck = 0
+        self._prev[:] = np.nan
+
+    def mark_lost(self, reason: str) -> FeedResult:
+        """The source lost the stream: enter ``signal_loss`` (the next data starts a new segment)."""
+        res = FeedResult()
+        if self.state != "loss":
+            res.transitions.append(("signal_loss", reason))
+        self.state = "loss"
+        self.lost = True
+        return res
+
+    def request_strip(self, req: StripRequest) -> None:
+        self._strips.append(req)
+
+    # -- the data path ----------------------------------------------------------------------------
+    def _gap_reason(self, chunk: Chunk) -> str | None:
+        if self.lost:
+            return "stream lost and back"
+        if self.expected_index is not None and chunk.first_index != self.expected_index:
+            return f"sample index jumped from {self.expected_index} to {chunk.first_index}"
+        if self.last_ts is not None and chunk.timestamps.size and np.isfinite(chunk.timestamps[0]):
+            dt = float(chunk.timestamps[0]) - self.last_ts - 1.0 / self.info.fs
+            if abs(dt) > self.cfg.stream.gap_tolerance_s:
+                return f"timestamps jumped by {dt:+.3f} s"
+        return None
+
+    def _update_clipping(self, raw: np.ndarray) -> None:
+        """Rail-stuck samples: equal to the previous sample and at the channel's running |max|."""
+        p = self.present
+        x = raw[:, p].astype(np.float64)  # (n, n_present)
+        if x.size == 0:
+            return
+        self._absmax[p] = np.maximum(self._absmax[p], np.abs(x).max(axis=0))
+        prev = np.vstack([self._prev[p][None, :], x[:-1]])
+        stuck = (x == prev) & (np.abs(x) >= 0.999 * self._absmax[p]) & (self._absmax[p] > 0.5)
+        self._prev[p] = x[-1]
+        n, s = x.size, int(stuck.sum())
+        self._clip_hist.append((n, s))
+        self._clip_n += n
+        self._clip_stuck += s
+        limit = self.window * max(1, int(p.sum()))
+        while self._clip_n - self._clip_hist[0][0] >= limit and len(self._clip_hist) > 1:
+            n0, s0 = self._clip_hist.popleft()
+            self._clip_n -= n0
+            self._clip_stuck -= s0
+
+    def feed(self, chunk: Chunk, t_received: float) -> FeedResult:
+        """Process one chunk; ``t_received`` is the monotonic time it arrived."""
+        res = FeedResult()
+        data = np.asarray(chunk.data)
+        if data.ndim != 2 or data.shape[1] != self.info.n_channels:
+            raise StreamError(self.stream_id, f"chunk shaped {data.shape}, expected (n, {self.info.n_channels}) "
+                                              f"for channels {self.info.channel_names}")
+        n = data.shape[0]
+        if n == 0:
+            return res
+        if not np.isfinite(data).all():
+            raise StreamError(self.stream_id, "chunk contains NaN/inf samples")
+        reason = self._gap_reason(chunk)
+        if reason is not None:
+            self.gaps += 1
+            if self.state != "loss":
+                res.transitions.append(("signal_loss", reason))
+            self.state = "loss"
+            self.lost = False
+            self._restart_segment()
+        self.expected_index = chunk.first_index + n
+        if chunk.timestamps.size:
+            self.last_ts = float(chunk.timestamps[-1])
+            if self.segment_t0 is None:
+                self.segment_t0 = float(chunk.timestamps[0])
+        mapped = self.cmap.apply(data)  # (n, 19) float32 mV
+        self._update_clipping(mapped)
+        y = self.resampler.process(mapped)  # (k, 19) at self.fs
+        if y.shape[0] == 0:
+            return res
+        first_out = self.resampler.samples_out - y.shape[0]
+        ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
+                                                  dtype=np.float64)
+        filt = self.filters.process(y)  # (k, 19) float32
+        self.ring.write(filt, ts)
+        if self.qrs is not None:
+            self.qrs.process(filt[:, self.qrs_channel])
+        for start in self.windower.update(self.ring.total_written):
+            if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
+                continue
+            win, _ = self.ring.read(start, start + self.window)  # (T, 19)
+            x = normalize_window(win.T, self.present)  # (19, T) float32
+            res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask,
+                                          t_received=t_received))
+            self.windows_made += 1
+            if self.state == "loss":
+                res.transitions.append(("signal_ok", f"clean window from sample {start}"))
+            self.state = "ok"
+        res.strips = self._ready_strips()
+        return res
+
+    def _ready_strips(self, *, force: bool = False) -> list[ReadyStrip]:
+        out: list[ReadyStrip] = []
+        keep: list[StripRequest] = []
+        total = int(round(self.cfg.alarms.strip_seconds * self.fs))
+        post = int(round(self.cfg.alarms.strip_post_s * self.fs))
+        for req in self._strips:
+            end = req.onset + post
+            if end > self.ring.total_written and not force:
+                keep.append(req)
+                continue
+            end = min(end, self.ring.total_written)
+            start = max(end - total, self.ring.oldest)
+            data, _ = self.ring.read(start, end)
+            out.append(ReadyStrip(request=req, data=data, onset_s=(req.onset - start) / self.fs))
+        self._strips = keep
+        return out
+
+    def flush_strips(self) -> list[ReadyStrip]:
+        """Strips still waiting for post-onset data, cut with what there is (at shutdown)."""
+        return self._ready_strips(force=True)

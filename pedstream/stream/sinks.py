@@ -1,0 +1,199 @@
+"""Where monitor events go: JSON lines (file or stdout), MQTT, an LSL marker stream.
+
+Every sink is an async context manager with a non-blocking ``emit(event)``; the engine enters the
+sinks it is given and calls ``emit`` for every :class:`MonitorEvent`. A sink never blocks the event
+loop: the file sinks write one short line and flush (cheap), the MQTT sink hands events to its own
+publishing task through an unbounded queue, the LSL sink pushes one string sample (non-blocking in
+liblsl).
+
+The JSON line format (one object per line)::
+
+    {"t": "2025-01-01T12:00:00.123456+00:00", "stream": "sim001", "kind": "call",
+     "label": "sinus", "p": 0.93, "hr": 112.4, "latency_ms": 18.2}
+
+``kind`` is one of ``call``, ``alarm_on``, ``alarm_off``, ``signal_loss``, ``signal_ok``,
+``error``. ``p``/``hr``/``latency_ms`` are ``null`` when they do not apply; ``latency_ms`` is the
+time from receiving the last sample of the classified window to emitting the call (monotonic
+clock). Alarm events add ``priority``; calls add ``window_start`` (sample index at the model rate);
+errors add ``message``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol, TextIO
+
+__all__ = [
+    "EventKind",
+    "MonitorEvent",
+    "Sink",
+    "JsonLinesSink",
+    "MQTTSink",
+    "LSLMarkerSink",
+]
+
+log = logging.getLogger(__name__)
+
+EventKind = Literal["call", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
+
+
+@dataclass(slots=True)
+class MonitorEvent:
+    """One event of the monitor (see the module docstring for the JSON form)."""
+
+    stream: str
+    kind: EventKind
+    label: str | None = None
+    p: float | None = None
+    hr: float | None = None
+    latency_ms: float | None = None
+    t: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "t": self.t,
+            "stream": self.stream,
+            "kind": self.kind,
+            "label": self.label,
+            "p": None if self.p is None else round(float(self.p), 4),
+            "hr": None if self.hr is None else round(float(self.hr), 1),
+            "latency_ms": None if self.latency_ms is None else round(float(self.latency_ms), 2),
+        }
+        d.update(self.extra)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+
+class Sink(Protocol):
+    async def __aenter__(self) -> "Sink": ...
+
+    async def __aexit__(self, *exc: object) -> bool | None: ...
+
+    def emit(self, event: MonitorEvent) -> None: ...
+
+
+class JsonLinesSink:
+    """Append events as JSON lines to ``path`` (or write them to ``stream``, e.g. stdout), flushing
+    after each event so that ``tail -f`` and crashed runs see every line."""
+
+    def __init__(self, path: Path | str | None = None, *, stream: TextIO | None = None) -> None:
+        if (path is None) == (stream is None):
+            raise ValueError("JsonLinesSink needs exactly one of path or stream")
+        self.path = None if path is None else Path(path)
+        self._stream = stream
+        self._fh: TextIO | None = None
+        self.count = 0
+
+    async def __aenter__(self) -> "JsonLinesSink":
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("a", encoding="utf-8")
+        else:
+            self._fh = self._stream
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.path is not None and self._fh is not None:
+            self._fh.close()
+        self._fh = None
+
+    def emit(self, event: MonitorEvent) -> None:
+        if self._fh is None:
+            return
+        self._fh.write(event.to_json() + "\n")
+        self._fh.flush()
+        self.count += 1
+
+    @classmethod
+    def stdout(cls) -> "JsonLinesSink":
+        return cls(stream=sys.stdout)
+
+
+class MQTTSink:
+    """Publish events (JSON) to ``<prefix>/<stream_id>/rhythm`` with aiomqtt (MQTT v5, QoS 0).
+
+    Publishing runs in its own task; ``emit`` only enqueues. Connection problems are logged and
+    retried with backoff; events that arrive while disconnected are kept up to ``max_pending``.
+    """
+
+    def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000) -> None:
+        self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
+        self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue(maxsize=max_pending)
+        self._task: asyncio.Task | None = None
+        self.published = 0
+        self.dropped = 0
+        self.connected = asyncio.Event()
+
+    async def __aenter__(self) -> "MQTTSink":
+        self._task = asyncio.create_task(self._run(), name="sink-mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def emit(self, event: MonitorEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _run(self) -> None:
+        import aiomqtt
+        from paho.mqtt.client import MQTTv5
+
+        backoff = 0.2
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, protocol=MQTTv5,
+                                          identifier=None) as client:
+                    self.connected.set()
+                    backoff = 0.2
+                    while True:
+                        ev = await self._queue.get()
+                        await client.publish(f"{self.prefix}/{ev.stream}/rhythm", ev.to_json(), qos=0)
+                        self.published += 1
+            except aiomqtt.MqttError as exc:
+                self.connected.clear()
+                log.warning("MQTT sink %s:%d: %s (retrying in %.1f s)", self.host, self.port, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+
+class LSLMarkerSink:
+    """An LSL marker outlet (type ``Markers``, one string channel, irregular rate) carrying each event
+    as its JSON line. Call ``pedstream.stream.lslconfig.configure_lsl`` before creating it."""
+
+    def __init__(self, *, name: str = "pedstream-events", source_id: str = "pedstream-events") -> None:
+        self.name, self.source_id = name, source_id
+        self._outlet: Any = None
+        self.count = 0
+
+    async def __aenter__(self) -> "LSLMarkerSink":
+        import pylsl
+
+        info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id)
+        self._outlet = pylsl.StreamOutlet(info)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._outlet = None
+
+    def emit(self, event: MonitorEvent) -> None:
+        if self._outlet is not None:
+            self._outlet.push_sample([event.to_json()])
+            self.count += 1
