@@ -1,0 +1,71 @@
+"""RingBuffer: absolute indexing, wrap-around, oversize writes, overwritten reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pedstream.dsp.ringbuffer import BufferOverrunError, RingBuffer
+from pedstream.errors import ConfigError, StreamError
+
+
+def _ramp(start: int, n: int, ch: int = 3) -> np.ndarray:
+    """Sample k carries the value k in every channel (so contents identify their absolute index)."""
+    return np.repeat(np.arange(start, start + n, dtype=np.float64)[:, None], ch, axis=1)
+
+
+def test_wrap_around_latest_and_read() -> None:
+    rb = RingBuffer(n_channels=3, capacity=10)
+    pos = 0
+    for n in (4, 4, 4, 5, 1, 9):  # several wraps with chunks that straddle the end
+        rb.write(_ramp(pos, n), np.arange(pos, pos + n) * 0.5)
+        pos += n
+        assert rb.total_written == pos
+        data, ts = rb.latest(min(pos, 10))
+        np.testing.assert_array_equal(data[:, 0], np.arange(pos - len(data), pos))
+        np.testing.assert_array_equal(ts, np.arange(pos - len(data), pos) * 0.5)
+    assert rb.dtype == np.float32 and data.dtype == np.float32
+    data, ts = rb.read(pos - 7, pos - 2)
+    np.testing.assert_array_equal(data[:, 1], np.arange(pos - 7, pos - 2))
+
+
+def test_write_larger_than_capacity_keeps_newest() -> None:
+    rb = RingBuffer(n_channels=3, capacity=8, dtype=np.float64)
+    rb.write(_ramp(0, 3))
+    rb.write(_ramp(3, 21), np.arange(3, 24, dtype=float))
+    assert rb.total_written == 24 and len(rb) == 8 and rb.oldest == 16
+    data, ts = rb.latest(8)
+    np.testing.assert_array_equal(data[:, 2], np.arange(16, 24))
+    np.testing.assert_array_equal(ts, np.arange(16, 24))
+
+
+def test_missing_timestamps_are_nan() -> None:
+    rb = RingBuffer(n_channels=1, capacity=4)
+    rb.write(np.ones((2, 1)), np.array([1.0, 2.0]))
+    rb.write(np.ones((3, 1)), None)
+    _, ts = rb.latest(4)
+    assert ts[0] == 2.0 and np.isnan(ts[1:]).all()
+
+
+def test_overwritten_or_future_reads_raise_clear_errors() -> None:
+    rb = RingBuffer(n_channels=2, capacity=5, name="stream x7")
+    rb.write(np.zeros((12, 2)))
+    with pytest.raises(BufferOverrunError, match=r"stream x7: samples \[3, 9\) are not all held; the buffer holds \[7, 12\) \(older samples were overwritten\)"):
+        rb.read(3, 9)
+    with pytest.raises(BufferOverrunError, match="not written yet"):
+        rb.read(10, 13)
+    with pytest.raises(BufferOverrunError, match="latest 6"):
+        rb.latest(6)
+    assert isinstance(BufferOverrunError("s", "r"), StreamError)
+
+
+def test_bad_input() -> None:
+    rb = RingBuffer(n_channels=2, capacity=5)
+    with pytest.raises(StreamError, match=r"expected samples shaped \(n, 2\)"):
+        rb.write(np.zeros((3, 3)))
+    with pytest.raises(StreamError, match="expected 3 timestamps"):
+        rb.write(np.zeros((3, 2)), np.zeros(2))
+    with pytest.raises(ConfigError, match="capacity"):
+        RingBuffer(n_channels=2, capacity=0)
+    rb.write(np.zeros((0, 2)))
+    assert rb.total_written == 0
