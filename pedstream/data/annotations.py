@@ -31,6 +31,7 @@ __all__ = [
     "Annotations",
     "EXTRA_SYMBOLS",
     "BEAT_SYMBOLS",
+    "NON_BEAT_SYMBOLS",
     "read_annotations",
     "write_annotations",
 ]
@@ -42,6 +43,9 @@ EXTRA_SYMBOLS: dict[str, tuple[int, str]] = {
 }
 # Symbols that mark a beat (a QRS), standard WFDB beat codes plus the Leipzig extras.
 BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?") | frozenset(EXTRA_SYMBOLS)
+# Standard WFDB symbols that are not beats: rhythm (+), quality (~), artefact (|), comment ("),
+# measurement, wave peaks/boundaries, flutter marks, blocked P waves. Any other symbol counts as a beat.
+NON_BEAT_SYMBOLS: frozenset[str] = frozenset('+~|"=^tpusT*D@()[]!x')
 
 @contextmanager
 def _quiet_wfdb():
@@ -101,8 +105,10 @@ class Annotations:
         return out
 
     def beat_mask(self) -> np.ndarray:
-        """(n,) bool: True where the symbol is a beat (QRS) label, not a rhythm/quality/comment mark."""
-        return np.fromiter((s in BEAT_SYMBOLS for s in self.symbol), dtype=bool, count=len(self))
+        """(n,) bool: True where the symbol is a beat (QRS) label, not a rhythm/quality/comment mark.
+
+        Every symbol outside :data:`NON_BEAT_SYMBOLS` counts as a beat (so do custom symbols)."""
+        return np.fromiter((s not in NON_BEAT_SYMBOLS for s in self.symbol), dtype=bool, count=len(self))
 
 
 def _ann_path(record_path: str | os.PathLike[str], extension: str) -> tuple[Path, str]:

@@ -1,0 +1,168 @@
+"""Train/validation/test splits of labelled windows (numpy + scikit-learn, no torch).
+
+Three protocols (``split.protocol``):
+
+- ``segment_split``: stratified by class over *windows*, the protocol of the published Leipzig
+  results. Windows of one child land in train and test alike, so scores are optimistic; the
+  result says so (``leaks_subjects``, ``warning``).
+- ``grouped_kfold``: subject-independent K-fold (``StratifiedGroupKFold``): no subject in two of
+  train/val/test; validation subjects are carved out of the training subjects.
+- ``leave_one_subject_out``: one fold per subject (in sorted subject order) as the test set.
+
+Every function returns :class:`SplitIndices` (sorted int64 window indices; it unpacks as
+``train, val, test``) or, with ``fold=None``, the list of all folds. ``val_fraction`` is a fraction
+of *all* windows (0 = no validation set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from pedstream.errors import ConfigError
+
+__all__ = ["SplitIndices", "segment_split", "grouped_kfold", "leave_one_subject_out", "shared_subjects"]
+
+
+@dataclass(frozen=True)
+class SplitIndices:
+    """Window indices (sorted (k,) int64 arrays) of one split; iterates as (train, val, test)."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    leaks_subjects: bool = False
+    warning: str = ""
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.train, self.val, self.test))
+
+
+def _idx(a: np.ndarray | list[int]) -> np.ndarray:
+    return np.sort(np.asarray(a, dtype=np.int64))
+
+
+def _strata(labels: np.ndarray) -> np.ndarray | None:
+    """Labels usable for stratification: classes with a single window are pooled; None if impossible."""
+    vals, counts = np.unique(labels, return_counts=True)
+    if vals.size < 2:
+        return None
+    rare = np.isin(labels, vals[counts < 2])
+    if not rare.any():
+        return labels
+    out = labels.astype(object).copy()
+    out[rare] = "__rare__"
+    if rare.sum() < 2:
+        return None
+    return out
+
+
+def shared_subjects(groups: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[str]:
+    """Subjects with windows in both index sets ``a`` and ``b``."""
+    return sorted(set(np.asarray(groups)[a].tolist()) & set(np.asarray(groups)[b].tolist()), key=str)
+
+
+def segment_split(labels: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> SplitIndices:
+    """Stratified window-level split (the published protocol; it leaks subjects).
+
+    ``labels``: (N,) class per window. With ``groups`` ((N,) subject per window) the warning counts
+    the subjects that appear in both train and test; without, the leak is assumed (one subject
+    contributes many windows).
+    """
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    n = labels.shape[0]
+    if not 0 < test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
+        raise ConfigError([("split", f"test_fraction {test_fraction} + val_fraction {val_fraction} must be in (0, 1)")])
+    if n < 3:
+        raise ConfigError([("split", f"a segment split needs at least 3 windows, got {n}")])
+    idx = np.arange(n)
+    rest, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=_strata(labels))
+    val = np.zeros(0, dtype=np.int64)
+    if val_fraction > 0:
+        frac = val_fraction / (1.0 - test_fraction)
+        rest, val = train_test_split(rest, test_size=frac, random_state=seed + 1, stratify=_strata(labels[rest]))
+    train, val, test = _idx(rest), _idx(val), _idx(test)
+    if groups is not None:
+        shared = shared_subjects(np.asarray(groups), train, test)
+        leaks = bool(shared)
+        warning = (f"segment split: {len(shared)} of {len(set(np.asarray(groups).tolist()))} subjects have windows in "
+                   f"both train and test; scores are optimistic (published protocol, not subject-independent)"
+                   if leaks else "")
+    else:
+        leaks = True
+        warning = ("segment split: windows of one subject can land in both train and test; scores are "
+                   "optimistic (published protocol, not subject-independent)")
+    return SplitIndices(train=train, val=val, test=test, leaks_subjects=leaks, warning=warning)
+
+
+def _carve_val(labels: np.ndarray, groups: np.ndarray, train: np.ndarray, *, val_fraction: float,
+               n_total: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Move whole training subjects to a validation set of about ``val_fraction * n_total`` windows."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if val_fraction <= 0 or train.size == 0:
+        return train, np.zeros(0, dtype=np.int64)
+    subj = np.unique(groups[train])
+    if subj.size < 2:
+        return train, np.zeros(0, dtype=np.int64)
+    want = val_fraction * n_total / train.size  # fraction of the training windows
+    k = int(np.clip(round(1.0 / max(want, 1e-9)), 2, subj.size))
+    sgkf = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    y = labels[train]
+    inner_tr, inner_va = next(sgkf.split(np.zeros(train.size), y, groups[train]))
+    return _idx(train[inner_tr]), _idx(train[inner_va])
+
+
+def grouped_kfold(labels: np.ndarray, groups: np.ndarray, *, folds: int, seed: int, val_fraction: float = 0.0,
+                  fold: int | None = None) -> SplitIndices | list[SplitIndices]:
+    """Subject-independent stratified K-fold (``StratifiedGroupKFold``); ``fold=None`` -> all folds.
+
+    ``labels``, ``groups``: (N,) class and subject per window. Raises :class:`ConfigError` when
+    there are fewer subjects than folds or ``fold`` is out of range.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if labels.shape != groups.shape:
+        raise ConfigError([("split", f"{labels.shape[0]} labels but {groups.shape[0]} subject ids")])
+    n_subj = np.unique(groups).size
+    if folds < 2 or n_subj < folds:
+        raise ConfigError([("split.folds", f"{folds} subject-independent folds need at least {folds} subjects, "
+                                           f"got {n_subj}")])
+    if fold is not None and not 0 <= fold < folds:
+        raise ConfigError([("split.fold", f"fold must be in 0..{folds - 1}, got {fold}")])
+    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    out: list[SplitIndices] = []
+    for k, (tr, te) in enumerate(sgkf.split(np.zeros(labels.size), labels, groups)):
+        if fold is not None and k != fold:
+            continue
+        tr, va = _carve_val(labels, groups, _idx(tr), val_fraction=val_fraction, n_total=labels.size, seed=seed + k)
+        out.append(SplitIndices(train=tr, val=va, test=_idx(te)))
+    return out[0] if fold is not None else out
+
+
+def leave_one_subject_out(labels: np.ndarray, groups: np.ndarray, *, fold: int | None = None,
+                          val_fraction: float = 0.0, seed: int = 0) -> SplitIndices | list[SplitIndices]:
+    """One fold per subject (sorted subject order): that subject's windows are the test set."""
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if labels.shape != groups.shape:
+        raise ConfigError([("split", f"{labels.shape[0]} labels but {groups.shape[0]} subject ids")])
+    subjects = sorted(set(groups.tolist()), key=str)
+    if len(subjects) < 2:
+        raise ConfigError([("split.protocol", f"leave-one-subject-out needs at least 2 subjects, got {len(subjects)}")])
+    if fold is not None and not 0 <= fold < len(subjects):
+        raise ConfigError([("split.fold", f"loso fold must be in 0..{len(subjects) - 1}, got {fold}")])
+    out: list[SplitIndices] = []
+    for k, s in enumerate(subjects):
+        if fold is not None and k != fold:
+            continue
+        test = groups == s
+        tr, va = _carve_val(labels, groups, _idx(np.flatnonzero(~test)), val_fraction=val_fraction,
+                            n_total=labels.size, seed=seed + k)
+        out.append(SplitIndices(train=tr, val=va, test=_idx(np.flatnonzero(test))))
+    return out[0] if fold is not None else out
