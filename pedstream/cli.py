@@ -126,6 +126,90 @@ def data_fetch(cfg: Any, dest: Path) -> None:
 
 
 # ----------------------------------------------------------------- model & training (train/, model/)
+@cli.command("train")
+@click.option("--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of WFDB records (.hea/.dat/.atr) to train on.")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Run folder to write (checkpoint, curves, manifest, predictions, metrics).")
+@click.option("--protocol", type=click.Choice(["segment", "subject", "loso"]), default=None,
+              help="Split protocol (default: split.protocol). 'segment' leaks subjects (as published).")
+@click.option("--fold", type=int, default=0, show_default=True, help="Which fold of the protocol is the test set.")
+@click.option("--method", default=None, help="Name of the method in reports (default: from loss/model config).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Window cache folder (default: train.cache_dir).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@with_config
+def train_cmd(cfg: Any, data: Path, out: Path, protocol: str | None, fold: int, method: str | None,
+              cache_dir: Path | None, quiet: bool) -> None:
+    """Train one model on DATA into the run folder OUT (AdamW, cosine schedule, early stopping)."""
+    from pedstream.train.loop import train_run
+
+    train_run(cfg, data=data, out=out, protocol=protocol, fold=fold, method=method, cache_dir=cache_dir,
+              progress=not quiet)
+
+
+@cli.command("eval")
+@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Run folder written by pedstream train.")
+@click.option("--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="Folder of WFDB records to score.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the metrics as JSON here.")
+@click.option("--split", type=click.Choice(["auto", "test", "all"]), default="auto", show_default=True,
+              help="test: the run's test windows of DATA (DATA must be its training data); all: every window; "
+                   "auto: test when DATA is the training data, else all.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Confusion-matrix PNG (default: next to --json, else RUN/confusion.png).")
+@click.option("--subject-bootstrap", is_flag=True, help="Bootstrap intervals resample subjects, not windows.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Window cache folder (default: the run's).")
+@with_config
+def eval_cmd(cfg: Any, run: Path, data: Path, json_path: Path | None, split: str, png: Path | None,
+             subject_bootstrap: bool, cache_dir: Path | None) -> None:
+    """Score a trained run: top-1, macro P/R/F1/F2, per class, confusion, 95% bootstrap intervals.
+
+    The run's own configuration (from its manifest) decides filters, windows and labels; --config/--set
+    do not change how a trained model is evaluated.
+    """
+    from pedstream.train.evaluate import eval_command
+
+    eval_command(run=run, data=data, json_path=json_path, split=split, png=png, cache_dir=cache_dir,
+                 subject_bootstrap=subject_bootstrap)
+
+
+@cli.command("compare")
+@click.option("--runs", "runs", type=click.Path(exists=True, file_okay=False, path_type=Path), multiple=True,
+              required=True, help="Run folders (repeat --runs, or give several after one --runs via the shell).")
+@click.argument("more_runs", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Markdown report to write (a .json twin and a _tsne.png go beside it).")
+@click.option("--bootstrap", "n_boot", type=int, default=None, help="Bootstrap resamples (default: train.bootstrap).")
+@click.option("--no-tsne", is_flag=True, help="Skip the t-SNE embedding plot.")
+@with_config
+def compare_cmd(cfg: Any, runs: tuple[Path, ...], more_runs: tuple[Path, ...], out: Path, n_boot: int | None,
+                no_tsne: bool) -> None:
+    """Paper-style tables (one per protocol), AGCACL ablation, per-class F1 and a t-SNE plot from run folders."""
+    from pedstream.train.compare import compare_command
+
+    compare_command(runs=[*runs, *more_runs], out=out, n_boot=cfg.train.bootstrap if n_boot is None else n_boot,
+                    seed=cfg.train.seed, tsne=not no_tsne, command="pedstream " + " ".join(sys.argv[1:]))
+
+
+
+
+@cli.command("export")
+@click.option("--run", "run", type=click.Path(exists=True, path_type=Path), required=True,
+              help="Run folder holding checkpoint.pt (or the .pt file itself).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="ONNX file to write (one self-contained file).")
+@click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="WFDB record or folder to take real parity-check windows from (default: the windows stored in the checkpoint).")
+@with_config
+def export_cmd(cfg: Any, run: Path, out: Path, data: Path | None) -> None:
+    """Export a trained run to ONNX with its metadata; verify ONNX Runtime matches PyTorch (max |diff| < 1e-4)."""
+    from pedstream.model.export import export_command
+
+    export_command(cfg, run=run, out=out, data=data)
 
 
 # --------------------------------------------------------------------------- streaming (stream/)

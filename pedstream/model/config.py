@@ -23,12 +23,12 @@ def window_samples_for(window_s: float, fs: float) -> int:
     """Samples in a window of ``window_s`` seconds at ``fs`` Hz (2.5 s at 977 Hz -> 2442).
 
     Uses :func:`pedstream.dsp.windowing.window_samples` (the one definition shared with the engine)
-    when it is available, else the same floor rule.
+    when it is available, else the same rounding rule.
     """
     try:
         from pedstream.dsp.windowing import window_samples  # type: ignore[attr-defined]
     except ImportError:
-        return int(math.floor(window_s * fs + 1e-9))
+        return int(round(window_s * fs))
     return int(window_samples(window_s, fs))
 
 
