@@ -1,0 +1,139 @@
+"""Alarm state machine: smoothing, onset/offset hysteresis, priorities, age-banded heart-rate limits, strips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pedstream.config import AlarmsSection, load_config
+from pedstream.errors import ConfigError
+from pedstream.stream.alarms import AlarmTracker, ProbabilitySmoother, hr_limits_for_age, save_strip
+
+CLASSES = ["sinus", "avrt", "pac", "vt", "other"]
+
+
+def onehot(label: str, p: float = 0.9) -> np.ndarray:
+    v = np.full(len(CLASSES), (1 - p) / (len(CLASSES) - 1))
+    v[CLASSES.index(label)] = p
+    return v
+
+
+def tracker(**kw) -> AlarmTracker:
+    cfg = AlarmsSection(smoothing_windows=1, onset_windows=3, offset_windows=2, **kw)
+    return AlarmTracker(class_names=CLASSES, cfg=cfg, age_years=8.0)
+
+
+def test_onset_needs_n_consecutive_windows_and_offset_hysteresis():
+    t = tracker()
+    kinds = []
+    seq = ["vt", "vt", "sinus", "vt", "vt", "vt", "vt", "sinus", "vt", "sinus", "sinus", "sinus"]
+    for lab in seq:
+        _, tr = t.update(onehot(lab), hr=100.0)
+        kinds.append([(x.kind, x.label) for x in tr])
+    # interrupted run of 2 does not alarm; 3 consecutive does (at index 5)
+    assert kinds[:5] == [[]] * 5
+    assert kinds[5] == [("alarm_on", "vt")]
+    # one sinus window is not enough to clear it (offset_windows=2); sinus, vt resets the count
+    assert kinds[7] == [] and kinds[8] == [] and kinds[9] == []
+    assert kinds[10] == [("alarm_off", "vt")]
+    assert t.active == {}
+
+
+def test_probability_band_between_offset_and_onset_keeps_state():
+    t = tracker(onset_p=0.7, offset_p=0.3)
+    for _ in range(3):
+        t.update(onehot("vt", 0.8), hr=None)
+    assert t.active == {"vt": "high"}
+    for _ in range(5):  # 0.5 is below onset but above offset: the alarm holds
+        _, tr = t.update(onehot("vt", 0.5), hr=None)
+        assert tr == []
+    assert "vt" in t.active
+
+
+def test_priorities_and_none_classes():
+    t = tracker()
+    for _ in range(3):
+        _, tr = t.update(onehot("avrt"), hr=None)
+    assert [(x.label, x.priority) for x in tr] == [("avrt", "medium")]
+    t2 = tracker()
+    for _ in range(3):
+        _, tr = t2.update(onehot("pac"), hr=None)
+    assert [(x.label, x.priority) for x in tr] == [("pac", "advisory")]
+    t3 = tracker()
+    for _ in range(10):
+        _, tr = t3.update(onehot("sinus"), hr=None)
+        assert tr == []  # sinus has no alarm
+    # top alarm is the highest priority
+    t4 = tracker(onset_p=0.4)
+    for _ in range(3):
+        t4.update(np.array([0.0, 0.0, 0.45, 0.5, 0.05]), hr=None)
+    assert set(t4.active) == {"pac", "vt"} and t4.top_alarm == ("vt", "high")
+
+
+def test_smoothing_mean_and_ema():
+    m = ProbabilitySmoother(n_classes=2, n=3, method="mean")
+    out = [m.update(np.array(v)) for v in ([1, 0], [0, 1], [0, 1], [0, 1])]
+    assert np.allclose(out[1], [0.5, 0.5]) and np.allclose(out[3], [0, 1])
+    e = ProbabilitySmoother(n_classes=2, n=3, method="ema")  # alpha = 0.5
+    e.update(np.array([1.0, 0.0]))
+    assert np.allclose(e.update(np.array([0.0, 1.0])), [0.5, 0.5])
+    # smoothing delays the call: a single vt window among sinus does not flip a 3-window mean
+    t = AlarmTracker(class_names=CLASSES, cfg=AlarmsSection(smoothing_windows=3), age_years=8)
+    for lab in ("sinus", "sinus", "vt"):
+        call, _ = t.update(onehot(lab), hr=None)
+    assert call.label == "sinus" and 0 < call.p < 0.9
+
+
+@pytest.mark.parametrize(("age", "band", "lo", "hi"), [
+    (0.3, "<1 y", 90, 205), (1.0, "1-2 y", 80, 190), (2.9, "1-2 y", 80, 190), (4, "3-5 y", 65, 160),
+    (8, "6-11 y", 60, 140), (13, "12-15 y", 50, 130), (17, "16-18 y", 50, 120), (30, "16-18 y", 50, 120),
+])
+def test_age_bands(age, band, lo, hi):
+    assert hr_limits_for_age(age, AlarmsSection()) == (lo, hi, band)
+
+
+def test_unknown_age_uses_default_or_widest_limits():
+    assert hr_limits_for_age(None, AlarmsSection()) == (50, 205, "age unknown")
+    assert hr_limits_for_age(None, AlarmsSection(default_age_years=4.0))[2] == "3-5 y"
+
+
+def test_heart_rate_alarm_follows_age_band():
+    cfg = AlarmsSection(hr_onset_windows=2, hr_offset_windows=2, hr_hysteresis_bpm=5)
+    infant = AlarmTracker(class_names=CLASSES, cfg=cfg, age_years=0.5)
+    teen = AlarmTracker(class_names=CLASSES, cfg=cfg, age_years=14)
+    fired = {"infant": [], "teen": []}
+    for _ in range(3):  # 150 bpm: normal for an infant, tachycardia for a 14-year-old
+        fired["infant"] += infant.update(onehot("sinus"), hr=150.0)[1]
+        fired["teen"] += teen.update(onehot("sinus"), hr=150.0)[1]
+    assert fired["infant"] == []
+    assert [(t.kind, t.label) for t in fired["teen"]] == [("alarm_on", "hr_high")]
+    # 128 bpm is under the limit (130) but inside the 5 bpm hysteresis: still on
+    assert teen.update(onehot("sinus"), hr=128.0)[1] == [] and teen.update(onehot("sinus"), hr=128.0)[1] == []
+    out = teen.update(onehot("sinus"), hr=120.0)[1] + teen.update(onehot("sinus"), hr=120.0)[1]
+    assert [(t.kind, t.label) for t in out] == [("alarm_off", "hr_high")]
+    # bradycardia for the infant
+    out = infant.update(onehot("sinus"), hr=70.0)[1] + infant.update(onehot("sinus"), hr=70.0)[1]
+    assert [(t.kind, t.label) for t in out] == [("alarm_on", "hr_low")]
+
+
+def test_config_rejects_inverted_hysteresis(tmp_path):
+    with pytest.raises(ConfigError, match="offset_p"):
+        load_config(overrides=["alarms.onset_p=0.3", "alarms.offset_p=0.5"])
+    with pytest.raises(ConfigError, match="alarms.priorities"):
+        load_config(overrides=['alarms.priorities={vt="urgent"}'])
+
+
+def test_strip_png(tmp_path):
+    fs = 977.0
+    t = np.arange(int(10 * fs)) / fs
+    data = np.zeros((t.size, 19), dtype=np.float32)
+    data[:, 1] = np.sin(2 * np.pi * 1.5 * t)
+    data[:, 14] = np.sin(2 * np.pi * 4 * t)
+    present = np.zeros(19, bool)
+    present[[1, 14]] = True
+    from pedstream.data.channels import CANONICAL_CHANNELS
+
+    out = save_strip(tmp_path / "a" / "s.png", data=data, fs=fs, channel_names=CANONICAL_CHANNELS, present=present,
+                     onset_s=7.0, title="test")
+    raw = out.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 5000

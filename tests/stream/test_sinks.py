@@ -1,0 +1,68 @@
+"""Event sinks: JSON lines file/stdout, MQTT through a real broker, LSL marker outlet."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import pytest
+
+from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MonitorEvent, MQTTSink
+
+KEYS = {"t", "stream", "kind", "label", "p", "hr", "latency_ms"}
+
+
+async def test_jsonl_file_appends_and_flushes_per_event(tmp_path):
+    path = tmp_path / "ev" / "events.jsonl"
+    async with JsonLinesSink(path) as sink:
+        sink.emit(MonitorEvent(stream="s1", kind="call", label="sinus", p=0.912345, hr=101.26, latency_ms=12.3456))
+        # flushed: readable before the sink closes
+        first = json.loads(path.read_text().splitlines()[0])
+        sink.emit(MonitorEvent(stream="s1", kind="alarm_on", label="vt", p=0.8, extra={"priority": "high"}))
+    async with JsonLinesSink(path) as sink:  # appends
+        sink.emit(MonitorEvent(stream="s2", kind="error", extra={"message": "bad"}))
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(lines) == 3 and KEYS <= set(first)
+    assert first["p"] == 0.9123 and first["hr"] == 101.3 and first["latency_ms"] == 12.35
+    assert lines[1]["priority"] == "high" and lines[2]["message"] == "bad" and lines[2]["label"] is None
+    from datetime import datetime
+    datetime.fromisoformat(lines[0]["t"])
+
+
+async def test_jsonl_stdout_stream():
+    buf = io.StringIO()
+    async with JsonLinesSink(stream=buf) as sink:
+        sink.emit(MonitorEvent(stream="x", kind="signal_loss"))
+    assert json.loads(buf.getvalue())["kind"] == "signal_loss"
+
+
+async def test_mqtt_sink_publishes_to_rhythm_topic(mosquitto):
+    import aiomqtt
+    from paho.mqtt.client import MQTTv5
+
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, protocol=MQTTv5) as client:
+        await client.subscribe("pedstream/v1/+/rhythm")
+        async with MQTTSink(host=mosquitto.host, port=mosquitto.port) as sink:
+            sink.emit(MonitorEvent(stream="bed7", kind="call", label="avrt", p=0.7))
+            async with asyncio.timeout(10):
+                async for msg in client.messages:
+                    assert str(msg.topic) == "pedstream/v1/bed7/rhythm"
+                    body = json.loads(msg.payload)
+                    assert body["label"] == "avrt" and body["kind"] == "call"
+                    break
+        assert sink.published == 1
+
+
+async def test_lsl_marker_sink(lsl_config):
+    import pylsl
+
+    async with LSLMarkerSink(name="pedstream-events-test", source_id="ev-test-1") as sink:
+        infos = await asyncio.to_thread(pylsl.resolve_byprop, "source_id", "ev-test-1", 1, 10.0)
+        assert infos, "marker stream not found"
+        inlet = pylsl.StreamInlet(infos[0])
+        await asyncio.to_thread(inlet.open_stream, 10.0)
+        sink.emit(MonitorEvent(stream="s", kind="alarm_on", label="vt"))
+        sample, _ = await asyncio.to_thread(inlet.pull_sample, 10.0)
+        assert sample is not None and json.loads(sample[0])["label"] == "vt"
+        inlet.close_stream()
