@@ -204,12 +204,15 @@ def test_prototypes_and_similarity_follow_an_ema_and_checkpoint() -> None:
     assert torch.allclose(loss_fn.prototypes[1], p1, atol=1e-6)  # absent: unchanged
     assert float(loss_fn.similarity[0, 1]) == pytest.approx(0.5 * 0.5 * float(p0 @ p1) + 0.5 * float(p0b @ p1), abs=1e-6)
 
-    # eval mode leaves the state alone; a fresh module loaded from state_dict gives the same loss
+    # no_grad (validation) and eval mode leave the state alone; a fresh module loaded from the
+    # state_dict gives the same loss
     state = {k: v.clone() for k, v in loss_fn.state_dict().items()}
-    loss_fn.eval()
     e3 = torch.randn(5, 4, generator=g)
     y3 = torch.tensor([0, 1, 2, 0, 1])
-    val = float(loss_fn(torch.zeros(5, 3), e3, y3)[0])
+    with torch.no_grad():
+        val = float(loss_fn(torch.zeros(5, 3), e3, y3)[0])
+    loss_fn.eval()
+    assert float(loss_fn(torch.zeros(5, 3), e3, y3)[0]) == pytest.approx(val)
     for k, v in loss_fn.state_dict().items():
         assert torch.equal(v, state[k]), k
     clone = build_loss(cfg, n_classes=3, class_counts=COUNTS, embed_dim=4)

@@ -21,7 +21,7 @@ loss is evaluated, without gradient, for the classes present in the batch::
 prototype term is on; hard-class modulation alone tracks EMA prototypes).
 
 (c) Global class-similarity matrix S (C, C), an EMA across batches of the prototype cosine
-similarities (updated in training mode, after the prototypes)::
+similarities (updated after the prototypes; both only in training mode with autograd on)::
 
     S <- m_s S + (1 - m_s) P P^T
 
@@ -73,7 +73,7 @@ class AGCACLLoss(LossModule):
     """AGCACL (formula in the module docstring). Buffers: ``prototypes`` (C, D) (ema mode),
     ``proto_seen`` (C,) bool, ``similarity`` (C, C), ``class_weight`` (C,). Learnable mode adds the
     parameter ``prototype_params`` (C, D): give ``loss.parameters()`` to the optimiser too.
-    State is only updated in training mode (``loss.train()``)."""
+    State is only updated in training mode with autograd enabled (not under ``torch.no_grad()``)."""
 
     name = "agcacl"
 
@@ -139,8 +139,9 @@ class AGCACLLoss(LossModule):
             return
         z = z.detach()
         c = self.n_classes
-        sums = torch.zeros(c, z.shape[1], device=z.device, dtype=z.dtype).index_add_(0, y, z)  # (C, D)
-        counts = torch.bincount(y, minlength=c).to(z.dtype)  # (C,)
+        onehot = F.one_hot(y, c).to(z.dtype)  # (B, C); a matmul is deterministic on CUDA, index_add_ is not
+        sums = onehot.T @ z  # (C, D)
+        counts = onehot.sum(dim=0)  # (C,)
         present = counts > 0
         means = sums / counts.clamp_min(1)[:, None]
         m = self.prototype_momentum
@@ -180,7 +181,9 @@ class AGCACLLoss(LossModule):
         z = F.normalize(embedding, dim=1)  # (B, D)
         ce = F.cross_entropy(logits, y)
         parts: dict[str, float] = {"ce": float(ce.detach())}
-        if self.training and (self.use_prototypes or self.use_hard_mining):
+        # state learns only from batches being trained on: training mode and autograd enabled
+        # (a validation pass under torch.no_grad() leaves it alone even if .eval() was forgotten)
+        if self.training and torch.is_grad_enabled() and (self.use_prototypes or self.use_hard_mining):
             self.update_prototypes(z, y)  # no-op for learnable prototypes
             self.update_similarity()
         w_hard = self.hard_class_weights() if self.use_hard_mining else None  # (C, C)
