@@ -1,0 +1,152 @@
+"""``pedstream eval``: score a trained run on a data folder.
+
+By default (``--split auto``) the run's TEST windows are scored when DIR is the folder the run was
+trained on (its records and SHA-256 hashes match the run's manifest): the (record, start) pairs stored
+in ``split.npz`` select them. When DIR holds other data every window is scored (``--split all``).
+
+Reported (and written with ``--json``), keys exactly::
+
+    top1, macro_precision, macro_recall, macro_f1, macro_f2,
+    per_class: {name: {precision, recall, f1, support}}, classes, confusion (C x C, rows = true)
+
+plus ``ci95`` (95% percentile-bootstrap intervals of the five summary metrics, resampling windows, or
+subjects with ``--subject-bootstrap``), ``present_classes``, ``macro_auroc``, ``n`` and ``split``. The
+metric definitions (macro over ALL configured classes, zero_division = 0) are those of
+:func:`pedstream.train.metrics.evaluate_predictions`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pedstream.errors import ModelError, PedstreamError
+
+__all__ = ["SUMMARY_KEYS", "evaluate_arrays", "evaluate_run", "render_report", "eval_command"]
+
+SUMMARY_KEYS = ("top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2")
+
+
+def evaluate_arrays(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, classes: Sequence[str],
+                    *, n_boot: int = 1000, seed: int = 0, probs: np.ndarray | None = None,
+                    groups: Sequence[Any] | np.ndarray | None = None) -> dict[str, Any]:
+    """Metrics of predictions ``y_pred`` (n,) against ``y_true`` (n,) (class indices into ``classes``).
+
+    Thin wrapper over :func:`pedstream.train.metrics.evaluate_predictions` (macro over all classes,
+    ``ci95`` percentile-bootstrap intervals; with ``groups`` (n,) subject ids the bootstrap resamples
+    subjects).
+    """
+    from pedstream.train.metrics import evaluate_predictions
+
+    return evaluate_predictions(y_true, y_pred, class_names=list(classes), y_prob=probs, n_boot=n_boot, seed=seed,
+                                groups=groups)
+
+
+def _is_training_data(manifest: dict[str, Any], ws: Any) -> bool:
+    want = {r["name"]: r["sha256"] for r in manifest["data"]["records"]}
+    have = {r["name"]: r["sha256"] for r in ws.record_info}
+    return bool(have) and all(want.get(n) == h for n, h in have.items())
+
+
+def evaluate_run(run: str | Path, data: str | Path, *, split: str = "auto", cache_dir: str | Path | None = None,
+                 n_boot: int | None = None, device: str = "cpu", confusion_png: str | Path | None = None,
+                 progress: bool = False, subject_bootstrap: bool = False) -> dict[str, Any]:
+    """Score the run's model on ``data`` (see the module docstring). Returns the metrics dict."""
+    from pedstream.config import Config
+    from pedstream.model.checkpoint import load_checkpoint
+    from pedstream.train.dataset import build_windows
+    from pedstream.train.loop import predict
+
+    run = Path(run)
+    mpath = run / "manifest.json"
+    if not mpath.is_file():
+        raise ModelError(str(run), "no manifest.json: not a run folder written by pedstream train")
+    manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    cfg = Config.model_validate(manifest["config"])
+    model, meta = load_checkpoint(run)
+    if cache_dir is None:
+        cache_dir = manifest.get("data", {}).get("cache_dir")
+    ws = build_windows(data, cfg, cache_dir=cache_dir, progress=progress)
+    if list(ws.classes) != list(meta["class_names"]):
+        raise ModelError(str(run), f"the data's classes {ws.classes} differ from the model's {meta['class_names']}")
+    same = _is_training_data(manifest, ws)
+    if split not in ("auto", "test", "all"):
+        raise PedstreamError(f"--split must be auto, test or all, got {split!r}")
+    if split == "auto":
+        split = "test" if same else "all"
+    if split == "test":
+        if not same:
+            raise PedstreamError(f"--split test: {data} is not the data {run} was trained on "
+                                 "(record names or SHA-256 hashes differ); use --split all")
+        sp = np.load(run / "split.npz")
+        want = set(zip(sp["test_record"].tolist(), sp["test_start"].tolist()))
+        idx = np.asarray([i for i, key in enumerate(zip(ws.records.tolist(), ws.starts.tolist())) if key in want],
+                         dtype=np.int64)
+        if idx.size != len(want):
+            raise PedstreamError(f"{data}: found {idx.size} of the run's {len(want)} test windows")
+    else:
+        idx = np.arange(len(ws), dtype=np.int64)
+    if idx.size == 0:
+        raise PedstreamError(f"{data}: no windows to evaluate")
+    pr = predict(model.to(device), ws, idx, device=device)
+    boot = cfg.train.bootstrap if n_boot is None else n_boot
+    res = evaluate_arrays(pr["y_true"], pr["y_pred"], ws.classes, n_boot=boot, seed=cfg.train.seed,
+                          probs=pr["probs"], groups=ws.subjects[idx] if subject_bootstrap else None)
+    res["split"] = split
+    res["run"] = str(run)
+    res["data"] = str(Path(data))
+    res["method"] = manifest.get("method")
+    res["protocol"] = manifest.get("protocol")
+    if confusion_png is not None:
+        from pedstream.train.metrics import plot_confusion
+
+        plot_confusion(res, Path(confusion_png))
+    return res
+
+
+def _fmt_ci(res: dict[str, Any], key: str) -> str:
+    ci = res.get("ci95", {}).get(key)
+    return f"{res[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def render_report(res: dict[str, Any], console: Any = None) -> None:
+    """Rich tables: summary with 95% CI, per-class P/R/F1/support, confusion matrix."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title=f"{res.get('method') or 'model'} · {res.get('split', '')} · n = {res.get('n')}")
+    t.add_column("metric")
+    t.add_column("value [95% CI]", justify="right")
+    for k in SUMMARY_KEYS:
+        t.add_row(k, _fmt_ci(res, k))
+    console.print(t)
+    pc = Table(title="per class")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        pc.add_column(col, justify="left" if col == "class" else "right")
+    for name, v in res["per_class"].items():
+        pc.add_row(name, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(pc)
+    cm = Table(title="confusion (rows true, columns predicted)")
+    cm.add_column("")
+    for i, _ in enumerate(res["classes"]):
+        cm.add_column(str(i), justify="right")
+    for i, (name, row) in enumerate(zip(res["classes"], res["confusion"])):
+        cm.add_row(f"{i} {name}", *[str(v) if v else "·" for v in row])
+    console.print(cm)
+
+
+def eval_command(*, run: Path, data: Path, json_path: Path | None, split: str, png: Path | None,
+                 cache_dir: Path | None, subject_bootstrap: bool = False) -> dict[str, Any]:
+    """CLI body of ``pedstream eval``."""
+    png = png if png is not None else (json_path.with_suffix(".png") if json_path else run / "confusion.png")
+    res = evaluate_run(run, data, split=split, cache_dir=cache_dir, confusion_png=png, progress=True,
+                       subject_bootstrap=subject_bootstrap)
+    render_report(res)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(res, indent=1), encoding="utf-8")
+    return res
