@@ -1,0 +1,251 @@
+"""LSL source: every stream matching a predicate, resolved continuously, pulled without blocking.
+
+Stream conventions read (the XDF ones; see also :func:`pedstream.stream.sources.replay.replay_to_lsl`):
+
+- stream id = the stream's ``source_id`` (or its ``name`` when it has none; such a stream cannot be
+  recovered after its outlet restarts, liblsl needs a source_id for that);
+- channel names from ``desc/channels/channel/label``; a stream without them gets ``ch1..chN`` and a
+  ``StreamError`` saying so;
+- channel units from ``desc/channels/channel/unit`` (see :mod:`.units`): converted to mV; none at all
+  -> millivolts assumed (``StreamInfo.units_assumed``); an unknown unit -> ``StreamError`` and mV
+  assumed for that channel;
+- the child's age from ``desc/subject/age`` (years), when present;
+- ``nominal_srate`` is the sampling rate (an irregular-rate stream, 0 Hz, is refused with a
+  ``StreamError``); string streams are refused.
+
+Mechanics: a :class:`pylsl.ContinuousResolver` is polled every ``resolve_interval_s`` (in a worker
+thread); each new stream gets its own task with an inlet (``recover=True``). That task polls
+``pull_chunk(timeout=0.0)`` on a ``pull_interval_ms`` cadence (never blocking the event loop),
+pulling repeatedly while full chunks come back, which drains the backlog LSL delivers on connect.
+Timestamps get ``inlet.time_correction()`` added (measured in a worker thread, refreshed every
+``time_correction_interval_s``). No data for ``lost_timeout_s`` -> ``StreamLost``; data again (liblsl
+recovered the same source_id from a restarted outlet) -> ``StreamAdded`` again. ``first_index``
+counts the samples received on that inlet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pedstream.stream.lslconfig import ensure_lsl_configured
+from pedstream.stream.sources.base import (
+    Chunk,
+    ChunkReceived,
+    SourceBase,
+    StreamAdded,
+    StreamError,
+    StreamInfo,
+    StreamLost,
+)
+from pedstream.stream.sources.units import unit_to_mv
+
+__all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ParsedLSLInfo:
+    info: StreamInfo
+    mv_factors: np.ndarray  # (n_ch,) float64
+    problems: list[str]
+
+
+def parse_lsl_info(full: Any) -> ParsedLSLInfo:
+    """Read a :class:`pylsl.StreamInfo` *with its description* (from ``inlet.info()``)."""
+    n_ch = int(full.channel_count())
+    sid = full.source_id() or full.name()
+    problems: list[str] = []
+    labels: list[str] = []
+    units: list[str] = []
+    ch = full.desc().child("channels").child("channel")
+    while not ch.empty():
+        labels.append(ch.child_value("label").strip())
+        units.append(ch.child_value("unit").strip())
+        ch = ch.next_sibling("channel")
+    if len(labels) != n_ch or not all(labels):
+        if labels:
+            problems.append(f"desc/channels has {len(labels)} channel entries (some without label) for "
+                            f"{n_ch} channels; using ch1..ch{n_ch}")
+        else:
+            problems.append(f"no channel labels in desc/channels; using ch1..ch{n_ch}")
+        labels = [f"ch{i + 1}" for i in range(n_ch)]
+        units = units if len(units) == n_ch else [""] * n_ch
+    factors = np.ones(n_ch, dtype=np.float64)
+    assumed = False
+    shown: list[str] = []
+    for i, (name, unit) in enumerate(zip(labels, units)):
+        conv = unit_to_mv(unit)
+        if conv is None:
+            problems.append(f"channel {name}: unit {unit!r} is not a voltage unit; assuming millivolts")
+            assumed = True
+            shown.append("mV")
+            continue
+        factors[i], a = conv
+        assumed |= a
+        shown.append(unit or "mV")
+    age: float | None = None
+    age_text = full.desc().child("subject").child_value("age").strip()
+    if age_text:
+        try:
+            age = float(age_text)
+        except ValueError:
+            problems.append(f"desc/subject/age {age_text!r} is not a number of years; ignored")
+        else:
+            if not age >= 0:
+                problems.append(f"desc/subject/age {age_text!r} is negative; ignored")
+                age = None
+    info = StreamInfo(stream_id=sid, source="lsl", fs=float(full.nominal_srate()), channel_names=labels,
+                      units=shown, units_assumed=assumed, age_years=age,
+                      meta={"name": full.name(), "type": full.type(), "source_id": full.source_id(),
+                            "uid": full.uid(), "hostname": full.hostname(),
+                            "channel_format": int(full.channel_format())})
+    return ParsedLSLInfo(info=info, mv_factors=factors, problems=problems)
+
+
+class LSLSource(SourceBase):
+    """Monitor every LSL stream matching ``predicate`` (an XPath 1.0 predicate on the stream info,
+    e.g. ``"type='ECG'"``, ``"name='bed1'"``, ``"starts-with(source_id, 'ped')"``)."""
+
+    kind = "lsl"
+
+    def __init__(self, *, events: asyncio.Queue, predicate: str = "type='ECG'", resolve_interval_s: float = 0.5,
+                 forget_after_s: float = 2.0, pull_interval_ms: float = 10.0, max_chunk_samples: int = 4096,
+                 lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
+                 open_timeout_s: float = 5.0, max_buflen_s: int = 60) -> None:
+        super().__init__(events=events)
+        self.predicate = predicate
+        self.resolve_interval_s = float(resolve_interval_s)
+        self.forget_after_s = float(forget_after_s)
+        self.pull_interval_s = float(pull_interval_ms) / 1000.0
+        self.max_chunk_samples = int(max_chunk_samples)
+        self.lost_timeout_s = float(lost_timeout_s)
+        self.time_correction_interval_s = float(time_correction_interval_s)
+        self.open_timeout_s = float(open_timeout_s)
+        self.max_buflen_s = int(max_buflen_s)
+        self.resolved = asyncio.Event()  # set after the first resolver poll
+        self._served: dict[str, str] = {}  # stream id -> uid served by a running inlet task
+        self._refused: set[str] = set()  # uids refused (string stream, irregular rate...)
+
+    @classmethod
+    def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "LSLSource":
+        """Build from the ``[lsl]`` config section (also applies its network settings)."""
+        from pedstream.stream.lslconfig import configure_lsl_from
+
+        configure_lsl_from(section)
+        kw = dict(predicate=section.predicate, resolve_interval_s=section.resolve_interval_s,
+                  forget_after_s=section.forget_after_s, pull_interval_ms=section.pull_interval_ms,
+                  max_chunk_samples=section.max_chunk_samples, lost_timeout_s=section.lost_timeout_s,
+                  time_correction_interval_s=section.time_correction_interval_s)
+        kw.update(overrides)
+        return cls(events=events, **kw)
+
+    async def _start(self) -> None:
+        ensure_lsl_configured()
+        import pylsl
+
+        self._resolver = await asyncio.to_thread(pylsl.ContinuousResolver, pred=self.predicate,
+                                                 forget_after=self.forget_after_s)
+        self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate}]")
+
+    async def _close(self) -> None:
+        self._resolver = None
+
+    async def _resolve_loop(self) -> None:
+        while True:
+            infos = await asyncio.to_thread(self._resolver.results)
+            for info in infos:
+                sid = info.source_id() or info.name()
+                uid = info.uid()
+                if sid in self._served or uid in self._refused:
+                    continue
+                self._served[sid] = uid
+                self._spawn(self._inlet_task(sid, info), name=f"lsl-inlet-{sid}")
+            self.resolved.set()
+            await asyncio.sleep(self.resolve_interval_s)
+
+    async def _inlet_task(self, sid: str, info: Any) -> None:
+        from pylsl.util import LostError
+
+        try:
+            await self._serve(sid, info)
+        except LostError:
+            self.emit(StreamLost(sid, "LSL outlet lost (not recoverable: the stream has no source_id)"))
+        except Exception as exc:  # an inlet failure must not take the source down
+            log.exception("LSL inlet %s failed", sid)
+            self.emit(StreamError(sid, f"LSL inlet failed: {exc}"))
+        finally:
+            self._served.pop(sid, None)
+
+    async def _serve(self, sid: str, info: Any) -> None:
+        import pylsl
+
+        fmt = info.channel_format()
+        if fmt == pylsl.cf_string or info.nominal_srate() <= 0:
+            self._refused.add(info.uid())
+            why = "string stream" if fmt == pylsl.cf_string else "irregular sampling rate (nominal_srate 0)"
+            self.emit(StreamError(sid, f"LSL stream refused: {why}"))
+            return
+        inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True)
+        try:
+            await asyncio.to_thread(inlet.open_stream, self.open_timeout_s)
+            full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+            parsed = parse_lsl_info(full)
+            for p in parsed.problems:
+                self.emit(StreamError(sid, p))
+            await self._pump(sid, inlet, parsed)
+        finally:
+            await asyncio.to_thread(inlet.close_stream)
+
+    async def _time_correction(self, inlet: Any, current: float) -> float:
+        from pylsl.util import LostError, TimeoutError as LSLTimeoutError
+
+        try:
+            return float(await asyncio.to_thread(inlet.time_correction, 1.0))
+        except (LSLTimeoutError, LostError):
+            return current
+
+    async def _pump(self, sid: str, inlet: Any, parsed: ParsedLSLInfo) -> None:
+        info = parsed.info
+        n_ch = info.n_channels
+        factors = parsed.mv_factors.astype(np.float32)  # (n_ch,)
+        buf = np.empty((self.max_chunk_samples, n_ch), dtype=inlet.np_dtype or np.float32)  # (max, n_ch)
+        offset = await self._time_correction(inlet, 0.0)
+        next_tc = time.monotonic() + self.time_correction_interval_s
+        received = 0
+        live = True
+        last_data = time.monotonic()
+        self.emit(StreamAdded(info))
+        while True:
+            got_full = False
+            samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk_samples, dest_obj=buf,
+                                               as_numpy=True)
+            n = len(stamps)
+            now = time.monotonic()
+            if n:
+                if not live:
+                    live = True
+                    full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+                    info = parse_lsl_info(full).info
+                    offset = await self._time_correction(inlet, offset)
+                    next_tc = now + self.time_correction_interval_s
+                    self.emit(StreamAdded(info))
+                data = samples[:n].astype(np.float32) * factors  # (n, n_ch) mV
+                ts = np.asarray(stamps, dtype=np.float64) + offset  # (n,)
+                self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=received)))
+                received += n
+                last_data = now
+                got_full = n == self.max_chunk_samples
+            elif live and now - last_data > self.lost_timeout_s:
+                live = False
+                self.emit(StreamLost(sid, f"no LSL data for {self.lost_timeout_s:g} s"))
+            if live and now >= next_tc:
+                offset = await self._time_correction(inlet, offset)
+                next_tc = now + self.time_correction_interval_s
+            await asyncio.sleep(0 if got_full else self.pull_interval_s)
