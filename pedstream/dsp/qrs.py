@@ -4,8 +4,9 @@ Pipeline on one lead at any ``fs`` (all time constants are in seconds and conver
 
 1. Butterworth band-pass ``band_hz`` (default 5-15 Hz, order 2), delay line primed on the first
    sample like :class:`~pedstream.dsp.filters.FilterBank` (no start-up step from a DC offset);
-2. five-point derivative, squaring, moving-window integration over ``integration_s`` (0.15 s)
-   -> the integrated signal ``mwi``;
+2. five-point derivative (mV/s), squaring, moving-window integration over ``integration_s``
+   (0.15 s) -> the integrated signal ``mwi``. The integration is an exact int64 running sum of the
+   squared slope quantised to 1/1024 (mV/s)^2, so chunking cannot change a single bit;
 3. peak candidates: samples of ``mwi`` that are the maximum of ``mwi`` within +/- ``lookahead``
    (default ``refractory_s / 2``); a candidate at ``i`` is decided once sample ``i + lookahead``
    has arrived (the fixed look-ahead);
@@ -43,6 +44,9 @@ from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.errors import ConfigError, StreamError
 
 __all__ = ["OnlineQRSDetector"]
+
+_Q_SCALE = 1024.0  # squared slope quantum: 1/1024 (mV/s)^2
+_SQ_MAX = 1e9  # (mV/s)^2; larger squared slopes (absurd artefacts) saturate
 
 
 class OnlineQRSDetector:
@@ -99,7 +103,6 @@ class OnlineQRSDetector:
         self._sos = sps.butter(2, band_hz, btype="bandpass", fs=fs, output="sos")
         self._sos_zi = sps.sosfilt_zi(self._sos)  # (n_sections, 2) unit-step steady state
         self._der_b = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * (fs / 8.0)
-        self._mwi_b = np.full(self.integration, 1.0 / self.integration)
         # band-pass group delay at the band centre + 2 samples of the derivative, in samples
         b, a = sps.sos2tf(self._sos)
         _, gd = sps.group_delay((b, a), w=[math.sqrt(band_hz[0] * band_hz[1])], fs=fs)
@@ -117,7 +120,10 @@ class OnlineQRSDetector:
         """Forget everything; the next sample is sample 0."""
         self._zi_bp = np.zeros_like(self._sos_zi)
         self._zi_der = np.zeros(len(self._der_b) - 1)
-        self._zi_mwi = np.zeros(len(self._mwi_b) - 1)
+        # moving-window integration as an exact integer running sum (chunking cannot change a bit)
+        self._csum = 0
+        self._csum_hist = RingBuffer(n_channels=1, capacity=self.integration + self._max_sub + 1, dtype=np.int64, name=self.name)
+        self._csum_hist.write(np.zeros((self.integration, 1), dtype=np.int64))  # C[-W..-1] = 0
         # columns: 0 raw lead, 1 squared derivative, 2 integrated (mwi)
         self._hist = RingBuffer(n_channels=3, capacity=self._capacity, dtype=np.float64, name=self.name)
         self.samples_seen = 0
@@ -165,8 +171,14 @@ class OnlineQRSDetector:
             self._zi_bp = self._sos_zi * x[0]
         bp, self._zi_bp = sps.sosfilt(self._sos, x, zi=self._zi_bp)
         d, self._zi_der = sps.lfilter(self._der_b, [1.0], bp, zi=self._zi_der)
-        sq = d * d
-        mwi, self._zi_mwi = sps.lfilter(self._mwi_b, [1.0], sq, zi=self._zi_mwi)
+        sq = np.minimum(d * d, _SQ_MAX)  # (mV/s)^2
+        q = np.rint(sq * _Q_SCALE).astype(np.int64)
+        c = self._csum + np.cumsum(q)  # C[k] = sum of q[0..k], int64 (exact)
+        c_back, _ = self._csum_hist.read(self._csum_hist.total_written - self.integration, self._csum_hist.total_written)
+        c_lag = np.concatenate([c_back[:, 0], c])[: n]  # C[k - W]
+        mwi = (c - c_lag) / (self.integration * _Q_SCALE)
+        self._csum_hist.write(c[:, None])
+        self._csum = int(c[-1])
         self._hist.write(np.stack([x, sq, mwi], axis=1))
         self.samples_seen += n
         end = self.samples_seen

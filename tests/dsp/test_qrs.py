@@ -1,0 +1,170 @@
+"""OnlineQRSDetector: synthetic ECG with known beats, chunk invariance, heart rate, real MIT-BIH.
+
+Real-signal checks use the bundled excerpt ``tests/fixtures/real/119.*`` (MIT-BIH record 119, first
+60 s, ODC-By 1.0; see the README there) and, when present, more records from ``../shared/data/mitdb``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pedstream.dsp.qrs import OnlineQRSDetector
+from pedstream.errors import ConfigError, StreamError
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "real" / "119"
+SHARED_MITDB = ROOT.parent / "shared" / "data" / "mitdb"
+BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
+
+
+def synthetic_ecg(beat_times: np.ndarray, *, fs: float, seconds: float, seed: int = 0, noise: float = 0.03) -> np.ndarray:
+    """One lead (n,) mV: P, Q, R, S, T Gaussians at fixed offsets from each R time, plus wander and noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    x = 0.15 * np.sin(2 * np.pi * 0.25 * t) + 0.4 + noise * rng.standard_normal(len(t))
+    waves = [(-0.16, 0.025, 0.12), (-0.03, 0.008, -0.15), (0.0, 0.010, 1.2), (0.03, 0.010, -0.3), (0.25, 0.045, 0.35)]
+    for tb in beat_times:
+        for off, width, amp in waves:
+            c = tb + off
+            lo, hi = np.searchsorted(t, [c - 5 * width, c + 5 * width])
+            x[lo:hi] += amp * np.exp(-0.5 * ((t[lo:hi] - c) / width) ** 2)
+    return x
+
+
+def beat_schedule(seconds: float, seed: int = 0) -> np.ndarray:
+    """Sinus at ~100 bpm, an SVT run at 250 bpm (RR 0.24 s), back to ~90 bpm: R times in seconds."""
+    rng = np.random.default_rng(seed)
+    times, t = [], 0.5
+    while t < seconds - 0.5:
+        times.append(t)
+        if 12.0 <= t < 20.0:
+            rr = 0.24
+        else:
+            rr = (0.6 if t < 12 else 0.66) + 0.03 * rng.standard_normal()
+        t += rr
+    return np.asarray(times)
+
+
+def match(ref: np.ndarray, det: np.ndarray, tol: int) -> tuple[int, int, int]:
+    """(tp, fn, fp) with one-to-one matching within +/- tol samples."""
+    det = np.sort(np.asarray(det, dtype=np.int64))
+    used = np.zeros(len(det), dtype=bool)
+    tp = 0
+    for r in np.sort(ref):
+        j = np.searchsorted(det, r)
+        cands = [k for k in (j - 1, j) if 0 <= k < len(det) and not used[k] and abs(det[k] - r) <= tol]
+        if cands:
+            used[min(cands, key=lambda k: abs(det[k] - r))] = True
+            tp += 1
+    return tp, len(ref) - tp, int((~used).sum())
+
+
+def run(det: OnlineQRSDetector, x: np.ndarray, chunk: int) -> list[int]:
+    out: list[int] = []
+    for i in range(0, len(x), chunk):
+        out += det.process(x[i : i + chunk])
+    return out
+
+
+@pytest.mark.parametrize("fs", [977.0, 360.0, 250.0])
+def test_synthetic_ecg_with_svt_run(fs: float) -> None:
+    seconds = 30.0
+    times = beat_schedule(seconds)
+    x = synthetic_ecg(times, fs=fs, seconds=seconds)
+    det = OnlineQRSDetector(fs=fs)
+    peaks = run(det, x, 32)
+    ref = np.round(times * fs).astype(int)
+    ref = ref[ref >= det.learn]
+    tp, fn, fp = match(ref, np.array(peaks), int(0.15 * fs))
+    assert tp / (tp + fn) > 0.98 and tp / (tp + fp) > 0.98, (tp, fn, fp)
+    # located on the R wave, not on the integrated signal's delayed peak
+    tp_tight, _, _ = match(ref, np.array(peaks), int(0.02 * fs))
+    assert tp_tight >= tp - 1
+    # heart rate during the SVT run (~250 bpm, 4-beat average) and after it (~90 bpm, 8-beat average)
+    det2 = OnlineQRSDetector(fs=fs)
+    det2.process(x[: int(19.5 * fs)])
+    assert det2.heart_rate() == pytest.approx(250.0, rel=0.04)
+    det2.process(x[int(19.5 * fs) : int(28 * fs)])
+    assert det2.heart_rate() == pytest.approx(60 / 0.66, rel=0.08)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 49, 977])
+def test_chunk_size_invariant(chunk: int) -> None:
+    fs = 977.0
+    x = synthetic_ecg(beat_schedule(16.0, seed=3), fs=fs, seconds=16.0, seed=3, noise=0.08)
+    whole_det = OnlineQRSDetector(fs=fs)
+    whole = whole_det.process(x)
+    det = OnlineQRSDetector(fs=fs)
+    got = run(det, x, chunk)
+    assert len(whole) > 15
+    assert got == whole
+    assert det.heart_rate() == whole_det.heart_rate()
+    assert det.spki == whole_det.spki and det.npki == whole_det.npki
+
+
+def test_reported_with_bounded_delay() -> None:
+    fs = 977.0
+    times = beat_schedule(12.0)
+    x = synthetic_ecg(times, fs=fs, seconds=12.0)
+    det = OnlineQRSDetector(fs=fs)
+    for i in range(0, len(x), 16):
+        for r in det.process(x[i : i + 16]):
+            reported_at = det.samples_seen
+            assert 0 < reported_at - r <= det.report_delay_s * fs + 16 + 0.05 * fs
+
+
+def test_heart_rate_none_until_enough_beats_and_after_asystole() -> None:
+    fs = 500.0
+    times = np.arange(0.5, 10.0, 0.5)  # 120 bpm
+    x = synthetic_ecg(times, fs=fs, seconds=10.0, noise=0.0)
+    det = OnlineQRSDetector(fs=fs)
+    assert det.heart_rate() is None and det.in_warmup
+    det.process(x[: int(3.2 * fs)])
+    assert det.heart_rate() is None  # at most 2 intervals since the 2 s warm-up
+    det.process(x[int(3.2 * fs) :])
+    assert det.heart_rate() == pytest.approx(120.0, rel=0.02)
+    flat = np.full(int(5 * fs), x[-1])
+    det.process(flat)  # 5 s without a beat
+    assert det.heart_rate() is None
+    assert det.heart_rate(now_sample=int(10.5 * fs)) is not None
+
+
+def test_validation() -> None:
+    with pytest.raises(ConfigError, match="fs"):
+        OnlineQRSDetector(fs=40.0)
+    with pytest.raises(ConfigError, match="refractory_s"):
+        OnlineQRSDetector(fs=500.0, refractory_s=1.0)
+    det = OnlineQRSDetector(fs=500.0, name="stream a: qrs")
+    with pytest.raises(StreamError, match=r"stream a: qrs: expected one lead"):
+        det.process(np.zeros((10, 2)))
+    with pytest.raises(StreamError, match="non-finite"):
+        det.process(np.array([0.0, np.nan]))
+
+
+def _score_wfdb(path: Path, seconds: float | None = None) -> tuple[int, int, int]:
+    wfdb = pytest.importorskip("wfdb")
+    rec = wfdb.rdrecord(str(path), channels=[0], sampto=None if seconds is None else int(seconds * 360))
+    ann = wfdb.rdann(str(path), "atr", sampto=rec.sig_len)
+    fs = float(rec.fs)
+    det = OnlineQRSDetector(fs=fs)
+    peaks = run(det, rec.p_signal[:, 0], 32)
+    ref = np.array([s for s, sym in zip(ann.sample, ann.symbol) if sym in BEAT_SYMBOLS and s >= det.learn])
+    return match(ref, np.array([p for p in peaks if p >= det.learn - int(0.15 * fs)]), int(round(0.15 * fs)))
+
+
+def test_real_mitdb_fixture_record_119() -> None:
+    if not FIXTURE.with_suffix(".hea").is_file():
+        pytest.fail(f"bundled fixture {FIXTURE}.hea is missing")
+    tp, fn, fp = _score_wfdb(FIXTURE)
+    assert tp > 60
+    assert tp / (tp + fn) > 0.95 and tp / (tp + fp) > 0.95, (tp, fn, fp)
+
+
+@pytest.mark.skipif(not SHARED_MITDB.is_dir(), reason="../shared/data/mitdb not present")
+@pytest.mark.parametrize("record", ["101", "106", "118", "205", "220"])
+def test_real_mitdb_records_first_five_minutes(record: str) -> None:
+    tp, fn, fp = _score_wfdb(SHARED_MITDB / record, seconds=300.0)
+    assert tp / (tp + fn) > 0.95 and tp / (tp + fp) > 0.95, (tp, fn, fp)
