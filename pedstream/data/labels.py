@@ -76,8 +76,24 @@ class LabelGrouping:
 
     @classmethod
     def from_config(cls, cfg: Config) -> "LabelGrouping":
-        """The active scheme of ``cfg.labels``."""
-        return cls(cfg.labels.active, name=cfg.labels.scheme)
+        """The active scheme of ``cfg.labels`` (every scheme is compiled, so a bad pattern anywhere is
+        reported as a :class:`ConfigError` with all its key paths)."""
+        problems: list[tuple[str, str]] = []
+        for name, scheme in cfg.labels.schemes.items():
+            if name == cfg.labels.scheme:
+                continue
+            try:
+                cls(scheme, name=name)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        try:
+            active = cls(cfg.labels.active, name=cfg.labels.scheme)
+        except ConfigError as exc:
+            problems = exc.problems + problems
+            active = None
+        if problems or active is None:
+            raise ConfigError(problems)
+        return active
 
     @property
     def n_classes(self) -> int:

@@ -149,18 +149,32 @@ class Record:
         return self.channel_map.present.copy()
 
     @cached_property
-    def _ptp_mv(self) -> np.ndarray:
-        """(C,) peak-to-peak over the whole record in mV (NaN for unmapped channels); chunk-wise."""
+    def _scan(self) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk-wise pass over the record: ((C,) peak-to-peak mV, NaN where unmapped;
+        (C,) fraction of samples clipped, 0 where unmapped)."""
         lo = np.full(len(self._cols), np.inf)
         hi = np.full(len(self._cols), -np.inf)
+        n_clip = np.zeros(len(self._cols), dtype=np.int64)
         for s in range(0, self.n_samples, _SCAN_CHUNK):
             d = self._read_digital(s, min(self.n_samples, s + _SCAN_CHUNK))  # (n, n_mapped)
             if d.shape[0]:
                 lo = np.minimum(lo, d.min(axis=0))
                 hi = np.maximum(hi, d.max(axis=0))
-        out = np.full(len(self.channels), np.nan)
-        out[self._cols] = (hi - lo) * np.abs(self._mv_per_unit)
-        return out
+                n_clip += ((d >= self._clip_hi) | (d <= self._clip_lo)).sum(axis=0)
+        ptp = np.full(len(self.channels), np.nan)
+        ptp[self._cols] = (hi - lo) * np.abs(self._mv_per_unit)
+        frac = np.zeros(len(self.channels))
+        frac[self._cols] = n_clip / max(self.n_samples, 1)
+        return ptp, frac
+
+    @property
+    def _ptp_mv(self) -> np.ndarray:
+        return self._scan[0]
+
+    @property
+    def clipped_fraction(self) -> np.ndarray:
+        """(C,) fraction of the record's samples that are clipped, per channel (whole-record scan)."""
+        return self._scan[1].copy()
 
     @property
     def flat(self) -> np.ndarray:
