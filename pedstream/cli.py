@@ -215,6 +215,31 @@ def export_cmd(cfg: Any, run: Path, out: Path, data: Path | None) -> None:
 # --------------------------------------------------------------------------- streaming (stream/)
 
 
+@cli.command("replay")
+@click.argument("records", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", type=click.Choice(["lsl", "mqtt"]), required=True, help="Transport to publish on.")
+@click.option("--speed", type=float, default=None,
+              help="Pacing factor (default: replay.speed; 1 = real time; 'inf' = as fast as possible).")
+@click.option("--loop", is_flag=True, default=None, help="Start over at the end of each record.")
+@click.option("--start", "start_s", type=float, default=0.0, show_default=True, help="Start, seconds into each record.")
+@click.option("--seconds", type=float, default=None, help="Replay only this many seconds of each record.")
+@click.option("--stream-id", "stream_id", default=None,
+              help="Stream id (one record) or id prefix (several); default: the record names.")
+@click.option("--encoding", type=click.Choice(["binary", "json"]), default=None,
+              help="MQTT payload encoding (default: replay.encoding).")
+@click.option("--chunk-ms", "chunk_ms", type=float, default=None, help="Milliseconds of signal per chunk (default: replay.chunk_ms).")
+@click.option("--age", "age_years", type=float, default=None, help="Child's age in years, sent in the stream metadata.")
+@with_config
+def replay(cfg: Any, records: tuple[Path, ...], to: str, speed: float | None, loop: bool | None, start_s: float,
+           seconds: float | None, stream_id: str | None, encoding: str | None, chunk_ms: float | None,
+           age_years: float | None) -> None:
+    """Replay WFDB RECORDS (records or folders) as live LSL or MQTT streams, paced in real time."""
+    from pedstream.stream.sources.replay import replay_command
+
+    replay_command(cfg, records=list(records), to=to, speed=speed, loop=loop, start_s=start_s, seconds=seconds,
+                   stream_id=stream_id, encoding=encoding, chunk_ms=chunk_ms, age_years=age_years)
+
+
 def main() -> None:
     cli(prog_name="pedstream")
 
