@@ -84,6 +84,14 @@ class EventSubscription:
                     return ev
         raise TimeoutError  # pragma: no cover - the loop only ends by returning or timing out
 
+    def drain(self) -> list[MonitorEvent]:
+        """The events already delivered but not yet iterated (no waiting); they join ``seen``."""
+        out = []
+        while not self._queue.empty():
+            out.append(self._queue.get_nowait())
+        self.seen.extend(out)
+        return out
+
     def close(self) -> None:
         self._engine._subscribers.discard(self)
 
@@ -322,8 +330,7 @@ class Engine:
         st = self.status[sid]
         for kind, reason in res.transitions:
             if kind == "signal_loss":
-                self.trackers[sid].reset_smoothing()
-                self.batcher.remove_stream(sid)  # windows from before the gap are stale
+                self.trackers[sid].reset_smoothing()  # windows already queued were complete: keep them
             self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason}))
         for item in res.windows:
             self.batcher.submit(item)
