@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -203,3 +205,29 @@ def test_config_is_what_liblsl_loads_and_sessions_are_isolated(lsl_config, tmp_p
     assert "FOUND 1 OTHER 0" in proc.stdout
     assert "Configuration loaded from content" in proc.stderr
     del other
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace not installed")
+def test_discovery_traffic_stays_on_loopback(tmp_path):
+    """strace every send/connect of a process that creates an outlet and resolves it: with our config
+    the only destination is 127.0.0.1 (liblsl's defaults multicast to 224.0.0.183, 239.255.172.215,
+    255.255.255.255 and IPv6 groups)."""
+    code = textwrap.dedent(f"""
+        import pylsl
+        from pedstream.stream.lslconfig import configure_lsl
+        configure_lsl(session_id="strace-{uuid.uuid4().hex[:6]}", directory={str(tmp_path)!r})
+        o = pylsl.StreamOutlet(pylsl.StreamInfo("n", "ECG", 1, 100, pylsl.cf_float32, "strace-n1"))
+        print("FOUND", len(pylsl.resolve_bypred("source_id='strace-n1'", 1, 5.0)))
+    """)
+    trace = tmp_path / "trace.txt"
+    env = {k: v for k, v in os.environ.items() if k != "LSLAPICFG"}
+    proc = subprocess.run(["strace", "-f", "-e", "trace=sendto,sendmsg,connect", "-o", str(trace),
+                           sys.executable, "-c", code], capture_output=True, text=True, timeout=25, env=env)
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip("ptrace not permitted here")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "FOUND 1" in proc.stdout
+    text = trace.read_text()
+    v4 = set(re.findall(r'inet_addr\("([0-9.]+)"\)', text))
+    v6 = set(re.findall(r'inet_pton\(AF_INET6, "([^"]+)"', text))
+    assert v4 == {"127.0.0.1"} and not v6, (v4, v6)
