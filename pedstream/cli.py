@@ -240,6 +240,51 @@ def replay(cfg: Any, records: tuple[Path, ...], to: str, speed: float | None, lo
                    stream_id=stream_id, encoding=encoding, chunk_ms=chunk_ms, age_years=age_years)
 
 
+_RUN_OPTIONS = [
+    click.option("--source", "source", type=click.Choice(["lsl", "mqtt", "replay"]), default="lsl", show_default=True,
+                 help="Where the streams come from."),
+    click.option("--model", "model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="ONNX model (default: the packaged demo model, trained on SIMULATED data)."),
+    click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C)."),
+    click.option("--headless", is_flag=True, help="No dashboard: print the events to stdout as JSON lines."),
+    click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Append the events as JSON lines to this file."),
+]
+
+
+def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(_RUN_OPTIONS):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command("run")
+@_run_options
+@click.option("--demo", is_flag=True, help="Replay the bundled simulated records on this machine and monitor them.")
+@click.option("--records", "records", multiple=True, type=click.Path(path_type=Path),
+              help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
+@with_config
+def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
+        demo: bool, records: tuple[Path, ...]) -> None:
+    """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
+    from pedstream.stream.runner import run_command
+
+    run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
+                demo=demo, records=list(records))
+
+
+@cli.command("demo")
+@_run_options
+@with_config
+def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
+         events_path: Path | None) -> None:
+    """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
+    from pedstream.stream.runner import run_command
+
+    run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
+                headless=headless, events_path=events_path, demo=True)
+
+
 def main() -> None:
     cli(prog_name="pedstream")
 

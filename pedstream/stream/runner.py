@@ -1,0 +1,188 @@
+"""``pedstream run`` and ``pedstream demo``: wire sources, the model, the engine, sinks and the dashboard.
+
+- ``--source lsl``: monitor every LSL stream the ``[lsl]`` predicate finds (LSL is configured from
+  ``[lsl]`` before any pylsl call, so discovery stays on this machine by default);
+- ``--source mqtt``: monitor every stream under ``[mqtt] topic_prefix`` on the broker;
+- ``--source replay``: replay ``--records`` in-process.
+
+``--demo`` replays the bundled SIMULATED records (``pedstream/assets/demo_records``, looping) over
+the chosen transport on this machine and monitors them. The run ends after ``--duration`` seconds,
+on Ctrl-C, or (replay without looping) when every record has been played and classified; it then
+prints a summary. With ``--headless`` the events go to stdout as JSON lines (the summary to
+stderr), otherwise a live dashboard is shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from pedstream.config import Config
+from pedstream.errors import ModelError, RecordError
+
+__all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary"]
+
+
+def _assets() -> Path:
+    return Path(str(resources.files("pedstream") / "assets"))
+
+
+def default_model_path() -> Path:
+    """The packaged demo model (trained on SIMULATED data)."""
+    return _assets() / "demo_model.onnx"
+
+
+def demo_records_path(cfg: Config) -> Path:
+    return Path(cfg.demo.records) if cfg.demo.records else _assets() / "demo_records"
+
+
+def open_model(cfg: Config, path: Path | None) -> Any:
+    """Open the model with ONNX Runtime and refuse one whose metadata disagrees with ``cfg``."""
+    from pedstream.model.runtime import ModelSession, expected_metadata
+
+    path = Path(path) if path is not None else default_model_path()
+    if not path.is_file():
+        raise ModelError(str(path), "no such model file (pass --model PATH, or export one with `pedstream export`)")
+    exp = expected_metadata(signal_cfg=cfg.signal, filter_cfg=cfg.filters, window_s=cfg.segments.window_s,
+                            hop_s=cfg.segments.hop_s)
+    return ModelSession(path=path, runtime_cfg=cfg.runtime, expected=exp, max_batch=cfg.stream.max_batch)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    def f(v: Any) -> str:
+        return "-" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+    return (f"summary: streams {summary['streams']}, windows classified {summary['windows_classified']}, "
+            f"alarms {summary['alarms']}, errors {summary['errors']}, dropped windows {summary['dropped_windows']}, "
+            f"end-to-end latency ms p50 {f(summary['e2e_latency_ms_p50'])} p99 {f(summary['e2e_latency_ms_p99'])}, "
+            f"inference ms p50 {f(summary['inference_ms_p50'])} p99 {f(summary['inference_ms_p99'])}")
+
+
+async def run_async(
+    cfg: Config,
+    *,
+    session: Any,
+    source: str,
+    duration: float | None,
+    headless: bool,
+    events_path: Path | None,
+    demo: bool,
+    records: Sequence[Path] = (),
+    stop: asyncio.Event | None = None,
+    console: Any = None,
+    alarms_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary."""
+    from pedstream.stream.engine import Engine
+    from pedstream.stream.sinks import JsonLinesSink
+
+    stop = stop or asyncio.Event()
+    queue: asyncio.Queue = asyncio.Queue()
+    recs = list(records)
+    if demo:
+        folder = demo_records_path(cfg)
+        if not folder.is_dir():
+            raise RecordError(str(folder), "demo records folder is missing (regenerate with `pedstream data synth`)")
+        recs = [folder]
+    if source == "replay" and not recs:
+        raise RecordError("--records", "--source replay needs --records PATH... (or --demo)")
+    sources: list[Any] = []
+    feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
+    replay_src = None
+    if source == "lsl":
+        from pedstream.stream.lslconfig import configure_lsl_from
+        from pedstream.stream.sources.lsl import LSLSource
+
+        configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
+        sources.append(LSLSource.from_config(cfg.lsl, events=queue))
+        if recs:
+            from pedstream.stream.sources.replay import plan_replay, replay_to_lsl
+
+            plans = plan_replay(recs, cfg.signal)
+            feeders.append(replay_to_lsl(plans, speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True))
+    elif source == "mqtt":
+        from pedstream.stream.sources.mqtt import MQTTSource
+
+        sources.append(MQTTSource.from_config(cfg.mqtt, events=queue))
+        if recs:
+            from pedstream.stream.sources.replay import plan_replay, replay_to_mqtt
+
+            plans = plan_replay(recs, cfg.signal)
+            feeders.append(replay_to_mqtt(plans, host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix,
+                                          speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True))
+    elif source == "replay":
+        from pedstream.stream.sources.replay import ReplaySource
+
+        speed = cfg.demo.speed if demo else cfg.replay.speed
+        replay_src = ReplaySource.from_config(cfg, recs, events=queue, speed=speed, loop=demo or cfg.replay.loop)
+        sources.append(replay_src)
+    else:
+        raise RecordError("--source", f"unknown source {source!r} (expected lsl, mqtt or replay)")
+
+    sinks: list[Any] = []
+    if events_path is not None:
+        sinks.append(JsonLinesSink(events_path))
+    if headless:
+        sinks.append(JsonLinesSink.stdout())
+    engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir)
+    async with engine, asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(c, name="demo-feeder") for c in feeders]
+        if not headless:
+            from pedstream.stream.dashboard import run_dashboard
+
+            tasks.append(tg.create_task(run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console),
+                                        name="dashboard"))
+        waits = [asyncio.create_task(stop.wait(), name="stop")]
+        if replay_src is not None and not replay_src.loop:
+            waits.append(asyncio.create_task(_replay_done(replay_src, engine), name="replay-done"))
+        try:
+            await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in waits + tasks:
+                t.cancel()
+    return engine.summary()
+
+
+async def _replay_done(src: Any, engine: Any) -> None:
+    """A finite replay is done once it has sent everything and the engine has classified it."""
+    await src.finished.wait()
+    while not src.events.empty() or engine.batcher.pending or engine.batcher.busy:
+        await asyncio.sleep(0.05)  # polling the engine's queues at shutdown, bounded by --duration
+
+
+def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
+                events_path: Path | None, demo: bool, records: Sequence[Path] = ()) -> dict[str, Any]:
+    """The ``pedstream run`` command body (the CLI turns domain errors into one line)."""
+    session = open_model(cfg, model)
+    console = None
+    if not headless:
+        from rich.console import Console
+
+        console = Console()
+        from pedstream.stream.engine import model_banner
+
+        console.print(f"[bold]{model_banner(session.metadata)}[/bold]")
+
+    async def main() -> dict[str, Any]:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
+                               events_path=events_path, demo=demo, records=records, stop=stop, console=console)
+
+    summary = asyncio.run(main())
+    line = format_summary(summary)
+    if headless:
+        print(line, file=sys.stderr)
+        print(json.dumps({"summary": summary}), file=sys.stderr)
+    elif console is not None:
+        console.print(line)
+    return summary
