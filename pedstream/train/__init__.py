@@ -19,6 +19,17 @@ _LAZY: dict[str, str] = {
     "HEADLINE_METRICS": "pedstream.train.metrics",
     "evaluate_predictions": "pedstream.train.metrics",
     "plot_confusion": "pedstream.train.metrics",
+    # window dataset, training loop, evaluation, comparison (import torch, except compare/evaluate helpers)
+    "WindowSet": "pedstream.train.dataset",
+    "WindowDataset": "pedstream.train.dataset",
+    "build_windows": "pedstream.train.dataset",
+    "make_loader": "pedstream.train.dataset",
+    "train_run": "pedstream.train.loop",
+    "TrainResult": "pedstream.train.loop",
+    "SubjectLeakageWarning": "pedstream.train.loop",
+    "evaluate_run": "pedstream.train.evaluate",
+    "evaluate_arrays": "pedstream.train.evaluate",
+    "compare_runs": "pedstream.train.compare",
 }
 
 __all__ = sorted(_LAZY)

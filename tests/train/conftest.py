@@ -29,8 +29,11 @@ TINY_MODEL = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.
 
 
 def write_subject(folder: Path, name: str, *, seconds: float = 30.0, seed: int = 0,
-                  runs: tuple[str, ...] = ("sinus", "pvc", "avrt")) -> Path:
-    """One record whose beats come in equal-length runs of the ``runs`` classes, cycled."""
+                  runs: tuple[str, ...] = ("sinus", "pvc", "avrt"), drop: tuple[str, ...] = (), fs: int = FS) -> Path:
+    """One record whose beats come in equal-length runs of the ``runs`` classes, cycled.
+
+    ``drop``: channel names left out of the record (absent channels); ``fs``: its sampling rate.
+    """
     rng = np.random.default_rng(seed)
     n = int(seconds * FS)
     names = [*Config.model_fields["signal"].default.ecg, *Config.model_fields["signal"].default.iegm]
@@ -56,11 +59,13 @@ def write_subject(folder: Path, name: str, *, seconds: float = 30.0, seed: int =
         auxes.append(aux)
         t += rr * (1 + 0.03 * rng.standard_normal())
     folder.mkdir(parents=True, exist_ok=True)
-    d = np.clip(np.round(x * GAIN), -32767, 32767).astype(np.int32)
-    wfdb.wrsamp(name, fs=FS, units=["mV"] * len(names), sig_name=names, d_signal=d, fmt=["16"] * len(names),
+    keep = [i for i, c in enumerate(names) if c not in drop]
+    names = [names[i] for i in keep]
+    d = np.clip(np.round(x[:, keep] * GAIN), -32767, 32767).astype(np.int32)
+    wfdb.wrsamp(name, fs=fs, units=["mV"] * len(names), sig_name=names, d_signal=d, fmt=["16"] * len(names),
                 adc_gain=[GAIN] * len(names), baseline=[0] * len(names), write_dir=str(folder),
                 comments=["pedstream test record (synthetic)"])
-    write_annotations(folder / name, Annotations(sample=np.asarray(samples), symbol=symbols, aux=auxes, fs=float(FS)))
+    write_annotations(folder / name, Annotations(sample=np.asarray(samples), symbol=symbols, aux=auxes, fs=float(fs)))
     return folder / name
 
 

@@ -1,0 +1,95 @@
+"""pedstream eval (JSON keys, test split from the manifest, other data) and pedstream compare (tables)."""
+
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pedstream.cli import cli
+from pedstream.errors import PedstreamError
+from pedstream.train.compare import compare_runs
+from pedstream.train.evaluate import evaluate_run
+from pedstream.train.loop import SubjectLeakageWarning, train_run
+
+from .conftest import tiny_config, write_dataset
+
+KEYS = {"top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2", "per_class", "classes", "confusion"}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("eval_runs")
+    out: dict[str, Path] = {}
+    plan = [("subject", 0, ["loss.name=\"agcacl\""], "agcacl_s0"), ("subject", 1, ["loss.name=\"agcacl\""], "agcacl_s1"),
+            ("subject", 0, ["loss.name=\"ce\""], "ce_s0"),
+            ("subject", 0, ["loss.use_hard_mining=false"], "nohard_s0"),
+            ("segment", 0, ["loss.name=\"agcacl\""], "agcacl_seg"), ("segment", 0, ["loss.name=\"ce\""], "ce_seg")]
+    for protocol, fold, sets, name in plan:
+        cfg = tiny_config(root / "cache", "train.epochs=1", "train.bootstrap=50", *sets)
+        with pytest.warns(SubjectLeakageWarning) if protocol == "segment" else nullcontext():
+            out[name] = train_run(cfg, data=tiny_data, out=root / name, protocol=protocol, fold=fold,
+                                  progress=False).run_dir
+    return out
+
+
+def test_eval_json_has_the_contract_keys_and_matches_training(runs: dict[str, Path], tiny_data: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    res = CliRunner().invoke(cli, ["eval", "--run", str(runs["agcacl_s0"]), "--data", str(tiny_data),
+                                   "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "macro_f1" in res.output and "confusion" in res.output
+    got = json.loads(out.read_text())
+    assert KEYS <= set(got)
+    c = len(got["classes"])
+    assert np.asarray(got["confusion"]).shape == (c, c)
+    for name, v in got["per_class"].items():
+        assert set(v) == {"precision", "recall", "f1", "support"}, name
+    assert got["split"] == "test"
+    pred = np.load(runs["agcacl_s0"] / "predictions.npz")
+    assert got["n"] == pred["y_true"].size == int(np.asarray(got["confusion"]).sum())
+    trained = json.loads((runs["agcacl_s0"] / "metrics.json").read_text())
+    for k in ("top1", "macro_f1", "macro_f2", "confusion"):
+        assert got[k] == trained[k], k
+    lo, hi = got["ci95"]["macro_f1"]
+    assert lo <= got["macro_f1"] <= hi
+    assert out.with_suffix(".png").is_file()
+
+
+def test_eval_on_other_data_scores_all_windows_and_refuses_test_split(runs: dict[str, Path], tmp_path: Path) -> None:
+    other = write_dataset(tmp_path / "other", n_subjects=2, seconds=30.0, seed=50)
+    res = evaluate_run(runs["ce_s0"], other, n_boot=0)
+    assert res["split"] == "all" and res["n"] > 0
+    with pytest.raises(PedstreamError, match="not the data"):
+        evaluate_run(runs["ce_s0"], other, split="test", n_boot=0)
+
+
+def test_compare_writes_protocol_tables_ablation_and_tsne(runs: dict[str, Path], tmp_path: Path) -> None:
+    report = tmp_path / "report.md"
+    res = CliRunner().invoke(cli, ["compare", "--runs", *[str(p) for p in runs.values()], "--out", str(report),
+                                   "--bootstrap", "30"])
+    assert res.exit_code == 0, res.output
+    text = report.read_text()
+    assert "## Subject-independent protocol" in text and "## Segment protocol as published" in text
+    assert "LEAKS SUBJECTS" in text and "SIMULATED" in text
+    subject_table = text.split("## Subject-independent protocol")[1].split("##")[0]
+    assert "| AGCACL |" in subject_table and "| CE |" in subject_table
+    assert "| 2 |" in subject_table  # AGCACL's two folds are pooled
+    assert "## Ablation of AGCACL (subject protocol)" in text and "AGCACL w/o hard-class modulation" in text
+    assert "## Verdict" in text and "## Per-class F1" in text
+    assert (tmp_path / "report_tsne.png").stat().st_size > 1000
+    summary = json.loads(report.with_suffix(".json").read_text())
+    sub = summary["results"]["subject"]
+    assert sub["AGCACL"]["folds"] == [0, 1]
+    pooled = sum(np.load(runs[k] / "predictions.npz")["y_true"].size for k in ("agcacl_s0", "agcacl_s1"))
+    assert sub["AGCACL"]["n"] == pooled
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(PedstreamError, match="missing"):
+        compare_runs([tmp_path], out=tmp_path / "r.md")
