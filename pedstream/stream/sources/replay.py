@@ -251,12 +251,13 @@ async def _run_all(plans: Sequence[ReplayPlan], one: Callable[[ReplayPlan], Awai
 
 
 async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chunk_ms: float = 50.0,
-                        loop: bool = False, wait_for_consumers_s: float = 0.0,
+                        loop: bool = False, wait_for_consumers_s: float = 0.0, linger_s: float = 0.5,
                         on_start: Callable[[ReplayPlan], None] | None = None) -> dict[str, int]:
     """Publish each plan as an LSL outlet (conventions in the module docstring), paced.
 
     LSL delivers only samples pushed after an inlet connected: ``wait_for_consumers_s > 0`` waits
-    that long for a first consumer before sending (then sends anyway). Returns samples sent per
+    that long for a first consumer before sending (then sends anyway). After the last chunk the
+    outlet stays open ``linger_s`` so the last chunks reach the inlets (LSL has no flush). Returns samples sent per
     stream id. Applies the safe LSL defaults if nobody configured LSL (see lslconfig)."""
     from pedstream.stream.lslconfig import ensure_lsl_configured
 
@@ -279,7 +280,9 @@ async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chun
             info.desc().append_child("subject").append_child_value("age", f"{plan.age_years:g}")
         outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
         if wait_for_consumers_s > 0:
-            await asyncio.to_thread(outlet.wait_for_consumers, wait_for_consumers_s)
+            if not await asyncio.to_thread(outlet.wait_for_consumers, wait_for_consumers_s):
+                log.warning("LSL %s: no consumer after %.1f s; sending anyway", plan.stream_id,
+                            wait_for_consumers_s)
         if on_start is not None:
             on_start(plan)
         t0 = pylsl.local_clock()
@@ -288,6 +291,8 @@ async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chun
             async for _seq, first, data in _paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
                 outlet.push_chunk(data, timestamp=t0 + (first + data.shape[0] - 1) / plan.fs)
                 sent = first + data.shape[0]
+            if linger_s > 0:
+                await asyncio.sleep(linger_s)
         finally:
             del outlet
         return sent
