@@ -77,6 +77,12 @@ def inspect_folder(cfg: Config, folder: Path) -> dict[str, Any]:
             "channels": list(CANONICAL_CHANNELS), "records": rows, "totals": totals}
 
 
+def _names(names: list[str], limit: int = 7) -> str:
+    if not names:
+        return "-"
+    return " ".join(names[:limit]) + (f" +{len(names) - limit}" if len(names) > limit else "")
+
+
 def _hms(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
@@ -100,7 +106,7 @@ def inspect_command(cfg: Config, *, folder: Path, as_json: bool) -> None:
                 continue
             counts = ", ".join(f"{k} {v}" for k, v in sorted(r["class_counts"].items(), key=lambda kv: -kv[1]) if v)
             t.add_row(r["record"], str(r["layout"] or "-"), _hms(r["duration_s"]), f"{r['fs']:g}",
-                      f"{r['channels_present']}/{r['channels_total']}", " ".join(r["missing"]) or "-",
+                      f"{r['channels_present']}/{r['channels_total']}", _names(r["missing"]),
                       " ".join(f"{c} {p:.2f}" for c, p in r["clipped"].items()) or "-",
                       " ".join(r["flat"]) or "-", counts or ("-" if r["annotated"] else "no .atr"))
         tot = doc["totals"]
