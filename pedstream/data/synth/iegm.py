@@ -38,7 +38,8 @@ class IegmModel:
         abl = subject.ap_pos if subject.mechanism == "AVRT" else 4.5
         self.pos = {**CS_POSITION, "ABL12": float(abl + rng.normal(0, 0.15))}
         self.a_amp = {c: float(rng.uniform(0.6, 2.5)) for c in CS_POSITION}
-        self.v_amp = {c: float(rng.uniform(0.15, 0.5) + 0.25 * (4 - CS_POSITION[c]) / 4) for c in CS_POSITION}
+        # CS pairs lie on the atrial side of the AV groove: local A is larger than local V
+        self.v_amp = {c: float(rng.uniform(0.12, 0.3) + 0.15 * (4 - CS_POSITION[c]) / 4) for c in CS_POSITION}
         self.a_amp["ABL12"] = float(rng.uniform(0.5, 2.5))
         self.v_amp["ABL12"] = float(rng.uniform(0.5, 3.0))
         self.a_amp["RVA12"] = float(rng.uniform(0.03, 0.12))   # far-field atrium

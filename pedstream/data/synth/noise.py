@@ -20,8 +20,11 @@ __all__ = ["find_nstdb", "load_nstdb", "NoiseSource", "add_noise"]
 
 
 def find_nstdb(explicit: str | os.PathLike[str] | None = None) -> Path | None:
-    """The nstdb folder holding ``bw`` and ``ma``, or None. ``explicit="none"`` disables it."""
+    """The nstdb folder holding ``bw`` and ``ma``, or None. ``explicit="none"`` (or the environment
+    variable ``PEDSTREAM_SYNTH_NSTDB=none``) disables it."""
     cands: list[Path] = []
+    if explicit is None and os.environ.get("PEDSTREAM_SYNTH_NSTDB"):
+        explicit = os.environ["PEDSTREAM_SYNTH_NSTDB"]  # a folder, or "none" for synthetic noise only
     if explicit is not None:
         if str(explicit).lower() == "none":
             return None

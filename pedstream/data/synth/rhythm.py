@@ -133,8 +133,8 @@ class _Scheduler:
                     ep["cl"] = 60.0 / r.uniform(130, 165)
                     ep["va"] = ep["cl"] * r.uniform(0.55, 0.65)
                 else:
-                    ep["cl"] = 60.0 / r.uniform(170 + 20 * young, 230 + 20 * young)
-                    ep["va"] = r.uniform(0.09, 0.14)
+                    ep["cl"] = 60.0 / r.uniform(165 + 25 * young, 220 + 20 * young)
+                    ep["va"] = max(0.08, min(r.uniform(0.09, 0.14), 0.42 * ep["cl"]))  # short RP: RP < RR/2
             elif mech == "VT":
                 ep["cl"] = 60.0 / r.uniform(150, 220)
                 self.vt_variant += 1

@@ -23,6 +23,9 @@ __all__ = ["LEIPZIG_FS", "DEFAULT_GAIN", "RecordOptions", "SimulatedRecord", "re
 
 LEIPZIG_FS = 977.0
 DEFAULT_GAIN = 3200.0      # adu/mV: format 16 full scale 32767 adu = +/-10.24 mV, as on most real channels
+# Random subjects cycle through diagnoses in about the real proportions (13 AVNRT, 9 AVRT, 6 WPW,
+# 1 PJRT of 29), so any six consecutive records hold both mechanisms and a manifest pathway.
+DIAGNOSIS_CYCLE = ("AVNRT", "AVRT-WPW", "AVRT", "AVNRT", "AVRT", "AVNRT")
 _KNOWN = set(ECG_CHANNELS) | {"ABL12", "RVA12", "CS12", "CS34", "CS56", "CS78", "CS90", "ABL_uni", "ART"}
 
 
@@ -78,7 +81,7 @@ class SimulatedRecord:
         return self.signal.shape[0] / self.fs
 
 
-def _layout_channels(layout: str | Sequence[str]) -> tuple[str, str, ...]:
+def _layout_channels(layout: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(layout, str):
         if layout not in LEIPZIG_LAYOUTS:
             raise ConfigError([("layout", f"unknown layout {layout!r}; expected one of {sorted(LEIPZIG_LAYOUTS)}")],
@@ -108,7 +111,10 @@ def synthesize(*, name: str | None = None, layout: str | Sequence[str] = "full",
     r_subj, r_sched, r_render, r_noise, r_opt = (np.random.default_rng(s) for s in ss.spawn(5))
     name = name or record_name(index)
     if subject is None:
-        subject = random_subject(r_subj, index=index)
+        diagnosis = DIAGNOSIS_CYCLE[index % len(DIAGNOSIS_CYCLE)]
+        if diagnosis == "AVRT" and r_subj.random() < 0.1:
+            diagnosis = "AVRT-PJRT"
+        subject = random_subject(r_subj, index=index, diagnosis=diagnosis)
     duration = float(minutes) * 60.0
     n = int(round(duration * fs))
     if labels is None:
