@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,19 +72,66 @@ async def run_engine(cfg, session, specs, tmp_path, *, expect_lost: int):
     return eng, sub.seen, [json.loads(line) for line in events_path.read_text().splitlines()]
 
 
+DEMO = Path(__file__).resolve().parents[2] / "pedstream" / "assets" / "demo_records"
+
+
+def offline_record_calls(record: Path, cfg, session) -> tuple[dict[int, tuple[str, float]], str]:
+    """Offline batch inference on a whole WFDB record, exactly as training cuts windows."""
+    from pedstream.stream.sources.replay import plan_replay
+
+    plan = plan_replay([record], cfg.signal)[0]
+    x = plan.record.read(plan.start, plan.stop).data  # (n, 19) mV
+    present = np.zeros(19, bool)
+    present[plan.columns] = True
+    x = np.where(present[None, :], x, 0.0).astype(np.float32)
+    win, hop = session.window_samples, int(round(cfg.segments.hop_s * FS))
+    filt = filter_signal(x, FS, cfg.filters)  # (n, 19)
+    starts = list(range(0, len(x) - win + 1, hop))
+    xs = normalize_window(np.stack([filt[s:s + win].T for s in starts]), np.broadcast_to(present, (len(starts), 19)))
+    mask = np.broadcast_to(present.astype(np.float32), (len(starts), 19))
+    logits, _ = session.run(xs[:, :12], xs[:, 12:], mask)
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = z / z.sum(axis=1, keepdims=True)
+    return {s: (session.class_names[int(np.argmax(p[i]))], float(p[i].max())) for i, s in enumerate(starts)}, plan.stream_id
+
+
 @pytest.mark.parametrize("chunk", [7, 49, 977])
-async def test_train_serve_parity_any_chunk_size(cfg, session, tmp_path, chunk):
-    x = make_signal(fs=FS, seconds=20, hr=110, seed=11)
-    ref = offline_calls(x, cfg, session)
-    eng, seen, lines = await run_engine(cfg, session, [StreamSpec("rec", x, FS, chunk=chunk)], tmp_path, expect_lost=1)
-    calls = {e.extra["window_start"]: (e.extra["raw_label"], e.extra["raw_p"], e.label) for e in seen if e.kind == "call"}
+async def test_train_serve_parity_replayed_record_any_chunk_size(cfg, session, tmp_path, chunk):
+    from pedstream.stream.sources.replay import ReplaySource
+
+    record = DEMO / "x002"
+    ref, sid = offline_record_calls(record, cfg, session)
+    q: asyncio.Queue = asyncio.Queue()
+    src = ReplaySource(events=q, records=[record], signal_cfg=cfg.signal, speed=float("inf"),
+                       chunk_ms=chunk * 1000.0 / FS)
+    eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path / "alarms")
+    sub = eng.subscribe()
+    async with eng:
+        await sub.wait_for(lambda e: e.kind == "signal_loss" and e.stream == sid, timeout=60)  # end of record
+        async with asyncio.timeout(30):
+            while eng.batcher.pending or eng.batcher.busy:
+                await sub.wait_for(lambda e: e.kind == "call", timeout=30)
+    sub.drain()
+    calls = {e.extra["window_start"]: (e.extra["raw_label"], e.extra["raw_p"]) for e in sub.seen if e.kind == "call"}
     settle = int(round(cfg.filters.settle_s * FS))
     expected = {s for s in ref if s >= settle}
-    assert set(calls) == expected and len(calls) == 13
+    assert set(calls) == expected and len(expected) >= 15
+    for s, (label, p) in calls.items():
+        assert label == ref[s][0], s
+        assert p == pytest.approx(ref[s][1], abs=1e-3)
+    assert eng.summary()["dropped_windows"] == 0 and eng.counts.get("error", 0) == 0
+
+
+async def test_synthetic_stream_parity_chunk_7(cfg, session, tmp_path):
+    x = make_signal(fs=FS, seconds=20, hr=110, seed=11)
+    ref = offline_calls(x, cfg, session)
+    eng, seen, lines = await run_engine(cfg, session, [StreamSpec("rec", x, FS, chunk=7)], tmp_path, expect_lost=1)
+    calls = {e.extra["window_start"]: (e.extra["raw_label"], e.extra["raw_p"], e.label) for e in seen if e.kind == "call"}
+    settle = int(round(cfg.filters.settle_s * FS))
+    assert set(calls) == {s for s in ref if s >= settle} and len(calls) == 13
     for s, (label, p, smoothed) in calls.items():
         assert label == ref[s][0] and smoothed == label
         assert p == pytest.approx(ref[s][1], abs=1e-3)
-    assert eng.summary()["dropped_windows"] == 0
     assert [ln["kind"] for ln in lines].count("call") == 13
 
 
