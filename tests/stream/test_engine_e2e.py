@@ -160,3 +160,57 @@ async def test_alarm_onset_writes_strip_png(tmp_path):
     strip = tmp_path / "alarms" / on[0].extra["strip"].rsplit("/", 1)[-1]
     assert strip.is_file() and strip.read_bytes()[:4] == b"\x89PNG"
     assert eng.summary()["alarms"] == 1 and eng.summary()["strips"] == 1
+
+
+async def _collect_calls(sub, sid: str, n: int, timeout: float = 60.0) -> list:
+    calls = []
+    async with asyncio.timeout(timeout):
+        while len(calls) < n:
+            calls.append(await sub.wait_for(lambda e: e.kind == "call" and e.stream == sid, timeout=timeout))
+    return calls
+
+
+async def test_replay_to_lsl_outlet_to_engine(cfg, session, tmp_path, lsl_config):
+    from pedstream.stream.sources.lsl import LSLSource
+    from pedstream.stream.sources.replay import plan_replay, replay_to_lsl
+
+    sid = f"e2e-lsl-{lsl_config.session_id[-6:]}"
+    plans = plan_replay([DEMO / "x003"], cfg.signal, stream_id=sid, seconds=16)
+    q: asyncio.Queue = asyncio.Queue()
+    eng = Engine(cfg=cfg, session=session, sources=[LSLSource(events=q, predicate=f"name='{sid}'")],
+                 sinks=[JsonLinesSink(tmp_path / "ev.jsonl")], alarms_dir=tmp_path / "alarms")
+    sub = eng.subscribe()
+    async with eng:
+        feeder = asyncio.create_task(replay_to_lsl(plans, speed=4.0, chunk_ms=40.0, wait_for_consumers_s=15.0))
+        calls = await _collect_calls(sub, sid, 6)
+        sent = await asyncio.wait_for(feeder, timeout=60)
+    assert sent[sid] == plans[0].stop - plans[0].start
+    st = eng.status[sid]
+    assert st.source == "lsl" and st.n_present == len(plans[0].channel_names)
+    assert all(c.latency_ms is not None and c.latency_ms >= 0 for c in calls)
+    assert all(c.label in session.class_names and 0 < c.p <= 1 for c in calls)
+    assert any(c.hr is not None and 40 < c.hr < 260 for c in calls)
+    lines = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert sum(1 for x in lines if x["kind"] == "call" and x["stream"] == sid) >= 6
+
+
+async def test_replay_to_mqtt_broker_to_engine(cfg, session, tmp_path, mosquitto):
+    from pedstream.stream.sources.mqtt import MQTTSource
+    from pedstream.stream.sources.replay import plan_replay, replay_to_mqtt
+
+    sid = "e2e-mqtt"
+    plans = plan_replay([DEMO / "x001"], cfg.signal, stream_id=sid, seconds=16, age_years=0.5)
+    q: asyncio.Queue = asyncio.Queue()
+    src = MQTTSource(events=q, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1")
+    eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path / "alarms")
+    sub = eng.subscribe()
+    async with eng:
+        await asyncio.wait_for(src.connected.wait(), timeout=15)
+        feeder = asyncio.create_task(replay_to_mqtt(plans, host=mosquitto.host, port=mosquitto.port, speed=4.0,
+                                                    chunk_ms=40.0))
+        calls = await _collect_calls(sub, sid, 6)
+        await asyncio.wait_for(feeder, timeout=60)
+    st = eng.status[sid]
+    assert st.source == "mqtt" and st.age_years == 0.5 and st.hr_band.startswith("<1 y")
+    assert [c.extra["window_start"] for c in calls] == sorted(c.extra["window_start"] for c in calls)
+    assert eng.counts.get("error", 0) == 0
