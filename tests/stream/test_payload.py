@@ -11,7 +11,6 @@ import pytest
 from pedstream.errors import PayloadError
 from pedstream.stream.payload import (
     HEADER,
-    MAGIC,
     SequenceTracker,
     decode_binary,
     decode_data,

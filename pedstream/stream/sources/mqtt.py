@@ -32,7 +32,6 @@ from typing import Any
 
 import aiomqtt
 import numpy as np
-from paho.mqtt.properties import Properties  # noqa: F401  (kept for publishers adding properties)
 
 from pedstream.errors import PayloadError, StreamError as StreamFailure
 from pedstream.stream.payload import (
