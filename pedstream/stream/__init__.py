@@ -1,0 +1,33 @@
+"""The streaming engine: live sources -> per-stream DSP -> batched ONNX inference -> calls, alarms, sinks.
+
+Light imports only (no pylsl, no aiomqtt, no onnxruntime, no torch at import time): the transports
+live in :mod:`pedstream.stream.sources`, the model runtime in :mod:`pedstream.model.runtime`.
+"""
+
+from pedstream.stream.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age, save_strip
+from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
+from pedstream.stream.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus, model_banner
+from pedstream.stream.pipeline import FeedResult, StreamPipeline
+from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MonitorEvent, MQTTSink
+
+__all__ = [
+    "AlarmTracker",
+    "AlarmTransition",
+    "BatchResult",
+    "Engine",
+    "EngineSnapshot",
+    "EventSubscription",
+    "FeedResult",
+    "InferenceBatcher",
+    "JsonLinesSink",
+    "LSLMarkerSink",
+    "MQTTSink",
+    "MonitorEvent",
+    "RhythmCall",
+    "StreamPipeline",
+    "StreamStatus",
+    "WindowItem",
+    "hr_limits_for_age",
+    "model_banner",
+    "save_strip",
+]
