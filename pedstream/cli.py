@@ -204,12 +204,14 @@ def compare_cmd(cfg: Any, runs: tuple[Path, ...], more_runs: tuple[Path, ...], o
               help="ONNX file to write (one self-contained file).")
 @click.option("--data", "data", type=click.Path(exists=True, path_type=Path), default=None,
               help="WFDB record or folder to take real parity-check windows from (default: the windows stored in the checkpoint).")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default="dynamo", show_default=True,
+              help="torch.onnx exporter: torch.export-based (default) or the legacy TorchScript tracer (faster).")
 @with_config
-def export_cmd(cfg: Any, run: Path, out: Path, data: Path | None) -> None:
+def export_cmd(cfg: Any, run: Path, out: Path, data: Path | None, exporter: str) -> None:
     """Export a trained run to ONNX with its metadata; verify ONNX Runtime matches PyTorch (max |diff| < 1e-4)."""
     from pedstream.model.export import export_command
 
-    export_command(cfg, run=run, out=out, data=data)
+    export_command(cfg, run=run, out=out, data=data, exporter=exporter)
 
 
 # --------------------------------------------------------------------------- streaming (stream/)

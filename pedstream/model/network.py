@@ -93,7 +93,7 @@ class MultiHeadAttention(nn.Module):
         b, lq, d = q.shape
         lk = kv.shape[1]
         qh = self.q(q).reshape(b, lq, self.h, self.dk).transpose(1, 2)  # (B, H, Lq, dk)
-        k, v = self.kv(kv).reshape(b, lk, 2, self.h, self.dk).permute(2, 0, 3, 1, 4)  # 2 x (B, H, Lk, dk)
+        k, v = self.kv(kv).reshape(b, lk, 2, self.h, self.dk).permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, H, Lk, dk)
         scores = torch.matmul(qh, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.dk))  # (B, H, Lq, Lk)
         scores = scores + key_bias[:, None, None, :]
         attn = self.drop(torch.softmax(scores, dim=-1))  # (B, H, Lq, Lk)
