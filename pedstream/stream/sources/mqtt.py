@@ -62,6 +62,14 @@ NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _MAX_PENDING = 256
 
 
+def _retrieve_disconnect_error(client: aiomqtt.Client | None) -> None:
+    """aiomqtt keeps a broken connection's error in a future nobody awaits when the client is left
+    after the break; read it so asyncio does not log 'exception was never retrieved'."""
+    fut = getattr(client, "_disconnected", None)
+    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
+        fut.exception()
+
+
 def topic_for(prefix: str, stream_id: str, kind: str) -> str:
     """``<prefix>/<stream_id>/<kind>`` with kind ``meta`` | ``data``."""
     return f"{prefix.rstrip('/')}/{stream_id}/{kind}"
@@ -161,6 +169,7 @@ class MQTTSource(SourceBase):
                 await asyncio.sleep(delay)
             finally:
                 self.connected.clear()
+                _retrieve_disconnect_error(self._client)
 
     async def _watchdog(self) -> None:
         period = max(0.02, min(self.reorder_hold_s, self.meta_wait_s or 1.0, self.lost_timeout_s) / 4)
@@ -309,6 +318,7 @@ class MQTTPublisher:
                 await self._client.__aexit__(None, None, None)
             except aiomqtt.MqttError:
                 pass
+            _retrieve_disconnect_error(self._client)
 
     async def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
         try:
