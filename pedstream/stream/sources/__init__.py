@@ -1,8 +1,12 @@
 """Live sources (LSL, MQTT, replay) behind one asyncio interface: see :mod:`.base`.
 
-Only the light interface is imported here; import the transports from their modules
-(``pedstream.stream.sources.lsl`` imports pylsl, ``.mqtt`` imports aiomqtt).
+The interface is imported eagerly; the transports load on first access (``LSLSource`` imports
+pylsl, ``MQTTSource``/``MQTTPublisher`` aiomqtt), so importing this package stays light.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from pedstream.stream.sources.base import (
     Chunk,
@@ -17,6 +21,16 @@ from pedstream.stream.sources.base import (
     StreamLost,
 )
 
+_LAZY = {
+    "LSLSource": "pedstream.stream.sources.lsl",
+    "MQTTSource": "pedstream.stream.sources.mqtt",
+    "MQTTPublisher": "pedstream.stream.sources.mqtt",
+    "ReplaySource": "pedstream.stream.sources.replay",
+    "plan_replay": "pedstream.stream.sources.replay",
+    "replay_to_lsl": "pedstream.stream.sources.replay",
+    "replay_to_mqtt": "pedstream.stream.sources.replay",
+}
+
 __all__ = [
     "Chunk",
     "ChunkReceived",
@@ -28,4 +42,13 @@ __all__ = [
     "StreamErrorEvent",
     "StreamInfo",
     "StreamLost",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
