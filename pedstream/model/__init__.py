@@ -27,17 +27,20 @@ from pedstream.model.metadata import (
 from pedstream.model.runtime import (
     ModelSession,
     check_metadata,
+    compare_metadata,
     expected_metadata,
     read_metadata,
     select_providers,
     softmax,
 )
+from pedstream.model.samples import record_windows
 
 _LAZY = {
     "FusionNet": "pedstream.model.network",
     "build_model": "pedstream.model.network",
     "export_onnx": "pedstream.model.export",
     "export_run": "pedstream.model.export",
+    "ParityReport": "pedstream.model.export",
     "count_params": "pedstream.model.flops",
     "count_flops": "pedstream.model.flops",
     "FlopReport": "pedstream.model.flops",
@@ -52,6 +55,7 @@ __all__ = [
     "ModelSession",
     "build_metadata",
     "check_metadata",
+    "compare_metadata",
     "decode_metadata",
     "encode_metadata",
     "expected_metadata",
@@ -59,6 +63,7 @@ __all__ = [
     "load_checkpoint",
     "load_sample_inputs",
     "read_metadata",
+    "record_windows",
     "save_checkpoint",
     "select_providers",
     "softmax",
