@@ -289,6 +289,10 @@ def _write_curves(history: list[dict[str, float]], path: Path) -> None:
 def _data_description(ws: WindowSet, data: Path) -> tuple[str, bool]:
     """(description, simulated?) from the record headers: the simulator marks its records."""
     simulated = False
+    for readme in ("README.txt", "README", "README.md"):  # pedstream data synth writes README.txt
+        f = data / readme
+        if f.is_file() and "SIMULATED" in f.read_text(encoding="utf-8", errors="replace"):
+            simulated = True
     for info in ws.record_info:
         hea = Path(info["path"] + ".hea")
         try:
