@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PED=${PED:-.venv/bin/pedstream}
 WORK=${1:-build/demo}
 REAL=${REAL:-../shared/data/leipzig-annotations}
-SETS=(--set train.epochs=12 --set train.steps_per_epoch=30 --set train.patience=4
+SETS=(--set train.epochs=20 --set train.steps_per_epoch=40 --set train.patience=6 --set split.val_fraction=0.2
       --set train.max_windows_per_class_subject=40 --set train.warmup_epochs=0.5 --set split.folds=3
       --set train.bootstrap=1000 --set "train.cache_dir=\"$WORK/cache\"" --set 'loss.name="agcacl"')
 mkdir -p "$WORK"

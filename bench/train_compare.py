@@ -1,6 +1,6 @@
 """Acceptance run: AGCACL vs every baseline, both protocols, on 29 simulated subjects, then the tables.
 
-    .venv/bin/python -m bench.train_compare --out bench/results/compare            # full (~75-85 min, 2 cores)
+    .venv/bin/python -m bench.train_compare --out bench/results/compare            # full (estimated 65-75 min on 2 quiet cores)
     .venv/bin/python -m bench.train_compare --out /tmp/cmp_smoke --smoke           # 2 methods, tiny
 
 Steps: (1) ``pedstream data synth --records 29 --minutes M --follow-real <leipzig-annotations>`` into
@@ -9,7 +9,8 @@ OUT/runs/<protocol>/<method>/fold<k> (in-process ``train_run``, same code path a
 runs are skipped, so an interrupted plan resumes); (3) ``pedstream compare`` over all runs into
 OUT/report.md (+ .json, _tsne.png); (4) OUT/timing.json with the wall time of every step.
 
-Budget (measured, see bench/results/compare_timing.md): the window cache is built once and reused;
+Budget (measured: one 20-epoch x 40-batch run of the default model took 1.7 min on this 2-core machine,
+so 14 x 40 with early stopping is about 1.2 min; 49 runs + synthesis + compare ~ 65-75 min): the window cache is built once and reused;
 windows are capped per (subject, class) to tame the sinus majority; each run trains a fixed number of
 batches per epoch with early stopping, about 60-90 s on 2 cores. Methods: the ten rows of the paper's
 table (architecture baselines use the AGCACL loss, so only the architecture changes) plus three
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=29)
     ap.add_argument("--minutes", type=float, default=3.0)
     ap.add_argument("--folds", type=int, default=3, help="subject-protocol folds (all are run and pooled)")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=30, help="batches per epoch")
+    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--steps", type=int, default=40, help="batches per epoch")
     ap.add_argument("--cap", type=int, default=40, help="max windows per (subject, class)")
     ap.add_argument("--protocols", default="segment,subject")
     ap.add_argument("--no-ablations", action="store_true")
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.train.compare import compare_runs
     from pedstream.train.loop import train_run
 
-    common = [f"train.epochs={a.epochs}", f"train.steps_per_epoch={a.steps}", "train.patience=4",
+    common = [f"train.epochs={a.epochs}", f"train.steps_per_epoch={a.steps}", "train.patience=5", "split.val_fraction=0.2",
               f"train.max_windows_per_class_subject={a.cap}", "train.bootstrap=200", f"split.folds={a.folds}",
               f'train.cache_dir="{out / "cache"}"', "train.warmup_epochs=0.5", *a.sets]
     if a.smoke:
