@@ -96,6 +96,9 @@ class LabelScheme(_Section):
     classes: dict[str, list[str]]
     ignore: list[str] = []
     unmatched: Literal["other", "ignore"] = "ignore"
+    # rhythm segments with mixed = "priority": a window holding beats of several classes takes the
+    # first of these classes it contains (ectopy inside a rhythm), else it is dropped.
+    window_priority: list[str] = []
 
     @field_validator("classes")
     @classmethod
@@ -108,6 +111,9 @@ class LabelScheme(_Section):
     def _other(self) -> "LabelScheme":
         if self.unmatched == "other" and "other" not in self.classes:
             raise ValueError("unmatched = 'other' needs a class named 'other'")
+        unknown = [c for c in self.window_priority if c not in self.classes]
+        if unknown:
+            raise ValueError(f"window_priority names {unknown}, which are not classes of this scheme")
         return self
 
 
@@ -130,7 +136,7 @@ class SegmentConfig(_Section):
     mode: Literal["rhythm", "beat"] = "rhythm"
     window_s: float = Field(2.5, gt=0)
     hop_s: float = Field(1.25, gt=0)
-    mixed: Literal["drop", "majority"] = "drop"
+    mixed: Literal["drop", "majority", "priority"] = "priority"
     min_beats: int = Field(2, ge=1)
 
 

@@ -72,6 +72,8 @@ class LabelGrouping:
         if problems:
             raise ConfigError(problems)
         self._other = self.classes.index("other") if scheme.unmatched == "other" else None
+        # class indices of scheme.window_priority, in priority order (validated by the config)
+        self.priority_indices: tuple[int, ...] = tuple(self.classes.index(c) for c in scheme.window_priority)
         self._cache: dict[tuple[str, str], int | None] = {}
 
     @classmethod

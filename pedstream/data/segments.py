@@ -5,8 +5,11 @@ Two modes (``[segments]`` in ``config.toml``):
 - ``rhythm``: windows of ``window_s`` seconds placed every ``hop_s`` seconds from sample 0, kept
   only when they hold at least ``min_beats`` labelled beats. A window whose beats all share one
   class gets that class (so kept windows lie inside runs of one class); a window with beats of
-  several classes is dropped (``mixed = "drop"``) or gets the class with the most beats
-  (``mixed = "majority"``; a tie is dropped).
+  several classes is dropped (``mixed = "drop"``), gets the class with the most beats
+  (``mixed = "majority"``; a tie is dropped), or gets the first class of the scheme's
+  ``window_priority`` list that it contains (``mixed = "priority"``, the default: a premature beat
+  inside a sinus run labels the window ``pvc``, as a monitor reports ectopy; a mixed window with no
+  priority class, such as the onset of a tachycardia, is dropped).
 - ``beat``: one window of ``window_s`` seconds centred on each labelled beat (start = beat -
   window // 2), dropped when it runs off the record.
 
@@ -87,6 +90,14 @@ def make_segments(ann: Annotations, grouping: LabelGrouping, cfg: SegmentConfig,
     ok = total >= cfg.min_beats
     if cfg.mixed == "drop":
         ok &= n_with == 1
+    elif cfg.mixed == "priority":
+        mixed = n_with > 1
+        taken = np.zeros_like(mixed)
+        for k in grouping.priority_indices:  # first listed class present wins
+            hit = mixed & ~taken & (counts[k] > 0)
+            best = np.where(hit, k, best)
+            taken |= hit
+        ok &= ~mixed | taken
     else:  # majority: the most frequent class, ties dropped
         second = np.sort(counts, axis=0)[-2] if n_cls > 1 else np.zeros_like(top)
         ok &= top > second

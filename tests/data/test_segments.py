@@ -53,6 +53,34 @@ def test_rhythm_majority_labels_mixed_windows():
     assert len(segs) > len(drop) and {850, 950}.isdisjoint({s.start for s in drop})
 
 
+def test_rhythm_priority_labels_ectopy_and_drops_other_mixtures():
+    g = _grouping()
+    ann = _ann()
+    # a PVC at 4 s inside the sinus run: every window holding it becomes a "pvc" window
+    i = ann.sample.tolist().index(400)
+    ann.symbol[i] = "V"
+    cfg = SegmentConfig(mode="rhythm", window_s=2.0, hop_s=1.0, mixed="priority", min_beats=2)
+    segs = {s.start: s.label for s in make_segments(ann, g, cfg, fs=FS, n_samples=2000, record="r")}
+    sinus, avrt, pvc = (g.classes.index(c) for c in ("sinus", "avrt", "pvc"))
+    assert segs[300] == pvc and segs[400] == pvc  # [300,500) and [400,600) contain the PVC
+    assert segs[0] == sinus and segs[500] == sinus and segs[1000] == avrt
+    assert 900 not in segs  # sinus -> AVRT onset: no priority class, dropped as in "drop"
+    # the scheme orders the priority: a window with a PVC and a PAC is a "pvc" window
+    ann.symbol[i + 1] = "A"
+    segs = {s.start: s.label for s in make_segments(ann, g, cfg, fs=FS, n_samples=2000, record="r")}
+    assert segs[300] == pvc and segs[400] == pvc
+    assert g.priority_indices[:2] == (g.classes.index("vt"), pvc)
+
+
+def test_window_priority_must_name_classes():
+    import pytest
+
+    from pedstream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="window_priority"):
+        load_config(overrides=['labels.schemes.leipzig.window_priority=["pvc", "nope"]'])
+
+
 def test_min_beats_and_gaps():
     g = _grouping()
     ann = Annotations(sample=[100, 150, 1000], symbol=["N", "N", "N"], aux=["", "", ""], fs=FS)
