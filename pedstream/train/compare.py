@@ -5,7 +5,10 @@ Each run folder (``pedstream train``) holds its test-set predictions. Runs are g
 cover every subject once in the subject protocol) and scored with
 :func:`pedstream.train.metrics.evaluate_predictions`, with 95% intervals from a bootstrap that
 resamples SUBJECTS (windows of one child are correlated; resampling windows would give intervals that
-are too narrow).
+are too narrow). The macro averages of a method cover the classes that occur in its POOLED test labels
+or pooled predictions (scikit-learn's convention, see :mod:`pedstream.train.metrics`): a class no fold
+has and the method never predicts is left out, one it predicts without support counts as 0. The
+all-class averages stay in the JSON twin under ``all_classes``.
 
 The report (Markdown) has one table per protocol (rows = methods in the published order, columns
 top-1 / macro P / R / F1 / F2 with intervals), an ablation table (AGCACL with each term switched
@@ -160,7 +163,7 @@ def compare_runs(runs: Sequence[str | Path], *, out: str | Path, n_boot: int = 1
         res["runs"] = [str(r.path) for r in rs]
         res["folds"] = sorted(r.fold for r in rs)
         res["seconds"] = float(sum(r.seconds for r in rs))
-        res["best_run"] = str(max(rs, key=lambda r: _f1(r, classes)).path)
+        res["best_run"] = str(max(rs, key=_f1).path)
         results[protocol][method] = res
 
     out = Path(out)
@@ -173,9 +176,11 @@ def compare_runs(runs: Sequence[str | Path], *, out: str | Path, n_boot: int = 1
               ("**Trained and tested on SIMULATED Leipzig-format records, not real patients; "
                "these numbers say how the methods compare on the simulator, nothing clinical.**" if simulated else ""),
               "",
-              f"Metrics on the pooled test predictions of all folds of a method; macro averages over all "
-              f"{len(classes)} classes (zero_division = 0; a class absent from the test set scores 0); "
-              f"95% intervals from {n_boot} bootstrap resamples of subjects. Best macro F1 in bold.", ""]
+              f"Metrics on the pooled test predictions of all folds of a method; {_macro_scope(results, classes)} "
+              f"(scikit-learn's convention: a class neither in the test labels nor predicted is left out, one "
+              f"predicted without test support counts with precision 0; the averages over all {len(classes)} "
+              f"classes are in the JSON twin under `all_classes`); 95% intervals from {n_boot} bootstrap "
+              f"resamples of subjects, over that fixed set of classes. Best macro F1 in bold.", ""]
     for protocol in sorted(results, key=lambda p: ("subject", "loso", "segment").index(p)
                            if p in ("subject", "loso", "segment") else 9):
         rows = [(m, res, len(res["runs"])) for m, res in sorted(results[protocol].items(), key=lambda kv: _order_key(kv[0]))
@@ -198,8 +203,10 @@ def compare_runs(runs: Sequence[str | Path], *, out: str | Path, n_boot: int = 1
               "| class | support | " + " | ".join(methods) + " |", "|" + "---|" * (len(methods) + 2)]
     for c in classes:
         sup = results[main][methods[0]]["per_class"][c]["support"]
-        lines.append(f"| {c} | {sup} | " + " | ".join(f"{results[main][m]['per_class'][c]['f1']:.2f}" for m in methods) + " |")
-    lines.append("")
+        lines.append(f"| {c} | {sup} | " + " | ".join(
+            f"{results[main][m]['per_class'][c]['f1']:.2f}" if c in results[main][m]["evaluated_classes"] else "–"
+            for m in methods) + " |")
+    lines += ["", "– = the class is neither in the test labels nor predicted by that method (not scored).", ""]
     png = None
     if tsne:
         best_method = max(results[main], key=lambda m: results[main][m]["macro_f1"])
@@ -227,10 +234,23 @@ def _json_default(o: Any) -> Any:
     raise TypeError(type(o).__name__)
 
 
-def _f1(r: RunRecord, classes: list[str]) -> float:
+def _f1(r: RunRecord) -> float:
+    """Macro F1 of one run over the classes in its test labels or predictions (scikit-learn's default)."""
     from sklearn.metrics import f1_score
 
-    return float(f1_score(r.y_true, r.y_pred, labels=np.arange(len(classes)), average="macro", zero_division=0))
+    return float(f1_score(r.y_true, r.y_pred, average="macro", zero_division=0))
+
+
+def _macro_scope(results: dict[str, dict[str, Any]], classes: list[str]) -> str:
+    """'macro over the N classes that occur in the test labels or predictions' (N per method when they differ)."""
+    sets = {(proto, m): tuple(res["evaluated_classes"]) for proto, rs in results.items() for m, res in rs.items()}
+    if len(set(sets.values())) == 1:
+        names = next(iter(sets.values()))
+        listed = f": {', '.join(names)}" if len(names) < len(classes) else ""
+        return f"macro over the {len(names)} classes that occur in the test labels or predictions{listed}"
+    per = ", ".join(f"{m} ({proto}) {len(names)}" for (proto, m), names in sorted(sets.items()))
+    return (f"macro over the classes that occur in the pooled test labels or predictions of each method "
+            f"(of {len(classes)} classes; how many per method: {per})")
 
 
 def _verdict(results: dict[str, dict[str, Any]]) -> str:

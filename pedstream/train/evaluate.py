@@ -10,9 +10,10 @@ Reported (and written with ``--json``), keys exactly::
     per_class: {name: {precision, recall, f1, support}}, classes, confusion (C x C, rows = true)
 
 plus ``ci95`` (95% percentile-bootstrap intervals of the five summary metrics, resampling windows, or
-subjects with ``--subject-bootstrap``), ``present_classes``, ``macro_auroc``, ``n`` and ``split``. The
-metric definitions (macro over ALL configured classes, zero_division = 0) are those of
-:func:`pedstream.train.metrics.evaluate_predictions`.
+subjects with ``--subject-bootstrap``), ``evaluated_classes``, ``all_classes``, ``present_classes``,
+``macro_auroc``, ``n`` and ``split``. The metric definitions (macro over the classes that occur in the
+test labels or predictions, zero_division = 0; ``all_classes`` repeats them over every configured
+class) are those of :func:`pedstream.train.metrics.evaluate_predictions`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def evaluate_arrays(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | 
                     groups: Sequence[Any] | np.ndarray | None = None) -> dict[str, Any]:
     """Metrics of predictions ``y_pred`` (n,) against ``y_true`` (n,) (class indices into ``classes``).
 
-    Thin wrapper over :func:`pedstream.train.metrics.evaluate_predictions` (macro over all classes,
-    ``ci95`` percentile-bootstrap intervals; with ``groups`` (n,) subject ids the bootstrap resamples
-    subjects).
+    Thin wrapper over :func:`pedstream.train.metrics.evaluate_predictions` (macro over the classes in
+    the test labels or predictions, ``ci95`` percentile-bootstrap intervals; with ``groups`` (n,)
+    subject ids the bootstrap resamples subjects).
     """
     from pedstream.train.metrics import evaluate_predictions
 
@@ -118,7 +119,14 @@ def render_report(res: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    t = Table(title=f"{res.get('method') or 'model'} · {res.get('split', '')} · n = {res.get('n')}")
+    evaluated = res.get("evaluated_classes")
+    caption = None
+    if evaluated is not None:
+        caption = f"macro over the {len(evaluated)} classes that occur in the test labels or predictions"
+        ac = res.get("all_classes")
+        if ac and len(evaluated) < len(res["classes"]):
+            caption += f"; over all {len(res['classes'])} classes macro F1 {ac['macro_f1']:.3f}"
+    t = Table(title=f"{res.get('method') or 'model'} · {res.get('split', '')} · n = {res.get('n')}", caption=caption)
     t.add_column("metric")
     t.add_column("value [95% CI]", justify="right")
     for k in SUMMARY_KEYS:

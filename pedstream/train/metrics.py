@@ -6,13 +6,22 @@ the confusion matrix (rows = true class, columns = predicted class) and percenti
 intervals, resampling either samples or, with ``groups``, whole subjects (the honest choice when
 windows of one subject are correlated).
 
-Classes absent from the test set. The headline ``macro_*`` values average over *all* configured
-classes with ``zero_division=0``: a class with no test samples contributes recall 0 and F 0, and
-precision 0 whether or not it was (wrongly) predicted. That is conservative and keeps one fixed
-denominator, so numbers are comparable between methods, folds and the published table (which
-averages over its full class list). Because it can understate a model on a fold that simply lacks
-some classes, ``present_classes`` repeats the macro scores over the classes with test support only;
-read it whenever ``present_classes["classes"]`` is shorter than ``classes``.
+Which classes the macro averages cover. The headline ``macro_*`` values (and their ``ci95``) follow
+scikit-learn's own convention (``average="macro"`` without ``labels``): they average over the
+EVALUATED classes, those that occur in ``y_true`` or in ``y_pred``. A class with no test samples
+that the model never predicts says nothing about the model, so it is left out; a class with no test
+samples that the model DOES predict stays in with precision, recall and F 0, so false alarms are
+punished. Averaging over every configured class instead (the old headline) scales every score down
+by the share of classes the test set lacks (demo model: 13 configured classes, 5 absent and never
+predicted, macro F1 0.44 instead of 0.71), which hides how well the model does on what was tested. Both other views are kept:
+``all_classes`` (macro over every configured class, zero_division=0: one fixed denominator, as in
+the published table) and ``present_classes`` (classes with test support only).
+``per_class``, ``classes`` and ``confusion`` always cover all configured classes.
+
+The bootstrap scores every resample over the label set fixed from the full sample (the evaluated
+classes, or all classes for ``all_classes["ci95"]``), not one re-derived per resample, so a resample
+that happens to lack a class scores it 0 and the interval is about the same quantity as the point
+estimate.
 """
 
 from __future__ import annotations
@@ -56,7 +65,9 @@ def scores_from_confusion(conf: np.ndarray, *, classes: np.ndarray | None = None
 
     Returns:
         dict of ``HEADLINE_METRICS`` -> float (or (N,) arrays for stacked input); zero_division=0.
-        Identical to scikit-learn's ``average="macro", labels=classes, zero_division=0``.
+        Identical to scikit-learn's ``average="macro", labels=classes, zero_division=0``: the label
+        set is taken as given, never re-derived from ``conf`` (a listed class with no true and no
+        predicted samples scores 0).
     """
     c = np.asarray(conf, dtype=np.float64)
     single = c.ndim == 2
@@ -85,10 +96,10 @@ def scores_from_confusion(conf: np.ndarray, *, classes: np.ndarray | None = None
     return out
 
 
-def _bootstrap(
+def _bootstrap_confusions(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, *, n_boot: int, seed: int, groups: np.ndarray | None
-) -> dict[str, list[float]]:
-    """Percentile-bootstrap 95% intervals of the headline metrics (all-class macro)."""
+) -> np.ndarray:
+    """(n_boot, C, C) confusion matrices of bootstrap resamples of windows or, with ``groups``, of subjects."""
     rng = np.random.default_rng(seed)
     cells = y_true * n_classes + y_pred  # (n,)
     cc = n_classes * n_classes
@@ -101,18 +112,27 @@ def _bootstrap(
             idx = rng.integers(0, n, size=(k, n))  # (k, n)
             flat = cells[idx] + (np.arange(k) * cc)[:, None]
             parts.append(np.bincount(flat.ravel(), minlength=k * cc).reshape(k, n_classes, n_classes))
-        confs = np.concatenate(parts, axis=0)  # (n_boot, C, C)
-    else:
-        _, gid = np.unique(groups, return_inverse=True)
-        n_groups = int(gid.max()) + 1
-        per_group = np.zeros((n_groups, cc))  # (G, C*C)
-        np.add.at(per_group, (gid, cells), 1.0)
-        draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
-        weights = np.zeros((n_boot, n_groups))
-        np.add.at(weights, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
-        confs = (weights @ per_group).reshape(n_boot, n_classes, n_classes)
-    scores = scores_from_confusion(confs)
+        return np.concatenate(parts, axis=0)  # (n_boot, C, C)
+    _, gid = np.unique(groups, return_inverse=True)
+    n_groups = int(gid.max()) + 1
+    per_group = np.zeros((n_groups, cc))  # (G, C*C)
+    np.add.at(per_group, (gid, cells), 1.0)
+    draws = rng.integers(0, n_groups, size=(n_boot, n_groups))
+    weights = np.zeros((n_boot, n_groups))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), n_groups), draws.ravel()), 1.0)
+    return (weights @ per_group).reshape(n_boot, n_classes, n_classes)
+
+
+def _percentile_ci(confs: np.ndarray, classes: Sequence[int]) -> dict[str, list[float]]:
+    """Percentile 95% intervals of the headline metrics of (n_boot, C, C) ``confs``, macro over the
+    fixed index list ``classes``."""
+    scores = scores_from_confusion(confs, classes=np.asarray(classes, dtype=np.int64))
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in scores.items()}
+
+
+def _macro(prec: np.ndarray, rec: np.ndarray, f1: np.ndarray, f2: np.ndarray, idx: list[int]) -> dict[str, float]:
+    return {"macro_precision": float(np.mean(prec[idx])), "macro_recall": float(np.mean(rec[idx])),
+            "macro_f1": float(np.mean(f1[idx])), "macro_f2": float(np.mean(f2[idx]))}
 
 
 def evaluate_predictions(
@@ -138,10 +158,13 @@ def evaluate_predictions(
 
     Returns:
         dict with keys ``top1``, ``macro_precision``, ``macro_recall``, ``macro_f1``, ``macro_f2``
-        (macro over all classes, zero_division=0: the headline, see module docstring),
-        ``per_class`` (name -> {precision, recall, f1, support}), ``classes`` (names),
-        ``confusion`` (C x C list of lists, rows = true), ``ci95`` (headline metric -> [lo, hi]),
-        ``n`` (samples), ``present_classes`` ({classes: names with support > 0, and the four macro
+        (the headline: macro over the evaluated classes = those occurring in y_true or y_pred,
+        zero_division=0; see the module docstring), ``evaluated_classes`` (their names, in class
+        order), ``per_class`` (ALL classes: name -> {precision, recall, f1, support}), ``classes``
+        (all names), ``confusion`` (C x C list of lists, rows = true), ``ci95`` (headline metric ->
+        [lo, hi], label set fixed to the evaluated classes), ``n`` (samples), ``all_classes``
+        ({classes: all names, the four macro scores over every configured class, and their ``ci95``
+        when bootstrapped}), ``present_classes`` ({classes: names with support > 0, the four macro
         scores over them}), plus ``macro_auroc`` when y_prob is given and ``n_groups`` with groups.
     """
     names = [str(c) for c in class_names]
@@ -166,13 +189,13 @@ def evaluate_predictions(
     conf = confusion_matrix(t, p, labels=labels)  # (C, C)
     prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=labels, zero_division=0)
     f2 = fbeta_score(t, p, beta=2.0, labels=labels, average=None, zero_division=0)
+    n_pred = conf.sum(axis=0)  # (C,) predictions per class
+    evaluated = [i for i in labels if support[i] > 0 or n_pred[i] > 0]  # never empty: t.size > 0
     present = [i for i in labels if support[i] > 0]
     result: dict[str, Any] = {
         "top1": float(accuracy_score(t, p)),
-        "macro_precision": float(np.mean(prec)),
-        "macro_recall": float(np.mean(rec)),
-        "macro_f1": float(np.mean(f1)),
-        "macro_f2": float(np.mean(f2)),
+        **_macro(prec, rec, f1, f2, evaluated),
+        "evaluated_classes": [names[i] for i in evaluated],
         "per_class": {
             names[i]: {
                 "precision": float(prec[i]),
@@ -185,15 +208,14 @@ def evaluate_predictions(
         "classes": names,
         "confusion": conf.astype(int).tolist(),
         "n": int(t.size),
-        "present_classes": {
-            "classes": [names[i] for i in present],
-            "macro_precision": float(np.mean(prec[present])),
-            "macro_recall": float(np.mean(rec[present])),
-            "macro_f1": float(np.mean(f1[present])),
-            "macro_f2": float(np.mean(f2[present])),
-        },
+        "all_classes": {"classes": list(names), **_macro(prec, rec, f1, f2, labels)},
+        "present_classes": {"classes": [names[i] for i in present], **_macro(prec, rec, f1, f2, present)},
     }
-    result["ci95"] = _bootstrap(t, p, n_classes, n_boot=n_boot, seed=seed, groups=g) if n_boot > 0 else {}
+    result["ci95"] = {}
+    if n_boot > 0:
+        confs = _bootstrap_confusions(t, p, n_classes, n_boot=n_boot, seed=seed, groups=g)  # (n_boot, C, C)
+        result["ci95"] = _percentile_ci(confs, evaluated)
+        result["all_classes"]["ci95"] = _percentile_ci(confs, labels)
     if g is not None:
         result["n_groups"] = int(len(np.unique(g)))
     if y_prob is not None:

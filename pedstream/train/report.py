@@ -4,7 +4,9 @@
 
 It states in plain words what the model was trained on (taken from the run's manifest, which knows
 whether the records were simulated), the protocol and the subjects in each part, and the
-``pedstream eval`` numbers: summary with 95% intervals, per-class table, confusion matrix.
+``pedstream eval`` numbers: summary with 95% intervals (macro over the classes that occur in the test
+labels or predictions, see :mod:`pedstream.train.metrics`; the all-class average is quoted below it when
+some classes were not scored), per-class table, confusion matrix.
 """
 
 from __future__ import annotations
@@ -45,15 +47,28 @@ def model_report(res: dict[str, Any], manifest: dict[str, Any], *, onnx: Path | 
               f"- git commit: {manifest.get('git_commit') or 'unknown'}"]
     if onnx is not None and onnx.is_file():
         lines.append(f"- ONNX file: `{onnx.name}`, {onnx.stat().st_size / 1e6:.2f} MB")
+    evaluated = res.get("evaluated_classes")
+    if evaluated is None:  # written before evaluated_classes existed: macro over all classes
+        scope = "Macro averages over all classes of the label scheme (a class absent from the test set scores 0)"
+    else:
+        scope = (f"Macro averages over the {len(evaluated)} classes that occur in the test labels or predictions "
+                 "(scikit-learn's convention: a class neither in the test set nor predicted is left out; one "
+                 "predicted without test support would count with precision 0)")
     lines += ["", f"## Test set ({res['n']} windows)", "",
-              "Macro averages over all classes of the label scheme (a class absent from the test set scores 0); "
-              "95% percentile-bootstrap intervals" + (" resampling subjects." if res.get("n_groups") else "."), "",
-              "| metric | value | 95% CI |", "|---|---|---|"]
+              scope + "; 95% percentile-bootstrap intervals" + (" resampling subjects." if res.get("n_groups") else "."),
+              "", "| metric | value | 95% CI |", "|---|---|---|"]
     for k, label in _KEYS:
         ci = res.get("ci95", {}).get(k)
         lines.append(f"| {label} | {res[k]:.3f} | " + (f"{ci[0]:.3f} – {ci[1]:.3f}" if ci else "–") + " |")
+    ac = res.get("all_classes")
+    if evaluated is not None and ac and len(evaluated) < len(res["classes"]):
+        absent = [c for c in res["classes"] if c not in evaluated]
+        ci = ac.get("ci95", {}).get("macro_f1")
+        lines += ["", f"Not scored (no test windows, never predicted): {', '.join(absent)}. Averaged over all "
+                      f"{len(res['classes'])} classes instead, with those scoring 0: macro F1 {ac['macro_f1']:.3f}"
+                      + (f" ({ci[0]:.3f} – {ci[1]:.3f})" if ci else "") + f", macro recall {ac['macro_recall']:.3f}."]
     pc = res.get("present_classes")
-    if pc and len(pc.get("classes", [])) < len(res["classes"]):
+    if evaluated is None and pc and len(pc.get("classes", [])) < len(res["classes"]):
         lines += ["", f"Over the {len(pc['classes'])} classes present in the test set: macro F1 "
                       f"{pc['macro_f1']:.3f}, macro recall {pc['macro_recall']:.3f}."]
     lines += ["", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]

@@ -58,6 +58,14 @@ def test_eval_json_has_the_contract_keys_and_matches_training(runs: dict[str, Pa
         assert got[k] == trained[k], k
     lo, hi = got["ci95"]["macro_f1"]
     assert lo <= got["macro_f1"] <= hi
+    # headline macro over the classes in the test labels or predictions; the all-class view is kept
+    seen = set(pred["y_true"].tolist()) | set(pred["y_pred"].tolist())
+    assert got["evaluated_classes"] == [c for i, c in enumerate(got["classes"]) if i in seen]
+    assert got["all_classes"]["classes"] == got["classes"]
+    f1s = [got["per_class"][c]["f1"] for c in got["classes"]]
+    assert got["all_classes"]["macro_f1"] == pytest.approx(np.mean(f1s))
+    assert got["macro_f1"] == pytest.approx(np.mean([got["per_class"][c]["f1"] for c in got["evaluated_classes"]]))
+    assert f"macro over the {len(got['evaluated_classes'])} classes" in " ".join(res.output.split())
     assert out.with_suffix(".png").is_file()
 
 
@@ -88,6 +96,19 @@ def test_compare_writes_protocol_tables_ablation_and_tsne(runs: dict[str, Path],
     assert sub["AGCACL"]["folds"] == [0, 1]
     pooled = sum(np.load(runs[k] / "predictions.npz")["y_true"].size for k in ("agcacl_s0", "agcacl_s1"))
     assert sub["AGCACL"]["n"] == pooled
+    # the evaluated classes of a method come from its POOLED folds' labels and predictions
+    pooled_seen = set()
+    for k in ("agcacl_s0", "agcacl_s1"):
+        pr = np.load(runs[k] / "predictions.npz")
+        pooled_seen |= set(pr["y_true"].tolist()) | set(pr["y_pred"].tolist())
+    assert sub["AGCACL"]["evaluated_classes"] == [c for i, c in enumerate(summary["classes"]) if i in pooled_seen]
+    assert sub["AGCACL"]["all_classes"]["classes"] == summary["classes"]
+    sets = {tuple(r["evaluated_classes"]) for proto in summary["results"].values() for r in proto.values()}
+    if len(sets) == 1:
+        assert f"macro over the {len(next(iter(sets)))} classes that occur in the test labels or predictions" in text
+    else:
+        assert "macro over the classes that occur in the pooled test labels or predictions of each method" in text
+        assert f"AGCACL (subject) {len(sub['AGCACL']['evaluated_classes'])}" in text
 
 
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:

@@ -11,13 +11,15 @@ from sklearn.metrics import f1_score, fbeta_score, precision_score, recall_score
 from pedstream.errors import PedstreamError
 from pedstream.train.metrics import evaluate_predictions, plot_confusion, scores_from_confusion
 
-NAMES = ["a", "b", "c", "d"]
-# rows = true, columns = predicted; class d never occurs but is predicted once
+NAMES = ["a", "b", "c", "d", "e"]
+# rows = true, columns = predicted; class d never occurs but is predicted once (a false alarm: scored 0),
+# class e never occurs and is never predicted (not evaluated)
 CONF = [
-    [5, 1, 0, 0],
-    [2, 3, 1, 0],
-    [0, 0, 4, 1],
-    [0, 0, 0, 0],
+    [5, 1, 0, 0, 0],
+    [2, 3, 1, 0, 0],
+    [0, 0, 4, 1, 0],
+    [0, 0, 0, 0, 0],
+    [0, 0, 0, 0, 0],
 ]
 
 
@@ -32,37 +34,87 @@ def test_values_on_a_hand_made_confusion_matrix() -> None:
     y_true, y_pred = _labels_from_confusion(CONF)
     r = evaluate_predictions(y_true, y_pred, class_names=NAMES, n_boot=0)
     # by hand: precision = diag / column sums, recall = diag / row sums
-    prec = {"a": 5 / 7, "b": 3 / 4, "c": 4 / 5, "d": 0.0}  # d: 0 of 1 prediction right
-    rec = {"a": 5 / 6, "b": 3 / 6, "c": 4 / 5, "d": 0.0}  # d: no support -> 0 (zero_division)
-    f1 = {"a": 10 / 13, "b": 3 / 5, "c": 4 / 5, "d": 0.0}  # 2PR/(P+R)
-    f2 = {"a": 25 / 31, "b": 15 / 28, "c": 4 / 5, "d": 0.0}  # 5PR/(4P+R)
+    prec = {"a": 5 / 7, "b": 3 / 4, "c": 4 / 5, "d": 0.0, "e": 0.0}  # d: 0 of 1 prediction right
+    rec = {"a": 5 / 6, "b": 3 / 6, "c": 4 / 5, "d": 0.0, "e": 0.0}  # d, e: no support -> 0 (zero_division)
+    f1 = {"a": 10 / 13, "b": 3 / 5, "c": 4 / 5, "d": 0.0, "e": 0.0}  # 2PR/(P+R)
+    f2 = {"a": 25 / 31, "b": 15 / 28, "c": 4 / 5, "d": 0.0, "e": 0.0}  # 5PR/(4P+R)
     assert r["n"] == 17
     assert r["top1"] == pytest.approx(12 / 17)
-    assert r["macro_precision"] == pytest.approx(sum(prec.values()) / 4)
-    assert r["macro_recall"] == pytest.approx(sum(rec.values()) / 4)
-    assert r["macro_f1"] == pytest.approx(sum(f1.values()) / 4)
-    assert r["macro_f2"] == pytest.approx(sum(f2.values()) / 4)
+    # headline: macro over a, b, c (in the test labels) and d (predicted, absent: counts as 0); e excluded
+    assert r["evaluated_classes"] == ["a", "b", "c", "d"]
+    for key, table in (("macro_precision", prec), ("macro_recall", rec), ("macro_f1", f1), ("macro_f2", f2)):
+        assert r[key] == pytest.approx(sum(table[c] for c in "abcd") / 4), key
+    assert r["macro_f1"] == pytest.approx((10 / 13 + 3 / 5 + 4 / 5 + 0.0) / 4)
+    # ... which is scikit-learn's own default (labels from y_true and y_pred)
+    assert r["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", zero_division=0))
+    assert r["macro_precision"] == pytest.approx(precision_score(y_true, y_pred, average="macro", zero_division=0))
     assert r["classes"] == NAMES
     assert r["confusion"] == CONF
-    for name in NAMES:
+    for name in NAMES:  # per_class covers every class, evaluated or not
         pc = r["per_class"][name]
         assert set(pc) == {"precision", "recall", "f1", "support"}
         assert pc["precision"] == pytest.approx(prec[name])
         assert pc["recall"] == pytest.approx(rec[name])
         assert pc["f1"] == pytest.approx(f1[name])
-    assert [r["per_class"][n]["support"] for n in NAMES] == [6, 6, 5, 0]
+    assert [r["per_class"][n]["support"] for n in NAMES] == [6, 6, 5, 0, 0]
+    # all_classes: the old headline, macro over all 5 configured classes
+    every = r["all_classes"]
+    assert every["classes"] == NAMES
+    for key, table in (("macro_precision", prec), ("macro_recall", rec), ("macro_f1", f1), ("macro_f2", f2)):
+        assert every[key] == pytest.approx(sum(table.values()) / 5), key
     present = r["present_classes"]
     assert present["classes"] == ["a", "b", "c"]
     assert present["macro_recall"] == pytest.approx((5 / 6 + 1 / 2 + 4 / 5) / 3)
     assert present["macro_f1"] == pytest.approx((10 / 13 + 3 / 5 + 4 / 5) / 3)
     assert present["macro_f2"] == pytest.approx((25 / 31 + 15 / 28 + 4 / 5) / 3)
     assert present["macro_precision"] == pytest.approx((5 / 7 + 3 / 4 + 4 / 5) / 3)
-    assert r["ci95"] == {}
+    assert r["ci95"] == {} and "ci95" not in every
     json.dumps(r)  # JSON-ready
-    # the vectorised bootstrap scorer agrees with the point estimates
-    s = scores_from_confusion(np.asarray(CONF))
-    for k in ("top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2"):
-        assert s[k] == pytest.approx(r[k])
+    # the vectorised bootstrap scorer agrees with the point estimates, for either label set
+    s_eval = scores_from_confusion(np.asarray(CONF), classes=np.arange(4))
+    s_all = scores_from_confusion(np.asarray(CONF))
+    for k in ("macro_precision", "macro_recall", "macro_f1", "macro_f2"):
+        assert s_eval[k] == pytest.approx(r[k])
+        assert s_all[k] == pytest.approx(every[k])
+    assert s_eval["top1"] == s_all["top1"] == pytest.approx(r["top1"])
+
+
+def test_all_classes_equals_the_old_all_label_computation_on_random_labels() -> None:
+    rng = np.random.default_rng(4)
+    names = [f"k{i}" for i in range(7)]  # k5 only predicted, k6 neither in y_true nor predicted
+    t = rng.integers(0, 5, 400)
+    p = np.where(rng.random(400) < 0.7, t, rng.integers(0, 6, 400))
+    r = evaluate_predictions(t, p, class_names=names, n_boot=0)
+    assert r["evaluated_classes"] == names[:6]
+    all_kw = dict(labels=list(range(7)), average="macro", zero_division=0)
+    assert r["all_classes"]["macro_f1"] == pytest.approx(f1_score(t, p, **all_kw))
+    assert r["all_classes"]["macro_recall"] == pytest.approx(recall_score(t, p, **all_kw))
+    assert r["all_classes"]["macro_f2"] == pytest.approx(fbeta_score(t, p, beta=2, **all_kw))
+    default_kw = dict(average="macro", zero_division=0)  # scikit-learn's default label set
+    assert r["macro_f1"] == pytest.approx(f1_score(t, p, **default_kw))
+    assert r["macro_recall"] == pytest.approx(recall_score(t, p, **default_kw))
+    assert r["macro_f2"] == pytest.approx(fbeta_score(t, p, beta=2, **default_kw))
+    assert r["macro_f1"] == pytest.approx(r["all_classes"]["macro_f1"] * 7 / 6)  # k6 only diluted the old value
+
+
+def test_bootstrap_keeps_the_label_set_of_the_full_sample() -> None:
+    # class 2 is rare: many subject resamples lack it, yet every resample is scored over classes 0, 1, 2
+    groups = np.repeat(np.arange(10), 20)
+    t = np.zeros(groups.size, dtype=int)
+    t[groups % 2 == 1] = 1
+    t[:3] = 2  # three windows of subject 0
+    p = t.copy()
+    p[5] = 1  # one error in subject 0
+    names = ["x", "y", "z", "unused"]
+    r = evaluate_predictions(t, p, class_names=names, n_boot=300, seed=1, groups=groups)
+    assert r["evaluated_classes"] == ["x", "y", "z"]
+    lo, hi = r["ci95"]["macro_recall"]
+    # a resample without subject 0 scores z's recall 0 over 3 classes: recall 2/3; with a re-derived
+    # label set it would be 1.0 and the lower bound would not fall below the estimate this far
+    assert lo == pytest.approx(2 / 3)
+    assert lo <= r["macro_recall"] <= hi
+    assert r["all_classes"]["ci95"]["macro_recall"][0] == pytest.approx(2 / 4)
+    assert r["ci95"]["top1"] == r["all_classes"]["ci95"]["top1"]
 
 
 def test_confusion_scorer_matches_scikit_learn_on_random_labels() -> None:
@@ -121,10 +173,10 @@ def test_subject_bootstrap_is_wider_when_errors_cluster_in_subjects() -> None:
 
 def test_macro_auroc_from_probabilities() -> None:
     y_true, y_pred = _labels_from_confusion(CONF)
-    prob = np.full((len(y_true), 4), 0.1)
+    prob = np.full((len(y_true), len(NAMES)), 0.1)
     prob[np.arange(len(y_true)), y_true] = 0.7  # a perfect ranking
     r = evaluate_predictions(y_true, y_pred, class_names=NAMES, y_prob=prob, n_boot=0)
-    assert r["macro_auroc"] == pytest.approx(1.0)  # averaged over a, b, c (d has no positives)
+    assert r["macro_auroc"] == pytest.approx(1.0)  # averaged over a, b, c (d and e have no positives)
     with pytest.raises(PedstreamError, match="y_prob"):
         evaluate_predictions(y_true, y_pred, class_names=NAMES, y_prob=prob[:, :3], n_boot=0)
 
