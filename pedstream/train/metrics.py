@@ -13,9 +13,9 @@ that the model never predicts says nothing about the model, so it is left out; a
 samples that the model DOES predict stays in with precision, recall and F 0, so false alarms are
 punished. Averaging over every configured class instead (the old headline) scales every score down
 by the share of classes the test set lacks (demo model: 13 configured classes, 5 absent and never
-predicted, macro F1 0.44 instead of 0.71), which hides how well the model does on what was tested. Both other views are kept:
-``all_classes`` (macro over every configured class, zero_division=0: one fixed denominator, as in
-the published table) and ``present_classes`` (classes with test support only).
+predicted, macro F1 0.44 instead of 0.71), which hides how well the model does on what was tested.
+Both other views are kept: ``all_classes`` (macro over every configured class, zero_division=0: one
+fixed denominator, as in the published table) and ``present_classes`` (test support only).
 ``per_class``, ``classes`` and ``confusion`` always cover all configured classes.
 
 The bootstrap scores every resample over the label set fixed from the full sample (the evaluated
