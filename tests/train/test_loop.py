@@ -40,13 +40,15 @@ def test_same_seed_gives_identical_weights(tiny_data: Path, tmp_path: Path) -> N
 
 
 def test_early_stopping_when_validation_stops_improving(tiny_data: Path, tmp_path: Path) -> None:
-    # lr so small that predictions (and so validation macro-F1) cannot change after the first epoch
-    cfg = tiny_config(tmp_path / "cache", "train.epochs=6", "train.patience=2", "train.lr=1e-12",
+    # lr so small that the weights cannot move: validation macro-F1 only wobbles with the batch-norm
+    # running statistics, which settle within a few epochs, so it must stop long before 30 epochs,
+    # exactly `patience` epochs after its best one.
+    cfg = tiny_config(tmp_path / "cache", "train.epochs=30", "train.patience=2", "train.lr=1e-12",
                       "train.warmup_epochs=0", "train.bootstrap=0")
     res = train_run(cfg, data=tiny_data, out=tmp_path / "run", protocol="subject", progress=False)
-    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
+    assert res.stopped_early and res.epochs_run < 30 and res.epochs_run == res.best_epoch + 2
     rows = list(csv.DictReader((tmp_path / "run" / "curves.csv").open()))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in rows] == list(range(1, res.epochs_run + 1))
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stopped_early"] is True
 
 
