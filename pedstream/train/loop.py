@@ -286,26 +286,46 @@ def _write_curves(history: list[dict[str, float]], path: Path) -> None:
             w.writerow({k: h.get(k, "") for k in keys})
 
 
-def _data_description(ws: WindowSet, data: Path) -> tuple[str, bool]:
-    """(description, simulated?) from the record headers: the simulator marks its records."""
+def _data_description(ws: WindowSet, data: Path, signal_cfg: Any) -> tuple[str, bool, dict[str, Any]]:
+    """``(description, simulated?, training_data)`` of the training records.
+
+    ``simulated``: the folder's README or a record header says the records are simulated (pedstream
+    data synth marks both). ``training_data`` is the structured summary stored in the model metadata
+    (``format`` "Leipzig-format" when every record has one of the Leipzig channel layouts, else
+    "WFDB"; ``records``, ``subjects``, ``windows``, ``simulated``) from which the engine builds its
+    one-line banner; ``description`` is the same in words, e.g. ``"simulated Leipzig-format records
+    (pedstream data synth): 29 subjects, 29 records, 1945 windows of 2.5 s at 977 Hz"``.
+    """
+    from pedstream.data.loader import open_record
+
     simulated = False
     for readme in ("README.txt", "README", "README.md"):  # pedstream data synth writes README.txt
         f = data / readme
         if f.is_file() and "SIMULATED" in f.read_text(encoding="utf-8", errors="replace"):
             simulated = True
+    leipzig = bool(ws.record_info)
     for info in ws.record_info:
         hea = Path(info["path"] + ".hea")
         try:
             text = hea.read_text(encoding="utf-8", errors="replace").lower()
         except OSError:
+            leipzig = False
             continue
         if "simulat" in text or "synth" in text:
             simulated = True
-            break
-    kind = "SIMULATED Leipzig-format records (pedstream data synth)" if simulated else "WFDB records"
-    subj = sorted({i["subject"] for i in ws.record_info})
-    return (f"{kind} from {data.name}: {len(ws.record_info)} records, {len(subj)} subjects, "
-            f"{len(ws)} windows of {ws.window} samples at {ws.fs:g} Hz"), simulated
+        if leipzig:
+            try:
+                leipzig = open_record(info["path"], signal_cfg).layout is not None
+            except PedstreamError:
+                leipzig = False
+    fmt = "Leipzig-format" if leipzig else "WFDB"
+    n_subj = len({i["subject"] for i in ws.record_info})
+    n_rec = len(ws.record_info)
+    kind = f"simulated {fmt} records (pedstream data synth)" if simulated else f"{fmt} records"
+    desc = (f"{kind}: {n_subj} subject{'s' if n_subj != 1 else ''}, {n_rec} record{'s' if n_rec != 1 else ''}, "
+            f"{len(ws)} windows of {ws.window / ws.fs:.3g} s at {ws.fs:g} Hz")
+    summary = {"format": fmt, "simulated": simulated, "subjects": n_subj, "records": n_rec, "windows": len(ws)}
+    return desc, simulated, summary
 
 
 def train_run(
@@ -441,12 +461,13 @@ def train_run(
     model.eval()
 
     # ---------------------------------------------------------------- run folder
-    desc, simulated = _data_description(ws, data)
+    desc, simulated, training_data = _data_description(ws, data, cfg.signal)
     sample_idx = split.val[:8] if split.val.size else split.train[:8]
     sb = ws.batch(sample_idx)
     label_scheme = {"name": cfg.labels.scheme, **cfg.labels.active.model_dump(mode="json")}
     extra = {"protocol": split.describe(), "method": method, "loss": cfg.loss.model_dump(mode="json"),
-             "best_epoch": best_epoch, "best_val_macro_f1": None if not has_val else best_f1}
+             "best_epoch": best_epoch, "best_val_macro_f1": None if not has_val else best_f1,
+             "training_data": training_data}
     save_checkpoint(out, model=model.cpu(), model_cfg=model_cfg, class_names=ws.classes, channels=cfg.signal.channels,
                     fs=cfg.signal.fs, window_s=cfg.segments.window_s, hop_s=cfg.segments.hop_s,
                     filters=cfg.filters.model_dump(mode="json"), normalization=NORMALIZATION,

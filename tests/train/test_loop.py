@@ -70,6 +70,15 @@ def test_run_folder_holds_checkpoint_manifest_curves_predictions(subject_run: Pa
     assert meta["label_scheme"]["name"] == "leipzig" and meta["protocol"]["protocol"] == "subject"
     assert meta["trained_on_simulated_data"] is True  # the test records say "synthetic" in their header
     man = json.loads((subject_run / "manifest.json").read_text())
+    # the training data, in words and as the fields the engine's one-line banner is built from
+    assert meta["training_data"] == {"format": "Leipzig-format", "simulated": True, "subjects": 6, "records": 6,
+                                     "windows": man["data"]["n_windows"]}
+    assert meta["data_description"] == (f"simulated Leipzig-format records (pedstream data synth): 6 subjects, "
+                                        f"6 records, {man['data']['n_windows']} windows of 2.5 s at 977 Hz")
+    from pedstream.stream.engine import model_banner
+
+    assert model_banner(meta) == ("DEMO MODEL · trained on SIMULATED Leipzig-format data (6 simulated subjects) · "
+                                  "not for clinical use")
     rec = next(r for r in man["data"]["records"] if r["name"] == "s03")
     for ext in ("hea", "dat", "atr"):
         assert rec["sha256"][ext] == hashlib.sha256((tiny_data / f"s03.{ext}").read_bytes()).hexdigest()
