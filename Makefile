@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,train,dev
 
-.PHONY: demo test setup clean bench lint
+.PHONY: demo test setup clean bench compare
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,8 +23,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks write bench/results/*.json (the README quotes them). qrs_mitdb needs ../shared/data/mitdb.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python bench/bench_dsp.py
+	$(BIN)/python -m bench.bench_engine --streams 16,64,96 --seconds 15
+	$(BIN)/python bench/qrs_mitdb.py --chunk 360 --records 101 102 104 106 107 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 217 220 223 230
+
+# The full AGCACL-vs-baselines comparison (about an hour on 2 cores), then the demo model.
+compare: $(STAMP)
+	$(BIN)/python -m bench.train_compare --out bench/results/compare --minutes 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
