@@ -251,7 +251,22 @@ _RUN_OPTIONS = [
     click.option("--headless", is_flag=True, help="No dashboard: print the events to stdout as JSON lines."),
     click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="Append the events as JSON lines to this file."),
+    click.option("--publish-mqtt", "publish_mqtt", is_flag=True,
+                 help="Also publish each event (JSON) to <mqtt.topic_prefix>/<stream_id>/rhythm on the mqtt broker."),
+    click.option("--lsl-markers", "lsl_markers", is_flag=True,
+                 help="Also push each event (JSON) to an LSL marker stream named lsl.marker_stream."),
+    click.option("--capture", "capture", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+                 callback=lambda ctx, param, v: _check_capture(v),
+                 help="At exit, write the final dashboard frame (100 columns) to this .svg or .txt file "
+                      "(rich export). Repeatable."),
 ]
+
+
+def _check_capture(paths: tuple[Path, ...]) -> tuple[Path, ...]:
+    for path in paths:
+        if path.suffix.lower() not in (".svg", ".txt"):
+            raise click.BadParameter(f"expected a .svg or .txt file name, got {path}")
+    return paths
 
 
 def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -267,24 +282,25 @@ def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
 @with_config
 def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
-        demo: bool, records: tuple[Path, ...]) -> None:
+        publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], demo: bool, records: tuple[Path, ...]) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
-                demo=demo, records=list(records))
+                demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture))
 
 
 @cli.command("demo")
 @_run_options
 @with_config
 def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
-         events_path: Path | None) -> None:
+         events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...]) -> None:
     """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
-                headless=headless, events_path=events_path, demo=True)
+                headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
+                lsl_markers=lsl_markers, capture=list(capture))
 
 
 def main() -> None:

@@ -304,6 +304,7 @@ class LSLSection(_Section):
     max_chunk_samples: int = Field(4096, ge=1)
     lost_timeout_s: float = Field(3.0, gt=0)
     time_correction_interval_s: float = Field(5.0, gt=0)
+    marker_stream: str = Field("pedstream-events", min_length=1)  # name/source_id of the --lsl-markers outlet
 
 
 class MQTTSection(_Section):

@@ -2,24 +2,28 @@
 
 :func:`render_dashboard` turns an :class:`~pedstream.stream.engine.EngineSnapshot` into a rich
 renderable (testable with ``Console(record=True, width=...)``, no terminal needed);
-:func:`run_dashboard` refreshes it with :class:`rich.live.Live` at ``hz`` until cancelled.
+:func:`run_dashboard` refreshes it with :class:`rich.live.Live` at ``hz`` until cancelled;
+:func:`export_dashboard` writes one frame as SVG or text (the README capture, ``--capture FILE``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import time
+from pathlib import Path
+from typing import Callable
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus
 
-__all__ = ["render_dashboard", "run_dashboard"]
+__all__ = ["render_dashboard", "run_dashboard", "export_dashboard"]
 
 _ALARM_STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "advisory": "cyan", "none": "green"}
 _QUALITY_STYLE = {"ok": "green", "warm-up": "yellow", "loss": "bold red", "clipped": "magenta", "error": "bold red"}
@@ -36,53 +40,95 @@ def _duration(s: float | None) -> str:
     return f"{s // 60}:{s % 60:02d}" if s < 3600 else f"{s // 3600}h{(s % 3600) // 60:02d}"
 
 
+def _alarm_cell(st: StreamStatus, now: float) -> Text:
+    """Active alarm (``HIGH vt``, ``+n`` more, in its priority colour), else the last one that ended
+    (``ended 0:12 ago avrt``, dim), else ``none``."""
+    if st.alarm is not None:
+        label, prio = st.alarm
+        more = f" +{st.alarms_active - 1}" if st.alarms_active > 1 else ""
+        return Text(f"{prio.upper()} {label}{more}", style=_ALARM_STYLE.get(prio, "bold"))
+    if st.last_alarm is not None and st.last_alarm_ended is not None:
+        label, prio = st.last_alarm
+        return Text(f"ended {_duration(max(0.0, now - st.last_alarm_ended))} ago {label}", style="dim")
+    return Text("none", style=_ALARM_STYLE["none"])
+
+
 def _row(st: StreamStatus, now: float) -> list[Text | str]:
     call = Text("-" if st.call is None else f"{st.call} {st.p:.2f}")
     hr = "-" if st.hr is None else f"{st.hr:.0f}"
     since = None if st.rhythm_since is None else now - st.rhythm_since
-    if st.alarm is None:
-        alarm = Text("none", style=_ALARM_STYLE["none"])
-    else:
-        label, prio = st.alarm
-        alarm = Text(f"{prio.upper()} {label}", style=_ALARM_STYLE.get(prio, "bold"))
     mods = "+".join(m for m, on in (("ECG", st.has_ecg), ("IEGM", st.has_iegm)) if on) or "-"
-    chans = f"{st.n_present}/{len(CANONICAL_CHANNELS)} {mods}"
-    quality = Text(st.quality, style=_QUALITY_STYLE.get(st.quality, ""))
-    if st.error:
-        quality = Text(f"error: {st.error}"[:60], style="bold red")
-    units = "mV?" if st.units_assumed else ""
-    return [st.stream_id, st.source, call, hr, _duration(since), alarm, chans, quality, str(st.dropped), units]
+    chans = f"{st.n_present}/{len(CANONICAL_CHANNELS)} {mods}" + (" mV?" if st.units_assumed else "")
+    quality = Text("error" if st.error else st.quality, style=_QUALITY_STYLE.get("error" if st.error else st.quality, ""))
+    return [st.stream_id, st.source, call, hr, _duration(since), _alarm_cell(st, now), chans, quality, str(st.dropped)]
 
 
 def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor") -> Group:
-    """The dashboard as a rich renderable: banner, stream table, footer."""
+    """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
+    line when a stream declared no units). Fits 100 columns without wrapping for short stream ids."""
     now = time.monotonic() if now is None else now
-    banner = Text(snap.banner, style="bold yellow on dark_red" if "SIMULATED" in snap.banner else "bold")
-    table = Table(title=title, expand=True, header_style="bold")
-    for name, kw in (("stream", {}), ("source", {}), ("rhythm (p)", {}), ("HR", {"justify": "right"}),
-                     ("in rhythm", {"justify": "right"}), ("alarm", {}), ("channels", {}), ("signal", {}),
-                     ("dropped", {"justify": "right"}), ("units", {})):
-        table.add_column(name, **kw)
+    simulated = "SIMULATED" in snap.banner
+    banner = Text(snap.banner, style="bold yellow on dark_red" if simulated else "bold", justify="center")
+    table = Table(title=title, expand=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, padding=(0, 1, 0, 0))  # columns 2 apart: fits 100 columns
+    right = {"justify": "right", "no_wrap": True}
+    for name, kw in (("stream", {"no_wrap": True}), ("source", {}), ("rhythm (p)", {"no_wrap": True}),
+                     ("HR", right), ("for", right), ("alarm", {"min_width": 10}), ("channels", {}),
+                     ("signal", {}), ("dropped", right)):
+        table.add_column(name, **kw)  # at 100 columns only a long alarm cell wraps ("ended 0:12 ago hr_high")
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         table.add_row(*_row(st, now))
     if not snap.streams:
-        table.add_row("(waiting for streams)", *[""] * 9)
+        table.add_row("(waiting for streams)", *[""] * 8)
     footer = Text(
-        f"streams {len(snap.streams)} | windows/s {snap.windows_per_s:.1f} | batch {_ms(snap.batch_mean)} | "
-        f"inference ms p50 {_ms(snap.infer_p50)} p99 {_ms(snap.infer_p99)} | "
-        f"end-to-end ms p50 {_ms(snap.e2e_p50)} p99 {_ms(snap.e2e_p99)} | queue {snap.queue_depth} | "
-        f"classified {snap.windows_total} | dropped {snap.dropped_total} | alarms {snap.alarms_total} | "
-        f"up {_duration(snap.uptime_s)}"
+        f"streams {len(snap.streams)} · windows/s {snap.windows_per_s:.1f} · batch {_ms(snap.batch_mean)} · "
+        f"queue {snap.queue_depth} · classified {snap.windows_total} · dropped {snap.dropped_total} · "
+        f"up {_duration(snap.uptime_s)}\n"
+        f"alarms {snap.alarms_total} ({snap.alarms_active} active) · latency ms: inference p50 {_ms(snap.infer_p50)} "
+        f"p99 {_ms(snap.infer_p99)} · end-to-end p50 {_ms(snap.e2e_p50)} p99 {_ms(snap.e2e_p99)}"
     )
-    legend = Text("units: 'mV?' = stream declared no units, millivolts assumed", style="dim")
-    return Group(Panel(banner), table, footer, legend)
+    parts: list = [banner, table]
+    for st in sorted(snap.streams, key=lambda s: s.stream_id):
+        if st.error:  # below the table: error messages are long
+            parts.append(Text(f"{st.stream_id}: {st.error}", style="bold red"))
+    parts.append(footer)
+    if any(st.units_assumed for st in snap.streams):
+        parts.append(Text("mV? = the stream declared no units, millivolts assumed", style="dim"))
+    return Group(*parts)
 
 
-async def run_dashboard(engine: Engine, *, hz: float = 4.0, console: Console | None = None) -> None:
-    """Refresh the live dashboard of ``engine`` at ``hz`` until cancelled."""
+def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100, now: float | None = None,
+                     title: str = "pedstream monitor") -> Path:
+    """Write one dashboard frame to ``path``: SVG (``.svg``, rich's ``export_svg``) or plain text
+    (``.txt``, ``export_text``), rendered ``width`` columns wide. Returns the path."""
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in (".svg", ".txt"):
+        raise ValueError(f"dashboard capture {path}: expected a .svg or .txt file name")
+    console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor")
+    console.print(render_dashboard(snap, now=now, title=title))
+    text = console.export_svg(title=title) if kind == ".svg" else console.export_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def run_dashboard(engine: Engine, *, hz: float = 4.0, console: Console | None = None,
+                        on_final: Callable[[EngineSnapshot], None] | None = None) -> None:
+    """Refresh the live dashboard of ``engine`` at ``hz`` until cancelled.
+
+    When cancelled it draws one last frame from a fresh snapshot (left on the terminal) and hands
+    that snapshot to ``on_final`` (e.g. to export the same frame)."""
     console = console or Console()
     period = 1.0 / hz
     with Live(render_dashboard(engine.snapshot()), console=console, refresh_per_second=hz, transient=False) as live:
-        while True:
-            await asyncio.sleep(period)  # pacing of a display refresh, not waiting for a condition
-            live.update(render_dashboard(engine.snapshot()))
+        try:
+            while True:
+                await asyncio.sleep(period)  # pacing of a display refresh, not waiting for a condition
+                live.update(render_dashboard(engine.snapshot()))
+        except asyncio.CancelledError:
+            snap = engine.snapshot()
+            live.update(render_dashboard(snap), refresh=True)
+            if on_final is not None:
+                on_final(snap)
+            raise

@@ -113,7 +113,11 @@ class StreamStatus:
     p: float | None = None
     hr: float | None = None
     rhythm_since: float | None = None  # monotonic time the current call started
-    alarm: tuple[str, str] | None = None  # (label, priority)
+    alarm: tuple[str, str] | None = None  # (label, priority) of the highest-priority active alarm
+    alarms_active: int = 0  # alarms active on this stream now
+    alarms: int = 0  # alarm onsets on this stream since it was added
+    last_alarm: tuple[str, str] | None = None  # (label, priority) of the alarm that ended last
+    last_alarm_ended: float | None = None  # monotonic time it ended
     quality: str = "warm-up"
     dropped: int = 0
     windows: int = 0
@@ -134,17 +138,50 @@ class EngineSnapshot:
     banner: str
     windows_total: int
     dropped_total: int
-    alarms_total: int
+    alarms_total: int  # alarm onsets since the start (all streams)
     uptime_s: float
+    alarms_active: int = 0  # alarms active now (all streams)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _training_data(meta: dict[str, Any]) -> tuple[str | None, int | None, str]:
+    """``(data format, number of subjects, description)`` of the model's training data.
+
+    Models exported since the ``training_data`` metadata field exist carry the first two as fields;
+    for older ones they are read from ``data_description`` ("... N subjects ...", "Leipzig-format").
+    """
+    desc = " ".join(str(meta.get("data_description", "")).split())
+    td = meta.get("training_data")
+    if isinstance(td, dict):
+        fmt = td.get("format")
+        n = td.get("subjects")
+        return (str(fmt) if fmt else None, int(n) if isinstance(n, (int, float)) else None, desc)
+    m = re.search(r"(\d+)\s+(?:simulated\s+)?subjects", desc, flags=re.IGNORECASE)
+    fmt = "Leipzig-format" if re.search(r"leipzig-format", desc, flags=re.IGNORECASE) else None
+    return fmt, int(m.group(1)) if m else None, desc
+
+
 def model_banner(meta: dict[str, Any]) -> str:
-    """One line stating what the model was trained on (from its metadata)."""
-    desc = str(meta.get("data_description", "")).strip() or "unknown data"
+    """One short line stating what the model was trained on, from its metadata.
+
+    Simulated training data: ``DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated
+    subjects) · not for clinical use``. Real data: ``Model · trained on Leipzig-format data (29
+    subjects) · research use only, not a medical device`` (the description itself when it names no
+    format and is short).
+    """
+    fmt, n_subj, desc = _training_data(meta)
     if meta.get("trained_on_simulated_data", False):
-        return f"DEMO MODEL trained on SIMULATED data ({desc}) — not for clinical use"
-    return f"Model trained on {desc} — research use only, not a medical device"
+        what = f"SIMULATED {fmt} data" if fmt else "SIMULATED data"
+        if n_subj is not None:
+            what += f" ({n_subj} simulated subject{'s' if n_subj != 1 else ''})"
+        return f"DEMO MODEL · trained on {what} · not for clinical use"
+    if fmt:
+        what = f"{fmt} data" + (f" ({n_subj} subject{'s' if n_subj != 1 else ''})" if n_subj is not None else "")
+    elif desc:
+        what = desc if len(desc) <= 60 else desc[:59].rstrip() + "…"
+    else:
+        what = "unknown data"
+    return f"Model · trained on {what} · research use only, not a medical device"
 
 
 class Engine:
@@ -363,6 +400,10 @@ class Engine:
                                     extra={"window_start": r.item.start, "raw_label": self.class_names[raw],
                                            "raw_p": round(float(probs[raw]), 4)}))
             for tr in transitions:
+                if tr.kind == "alarm_on":
+                    st.alarms += 1
+                else:
+                    st.last_alarm, st.last_alarm_ended = (tr.label, tr.priority), now
                 extra: dict[str, Any] = {"priority": tr.priority}
                 if tr.detail:
                     extra["detail"] = tr.detail
@@ -373,7 +414,7 @@ class Engine:
                                                     priority=tr.priority, t_iso=str(path)))
                 self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
                                         latency_ms=latency, extra=extra))
-            st.alarm = tracker.top_alarm
+            st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
 
@@ -424,7 +465,7 @@ class Engine:
             e2e_p50=percentile(self.e2e_ms, 50), e2e_p99=percentile(self.e2e_ms, 99),
             queue_depth=self.batcher.pending, banner=self.banner, windows_total=self.windows_total,
             dropped_total=sum(self.batcher.dropped.values()), alarms_total=self.counts.get("alarm_on", 0),
-            uptime_s=now - self.t_start,
+            uptime_s=now - self.t_start, alarms_active=sum(len(t.active) for t in self.trackers.values()),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -433,6 +474,7 @@ class Engine:
             "streams": len(self.status),
             "windows_classified": self.windows_total,
             "alarms": self.counts.get("alarm_on", 0),
+            "alarms_active": sum(len(t.active) for t in self.trackers.values()),
             "errors": self.counts.get("error", 0),
             "signal_loss": self.counts.get("signal_loss", 0),
             "dropped_windows": sum(self.batcher.dropped.values()),

@@ -8,8 +8,11 @@
 ``--demo`` replays the bundled SIMULATED records (``pedstream/assets/demo_records``, looping) over
 the chosen transport on this machine and monitors them. The run ends after ``--duration`` seconds,
 on Ctrl-C, or (replay without looping) when every record has been played and classified; it then
-prints a summary. With ``--headless`` the events go to stdout as JSON lines (the summary to
-stderr), otherwise a live dashboard is shown.
+prints a summary. With ``--headless`` the events go to stdout as JSON lines (the model banner and
+the summary to stderr), otherwise a live dashboard is shown. Optional extra sinks: ``--publish-mqtt``
+(``<topic_prefix>/<stream_id>/rhythm`` on the ``[mqtt]`` broker) and ``--lsl-markers`` (an LSL
+marker outlet named ``[lsl] marker_stream``); ``--capture FILE`` writes the final dashboard frame
+(``.svg`` or ``.txt``).
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 from pedstream.config import Config
-from pedstream.errors import ModelError, RecordError
+from pedstream.errors import ConfigError, ModelError, RecordError
 
 __all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary"]
 
@@ -55,13 +59,15 @@ def open_model(cfg: Config, path: Path | None) -> Any:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
+    """The end-of-run summary as two lines (each under 100 columns for a few streams)."""
     def f(v: Any) -> str:
         return "-" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
 
     return (f"summary: streams {summary['streams']}, windows classified {summary['windows_classified']}, "
-            f"alarms {summary['alarms']}, errors {summary['errors']}, dropped windows {summary['dropped_windows']}, "
-            f"end-to-end latency ms p50 {f(summary['e2e_latency_ms_p50'])} p99 {f(summary['e2e_latency_ms_p99'])}, "
-            f"inference ms p50 {f(summary['inference_ms_p50'])} p99 {f(summary['inference_ms_p99'])}")
+            f"alarms {summary['alarms']} ({summary.get('alarms_active', 0)} active at exit), errors {summary['errors']}, "
+            f"dropped windows {summary['dropped_windows']}\n"
+            f"latency ms: end-to-end p50 {f(summary['e2e_latency_ms_p50'])} p99 {f(summary['e2e_latency_ms_p99'])}, "
+            f"inference p50 {f(summary['inference_ms_p50'])} p99 {f(summary['inference_ms_p99'])}")
 
 
 async def run_async(
@@ -77,10 +83,24 @@ async def run_async(
     stop: asyncio.Event | None = None,
     console: Any = None,
     alarms_dir: Path | None = None,
+    publish_mqtt: bool = False,
+    lsl_markers: bool = False,
+    capture: Sequence[Path] = (),
+    capture_width: int = 100,
 ) -> dict[str, Any]:
-    """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary."""
+    """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary.
+
+    ``publish_mqtt``: also publish every event to ``<[mqtt] topic_prefix>/<stream_id>/rhythm`` on the
+    ``[mqtt]`` broker; ``lsl_markers``: also push every event to an LSL marker outlet named
+    ``[lsl] marker_stream``; ``capture``: write the final dashboard frame to each of these files
+    (``.svg`` or ``.txt``, ``capture_width`` columns).
+
+    Shutdown order: the dashboard draws its last frame, then the engine stops (its LSL inlets / MQTT
+    subscriptions close, sinks flush), and only then are the demo feeders (replay outlets) stopped,
+    so no inlet ever sees its outlet vanish (liblsl would log "Stream transmission broke off").
+    """
     from pedstream.stream.engine import Engine
-    from pedstream.stream.sinks import JsonLinesSink
+    from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MQTTSink
 
     stop = stop or asyncio.Event()
     queue: asyncio.Queue = asyncio.Queue()
@@ -92,14 +112,20 @@ async def run_async(
         recs = [folder]
     if source == "replay" and not recs:
         raise RecordError("--records", "--source replay needs --records PATH... (or --demo)")
+    capture = [Path(c) for c in capture]
+    for c in capture:
+        if c.suffix.lower() not in (".svg", ".txt"):
+            raise ConfigError([("--capture", f"expected a .svg or .txt file name (got {c})")], source="pedstream run")
+    if source == "lsl" or lsl_markers:
+        from pedstream.stream.lslconfig import configure_lsl_from
+
+        configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
     sources: list[Any] = []
     feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
     replay_src = None
     if source == "lsl":
-        from pedstream.stream.lslconfig import configure_lsl_from
         from pedstream.stream.sources.lsl import LSLSource
 
-        configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
         sources.append(LSLSource.from_config(cfg.lsl, events=queue))
         if recs:
             from pedstream.stream.sources.replay import plan_replay, replay_to_lsl
@@ -130,23 +156,57 @@ async def run_async(
         sinks.append(JsonLinesSink(events_path))
     if headless:
         sinks.append(JsonLinesSink.stdout())
+    if publish_mqtt:
+        sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix))
+    if lsl_markers:
+        sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
     engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir)
-    async with engine, asyncio.TaskGroup() as tg:
-        tasks = [tg.create_task(c, name="demo-feeder") for c in feeders]
-        if not headless:
-            from pedstream.stream.dashboard import run_dashboard
+    final: list[tuple[Any, float]] = []  # (snapshot, monotonic time) of the last dashboard frame
+    feeder_tasks: list[asyncio.Task] = []
+    try:
+        async with engine:
+            feeder_tasks = [asyncio.create_task(c, name="demo-feeder") for c in feeders]
+            dash = None
+            if not headless:
+                from pedstream.stream.dashboard import run_dashboard
 
-            tasks.append(tg.create_task(run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console),
-                                        name="dashboard"))
-        waits = [asyncio.create_task(stop.wait(), name="stop")]
-        if replay_src is not None and not replay_src.loop:
-            waits.append(asyncio.create_task(_replay_done(replay_src, engine), name="replay-done"))
-        try:
-            await asyncio.wait(waits, timeout=duration, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in waits + tasks:
-                t.cancel()
+                dash = asyncio.create_task(
+                    run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console,
+                                  on_final=lambda snap: final.append((snap, time.monotonic()))), name="dashboard")
+            waits = [asyncio.create_task(stop.wait(), name="stop")]
+            if replay_src is not None and not replay_src.loop:
+                waits.append(asyncio.create_task(_replay_done(replay_src, engine), name="replay-done"))
+            try:
+                # a feeder that ends (it only ends by failing: the demo loops) also ends the run
+                await asyncio.wait([*waits, *feeder_tasks], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in waits:
+                    t.cancel()
+                if dash is not None:
+                    dash.cancel()
+                    await _reap([dash])
+                if not final:
+                    final.append((engine.snapshot(), time.monotonic()))
+        # the engine is stopped: its inlets are closed, now the outlets may go
+    finally:
+        for t in feeder_tasks:
+            t.cancel()
+        await _reap(feeder_tasks)
+    if capture:
+        from pedstream.stream.dashboard import export_dashboard
+
+        snap, t_snap = final[-1]
+        for c in capture:
+            export_dashboard(snap, c, width=capture_width, now=t_snap)
     return engine.summary()
+
+
+async def _reap(tasks: Sequence[asyncio.Task]) -> None:
+    """Await cancelled/finished tasks; re-raise the first real failure among them."""
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+            raise r
 
 
 async def _replay_done(src: Any, engine: Any) -> None:
@@ -157,17 +217,22 @@ async def _replay_done(src: Any, engine: Any) -> None:
 
 
 def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
-                events_path: Path | None, demo: bool, records: Sequence[Path] = ()) -> dict[str, Any]:
-    """The ``pedstream run`` command body (the CLI turns domain errors into one line)."""
+                events_path: Path | None, demo: bool, records: Sequence[Path] = (), publish_mqtt: bool = False,
+                lsl_markers: bool = False, capture: Sequence[Path] = ()) -> dict[str, Any]:
+    """The ``pedstream run`` command body (the CLI turns domain errors into one line).
+
+    The model banner (what the model was trained on) is shown once: inside the dashboard, or with
+    ``--headless`` as the first line on stderr (stdout carries only JSON lines)."""
+    from pedstream.stream.engine import model_banner
+
     session = open_model(cfg, model)
     console = None
-    if not headless:
+    if headless:
+        print(model_banner(session.metadata), file=sys.stderr, flush=True)
+    else:
         from rich.console import Console
 
         console = Console()
-        from pedstream.stream.engine import model_banner
-
-        console.print(f"[bold]{model_banner(session.metadata)}[/bold]")
 
     async def main() -> dict[str, Any]:
         stop = asyncio.Event()
@@ -176,7 +241,8 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGTERM, stop.set)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
-                               events_path=events_path, demo=demo, records=records, stop=stop, console=console)
+                               events_path=events_path, demo=demo, records=records, stop=stop, console=console,
+                               publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture)
 
     summary = asyncio.run(main())
     line = format_summary(summary)
@@ -184,5 +250,10 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         print(line, file=sys.stderr)
         print(json.dumps({"summary": summary}), file=sys.stderr)
     elif console is not None:
-        console.print(line)
+        console.print(line, highlight=False)
+    for c in capture:
+        if console is not None:
+            console.print(f"dashboard capture written to {c}", highlight=False)
+        else:
+            print(f"dashboard capture written to {c}", file=sys.stderr)
     return summary

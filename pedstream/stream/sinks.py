@@ -122,11 +122,15 @@ class MQTTSink:
     """Publish events (JSON) to ``<prefix>/<stream_id>/rhythm`` with aiomqtt (MQTT v5, QoS 0).
 
     Publishing runs in its own task; ``emit`` only enqueues. Connection problems are logged and
-    retried with backoff; events that arrive while disconnected are kept up to ``max_pending``.
+    retried with backoff; events that arrive while disconnected are kept up to ``max_pending``. On
+    exit the events still queued are published first (at most ``drain_s`` seconds, and only while
+    connected), so a run's last events reach the broker.
     """
 
-    def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000) -> None:
+    def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000,
+                 drain_s: float = 2.0) -> None:
         self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
+        self.drain_s = float(drain_s)
         self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task | None = None
         self.published = 0
@@ -138,6 +142,11 @@ class MQTTSink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None and self.connected.is_set() and self.drain_s > 0:
+            try:
+                await asyncio.wait_for(self._queue.join(), self.drain_s)
+            except TimeoutError:
+                log.warning("MQTT sink: %d events not published at exit", self._queue.qsize())
         if self._task is not None:
             self._task.cancel()
             try:
@@ -165,8 +174,11 @@ class MQTTSink:
                     backoff = 0.2
                     while True:
                         ev = await self._queue.get()
-                        await client.publish(f"{self.prefix}/{ev.stream}/rhythm", ev.to_json(), qos=0)
-                        self.published += 1
+                        try:
+                            await client.publish(f"{self.prefix}/{ev.stream}/rhythm", ev.to_json(), qos=0)
+                            self.published += 1
+                        finally:
+                            self._queue.task_done()
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 log.warning("MQTT sink %s:%d: %s (retrying in %.1f s)", self.host, self.port, exc, backoff)
@@ -176,14 +188,20 @@ class MQTTSink:
 
 class LSLMarkerSink:
     """An LSL marker outlet (type ``Markers``, one string channel, irregular rate) carrying each event
-    as its JSON line. Call ``pedstream.stream.lslconfig.configure_lsl`` before creating it."""
+    as its JSON line. LSL is configured with ``pedstream.stream.lslconfig`` (the safe machine-only
+    defaults if nobody did). LSL has no flush: on exit the outlet stays open ``linger_s`` seconds
+    when an inlet is connected, so the last events reach it."""
 
-    def __init__(self, *, name: str = "pedstream-events", source_id: str = "pedstream-events") -> None:
-        self.name, self.source_id = name, source_id
+    def __init__(self, *, name: str = "pedstream-events", source_id: str | None = None, linger_s: float = 0.3) -> None:
+        self.name, self.source_id = name, source_id or name
+        self.linger_s = float(linger_s)
         self._outlet: Any = None
         self.count = 0
 
     async def __aenter__(self) -> "LSLMarkerSink":
+        from pedstream.stream.lslconfig import ensure_lsl_configured
+
+        ensure_lsl_configured()
         import pylsl
 
         info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id)
@@ -191,6 +209,8 @@ class LSLMarkerSink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._outlet is not None and self.linger_s > 0 and self._outlet.have_consumers():
+            await asyncio.sleep(self.linger_s)  # LSL has no flush: let the last samples reach the inlets
         self._outlet = None
 
     def emit(self, event: MonitorEvent) -> None:

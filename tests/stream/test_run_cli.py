@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -36,8 +38,14 @@ def parse_lines(text: str) -> list[dict]:
 def test_headless_replay_prints_json_lines_and_summary(model, tmp_path):
     events = tmp_path / "events.jsonl"
     r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--model", str(model), "--headless",
-                  "--events", str(events), "--duration", "60", "--set", "replay.speed=8", cwd=tmp_path)
+                  "--events", str(events), "--duration", "60", "--set", "replay.speed=8", "--capture", "final.txt",
+                  cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    banner = "DEMO MODEL · trained on SIMULATED data · not for clinical use"
+    assert r.stderr.splitlines()[0] == banner and r.stderr.count("DEMO MODEL") == 1  # once, on stderr
+    capture = (tmp_path / "final.txt").read_text(encoding="utf-8")
+    row = next(ln for ln in capture.splitlines() if ln.startswith("x002"))
+    assert "replay" in row and "14/19 ECG+IEGM" in row and capture.splitlines()[0].strip() == banner
     out = parse_lines(r.stdout)
     assert out and {"t", "stream", "kind", "label", "p", "hr", "latency_ms"} <= set(out[0])
     calls = [e for e in out if e["kind"] == "call"]
@@ -69,3 +77,88 @@ def test_demo_over_lsl_headless(model, tmp_path, lsl_config):
     streams = {e["stream"] for e in out if e["kind"] == "call"}
     assert streams == {"x001", "x002", "x003"}, (streams, r.stderr[-2000:])
     assert "summary: streams 3" in r.stderr
+    # the engine's inlets close before the replay outlets: liblsl has nothing to complain about
+    assert "Stream transmission broke off" not in r.stderr and " ERR|" not in r.stderr, r.stderr[-2000:]
+
+
+def test_dashboard_run_shows_banner_once_and_captures_svg(model, tmp_path):
+    r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--model", str(model), "--duration", "60",
+                  "--set", "replay.speed=8", "--capture", "dash.svg", "--capture", "dash.txt", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("DEMO MODEL") == 1  # inside the dashboard only, not also printed above it
+    assert "summary: streams 1" in r.stdout and "dashboard capture written to dash.svg" in r.stdout
+    svg = (tmp_path / "dash.svg").read_text(encoding="utf-8")
+    assert svg.lstrip().startswith("<svg") and "x002" in svg and "DEMO" in svg
+    txt = (tmp_path / "dash.txt").read_text(encoding="utf-8")  # the same final frame as text
+    assert any(ln.startswith("x002") for ln in txt.splitlines()) and "classified" in txt
+
+
+def test_capture_needs_svg_or_txt(tmp_path):
+    r = pedstream("run", "--capture", "dash.png", cwd=tmp_path)
+    assert r.returncode == 2 and "expected a .svg or .txt file name" in r.stderr
+
+
+async def test_publish_mqtt_sends_every_event_to_rhythm_topics(model, tmp_path, mosquitto):
+    """`pedstream run --publish-mqtt`: each event, as in the events file, on <prefix>/<stream>/rhythm."""
+    import aiomqtt
+    from paho.mqtt.client import MQTTv5
+
+    events = tmp_path / "events.jsonl"
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, protocol=MQTTv5) as client:
+        await client.subscribe("pedstream/v1/+/rhythm")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--records", str(DEMO / "x002"),
+            "--model", str(model), "--events", str(events), "--headless", "--publish-mqtt", "--duration", "60",
+            "--set", "replay.speed=8", "--set", f"mqtt.port={mosquitto.port}", cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode == 0, err.decode()
+        lines = events.read_text().splitlines()
+        assert len(lines) >= 15
+        got: list[tuple[str, str]] = []
+        async with asyncio.timeout(15):
+            async for msg in client.messages:
+                got.append((str(msg.topic), msg.payload.decode()))
+                if len(got) == len(lines):
+                    break
+    assert got == [(f"pedstream/v1/{json.loads(ln)['stream']}/rhythm", ln) for ln in lines]
+
+
+async def test_lsl_markers_carry_the_events(model, tmp_path, lsl_config):
+    """`pedstream run --lsl-markers`: an LSL marker stream (named from config) carrying each event's JSON line."""
+    import pylsl
+
+    name = f"pedstream-events-{lsl_config.session_id}"
+    events = tmp_path / "events.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--records", str(DEMO / "x001"),
+        "--model", str(model), "--events", str(events), "--headless", "--lsl-markers", "--duration", "60",
+        "--set", "replay.speed=4", *lsl_config.overrides, "--set", f'lsl.marker_stream="{name}"', cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        infos = await asyncio.to_thread(pylsl.resolve_byprop, "name", name, 1, 30.0)
+        assert infos, "marker stream not found"
+        assert infos[0].type() == "Markers" and infos[0].channel_format() == pylsl.cf_string
+        inlet = pylsl.StreamInlet(infos[0])
+        await asyncio.to_thread(inlet.open_stream, 10.0)
+        received: list[str] = []
+        while proc.returncode is None:
+            sample, _ = await asyncio.to_thread(inlet.pull_sample, 0.5)
+            if sample is not None:
+                received.append(sample[0])
+            elif proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(proc.wait(), 0.01)
+        while (sample := inlet.pull_sample(0.0)[0]) is not None:
+            received.append(sample[0])
+        inlet.close_stream()
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    lines = events.read_text().splitlines()
+    assert len(received) >= 5, (len(received), len(lines))
+    i = lines.index(received[0])  # LSL delivers from the moment the inlet connected: a contiguous run of events
+    assert received == lines[i:i + len(received)]
+    assert any(json.loads(m)["kind"] == "call" for m in received)

@@ -66,3 +66,25 @@ async def test_lsl_marker_sink(lsl_config):
         sample, _ = await asyncio.to_thread(inlet.pull_sample, 10.0)
         assert sample is not None and json.loads(sample[0])["label"] == "vt"
         inlet.close_stream()
+
+
+async def test_mqtt_sink_publishes_queued_events_before_exit(mosquitto):
+    """Events emitted just before the sink closes still reach the broker (drained on exit)."""
+    import aiomqtt
+    from paho.mqtt.client import MQTTv5
+
+    n = 300
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, protocol=MQTTv5) as client:
+        await client.subscribe("pedstream/v1/+/rhythm")
+        async with MQTTSink(host=mosquitto.host, port=mosquitto.port) as sink:
+            await asyncio.wait_for(sink.connected.wait(), 10)
+            for i in range(n):
+                sink.emit(MonitorEvent(stream="bed8", kind="call", label="sinus", p=i / n))
+        assert sink.published == n and sink.dropped == 0
+        got = []
+        async with asyncio.timeout(10):
+            async for msg in client.messages:
+                got.append(json.loads(msg.payload)["p"])
+                if len(got) == n:
+                    break
+    assert got == [round(i / n, 4) for i in range(n)]
