@@ -72,10 +72,10 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     table = Table(title=title, expand=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=(0, 1, 0, 0))  # columns 2 apart: fits 100 columns
     right = {"justify": "right", "no_wrap": True}
-    for name, kw in (("stream", {"no_wrap": True}), ("source", {}), ("rhythm (p)", {"no_wrap": True}),
-                     ("HR", right), ("for", right), ("alarm", {"min_width": 10}), ("channels", {}),
-                     ("signal", {}), ("dropped", right)):
-        table.add_column(name, **kw)  # at 100 columns only a long alarm cell wraps ("ended 0:12 ago hr_high")
+    for name, kw in (("stream", {"no_wrap": True}), ("src", {}), ("rhythm (p)", {"no_wrap": True}),
+                     ("HR", right), ("for", right), ("alarm", {"no_wrap": True}), ("channels", {}),
+                     ("signal", {}), ("drops", right)):
+        table.add_column(name, **kw)  # when space is short, src/channels/signal wrap; calls and alarms never do
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         table.add_row(*_row(st, now))
     if not snap.streams:

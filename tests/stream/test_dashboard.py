@@ -22,8 +22,8 @@ OLD_DEMO_DESCRIPTION = ("SIMULATED Leipzig-format records (pedstream data synth)
 DEMO_BANNER = "DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated subjects) · not for clinical use"
 
 
-def snapshot() -> EngineSnapshot:
-    now = time.monotonic()
+def snapshot(now: float | None = None) -> EngineSnapshot:
+    now = time.monotonic() if now is None else now
     streams = [
         StreamStatus(stream_id="bed1", source="lsl", fs=977.0, n_present=19, has_ecg=True, has_iegm=True, call="vt",
                      p=0.91, hr=212.0, rhythm_since=now - 75, alarm=("vt", "high"), alarms_active=2, alarms=2,
@@ -64,7 +64,8 @@ def test_banner_from_old_and_new_metadata():
 
 
 def test_render_contains_banner_once_rows_and_footer():
-    text = rendered(snapshot(), width=170)
+    now = time.monotonic()
+    text = rendered(snapshot(now), width=170, now=now)
     assert text.count(DEMO_BANNER) == 1
     lines = {sid: next(ln for ln in text.splitlines() if ln.startswith(sid)) for sid in ("bed1", "bed2", "bed3")}
     assert "vt 0.91" in lines["bed1"] and "212" in lines["bed1"] and "HIGH vt +1" in lines["bed1"]
@@ -90,16 +91,17 @@ def test_alarm_colours():
 
 def test_fits_100_columns_without_losing_columns():
     now = time.monotonic()
-    text = rendered(snapshot(), width=100, now=now)
+    text = rendered(snapshot(now), width=100, now=now)
     lines = text.splitlines()
     assert all(len(ln.rstrip()) <= 100 for ln in lines)
     header = next(ln for ln in lines if ln.startswith("stream"))
-    for col in ("source", "rhythm (p)", "HR", "for", "alarm", "channels", "signal", "dropped"):
+    for col in ("src", "rhythm (p)", "HR", "for", "alarm", "channels", "signal", "drops"):
         assert col in header, col
     assert "…" not in text  # no cell cut short
     bed1 = next(ln for ln in lines if ln.startswith("bed1"))
     assert bed1.rstrip().endswith("3") and "ventricular" not in bed1 and "HIGH vt +1" in bed1
-    assert "ventricular_paced 0.84" in next(ln for ln in lines if ln.startswith("bed2"))
+    bed2 = next(ln for ln in lines if ln.startswith("bed2"))
+    assert "ventricular_paced 0.84" in bed2 and "ended 0:12 ago hr_high" in bed2  # calls and alarms never wrap
     assert lines[0].strip() == DEMO_BANNER  # one line, no panel around it
     footer = [ln for ln in lines if ln.startswith(("streams ", "alarms "))]
     assert len(footer) == 2 and footer[0].startswith("streams 3") and footer[1].startswith("alarms 3 (2 active)")
