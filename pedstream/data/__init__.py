@@ -5,8 +5,7 @@ Imports are lazy (resolved on first attribute access) so ``import pedstream.data
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pedstream._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     # channels
@@ -40,14 +39,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pedstream.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,9 +6,7 @@ Importing this package does not import torch: the torch-based names (``FusionNet
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
+from pedstream._lazy import lazy_exports
 from pedstream.model.checkpoint import (
     CHECKPOINT_NAME,
     find_checkpoint,
@@ -72,7 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pedstream.model' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

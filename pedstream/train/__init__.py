@@ -6,8 +6,7 @@ Torch-free at import time: names are resolved lazily on first access (``__getatt
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from pedstream._lazy import lazy_exports
 
 # public name -> defining module (add yours here; keep values torch-free to import lazily)
 _LAZY: dict[str, str] = {
@@ -35,14 +34,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pedstream.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,8 +6,7 @@ pylsl, ``MQTTSource``/``MQTTPublisher`` aiomqtt), so importing this package stay
 
 from __future__ import annotations
 
-from typing import Any
-
+from pedstream._lazy import lazy_exports
 from pedstream.stream.sources.base import (
     Chunk,
     ChunkReceived,
@@ -46,9 +45,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
