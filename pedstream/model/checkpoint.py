@@ -16,7 +16,7 @@ torch is imported inside the functions only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -72,21 +72,14 @@ def save_checkpoint(
     *,
     model: Any,
     model_cfg: ModelConfig | Mapping[str, Any],
-    class_names: Sequence[str],
-    channels: Sequence[str],
-    fs: float,
-    window_s: float,
-    hop_s: float,
-    filters: Mapping[str, Any],
-    normalization: str,
-    label_scheme: Any,
-    data_description: str,
-    simulated: bool,
-    extra: Mapping[str, Any] | None = None,
     sample_inputs: Mapping[str, Any] | None = None,
+    **metadata: Any,
 ) -> Path:
     """Write ``model``'s weights and the plain-JSON metadata to ``path`` (a file or a run folder).
 
+    ``metadata``: the keywords of :func:`pedstream.model.metadata.build_metadata` other than
+    ``model_cfg`` (``class_names, channels, fs, window_s, hop_s, filters, normalization,
+    label_scheme, data_description, simulated``, optional ``extra``).
     ``sample_inputs`` (optional, recommended): a few real normalised windows ``ecg (N,12,T)``,
     ``iegm (N,7,T)``, ``mask (N,19)`` for the export parity check (at most 32 are kept).
     Returns the file written.
@@ -95,10 +88,7 @@ def save_checkpoint(
 
     cfg_dict = model_cfg.to_dict() if isinstance(model_cfg, ModelConfig) else dict(model_cfg)
     ModelConfig.from_dict(cfg_dict)  # validate
-    meta = build_metadata(model_cfg=cfg_dict, class_names=class_names, channels=channels, fs=fs,
-                          window_s=window_s, hop_s=hop_s, filters=filters, normalization=normalization,
-                          label_scheme=label_scheme, data_description=data_description,
-                          simulated=simulated, extra=extra)
+    meta = build_metadata(model_cfg=cfg_dict, **metadata)
     samples = None
     if sample_inputs is not None:
         samples = _sample_tensors(sample_inputs, int(cfg_dict["n_ecg"]), int(cfg_dict["n_iegm"]),
