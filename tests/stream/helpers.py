@@ -4,17 +4,37 @@
 the ECG leads, sharp biphasic deflections on the IEGM channels, small noise) in mV. ``ArraySource``
 is a real :class:`~pedstream.stream.sources.base.SourceBase` that announces streams and pushes
 their samples as chunks of a given size (no pacing: as fast as the engine takes them).
+``wait_for`` and ``chunks_of`` read a source's event queue in the source tests.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.stream.sources.base import Chunk, ChunkReceived, SourceBase, StreamAdded, StreamInfo, StreamLost
+
+
+async def wait_for(events: asyncio.Queue, pred: Callable[[Any], bool], *, timeout: float = 8.0,
+                   log: list | None = None) -> Any:
+    """Take events until one satisfies ``pred`` (within ``timeout`` s); everything taken goes into ``log``."""
+    async def loop() -> Any:
+        while True:
+            ev = await events.get()
+            if log is not None:
+                log.append(ev)
+            if pred(ev):
+                return ev
+    return await asyncio.wait_for(loop(), timeout)
+
+
+def chunks_of(log: list, sid: str) -> list[Chunk]:
+    """The chunks of stream ``sid`` among the events in ``log``, in arrival order."""
+    return [e.chunk for e in log if isinstance(e, ChunkReceived) and e.chunk.stream_id == sid]
 
 
 def make_signal(*, fs: float, seconds: float, hr: float = 100.0, n_ch: int = 19, seed: int = 0) -> np.ndarray:

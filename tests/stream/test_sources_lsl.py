@@ -17,19 +17,9 @@ import pytest
 from pedstream.stream.lslconfig import configure_lsl, render_lsl_config
 from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamError, StreamLost
 from pedstream.stream.sources.lsl import LSLSource
+from tests.stream.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-async def wait_for(events: asyncio.Queue, pred, *, timeout: float = 8.0, log: list | None = None):
-    async def loop():
-        while True:
-            ev = await events.get()
-            if log is not None:
-                log.append(ev)
-            if pred(ev):
-                return ev
-    return await asyncio.wait_for(loop(), timeout)
 
 
 def make_outlet(sid: str, *, labels: list[str] | None, units: list[str] | None, fs: float = 500.0,
@@ -67,8 +57,7 @@ async def collect_samples(events, sid: str, total: int, log: list, timeout: floa
         return got >= total
 
     await wait_for(events, enough, log=log, timeout=timeout)
-    chunks = [e.chunk for e in log if isinstance(e, ChunkReceived) and e.chunk.stream_id == sid]
-    return np.concatenate([c.data for c in chunks])
+    return np.concatenate([c.data for c in chunks_of(log, sid)])
 
 
 async def test_labels_units_age_and_exact_samples(lsl_config):

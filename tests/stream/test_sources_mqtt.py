@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import numpy as np
 import pytest
@@ -10,21 +11,14 @@ import pytest
 from pedstream.stream.payload import encode_binary, encode_json, encode_meta
 from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamError, StreamLost
 from pedstream.stream.sources.mqtt import MQTTPublisher, MQTTSource, topic_for
+from tests.stream import helpers
+from tests.stream.helpers import chunks_of
 
 pytestmark = pytest.mark.timeout(30)
 PREFIX = "pedstream/test"
 
 
-async def wait_for(events: asyncio.Queue, pred, *, timeout: float = 5.0, log: list | None = None):
-    """Take events until one satisfies ``pred``; everything taken goes into ``log``."""
-    async def loop():
-        while True:
-            ev = await events.get()
-            if log is not None:
-                log.append(ev)
-            if pred(ev):
-                return ev
-    return await asyncio.wait_for(loop(), timeout)
+wait_for = partial(helpers.wait_for, timeout=5.0)  # this file's waits: 5 s unless a test says otherwise
 
 
 async def wait_all(events: asyncio.Queue, *preds, log: list, timeout: float = 5.0) -> None:
@@ -39,10 +33,6 @@ async def wait_all(events: asyncio.Queue, *preds, log: list, timeout: float = 5.
         check(ev)
     if todo:
         await wait_for(events, check, timeout=timeout, log=log)
-
-
-def chunks_of(log: list, sid: str) -> list:
-    return [e.chunk for e in log if isinstance(e, ChunkReceived) and e.chunk.stream_id == sid]
 
 
 def source(broker, events, **kw) -> MQTTSource:

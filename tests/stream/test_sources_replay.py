@@ -19,6 +19,7 @@ from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamLost
 from pedstream.stream.sources.lsl import LSLSource
 from pedstream.stream.sources.mqtt import MQTTSource
 from pedstream.stream.sources.replay import ReplaySource, plan_replay, replay_to_lsl, replay_to_mqtt
+from tests.stream.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,17 +39,6 @@ def write_record(folder: Path, name: str, seconds: float = 4.0, seed: int = 0) -
     return folder / name, back
 
 
-async def wait_for(events: asyncio.Queue, pred, *, timeout: float = 8.0, log: list | None = None):
-    async def loop():
-        while True:
-            ev = await events.get()
-            if log is not None:
-                log.append(ev)
-            if pred(ev):
-                return ev
-    return await asyncio.wait_for(loop(), timeout)
-
-
 def drain(events: asyncio.Queue) -> list:
     out = []
     while not events.empty():
@@ -57,7 +47,7 @@ def drain(events: asyncio.Queue) -> list:
 
 
 def stacked(log: list, sid: str) -> np.ndarray:
-    return np.concatenate([e.chunk.data for e in log if isinstance(e, ChunkReceived) and e.chunk.stream_id == sid])
+    return np.concatenate([c.data for c in chunks_of(log, sid)])
 
 
 async def test_replay_paced_at_speed_20_equals_record(tmp_path):
