@@ -47,12 +47,13 @@ def _ort() -> Any:
     return onnxruntime
 
 
-def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax of ``logits (B, C)`` -> probabilities ``(B, C)`` float32."""
+def softmax(logits: np.ndarray, axis: int = -1, *, dtype: type = np.float32) -> np.ndarray:
+    """Numerically stable softmax of ``logits (B, C)`` -> probabilities ``(B, C)`` (computed in
+    float64, returned as ``dtype``: float32 by default)."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(dtype, copy=False)
 
 
 # ---------------------------------------------------------------------------- metadata checks

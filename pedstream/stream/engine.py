@@ -33,6 +33,7 @@ import numpy as np
 from pedstream.config import Config
 from pedstream.dsp.windowing import window_samples
 from pedstream.errors import PedstreamError
+from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker, hr_limits_for_age, save_strip
 from pedstream.stream.batcher import BatchResult, InferenceBatcher
 from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
@@ -49,12 +50,6 @@ log = logging.getLogger(__name__)
 def percentile(values: Iterable[float], q: float) -> float | None:
     v = list(values)
     return float(np.percentile(v, q)) if v else None
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    e = np.exp(z - z.max())
-    return e / e.sum()
 
 
 class EventSubscription:
@@ -385,7 +380,7 @@ class Engine:
             pipe, tracker, st = self.pipelines.get(sid), self.trackers.get(sid), self.status.get(sid)
             if pipe is None or tracker is None or st is None:
                 continue
-            probs = _softmax(r.logits)  # (C,)
+            probs = softmax(r.logits, dtype=np.float64)  # (C,)
             hr = pipe.heart_rate
             call, transitions = tracker.update(probs, hr)
             latency = (now - r.item.t_received) * 1000.0
