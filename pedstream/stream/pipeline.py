@@ -108,12 +108,16 @@ class StreamPipeline:
         self.lost = False
         self.windows_made = 0
         self.gaps = 0
+        # fixed per stream: the clipping history spans about one window of present-channel samples
+        self._clip_limit = self.window * max(1, int(self.present.sum()))
         self._clip_hist: deque[tuple[int, int]] = deque()
         self._clip_n = 0
         self._clip_stuck = 0
         self._absmax = np.zeros(N_CH)
         self._prev = np.full(N_CH, np.nan)
         self._strips: list[StripRequest] = []
+        self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
+        self._strip_post = int(round(cfg.alarms.strip_post_s * self.fs))  # samples after the onset
 
     # -- helpers ----------------------------------------------------------------------------------
     def _pick_qrs_channel(self, lead: str) -> int | None:
@@ -194,16 +198,17 @@ class StreamPipeline:
         x = raw[:, p].astype(np.float64)  # (n, n_present)
         if x.size == 0:
             return
-        self._absmax[p] = np.maximum(self._absmax[p], np.abs(x).max(axis=0))
+        absx = np.abs(x)
+        absmax = np.maximum(self._absmax[p], absx.max(axis=0))  # (n_present,)
+        self._absmax[p] = absmax
         prev = np.vstack([self._prev[p][None, :], x[:-1]])
-        stuck = (x == prev) & (np.abs(x) >= 0.999 * self._absmax[p]) & (self._absmax[p] > 0.5)
+        stuck = (x == prev) & (absx >= 0.999 * absmax) & (absmax > 0.5)
         self._prev[p] = x[-1]
         n, s = x.size, int(stuck.sum())
         self._clip_hist.append((n, s))
         self._clip_n += n
         self._clip_stuck += s
-        limit = self.window * max(1, int(p.sum()))
-        while self._clip_n - self._clip_hist[0][0] >= limit and len(self._clip_hist) > 1:
+        while self._clip_n - self._clip_hist[0][0] >= self._clip_limit and len(self._clip_hist) > 1:
             n0, s0 = self._clip_hist.popleft()
             self._clip_n -= n0
             self._clip_stuck -= s0
@@ -260,17 +265,17 @@ class StreamPipeline:
         return res
 
     def _ready_strips(self, *, force: bool = False) -> list[ReadyStrip]:
+        if not self._strips:  # the usual case, every chunk
+            return []
         out: list[ReadyStrip] = []
         keep: list[StripRequest] = []
-        total = int(round(self.cfg.alarms.strip_seconds * self.fs))
-        post = int(round(self.cfg.alarms.strip_post_s * self.fs))
         for req in self._strips:
-            end = req.onset + post
+            end = req.onset + self._strip_post
             if end > self.ring.total_written and not force:
                 keep.append(req)
                 continue
             end = min(end, self.ring.total_written)
-            start = max(end - total, self.ring.oldest)
+            start = max(end - self._strip_total, self.ring.oldest)
             data, _ = self.ring.read(start, end)
             out.append(ReadyStrip(request=req, data=data, onset_s=(req.onset - start) / self.fs))
         self._strips = keep
