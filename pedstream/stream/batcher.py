@@ -166,10 +166,10 @@ class InferenceBatcher:
                 batch = self.take_batch()
                 if not batch:
                     continue
-                x = np.stack([b.x for b in batch])  # (B, 19, T)
+                # stacked straight into the two contiguous model inputs (no (B, 19, T) copy in between)
+                ecg = np.stack([b.x[: self.n_ecg] for b in batch])  # (B, 12, T)
+                iegm = np.stack([b.x[self.n_ecg:] for b in batch])  # (B, 7, T)
                 mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
-                ecg = np.ascontiguousarray(x[:, : self.n_ecg])  # (B, 12, T)
-                iegm = np.ascontiguousarray(x[:, self.n_ecg:])  # (B, 7, T)
                 t0 = time.perf_counter()
                 self.busy = True
                 try:
