@@ -40,7 +40,7 @@ from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.sources.base import ChunkReceived, StreamAdded
 from pedstream.stream.sources.base import StreamError as StreamErrorEvent
-from pedstream.stream.sources.base import StreamInfo, StreamLost
+from pedstream.stream.sources.base import StreamInfo, StreamLost, close_task_group
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner", "hr_limits_text"]
 
@@ -256,15 +256,8 @@ class Engine:
             await stack.__aexit__(exc_type, exc, tb)
 
     async def _stop_tasks(self) -> None:
-        for t in self._tasks:
-            t.cancel()
         tg, self._tg = self._tg, None
-        if tg is not None:
-            try:
-                await tg.__aexit__(None, None, None)
-            except BaseExceptionGroup as eg:
-                if not all(isinstance(e, asyncio.CancelledError) for e in eg.exceptions):
-                    raise
+        await close_task_group(tg, self._tasks)
         self._tasks.clear()
         for pipe in self.pipelines.values():  # strips still waiting for post-onset samples
             for strip in pipe.flush_strips():

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Iterable, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -55,6 +55,7 @@ __all__ = [
     "Source",
     "SourceBase",
     "SourceKind",
+    "close_task_group",
 ]
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,23 @@ class Source(Protocol):
     async def __aexit__(self, *exc: object) -> bool | None: ...
 
 
+async def close_task_group(tg: asyncio.TaskGroup | None, tasks: Iterable[asyncio.Task]) -> None:
+    """Cancel ``tasks`` and leave ``tg`` (``None``: nothing to leave).
+
+    A group that ended only in cancellations is quiet; if a task died with a real error the
+    group's :class:`BaseExceptionGroup` is raised.
+    """
+    for t in tasks:
+        t.cancel()
+    if tg is None:
+        return
+    try:
+        await tg.__aexit__(None, None, None)
+    except BaseExceptionGroup as eg:
+        if not all(isinstance(e, asyncio.CancelledError) for e in eg.exceptions):
+            raise
+
+
 class SourceBase:
     """Shared plumbing: the TaskGroup lifecycle and non-blocking event emission.
 
@@ -189,16 +207,12 @@ class SourceBase:
         return None
 
     async def _shutdown(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        for t in self._tasks:
-            t.cancel()
         tg, self._tg = self._tg, None
-        if tg is not None:
-            try:
-                await tg.__aexit__(None, None, None)
-            except BaseExceptionGroup as eg:  # a task died with a real error: surface it
-                only_cancel = all(isinstance(e, asyncio.CancelledError) for e in eg.exceptions)
-                if not only_cancel and exc is None:
-                    raise
+        try:
+            await close_task_group(tg, self._tasks)
+        except BaseExceptionGroup:  # a task died with a real error: surface it (unless one is on its way)
+            if exc is None:
+                raise
         await self._close()
 
     async def _start(self) -> None:  # pragma: no cover - abstract
