@@ -33,6 +33,7 @@ _LAZY: dict[str, str] = {
     "SubjectInfo": "pedstream.data.subjects",
     "read_subjects": "pedstream.data.subjects",
     "write_subjects": "pedstream.data.subjects",
+    "folder_subjects": "pedstream.data.subjects",
     "subject_map": "pedstream.data.subjects",
 }
 

@@ -15,7 +15,7 @@ from typing import Iterable
 
 from pedstream.errors import RecordError
 
-__all__ = ["SubjectInfo", "SUBJECT_COLUMNS", "read_subjects", "write_subjects", "subject_map", "find_subject_tables",
+__all__ = ["SubjectInfo", "SUBJECT_COLUMNS", "read_subjects", "write_subjects", "folder_subjects", "subject_map", "find_subject_tables",
            "parse_duration", "format_duration"]
 
 SUBJECT_COLUMNS: tuple[str, ...] = ("subject_id", "file_name", "gender", "age", "diagnosis", "ap_loacation",
@@ -112,9 +112,14 @@ def find_subject_tables(folder: str | os.PathLike[str]) -> list[Path]:
     return [p for p in found if p.is_file()]
 
 
+def folder_subjects(folder: str | os.PathLike[str]) -> dict[str, SubjectInfo]:
+    """``{record name: SubjectInfo}`` from all subject tables in ``folder`` (empty when there are none)."""
+    out: dict[str, SubjectInfo] = {}
+    for table in find_subject_tables(folder):
+        out.update(read_subjects(table))
+    return out
+
+
 def subject_map(folder: str | os.PathLike[str]) -> dict[str, str]:
     """``{record name: subject_id}`` from the subject tables in ``folder`` (empty when there are none)."""
-    out: dict[str, str] = {}
-    for table in find_subject_tables(folder):
-        out.update({rec: info.subject_id for rec, info in read_subjects(table).items()})
-    return out
+    return {rec: info.subject_id for rec, info in folder_subjects(folder).items()}

@@ -100,6 +100,18 @@ def test_plan_errors_name_the_record(tmp_path):
     assert [p.stream_id for p in plans] == ["ward-rec_c", "ward-rec_c.2"]
 
 
+def test_age_comes_from_the_subject_table_unless_given(tmp_path):
+    from pedstream.data.subjects import SubjectInfo, write_subjects
+
+    a, _ = write_record(tmp_path, "x001", seconds=1.0)
+    write_record(tmp_path, "x002", seconds=1.0)
+    write_subjects(tmp_path / "children-subject-info.csv",
+                   [SubjectInfo("001", "x001", "F", 7.5, "AVNRT", "", 1.0)])
+    plans = {p.stream_id: p.age_years for p in plan_replay([tmp_path], SignalConfig())}
+    assert plans == {"x001": 7.5, "x002": None}  # x002 has no row: age unknown, not guessed
+    assert plan_replay([a], SignalConfig(), age_years=12.0)[0].age_years == 12.0
+
+
 async def test_replay_to_lsl_into_lsl_source(tmp_path, lsl_config):
     import uuid
 

@@ -104,13 +104,28 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+def _age(rec: Any, given: float | None, tables: dict[Path, dict[str, Any]]) -> float | None:
+    """``given``, else the record's age from the subject table in its folder (cached per folder)."""
+    if given is not None:
+        return given
+    from pedstream.data.subjects import folder_subjects
+
+    folder = Path(rec.path).parent
+    if folder not in tables:
+        tables[folder] = folder_subjects(folder)
+    info = tables[folder].get(rec.name)
+    return None if info is None else float(info.age)
+
+
 def plan_replay(paths: Sequence[str | Path], signal_cfg: Any, *, start_s: float = 0.0,
                 seconds: float | None = None, stream_id: str | None = None,
                 age_years: float | None = None) -> list[ReplayPlan]:
     """Open the records (headers only) and decide what each stream sends.
 
     ``paths``: records (with or without ``.hea``) or folders of records. ``stream_id``: the id of
-    the only stream, or with several records a prefix (``<id>-<record>``). Raises
+    the only stream, or with several records a prefix (``<id>-<record>``). ``age_years``: the
+    child's age for every stream; when None, each record's age comes from the subject table beside
+    it (``*subject-info*.csv``, as in the Leipzig database and ``pedstream data synth``), if any. Raises
     :class:`~pedstream.errors.RecordError` for unreadable records, a start beyond the end, or a
     record without a present channel.
     """
@@ -121,6 +136,7 @@ def plan_replay(paths: Sequence[str | Path], signal_cfg: Any, *, start_s: float 
     if seconds is not None and seconds <= 0:
         raise RecordError(",".join(map(str, paths)), f"--seconds must be > 0 (got {seconds})")
     records = [open_record(p, signal_cfg) for p in _expand(paths)]
+    tables: dict[Path, dict[str, Any]] = {}
     ecg = set(signal_cfg.ecg)
     plans: list[ReplayPlan] = []
     used: set[str] = set()
@@ -145,7 +161,7 @@ def plan_replay(paths: Sequence[str | Path], signal_cfg: Any, *, start_s: float 
         names = [rec.channels[i] for i in cols]
         plans.append(ReplayPlan(stream_id=sid, record=rec, columns=cols, channel_names=names,
                                 channel_types=["ECG" if n in ecg else "IEGM" for n in names],
-                                start=start, stop=stop, age_years=age_years))
+                                start=start, stop=stop, age_years=_age(rec, age_years, tables)))
     return plans
 
 
