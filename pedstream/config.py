@@ -136,7 +136,7 @@ class SegmentConfig(_Section):
     mode: Literal["rhythm", "beat"] = "rhythm"
     window_s: float = Field(2.5, gt=0)
     hop_s: float = Field(1.25, gt=0)
-    mixed: Literal["drop", "majority", "priority"] = "priority"
+    mixed: Literal["drop", "majority", "priority"] = "drop"
     min_beats: int = Field(2, ge=1)
 
 

@@ -7,7 +7,7 @@ Two modes (``[segments]`` in ``config.toml``):
   class gets that class (so kept windows lie inside runs of one class); a window with beats of
   several classes is dropped (``mixed = "drop"``), gets the class with the most beats
   (``mixed = "majority"``; a tie is dropped), or gets the first class of the scheme's
-  ``window_priority`` list that it contains (``mixed = "priority"``, the default: a premature beat
+  ``window_priority`` list that it contains (``mixed = "priority"``: a premature beat
   inside a sinus run labels the window ``pvc``, as a monitor reports ectopy; a mixed window with no
   priority class, such as the onset of a tachycardia, is dropped).
 - ``beat``: one window of ``window_s`` seconds centred on each labelled beat (start = beat -
