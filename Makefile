@@ -26,7 +26,7 @@ test: $(STAMP)
 # Benchmarks write bench/results/*.json (the README quotes them). qrs_mitdb needs ../shared/data/mitdb.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_dsp.py
-	$(BIN)/python -m bench.bench_engine --streams 16,64,96 --seconds 15
+	$(BIN)/python -m bench.bench_engine --streams 16,64,96,128,160 --seconds 15
 	$(BIN)/python bench/qrs_mitdb.py --chunk 360 --records 101 102 104 106 107 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 217 220 223 230
 
 # The full AGCACL-vs-baselines comparison (about an hour on 2 cores), then the demo model.
