@@ -14,7 +14,7 @@ from pedstream.model.checkpoint import (
     load_sample_inputs,
     save_checkpoint,
 )
-from pedstream.model.config import ARCHS, ModelConfig, window_samples_for
+from pedstream.model.config import ARCHS, ModelConfig
 from pedstream.model.metadata import (
     METADATA_FORMAT,
     NORMALIZATION,
@@ -65,7 +65,6 @@ __all__ = [
     "save_checkpoint",
     "select_providers",
     "softmax",
-    "window_samples_for",
     *_LAZY,
 ]
 

@@ -11,25 +11,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, Mapping
 
+from pedstream.dsp.windowing import window_samples
 from pedstream.errors import ModelError
 
-__all__ = ["ARCHS", "Arch", "ModelConfig", "window_samples_for"]
+__all__ = ["ARCHS", "Arch", "ModelConfig"]
 
 Arch = Literal["fusion", "ecg_only", "iegm_only", "early"]
 ARCHS: tuple[str, ...] = ("fusion", "ecg_only", "iegm_only", "early")
-
-
-def window_samples_for(window_s: float, fs: float) -> int:
-    """Samples in a window of ``window_s`` seconds at ``fs`` Hz (2.5 s at 977 Hz -> 2442).
-
-    Uses :func:`pedstream.dsp.windowing.window_samples` (the one definition shared with the engine)
-    when it is available, else the same rounding rule.
-    """
-    try:
-        from pedstream.dsp.windowing import window_samples  # type: ignore[attr-defined]
-    except ImportError:
-        return int(round(window_s * fs))
-    return int(window_samples(window_s, fs))
 
 
 @dataclass(frozen=True)
@@ -132,7 +120,7 @@ class ModelConfig:
             n_ecg=len(signal.ecg),
             n_iegm=len(signal.iegm),
             fs=float(signal.fs),
-            window_samples=window_samples_for(segments.window_s, signal.fs),
+            window_samples=window_samples(segments.window_s, signal.fs),
             d_model=model.d_model,
             n_heads=model.n_heads,
             n_layers=model.n_layers,

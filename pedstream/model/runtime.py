@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pedstream.errors import ModelError, ModelMismatchError
-from pedstream.model.config import window_samples_for
+from pedstream.dsp.windowing import window_samples
 from pedstream.model.metadata import NORMALIZATION, decode_metadata
 
 __all__ = [
@@ -66,7 +66,7 @@ def expected_metadata(*, signal_cfg: Any, filter_cfg: Any, window_s: float, hop_
         "channels": [*signal_cfg.ecg, *signal_cfg.iegm],
         "filters": filters,
         "window_s": float(window_s),
-        "window_samples": window_samples_for(window_s, signal_cfg.fs),
+        "window_samples": window_samples(window_s, signal_cfg.fs),
         "hop_s": float(hop_s),
         "normalization": NORMALIZATION,
     }
