@@ -142,15 +142,13 @@ def synth_command(cfg: Any, *, out: Path, records: int | None = None, minutes: f
                        noise=("real MIT-BIH nstdb bw/ma records mixed with synthetic wander, muscle and "
                               f"{cfg.synth.mains_hz:g} Hz mains noise" if nstdb else
                               f"synthetic baseline wander, muscle and {cfg.synth.mains_hz:g} Hz mains noise"))
-    grouping = LabelGrouping(cfg.labels.schemes[cfg.labels.scheme]) if _has_grouping(cfg) else None
+    grouping = LabelGrouping(cfg.labels.active)
     beats = sum(r["n_beats"] for r in results)
-    classes = ""
-    if grouping is not None:
-        counts = Counter()
-        for r in results:
-            c = grouping.counts([s for s, _ in r["labels"]], [a for _, a in r["labels"]])
-            counts.update({k: v for k, v in c.items() if v})
-        classes = f", {len(counts)} classes"
+    counts: Counter[str] = Counter()
+    for r in results:
+        c = grouping.counts([s for s, _ in r["labels"]], [a for _, a in r["labels"]])
+        counts.update({k: v for k, v in c.items() if v})
+    classes = f", {len(counts)} classes"
     layouts = len({r["layout"] for r in results})
     clipped = sum(1 for r in results if r["clipped"])
     console_out = Console(quiet=quiet)
@@ -160,10 +158,3 @@ def synth_command(cfg: Any, *, out: Path, records: int | None = None, minutes: f
                       + (f", following {follow_real}" if follow_real else ""), highlight=False)
     return results
 
-
-def _has_grouping(cfg: Any) -> bool:
-    try:
-        import pedstream.data.labels  # noqa: F401
-    except ImportError:
-        return False
-    return cfg.labels.scheme in cfg.labels.schemes
