@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pedstream.data.subjects import subject_map
 from pedstream.errors import PedstreamError, RecordError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,23 +151,6 @@ class WindowSet:
 
 
 # ------------------------------------------------------------------------------------------ building
-def _subject_table(folder: Path) -> dict[str, str]:
-    """record name -> subject id, from a subject table in the folder if there is one."""
-    try:
-        from pedstream.data import subjects as subj
-    except ImportError:  # pragma: no cover - data layer always present in a full install
-        return {}
-    reader = getattr(subj, "subject_map", None)
-    if reader is not None:
-        try:
-            return dict(reader(folder))
-        except PedstreamError:
-            raise
-        except Exception:  # noqa: BLE001 - no table is normal
-            return {}
-    return {}
-
-
 def _config_fingerprint(cfg: "Config") -> dict[str, Any]:
     return {
         "version": CACHE_VERSION,
@@ -325,7 +309,7 @@ def build_windows(
     grouping = LabelGrouping(cfg.labels.active)
     window = int(window_samples(cfg.segments.window_s, cfg.signal.fs))
     hop = int(window_samples(cfg.segments.hop_s, cfg.signal.fs))
-    subj_map = _subject_table(folder)
+    subj_map = subject_map(folder)
 
     plans: list[_Plan] = []
     recs: list[Any] = []
