@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pedstream.data.subjects import subject_map
-from pedstream.errors import PedstreamError, RecordError
+from pedstream.errors import RecordError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pedstream.config import Config
@@ -239,12 +239,7 @@ def _cut_record(rec: Any, plan: _Plan, cfg: "Config", window: int, out: np.ndarr
     k = 0  # next window of the plan
     while pos < last_needed and k < plan.starts.size:
         stop = min(pos + chunk, int(rec.n_samples))
-        try:
-            sig = rec.read(pos, stop)
-        except PedstreamError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise RecordError(str(plan.path), f"cannot read samples {pos}..{stop}: {exc}") from exc
+        sig = rec.read(pos, stop)  # Record.read raises RecordError naming the record and range
         y = bank.process(np.asarray(sig.data, dtype=np.float32))  # (stop-pos, 19) float32
         buf = np.concatenate([buf, y], axis=0) if buf.size else y
         pos = stop
