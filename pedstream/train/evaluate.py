@@ -59,7 +59,7 @@ def evaluate_run(run: str | Path, data: str | Path, *, split: str = "auto", cach
     from pedstream.config import Config
     from pedstream.model.checkpoint import load_checkpoint
     from pedstream.train.dataset import build_windows
-    from pedstream.train.loop import predict
+    from pedstream.train.predict import predict
 
     run = Path(run)
     mpath = run / "manifest.json"

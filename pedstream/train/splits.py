@@ -1,6 +1,6 @@
 """Train/validation/test splits of labelled windows (numpy + scikit-learn, no torch).
 
-Three protocols (``split.protocol``):
+Four protocols (``split.protocol``):
 
 - ``segment_split``: stratified by class over *windows*, the protocol of the published Leipzig
   results. Windows of one child land in train and test alike, so scores are optimistic; the
@@ -8,6 +8,12 @@ Three protocols (``split.protocol``):
 - ``grouped_kfold``: subject-independent K-fold (``StratifiedGroupKFold``): no subject in two of
   train/val/test; validation subjects are carved out of the training subjects.
 - ``leave_one_subject_out``: one fold per subject (in sorted subject order) as the test set.
+- ``train_on_all`` (protocol ``all``): every window trains except a validation group of whole
+  subjects (records without a subject table) carved out as the other protocols do; no test set.
+  For a training folder such as MIT-BIH DS1 that is scored on another folder (DS2) afterwards.
+
+:func:`make_split` applies the configured protocol to a window set (anything with ``labels`` and
+``subjects`` (N,) arrays) and returns a :class:`Split` with the subjects of each part.
 
 Every function returns :class:`SplitIndices` (sorted int64 window indices; it unpacks as
 ``train, val, test``) or, with ``fold=None``, the list of all folds. ``val_fraction`` is a fraction
@@ -16,14 +22,23 @@ of *all* windows (0 = no validation set).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 
-from pedstream.errors import ConfigError
+from pedstream.errors import ConfigError, PedstreamError
 
-__all__ = ["SplitIndices", "segment_split", "grouped_kfold", "leave_one_subject_out", "shared_subjects"]
+__all__ = ["PROTOCOLS", "LEAKAGE_TEXT", "Split", "SplitIndices", "SubjectLeakageWarning", "make_split",
+           "segment_split", "grouped_kfold", "leave_one_subject_out", "shared_subjects", "train_on_all"]
+
+PROTOCOLS = ("segment", "subject", "loso", "all")
+LEAKAGE_TEXT = ("segment protocol: windows of the same subject are in train and test (as published); "
+                "its scores overstate performance on new patients; use --protocol subject for that")
+
+
+class SubjectLeakageWarning(UserWarning):
+    """The segment protocol puts windows of one subject into both training and test."""
 
 
 @dataclass(frozen=True)
@@ -166,3 +181,83 @@ def leave_one_subject_out(labels: np.ndarray, groups: np.ndarray, *, fold: int |
                             n_total=labels.size, seed=seed + k)
         out.append(SplitIndices(train=tr, val=va, test=_idx(np.flatnonzero(test))))
     return out[0] if fold is not None else out
+
+
+def train_on_all(labels: np.ndarray, groups: np.ndarray, *, val_fraction: float, seed: int = 0) -> SplitIndices:
+    """Protocol ``all``: every window trains, except whole subjects carved out for validation.
+
+    The validation subjects hold about ``val_fraction`` of the windows (at least one subject when
+    ``val_fraction > 0`` and there are two or more subjects; stratified by class as far as
+    ``StratifiedGroupKFold`` manages); no subject is in both parts. The test set is empty.
+    """
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    if labels.shape != groups.shape:
+        raise ConfigError([("split", f"{labels.shape[0]} labels but {groups.shape[0]} subject ids")])
+    if not 0 <= val_fraction < 1:
+        raise ConfigError([("split.val_fraction", f"must be in [0, 1), got {val_fraction}")])
+    tr, va = _carve_val(labels, groups, np.arange(labels.size, dtype=np.int64), val_fraction=val_fraction,
+                        n_total=labels.size, seed=seed)
+    return SplitIndices(train=tr, val=va, test=np.zeros(0, dtype=np.int64))
+
+
+@dataclass
+class Split:
+    """Window indices of each part and the subjects in them."""
+
+    protocol: str
+    fold: int
+    n_folds: int
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    leaks_subjects: bool
+    subjects: dict[str, list[str]] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "fold": self.fold, "n_folds": self.n_folds,
+                "n_windows": {"train": int(self.train.size), "val": int(self.val.size), "test": int(self.test.size)},
+                "subjects": self.subjects, "leaks_subjects": self.leaks_subjects,
+                **({"warning": LEAKAGE_TEXT} if self.leaks_subjects else {})}
+
+
+def _one_fold(protocol: str, fold: int) -> int:
+    if fold != 0:
+        raise ConfigError([("--fold", f"the {protocol} protocol has one split (fold 0), got {fold}")])
+    return 1
+
+
+def _fold_range(fold: int, n_folds: int, what: str) -> int:
+    if not 0 <= fold < n_folds:
+        raise ConfigError([("--fold", f"{what}, got {fold}")])
+    return n_folds
+
+
+def make_split(ws: Any, cfg: Any, *, protocol: str | None = None, fold: int = 0) -> Split:
+    """Split the windows of ``ws`` (``.labels``, ``.subjects``) by ``protocol`` (default ``split.protocol``)."""
+    protocol = protocol or cfg.split.protocol
+    sp = cfg.split
+    labels, groups = ws.labels, ws.subjects
+    if protocol == "segment":
+        n_folds = _one_fold(protocol, fold)
+        tr, va, te = segment_split(labels, test_fraction=sp.test_fraction, val_fraction=sp.val_fraction,
+                                   seed=sp.seed, groups=groups)
+    elif protocol == "subject":
+        n_folds = _fold_range(fold, sp.folds, f"fold must be in 0..{sp.folds - 1} for split.folds = {sp.folds}")
+        tr, va, te = grouped_kfold(labels, groups, folds=n_folds, fold=fold, val_fraction=sp.val_fraction, seed=sp.seed)
+    elif protocol == "loso":
+        n_subj = len(set(groups.tolist()))
+        n_folds = _fold_range(fold, n_subj, f"loso has one fold per subject (0..{n_subj - 1})")
+        tr, va, te = leave_one_subject_out(labels, groups, fold=fold, val_fraction=sp.val_fraction, seed=sp.seed)
+    elif protocol == "all":
+        n_folds = _one_fold(protocol, fold)
+        tr, va, te = train_on_all(labels, groups, val_fraction=sp.val_fraction, seed=sp.seed)
+    else:
+        raise ConfigError([("split.protocol", f"expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")])
+    tr, va, te = (np.sort(np.asarray(a, dtype=np.int64)) for a in (tr, va, te))
+    subj = {name: sorted(set(groups[idx].tolist())) for name, idx in (("train", tr), ("val", va), ("test", te))}
+    leaks = bool(set(subj["test"]) & (set(subj["train"]) | set(subj["val"])))
+    if protocol != "segment" and leaks:
+        raise PedstreamError(f"split {protocol} fold {fold}: subjects in both train and test: "
+                             f"{sorted(set(subj['test']) & set(subj['train']))}")
+    return Split(protocol=protocol, fold=int(fold), n_folds=int(n_folds), train=tr, val=va, test=te,
+                 leaks_subjects=leaks, subjects=subj)
