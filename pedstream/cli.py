@@ -131,8 +131,9 @@ def data_fetch(cfg: Any, dest: Path) -> None:
               help="Folder of WFDB records (.hea/.dat/.atr) to train on.")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder to write (checkpoint, curves, manifest, predictions, metrics).")
-@click.option("--protocol", type=click.Choice(["segment", "subject", "loso"]), default=None,
-              help="Split protocol (default: split.protocol). 'segment' leaks subjects (as published).")
+@click.option("--protocol", type=click.Choice(["segment", "subject", "loso", "all"]), default=None,
+              help="Split protocol (default: split.protocol). 'segment' leaks subjects (as published); "
+                   "'all' trains on every record but a few validation subjects (no test set).")
 @click.option("--fold", type=int, default=0, show_default=True, help="Which fold of the protocol is the test set.")
 @click.option("--method", default=None, help="Name of the method in reports (default: from loss/model config).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

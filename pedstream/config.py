@@ -141,7 +141,7 @@ class SegmentConfig(_Section):
 
 
 class SplitConfig(_Section):
-    protocol: Literal["segment", "subject", "loso"] = "subject"
+    protocol: Literal["segment", "subject", "loso", "all"] = "subject"
     folds: int = Field(5, ge=2)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from pedstream.errors import ConfigError
-from pedstream.train.splits import grouped_kfold, leave_one_subject_out, segment_split, shared_subjects
+from pedstream.config import load_config
+from pedstream.train.splits import (grouped_kfold, leave_one_subject_out, make_split, segment_split, shared_subjects,
+                                    train_on_all)
 
 
 def _data(n_subj: int = 12, per: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +80,46 @@ def test_leave_one_subject_out():
     assert sp.val.size > 0 and not shared_subjects(groups, sp.train, sp.val)
     with pytest.raises(ConfigError, match="at least 2 subjects"):
         leave_one_subject_out(labels[:10], groups[:10])
+
+
+@pytest.mark.parametrize(("n_subj", "val_fraction", "seed"), [(22, 0.1, 0), (22, 0.1, 3), (5, 0.1, 0), (3, 0.3, 1)])
+def test_train_on_all_uses_every_record_with_whole_subjects_for_validation(n_subj, val_fraction, seed):
+    labels, groups = _data(n_subj=n_subj)
+    sp = train_on_all(labels, groups, val_fraction=val_fraction, seed=seed)
+    _check_partition(sp, labels.size)  # every window is in train or val
+    assert sp.test.size == 0 and not sp.leaks_subjects
+    val_subj, train_subj = set(groups[sp.val]), set(groups[sp.train])
+    assert val_subj and not val_subj & train_subj  # no record in both train and val
+    assert val_subj | train_subj == set(groups)  # all records used
+    assert len(val_subj) <= max(1, round(val_fraction * n_subj) + 1)
+    assert np.array_equal(train_on_all(labels, groups, val_fraction=val_fraction, seed=seed).val, sp.val)
+
+
+def test_train_on_all_without_validation_trains_on_everything():
+    labels, groups = _data(n_subj=4)
+    sp = train_on_all(labels, groups, val_fraction=0.0)
+    assert np.array_equal(sp.train, np.arange(labels.size)) and sp.val.size == 0 and sp.test.size == 0
+    with pytest.raises(ConfigError, match="val_fraction"):
+        train_on_all(labels, groups, val_fraction=1.0)
+
+
+class _Windows:
+    def __init__(self, labels, groups):
+        self.labels, self.subjects = labels, groups
+
+
+def test_make_split_protocol_all_and_its_fold():
+    labels, groups = _data(n_subj=10)
+    cfg = load_config(None, ["split.protocol=\"all\"", "split.val_fraction=0.2"])
+    sp = make_split(_Windows(labels, groups), cfg)
+    assert sp.protocol == "all" and sp.n_folds == 1 and sp.test.size == 0
+    assert sp.subjects["test"] == [] and not set(sp.subjects["train"]) & set(sp.subjects["val"])
+    assert sorted(sp.subjects["train"] + sp.subjects["val"]) == sorted(set(groups))
+    assert sp.describe()["n_windows"]["test"] == 0
+    with pytest.raises(ConfigError, match="one split"):
+        make_split(_Windows(labels, groups), cfg, fold=1)
+    with pytest.raises(ConfigError, match="expected one of segment, subject, loso, all"):
+        make_split(_Windows(labels, groups), cfg, protocol="bogus")
 
 
 def test_splits_import_without_torch():
