@@ -138,6 +138,18 @@ class SegmentConfig(_Section):
     hop_s: float = Field(1.25, gt=0)
     mixed: Literal["drop", "majority", "priority"] = "drop"
     min_beats: int = Field(2, ge=1)
+    # beat mode: RR-interval context of each beat (pedstream.dsp.rr) as an extra model input
+    rr_features: bool = False
+    rr_local_beats: int = Field(10, ge=1, le=1000)
+    rr_long_beats: int = Field(250, ge=1, le=10000)
+
+    @model_validator(mode="after")
+    def _rr(self) -> "SegmentConfig":
+        if self.rr_features and self.mode != "beat":
+            raise ValueError("rr_features needs mode = 'beat' (RR context belongs to one beat)")
+        if self.rr_long_beats < self.rr_local_beats:
+            raise ValueError("rr_long_beats must be >= rr_local_beats")
+        return self
 
 
 class SplitConfig(_Section):

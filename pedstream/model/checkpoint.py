@@ -49,21 +49,20 @@ def find_checkpoint(run: str | Path) -> Path:
     return p
 
 
-def _sample_tensors(sample_inputs: Mapping[str, Any], n_ecg: int, n_iegm: int, t: int) -> dict[str, Any]:
+def _sample_tensors(sample_inputs: Mapping[str, Any], cfg: ModelConfig) -> dict[str, Any]:
     import torch
 
     out: dict[str, Any] = {}
-    shapes = {"ecg": (n_ecg, t), "iegm": (n_iegm, t), "mask": (n_ecg + n_iegm,)}
-    for key, tail in shapes.items():
+    for key, tail in cfg.input_shapes().items():
         if key not in sample_inputs:
-            raise ModelError("checkpoint", f"sample_inputs lacks {key!r} (needs ecg, iegm, mask)")
+            raise ModelError("checkpoint", f"sample_inputs lacks {key!r} (needs {', '.join(cfg.input_shapes())})")
         arr = np.asarray(sample_inputs[key].detach().cpu() if hasattr(sample_inputs[key], "detach")
                          else sample_inputs[key], dtype=np.float32)
         if arr.ndim != len(tail) + 1 or tuple(arr.shape[1:]) != tail:
             raise ModelError("checkpoint", f"sample_inputs[{key!r}] has shape {arr.shape}, expected (N, {', '.join(map(str, tail))})")
         out[key] = torch.from_numpy(np.ascontiguousarray(arr[:_MAX_SAMPLES]))
-    if not (out["ecg"].shape[0] == out["iegm"].shape[0] == out["mask"].shape[0]):
-        raise ModelError("checkpoint", "sample_inputs ecg/iegm/mask have different batch sizes")
+    if len({t.shape[0] for t in out.values()}) != 1:
+        raise ModelError("checkpoint", f"sample_inputs {'/'.join(out)} have different batch sizes")
     return out
 
 
@@ -87,12 +86,11 @@ def save_checkpoint(
     import torch
 
     cfg_dict = model_cfg.to_dict() if isinstance(model_cfg, ModelConfig) else dict(model_cfg)
-    ModelConfig.from_dict(cfg_dict)  # validate
+    mcfg = ModelConfig.from_dict(cfg_dict)  # validate
     meta = build_metadata(model_cfg=cfg_dict, **metadata)
     samples = None
     if sample_inputs is not None:
-        samples = _sample_tensors(sample_inputs, int(cfg_dict["n_ecg"]), int(cfg_dict["n_iegm"]),
-                                  int(cfg_dict["window_samples"]))
+        samples = _sample_tensors(sample_inputs, mcfg)
     p = Path(path)
     if p.is_dir():
         p = p / CHECKPOINT_NAME

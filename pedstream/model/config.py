@@ -14,10 +14,17 @@ from typing import Any, Literal, Mapping
 from pedstream.dsp.windowing import window_samples
 from pedstream.errors import ModelError
 
-__all__ = ["ARCHS", "Arch", "ModelConfig"]
+__all__ = ["ARCHS", "Arch", "ModelConfig", "n_rr_features"]
 
 Arch = Literal["fusion", "ecg_only", "iegm_only", "early"]
 ARCHS: tuple[str, ...] = ("fusion", "ecg_only", "iegm_only", "early")
+
+
+def n_rr_features(segments: Any) -> int:
+    """RR features per window that a ``[segments]`` section asks for (0 when ``rr_features`` is off)."""
+    from pedstream.dsp.rr import RR_FEATURES
+
+    return len(RR_FEATURES) if getattr(segments, "rr_features", False) else 0
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,7 @@ class ModelConfig:
     stem_strides: tuple[int, ...] = (4, 4, 6)
     gate_init: float = 0.1  # initial value of the cross-attention residual gate (tanh-gated)
     modality_dropout: float = 0.2  # training only: fraction of samples whose IEGM is hidden
+    n_rr: int = 0  # RR-interval features per window (pedstream.dsp.rr); 0 = no ``rr`` input
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -64,6 +72,8 @@ class ModelConfig:
             problems.append("stem widths, kernels and strides must be >= 1")
         if not 0.0 <= self.modality_dropout <= 1.0:
             problems.append(f"modality_dropout must be in [0, 1] (got {self.modality_dropout})")
+        if self.n_rr < 0:
+            problems.append(f"n_rr must be >= 0 (got {self.n_rr})")
         if self.window_samples < 1 or self.fs <= 0:
             problems.append("window_samples and fs must be positive")
         if problems:
@@ -77,6 +87,16 @@ class ModelConfig:
     @property
     def total_stride(self) -> int:
         return math.prod(self.stem_strides)
+
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The model's inputs and their shapes after the batch axis, in call order: ``ecg``,
+        ``iegm``, ``mask`` and, when ``n_rr > 0``, ``rr``. The one statement of the I/O contract."""
+        shapes: dict[str, tuple[int, ...]] = {"ecg": (self.n_ecg, self.window_samples),
+                                              "iegm": (self.n_iegm, self.window_samples),
+                                              "mask": (self.n_channels,)}
+        if self.n_rr:
+            shapes["rr"] = (self.n_rr,)
+        return shapes
 
     def n_tokens(self, n_samples: int | None = None) -> int:
         """Tokens one conv stem makes from ``n_samples`` (default ``window_samples``)."""
@@ -132,4 +152,5 @@ class ModelConfig:
             stem_strides=tuple(model.stem_strides),
             gate_init=model.gate_init,
             modality_dropout=model.modality_dropout,
+            n_rr=n_rr_features(segments),
         )

@@ -46,9 +46,7 @@ class ParityReport:
 
 def _as_tensors(sample_inputs: Mapping[str, Any], cfg: ModelConfig) -> dict[str, torch.Tensor]:
     out = {}
-    tails = {"ecg": (cfg.n_ecg, cfg.window_samples), "iegm": (cfg.n_iegm, cfg.window_samples),
-             "mask": (cfg.n_channels,)}
-    for name, tail in tails.items():
+    for name, tail in cfg.input_shapes().items():
         if name not in sample_inputs:
             raise ModelError("export", f"sample_inputs lacks {name!r}")
         t = torch.as_tensor(np.asarray(sample_inputs[name], dtype=np.float32))
@@ -56,11 +54,12 @@ def _as_tensors(sample_inputs: Mapping[str, Any], cfg: ModelConfig) -> dict[str,
             raise ModelError("export", f"sample_inputs[{name!r}] has shape {tuple(t.shape)}, expected (N, {', '.join(map(str, tail))})")
         out[name] = t.contiguous()
     if len({t.shape[0] for t in out.values()}) != 1:
-        raise ModelError("export", "sample_inputs ecg/iegm/mask have different batch sizes")
+        raise ModelError("export", f"sample_inputs {'/'.join(out)} have different batch sizes")
     return out
 
 
-def _torch_export(model: torch.nn.Module, args: tuple[torch.Tensor, ...], exporter: str) -> bytes:
+def _torch_export(model: torch.nn.Module, args: tuple[torch.Tensor, ...], exporter: str,
+                  inputs: tuple[str, ...] = _INPUTS) -> bytes:
     """Export to an in-memory ONNX model with a symbolic batch axis.
 
     ``exporter="dynamo"``: the torch.export-based exporter (torch's default since 2.9);
@@ -71,32 +70,32 @@ def _torch_export(model: torch.nn.Module, args: tuple[torch.Tensor, ...], export
         warnings.simplefilter("ignore")
         if exporter == "torchscript":
             buf = io.BytesIO()
-            torch.onnx.export(model, args, buf, input_names=list(_INPUTS), output_names=list(_OUTPUTS),
-                              dynamic_axes={n: {0: "batch"} for n in (*_INPUTS, *_OUTPUTS)},
+            torch.onnx.export(model, args, buf, input_names=list(inputs), output_names=list(_OUTPUTS),
+                              dynamic_axes={n: {0: "batch"} for n in (*inputs, *_OUTPUTS)},
                               opset_version=OPSET, dynamo=False, do_constant_folding=True)
             return buf.getvalue()
         batch = torch.export.Dim("batch", min=1, max=4096)
-        program = torch.onnx.export(model, args, input_names=list(_INPUTS), output_names=list(_OUTPUTS),
-                                    dynamic_shapes={n: {0: batch} for n in _INPUTS}, opset_version=OPSET,
+        program = torch.onnx.export(model, args, input_names=list(inputs), output_names=list(_OUTPUTS),
+                                    dynamic_shapes={n: {0: batch} for n in inputs}, opset_version=OPSET,
                                     dynamo=True, external_data=False, optimize=True, verbose=False, report=False)
         return program.model_proto.SerializeToString()
 
 
 def _ensure_inputs(proto: Any, cfg: ModelConfig) -> None:
     """Put back inputs an exporter pruned because the graph ignores them (``iegm`` of ``ecg_only``):
-    the I/O contract is the same three inputs for every architecture."""
+    the I/O contract (:meth:`ModelConfig.input_shapes`) is the same for every architecture."""
     from onnx import TensorProto, helper
 
+    shapes = cfg.input_shapes()
     have = {i.name for i in proto.graph.input}
     batch = "batch"
     for i in proto.graph.input:
-        if i.name in _INPUTS and i.type.tensor_type.shape.dim[0].dim_param:
+        if i.name in shapes and i.type.tensor_type.shape.dim[0].dim_param:
             batch = i.type.tensor_type.shape.dim[0].dim_param
-    tails = {"ecg": [cfg.n_ecg, cfg.window_samples], "iegm": [cfg.n_iegm, cfg.window_samples], "mask": [cfg.n_channels]}
-    for name in _INPUTS:
+    for name, tail in shapes.items():
         if name not in have:
-            proto.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *tails[name]]))
-    order = {n: k for k, n in enumerate(_INPUTS)}
+            proto.graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, *tail]))
+    order = {n: k for k, n in enumerate(shapes)}
     inputs = sorted(proto.graph.input, key=lambda v: order.get(v.name, len(order)))
     del proto.graph.input[:]
     proto.graph.input.extend(inputs)
@@ -115,10 +114,11 @@ def export_onnx(model: torch.nn.Module, model_cfg: ModelConfig, metadata: Mappin
     out = Path(out_path)
     decode_metadata(encode_metadata(metadata), path="metadata")  # refuse incomplete metadata early
     samples = _as_tensors(sample_inputs, model_cfg)
+    names = tuple(samples)
     model = model.eval()
-    args = (samples["ecg"][:2], samples["iegm"][:2], samples["mask"][:2])
+    args = tuple(samples[k][:2] for k in names)
     try:
-        proto_bytes = _torch_export(model, args, exporter)
+        proto_bytes = _torch_export(model, args, exporter, names)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise ModelError(str(out), f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {first}") from exc
@@ -129,8 +129,10 @@ def export_onnx(model: torch.nn.Module, model_cfg: ModelConfig, metadata: Mappin
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.producer_name = "pedstream"
-    proto.doc_string = ("pedstream rhythm classifier: inputs ecg (B,12,T), iegm (B,7,T), mask (B,19) float32 "
-                        "(per-window z-scored, absent channels 0); outputs logits (B,C), embedding (B,D).")
+    proto.doc_string = ("pedstream classifier: inputs ecg (B,12,T), iegm (B,7,T), mask (B,19) float32 "
+                        "(per-window z-scored, absent channels 0)" + (", rr (B,K) RR-interval features (pedstream.dsp.rr)"
+                                                                       if model_cfg.n_rr else "")
+                        + "; outputs logits (B,C), embedding (B,D).")
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as exc:
@@ -146,9 +148,9 @@ def export_onnx(model: torch.nn.Module, model_cfg: ModelConfig, metadata: Mappin
         n = samples["ecg"].shape[0]
         batches = (1, n) if n > 1 else (1,)
         for b in batches:
-            feeds = {k: samples[k][:b].numpy() for k in _INPUTS}
+            feeds = {k: samples[k][:b].numpy() for k in names}
             with torch.no_grad():
-                ref_l, ref_e = model(*(samples[k][:b] for k in _INPUTS))
+                ref_l, ref_e = model(*(samples[k][:b] for k in names))
             got_l, got_e = sess.run(list(_OUTPUTS), feeds)
             if got_l.shape != tuple(ref_l.shape) or got_e.shape != tuple(ref_e.shape):
                 raise ModelError(str(out), f"ONNX output shapes {got_l.shape}, {got_e.shape} differ from PyTorch "
@@ -191,6 +193,9 @@ def export_run(run: str | Path, out_path: str | Path, *, sample_inputs: Mapping[
     hidden[:, cfg.n_ecg:] = 0.0
     both = {"ecg": np.concatenate([ecg, ecg]), "iegm": np.concatenate([iegm, np.zeros_like(iegm)]),
             "mask": np.concatenate([mask, hidden])}
+    if "rr" in samples:
+        rr = np.asarray(samples["rr"], dtype=np.float32)
+        both["rr"] = np.concatenate([rr, rr])
     return export_onnx(model, cfg, meta, out_path, sample_inputs=both, tol=tol, exporter=exporter), meta
 
 

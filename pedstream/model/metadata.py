@@ -56,6 +56,7 @@ def build_metadata(
     label_scheme: Any,
     data_description: str,
     simulated: bool,
+    segments: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plain-JSON metadata of a trained model.
@@ -63,7 +64,9 @@ def build_metadata(
     ``model_cfg`` is ``ModelConfig.to_dict()``; ``channels`` the model's input channel order (ECG
     names then IEGM names, as many as ``n_ecg + n_iegm``); ``fs`` in Hz; ``window_s``/``hop_s`` in
     seconds; ``filters`` the ``[filters]`` section as a dict; ``label_scheme`` the scheme name or
-    its dict. Raises :class:`ModelError` when the pieces disagree with each other.
+    its dict; ``segments`` the ``[segments]`` section as a dict (``mode`` "rhythm" or "beat", and for
+    a model with an ``rr`` input the RR settings the engine must reproduce: ``rr_local_beats``,
+    ``rr_long_beats``). Raises :class:`ModelError` when the pieces disagree with each other.
     """
     from pedstream import __version__
 
@@ -74,6 +77,9 @@ def build_metadata(
         raise ModelError("metadata", f"channels has {len(channels)} names, the model takes {n_ecg} ECG + {n_iegm} IEGM")
     if len(class_names) != int(model_cfg["n_classes"]):
         raise ModelError("metadata", f"class_names has {len(class_names)} names, the model has {model_cfg['n_classes']} outputs")
+    n_rr = int(model_cfg.get("n_rr", 0))
+    if n_rr and not (segments and segments.get("rr_features")):
+        raise ModelError("metadata", f"the model takes {n_rr} RR features but segments.rr_features is not set")
     if abs(float(model_cfg["fs"]) - float(fs)) > 1e-6:
         raise ModelError("metadata", f"fs {fs} differs from the model config's fs {model_cfg['fs']}")
     meta: dict[str, Any] = {
@@ -93,9 +99,10 @@ def build_metadata(
         "data_description": str(data_description),
         "trained_on_simulated_data": bool(simulated),
         "model_config": dict(model_cfg),
+        "segments": dict(segments) if segments else {"mode": "rhythm"},
         "inputs": {"ecg": [None, n_ecg, int(model_cfg["window_samples"])],
                    "iegm": [None, n_iegm, int(model_cfg["window_samples"])],
-                   "mask": [None, n_ecg + n_iegm]},
+                   "mask": [None, n_ecg + n_iegm], **({"rr": [None, n_rr]} if n_rr else {})},
         "outputs": {"logits": [None, len(class_names)], "embedding": [None, int(model_cfg["embed_dim"])]},
     }
     for key, value in (extra or {}).items():

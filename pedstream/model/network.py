@@ -10,6 +10,10 @@
 - ``"ecg_only"`` / ``"iegm_only"``: one branch, no cross-attention (the other input is ignored).
 - ``"early"``: early fusion, all 19 channels through one stem into one encoder.
 
+RR context (``cfg.n_rr > 0``, beat classifiers): ``rr (B, n_rr)`` (pedstream.dsp.rr) goes through a
+small MLP into one extra token right after ``[CLS]``, attended like the signal tokens, so the
+classifier can weigh a beat's timing against its shape.
+
 Missing data: inputs are multiplied by the mask, the stems see the mask, and tokens of an absent
 modality (all its mask entries 0) are excluded from every attention as keys. A sample whose other
 modality is absent skips cross-attention (its output is multiplied by 0; the keys are unmasked
@@ -152,7 +156,7 @@ class TransformerBlock(nn.Module):
 
 
 class FusionNet(nn.Module):
-    """``forward(ecg (B,12,T), iegm (B,7,T), mask (B,19)) -> (logits (B,C), embedding (B,D))``.
+    """``forward(ecg (B,12,T), iegm (B,7,T), mask (B,19)[, rr (B,n_rr)]) -> (logits (B,C), embedding (B,D))``.
 
     ``mask`` is 1.0 for a present channel and 0.0 for an absent one (ECG channels first). The
     embedding is L2-normalised (unit length). In training mode a fraction ``cfg.modality_dropout``
@@ -183,6 +187,8 @@ class FusionNet(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.n_classes)
         self.proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.embed_dim))
+        if cfg.n_rr:
+            self.rr_embed = nn.Sequential(nn.Linear(cfg.n_rr, d), nn.GELU(), nn.Linear(d, d))
         self._init()
 
     def _init(self) -> None:
@@ -197,9 +203,12 @@ class FusionNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
 
     # ---------------------------------------------------------------- helpers
-    def _check(self, ecg: Tensor, iegm: Tensor, mask: Tensor) -> None:
+    def _check(self, ecg: Tensor, iegm: Tensor, mask: Tensor, rr: Tensor | None) -> None:
         c = self.cfg
         b = ecg.shape[0]
+        if c.n_rr and (rr is None or rr.dim() != 2 or rr.shape[0] != b or rr.shape[1] != c.n_rr):
+            got = None if rr is None else tuple(rr.shape)
+            raise ModelError("FusionNet", f"rr must be (B, {c.n_rr}) for this model, got {got}")
         if ecg.dim() != 3 or ecg.shape[1] != c.n_ecg:
             raise ModelError("FusionNet", f"ecg must be (B, {c.n_ecg}, T), got {tuple(ecg.shape)}")
         if iegm.dim() != 3 or iegm.shape[1] != c.n_iegm or iegm.shape[2] != ecg.shape[2] or iegm.shape[0] != b:
@@ -227,8 +236,8 @@ class FusionNet(nn.Module):
         return tok, bias, present
 
     # ---------------------------------------------------------------- forward
-    def forward(self, ecg: Tensor, iegm: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        self._check(ecg, iegm, mask)
+    def forward(self, ecg: Tensor, iegm: Tensor, mask: Tensor, rr: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        self._check(ecg, iegm, mask, rr)
         iegm, mask = self._modality_dropout(iegm, mask)
         m_ecg, m_iegm = mask[:, : self.cfg.n_ecg], mask[:, self.cfg.n_ecg :]  # (B, 12), (B, 7)
         arch = self.cfg.arch
@@ -246,6 +255,10 @@ class FusionNet(nn.Module):
             x = torch.cat([te2, ti2], dim=1)  # (B, Le+Li, d)
             bias = torch.cat([be, bi], dim=1)  # (B, Le+Li)
         b = x.shape[0]
+        if self.cfg.n_rr:
+            rr_tok = self.rr_embed(rr).unsqueeze(1)  # (B, 1, d)
+            x = torch.cat([rr_tok, x], dim=1)
+            bias = torch.cat([torch.zeros_like(bias[:, :1]), bias], dim=1)  # the RR token is always attended
         x = torch.cat([self.cls.expand(b, -1, -1), x], dim=1)  # (B, 1+L, d)
         bias = torch.cat([torch.zeros_like(bias[:, :1]), bias], dim=1)  # (B, 1+L): CLS always attended
         for blk in self.blocks:

@@ -20,6 +20,7 @@ import numpy as np
 
 from pedstream.errors import ModelError, ModelMismatchError
 from pedstream.dsp.windowing import window_samples
+from pedstream.model.config import ModelConfig
 from pedstream.model.metadata import NORMALIZATION, decode_metadata
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-_INPUTS = ("ecg", "iegm", "mask")
 _OUTPUTS = ("logits", "embedding")
 # Filter settings that do not change the filtered signal (settle_s only marks warm-up output).
 _FILTER_KEYS_IGNORED = frozenset({"settle_s"})
@@ -204,9 +204,7 @@ class ModelSession:
         self.notes: list[str] = compare_metadata(self.metadata, expected, path=str(self.path)) if expected else []
         self.max_batch = max(1, int(max_batch))
 
-        t = self.window_samples
-        n_ecg, n_iegm = len(self.metadata["ecg_channels"]), len(self.metadata["iegm_channels"])
-        self._shapes = {"ecg": (n_ecg, t), "iegm": (n_iegm, t), "mask": (n_ecg + n_iegm,)}
+        self._shapes = ModelConfig.from_dict(self.metadata["model_config"]).input_shapes()
         profile = {
             f"trt_profile_{kind}_shapes": ",".join(
                 f"{name}:{b}x" + "x".join(map(str, tail)) for name, tail in self._shapes.items())
@@ -229,9 +227,9 @@ class ModelSession:
             raise ModelError(str(self.path), f"onnxruntime cannot create a session: {exc}") from exc
         names_in = [i.name for i in self._sess.get_inputs()]
         names_out = [o.name for o in self._sess.get_outputs()]
-        if sorted(names_in) != sorted(_INPUTS) or sorted(names_out) != sorted(_OUTPUTS):
+        if sorted(names_in) != sorted(self._shapes) or sorted(names_out) != sorted(_OUTPUTS):
             raise ModelError(str(self.path), f"inputs {names_in} / outputs {names_out} are not "
-                                             f"{list(_INPUTS)} / {list(_OUTPUTS)}")
+                                             f"{list(self._shapes)} / {list(_OUTPUTS)}")
         self.providers: list[str] = list(self._sess.get_providers())
         self.on_gpu = any(p in _GPU_PROVIDERS for p in self.providers)
         self.io_binding = bool(getattr(runtime_cfg, "io_binding", True)) and self.on_gpu
@@ -265,13 +263,23 @@ class ModelSession:
             b = 1 if i % 2 == 0 else self.max_batch
             z = {k: np.zeros((b, *tail), dtype=np.float32) for k, tail in self._shapes.items()}
             z["mask"][:] = 1.0
-            self.run(z["ecg"], z["iegm"], z["mask"])
+            self.run(z["ecg"], z["iegm"], z["mask"], rr=z.get("rr"))
 
-    def _prepare(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+    @property
+    def n_rr(self) -> int:
+        """RR features per window the model takes (0: no ``rr`` input; see pedstream.dsp.rr)."""
+        return int(self._shapes["rr"][0]) if "rr" in self._shapes else 0
+
+    def _prepare(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray,
+                 rr: np.ndarray | None) -> dict[str, np.ndarray]:
         feeds = {}
         b = None
-        for name, arr in zip(_INPUTS, (ecg, iegm, mask)):
-            a = np.ascontiguousarray(arr, dtype=np.float32)
+        given = {"ecg": ecg, "iegm": iegm, "mask": mask, "rr": rr}
+        if (rr is None) != ("rr" not in self._shapes):
+            raise ModelError(str(self.path), "this model takes an rr input (RR-interval features)" if rr is None
+                             else "this model takes no rr input")
+        for name in self._shapes:
+            a = np.ascontiguousarray(given[name], dtype=np.float32)
             tail = self._shapes[name]
             if a.ndim != len(tail) + 1 or tuple(a.shape[1:]) != tail or (b is not None and a.shape[0] != b):
                 raise ModelError(str(self.path), f"input {name} has shape {a.shape}, expected (B, {', '.join(map(str, tail))})"
@@ -282,12 +290,12 @@ class ModelSession:
             raise ModelError(str(self.path), "empty batch")
         return feeds
 
-    def run(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray, *,
+    def run(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray, *, rr: np.ndarray | None = None,
             io_binding: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` (float32; normalised windows, absent
-        channels 0) -> ``logits (B,C)``, ``embedding (B,D)``. ``io_binding`` overrides the session
-        default (on by default on GPU providers)."""
-        feeds = self._prepare(ecg, iegm, mask)
+        channels 0) and, for a beat model, ``rr (B,K)`` -> ``logits (B,C)``, ``embedding (B,D)``.
+        ``io_binding`` overrides the session default (on by default on GPU providers)."""
+        feeds = self._prepare(ecg, iegm, mask, rr)
         use_binding = self.io_binding if io_binding is None else io_binding
         try:
             if use_binding:
@@ -304,9 +312,10 @@ class ModelSession:
             raise ModelError(str(self.path), f"inference failed: {exc}") from exc
         return logits, emb
 
-    def predict_proba(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def predict_proba(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray, *,
+                      rr: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities ``(B, C)`` (softmax of the logits)."""
-        return softmax(self.run(ecg, iegm, mask)[0])
+        return softmax(self.run(ecg, iegm, mask, rr=rr)[0])
 
     def __repr__(self) -> str:
         return f"ModelSession({self.path.name}, providers={self.providers}, classes={len(self.class_names)})"
