@@ -2,7 +2,10 @@
 
 By default (``--split auto``) the run's TEST windows are scored when DIR is the folder the run was
 trained on (its records and SHA-256 hashes match the run's manifest): the (record, start) pairs stored
-in ``split.npz`` select them. When DIR holds other data every window is scored (``--split all``).
+in ``split.npz`` select them. When DIR holds other data every window is scored (``--split all``). A run
+trained with ``--protocol all`` has no test windows: it is scored on another folder (MIT-BIH DS2 for a
+DS1 run); ``--split auto`` on its own training folder is refused (``--split all`` scores the training
+windows, which says little).
 
 Reported (and written with ``--json``), keys exactly::
 
@@ -11,7 +14,13 @@ Reported (and written with ``--json``), keys exactly::
 
 plus ``ci95`` (95% percentile-bootstrap intervals of the five summary metrics, resampling windows, or
 subjects with ``--subject-bootstrap``), ``evaluated_classes``, ``all_classes``, ``present_classes``,
-``macro_auroc``, ``n`` and ``split``. The metric definitions (macro over the classes that occur in the
+``macro_auroc``, ``n`` and ``split``; with the AAMI classes (N, S, V, F, Q) also ``ec57``:
+``{veb, sveb}: {se, ppv, f1, tp, fn, fp, ci95}`` (:func:`pedstream.train.metrics.ec57_statistics`, which
+states the EC57 convention; F classified as V is not a VEB false positive).
+
+Bad input (not a run folder, --split test on other data, classes that differ from the model's, no
+windows) raises :class:`~pedstream.errors.ConfigError` (``error: eval: ...``, exit code 2). The JSON and
+PNG are written only after everything succeeded, each through a temporary file and ``os.replace``. The metric definitions (macro over the classes that occur in the
 test labels or predictions, zero_division = 0; ``all_classes`` repeats them over every configured
 class) are those of :func:`pedstream.train.metrics.evaluate_predictions`.
 """
@@ -19,14 +28,16 @@ class) are those of :func:`pedstream.train.metrics.evaluate_predictions`.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from pedstream.errors import ModelError, PedstreamError
+from pedstream.errors import ConfigError
 
-__all__ = ["SUMMARY_KEYS", "evaluate_arrays", "evaluate_run", "render_report", "eval_command"]
+__all__ = ["SUMMARY_KEYS", "evaluate_arrays", "evaluate_run", "render_report", "eval_command", "write_atomically"]
 
 SUMMARY_KEYS = ("top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2")
 
@@ -52,60 +63,108 @@ def _is_training_data(manifest: dict[str, Any], ws: Any) -> bool:
     return bool(have) and all(want.get(n) == h for n, h in have.items())
 
 
+def _bad(key: str, msg: str) -> ConfigError:
+    return ConfigError([(key, msg)], source="eval")
+
+
+def _load_run(run: Path) -> tuple[dict[str, Any], Any]:
+    mpath = run / "manifest.json"
+    if not mpath.is_file():
+        raise _bad("--run", f"{run} has no manifest.json: not a run folder written by pedstream train")
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _bad("--run", f"{mpath} is not readable JSON ({exc})") from exc
+    from pedstream.config import Config
+
+    return manifest, Config.model_validate(manifest["config"])
+
+
+def _test_windows(run: Path, ws: Any, data: Path, *, same: bool, protocol: str | None) -> np.ndarray:
+    if not same:
+        raise _bad("--split", f"test: {data} is not the data {run} was trained on "
+                              "(record names or SHA-256 hashes differ); use --split all")
+    sp = np.load(run / "split.npz")
+    want = set(zip(sp["test_record"].tolist(), sp["test_start"].tolist()))
+    if not want:
+        raise _bad("--split", f"{run} (protocol {protocol}) has no test windows in {data}, the data it was trained "
+                              "on; evaluate it on another folder, or --split all to score its training windows")
+    idx = np.asarray([i for i, key in enumerate(zip(ws.records.tolist(), ws.starts.tolist())) if key in want],
+                     dtype=np.int64)
+    if idx.size != len(want):
+        raise _bad("--data", f"{data}: found {idx.size} of the run's {len(want)} test windows")
+    return idx
+
+
 def evaluate_run(run: str | Path, data: str | Path, *, split: str = "auto", cache_dir: str | Path | None = None,
                  n_boot: int | None = None, device: str = "cpu", confusion_png: str | Path | None = None,
                  progress: bool = False, subject_bootstrap: bool = False) -> dict[str, Any]:
-    """Score the run's model on ``data`` (see the module docstring). Returns the metrics dict."""
-    from pedstream.config import Config
+    """Score the run's model on ``data`` (see the module docstring). Returns the metrics dict.
+
+    ``confusion_png``: also draw the confusion matrix there (written atomically).
+    """
     from pedstream.model.checkpoint import load_checkpoint
     from pedstream.train.dataset import build_windows
     from pedstream.train.predict import predict
 
-    run = Path(run)
-    mpath = run / "manifest.json"
-    if not mpath.is_file():
-        raise ModelError(str(run), "no manifest.json: not a run folder written by pedstream train")
-    manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    cfg = Config.model_validate(manifest["config"])
+    run, data = Path(run), Path(data)
+    if split not in ("auto", "test", "all"):
+        raise _bad("--split", f"must be auto, test or all, got {split!r}")
+    manifest, cfg = _load_run(run)
     model, meta = load_checkpoint(run)
     if cache_dir is None:
         cache_dir = manifest.get("data", {}).get("cache_dir")
     ws = build_windows(data, cfg, cache_dir=cache_dir, progress=progress)
     if list(ws.classes) != list(meta["class_names"]):
-        raise ModelError(str(run), f"the data's classes {ws.classes} differ from the model's {meta['class_names']}")
+        raise _bad("--data", f"the data's classes {ws.classes} differ from the model's {meta['class_names']}")
     same = _is_training_data(manifest, ws)
-    if split not in ("auto", "test", "all"):
-        raise PedstreamError(f"--split must be auto, test or all, got {split!r}")
     if split == "auto":
         split = "test" if same else "all"
     if split == "test":
-        if not same:
-            raise PedstreamError(f"--split test: {data} is not the data {run} was trained on "
-                                 "(record names or SHA-256 hashes differ); use --split all")
-        sp = np.load(run / "split.npz")
-        want = set(zip(sp["test_record"].tolist(), sp["test_start"].tolist()))
-        idx = np.asarray([i for i, key in enumerate(zip(ws.records.tolist(), ws.starts.tolist())) if key in want],
-                         dtype=np.int64)
-        if idx.size != len(want):
-            raise PedstreamError(f"{data}: found {idx.size} of the run's {len(want)} test windows")
+        idx = _test_windows(run, ws, data, same=same, protocol=manifest.get("protocol"))
     else:
         idx = np.arange(len(ws), dtype=np.int64)
     if idx.size == 0:
-        raise PedstreamError(f"{data}: no windows to evaluate")
+        raise _bad("--data", f"{data}: no windows to evaluate")
     pr = predict(model.to(device), ws, idx, device=device)
     boot = cfg.train.bootstrap if n_boot is None else n_boot
     res = evaluate_arrays(pr["y_true"], pr["y_pred"], ws.classes, n_boot=boot, seed=cfg.train.seed,
                           probs=pr["probs"], groups=ws.subjects[idx] if subject_bootstrap else None)
-    res["split"] = split
-    res["run"] = str(run)
-    res["data"] = str(Path(data))
-    res["method"] = manifest.get("method")
-    res["protocol"] = manifest.get("protocol")
+    res.update(split=split, run=str(run), data=str(data), method=manifest.get("method"),
+               protocol=manifest.get("protocol"))
     if confusion_png is not None:
-        from pedstream.train.metrics import plot_confusion
-
-        plot_confusion(res, Path(confusion_png))
+        write_atomically({Path(confusion_png): _png_writer(res)})
     return res
+
+
+def _png_writer(res: dict[str, Any]) -> Callable[[Path], None]:
+    from pedstream.train.metrics import plot_confusion
+
+    return lambda tmp: plot_confusion(res, tmp)
+
+
+def write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
+    """Call each ``writer(tmp)`` with a temporary path beside its target; only when every one succeeded
+    move them all into place with ``os.replace`` (else remove the temporaries and re-raise).
+
+    An unwritable target folder raises :class:`ConfigError` naming the file.
+    """
+    tmps: dict[Path, Path] = {}
+    try:
+        for target, writer in writers.items():
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+                os.close(fd)
+            except OSError as exc:
+                raise _bad("output", f"cannot write {target}: {exc.strerror or exc}") from exc
+            tmps[target] = Path(name)
+            writer(tmps[target])
+        for target, tmp in tmps.items():
+            os.replace(tmp, target)
+    finally:
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def _fmt_ci(res: dict[str, Any], key: str) -> str:
@@ -145,16 +204,41 @@ def render_report(res: dict[str, Any], console: Any = None) -> None:
     for i, (name, row) in enumerate(zip(res["classes"], res["confusion"])):
         cm.add_row(f"{i} {name}", *[str(v) if v else "·" for v in row])
     console.print(cm)
+    _render_ec57(res, console)
+
+
+def _render_ec57(res: dict[str, Any], console: Any) -> None:
+    """AAMI EC57 VEB / SVEB table (only when ``res`` has ``ec57``)."""
+    from rich.table import Table
+
+    ec = res.get("ec57")
+    if not ec:
+        return
+    t = Table(title="AAMI EC57 (VEB: F classified V is not a false positive)")
+    for col in ("", "Se [95% CI]", "+P [95% CI]", "F1 [95% CI]", "TP", "FN", "FP"):
+        t.add_column(col, justify="left" if not col else "right")
+    for part in ("veb", "sveb"):
+        e = ec[part]
+        ci = e.get("ci95") or {}
+
+        def cell(k: str) -> str:
+            if e[k] is None:
+                return "n/a"
+            return f"{e[k]:.3f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if ci.get(k) else "")
+
+        t.add_row(part.upper(), cell("se"), cell("ppv"), cell("f1"), str(e["tp"]), str(e["fn"]), str(e["fp"]))
+    console.print(t)
 
 
 def eval_command(*, run: Path, data: Path, json_path: Path | None, split: str, png: Path | None,
                  cache_dir: Path | None, subject_bootstrap: bool = False) -> dict[str, Any]:
-    """CLI body of ``pedstream eval``."""
+    """CLI body of ``pedstream eval``: evaluate, print, then write the PNG (and JSON) atomically."""
     png = png if png is not None else (json_path.with_suffix(".png") if json_path else run / "confusion.png")
-    res = evaluate_run(run, data, split=split, cache_dir=cache_dir, confusion_png=png, progress=True,
-                       subject_bootstrap=subject_bootstrap)
+    res = evaluate_run(run, data, split=split, cache_dir=cache_dir, progress=True, subject_bootstrap=subject_bootstrap)
     render_report(res)
+    writers: dict[Path, Callable[[Path], None]] = {Path(png): _png_writer(res)}
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(res, indent=1), encoding="utf-8")
+        text = json.dumps(res, indent=1)
+        writers[Path(json_path)] = lambda tmp: tmp.write_text(text, encoding="utf-8")
+    write_atomically(writers)
     return res

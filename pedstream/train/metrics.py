@@ -18,6 +18,9 @@ Both other views are kept: ``all_classes`` (macro over every configured class, z
 fixed denominator, as in the published table) and ``present_classes`` (test support only).
 ``per_class``, ``classes`` and ``confusion`` always cover all configured classes.
 
+AAMI EC57 beat statistics (``ec57``, only when the class names include N, S, V, F and Q, the AAMI
+grouping of MIT-BIH): see :func:`ec57_statistics`.
+
 The bootstrap scores every resample over the label set fixed from the full sample (the evaluated
 classes, or all classes for ``all_classes["ci95"]``), not one re-derived per resample, so a resample
 that happens to lack a class scores it 0 and the interval is about the same quantity as the point
@@ -35,9 +38,77 @@ from sklearn.metrics import accuracy_score, confusion_matrix, fbeta_score, preci
 
 from pedstream.errors import PedstreamError
 
-__all__ = ["HEADLINE_METRICS", "evaluate_predictions", "scores_from_confusion", "plot_confusion"]
+__all__ = ["AAMI_CLASSES", "HEADLINE_METRICS", "ec57_statistics", "evaluate_predictions", "scores_from_confusion",
+           "plot_confusion"]
 
 HEADLINE_METRICS = ("top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2")
+AAMI_CLASSES = ("N", "S", "V", "F", "Q")
+EC57_STATS = ("se", "ppv", "f1")
+
+
+def _ec57_counts(c: np.ndarray, idx: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
+    """tp/fn/fp of VEB and SVEB from (N, C, C) confusions (rows = reference, columns = classified)."""
+    v, s, f = idx["V"], idx["S"], idx["F"]
+    tp_v = c[:, v, v]
+    tp_s = c[:, s, s]
+    return {
+        "veb": {"tp": tp_v, "fn": c[:, v, :].sum(axis=1) - tp_v, "fp": c[:, :, v].sum(axis=1) - tp_v - c[:, f, v]},
+        "sveb": {"tp": tp_s, "fn": c[:, s, :].sum(axis=1) - tp_s, "fp": c[:, :, s].sum(axis=1) - tp_s},
+    }
+
+
+def _ratios(k: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    tp, fn, fp = (np.asarray(k[n], dtype=np.float64) for n in ("tp", "fn", "fp"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"se": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
+                "ppv": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
+                "f1": np.where(2 * tp + fn + fp > 0, 2 * tp / (2 * tp + fn + fp), np.nan)}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def ec57_statistics(conf: np.ndarray, classes: Sequence[str], *,
+                    boot_confs: np.ndarray | None = None) -> dict[str, Any] | None:
+    """AAMI EC57 (ANSI/AAMI EC57:2012; de Chazal et al. 2004) VEB and SVEB statistics.
+
+    Convention (``conf`` rows = reference class, columns = classified class; AAMI classes N, S, V, F, Q):
+
+    - VEB (V positive): ``tp`` = V classified V; ``fn`` = V classified as anything else; ``fp`` = beats of
+      N, S or Q classified V. Fusion (F) beats classified V are NOT false positives (EC57).
+    - SVEB (S positive): ``tp`` = S classified S; ``fn`` = S classified otherwise; ``fp`` = any other
+      reference class (N, V, F, Q) classified S.
+    - ``se`` = tp / (tp + fn) (sensitivity), ``ppv`` = tp / (tp + fp) (positive predictivity),
+      ``f1`` = 2 tp / (2 tp + fn + fp); None when the denominator is 0.
+
+    The counts are per scored window: they are beat statistics when each window is one beat
+    (``segments.mode = "beat"``). With ``boot_confs`` (n_boot, C, C) bootstrap confusions each part gets
+    ``ci95``: {se, ppv, f1} -> [lo, hi] (percentile, resamples where the ratio is undefined are dropped).
+    Returns ``{"veb": {...}, "sveb": {...}, "convention": str}``, or None when the class names are not
+    a superset of the AAMI classes.
+    """
+    names = [str(c) for c in classes]
+    if not set(AAMI_CLASSES) <= set(names):
+        return None
+    idx = {k: names.index(k) for k in AAMI_CLASSES}
+    counts = _ec57_counts(np.asarray(conf, dtype=np.int64)[None], idx)
+    boot = None
+    if boot_confs is not None and len(boot_confs):
+        boot = {part: _ratios(k) for part, k in _ec57_counts(np.asarray(boot_confs, dtype=np.float64), idx).items()}
+    out: dict[str, Any] = {}
+    for part, k in counts.items():
+        r = _ratios(k)
+        entry: dict[str, Any] = {name: _finite(r[name][0]) for name in EC57_STATS}
+        entry.update({n: int(k[n][0]) for n in ("tp", "fn", "fp")})
+        if boot is not None:
+            entry["ci95"] = {name: ([float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]
+                                    if np.isfinite(v).any() else None)
+                             for name, v in boot[part].items()}
+        out[part] = entry
+    out["convention"] = ("AAMI EC57: rows reference, columns classified; VEB fp excludes F classified V; "
+                         "SVEB fp counts every non-S class classified S")
+    return out
 
 
 def _as_labels(values: Any, name: str, n_classes: int) -> np.ndarray:
@@ -165,7 +236,8 @@ def evaluate_predictions(
         [lo, hi], label set fixed to the evaluated classes), ``n`` (samples), ``all_classes``
         ({classes: all names, the four macro scores over every configured class, and their ``ci95``
         when bootstrapped}), ``present_classes`` ({classes: names with support > 0, the four macro
-        scores over them}), plus ``macro_auroc`` when y_prob is given and ``n_groups`` with groups.
+        scores over them}), plus ``macro_auroc`` when y_prob is given, ``n_groups`` with groups and
+        ``ec57`` (:func:`ec57_statistics`, with bootstrap ``ci95``) when the classes are the AAMI ones.
     """
     names = [str(c) for c in class_names]
     n_classes = len(names)
@@ -212,10 +284,14 @@ def evaluate_predictions(
         "present_classes": {"classes": [names[i] for i in present], **_macro(prec, rec, f1, f2, present)},
     }
     result["ci95"] = {}
+    confs = None
     if n_boot > 0:
         confs = _bootstrap_confusions(t, p, n_classes, n_boot=n_boot, seed=seed, groups=g)  # (n_boot, C, C)
         result["ci95"] = _percentile_ci(confs, evaluated)
         result["all_classes"]["ci95"] = _percentile_ci(confs, labels)
+    ec57 = ec57_statistics(conf, names, boot_confs=confs)
+    if ec57 is not None:
+        result["ec57"] = ec57
     if g is not None:
         result["n_groups"] = int(len(np.unique(g)))
     if y_prob is not None:

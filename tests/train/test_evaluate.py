@@ -114,3 +114,63 @@ def test_compare_writes_protocol_tables_ablation_and_tsne(runs: dict[str, Path],
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(PedstreamError, match="missing"):
         compare_runs([tmp_path], out=tmp_path / "r.md")
+
+
+def test_protocol_all_trains_on_every_record_and_is_scored_on_another_folder(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "cache", "train.epochs=1", "train.bootstrap=20")
+    res = train_run(cfg, data=tiny_data, out=tmp_path / "all", protocol="all", progress=False)
+    run = res.run_dir
+    assert res.metrics is None
+    assert not (run / "predictions.npz").exists() and not (run / "metrics.json").exists()
+    man = json.loads((run / "manifest.json").read_text())
+    subj = man["split"]["subjects"]
+    assert man["protocol"] == "all" and subj["test"] == [] and subj["val"]
+    assert not set(subj["train"]) & set(subj["val"])
+    assert sorted(subj["train"] + subj["val"]) == sorted(r["subject"] for r in man["data"]["records"])
+    assert man["split"]["n_windows"]["test"] == 0
+    assert np.load(run / "split.npz")["test_record"].size == 0
+
+    other = write_dataset(tmp_path / "other", n_subjects=2, seconds=30.0, seed=70)
+    out = tmp_path / "eval" / "other.json"
+    ok = CliRunner().invoke(cli, ["eval", "--run", str(run), "--data", str(other), "--json", str(out),
+                                  "--subject-bootstrap"])
+    assert ok.exit_code == 0, ok.output
+    got = json.loads(out.read_text())
+    assert KEYS <= set(got) and got["split"] == "all" and got["protocol"] == "all"
+    assert got["n"] == int(np.asarray(got["confusion"]).sum()) > 0 and got["n_groups"] == 2
+    assert "ec57" not in got  # the tiny data uses the Leipzig classes, not AAMI
+    assert out.with_suffix(".png").is_file()
+
+    # its own training folder holds no test windows: one error line, exit 2, nothing written
+    bad_json = tmp_path / "eval" / "train.json"
+    bad = CliRunner().invoke(cli, ["eval", "--run", str(run), "--data", str(tiny_data), "--json", str(bad_json)])
+    assert bad.exit_code == 2, bad.output
+    assert "error: eval: --split:" in bad.output and "no test windows" in bad.output
+    assert not bad_json.exists() and not bad_json.with_suffix(".png").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["other.json", "other.png"]  # no temporaries left
+
+
+def test_eval_bad_input_is_one_error_line_and_writes_nothing(tiny_data: Path, tmp_path: Path) -> None:
+    not_a_run = tmp_path / "empty_run"
+    not_a_run.mkdir()
+    out = tmp_path / "out" / "m.json"
+    res = CliRunner().invoke(cli, ["eval", "--run", str(not_a_run), "--data", str(tiny_data), "--json", str(out)])
+    assert res.exit_code == 2
+    assert res.output.strip().startswith("error: eval: --run:") and "not a run folder" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert not out.exists() and not out.with_suffix(".png").exists()
+
+
+def test_report_prints_the_ec57_table_for_aami_classes() -> None:
+    import io
+
+    from rich.console import Console
+
+    from pedstream.train.evaluate import evaluate_arrays, render_report
+
+    res = evaluate_arrays([0, 0, 2, 2, 3, 1], [0, 2, 2, 2, 2, 0], ["N", "S", "V", "F", "Q"], n_boot=20)
+    buf = io.StringIO()
+    render_report(res, console=Console(file=buf, width=140))
+    text = buf.getvalue()
+    assert "AAMI EC57" in text and "VEB" in text and "SVEB" in text and "n/a" in text
+    assert res["ec57"]["veb"]["fp"] == 1  # N classified V counts, F classified V does not

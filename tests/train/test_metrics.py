@@ -214,3 +214,46 @@ def test_metrics_and_train_package_import_without_torch() -> None:
             "from pedstream.train import evaluate_predictions; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _from_confusion(conf: np.ndarray) -> tuple[list[int], list[int]]:
+    yt, yp = [], []
+    for i, row in enumerate(conf):
+        for j, n in enumerate(row):
+            yt += [i] * int(n)
+            yp += [j] * int(n)
+    return yt, yp
+
+
+def test_ec57_veb_and_sveb_follow_the_aami_convention() -> None:
+    names = ["N", "S", "V", "F", "Q"]
+    conf = np.array([[50, 2, 3, 0, 0],   # N: 2 classified S, 3 classified V
+                     [4, 10, 1, 0, 0],   # S
+                     [2, 1, 20, 0, 0],   # V
+                     [1, 0, 5, 3, 0],    # F: 5 classified V are NOT VEB false positives
+                     [0, 1, 1, 0, 2]])   # Q
+    yt, yp = _from_confusion(conf)
+    res = evaluate_predictions(yt, yp, class_names=names, n_boot=100, seed=0)
+    veb, sveb = res["ec57"]["veb"], res["ec57"]["sveb"]
+    assert (veb["tp"], veb["fn"], veb["fp"]) == (20, 3, 5)  # fp: N 3 + S 1 + Q 1
+    assert veb["se"] == pytest.approx(20 / 23) and veb["ppv"] == pytest.approx(20 / 25)
+    assert veb["f1"] == pytest.approx(40 / 48)
+    assert (sveb["tp"], sveb["fn"], sveb["fp"]) == (10, 5, 4)  # fp: N 2 + V 1 + Q 1 (F 0)
+    assert sveb["se"] == pytest.approx(10 / 15) and sveb["ppv"] == pytest.approx(10 / 14)
+    for part in (veb, sveb):
+        for k in ("se", "ppv", "f1"):
+            lo, hi = part["ci95"][k]
+            assert lo <= part[k] <= hi
+    # subject (record) bootstrap works the same way; no ci95 without a bootstrap
+    groups = np.arange(len(yt)) % 5
+    assert "ci95" in evaluate_predictions(yt, yp, class_names=names, n_boot=50, groups=groups)["ec57"]["veb"]
+    assert "ci95" not in evaluate_predictions(yt, yp, class_names=names, n_boot=0)["ec57"]["veb"]
+
+
+def test_ec57_only_for_aami_classes_and_undefined_ratios_are_none() -> None:
+    assert "ec57" not in evaluate_predictions([0, 1, 2], [0, 1, 1], class_names=["a", "b", "c"], n_boot=0)
+    names = ["N", "S", "V", "F", "Q"]
+    res = evaluate_predictions([0, 0, 2], [0, 0, 0], class_names=names, n_boot=20)  # no S at all, V missed
+    assert res["ec57"]["sveb"]["se"] is None and res["ec57"]["sveb"]["ppv"] is None and res["ec57"]["sveb"]["f1"] is None
+    assert res["ec57"]["veb"]["se"] == 0.0 and res["ec57"]["veb"]["ppv"] is None and res["ec57"]["veb"]["f1"] == 0.0
+    json.dumps(res, allow_nan=False)  # strict JSON: no NaN anywhere
