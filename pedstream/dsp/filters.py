@@ -19,10 +19,19 @@ produces no start-up step; the first sample is a property of the stream, not of 
 chunk invariance stays exact. Everything before ``settle_samples`` is still marked as warm-up
 (the high-pass needs a few time constants to forget the first sample's noise and any drift).
 
+Cut-offs follow the sampling rate: a low-pass cut-off at or above ``LOWPASS_MAX_FRACTION * fs``
+(0.45 fs, a margin below the Nyquist limit fs/2 where a Butterworth design is still well conditioned) is
+clipped to it with one :class:`FilterCutoffWarning` per bank naming the setting and both values, so a
+360 Hz MIT-BIH record works with the 977 Hz defaults (``iegm_lowpass_hz`` 250 Hz -> 162 Hz). A
+high-pass cut-off at or above that limit cannot be clipped meaningfully and raises :class:`ConfigError`.
+``FilterBank.cutoffs`` holds the cut-offs actually used, ``FilterBank.clipped`` what was clipped.
+
 All arithmetic is float64; ``process`` returns float32.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy import signal as sps
@@ -30,7 +39,37 @@ from scipy import signal as sps
 from pedstream.config import FilterConfig
 from pedstream.errors import ConfigError, StreamError
 
-__all__ = ["FilterBank", "filter_signal", "design_band"]
+__all__ = ["FilterBank", "FilterCutoffWarning", "LOWPASS_MAX_FRACTION", "filter_signal", "design_band",
+           "effective_cutoffs"]
+
+LOWPASS_MAX_FRACTION = 0.45  # low-pass cut-offs are clipped to this fraction of fs (Nyquist is 0.5)
+
+
+class FilterCutoffWarning(UserWarning):
+    """A configured low-pass cut-off was too close to (or above) Nyquist for this rate and was clipped."""
+
+
+def effective_cutoffs(cfg: FilterConfig, fs: float, bands: tuple[str, ...] = ("ecg", "iegm"),
+                      ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+    """``(cutoffs, clipped)`` for ``bands`` at ``fs``: band -> (high-pass, low-pass) Hz actually used,
+    and ``filters.<band>_lowpass_hz`` -> (configured, clipped) for each low-pass clipped to
+    ``LOWPASS_MAX_FRACTION * fs``. A high-pass at or above that limit raises :class:`ConfigError`."""
+    limit = LOWPASS_MAX_FRACTION * fs
+    cutoffs: dict[str, tuple[float, float]] = {}
+    clipped: dict[str, tuple[float, float]] = {}
+    problems: list[tuple[str, str]] = []
+    for band in bands:
+        hp, lp = float(getattr(cfg, f"{band}_highpass_hz")), float(getattr(cfg, f"{band}_lowpass_hz"))
+        if hp >= limit:
+            problems.append((f"filters.{band}_highpass_hz", f"{hp:g} Hz must be below {limit:g} Hz "
+                             f"({LOWPASS_MAX_FRACTION:g} x fs, under the Nyquist limit {fs / 2:g} Hz at fs={fs:g} Hz)"))
+        if lp >= limit:
+            clipped[f"filters.{band}_lowpass_hz"] = (lp, limit)
+            lp = limit
+        cutoffs[band] = (hp, lp)
+    if problems:
+        raise ConfigError(problems, source="filters")
+    return cutoffs, clipped
 
 
 def design_band(
@@ -99,15 +138,21 @@ class FilterBank:
         self.name = name
         harmonics = int(cfg.mains_harmonics)
         common = dict(fs=self.fs, mains_hz=cfg.mains_hz, notch_q=cfg.notch_q, order=cfg.order, mains_harmonics=harmonics)
-        # band name -> (channel slice, sos (n_sections, 6))
+        # band name -> channel slice; cut-offs clipped to the rate (one warning per bank)
         self._slices: dict[str, slice] = {}
-        self.sos: dict[str, np.ndarray] = {}
         if self.n_ecg:
             self._slices["ecg"] = slice(0, self.n_ecg)
-            self.sos["ecg"] = design_band(highpass_hz=cfg.ecg_highpass_hz, lowpass_hz=cfg.ecg_lowpass_hz, band="ecg", **common)
         if self.n_iegm:
             self._slices["iegm"] = slice(self.n_ecg, self.n_ecg + self.n_iegm)
-            self.sos["iegm"] = design_band(highpass_hz=cfg.iegm_highpass_hz, lowpass_hz=cfg.iegm_lowpass_hz, band="iegm", **common)
+        self.cutoffs, self.clipped = effective_cutoffs(cfg, self.fs, tuple(self._slices))
+        if self.clipped:
+            what = "; ".join(f"{key} = {old:g} Hz clipped to {new:g} Hz" for key, (old, new) in self.clipped.items())
+            warnings.warn(f"{name} at fs={self.fs:g} Hz: {what} ({LOWPASS_MAX_FRACTION:g} x fs, below Nyquist "
+                          f"{self.fs / 2:g} Hz)", FilterCutoffWarning, stacklevel=2)
+        # band name -> sos (n_sections, 6)
+        self.sos: dict[str, np.ndarray] = {
+            band: design_band(highpass_hz=hp, lowpass_hz=lp, band=band, **common) for band, (hp, lp) in self.cutoffs.items()
+        }
         # Unit-step steady state per band, (n_sections, 2); scaled by the first sample on priming.
         self._zi_unit = {band: sps.sosfilt_zi(sos) for band, sos in self.sos.items()}
         self.settle_samples = int(round(cfg.settle_s * self.fs))

@@ -7,7 +7,7 @@ import pytest
 from scipy import signal as sps
 
 from pedstream.config import FilterConfig
-from pedstream.dsp.filters import FilterBank, filter_signal
+from pedstream.dsp.filters import FilterBank, FilterCutoffWarning, filter_signal
 from pedstream.errors import ConfigError, StreamError
 
 FS = 977.0
@@ -127,8 +127,9 @@ def test_other_channel_splits() -> None:
 @pytest.mark.parametrize(
     ("fs", "cfg", "key"),
     [
-        (360.0, FilterConfig(), "filters.iegm_lowpass_hz"),  # 250 Hz above 180 Hz Nyquist
-        (70.0, FilterConfig(iegm_highpass_hz=1.0, iegm_lowpass_hz=30.0), "filters.ecg_lowpass_hz"),
+        (360.0, FilterConfig(iegm_highpass_hz=170.0), "filters.iegm_highpass_hz"),  # above 0.45 x 360 = 162 Hz
+        (70.0, FilterConfig(ecg_highpass_hz=33.0, iegm_highpass_hz=1.0, iegm_lowpass_hz=30.0, mains_hz=0.0),
+         "filters.ecg_highpass_hz"),
         (90.0, FilterConfig(ecg_lowpass_hz=40.0, iegm_highpass_hz=1.0, iegm_lowpass_hz=40.0), "filters.mains_hz"),
     ],
 )
@@ -150,3 +151,28 @@ def test_bad_fs_and_bad_input() -> None:
     with pytest.raises(StreamError, match=r"non-finite samples in channel\(s\) \[4\]"):
         bank.process(x)
     assert bank.samples_seen == 0  # rejected chunks do not advance the state
+
+
+def test_lowpass_above_the_rate_is_clipped_with_one_warning() -> None:
+    fs = 360.0  # MIT-BIH, default config (iegm_lowpass_hz = 250 Hz > Nyquist 180 Hz)
+    with pytest.warns(FilterCutoffWarning) as rec:
+        bank = FilterBank(fs=fs, cfg=FilterConfig(), name="record 100")
+    assert len(rec) == 1  # once per bank
+    msg = str(rec[0].message)
+    assert "filters.iegm_lowpass_hz" in msg and "250 Hz" in msg and "162 Hz" in msg and "record 100" in msg
+    assert "ecg_lowpass_hz" not in msg  # 40 Hz fits
+    assert bank.clipped == {"filters.iegm_lowpass_hz": (250.0, 162.0)}
+    assert bank.cutoffs == {"ecg": (0.5, 40.0), "iegm": (30.0, 162.0)}
+    x = _test_signal(int(4 * fs))
+    y = bank.process(x)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.isfinite(y).all()
+    assert _response_db(bank, "iegm", 100.0) > -1.0 and _response_db(bank, "iegm", 175.0) < -6.0
+    chunked = FilterBank(fs=fs, cfg=FilterConfig())  # still chunk-size invariant (warns again: a new bank)
+    parts = [chunked.process(x[i:i + 37]) for i in range(0, x.shape[0], 37)]
+    np.testing.assert_array_equal(np.concatenate(parts), y)
+
+
+def test_no_warning_when_cutoffs_fit(recwarn: pytest.WarningsRecorder) -> None:
+    bank = FilterBank(fs=FS, cfg=FilterConfig())
+    assert not [w for w in recwarn if issubclass(w.category, FilterCutoffWarning)]
+    assert bank.clipped == {} and bank.cutoffs["iegm"] == (30.0, 250.0)
