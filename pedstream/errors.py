@@ -1,7 +1,8 @@
 """Domain exceptions. Each carries the fields a user needs to act on it and renders as one line.
 
 Raise them ``from`` the underlying cause; the CLI prints ``str(exc)`` (never a traceback) and exits
-with ``exc.exit_code``.
+with ``exc.exit_code``: 2 for bad input the user can fix (configuration, records, annotations,
+channels, model files), 1 for everything else (a failure while running).
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class ConfigError(PedstreamError):
 class RecordError(PedstreamError):
     """A WFDB record that cannot be read or does not make sense."""
 
+    exit_code = 2
+
     def __init__(self, record: str, reason: str) -> None:
         self.record = record
         self.reason = reason
@@ -55,6 +58,8 @@ class RecordError(PedstreamError):
 
 
 class AnnotationError(PedstreamError):
+    exit_code = 2
+
     def __init__(self, record: str, reason: str) -> None:
         self.record = record
         self.reason = reason
@@ -64,6 +69,8 @@ class AnnotationError(PedstreamError):
 class ChannelError(PedstreamError):
     """Channel names that cannot be mapped onto the canonical layout."""
 
+    exit_code = 2
+
     def __init__(self, where: str, reason: str, *, channels: list[str] | None = None) -> None:
         self.where = where
         self.reason = reason
@@ -72,6 +79,10 @@ class ChannelError(PedstreamError):
 
 
 class ModelError(PedstreamError):
+    """A model file (checkpoint or ONNX) that is missing, malformed or does not fit."""
+
+    exit_code = 2
+
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason

@@ -20,7 +20,6 @@ import numpy as np
 
 from pedstream.errors import ModelError, ModelMismatchError
 from pedstream.dsp.windowing import window_samples
-from pedstream.model.config import ModelConfig
 from pedstream.model.metadata import NORMALIZATION, decode_metadata
 
 __all__ = [
@@ -204,7 +203,13 @@ class ModelSession:
         self.notes: list[str] = compare_metadata(self.metadata, expected, path=str(self.path)) if expected else []
         self.max_batch = max(1, int(max_batch))
 
-        self._shapes = ModelConfig.from_dict(self.metadata["model_config"]).input_shapes()
+        t = self.window_samples
+        n_ecg, n_iegm = len(self.metadata["ecg_channels"]), len(self.metadata["iegm_channels"])
+        n_rr = int(self.metadata["model_config"].get("n_rr", 0) or 0)
+        # the I/O contract of ModelConfig.input_shapes, read from the metadata
+        self._shapes: dict[str, tuple[int, ...]] = {"ecg": (n_ecg, t), "iegm": (n_iegm, t), "mask": (n_ecg + n_iegm,)}
+        if n_rr:
+            self._shapes["rr"] = (n_rr,)
         profile = {
             f"trt_profile_{kind}_shapes": ",".join(
                 f"{name}:{b}x" + "x".join(map(str, tail)) for name, tail in self._shapes.items())

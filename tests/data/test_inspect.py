@@ -52,10 +52,10 @@ def test_inspect_errors(tmp_path, leipzig_folder):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = CliRunner().invoke(cli, ["data", "inspect", str(empty)])
-    assert res.exit_code == 1 and "no WFDB records" in res.output
+    assert res.exit_code == 2 and "no WFDB records" in res.output
     (leipzig_folder / "x002.dat").unlink()
     res = CliRunner().invoke(cli, ["data", "inspect", str(leipzig_folder), "--json"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "error: record" in res.output and "1 of 6 records could not be read" in res.output
 
 
@@ -76,4 +76,4 @@ def test_labels_markdown_and_subject_filters(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     res = CliRunner().invoke(cli, ["data", "labels", str(bad)])
-    assert res.exit_code == 1 and "missing column(s)" in res.output
+    assert res.exit_code == 2 and "missing column(s)" in res.output

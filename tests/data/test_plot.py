@@ -35,4 +35,4 @@ def test_plot_real_mitdb_with_aami_and_errors(tmp_path):
     assert res.exit_code == 0, res.output
     assert out.stat().st_size > 10_000 and np.asarray(mpimg.imread(out)).ndim == 3
     res = CliRunner().invoke(cli, ["data", "plot", str(FIXTURES / "119"), "--start", "999", "--out", str(out)])
-    assert res.exit_code == 1 and "error: record 119: --start 999 s is outside the record (0 to 60.0 s)" in res.output
+    assert res.exit_code == 2 and "error: record 119: --start 999 s is outside the record (0 to 60.0 s)" in res.output

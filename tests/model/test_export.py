@@ -115,7 +115,7 @@ def test_export_command(tmp_path, cfg, real_windows):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = CliRunner().invoke(cli, ["export", "--run", str(empty), "--out", str(tmp_path / "x.onnx")])
-    assert res.exit_code == 1 and "error: model" in res.output and "no checkpoint" in res.output
+    assert res.exit_code == 2 and "error: model" in res.output and "no checkpoint" in res.output
 
 
 def test_single_branch_export_keeps_all_three_inputs(tmp_path, cfg, real_windows):

@@ -58,14 +58,14 @@ def test_model_mismatch_is_refused_with_one_line(tmp_path):
     bad = build_tiny_model(tmp_path / "bad.onnx", load_config(overrides=["filters.mains_hz=60"]))
     r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--model", str(bad), "--headless",
                   cwd=tmp_path)
-    assert r.returncode == 1 and r.stdout == ""
+    assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines() == [
         f"error: model {bad}: metadata field 'filters.mains_hz' is 60.0, configuration expects 50.0"]
 
 
 def test_missing_model_is_one_line(tmp_path):
     r = pedstream("run", "--source", "replay", "--records", str(DEMO), "--model", str(tmp_path / "nope.onnx"), cwd=tmp_path)
-    assert r.returncode == 1 and "no such model file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "no such model file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_demo_over_lsl_headless(model, tmp_path, lsl_config):
