@@ -304,6 +304,9 @@ def demo(cfg: Any, source: str, model: Path | None, duration: float | None, head
                 lsl_markers=lsl_markers, capture=list(capture))
 
 
+cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
+
+
 def main() -> None:
     cli(prog_name="pedstream")
 
