@@ -54,6 +54,7 @@ class SignalConfig(_Section):
     iegm: list[str] = ["ABL12", "RVA12", "CS12", "CS34", "CS56", "CS78", "CS90"]
     aliases: dict[str, str] = {}
     extra_ok: list[str] = []
+    required: list[str] = []  # leads (canonical names) a record must have; one without them is refused
     flat_ptp_mv: float = Field(0.005, ge=0)
     clip_fraction: float = Field(0.999, gt=0, le=1)
 
@@ -66,6 +67,9 @@ class SignalConfig(_Section):
         names = self.channels
         if len(set(names)) != len(names):
             raise ValueError("ecg and iegm channel names must be unique")
+        unknown = [c for c in self.required if c not in names]
+        if unknown:
+            raise ValueError(f"required names {unknown}, which are not ecg or iegm channels")
         for alias, target in self.aliases.items():
             if target not in names:
                 raise ValueError(f"alias {alias!r} points to {target!r}, which is not an ecg or iegm channel")
@@ -218,6 +222,7 @@ class TrainSection(_Section):
     threads: int = Field(0, ge=0)
     cache_dir: str = ""
     bootstrap: int = Field(1000, ge=0)
+    exclude_records: list[str] = []  # record names left out of every window set (train, eval)
 
 
 LossName = Literal["agcacl", "ce", "weighted_ce", "focal", "ldam_drw", "logit_adjusted", "supcon_ce"]
@@ -477,8 +482,9 @@ def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    src = Path(path) if path is not None else default_config_path()
+def _read_toml(src: Path, depth: int = 0) -> dict[str, Any]:
+    """The TOML of ``src``; a top-level ``extends = "default"`` (the packaged default) or ``extends =
+    "PATH"`` (relative to ``src``) loads that file first and deep-merges this one over it."""
     try:
         text = src.read_text(encoding="utf-8")
     except OSError as exc:
@@ -487,6 +493,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("(syntax)", str(exc))], source=str(src)) from exc
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or depth >= 4:
+        raise ConfigError([("extends", "must be \"default\" or a path, at most 4 files deep")], source=str(src))
+    base_path = default_config_path() if base == "default" else (src.parent / base)
+    return _merge(_read_toml(base_path, depth + 1), data)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    src = Path(path) if path is not None else default_config_path()
+    data = _read_toml(src)
     for ov in overrides:
         keys, value = parse_override(ov)
         _apply(data, keys, value)

@@ -60,3 +60,20 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="section.key=value"):
         load_config(overrides=["no-equals-sign"])
+
+
+def test_extends_merges_over_a_base_file(tmp_path):
+    from pedstream.config import load_config
+    from pedstream.errors import ConfigError
+
+    base = tmp_path / "base.toml"
+    base.write_text('extends = "default"\n[signal]\nfs = 500.0\n[filters]\nmains_hz = 60.0\n')
+    child = tmp_path / "child.toml"
+    child.write_text('extends = "base.toml"\n[filters]\necg_lowpass_hz = 35.0\n')
+    cfg = load_config(child, ["filters.notch_q=20"])
+    assert cfg.signal.fs == 500.0 and cfg.filters.mains_hz == 60.0 and cfg.filters.ecg_lowpass_hz == 35.0
+    assert cfg.filters.notch_q == 20 and "aami" in cfg.labels.schemes
+    loop = tmp_path / "loop.toml"
+    loop.write_text('extends = "loop.toml"\n')
+    with pytest.raises(ConfigError, match="extends"):
+        load_config(loop)

@@ -6,6 +6,10 @@ The one preprocessing path (shared with the streaming engine, so there is no tra
     chunk-size invariant, so this equals ``filter_signal`` on the whole record) -> annotations ->
     LabelGrouping -> make_segments -> cut (19, T) windows -> pedstream.dsp.windowing.normalize_window
 
+Beat mode with ``segments.rr_features``: each window also carries its beat's RR-interval context
+(:func:`pedstream.dsp.rr.rr_features` over every annotated beat of the record, the same code the live
+engine runs on its detector's beats), stored as ``rr`` (N, K) float32 beside the labels.
+
 Windows that overlap the filter warm-up (``filters.settle_s``) at the start of a record are dropped.
 Optionally at most ``train.max_windows_per_class_subject`` windows are kept per (subject, class)
 (a seeded random subset) to tame the majority class.
@@ -50,7 +54,7 @@ __all__ = [
 ]
 
 #: Bump when the window-building code changes in a way that invalidates old caches.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: RR features, required leads, beat annotations checked
 _CHUNK_S = 60.0  # filter the record in chunks of this many seconds (bounded memory for 2.5 h records)
 N_ECG = 12
 
@@ -100,6 +104,7 @@ class WindowSet:
     hop : hop between windows of one segment run (samples)
     record_info : per record: name, subject, path, sha256 per file, n_samples, n_windows
     key : cache key (hex)
+    rr : (N, K) float32 or None — RR-interval features of each window's beat (beat mode, ``rr_features``)
     """
 
     x: np.ndarray
@@ -116,6 +121,7 @@ class WindowSet:
     key: str
     cache_path: Path | None = None
     cache_hit: bool = False
+    rr: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -136,7 +142,8 @@ class WindowSet:
         return np.bincount(lab, minlength=len(self.classes)).astype(np.int64)
 
     def batch(self, idx: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
-        """Gather windows ``idx`` as float32 arrays: ecg (B,12,T), iegm (B,7,T), mask (B,19), label (B,)."""
+        """Gather windows ``idx`` as float32 arrays: ecg (B,12,T), iegm (B,7,T), mask (B,19), label (B,)
+        and, when the set has RR features, rr (B,K)."""
         idx = np.asarray(idx, dtype=np.int64)
         order = np.argsort(idx, kind="stable")
         inv = np.empty_like(order)
@@ -147,6 +154,7 @@ class WindowSet:
             "iegm": np.ascontiguousarray(x[:, N_ECG:]),
             "mask": self.mask[idx].astype(np.float32),
             "label": self.labels[idx].astype(np.int64),
+            **({"rr": self.rr[idx].astype(np.float32)} if self.rr is not None else {}),
         }
 
 
@@ -171,6 +179,7 @@ class _Plan:
     hashes: dict[str, str]
     starts: np.ndarray  # (k,) int64
     labels: np.ndarray  # (k,) int64
+    rr: np.ndarray | None = None  # (k, K) float32 RR features of each window's beat
 
 
 def _plan_record(path: Path, cfg: "Config", grouping: Any, subject: str, window: int) -> tuple[_Plan, Any]:
@@ -180,8 +189,12 @@ def _plan_record(path: Path, cfg: "Config", grouping: Any, subject: str, window:
     rec = open_record(path, cfg.signal)
     if abs(float(rec.fs) - float(cfg.signal.fs)) > 1e-6:
         raise RecordError(str(path), f"sampling rate is {rec.fs:g} Hz, the model expects signal.fs = {cfg.signal.fs:g} Hz")
+    _check_required_leads(rec, cfg.signal, str(path))
     ann = rec.annotations()
     hashes = record_hashes(Path(path))
+    beat_mode = cfg.segments.mode == "beat"
+    if beat_mode and (ann is None or not ann.beat_mask().any()):
+        raise RecordError(str(path), "has no beat annotations (.atr with beat symbols); beat windows need them")
     if ann is None:
         return _Plan(Path(path), rec.name, subject, int(rec.n_samples), hashes,
                      np.zeros(0, np.int64), np.zeros(0, np.int64)), rec
@@ -192,7 +205,32 @@ def _plan_record(path: Path, cfg: "Config", grouping: Any, subject: str, window:
     starts = np.asarray([s.start for s in keep], dtype=np.int64)
     labels = np.asarray([int(s.label) for s in keep], dtype=np.int64)
     order = np.argsort(starts, kind="stable")
-    return _Plan(Path(path), rec.name, subject, int(rec.n_samples), hashes, starts[order], labels[order]), rec
+    plan = _Plan(Path(path), rec.name, subject, int(rec.n_samples), hashes, starts[order], labels[order])
+    if cfg.segments.rr_features:
+        plan.rr = _beat_rr(ann, plan.starts + window // 2, cfg, str(path))
+    return plan, rec
+
+
+def _check_required_leads(rec: Any, signal_cfg: Any, where: str) -> None:
+    """Refuse a record that lacks a lead of ``signal.required`` (after aliases), naming what it has."""
+    channels = signal_cfg.channels
+    missing = [c for c in signal_cfg.required if not rec.present[channels.index(c)]]
+    if missing:
+        raise RecordError(where, f"lacks the required lead{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                                 f"(signal.required; the record has {', '.join(rec.sig_names)})")
+
+
+def _beat_rr(ann: Any, centres: np.ndarray, cfg: "Config", where: str) -> np.ndarray:
+    """RR features of the beats at ``centres`` from all annotated beats of the record."""
+    from pedstream.dsp.rr import rr_features
+
+    beats = np.unique(ann.sample[ann.beat_mask()])
+    feats = rr_features(beats, fs=cfg.signal.fs, local_beats=cfg.segments.rr_local_beats,
+                        long_beats=cfg.segments.rr_long_beats)
+    pos = np.searchsorted(beats, centres)
+    if centres.size and (pos.max() >= beats.size or np.any(beats[pos] != centres)):
+        raise RecordError(where, "beat windows are not centred on annotated beats (segments.mode must be 'beat')")
+    return feats[pos]
 
 
 def _subsample(plans: list[_Plan], cap: int, seed: int) -> None:
@@ -217,6 +255,8 @@ def _subsample(plans: list[_Plan], cap: int, seed: int) -> None:
         keep = np.asarray([i not in wis for i in range(plans[pi].starts.size)], dtype=bool)
         plans[pi].starts = plans[pi].starts[keep]
         plans[pi].labels = plans[pi].labels[keep]
+        if plans[pi].rr is not None:
+            plans[pi].rr = plans[pi].rr[keep]
 
 
 def _cut_record(rec: Any, plan: _Plan, cfg: "Config", window: int, out: np.ndarray, offset: int) -> np.ndarray:
@@ -267,11 +307,12 @@ def _load_cache(path: Path) -> WindowSet:
     meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
     arrays = np.load(path / "index.npz", allow_pickle=False)
     x = np.load(path / "x.npy", mmap_mode="r")
+    rr = arrays["rr"] if "rr" in arrays.files else None
     return WindowSet(
         x=x, mask=arrays["mask"], labels=arrays["labels"], subjects=arrays["subjects"],
         records=arrays["records"], starts=arrays["starts"], classes=list(meta["classes"]),
         fs=float(meta["fs"]), window=int(meta["window"]), hop=int(meta["hop"]),
-        record_info=list(meta["records"]), key=str(meta["key"]), cache_path=path, cache_hit=True,
+        record_info=list(meta["records"]), key=str(meta["key"]), cache_path=path, cache_hit=True, rr=rr,
     )
 
 
@@ -299,6 +340,7 @@ def build_windows(
     if records is not None:
         wanted = set(records)
         paths = [p for p in paths if p.name in wanted]
+    paths = [p for p in paths if p.name not in set(cfg.train.exclude_records)]
     if not paths:
         raise RecordError(str(folder), "contains no WFDB records (.hea files)")
     grouping = LabelGrouping(cfg.labels.active)
@@ -360,6 +402,8 @@ def build_windows(
             subjects=np.asarray([pl.subject for pl in plans for _ in range(pl.starts.size)], dtype=str),
             records=np.asarray([pl.name for pl in plans for _ in range(pl.starts.size)], dtype=str),
             starts=np.concatenate([pl.starts for pl in plans]),
+            **({"rr": np.concatenate([pl.rr for pl in plans]).astype(np.float32)}
+               if cfg.segments.rr_features else {}),
         )
         meta = {"key": key, "classes": list(grouping.classes), "fs": float(cfg.signal.fs), "window": window,
                 "hop": hop, "records": info, "storage": "float16", "fingerprint": fp}

@@ -175,11 +175,13 @@ def write_checkpoint(out: Path, *, model: Any, model_cfg: Any, cfg: Any, ws: Any
     label_scheme = {"name": cfg.labels.scheme, **cfg.labels.active.model_dump(mode="json")}
     extra = {"protocol": split.describe(), "method": method, "loss": cfg.loss.model_dump(mode="json"),
              "best_epoch": fitted.best_epoch, "best_val_macro_f1": fitted.best_val_macro_f1,
-             "training_data": training_data}
+             "training_data": training_data,
+             "trained_channels": [c for c, on in zip(cfg.signal.channels, ws.mask[split.train].any(axis=0)) if on]}
     save_checkpoint(out, model=model, model_cfg=model_cfg, class_names=ws.classes, channels=cfg.signal.channels,
                     fs=cfg.signal.fs, window_s=cfg.segments.window_s, hop_s=cfg.segments.hop_s,
                     filters=cfg.filters.model_dump(mode="json"), normalization=NORMALIZATION,
-                    label_scheme=label_scheme, data_description=desc, simulated=simulated, extra=extra,
+                    label_scheme=label_scheme, data_description=desc, simulated=simulated,
+                    segments=cfg.segments.model_dump(mode="json"), extra=extra,
                     sample_inputs={k: sb[k] for k in input_keys(sb)})
 
 
