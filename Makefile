@@ -23,11 +23,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Benchmarks write bench/results/*.json (the README quotes them). qrs_mitdb needs ../shared/data/mitdb.
+# Benchmarks write bench/results/*.json (the README quotes them). score qrs needs ../shared/data/mitdb.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/python -m bench.bench_engine --streams 16,64,96,128,160 --seconds 15
-	$(BIN)/python bench/qrs_mitdb.py --chunk 360 --records 101 102 104 106 107 108 109 112 114 115 116 118 119 122 124 201 203 205 207 208 209 215 217 220 223 230
+	$(BIN)/pedstream score qrs --data ../shared/data/mitdb --peer xqrs --json bench/results/qrs_mitdb.json
+	$(BIN)/pedstream score qrs --data ../shared/data/nstdb --records 118e24 118e12 118e00 --peer xqrs --json bench/results/qrs_nstdb.json
 
 # The full AGCACL-vs-baselines comparison (about an hour on 2 cores), then the demo model.
 compare: $(STAMP)

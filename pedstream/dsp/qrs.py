@@ -101,6 +101,9 @@ class OnlineQRSDetector:
             problems.append(("refractory_s", f"{refractory_s!r} s is outside 0.05-0.5 s"))
         if integration_s <= 0 or learn_s <= 0 or searchback_factor <= 1:
             problems.append(("integration_s/learn_s/searchback_factor", "must be > 0, > 0 and > 1"))
+        if not 0 < searchback_level < 1 or twave_energy < 0 or r_search_s <= 0:
+            problems.append(("searchback_level/twave_energy/r_search_s", "need 0 < searchback_level < 1, "
+                             "twave_energy >= 0 and r_search_s > 0"))
         if hr_beats < 1 or hr_beats_fast < 1 or hr_min_intervals < 1 or hr_timeout_s <= 0:
             problems.append(("hr_*", "beat counts must be >= 1 and hr_timeout_s > 0"))
         if problems:
