@@ -223,6 +223,7 @@ class TrainSection(_Section):
     cache_dir: str = ""
     bootstrap: int = Field(1000, ge=0)
     exclude_records: list[str] = []  # record names left out of every window set (train, eval)
+    data_name: str = ""  # name of the (real) data set, shown in the model's description and banner
 
 
 LossName = Literal["agcacl", "ce", "weighted_ce", "focal", "ldam_drw", "logit_adjusted", "supcon_ce"]
@@ -295,6 +296,8 @@ class StreamSection(_Section):
     clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"
     dashboard_hz: float = Field(4.0, gt=0, le=30)
     inference_threads: int = Field(1, ge=1)  # worker threads running ONNX Runtime
+    beat_model: str = ""  # beat (AAMI N/S/V/F/Q) ONNX model classifying each detected beat; "" = off
+    beat_queue: int = Field(256, ge=1)  # pending beats per stream for the beat model; the oldest are dropped beyond
 
 
 class DemoSection(_Section):
@@ -404,6 +407,8 @@ class AlarmsSection(_Section):
     strip_seconds: float = Field(10.0, gt=0)
     strip_post_s: float = Field(3.0, ge=0)
     alarms_dir: str = "alarms"
+    pvc_run_beats: int = Field(3, ge=2)  # consecutive V beats (beat model) that raise pvc_run
+    pvc_run_priority: Literal["high", "medium", "advisory"] = "advisory"
 
     @model_validator(mode="after")
     def _hyst(self) -> "AlarmsSection":

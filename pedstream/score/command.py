@@ -54,8 +54,7 @@ def score_qrs(data: Path, records: tuple[str, ...], more_records: tuple[str, ...
     try:
         score_qrs_command(data=data, records=ids, chunk=chunk, lead=lead, peer=peer, json_path=json_path,
                           command="pedstream score qrs " + " ".join(sys.argv[3:]))
-    except PedstreamError as exc:
-        exc.exit_code = 2  # every failure here is bad input (records, annotations, lead): a usage error
+    except PedstreamError as exc:  # bad records, annotations, leads: RecordError & co. exit 2
         _fail(exc)
 
 

@@ -139,7 +139,7 @@ def train_run(cfg: Any, *, data: str | Path, out: str | Path, protocol: str | No
     model_cfg, model, loss_fn = _build(cfg, ws, split, device)
     fitted: FitResult = fit(model, loss_fn, ws, train=split.train, val=split.val, tc=cfg.train, device=device,
                             console=console, progress=progress)
-    desc = rundir.data_description(ws, data, cfg.signal)
+    desc = rundir.data_description(ws, data, cfg.signal, cfg.train.data_name)
     rundir.write_checkpoint(out, model=model.cpu(), model_cfg=model_cfg, cfg=cfg, ws=ws, split=split, fitted=fitted,
                             method=method, description=desc)
     model.to(device)

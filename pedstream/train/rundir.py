@@ -127,7 +127,7 @@ def _all_leipzig(ws: Any, signal_cfg: Any) -> bool:
     return True
 
 
-def data_description(ws: Any, data: Path, signal_cfg: Any) -> tuple[str, bool, dict[str, Any]]:
+def data_description(ws: Any, data: Path, signal_cfg: Any, name: str = "") -> tuple[str, bool, dict[str, Any]]:
     """``(description, simulated?, training_data)`` of the training records.
 
     ``simulated``: the folder's README or a record header says the records are simulated (pedstream
@@ -135,16 +135,19 @@ def data_description(ws: Any, data: Path, signal_cfg: Any) -> tuple[str, bool, d
     (``format`` "Leipzig-format" when every record has one of the Leipzig channel layouts, else
     "WFDB"; ``records``, ``subjects``, ``windows``, ``simulated``) from which the engine builds its
     one-line banner; ``description`` is the same in words, e.g. ``"simulated Leipzig-format records
-    (pedstream data synth): 29 subjects, 29 records, 1945 windows of 2.5 s at 977 Hz"``.
+    (pedstream data synth): 29 subjects, 29 records, 1945 windows of 2.5 s at 977 Hz"``. ``name``
+    (``train.data_name``) names the data set of real records, e.g. ``"MIT-BIH Arrhythmia Database ..."``.
     """
     simulated = _is_simulated(ws, data)
     fmt = "Leipzig-format" if _all_leipzig(ws, signal_cfg) else "WFDB"
     n_subj = len({i["subject"] for i in ws.record_info})
     n_rec = len(ws.record_info)
-    kind = f"simulated {fmt} records (pedstream data synth)" if simulated else f"{fmt} records"
+    kind = (f"simulated {fmt} records (pedstream data synth)" if simulated
+            else f"{name} (real {fmt} records)" if name else f"{fmt} records")
     desc = (f"{kind}: {n_subj} subject{'s' if n_subj != 1 else ''}, {n_rec} record{'s' if n_rec != 1 else ''}, "
             f"{len(ws)} windows of {ws.window / ws.fs:.3g} s at {ws.fs:g} Hz")
-    summary = {"format": fmt, "simulated": simulated, "subjects": n_subj, "records": n_rec, "windows": len(ws)}
+    summary = {"format": fmt, "simulated": simulated, "subjects": n_subj, "records": n_rec, "windows": len(ws),
+               **({"name": name} if name else {})}
     return desc, simulated, summary
 
 
