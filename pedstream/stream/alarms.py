@@ -15,6 +15,10 @@ Rhythm alarms (per class with a priority other than ``none``):
 Heart-rate alarms (``hr_high`` / ``hr_low``) use the limits of the child's age band
 (:func:`hr_limits_for_age`) with the same window-count hysteresis and a bpm margin for the offset.
 
+PVC run (``pvc_run``, with a beat model, :meth:`AlarmTracker.beat`): on at the ``pvc_run_beats``-th
+(3) consecutive V beat, off at the first non-V beat after it (the same hysteresis counted in beats);
+priority ``pvc_run_priority`` (advisory); ``detail`` says how many V beats in a row.
+
 :func:`save_strip` draws the monitor-style alarm printout (matplotlib Agg, call it in a thread).
 """
 
@@ -167,6 +171,8 @@ class AlarmTracker:
                 self._rhythm[name] = _Hysteresis(cfg.onset_windows, cfg.offset_windows)
         self._hr_hi = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
         self._hr_lo = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
+        self._pvc_run = _Hysteresis(cfg.pvc_run_beats, 1)
+        self.v_run = 0  # consecutive V beats up to the newest classified beat
         self.active: dict[str, str] = {}
 
     @property
@@ -178,8 +184,21 @@ class AlarmTracker:
         return label, self.active[label]
 
     def reset_smoothing(self) -> None:
-        """Forget the probability history (after a signal gap); active alarms stay until cleared."""
+        """Forget the probability history and the V-beat run (after a signal gap); active alarms stay
+        until cleared."""
         self.smoother.reset()
+        self.v_run = 0
+        self._pvc_run._on_run = 0
+
+    def beat(self, label: str, p: float | None = None) -> list[AlarmTransition]:
+        """One classified beat (AAMI class ``label``; ``"V"`` = PVC) -> the ``pvc_run`` transitions."""
+        is_v = label == "V"
+        self.v_run = self.v_run + 1 if is_v else 0
+        step = self._pvc_run.step(hot=is_v, cold=not is_v)
+        if step is None:
+            return []
+        detail = f"{self.v_run} consecutive V beats" if step == "on" else f"run ended by a {label} beat"
+        return [self._transition(step, "pvc_run", self.cfg.pvc_run_priority, p=p, hr=None, detail=detail)]
 
     def update(self, probs: np.ndarray, hr: float | None) -> tuple[RhythmCall, list[AlarmTransition]]:
         sm = self.smoother.update(probs)

@@ -8,11 +8,17 @@ the model in a worker thread, so the event loop keeps ingesting while ONNX Runti
 
 When inference falls behind, a stream's queue fills up (``queue_windows``) and its OLDEST pending
 window is dropped: the freshest data is what a monitor must show. Drops are counted per stream.
+
+Beat windows carry RR features (``WindowItem.rr``), passed to the model as ``rr (B, K)``. With
+``on_error`` given, a failed batch is retried stream by stream and each stream whose items still
+fail is handed to ``on_error(stream_id, exc)`` instead of ending the task (the beat batcher); without
+it a failure propagates (the rhythm batcher, as before).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +50,7 @@ class WindowItem:
     t_received: float
     t_enqueued: float = field(default_factory=time.monotonic)
     meta: Any = None
+    rr: np.ndarray | None = None  # (K,) float32 RR features of a beat window (beat models)
 
 
 @dataclass(slots=True)
@@ -74,11 +81,14 @@ class InferenceBatcher:
         queue_windows: int = 4,
         n_ecg: int = 12,
         threads: int = 1,
+        on_error: Callable[[str, Exception], None] | None = None,
+        name: str = "ort",
     ) -> None:
         if max_batch < 1 or queue_windows < 1:
             raise ValueError("max_batch and queue_windows must be >= 1")
         self.session = session
         self.on_results = on_results
+        self.on_error = on_error
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.queue_windows = queue_windows
@@ -86,7 +96,7 @@ class InferenceBatcher:
         self._queues: OrderedDict[str, deque[WindowItem]] = OrderedDict()
         self._rr: deque[str] = deque()  # round-robin order of stream ids
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ort")
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
         self.dropped: dict[str, int] = {}
         self.batches = 0
         self.windows = 0
@@ -166,25 +176,58 @@ class InferenceBatcher:
                 batch = self.take_batch()
                 if not batch:
                     continue
-                # stacked straight into the two contiguous model inputs (no (B, 19, T) copy in between)
-                ecg = np.stack([b.x[: self.n_ecg] for b in batch])  # (B, 12, T)
-                iegm = np.stack([b.x[self.n_ecg:] for b in batch])  # (B, 7, T)
-                mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
                 t0 = time.perf_counter()
-                self.busy = True
                 try:
-                    logits, emb = await loop.run_in_executor(self._executor, self.session.run, ecg, iegm, mask)
-                finally:
-                    self.busy = False
-                ms = (time.perf_counter() - t0) * 1000.0
-                self.batches += 1
-                self.windows += len(batch)
-                self.batch_sizes.append(len(batch))
-                self.infer_ms.append(ms)
-                self.on_results([
-                    BatchResult(item=b, logits=np.asarray(logits[i]), embedding=np.asarray(emb[i]),
-                                batch_size=len(batch), infer_ms=ms)
-                    for i, b in enumerate(batch)
-                ])
+                    logits, emb = await self._infer(loop, batch)
+                except Exception as exc:
+                    if self.on_error is None:
+                        raise
+                    await self._isolate(loop, batch, exc)
+                    continue
+                self._deliver(batch, logits, emb, (time.perf_counter() - t0) * 1000.0)
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _infer(self, loop: asyncio.AbstractEventLoop, batch: list[WindowItem]) -> tuple[np.ndarray, np.ndarray]:
+        # stacked straight into the two contiguous model inputs (no (B, 19, T) copy in between)
+        ecg = np.stack([b.x[: self.n_ecg] for b in batch])  # (B, 12, T)
+        iegm = np.stack([b.x[self.n_ecg:] for b in batch])  # (B, 7, T)
+        mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
+        run: Callable[..., Any] = self.session.run
+        if batch[0].rr is not None:
+            rr = np.stack([b.rr for b in batch]).astype(np.float32, copy=False)  # (B, K)
+            run = functools.partial(self.session.run, rr=rr)
+        self.busy = True
+        try:
+            return await loop.run_in_executor(self._executor, run, ecg, iegm, mask)
+        finally:
+            self.busy = False
+
+    def _deliver(self, batch: list[WindowItem], logits: np.ndarray, emb: np.ndarray, ms: float) -> None:
+        self.batches += 1
+        self.windows += len(batch)
+        self.batch_sizes.append(len(batch))
+        self.infer_ms.append(ms)
+        self.on_results([
+            BatchResult(item=b, logits=np.asarray(logits[i]), embedding=np.asarray(emb[i]),
+                        batch_size=len(batch), infer_ms=ms)
+            for i, b in enumerate(batch)
+        ])
+
+    async def _isolate(self, loop: asyncio.AbstractEventLoop, batch: list[WindowItem], exc: Exception) -> None:
+        """A batch failed: run each stream's items alone; hand the streams that still fail to on_error."""
+        on_error = self.on_error or (lambda sid, e: (_ for _ in ()).throw(e))
+        groups: OrderedDict[str, list[WindowItem]] = OrderedDict()
+        for b in batch:
+            groups.setdefault(b.stream_id, []).append(b)
+        if len(groups) == 1:
+            on_error(batch[0].stream_id, exc)
+            return
+        for sid, items in groups.items():
+            t0 = time.perf_counter()
+            try:
+                logits, emb = await self._infer(loop, items)
+            except Exception as exc_one:
+                on_error(sid, exc_one)
+                continue
+            self._deliver(items, logits, emb, (time.perf_counter() - t0) * 1000.0)

@@ -1,5 +1,8 @@
 """The terminal dashboard (rich): one row per stream plus a footer of engine figures.
 
+With a beat model loaded a ``PVC/PAC min`` column shows each stream's PVC/min and PAC/min (V and S
+beats in the last 60 s of stream time; ``err`` when that stream's beat path failed).
+
 :func:`render_dashboard` turns an :class:`~pedstream.stream.engine.EngineSnapshot` into a rich
 renderable (testable with ``Console(record=True, width=...)``, no terminal needed);
 :func:`run_dashboard` refreshes it with :class:`rich.live.Live` at ``hz`` until cancelled;
@@ -63,6 +66,15 @@ def _row(st: StreamStatus, now: float) -> list[Text | str]:
     return [st.stream_id, st.source, call, hr, _duration(since), _alarm_cell(st, now), chans, quality, str(st.dropped)]
 
 
+def _ectopy_cell(st: StreamStatus) -> Text:
+    """``PVC/PAC`` per minute (last 60 s), ``err`` when the stream's beat path failed, ``-`` when off."""
+    if st.ectopy == "error":
+        return Text("err", style="bold red")
+    if st.ectopy != "on" or st.pvc_per_min is None:
+        return Text("-")
+    return Text(f"{st.pvc_per_min}/{st.pac_per_min}", style="cyan" if st.pvc_per_min or st.pac_per_min else "")
+
+
 def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor") -> Group:
     """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
     line when a stream declared no units). Fits 100 columns without wrapping for short stream ids."""
@@ -72,14 +84,21 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     table = Table(title=title, expand=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=(0, 1, 0, 0))  # columns 2 apart: fits 100 columns
     right = {"justify": "right", "no_wrap": True}
-    for name, kw in (("stream", {"no_wrap": True}), ("src", {}), ("rhythm (p)", {"no_wrap": True}),
-                     ("HR", right), ("for", right), ("alarm", {"no_wrap": True}), ("channels", {}),
-                     ("signal", {}), ("drops", right)):
+    ectopy = any(st.ectopy is not None for st in snap.streams)  # a beat model is loaded
+    cols = [("stream", {"no_wrap": True}), ("src", {}), ("rhythm (p)", {"no_wrap": True}),
+            ("HR", right), ("for", right), ("alarm", {"no_wrap": True}), ("channels", {}),
+            ("signal", {}), ("drops", right)]
+    if ectopy:
+        cols.insert(4, ("PVC/PAC min", right))
+    for name, kw in cols:
         table.add_column(name, **kw)  # when space is short, src/channels/signal wrap; calls and alarms never do
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
-        table.add_row(*_row(st, now))
+        row = _row(st, now)
+        if ectopy:
+            row.insert(4, _ectopy_cell(st))
+        table.add_row(*row)
     if not snap.streams:
-        table.add_row("(waiting for streams)", *[""] * 8)
+        table.add_row("(waiting for streams)", *[""] * (len(cols) - 1))
     footer = Text(
         f"streams {len(snap.streams)} · windows/s {snap.windows_per_s:.1f} · batch {_ms(snap.batch_mean)} · "
         f"queue {snap.queue_depth} · classified {snap.windows_total} · dropped {snap.dropped_total} · "

@@ -13,6 +13,12 @@ cancels and awaits them, writes pending alarm strips and closes sinks. All per-s
 event loop (cheap, causal, per chunk); ONNX Runtime runs in a worker thread; alarm strips are drawn
 in threads. A problem with one stream (unknown channel names, bad chunk) becomes an ``error``
 event for that stream; the other streams carry on.
+
+With a beat model (``beat_session``, see :mod:`pedstream.stream.ectopy`) every stream also gets a
+beat path; its ready beats go to a second batcher (task ``beat-inference``: one ``session.run`` per
+batch of beats of all streams). Each classified beat is a ``beat`` event, updates the stream's
+PVC/min and PAC/min (also added to its ``call`` events) and the ``pvc_run`` alarm. A beat-model
+failure on one stream is that stream's ``error`` event and switches its beat path off.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pedstream.errors import PedstreamError
 from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker, hr_limits_for_age, save_strip
 from pedstream.stream.batcher import BatchResult, InferenceBatcher
+from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
 from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.sources.base import ChunkReceived, StreamAdded
@@ -118,6 +125,10 @@ class StreamStatus:
     windows: int = 0
     queue: int = 0
     error: str | None = None
+    ectopy: str | None = None  # None: no beat model; "on"; "error": this stream's beat path failed
+    pvc_per_min: int | None = None  # V beats in the last 60 s of stream time
+    pac_per_min: int | None = None  # S beats in the last 60 s of stream time
+    beats: int = 0  # beats classified
 
 
 @dataclass
@@ -190,6 +201,7 @@ class Engine:
         sources: Sequence[Any] = (),
         sinks: Sequence[Any] = (),
         alarms_dir: Path | str | None = None,
+        beat_session: Any = None,
     ) -> None:
         self.cfg = cfg
         self.session = session
@@ -207,6 +219,18 @@ class Engine:
                                         max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
                                         queue_windows=cfg.stream.queue_windows,
                                         threads=cfg.stream.inference_threads)
+        self.beat_session = beat_session
+        self.beat_spec: BeatModelSpec | None = None
+        self.beat_batcher: InferenceBatcher | None = None
+        if beat_session is not None:
+            self.beat_spec = BeatModelSpec.from_session(beat_session, channels=list(cfg.signal.channels))
+            self.beat_batcher = InferenceBatcher(session=beat_session, on_results=self._on_beat_results,
+                                                 max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
+                                                 queue_windows=cfg.stream.beat_queue,
+                                                 threads=cfg.stream.inference_threads,
+                                                 on_error=self._on_beat_error, name="ort-beat")
+        self.ectopy_counts: dict[str, EctopyCounter] = {}
+        self.beats_total = 0
         self.pipelines: dict[str, StreamPipeline] = {}
         self.trackers: dict[str, AlarmTracker] = {}
         self.status: dict[str, StreamStatus] = {}
@@ -236,6 +260,8 @@ class Engine:
             await self._tg.__aenter__()
             stack.push_async_callback(self._stop_tasks)
             self._tasks.append(self._tg.create_task(self.batcher.run(), name="inference"))
+            if self.beat_batcher is not None:
+                self._tasks.append(self._tg.create_task(self.beat_batcher.run(), name="beat-inference"))
             queues: list[asyncio.Queue] = []
             for src in self.sources:
                 if not any(q is src.events for q in queues):
@@ -347,6 +373,16 @@ class Engine:
         st.n_present, st.has_ecg, st.has_iegm = pipe.cmap.n_present, pipe.has_ecg, pipe.has_iegm
         st.hr_band = f"{tracker.hr_band} {tracker.hr_low:g}-{tracker.hr_high:g}"
         st.error = None
+        if self.beat_spec is not None and self.beat_batcher is not None:
+            self.beat_batcher.remove_stream(sid)
+            self.ectopy_counts[sid] = EctopyCounter()
+            try:
+                pipe.ectopy = BeatStream(stream_id=sid, spec=self.beat_spec, fs_in=info.fs,
+                                         rhythm_time=pipe.resampler.output_time, present=pipe.present,
+                                         ring_seconds=self.cfg.stream.ring_seconds)
+                st.ectopy, st.pvc_per_min, st.pac_per_min = "on", 0, 0
+            except PedstreamError as exc:
+                self._beat_error(sid, str(exc))
         if pipe.cmap.unknown:
             log.info("stream %s: channels %s not used", sid, list(pipe.cmap.unknown))
 
@@ -359,6 +395,11 @@ class Engine:
             self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason}))
         for item in res.windows:
             self.batcher.submit(item)
+        if self.beat_batcher is not None:
+            for item in res.beats:
+                self.beat_batcher.submit(item)
+            if res.ectopy_error:
+                self._beat_error(sid, res.ectopy_error)
         for strip in res.strips:
             self._write_strip(pipe, strip)
         st.quality = pipe.quality
@@ -384,27 +425,86 @@ class Engine:
             if call.label != st.call:
                 st.rhythm_since = now
             st.call, st.p, st.hr, st.windows = call.label, call.p, hr, st.windows + 1
+            extra = {"window_start": r.item.start, "raw_label": self.class_names[raw],
+                     "raw_p": round(float(probs[raw]), 4)}
+            if st.ectopy == "on":
+                self._update_rates(sid, pipe, st)
+                extra.update(pvc_per_min=st.pvc_per_min, pac_per_min=st.pac_per_min)
             self._emit(MonitorEvent(stream=sid, kind="call", label=call.label, p=call.p, hr=hr, latency_ms=latency,
-                                    extra={"window_start": r.item.start, "raw_label": self.class_names[raw],
-                                           "raw_p": round(float(probs[raw]), 4)}))
-            for tr in transitions:
-                if tr.kind == "alarm_on":
-                    st.alarms += 1
-                else:
-                    st.last_alarm, st.last_alarm_ended = (tr.label, tr.priority), now
-                extra: dict[str, Any] = {"priority": tr.priority}
-                if tr.detail:
-                    extra["detail"] = tr.detail
-                if tr.kind == "alarm_on" and self.cfg.alarms.strips:
-                    path = self._strip_path(sid, tr.label)
-                    extra["strip"] = str(path)
-                    pipe.request_strip(StripRequest(onset=r.item.start + pipe.window, label=tr.label,
-                                                    priority=tr.priority, t_iso=str(path)))
-                self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
-                                        latency_ms=latency, extra=extra))
-            st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)
+                                    extra=extra))
+            self._emit_transitions(pipe, st, tracker, transitions, onset=r.item.start + pipe.window,
+                                   latency=latency, now=now)
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
+
+    def _emit_transitions(self, pipe: StreamPipeline, st: StreamStatus, tracker: AlarmTracker, transitions: list,
+                          *, onset: int, latency: float | None, now: float) -> None:
+        """Alarm events (and strips, ``onset`` = ring index at the model rate) of one stream."""
+        sid = pipe.stream_id
+        for tr in transitions:
+            if tr.kind == "alarm_on":
+                st.alarms += 1
+            else:
+                st.last_alarm, st.last_alarm_ended = (tr.label, tr.priority), now
+            extra: dict[str, Any] = {"priority": tr.priority}
+            if tr.detail:
+                extra["detail"] = tr.detail
+            if tr.kind == "alarm_on" and self.cfg.alarms.strips:
+                path = self._strip_path(sid, tr.label)
+                extra["strip"] = str(path)
+                pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path)))
+            self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
+                                    latency_ms=latency, extra=extra))
+        st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)
+
+    # -- beat model (ectopy) -------------------------------------------------------------------------
+    def _update_rates(self, sid: str, pipe: StreamPipeline | None, st: StreamStatus, t: float | None = None) -> None:
+        counter = self.ectopy_counts.get(sid)
+        if counter is None or st.ectopy is None:
+            return
+        now = t if t is not None else (pipe.last_ts if pipe is not None else None)
+        st.pvc_per_min, st.pac_per_min = counter.rates(now)
+
+    def _on_beat_results(self, results: list[BatchResult]) -> None:
+        now = time.monotonic()
+        names = self.beat_spec.class_names if self.beat_spec is not None else ()
+        for r in results:
+            sid = r.item.stream_id
+            pipe, tracker, st = self.pipelines.get(sid), self.trackers.get(sid), self.status.get(sid)
+            info: BeatInfo = r.item.meta
+            if pipe is None or tracker is None or st is None or st.ectopy != "on":
+                continue
+            probs = softmax(r.logits, dtype=np.float64)  # (C,)
+            k = int(np.argmax(probs))
+            label, p = names[k], float(probs[k])
+            self.ectopy_counts[sid].add(info.t, label)
+            self._update_rates(sid, pipe, st, t=info.t)
+            st.beats += 1
+            self.beats_total += 1
+            latency = (now - r.item.t_received) * 1000.0
+            hr = pipe.heart_rate
+            self._emit(MonitorEvent(stream=sid, kind="beat", label=label, p=p, hr=hr, latency_ms=latency,
+                                    extra={"beat_t": round(info.t, 3), "pre_rr_s": round(info.pre_rr, 3),
+                                           "post_rr_s": round(info.post_rr, 3), "pvc_per_min": st.pvc_per_min,
+                                           "pac_per_min": st.pac_per_min}))
+            self._emit_transitions(pipe, st, tracker, tracker.beat(label, p), onset=info.rhythm_index,
+                                   latency=latency, now=now)
+
+    def _beat_error(self, sid: str, message: str) -> None:
+        """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""
+        pipe, st = self.pipelines.get(sid), self.status.get(sid)
+        if pipe is not None:
+            pipe.ectopy = None
+        if self.beat_batcher is not None:
+            self.beat_batcher.remove_stream(sid)
+        if st is not None:
+            st.ectopy, st.pvc_per_min, st.pac_per_min = "error", None, None
+        self._emit(MonitorEvent(stream=sid, kind="error", extra={"message": message}))
+
+    def _on_beat_error(self, sid: str, exc: Exception) -> None:
+        if self.status.get(sid) is not None and self.status[sid].ectopy == "error":
+            return  # already reported (items of a stream already switched off)
+        self._beat_error(sid, f"beat model: {exc}")
 
     # -- strips ------------------------------------------------------------------------------------------------
     def _strip_path(self, sid: str, label: str) -> Path:
@@ -444,6 +544,8 @@ class Engine:
                 st.hr = pipe.heart_rate
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
+            if st.ectopy == "on":
+                self._update_rates(sid, pipe, st)
         bs = list(self.batcher.batch_sizes)
         return EngineSnapshot(
             streams=list(self.status.values()),
@@ -472,6 +574,8 @@ class Engine:
             "inference_ms_p99": percentile(self.batcher.infer_ms, 99),
             "batch_mean": float(np.mean(self.batcher.batch_sizes)) if self.batcher.batch_sizes else None,
             "strips": len(self.strips),
+            **({"beats_classified": self.beats_total,
+                "dropped_beats": sum(self.beat_batcher.dropped.values())} if self.beat_batcher is not None else {}),
         }
 
 

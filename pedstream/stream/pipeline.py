@@ -10,6 +10,7 @@ Data path (all causal, chunk-size invariant)::
     chunk (n, n_src) --resolve_channels--> (n, 19) --StreamResampler--> (k, 19) at the model fs
       --FilterBank--> RingBuffer (filtered, 19 ch) --Windower(window, hop)--> normalize_window
                                 \\--> OnlineQRSDetector on the heart-rate lead -> heart rate
+      (n, 19) --> BeatStream (with a beat model: pedstream.stream.ectopy) <-- the detector's R peaks
 
 Warm-up: after a (re)start the filter bank settles for ``settle_samples``; no window starting
 before that is classified (the dashboard shows "warm-up").
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.resample import StreamResampler
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.windowing import Windower, normalize_window
-from pedstream.errors import ChannelError, StreamError
+from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
 from pedstream.stream.sources.base import Chunk, StreamInfo
 
@@ -67,6 +68,8 @@ class FeedResult:
     windows: list[WindowItem] = field(default_factory=list)
     transitions: list[tuple[Literal["signal_loss", "signal_ok"], str]] = field(default_factory=list)
     strips: list[ReadyStrip] = field(default_factory=list)
+    beats: list[WindowItem] = field(default_factory=list)  # beat windows ready for the beat model
+    ectopy_error: str | None = None  # the beat path failed for this stream (it is then switched off)
 
 
 class StreamPipeline:
@@ -118,6 +121,7 @@ class StreamPipeline:
         self._strips: list[StripRequest] = []
         self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
         self._strip_post = int(round(cfg.alarms.strip_post_s * self.fs))  # samples after the onset
+        self.ectopy: Any = None  # a pedstream.stream.ectopy.BeatStream when a beat model is loaded
 
     # -- helpers ----------------------------------------------------------------------------------
     def _pick_qrs_channel(self, lead: str) -> int | None:
@@ -161,6 +165,8 @@ class StreamPipeline:
         self.resampler.reset()
         self.filters.reset()
         self.qrs = self._new_qrs()
+        if self.ectopy is not None:
+            self.ectopy.reset()
         self.segment_start = self.ring.total_written
         self.segment_t0 = None
         self.windower.reset(self._first_start(self.segment_start))
@@ -242,14 +248,15 @@ class StreamPipeline:
         self._update_clipping(mapped)
         y = self.resampler.process(mapped)  # (k, 19) at self.fs
         if y.shape[0] == 0:
+            self._ectopy(res, mapped, [], t_received)
             return res
         first_out = self.resampler.samples_out - y.shape[0]
         ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
                                                   dtype=np.float64)
         filt = self.filters.process(y)  # (k, 19) float32
         self.ring.write(filt, ts)
-        if self.qrs is not None:
-            self.qrs.process(filt[:, self.qrs_channel])
+        peaks = self.qrs.process(filt[:, self.qrs_channel]) if self.qrs is not None else []
+        self._ectopy(res, mapped, peaks, t_received)
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
@@ -263,6 +270,17 @@ class StreamPipeline:
             self.state = "ok"
         res.strips = self._ready_strips()
         return res
+
+    def _ectopy(self, res: FeedResult, mapped: np.ndarray, peaks: list[int], t_received: float) -> None:
+        """The beat path (if on): same mapped samples, the detector's new R peaks (segment-relative)."""
+        if self.ectopy is None:
+            return
+        try:
+            res.beats = self.ectopy.process(mapped, peaks, t0=self.segment_t0 or 0.0,
+                                            rhythm_segment_start=self.segment_start, t_received=t_received)
+        except (PedstreamError, ValueError) as exc:  # this stream's beat path stops, its rhythm goes on
+            res.ectopy_error = f"beat model: {exc}"
+            self.ectopy = None
 
     def _ready_strips(self, *, force: bool = False) -> list[ReadyStrip]:
         if not self._strips:  # the usual case, every chunk

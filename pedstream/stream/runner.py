@@ -87,13 +87,15 @@ async def run_async(
     lsl_markers: bool = False,
     capture: Sequence[Path] = (),
     capture_width: int = 100,
+    beat_session: Any = None,
 ) -> dict[str, Any]:
     """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary.
 
     ``publish_mqtt``: also publish every event to ``<[mqtt] topic_prefix>/<stream_id>/rhythm`` on the
     ``[mqtt]`` broker; ``lsl_markers``: also push every event to an LSL marker outlet named
     ``[lsl] marker_stream``; ``capture``: write the final dashboard frame to each of these files
-    (``.svg`` or ``.txt``, ``capture_width`` columns).
+    (``.svg`` or ``.txt``, ``capture_width`` columns); ``beat_session``: the beat model (default: opened
+    from ``[stream] beat_model`` when set, see :func:`pedstream.stream.ectopy.open_beat_model`).
 
     Shutdown order: the dashboard draws its last frame, then the engine stops (its LSL inlets / MQTT
     subscriptions close, sinks flush), and only then are the demo feeders (replay outlets) stopped,
@@ -160,7 +162,12 @@ async def run_async(
         sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix))
     if lsl_markers:
         sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
-    engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir)
+    if beat_session is None and cfg.stream.beat_model:
+        from pedstream.stream.ectopy import open_beat_model
+
+        beat_session, _ = open_beat_model(cfg, cfg.stream.beat_model)
+    engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir,
+                    beat_session=beat_session)
     final: list[tuple[Any, float]] = []  # (snapshot, monotonic time) of the last dashboard frame
     feeder_tasks: list[asyncio.Task] = []
     try:
@@ -226,6 +233,11 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     from pedstream.stream.engine import model_banner
 
     session = open_model(cfg, model)
+    beat_session = None
+    if cfg.stream.beat_model:  # refused here, before anything starts, when it is not a usable beat model
+        from pedstream.stream.ectopy import open_beat_model
+
+        beat_session, _ = open_beat_model(cfg, cfg.stream.beat_model)
     console = None
     if headless:
         print(model_banner(session.metadata), file=sys.stderr, flush=True)
@@ -242,7 +254,8 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
             loop.add_signal_handler(signal.SIGTERM, stop.set)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
-                               publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture)
+                               publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
+                               beat_session=beat_session)
 
     summary = asyncio.run(main())
     line = format_summary(summary)

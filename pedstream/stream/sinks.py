@@ -12,7 +12,9 @@ The JSON line format (one object per line)::
      "label": "sinus", "p": 0.93, "hr": 112.4, "latency_ms": 18.2}
 
 ``kind`` is one of ``call``, ``alarm_on``, ``alarm_off``, ``signal_loss``, ``signal_ok``,
-``error``. ``p``/``hr``/``latency_ms`` are ``null`` when they do not apply; ``latency_ms`` is the
+``error`` and, with a beat model, ``beat`` (one per classified beat: ``label`` the AAMI class, ``p``,
+``beat_t``, ``pre_rr_s``, ``post_rr_s``, ``pvc_per_min``, ``pac_per_min``; calls then also carry
+``pvc_per_min``/``pac_per_min``). ``p``/``hr``/``latency_ms`` are ``null`` when they do not apply; ``latency_ms`` is the
 time from receiving the last sample of the classified window to emitting the call (monotonic
 clock). Alarm events add ``priority``; calls add ``window_start`` (sample index at the model rate);
 errors add ``message``.
@@ -40,7 +42,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["call", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
+EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
 
 
 @dataclass(slots=True)
