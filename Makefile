@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS ?= cpu,train,dev
 
-.PHONY: demo test setup clean bench compare
+.PHONY: demo test setup clean bench compare mitdb-cv mitdb-model
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -33,6 +33,14 @@ bench: $(STAMP)
 # The full AGCACL-vs-baselines comparison (about an hour on 2 cores), then the demo model.
 compare: $(STAMP)
 	$(BIN)/python -m bench.train_compare --out bench/results/compare --minutes 10
+
+# Real ECG (needs ../shared/data/mitdb): AGCACL vs baselines by record-wise CV inside MIT-BIH DS1
+# (about 50 min on 2 cores), then the shipped AAMI beat classifier models/mitdb-aami (about 5 min).
+mitdb-cv: $(STAMP)
+	$(BIN)/python -m bench.mitdb_cv --out bench/results/mitdb_cv
+
+mitdb-model: $(STAMP)
+	bash bench/make_mitdb_model.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
