@@ -303,3 +303,44 @@ async def test_trained_model_calls_119_v_beats_v(cfg, session, tmp_path):
     pairs = matched(beats, next(iter(eng.pipelines.values())).segment_t0, read_annotations(REC119))
     v = [lab for s, lab in pairs if s == "V"]
     assert len(v) >= 10 and sum(lab == "V" for lab in v) / len(v) > 0.7
+
+
+async def test_gap_restarts_the_beat_path(cfg, session, beat_paths, tmp_path):
+    fs_gap = int(6 * FS_B)  # 3 s of signal missing at 6 s
+    x = make_signal(fs=FS_B, seconds=18, hr=80, n_ch=2, seed=5)
+    spec = StreamSpec("bed2", x, FS_B, channel_names=["II", "V1"], chunk=36, gaps=[(fs_gap, int(3 * FS_B))])
+    q: asyncio.Queue = asyncio.Queue()
+    eng = Engine(cfg=cfg, session=session, alarms_dir=tmp_path / "alarms",
+                 beat_session=beat_session(cfg, beat_paths["premature"]),
+                 sources=[ArraySource(events=q, streams=[spec], lose_at_end=True)])
+    sub = eng.subscribe()
+    async with eng:
+        await sub.wait_for(lambda e: e.kind == "signal_loss" and "end of data" in e.extra["reason"], timeout=60)
+        async with asyncio.timeout(30):
+            while eng.beat_batcher.pending or eng.beat_batcher.busy:
+                await sub.wait_for(lambda e: e.kind == "beat", timeout=30)
+    sub.drain()
+    kinds = [e.kind for e in sub.seen if e.kind in ("signal_loss", "signal_ok")]
+    assert kinds[:2] == ["signal_loss", "signal_ok"]
+    beats = [e for e in sub.seen if e.kind == "beat"]
+    t_gap = spec.t0 + fs_gap / FS_B
+    before = [e for e in beats if e.extra["beat_t"] < t_gap]
+    after = [e for e in beats if e.extra["beat_t"] > t_gap + 3.0]
+    assert len(before) >= 3 and len(after) >= 5
+    # no RR interval spans the gap, and no beat lies in it or within the settling time after it
+    assert all(0.6 < e.extra["pre_rr_s"] < 0.9 and 0.6 < e.extra["post_rr_s"] < 0.9 for e in beats)
+    assert min(e.extra["beat_t"] for e in after) >= t_gap + 3.0 + cfg.filters.settle_s
+    assert eng.counts.get("error", 0) == 0
+
+
+def test_cli_refuses_a_rhythm_model_as_beat_model(tmp_path, cfg):
+    import subprocess
+    import sys
+
+    rhythm = build_tiny_model(tmp_path / "rhythm.onnx", cfg)
+    proc = subprocess.run([sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--records", str(REC119),
+                           "--model", str(rhythm), "--set", f"stream.beat_model={rhythm}", "--headless",
+                           "--duration", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "is not a beat model" in lines[0]
