@@ -6,6 +6,7 @@ live in :mod:`pedstream.stream.sources`, the model runtime in :mod:`pedstream.mo
 
 from pedstream.stream.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age, save_strip
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
+from pedstream.stream.ectopy import BeatModelSpec, BeatStream, EctopyCounter, open_beat_model
 from pedstream.stream.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus, model_banner
 from pedstream.stream.pipeline import FeedResult, StreamPipeline
 from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MonitorEvent, MQTTSink
@@ -14,6 +15,9 @@ __all__ = [
     "AlarmTracker",
     "AlarmTransition",
     "BatchResult",
+    "BeatModelSpec",
+    "BeatStream",
+    "EctopyCounter",
     "Engine",
     "EngineSnapshot",
     "EventSubscription",
@@ -29,5 +33,6 @@ __all__ = [
     "WindowItem",
     "hr_limits_for_age",
     "model_banner",
+    "open_beat_model",
     "save_strip",
 ]
