@@ -36,6 +36,11 @@ METHODS: list[tuple[str, list[str]]] = [
     ("AGCACL w/o prototypes", ['loss.name="agcacl"', "loss.use_prototypes=false"]),
     ("AGCACL w/o reweighting", ['loss.name="agcacl"', "loss.use_reweighting=false"]),
     ("AGCACL w/o hard-class modulation", ['loss.name="agcacl"', "loss.use_hard_mining=false"]),
+    # AGCACL's knobs, tuned by the same cross-validation
+    ("AGCACL tau=0.2", ['loss.name="agcacl"', "loss.temperature=0.2", "loss.prototype_temperature=0.2"]),
+    ("AGCACL proto=0.3", ['loss.name="agcacl"', "loss.prototype_weight=0.3"]),
+    ("AGCACL contrastive=0.2", ['loss.name="agcacl"', "loss.contrastive_weight=0.2"]),
+    ("AGCACL inverse weights", ['loss.name="agcacl"', 'loss.class_weighting="inverse"']),
 ]
 
 
