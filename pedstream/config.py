@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from pedstream.errors import ConfigError
 
@@ -341,6 +341,47 @@ class MQTTSection(_Section):
     meta_wait_s: float = Field(2.0, ge=0)
     lost_timeout_s: float = Field(5.0, gt=0)
     qos: int = Field(0, ge=0, le=1)
+    probe_interval_s: float = Field(0.25, gt=0)
+    # authentication and TLS (the password is never printed or logged)
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str = ""
+    password_env: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    # limits (checked before parsing) and per-stream budgets
+    max_message_bytes: int = Field(262_144, ge=64)
+    max_json_depth: int = Field(8, ge=3, le=64)
+    max_channels: int = Field(64, ge=1, le=65535)
+    max_samples_per_message: int = Field(16_384, ge=1)
+    fs_min: float = Field(50.0, gt=0)
+    fs_max: float = Field(10_000.0, gt=0)
+    budget_factor: float = Field(4.0, ge=1)
+    max_messages_per_s: float = Field(500.0, gt=0)
+    max_streams: int = Field(256, ge=1)
+    forget_after_s: float = Field(300.0, gt=0)
+    max_queued_messages: int = Field(10_000, ge=100)
+    error_burst: int = Field(3, ge=1)
+    error_period_s: float = Field(60.0, gt=0)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password_text(cls, v: Any) -> Any:
+        return v if v is None or isinstance(v, (str, SecretStr)) else str(v)  # never echo it in an error
+
+    @model_validator(mode="after")
+    def _mqtt_consistent(self) -> "MQTTSection":
+        if self.fs_min >= self.fs_max:
+            raise ValueError(f"fs_min ({self.fs_min:g}) must be below fs_max ({self.fs_max:g})")
+        if sum(bool(x) for x in (self.password, self.password_file, self.password_env)) > 1:
+            raise ValueError("give at most one of password, password_file, password_env")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        if (self.ca_file or self.cert_file) and not self.tls:
+            raise ValueError("ca_file/cert_file/key_file need tls = true")
+        return self
 
 
 class ReplaySection(_Section):
@@ -517,10 +558,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     src = Path(path) if path is not None else default_config_path()
     data = _read_toml(src)
+    applied: list[tuple[list[str], str]] = []
     for ov in overrides:
         keys, value = parse_override(ov)
         _apply(data, keys, value)
+        applied.append((keys, ov.strip()))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc), source=str(src)) from exc
+        problems = _format_errors(exc)
+        raise ConfigError(problems, source=str(src),
+                          sources=[_blame(key, applied, str(src)) for key, _ in problems]) from exc
+
+
+def _blame(key: str, applied: list[tuple[list[str], str]], file: str) -> str:
+    """``--set KEY=VALUE`` when the bad key came from an override (the last one that touched it), else the file."""
+    loc = key.split(".")
+    for keys, text in reversed(applied):
+        n = min(len(loc), len(keys))
+        if loc[:n] == keys[:n]:
+            return f"--set {text}"
+    return file

@@ -11,8 +11,10 @@ Meta (UTF-8 JSON object, published *retained* before the first data message)
 =============  ==========================  ===========================================================
 key            type                        meaning
 =============  ==========================  ===========================================================
-``fs``         number > 0, required        sampling rate in Hz
-``channels``   list of str, required       channel names in sample order (non-empty, unique)
+``fs``         number, required            sampling rate in Hz, within ``limits.fs_min..fs_max``
+                                           (default 50..10000)
+``channels``   list of str, required       channel names in sample order (non-empty, unique, at most
+                                           ``limits.max_channels``, default 64)
 ``units``      str or list of str          unit of every channel (one string applies to all):
                                            ``mV``, ``uV``/``µV``/``microvolts``, ``V``, ``nV``, or
                                            a power-of-ten code (``"-6"``, ``"1e-6"``). Absent:
@@ -24,10 +26,22 @@ key            type                        meaning
 ``encoding``   ``"binary"``|``"json"``     informative; the receiver detects the encoding per
                                            message from its first byte
 ``age_years``  number >= 0 or null         the child's age, for age-banded heart-rate alarms
-``t0``         number                      publisher clock at sample 0 (informative)
+``t0``         number                      publisher clock at sample 0; a new value = a new session
+``session``    str or number               publisher session id (optional); a new value tells the
+                                           receiver the publisher restarted (its ``seq`` restarts)
 =============  ==========================  ===========================================================
 
-Other keys are kept and ignored.
+Other keys are kept and ignored. A meta that changes ``dtype``, ``channels`` or ``fs`` of a stream
+starts a new *stream session* (reported once as an ``error`` event, then the stream goes on with the
+new meta).
+
+Limits (checked before parsing, :class:`PayloadLimits`, ``[mqtt]`` config)
+---------------------------------------------------------------------------
+Any message (meta or data) longer than ``max_message_bytes`` (default 262144) is rejected unread.
+JSON is rejected before parsing when it nests deeper than ``max_json_depth`` (default 8; a meta or
+data message needs 3). A data message carries at most ``max_samples`` samples (default 16384) and
+``max_channels`` channels. Every rejected message is one (throttled) ``error`` event of its stream
+and is counted (``rejected_messages``); no message can end the receiver.
 
 Binary data message (all little-endian, 32-byte header, then samples)
 ---------------------------------------------------------------------
@@ -66,8 +80,12 @@ already-delivered or already-held ``seq`` is a *duplicate* and dropped. A messag
 expected ``seq`` is held in a reorder buffer of ``reorder_window`` messages; when the buffer is
 over-full (or a held message is older than the hold limit) the lowest held message is released and
 the skipped ``seq`` values are counted *lost*. A message arriving after its ``seq`` was declared lost
-is *late* and dropped (counted). A ``seq`` jump back by more than 2**31 (a restarted publisher)
-resets the tracker. Gaps in the samples themselves are seen by the engine from ``first_sample``.
+is *late* and dropped (counted). A restarted publisher is recognised at its first message: ``seq``
+0 arriving after the stream had gone past 0, or a jump back by more than ``restart_distance``
+(default ``max(64, 4 * reorder_window)``) resets the tracker (``stats.resets``) and delivers the
+message; so does a jump forward by more than ``RESET_DISTANCE`` (1024; a long outage). A new meta
+(another ``session`` or ``t0``) also resets it. Gaps in the samples themselves are seen by the
+engine from ``first_sample``.
 """
 
 from __future__ import annotations
@@ -104,6 +122,9 @@ __all__ = [
     "payload_to_mv",
     "SequenceTracker",
     "SeqStats",
+    "PayloadLimits",
+    "DEFAULT_LIMITS",
+    "json_depth",
     "check_stream_id",
 ]
 
@@ -115,6 +136,59 @@ _CODE_DTYPES = {v: k for k, v in DTYPE_CODES.items()}
 _NP = {"int16": np.dtype("<i2"), "float32": np.dtype("<f4")}
 STREAM_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _U32 = 1 << 32
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadLimits:
+    """What a receiver accepts (checked before parsing). Defaults fit any ECG/IEGM stream."""
+
+    max_message_bytes: int = 262_144
+    max_json_depth: int = 8
+    max_channels: int = 64
+    max_samples: int = 16_384
+    fs_min: float = 50.0
+    fs_max: float = 10_000.0
+
+
+DEFAULT_LIMITS = PayloadLimits()
+
+_ESCAPE_RE = re.compile(rb"\\.", re.S)
+_STRING_RE = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = np.zeros(256, dtype=np.int8)
+_DEPTH_STEP[list(b"[{")] = 1
+_DEPTH_STEP[list(b"]}")] = -1
+
+
+def json_depth(raw: bytes | str) -> int:
+    """Maximum nesting depth of JSON text, without parsing it (C-speed scans; strings skipped).
+
+    Malformed text gives some number; the parser rejects it afterwards."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    b = _STRING_RE.sub(b"", _ESCAPE_RE.sub(b"", bytes(raw)))
+    b = b.translate(None, _NOT_BRACKETS)
+    if not b:
+        return 0
+    steps = _DEPTH_STEP[np.frombuffer(b, dtype=np.uint8)].astype(np.int32)
+    return int(np.cumsum(steps).max())
+
+
+def _load_json(raw: bytes | str, *, stream: str, field_name: str, what: str, limits: PayloadLimits) -> Any:
+    """``json.loads`` behind the size and depth limits; every failure is a PayloadError."""
+    size = len(raw)
+    if size > limits.max_message_bytes:
+        raise PayloadError(stream, f"{what} is {size} bytes, over the limit of {limits.max_message_bytes}",
+                           field="size")
+    depth = json_depth(raw)
+    if depth > limits.max_json_depth:
+        raise PayloadError(stream, f"{what} nests {depth} levels deep, over the limit of {limits.max_json_depth}",
+                           field="depth")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        reason = str(exc)[:120]
+        raise PayloadError(stream, f"{what} is not valid UTF-8 JSON ({reason})", field=field_name) from exc
 
 
 def check_stream_id(stream_id: str) -> str:
@@ -138,11 +212,22 @@ class StreamMeta:
     encoding: str | None = None
     age_years: float | None = None
     t0: float | None = None
+    session: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_channels(self) -> int:
         return len(self.channels)
+
+    @property
+    def shape_key(self) -> tuple:
+        """What a data message's decoding depends on: a change is a new stream session."""
+        return (self.fs, tuple(self.channels), self.dtype)
+
+    @property
+    def session_key(self) -> tuple:
+        """The publisher's session (``session``, ``t0``): a change means its ``seq`` restarted."""
+        return (self.session, self.t0)
 
 
 def encode_meta(*, fs: float, channels: list[str], units: str | list[str] | None = "mV",
@@ -161,27 +246,38 @@ def encode_meta(*, fs: float, channels: list[str], units: str | list[str] | None
     return json.dumps(obj, separators=(",", ":")).encode("utf-8")
 
 
+def _short(v: Any, n: int = 60) -> str:
+    """``repr`` cut to ``n`` characters (error messages must stay one short line)."""
+    r = repr(v)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def decode_meta(raw: bytes | str, *, stream: str = "?") -> StreamMeta:
+def decode_meta(raw: bytes | str, *, stream: str = "?", limits: PayloadLimits = DEFAULT_LIMITS) -> StreamMeta:
     """Parse and validate a meta message; :class:`PayloadError` names the bad field."""
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(stream, f"meta is not valid UTF-8 JSON ({exc})", field="meta") from exc
+    obj = _load_json(raw, stream=stream, field_name="meta", what="meta", limits=limits)
     if not isinstance(obj, dict):
         raise PayloadError(stream, f"meta must be a JSON object, got {type(obj).__name__}", field="meta")
     obj = dict(obj)
     fs = obj.pop("fs", None)
     if not _number(fs) or fs <= 0:
         raise PayloadError(stream, f"must be a positive number of Hz (got {fs!r})", field="fs")
+    if not limits.fs_min <= fs <= limits.fs_max:
+        raise PayloadError(stream, f"{fs:g} Hz is outside the accepted {limits.fs_min:g}..{limits.fs_max:g} Hz",
+                           field="fs")
     channels = obj.pop("channels", None)
     if (not isinstance(channels, list) or not channels
             or not all(isinstance(c, str) and c.strip() for c in channels)):
-        raise PayloadError(stream, f"must be a non-empty list of channel names (got {channels!r})",
+        raise PayloadError(stream, f"must be a non-empty list of channel names (got {_short(channels)})",
                            field="channels")
+    if len(channels) > limits.max_channels:
+        raise PayloadError(stream, f"{len(channels)} channels, over the limit of {limits.max_channels}",
+                           field="channels")
+    if any(len(c) > 64 for c in channels):
+        raise PayloadError(stream, "channel names are at most 64 characters", field="channels")
     if len(set(channels)) != len(channels):
         dup = sorted({c for c in channels if channels.count(c) > 1})
         raise PayloadError(stream, f"duplicate channel names {dup}", field="channels")
@@ -196,7 +292,7 @@ def decode_meta(raw: bytes | str, *, stream: str = "?") -> StreamMeta:
         if len(units) != len(channels):
             raise PayloadError(stream, f"has {len(units)} entries for {len(channels)} channels", field="units")
     else:
-        raise PayloadError(stream, f"must be a string or a list of strings (got {units_raw!r})", field="units")
+        raise PayloadError(stream, f"must be a string or a list of strings (got {_short(units_raw)})", field="units")
     factors = np.empty(len(channels), dtype=np.float64)
     assumed = False
     for i, (name, unit) in enumerate(zip(channels, units)):
@@ -208,24 +304,29 @@ def decode_meta(raw: bytes | str, *, stream: str = "?") -> StreamMeta:
         assumed |= a
     dtype = obj.pop("dtype", "float32")
     if dtype not in DTYPE_CODES:
-        raise PayloadError(stream, f"must be 'int16' or 'float32' (got {dtype!r})", field="dtype")
+        raise PayloadError(stream, f"must be 'int16' or 'float32' (got {_short(dtype)})", field="dtype")
     scale = obj.pop("scale", 1.0)
     if not _number(scale) or scale <= 0:
-        raise PayloadError(stream, f"must be a positive number (got {scale!r})", field="scale")
+        raise PayloadError(stream, f"must be a positive number (got {_short(scale)})", field="scale")
     encoding = obj.pop("encoding", None)
     if encoding not in (None, "binary", "json"):
-        raise PayloadError(stream, f"must be 'binary' or 'json' (got {encoding!r})", field="encoding")
+        raise PayloadError(stream, f"must be 'binary' or 'json' (got {_short(encoding)})", field="encoding")
     age = obj.pop("age_years", None)
     if age is not None and (not _number(age) or age < 0):
-        raise PayloadError(stream, f"must be a non-negative number or null (got {age!r})", field="age_years")
+        raise PayloadError(stream, f"must be a non-negative number or null (got {_short(age)})", field="age_years")
     t0 = obj.pop("t0", None)
     if t0 is not None and not _number(t0):
-        raise PayloadError(stream, f"must be a number (got {t0!r})", field="t0")
+        raise PayloadError(stream, f"must be a number (got {_short(t0)})", field="t0")
+    session = obj.pop("session", None)
+    if session is not None and (isinstance(session, bool) or not isinstance(session, (str, int, float))
+                                or len(str(session)) > 128):
+        raise PayloadError(stream, f"must be a string or number of at most 128 characters (got {_short(session)})",
+                           field="session")
     obj.pop("version", None)
     return StreamMeta(fs=float(fs), channels=list(channels), units=units, units_assumed=assumed,
                       mv_factors=factors, dtype=dtype, scale=float(scale), encoding=encoding,
                       age_years=None if age is None else float(age), t0=None if t0 is None else float(t0),
-                      extra=obj)
+                      session=None if session is None else str(session), extra=obj)
 
 
 # --------------------------------------------------------------------------------------- data
@@ -275,8 +376,11 @@ def encode_binary(values: np.ndarray, *, seq: int, first_sample: int, t: float,
 
 
 def decode_binary(raw: bytes, *, n_channels: int | None = None, dtype: str | None = None,
-                  stream: str = "?") -> DataPayload:
+                  stream: str = "?", limits: PayloadLimits = DEFAULT_LIMITS) -> DataPayload:
     """Decode a binary message; ``n_channels``/``dtype`` (from the meta) are checked when given."""
+    if len(raw) > limits.max_message_bytes:
+        raise PayloadError(stream, f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}",
+                           field="size")
     if len(raw) < HEADER.size:
         raise PayloadError(stream, f"message is {len(raw)} bytes, shorter than the {HEADER.size}-byte header",
                            field="header")
@@ -294,8 +398,12 @@ def decode_binary(raw: bytes, *, n_channels: int | None = None, dtype: str | Non
     if n_ch < 1 or (n_channels is not None and n_ch != n_channels):
         want = ">= 1" if n_channels is None else str(n_channels)
         raise PayloadError(stream, f"header says {n_ch}, expected {want}", field="n_channels")
+    if n_ch > limits.max_channels:
+        raise PayloadError(stream, f"{n_ch} channels, over the limit of {limits.max_channels}", field="n_channels")
     if n < 1:
         raise PayloadError(stream, "must be >= 1", field="n_samples")
+    if n > limits.max_samples:
+        raise PayloadError(stream, f"{n} samples, over the limit of {limits.max_samples}", field="n_samples")
     if not math.isfinite(t):
         raise PayloadError(stream, f"must be finite (got {t})", field="t")
     npd = _NP[kind]
@@ -325,15 +433,13 @@ def _int_field(obj: dict, name: str, lo: int, hi: int, stream: str) -> int:
         raise PayloadError(stream, "is missing", field=name)
     v = obj[name]
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise PayloadError(stream, f"must be an integer in {lo}..{hi} (got {v!r})", field=name)
+        raise PayloadError(stream, f"must be an integer in {lo}..{hi} (got {_short(v)})", field=name)
     return v
 
 
-def decode_json(raw: bytes | str, *, n_channels: int | None = None, stream: str = "?") -> DataPayload:
-    try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(stream, f"not valid UTF-8 JSON ({exc})", field="json") from exc
+def decode_json(raw: bytes | str, *, n_channels: int | None = None, stream: str = "?",
+                limits: PayloadLimits = DEFAULT_LIMITS) -> DataPayload:
+    obj = _load_json(raw, stream=stream, field_name="json", what="message", limits=limits)
     if not isinstance(obj, dict):
         raise PayloadError(stream, f"must be a JSON object, got {type(obj).__name__}", field="json")
     seq = _int_field(obj, "seq", 0, _U32 - 1, stream)
@@ -342,18 +448,20 @@ def decode_json(raw: bytes | str, *, n_channels: int | None = None, stream: str 
         raise PayloadError(stream, "is missing", field="t")
     t = obj["t"]
     if not _number(t):
-        raise PayloadError(stream, f"must be a finite number of seconds (got {t!r})", field="t")
+        raise PayloadError(stream, f"must be a finite number of seconds (got {_short(t)})", field="t")
     if "data" not in obj:
         raise PayloadError(stream, "is missing", field="data")
     data = obj["data"]
     if not isinstance(data, list) or not data or not all(isinstance(r, list) for r in data):
         raise PayloadError(stream, "must be a non-empty list of rows (one list of channel values per sample)",
                            field="data")
+    if len(data) > limits.max_samples:
+        raise PayloadError(stream, f"{len(data)} samples, over the limit of {limits.max_samples}", field="data")
     widths = {len(r) for r in data}
     if len(widths) != 1:
         raise PayloadError(stream, f"rows have different lengths {sorted(widths)}", field="data")
     width = widths.pop()
-    if width < 1 or (n_channels is not None and width != n_channels):
+    if width < 1 or width > limits.max_channels or (n_channels is not None and width != n_channels):
         want = ">= 1" if n_channels is None else str(n_channels)
         raise PayloadError(stream, f"rows have {width} values, expected {want} (one per channel)", field="data")
     if not all(_number(v) for r in data for v in r):
@@ -362,14 +470,18 @@ def decode_json(raw: bytes | str, *, n_channels: int | None = None, stream: str 
     return DataPayload(seq=seq, first_sample=first, t=float(t), values=values, encoding="json")
 
 
-def decode_data(raw: bytes, *, meta: StreamMeta | None = None, stream: str = "?") -> DataPayload:
+def decode_data(raw: bytes, *, meta: StreamMeta | None = None, stream: str = "?",
+                limits: PayloadLimits = DEFAULT_LIMITS) -> DataPayload:
     """Decode either encoding (detected from the first bytes)."""
     n_ch = meta.n_channels if meta is not None else None
+    if len(raw) > limits.max_message_bytes:
+        raise PayloadError(stream, f"message is {len(raw)} bytes, over the limit of {limits.max_message_bytes}",
+                           field="size")
     if raw[:4] == MAGIC:
         return decode_binary(raw, n_channels=n_ch, dtype=meta.dtype if meta is not None else None,
-                             stream=stream)
-    if raw.lstrip()[:1] == b"{":
-        return decode_json(raw, n_channels=n_ch, stream=stream)
+                             stream=stream, limits=limits)
+    if raw[:64].lstrip()[:1] == b"{":
+        return decode_json(raw, n_channels=n_ch, stream=stream, limits=limits)
     raise PayloadError(stream, f"neither binary (starts with {MAGIC!r}) nor JSON (starts with '{{'): "
                                f"first bytes {bytes(raw[:4])!r}", field="encoding")
 
@@ -401,15 +513,20 @@ class SequenceTracker(Generic[T]):
     """Put messages back into ``seq`` order; count loss, duplicates, reordering (see module doc).
 
     ``push(seq, item)`` returns the items now deliverable, in order. ``flush_stale(max_hold_s)``
-    releases held items older than that (counting the skipped seqs as lost). A jump of more than
-    ``RESET_DISTANCE`` either way (a restarted publisher, a long outage) restarts the sequence
-    without counting loss (``stats.resets``).
+    releases held items older than that (counting the skipped seqs as lost). A restarted publisher
+    (``seq`` 0 more than ``reorder_window`` behind, or any jump back of more than
+    ``restart_distance``) or a jump forward of more than ``RESET_DISTANCE`` (a long outage)
+    restarts the sequence at that message without counting loss (``stats.resets``); so does
+    :meth:`reset` (a new publisher session announced in its meta).
     """
 
     RESET_DISTANCE = 1024
 
-    def __init__(self, *, reorder_window: int = 4, clock: Any = time.monotonic) -> None:
-        self.window = int(reorder_window)
+    def __init__(self, *, reorder_window: int = 4, clock: Any = time.monotonic,
+                 restart_distance: int | None = None) -> None:
+        self.window = max(0, int(reorder_window))
+        self.restart_distance = (max(64, 4 * self.window) if restart_distance is None
+                                 else max(1, int(restart_distance)))
         self.stats = SeqStats()
         self._clock = clock
         self._next: int | None = None
@@ -431,9 +548,10 @@ class SequenceTracker(Generic[T]):
         if self._next is None:
             self._next = seq
         d = self._delta(seq)
-        if abs(d) > self.RESET_DISTANCE:
+        if d > self.RESET_DISTANCE or -d > self.restart_distance or (seq == 0 and -d > self.window):
             self.stats.resets += 1
             out += self._drain_all()
+            self._recent_lost.clear()
             self._next, d = seq, 0
         if d < 0:
             if seq in self._recent_lost:
@@ -450,6 +568,14 @@ class SequenceTracker(Generic[T]):
         out += self._release()
         while len(self._held) > self.window:
             out += self._skip_to_lowest()
+        return out
+
+    def reset(self) -> list[T]:
+        """Forget the sequence (a new publisher session): returns the held items, in order."""
+        out = self._drain_all()
+        self._recent_lost.clear()
+        self._next = None
+        self.stats.resets += 1
         return out
 
     def flush_stale(self, max_hold_s: float) -> list[T]:

@@ -137,7 +137,7 @@ async def test_data_before_meta_is_held_then_dropped_with_one_error(mosquitto):
             await pub.publish_data("late", encode_binary(x, seq=0, first_sample=0, t=0))
             await pub.publish_data("orphan", encode_binary(x, seq=0, first_sample=0, t=0))
             await pub.publish_data("orphan", encode_binary(x, seq=1, first_sample=2, t=0))
-            await pub.publish_meta("late", encode_meta(fs=10, channels=["II"]))
+            await pub.publish_meta("late", encode_meta(fs=50, channels=["II"]))
             await wait_all(events, lambda e: isinstance(e, ChunkReceived) and e.stream_id == "late",
                            lambda e: isinstance(e, StreamError), log=log)
     (err,) = [e for e in log if isinstance(e, StreamError)]
@@ -149,7 +149,7 @@ async def test_broker_restart_lost_then_added_again(mosquitto):
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
     x = np.zeros((2, 1), dtype=np.float32)
-    meta = encode_meta(fs=10, channels=["II"])
+    meta = encode_meta(fs=50, channels=["II"])
     async with source(mosquitto, events) as src:
         await asyncio.wait_for(src.connected.wait(), 5)
         async with publisher(mosquitto, clear_meta_on_exit=False) as pub:
@@ -184,7 +184,7 @@ async def test_source_sets_tcp_nodelay_and_silence_means_lost(mosquitto):
             for client in (pub._client, src._client):  # the aiomqtt clients' paho sockets
                 sock = client._client.socket()
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-            await pub.publish_meta("quiet", encode_meta(fs=10, channels=["II"]))
+            await pub.publish_meta("quiet", encode_meta(fs=50, channels=["II"]))
             await wait_for(events, lambda e: isinstance(e, StreamAdded))
             lost = await wait_for(events, lambda e: isinstance(e, StreamLost))
             assert "no data" in lost.reason

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Protocol, runtime_checkable
 
@@ -56,6 +57,7 @@ __all__ = [
     "SourceBase",
     "SourceKind",
     "close_task_group",
+    "ErrorThrottle",
 ]
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,41 @@ async def close_task_group(tg: asyncio.TaskGroup | None, tasks: Iterable[asyncio
             raise
 
 
+class ErrorThrottle:
+    """At most ``burst`` error events per stream per ``period_s``; the rest are counted, and the next
+    event that gets through says how many were suppressed. ``counts`` holds every error per stream."""
+
+    def __init__(self, *, burst: int = 3, period_s: float = 60.0, clock: Any = time.monotonic,
+                 max_streams: int = 4096) -> None:
+        self.burst, self.period_s, self._clock = max(1, int(burst)), float(period_s), clock
+        self.max_streams = int(max_streams)
+        self.counts: dict[str, int] = {}
+        self._recent: dict[str, list[float]] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, stream_id: str, message: str) -> str | None:
+        """The message to emit now (with the suppressed count), or ``None`` (suppressed)."""
+        now = self._clock()
+        if stream_id not in self.counts and len(self.counts) >= self.max_streams:
+            self.forget(next(iter(self.counts)))  # bounded: the oldest stream id goes
+        self.counts[stream_id] = self.counts.get(stream_id, 0) + 1
+        recent = [t for t in self._recent.get(stream_id, ()) if now - t < self.period_s]
+        if len(recent) >= self.burst:
+            self._recent[stream_id] = recent
+            self._suppressed[stream_id] = self._suppressed.get(stream_id, 0) + 1
+            return None
+        recent.append(now)
+        self._recent[stream_id] = recent
+        n = self._suppressed.pop(stream_id, 0)
+        if n:
+            message = f"{message} (+{n} similar error(s) suppressed)"
+        return message
+
+    def forget(self, stream_id: str) -> None:
+        for d in (self.counts, self._recent, self._suppressed):
+            d.pop(stream_id, None)
+
+
 class SourceBase:
     """Shared plumbing: the TaskGroup lifecycle and non-blocking event emission.
 
@@ -188,6 +225,7 @@ class SourceBase:
     def __init__(self, *, events: asyncio.Queue) -> None:
         self.events = events
         self.dropped_events = 0
+        self.errors = ErrorThrottle()
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: list[asyncio.Task] = []
 
@@ -229,6 +267,14 @@ class SourceBase:
         return task
 
     # -- events --------------------------------------------------------------------------------
+    def emit_error(self, stream_id: str, message: str) -> None:
+        """A :class:`StreamError` event, throttled per stream (:class:`ErrorThrottle`)."""
+        out = self.errors.admit(stream_id, message)
+        if out is not None:
+            self.emit(StreamError(stream_id, out))
+        else:
+            log.debug("stream %s: error suppressed: %s", stream_id, message)
+
     def emit(self, event: SourceEvent) -> None:
         """Put an event without ever blocking ingestion."""
         try:

@@ -4,38 +4,59 @@
 source events:
 
 - a (retained) meta message -> ``StreamAdded``; a changed meta -> ``StreamLost("meta changed")`` then
-  ``StreamAdded``; an empty retained meta (the publisher withdrew it) -> ``StreamLost``;
+  ``StreamAdded``; a meta that changes ``fs``, ``channels`` or ``dtype`` is a new stream session,
+  reported once as a ``StreamError``; a new ``session``/``t0`` restarts the sequence tracker; an
+  empty retained meta (the publisher withdrew it) -> ``StreamLost``;
 - data messages -> decoded, put back in ``seq`` order (reorder window, see
-  :class:`~pedstream.stream.payload.SequenceTracker`), converted to mV -> ``ChunkReceived``;
-- a payload that cannot be decoded -> ``StreamError`` (the other streams carry on);
+  :class:`~pedstream.stream.payload.SequenceTracker`; a restarted publisher is recognised at its
+  first message), converted to mV -> ``ChunkReceived``;
+- a payload that cannot be decoded, or *any* exception while handling one message -> a
+  ``StreamError`` of that stream, throttled (``error_burst`` per ``error_period_s``, the rest
+  counted); nothing a publisher sends can end the source. Limits (size, JSON depth, channels,
+  samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.payload.PayloadLimits`);
+- per-stream ingest budget: at most ``max_messages_per_s`` messages/s and ``budget_factor`` times the
+  samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst); messages beyond are
+  rejected before decoding and counted (``rejected_messages``, ``dropped_samples``), the stream is
+  flagged with one (throttled) ``StreamError``;
 - data before its meta is held up to ``meta_wait_s`` (at most 256 messages), then dropped with one
   ``StreamError`` saying how many;
-- no data for ``lost_timeout_s`` -> ``StreamLost``; data again -> ``StreamAdded`` again;
-- broker connection lost -> ``StreamLost`` for every live stream, reconnect with jittered
+- no data for ``lost_timeout_s`` -> ``StreamLost``; data again -> ``StreamAdded`` again; a stream id
+  with no message for ``forget_after_s`` is forgotten (its meta kept in a bounded cache), at most
+  ``max_streams`` stream ids are tracked;
+- broker connection lost -> ``StreamLost`` for every live stream, reconnect with capped, jittered
   exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``, times a random factor
-  in [0.5, 1)); the retained metas re-announce the streams.
+  in [0.5, 1)); while waiting the broker is probed every ``probe_interval_s`` and the source
+  reconnects as soon as it answers again; the retained metas re-announce the streams.
 
-Every network await (connect, subscribe, publish) has a timeout (``timeout_s``).
+Authentication and TLS: :class:`MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
+``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
+
+Every network await (connect, subscribe, publish, probe) has a timeout (``timeout_s``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
+import ssl
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import numpy as np
 
-from pedstream.errors import PayloadError, StreamError as StreamFailure
+from pedstream.errors import ConfigError, PayloadError, StreamError as StreamFailure
 from pedstream.stream.payload import (
+    DEFAULT_LIMITS,
     DataPayload,
+    PayloadLimits,
     SeqStats,
     SequenceTracker,
     StreamMeta,
@@ -47,6 +68,7 @@ from pedstream.stream.payload import (
 from pedstream.stream.sources.base import (
     Chunk,
     ChunkReceived,
+    ErrorThrottle,
     SourceBase,
     StreamAdded,
     StreamError,
@@ -54,7 +76,7 @@ from pedstream.stream.sources.base import (
     StreamLost,
 )
 
-__all__ = ["MQTTSource", "MQTTPublisher", "NODELAY", "topic_for"]
+__all__ = ["MQTTSource", "MQTTPublisher", "MQTTAuth", "NODELAY", "topic_for", "limits_from", "wait_backoff"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +97,122 @@ def topic_for(prefix: str, stream_id: str, kind: str) -> str:
     return f"{prefix.rstrip('/')}/{stream_id}/{kind}"
 
 
+@dataclass(frozen=True, slots=True)
+class MQTTAuth:
+    """Credentials and TLS for the broker connection. ``repr`` never shows the password."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @classmethod
+    def from_section(cls, section: Any) -> "MQTTAuth":
+        """From ``[mqtt]``: the password from ``password``, ``password_file`` (first line) or the
+        environment variable named by ``password_env``. Problems are :class:`ConfigError`."""
+        password: str | None = None
+        pw = getattr(section, "password", None)
+        if pw is not None:
+            password = pw.get_secret_value() if hasattr(pw, "get_secret_value") else str(pw)
+        elif getattr(section, "password_file", ""):
+            path = Path(section.password_file).expanduser()
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError([("mqtt.password_file", f"cannot read {path} ({type(exc).__name__})")]) from exc
+            password = lines[0] if lines else ""
+        elif getattr(section, "password_env", ""):
+            name = section.password_env
+            if name not in os.environ:
+                raise ConfigError([("mqtt.password_env", f"environment variable {name} is not set")])
+            password = os.environ[name]
+        auth = cls(username=getattr(section, "username", None), password=password,
+                   tls=bool(getattr(section, "tls", False)), ca_file=getattr(section, "ca_file", "") or "",
+                   cert_file=getattr(section, "cert_file", "") or "", key_file=getattr(section, "key_file", "") or "")
+        if auth.tls:
+            auth.ssl_context()  # refuse unreadable files now, as a configuration error
+        return auth
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.tls:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=self.ca_file or None)
+            if self.cert_file:
+                ctx.load_cert_chain(self.cert_file, self.key_file or None)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise ConfigError([("mqtt.tls", f"cannot load the TLS files ({exc.__class__.__name__}: "
+                                             f"{getattr(exc, 'strerror', None) or exc})")]) from exc
+        return ctx
+
+    def client_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.username is not None:
+            kw["username"] = self.username
+            kw["password"] = self.password
+        ctx = self.ssl_context()
+        if ctx is not None:
+            kw["tls_context"] = ctx
+        return kw
+
+
+def limits_from(section: Any) -> PayloadLimits:
+    """:class:`PayloadLimits` from the ``[mqtt]`` section."""
+    return PayloadLimits(max_message_bytes=section.max_message_bytes, max_json_depth=section.max_json_depth,
+                         max_channels=section.max_channels, max_samples=section.max_samples_per_message,
+                         fs_min=section.fs_min, fs_max=section.fs_max)
+
+
+async def _probe(host: str, port: int, timeout: float) -> bool:
+    """True when ``host:port`` accepts a TCP connection within ``timeout``."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except (OSError, asyncio.TimeoutError):
+        pass
+    return True
+
+
+async def wait_backoff(host: str, port: int, delay: float, *, probe_interval_s: float = 0.25) -> bool:
+    """Wait up to ``delay`` seconds before a reconnect; return early (True) as soon as the broker
+    accepts TCP connections again after having refused them during this wait."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + delay
+    was_down = False
+    while (left := deadline - loop.time()) > 0:
+        up = await _probe(host, port, min(max(probe_interval_s, 0.05), left))
+        if up and was_down:
+            return True
+        was_down |= not up
+        left = deadline - loop.time()
+        if left > 0:
+            await asyncio.sleep(min(probe_interval_s, left))
+    return False
+
+
+class _Bucket:
+    """Token bucket: ``rate`` per second, ``burst`` at most."""
+
+    __slots__ = ("rate", "burst", "tokens", "t")
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate, self.burst, self.tokens, self.t = float(rate), float(burst), float(burst), now
+
+    def take(self, amount: float, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
+        self.t = now
+        if self.tokens >= amount:
+            self.tokens -= amount
+            return True
+        return False
+
+
 @dataclass(slots=True)
 class _Stream:
     meta: StreamMeta | None = None
@@ -83,9 +221,18 @@ class _Stream:
     tracker: SequenceTracker = field(default_factory=SequenceTracker)
     live: bool = False  # StreamAdded emitted and not lost since
     last_data: float = 0.0
+    last_message: float = 0.0
     pending: deque = field(default_factory=deque)  # (arrival, raw bytes) before meta
     errors: int = 0
     dropped_before_meta: int = 0
+    rejected_messages: int = 0  # over budget, over a limit, undecodable or not matching the meta
+    dropped_samples: int = 0  # samples in messages rejected over budget
+    sessions: int = 0  # metas that started a new stream session
+    mismatch_reported: bool = False  # one error per meta session for data that does not fit the meta
+    flagged: str | None = None  # why the stream is flagged (e.g. over its ingest budget)
+    msg_bucket: _Bucket | None = None
+    sample_bucket: _Bucket | None = None
+    byte_bucket: _Bucket | None = None
 
 
 class MQTTSource(SourceBase):
@@ -97,7 +244,11 @@ class MQTTSource(SourceBase):
                  prefix: str = "pedstream/v1", keepalive_s: int = 30, timeout_s: float = 5.0,
                  reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0, reorder_window: int = 4,
                  reorder_hold_s: float = 0.25, meta_wait_s: float = 2.0, lost_timeout_s: float = 5.0,
-                 qos: int = 0, client_id: str | None = None) -> None:
+                 qos: int = 0, client_id: str | None = None, auth: MQTTAuth | None = None,
+                 limits: PayloadLimits = DEFAULT_LIMITS, probe_interval_s: float = 0.25,
+                 budget_factor: float = 4.0, max_messages_per_s: float = 500.0, max_streams: int = 256,
+                 forget_after_s: float = 300.0, max_queued_messages: int = 10_000, error_burst: int = 3,
+                 error_period_s: float = 60.0) -> None:
         super().__init__(events=events)
         self.host, self.port = host, int(port)
         self.prefix = prefix.rstrip("/")
@@ -110,9 +261,22 @@ class MQTTSource(SourceBase):
         self.lost_timeout_s = float(lost_timeout_s)
         self.qos = int(qos)
         self.client_id = client_id or f"pedstream-src-{uuid.uuid4().hex[:10]}"
+        self.auth = auth or MQTTAuth()
+        self.limits = limits
+        self.probe_interval_s = float(probe_interval_s)
+        self.budget_factor = float(budget_factor)
+        self.max_messages_per_s = float(max_messages_per_s)
+        self.max_streams = int(max_streams)
+        self.forget_after_s = float(forget_after_s)
+        self.max_queued_messages = int(max_queued_messages)
+        self.errors = ErrorThrottle(burst=error_burst, period_s=error_period_s)
         self.connected = asyncio.Event()  # set while subscribed
         self.connects = 0
+        self.last_error: str | None = None  # the last broker connection problem
+        self.rejected_unknown = 0  # messages for new stream ids refused because max_streams were busy
+        self.handler_errors = 0  # exceptions caught while handling one message
         self._streams: dict[str, _Stream] = {}
+        self._parked: OrderedDict[str, bytes] = OrderedDict()  # forgotten stream id -> its meta (bounded)
         self._client: aiomqtt.Client | None = None
 
     @classmethod
@@ -123,6 +287,12 @@ class MQTTSource(SourceBase):
                   reconnect_min_s=section.reconnect_min_s, reconnect_max_s=section.reconnect_max_s,
                   reorder_window=section.reorder_window, meta_wait_s=section.meta_wait_s,
                   lost_timeout_s=section.lost_timeout_s, qos=section.qos)
+        if hasattr(section, "max_message_bytes"):
+            kw.update(auth=MQTTAuth.from_section(section), limits=limits_from(section),
+                      probe_interval_s=section.probe_interval_s, budget_factor=section.budget_factor,
+                      max_messages_per_s=section.max_messages_per_s, max_streams=section.max_streams,
+                      forget_after_s=section.forget_after_s, max_queued_messages=section.max_queued_messages,
+                      error_burst=section.error_burst, error_period_s=section.error_period_s)
         kw.update(overrides)
         return cls(events=events, **kw)
 
@@ -131,6 +301,21 @@ class MQTTSource(SourceBase):
         """Sequence counters (lost, duplicates, reordered, late...) of one stream."""
         st = self._streams.get(stream_id)
         return None if st is None else st.tracker.stats
+
+    def stream_counters(self, stream_id: str) -> dict[str, Any] | None:
+        """Ingest counters of one stream: ``rejected_messages``, ``dropped_samples``, ``errors``,
+        ``sessions``, ``flagged``."""
+        st = self._streams.get(stream_id)
+        if st is None:
+            return None
+        return {"rejected_messages": st.rejected_messages, "dropped_samples": st.dropped_samples,
+                "errors": self.errors.counts.get(stream_id, 0), "sessions": st.sessions, "flagged": st.flagged}
+
+    def totals(self) -> dict[str, int]:
+        """Summed ingest counters over the streams tracked now, plus refused stream ids."""
+        return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown,
+                "dropped_samples": sum(s.dropped_samples for s in self._streams.values()),
+                "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors}
 
     @property
     def stream_ids(self) -> list[str]:
@@ -141,13 +326,17 @@ class MQTTSource(SourceBase):
         self._spawn(self._run(), name=f"mqtt-source-{self.host}:{self.port}")
         self._spawn(self._watchdog(), name="mqtt-source-watchdog")
 
+    def _new_client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(self.host, self.port, identifier=f"{self.client_id}",
+                              protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
+                              keepalive=self.keepalive_s, socket_options=NODELAY,
+                              max_queued_incoming_messages=self.max_queued_messages, **self.auth.client_kwargs())
+
     async def _run(self) -> None:
         attempt = 0
         while True:
             try:
-                client = aiomqtt.Client(self.host, self.port, identifier=f"{self.client_id}",
-                                        protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
-                                        keepalive=self.keepalive_s, socket_options=NODELAY)
+                client = self._new_client()
                 self._client = client
                 async with client:
                     await client.subscribe([(topic_for(self.prefix, "+", "meta"), 1),
@@ -155,18 +344,21 @@ class MQTTSource(SourceBase):
                                            timeout=self.timeout_s)
                     attempt = 0
                     self.connects += 1
+                    self.last_error = None
                     self.connected.set()
                     log.info("MQTT source subscribed at %s:%d under %s/", self.host, self.port, self.prefix)
                     async for message in client.messages:
-                        self._on_message(message.topic.value, bytes(message.payload or b""))
+                        self._on_message_safe(message.topic.value, message.payload)
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
+                self.last_error = str(exc)
                 self._all_lost(f"broker connection lost ({exc})")
                 delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt)
                 delay *= random.uniform(0.5, 1.0)
                 attempt = min(attempt + 1, 30)
-                log.warning("MQTT %s:%d: %s; reconnecting in %.2f s", self.host, self.port, exc, delay)
-                await asyncio.sleep(delay)
+                log.warning("MQTT %s:%d: %s; reconnecting in at most %.2f s", self.host, self.port, exc, delay)
+                if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
+                    attempt = 0  # the broker is back: the next failure starts the backoff again
             finally:
                 self.connected.clear()
                 _retrieve_disconnect_error(self._client)
@@ -175,19 +367,41 @@ class MQTTSource(SourceBase):
         period = max(0.02, min(self.reorder_hold_s, self.meta_wait_s or 1.0, self.lost_timeout_s) / 4)
         while True:
             await asyncio.sleep(period)
-            now = time.monotonic()
-            for sid, st in list(self._streams.items()):
+            try:
+                self._tick(time.monotonic())
+            except Exception as exc:  # the watchdog must outlive any one stream's problem
+                self.handler_errors += 1
+                log.exception("MQTT source watchdog: %s", exc)
+
+    def _tick(self, now: float) -> None:
+        for sid, st in list(self._streams.items()):
+            try:
                 for payload in st.tracker.flush_stale(self.reorder_hold_s):
                     self._deliver(sid, st, payload)
                 if st.pending and now - st.pending[0][0] > self.meta_wait_s:
                     n = len(st.pending) + st.dropped_before_meta
                     st.pending.clear()
                     st.dropped_before_meta = 0
-                    self.emit(StreamError(sid, f"{n} data message(s) dropped: no meta on "
-                                               f"{topic_for(self.prefix, sid, 'meta')} within {self.meta_wait_s:g} s"))
+                    st.rejected_messages += n
+                    self.emit_error(sid, f"{n} data message(s) dropped: no meta on "
+                                         f"{topic_for(self.prefix, sid, 'meta')} within {self.meta_wait_s:g} s")
                 if st.live and now - st.last_data > self.lost_timeout_s:
                     st.live = False
                     self.emit(StreamLost(sid, f"no data for {self.lost_timeout_s:g} s"))
+                if not st.live and now - max(st.last_message, st.last_data) > self.forget_after_s:
+                    self._forget(sid, st)
+            except Exception as exc:
+                self._handler_failed(sid, exc)
+
+    def _forget(self, sid: str, st: _Stream) -> None:
+        """Drop an idle stream id; its meta is parked (bounded) in case its publisher comes back."""
+        self._streams.pop(sid, None)
+        self.errors.forget(sid)
+        if st.meta_raw:
+            self._parked[sid] = st.meta_raw
+            self._parked.move_to_end(sid)
+            while len(self._parked) > self.max_streams:
+                self._parked.popitem(last=False)
 
     def _all_lost(self, reason: str) -> None:
         for sid, st in self._streams.items():
@@ -198,6 +412,23 @@ class MQTTSource(SourceBase):
             st.meta_raw = b""
 
     # -- messages -------------------------------------------------------------------------------
+    def _handler_failed(self, sid: str, exc: BaseException) -> None:
+        self.handler_errors += 1
+        log.debug("stream %s: message handler failed", sid, exc_info=exc)
+        st = self._streams.get(sid)
+        if st is not None:
+            st.rejected_messages += 1
+        self.emit_error(sid, f"message could not be handled ({type(exc).__name__}: {str(exc)[:120]})")
+
+    def _on_message_safe(self, topic: str, payload: Any) -> None:
+        """:meth:`_on_message` behind a catch-all: one message can only ever cost its stream an error."""
+        try:
+            raw = payload if isinstance(payload, bytes) else bytes(payload or b"")
+            self._on_message(topic, raw)
+        except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - isolation is the point
+            rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else topic
+            self._handler_failed(rest.partition("/")[0][:64] or "?", exc)
+
     def _on_message(self, topic: str, payload: bytes) -> None:
         rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
         sid, _, kind = rest.partition("/")
@@ -206,70 +437,149 @@ class MQTTSource(SourceBase):
         try:
             check_stream_id(sid)
         except PayloadError as exc:
-            self.emit(StreamError(sid, str(exc)))
+            self.emit_error(sid[:64], str(exc))
             return
-        st = self._streams.setdefault(sid, _Stream(tracker=SequenceTracker(reorder_window=self.reorder_window)))
+        st = self._streams.get(sid)
+        now = time.monotonic()
+        if st is None:
+            if len(self._streams) >= self.max_streams and not self._make_room(now):
+                self.rejected_unknown += 1
+                self.emit_error(sid, f"refused: {self.max_streams} streams are tracked already ([mqtt] max_streams)")
+                return
+            st = self._streams[sid] = _Stream(tracker=SequenceTracker(reorder_window=self.reorder_window))
+            parked = self._parked.pop(sid, None)
+            if parked is not None and kind == "data":
+                self._on_meta(sid, st, parked)
+        st.last_message = now
         if kind == "meta":
             self._on_meta(sid, st, payload)
         else:
-            self._on_data(sid, st, payload)
+            self._on_data(sid, st, payload, now)
+
+    def _make_room(self, now: float) -> bool:
+        """Forget the longest-idle stream that is not live; False if every stream is live."""
+        idle = [(max(st.last_message, st.last_data), sid) for sid, st in self._streams.items() if not st.live]
+        if not idle:
+            return False
+        _, sid = min(idle)
+        self._forget(sid, self._streams[sid])
+        return True
 
     def _on_meta(self, sid: str, st: _Stream, raw: bytes) -> None:
         if not raw:  # retained meta cleared: the publisher is gone
             if st.live:
                 self.emit(StreamLost(sid, "meta withdrawn by the publisher"))
             self._streams.pop(sid, None)
+            self.errors.forget(sid)
             return
         if raw == st.meta_raw:
             return
         try:
-            meta = decode_meta(raw, stream=sid)
+            meta = decode_meta(raw, stream=sid, limits=self.limits)
         except PayloadError as exc:
             st.errors += 1
-            self.emit(StreamError(sid, str(exc)))
+            st.rejected_messages += 1
+            self.emit_error(sid, str(exc))
             return
+        old = st.meta
         if st.live:
             self.emit(StreamLost(sid, "meta changed"))
             st.live = False
+        if old is not None and old.shape_key != meta.shape_key:
+            st.sessions += 1
+            changed = [f"{k} {a!r} -> {b!r}" for k, a, b in (("fs", old.fs, meta.fs),
+                                                            ("channels", len(old.channels), len(meta.channels)),
+                                                            ("dtype", old.dtype, meta.dtype))
+                       if a != b] or ["channel names"]
+            self.emit(StreamError(sid, f"new stream session: the meta changed {', '.join(changed)}"))
+        if old is None or old.shape_key != meta.shape_key or old.session_key != meta.session_key:
+            for p in st.tracker.reset():  # held messages of the old session go out under the old meta
+                self._deliver(sid, st, p)
+            st.tracker = SequenceTracker(reorder_window=self.reorder_window)
         st.meta, st.meta_raw = meta, raw
-        st.tracker = SequenceTracker(reorder_window=self.reorder_window)
+        st.mismatch_reported = False
+        st.flagged = None
+        t = time.monotonic()
+        # budgets: messages/s, samples/s and bytes/s against what the meta declares (2 s of burst)
+        st.msg_bucket = _Bucket(self.max_messages_per_s, 2 * self.max_messages_per_s, t)
+        sps = self.budget_factor * meta.fs
+        st.sample_bucket = _Bucket(sps, 2 * sps + self.limits.max_samples, t)
+        bps = sps * meta.n_channels * 24 + 64 * self.max_messages_per_s  # JSON needs up to ~24 bytes a value
+        st.byte_bucket = _Bucket(bps, 2 * bps + self.limits.max_message_bytes, t)
         st.info = StreamInfo(stream_id=sid, source="mqtt", fs=meta.fs, channel_names=list(meta.channels),
                              units=[u or "mV" for u in meta.units], units_assumed=meta.units_assumed,
                              age_years=meta.age_years,
                              meta={"dtype": meta.dtype, "scale": meta.scale, "encoding": meta.encoding,
-                                   "t0": meta.t0, **meta.extra})
-        st.last_data = time.monotonic()
+                                   "t0": meta.t0, "session": meta.session, **meta.extra})
+        st.last_data = t
         self._announce(sid, st)
         pending, st.pending = list(st.pending), deque()
-        for _, data in pending:
-            self._on_data(sid, st, data)
+        for arrival, data in pending:
+            self._on_data(sid, st, data, arrival)
 
     def _announce(self, sid: str, st: _Stream) -> None:
         if not st.live and st.info is not None:
             st.live = True
             self.emit(StreamAdded(st.info))
 
-    def _on_data(self, sid: str, st: _Stream, raw: bytes) -> None:
+    def _over_budget(self, sid: str, st: _Stream, raw: bytes, now: float) -> bool:
+        """Charge one message against the stream's budgets; True (rejected, counted) when over."""
+        if st.msg_bucket is None or st.byte_bucket is None or st.sample_bucket is None:
+            return False
+        ok = st.msg_bucket.take(1, now) and st.byte_bucket.take(len(raw), now)
+        n = 0
+        if ok and raw[:4] == b"PSD1" and len(raw) >= 16:
+            n = int.from_bytes(raw[12:16], "little")
+            ok = st.sample_bucket.take(n, now)
+        if ok:
+            return False
+        st.rejected_messages += 1
+        st.dropped_samples += n
+        if st.flagged is None:
+            st.flagged = "over its ingest budget"
+        self.emit_error(sid, f"over its ingest budget ({self.max_messages_per_s:g} messages/s, "
+                             f"{self.budget_factor:g} x its declared {st.meta.fs if st.meta else 0:g} Hz): "
+                             f"messages dropped ({st.rejected_messages} so far)")
+        return True
+
+    def _on_data(self, sid: str, st: _Stream, raw: bytes, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if len(raw) > self.limits.max_message_bytes:  # rejected unread
+            st.rejected_messages += 1
+            self.emit_error(sid, f"size: message is {len(raw)} bytes, over the limit of "
+                                 f"{self.limits.max_message_bytes}")
+            return
         if st.meta is None:
             if len(st.pending) >= _MAX_PENDING:
                 st.pending.popleft()
                 st.dropped_before_meta += 1
-            st.pending.append((time.monotonic(), raw))
+            st.pending.append((now, raw))
+            return
+        if self._over_budget(sid, st, raw, now):
             return
         try:
-            payload = decode_data(raw, meta=st.meta, stream=sid)
+            payload = decode_data(raw, meta=st.meta, stream=sid, limits=self.limits)
         except PayloadError as exc:
             st.errors += 1
-            self.emit(StreamError(sid, str(exc)))
+            st.rejected_messages += 1
+            if exc.field in ("dtype", "n_channels") or (exc.field == "data" and "expected" in str(exc)):
+                if st.mismatch_reported:  # data that does not fit the meta: once per meta session
+                    return
+                st.mismatch_reported = True
+                st.flagged = "data does not match its meta"
+                self.emit(StreamError(sid, f"{exc} (data does not match the meta; further such messages "
+                                           "are counted, not reported, until the meta changes)"))
+                return
+            self.emit_error(sid, str(exc))
             return
-        st.last_data = time.monotonic()
+        st.last_data = now
         self._announce(sid, st)
         for p in st.tracker.push(payload.seq, payload):
             self._deliver(sid, st, p)
 
     def _deliver(self, sid: str, st: _Stream, p: DataPayload) -> None:
         meta = st.meta
-        if meta is None:
+        if meta is None or p.values.shape[1] != meta.n_channels:
             return
         data = payload_to_mv(p, meta)  # (n, n_ch) float32 mV
         ts = p.t + np.arange(p.n_samples, dtype=np.float64) / meta.fs  # (n,)
@@ -282,60 +592,146 @@ class MQTTPublisher:
 
     ``async with MQTTPublisher(host=..., port=...) as pub: await pub.publish_meta(sid, meta_bytes);
     await pub.publish_data(sid, payload)``. Leaving the block clears the retained metas it
-    published (``clear_meta_on_exit``), so subscribers see the streams end.
+    published (``clear_meta_on_exit``), so subscribers see the streams end; ``will_stream`` sets a
+    Last Will that clears that stream's retained meta if the publisher dies without leaving the block.
+
+    ``reconnect=True``: a lost connection does not raise; data published while disconnected is
+    dropped (counted in ``dropped``), the publisher reconnects in the background (capped jittered
+    backoff, at once when the broker answers again) and republishes its retained metas. The first
+    connection must succeed (:class:`~pedstream.errors.StreamError` otherwise).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 1883, prefix: str = "pedstream/v1",
                  timeout_s: float = 5.0, keepalive_s: int = 30, qos: int = 0, client_id: str | None = None,
-                 clear_meta_on_exit: bool = True) -> None:
+                 clear_meta_on_exit: bool = True, auth: MQTTAuth | None = None, reconnect: bool = False,
+                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 5.0, probe_interval_s: float = 0.25,
+                 will_stream: str | None = None) -> None:
         self.host, self.port = host, int(port)
         self.prefix = prefix.rstrip("/")
         self.timeout_s = float(timeout_s)
+        self.keepalive_s = int(keepalive_s)
         self.qos = int(qos)
         self.clear_meta_on_exit = clear_meta_on_exit
-        self._client = aiomqtt.Client(host, self.port, identifier=client_id or f"pedstream-pub-{uuid.uuid4().hex[:10]}",
-                                      protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
-                                      keepalive=int(keepalive_s), socket_options=NODELAY)
-        self._metas: set[str] = set()
+        self.auth = auth or MQTTAuth()
+        self.reconnect = bool(reconnect)
+        self.reconnect_min_s, self.reconnect_max_s = float(reconnect_min_s), float(reconnect_max_s)
+        self.probe_interval_s = float(probe_interval_s)
+        self.client_id = client_id or f"pedstream-pub-{uuid.uuid4().hex[:10]}"
+        self.will_stream = None if will_stream is None else check_stream_id(will_stream)
+        self._client = self._new_client()
+        self._metas: dict[str, bytes] = {}
+        self._connected = False
+        self._reconnector: asyncio.Task | None = None
         self.published = 0
+        self.dropped = 0  # messages not sent while disconnected (reconnect=True)
+        self.reconnects = 0
+        self.connected_event = asyncio.Event()
+
+    def _new_client(self) -> aiomqtt.Client:
+        will = None
+        if self.will_stream is not None:
+            will = aiomqtt.Will(topic_for(self.prefix, self.will_stream, "meta"), b"", qos=1, retain=True)
+        return aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                              protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
+                              keepalive=self.keepalive_s, socket_options=NODELAY, will=will,
+                              **self.auth.client_kwargs())
 
     async def __aenter__(self) -> "MQTTPublisher":
         try:
             await self._client.__aenter__()
         except aiomqtt.MqttError as exc:
             raise StreamFailure(f"mqtt://{self.host}:{self.port}", f"cannot connect to the broker ({exc})") from exc
+        self._connected = True
+        self.connected_event.set()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        task, self._reconnector = self._reconnector, None
+        if task is not None:
+            task.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                pass
         try:
-            if self.clear_meta_on_exit:
+            if self.clear_meta_on_exit and self._connected:
                 for sid in sorted(self._metas):
                     await self._publish(topic_for(self.prefix, sid, "meta"), b"", qos=1, retain=True)
         except StreamFailure:
             pass
         finally:
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        try:
+            await asyncio.wait_for(self._client.__aexit__(None, None, None), self.timeout_s)
+        except (aiomqtt.MqttError, asyncio.TimeoutError, RuntimeError):
+            pass
+        _retrieve_disconnect_error(self._client)
+
+    def _lost(self, exc: Exception) -> None:
+        if self._connected:
+            log.warning("MQTT publisher %s:%d: connection lost (%s); reconnecting", self.host, self.port, exc)
+        self._connected = False
+        self.connected_event.clear()
+        if self._reconnector is None or self._reconnector.done():
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop(),
+                                                                       name="mqtt-publisher-reconnect")
+
+    async def _reconnect_loop(self) -> None:
+        await self._close_client()
+        attempt = 0
+        while True:
+            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+            if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
+                attempt = 0
+            else:
+                attempt = min(attempt + 1, 30)
+            self._client = self._new_client()
             try:
-                await self._client.__aexit__(None, None, None)
-            except aiomqtt.MqttError:
-                pass
-            _retrieve_disconnect_error(self._client)
+                await self._client.__aenter__()
+            except aiomqtt.MqttError as exc:
+                log.info("MQTT publisher %s:%d: reconnect failed (%s)", self.host, self.port, exc)
+                _retrieve_disconnect_error(self._client)
+                continue
+            self._connected = True
+            self.reconnects += 1
+            try:
+                for sid, meta in list(self._metas.items()):
+                    await self._client.publish(topic_for(self.prefix, sid, "meta"), meta, qos=1, retain=True,
+                                               timeout=self.timeout_s)
+            except aiomqtt.MqttError as exc:
+                self._connected = False
+                await self._close_client()
+                log.info("MQTT publisher: republishing metas failed (%s)", exc)
+                continue
+            self.connected_event.set()
+            log.info("MQTT publisher %s:%d: reconnected", self.host, self.port)
+            return
 
     async def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
+        if self.reconnect and not self._connected:
+            self.dropped += 1
+            return
         try:
             await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=self.timeout_s)
         except aiomqtt.MqttError as exc:
+            if self.reconnect:
+                self.dropped += 1
+                self._lost(exc)
+                return
             raise StreamFailure(topic, f"publish failed ({exc})") from exc
         self.published += 1
 
     async def publish_meta(self, stream_id: str, meta: bytes) -> None:
         """Retained meta (see :func:`pedstream.stream.payload.encode_meta`)."""
         check_stream_id(stream_id)
+        self._metas[stream_id] = meta
         await self._publish(topic_for(self.prefix, stream_id, "meta"), meta, qos=1, retain=True)
-        self._metas.add(stream_id)
 
     async def clear_meta(self, stream_id: str) -> None:
+        self._metas.pop(stream_id, None)
         await self._publish(topic_for(self.prefix, stream_id, "meta"), b"", qos=1, retain=True)
-        self._metas.discard(stream_id)
 
     async def publish_data(self, stream_id: str, payload: bytes) -> None:
         """One data message (binary or JSON, see :mod:`pedstream.stream.payload`)."""

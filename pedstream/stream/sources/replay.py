@@ -26,13 +26,14 @@ import logging
 import math
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
 
-from pedstream.errors import RecordError
+from pedstream.errors import PedstreamError, RecordError
 from pedstream.stream.sources.base import (
     Chunk,
     ChunkReceived,
@@ -320,23 +321,32 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          prefix: str = "pedstream/v1", speed: float = 1.0, chunk_ms: float = 50.0,
                          loop: bool = False, encoding: str = "binary", dtype: str = "int16",
                          int16_scale_mv: float = 0.001, timeout_s: float = 5.0,
-                         on_start: Callable[[ReplayPlan], None] | None = None) -> dict[str, int]:
+                         on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
+                         reconnect: bool = True, reconnect_max_s: float = 5.0,
+                         probe_interval_s: float = 0.25) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range.
+
+    One MQTT client per stream, each with a Last Will that clears its retained meta if the process
+    dies; a normal end (or Ctrl-C) clears the metas itself. With ``reconnect`` a lost broker does not
+    end the replay: data is dropped (counted) while disconnected and the meta is republished on
+    reconnect (see :class:`~pedstream.stream.sources.mqtt.MQTTPublisher`).
     Returns samples sent per stream id."""
     from pedstream.stream.payload import encode_binary, encode_json, encode_meta
     from pedstream.stream.sources.mqtt import MQTTPublisher
 
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
-    async with MQTTPublisher(host=host, port=port, prefix=prefix, timeout_s=timeout_s) as pub:
 
-        async def one(plan: ReplayPlan) -> int:
+    async def one(plan: ReplayPlan) -> int:
+        async with MQTTPublisher(host=host, port=port, prefix=prefix, timeout_s=timeout_s, auth=auth,
+                                 reconnect=reconnect, reconnect_max_s=reconnect_max_s,
+                                 probe_interval_s=probe_interval_s, will_stream=plan.stream_id) as pub:
             t0 = time.time()
             await pub.publish_meta(plan.stream_id, encode_meta(
                 fs=plan.fs, channels=plan.channel_names, units="mV", dtype=dtype,
                 scale=int16_scale_mv if dtype == "int16" else 1.0, encoding=encoding, age_years=plan.age_years,
-                t0=t0, record=plan.record.name))
+                t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name))
             if on_start is not None:
                 on_start(plan)
             sent = 0
@@ -351,9 +361,25 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                     payload = encode_binary(data, seq=seq % (1 << 32), first_sample=first, t=t, dtype="float32")
                 await pub.publish_data(plan.stream_id, payload)
                 sent = first + data.shape[0]
+            if pub.dropped:
+                log.warning("MQTT %s: %d message(s) not sent while the broker was unreachable",
+                            plan.stream_id, pub.dropped)
             return sent
 
+    try:
         return await _run_all(plans, one)
+    except BaseExceptionGroup as eg:  # one clear error line, not a traceback of the task group
+        first_err = next((e for e in _leaves(eg) if isinstance(e, PedstreamError)), None)
+        if first_err is not None:
+            raise first_err from None
+        raise
+
+
+def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out += _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]
+    return out
 
 
 def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | None = None, loop: bool | None = None,
@@ -384,11 +410,15 @@ def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | Non
         configure_lsl_from(cfg.lsl)
         sent = asyncio.run(replay_to_lsl(plans, speed=speed, chunk_ms=chunk_ms, loop=loop, on_start=started))
     elif to == "mqtt":
+        from pedstream.stream.sources.mqtt import MQTTAuth
+
         m = cfg.mqtt
         sent = asyncio.run(replay_to_mqtt(plans, host=m.host, port=m.port, prefix=m.topic_prefix, speed=speed,
                                           chunk_ms=chunk_ms, loop=loop, encoding=encoding, dtype=cfg.replay.dtype,
                                           int16_scale_mv=cfg.replay.int16_scale_mv, timeout_s=m.timeout_s,
-                                          on_start=started))
+                                          on_start=started, auth=MQTTAuth.from_section(m),
+                                          reconnect_max_s=min(m.reconnect_max_s, 5.0),
+                                          probe_interval_s=m.probe_interval_s))
     else:
         raise RecordError("replay", f"--to must be lsl or mqtt (got {to!r})")
     wall = time.monotonic() - t0
