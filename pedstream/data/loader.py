@@ -20,6 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from contextlib import contextmanager
@@ -260,6 +261,28 @@ def _strip(path: str | os.PathLike[str]) -> Path:
     return p.with_suffix("") if p.suffix in (".hea", ".dat", ".atr") else p
 
 
+def _check_header_fs(hea: Path, name: str) -> None:
+    """Refuse a record line whose sampling frequency is not a positive number.
+
+    wfdb silently reads an unparseable frequency (``-977``, ``0``, ``abc``) as its 250 Hz default;
+    the record line is ``name[/segments] n_sig [fs[/counter[(base)]] [n_samples ...]]``."""
+    try:
+        with open(hea, encoding="latin-1") as fh:
+            line = next((ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")), "")
+    except OSError as exc:
+        raise RecordError(name, f"cannot read header {hea} ({exc.strerror or exc})") from exc
+    tokens = line.split()
+    if len(tokens) < 3:
+        return  # no frequency given: the WFDB default (250 Hz) applies by the format's own rule
+    text = tokens[2].split("/")[0].split("(")[0]
+    try:
+        fs = float(text)
+    except ValueError:
+        fs = float("nan")
+    if not math.isfinite(fs) or fs <= 0:
+        raise RecordError(name, f"sampling frequency {tokens[2]!r} in {hea.name} is not a positive number")
+
+
 def open_record(path: str | os.PathLike[str], cfg: SignalConfig) -> Record:
     """Open ``path`` (with or without ``.hea``): parse the header and check the signal files.
 
@@ -274,6 +297,7 @@ def open_record(path: str | os.PathLike[str], cfg: SignalConfig) -> Record:
     hea = p.with_name(f"{name}.hea")
     if not hea.is_file():
         raise RecordError(name, f"header file {hea} does not exist")
+    _check_header_fs(hea, name)
     try:
         with _quiet_wfdb():
             h = wfdb.rdheader(str(p))

@@ -205,3 +205,13 @@ def test_real_mitdb_and_iafdb_through_the_same_loader():
     np.testing.assert_allclose(x.data[:, IDX["CS12"]], raw.p_signal[:, 3], atol=1e-6)
     assert not x.clipped.any()
     assert iaf.annotations() is None
+
+
+@pytest.mark.parametrize("fs_text", ["-977", "0", "0/1000", "abc", "nan", "-1(0)"])
+def test_non_positive_sampling_frequency_is_refused_with_one_line(tmp_path, sig, fs_text):
+    """Issue 10: wfdb read ``fs = -977`` as its 250 Hz default and the record was used (exit 0)."""
+    (tmp_path / "n.hea").write_text(f"n 1 {fs_text} 10\nn.dat 16 200/mV 16 0 0 0 0 II\n")
+    (tmp_path / "n.dat").write_bytes(b"\0" * 20)
+    with pytest.raises(RecordError, match=r"^record n: sampling frequency '.*' in n.hea is not a positive number$") as ei:
+        open_record(tmp_path / "n", sig)
+    assert ei.value.exit_code == 2 and "\n" not in str(ei.value)
