@@ -59,7 +59,7 @@ def cli() -> None:
 # ---------------------------------------------------------------------------------------------- data
 @cli.group()
 def data() -> None:
-    """WFDB records: simulate, inspect, plot, fetch."""
+    """WFDB records: simulate (synth), inspect, label counts (labels), plot, fetch."""
 
 
 @data.command("synth")
@@ -81,18 +81,21 @@ def data_synth(cfg: Any, out: Path, records: int | None, minutes: float | None, 
 
 @data.command("inspect")
 @click.argument("folder", type=click.Path(exists=True, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "json_path", is_flag=False, flag_value="-", default=None, metavar="[FILE]",
+              help="Write JSON to FILE instead of the table (as in eval and score); --json alone prints it.")
 @with_config
-def data_inspect(cfg: Any, folder: Path, as_json: bool) -> None:
+def data_inspect(cfg: Any, folder: Path, json_path: str | None) -> None:
     """Table of the records in FOLDER: layout, duration, channels, clipped/flat channels, class counts."""
     from pedstream.data.inspect import inspect_command
 
-    inspect_command(cfg, folder=folder, as_json=as_json)
+    inspect_command(cfg, folder=folder, as_json=json_path is not None,
+                    json_path=None if json_path in (None, "-") else Path(json_path))
 
 
 @data.command("labels")
 @click.argument("table", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--subjects", default="children", type=click.Choice(["children", "adults", "all"]))
+@click.option("--subjects", default="children", type=click.Choice(["children", "adults", "all"]), show_default=True,
+              help="Which subjects of the table to count.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table (for the README).")
 @with_config
 def data_labels(cfg: Any, table: Path, subjects: str, markdown: bool) -> None:
@@ -104,9 +107,10 @@ def data_labels(cfg: Any, table: Path, subjects: str, markdown: bool) -> None:
 
 @data.command("plot")
 @click.argument("record", type=click.Path(path_type=Path))
-@click.option("--start", type=float, default=0.0, help="Start, seconds.")
-@click.option("--seconds", type=float, default=10.0, help="Length, seconds.")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--start", type=float, default=0.0, show_default=True, help="Start of the strip, seconds into the record.")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="Length of the strip, seconds.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG file to write.")
 @with_config
 def data_plot(cfg: Any, record: Path, start: float, seconds: float, out: Path) -> None:
     """Clinical-style strip of RECORD (12 leads + IEGM, grid, annotations) to a PNG."""
@@ -116,7 +120,8 @@ def data_plot(cfg: Any, record: Path, start: float, seconds: float, out: Path) -
 
 
 @data.command("fetch")
-@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to download the records and annotation tables into (created if missing).")
 @with_config
 def data_fetch(cfg: Any, dest: Path) -> None:
     """Download the real Leipzig Heart Center ECG-Database from PhysioNet."""
@@ -138,13 +143,23 @@ def data_fetch(cfg: Any, dest: Path) -> None:
 @click.option("--method", default=None, help="Name of the method in reports (default: from loss/model config).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Window cache folder (default: train.cache_dir).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum epochs (sets train.epochs).")
+@click.option("--steps", type=click.IntRange(min=0), default=None,
+              help="Batches per epoch, 0 = a full pass (sets train.steps_per_epoch).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @with_config
 def train_cmd(cfg: Any, data: Path, out: Path, protocol: str | None, fold: int, method: str | None,
-              cache_dir: Path | None, quiet: bool) -> None:
-    """Train one model on DATA into the run folder OUT (AdamW, cosine schedule, early stopping)."""
+              cache_dir: Path | None, epochs: int | None, steps: int | None, quiet: bool) -> None:
+    """Train one model on DATA into the run folder OUT (AdamW, cosine schedule, early stopping).
+
+    With fewer subjects than split.folds (a small folder) the subject protocol uses one fold per
+    subject and says so."""
     from pedstream.train.loop import train_run
 
+    if epochs is not None:
+        cfg.train.epochs = epochs
+    if steps is not None:
+        cfg.train.steps_per_epoch = steps
     train_run(cfg, data=data, out=out, protocol=protocol, fold=fold, method=method, cache_dir=cache_dir,
               progress=not quiet)
 
@@ -248,7 +263,6 @@ _RUN_OPTIONS = [
                  help="Where the streams come from."),
     click.option("--model", "model", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="ONNX model (default: the packaged demo model, trained on SIMULATED data)."),
-    click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C)."),
     click.option("--headless", is_flag=True, help="No dashboard: print the events to stdout as JSON lines."),
     click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="Append the events as JSON lines to this file."),
@@ -260,6 +274,9 @@ _RUN_OPTIONS = [
                  callback=lambda ctx, param, v: _check_capture(v),
                  help="At exit, write the final dashboard frame (100 columns) to this .svg or .txt file "
                       "(rich export). Repeatable."),
+    click.option("--alarms-dir", "alarms_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Folder for the alarm strip PNGs (default: alarms.alarms_dir, 'alarms' under the current "
+                      "folder); the run prints where they go."),
 ]
 
 
@@ -270,38 +287,45 @@ def _check_capture(paths: tuple[Path, ...]) -> tuple[Path, ...]:
     return paths
 
 
-def _run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(_RUN_OPTIONS):
-        fn = opt(fn)
-    return fn
+def _run_options(duration_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for opt in reversed([*_RUN_OPTIONS[:2],
+                             click.option("--duration", type=float, default=None, help=duration_help),
+                             *_RUN_OPTIONS[2:]]):
+            fn = opt(fn)
+        return fn
+    return deco
 
 
 @cli.command("run")
-@_run_options
+@_run_options("Stop after this many seconds (default: until Ctrl-C, or the end of a --source replay).")
 @click.option("--demo", is_flag=True, help="Replay the bundled simulated records on this machine and monitor them.")
 @click.option("--records", "records", multiple=True, type=click.Path(path_type=Path),
               help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
 @with_config
 def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
-        publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], demo: bool, records: tuple[Path, ...]) -> None:
+        publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], alarms_dir: Path | None, demo: bool,
+        records: tuple[Path, ...]) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
-                demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture))
+                demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture),
+                alarms_dir=alarms_dir)
 
 
 @cli.command("demo")
-@_run_options
+@_run_options("Stop after this many seconds (default: demo.duration_s, 60; Ctrl-C stops earlier).")
 @with_config
 def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
-         events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...]) -> None:
+         events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...],
+         alarms_dir: Path | None) -> None:
     """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
                 headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
-                lsl_markers=lsl_markers, capture=list(capture))
+                lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir)
 
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...

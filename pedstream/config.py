@@ -558,10 +558,24 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     src = Path(path) if path is not None else default_config_path()
     data = _read_toml(src)
+    applied: list[tuple[list[str], str]] = []
     for ov in overrides:
         keys, value = parse_override(ov)
         _apply(data, keys, value)
+        applied.append((keys, ov.strip()))
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc), source=str(src)) from exc
+        problems = _format_errors(exc)
+        raise ConfigError(problems, source=str(src),
+                          sources=[_blame(key, applied, str(src)) for key, _ in problems]) from exc
+
+
+def _blame(key: str, applied: list[tuple[list[str], str]], file: str) -> str:
+    """``--set KEY=VALUE`` when the bad key came from an override (the last one that touched it), else the file."""
+    loc = key.split(".")
+    for keys, text in reversed(applied):
+        n = min(len(loc), len(keys))
+        if loc[:n] == keys[:n]:
+            return f"--set {text}"
+    return file

@@ -39,10 +39,13 @@ class ConfigError(PedstreamError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[tuple[str, str]], *, source: str = "config") -> None:
+    def __init__(self, problems: list[tuple[str, str]], *, source: str = "config",
+                 sources: list[str] | None = None) -> None:
+        """``sources``: one per problem where they differ (e.g. ``--set signal.fs=abc`` beside the file)."""
         self.problems = problems
         self.source = source
-        lines = [f"{source}: {key}: {msg}" for key, msg in problems]
+        self.sources = list(sources) if sources is not None else [source] * len(problems)
+        lines = [f"{src}: {key}: {msg}" for src, (key, msg) in zip(self.sources, problems)]
         super().__init__("\n".join(lines))
 
 

@@ -88,10 +88,18 @@ def _hms(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def inspect_command(cfg: Config, *, folder: Path, as_json: bool) -> None:
-    """Print the folder summary as a rich table (or JSON); exit 1 when some record could not be read."""
+def inspect_command(cfg: Config, *, folder: Path, as_json: bool, json_path: Path | None = None) -> None:
+    """Print the folder summary as a rich table (or JSON, or write the JSON to ``json_path``); exit 1 when
+    some record could not be read."""
     doc = inspect_folder(cfg, Path(folder))
-    if as_json:
+    if json_path is not None:
+        json_path = Path(json_path)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = json_path.with_name(json_path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(json_path)
+        print(f"wrote {json_path}", file=sys.stderr)
+    elif as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         from rich.console import Console

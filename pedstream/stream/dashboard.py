@@ -75,12 +75,13 @@ def _ectopy_cell(st: StreamStatus) -> Text:
     return Text(f"{st.pvc_per_min}/{st.pac_per_min}", style="cyan" if st.pvc_per_min or st.pac_per_min else "")
 
 
-def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor") -> Group:
+def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor",
+                     banner: bool = True) -> Group:
     """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
     line when a stream declared no units). Fits 100 columns without wrapping for short stream ids."""
     now = time.monotonic() if now is None else now
     simulated = "SIMULATED" in snap.banner
-    banner = Text(snap.banner, style="bold yellow on dark_red" if simulated else "bold", justify="center")
+    banner_text = Text(snap.banner, style="bold yellow on dark_red" if simulated else "bold", justify="center")
     table = Table(title=title, expand=True, header_style="bold", box=box.SIMPLE_HEAD, show_edge=False,
                   pad_edge=False, padding=(0, 1, 0, 0))  # columns 2 apart: fits 100 columns
     right = {"justify": "right", "no_wrap": True}
@@ -106,7 +107,7 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
         f"alarms {snap.alarms_total} ({snap.alarms_active} active) · latency ms: inference p50 {_ms(snap.infer_p50)} "
         f"p99 {_ms(snap.infer_p99)} · end-to-end p50 {_ms(snap.e2e_p50)} p99 {_ms(snap.e2e_p99)}"
     )
-    parts: list = [banner, table]
+    parts: list = [banner_text, table] if banner else [table]
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         if st.error:  # below the table: error messages are long
             parts.append(Text(f"{st.stream_id}: {st.error}", style="bold red"))
@@ -132,13 +133,37 @@ def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100
     return path
 
 
+async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
+                           on_final: Callable[[EngineSnapshot], None] | None) -> None:
+    """Print a full frame every ``every_s`` seconds (and a last one when cancelled), each ending in a newline."""
+    console.print(engine.snapshot().banner, highlight=False)  # once; the frames below leave it out
+    console.print(f"(output is not a terminal: the dashboard is printed every {every_s:g} s)", highlight=False)
+    try:
+        while True:
+            await asyncio.sleep(every_s)  # pacing of a printed frame, not waiting for a condition
+            console.print(render_dashboard(engine.snapshot(), banner=False))
+    except asyncio.CancelledError:
+        snap = engine.snapshot()
+        console.print(render_dashboard(snap, banner=False))
+        if on_final is not None:
+            on_final(snap)
+        raise
+
+
 async def run_dashboard(engine: Engine, *, hz: float = 4.0, console: Console | None = None,
-                        on_final: Callable[[EngineSnapshot], None] | None = None) -> None:
+                        on_final: Callable[[EngineSnapshot], None] | None = None,
+                        plain_every_s: float = 5.0) -> None:
     """Refresh the live dashboard of ``engine`` at ``hz`` until cancelled.
+
+    When the console is not a terminal (``make demo | tee log``) it prints a whole frame every
+    ``plain_every_s`` seconds instead, so the log shows the run as it goes.
 
     When cancelled it draws one last frame from a fresh snapshot (left on the terminal) and hands
     that snapshot to ``on_final`` (e.g. to export the same frame)."""
     console = console or Console()
+    if not console.is_terminal:  # piped / tee'd: no live redraw (it would show only the last frame at exit)
+        await _plain_dashboard(engine, console=console, every_s=plain_every_s, on_final=on_final)
+        return
     period = 1.0 / hz
     with Live(render_dashboard(engine.snapshot()), console=console, refresh_per_second=hz, transient=False) as live:
         try:

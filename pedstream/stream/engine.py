@@ -49,7 +49,8 @@ from pedstream.stream.sources.base import ChunkReceived, StreamAdded
 from pedstream.stream.sources.base import StreamError as StreamErrorEvent
 from pedstream.stream.sources.base import StreamInfo, StreamLost, close_task_group
 
-__all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner", "hr_limits_text"]
+__all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner",
+           "is_packaged_model", "hr_limits_text"]
 
 log = logging.getLogger(__name__)
 
@@ -167,21 +168,40 @@ def _training_data(meta: dict[str, Any]) -> tuple[str | None, int | None, str]:
     return fmt, int(m.group(1)) if m else None, desc
 
 
-def model_banner(meta: dict[str, Any]) -> str:
+def is_packaged_model(path: str | Path | None) -> bool:
+    """Whether ``path`` is the demo model shipped inside pedstream (``pedstream/assets/demo_model.onnx``)."""
+    if path is None:
+        return False
+    from importlib import resources
+
+    packaged = Path(str(resources.files("pedstream") / "assets" / "demo_model.onnx"))
+    try:
+        return Path(path).resolve() == packaged.resolve()
+    except OSError:
+        return False
+
+
+def model_banner(meta: dict[str, Any], *, packaged: bool = False) -> str:
     """One short line stating what the model was trained on, from its metadata.
 
-    Simulated training data: ``DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated
-    subjects) · not for clinical use``. Real data: ``Model · trained on Leipzig-format data (29
-    subjects) · research use only, not a medical device`` (the description itself when it names no
-    format and is short).
+    Only the packaged demo model (``packaged``, see :func:`is_packaged_model`) trained on simulated
+    data is a ``DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated subjects) · not for
+    clinical use``. Another model trained on simulated data (a user's first run): ``Model · trained on
+    SIMULATED Leipzig-format data (3 simulated subjects) · not for clinical use``. Real data: ``Model ·
+    trained on <training_data.name, else the format> (29 subjects) · research use only, not a medical
+    device`` (the description itself when it names neither and is short).
     """
     fmt, n_subj, desc = _training_data(meta)
+    td = meta.get("training_data")
+    name = " ".join(str(td.get("name") or "").split()) if isinstance(td, dict) else ""
     if meta.get("trained_on_simulated_data", False):
         what = f"SIMULATED {fmt} data" if fmt else "SIMULATED data"
         if n_subj is not None:
             what += f" ({n_subj} simulated subject{'s' if n_subj != 1 else ''})"
-        return f"DEMO MODEL · trained on {what} · not for clinical use"
-    if fmt:
+        return f"{'DEMO MODEL' if packaged else 'Model'} · trained on {what} · not for clinical use"
+    if name:
+        what = name if len(name) <= 70 else name[:69].rstrip() + "…"
+    elif fmt:
         what = f"{fmt} data" + (f" ({n_subj} subject{'s' if n_subj != 1 else ''})" if n_subj is not None else "")
     elif desc:
         what = desc if len(desc) <= 60 else desc[:59].rstrip() + "…"
@@ -213,7 +233,7 @@ class Engine:
         self.fs = float(meta.get("fs", cfg.signal.fs))
         self.window = int(meta.get("window_samples") or window_samples(float(meta.get("window_s", cfg.segments.window_s)), self.fs))
         self.hop = window_samples(float(meta.get("hop_s", cfg.segments.hop_s)), self.fs)
-        self.banner = model_banner(meta)
+        self.banner = model_banner(meta, packaged=is_packaged_model(getattr(session, "path", None)))
         self.alarms_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir)
         self.batcher = InferenceBatcher(session=session, on_results=self._on_results,
                                         max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pedstream.config import Config
-from pedstream.errors import ConfigError, ModelError, RecordError
+from pedstream.errors import ConfigError, ModelError, PedstreamError, RecordError
 
 __all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary"]
 
@@ -123,6 +123,7 @@ async def run_async(
 
         configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
     sources: list[Any] = []
+    mqtt_src: Any = None
     feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
     replay_src = None
     if source == "lsl":
@@ -137,7 +138,8 @@ async def run_async(
     elif source == "mqtt":
         from pedstream.stream.sources.mqtt import MQTTSource
 
-        sources.append(MQTTSource.from_config(cfg.mqtt, events=queue))
+        mqtt_src = MQTTSource.from_config(cfg.mqtt, events=queue)
+        sources.append(mqtt_src)
         if recs:
             from pedstream.stream.sources.replay import plan_replay, replay_to_mqtt
 
@@ -205,7 +207,10 @@ async def run_async(
         snap, t_snap = final[-1]
         for c in capture:
             export_dashboard(snap, c, width=capture_width, now=t_snap)
-    return engine.summary()
+    summary = engine.summary()
+    if mqtt_src is not None:
+        summary["mqtt_connected"] = getattr(mqtt_src, "connects", 1) > 0
+    return summary
 
 
 async def _reap(tasks: Sequence[asyncio.Task]) -> None:
@@ -223,14 +228,32 @@ async def _replay_done(src: Any, engine: Any) -> None:
         await asyncio.sleep(0.05)  # polling the engine's queues at shutdown, bounded by --duration
 
 
+def broker_reachable(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` (a quick check before an MQTT run)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def broker_hint(cfg: Config) -> str:
+    return (f"no MQTT broker at {cfg.mqtt.host}:{cfg.mqtt.port}: start one (e.g. `mosquitto -p {cfg.mqtt.port}`) "
+            f"or point --set mqtt.host=... --set mqtt.port=... at yours")
+
+
 def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
                 events_path: Path | None, demo: bool, records: Sequence[Path] = (), publish_mqtt: bool = False,
-                lsl_markers: bool = False, capture: Sequence[Path] = ()) -> dict[str, Any]:
+                lsl_markers: bool = False, capture: Sequence[Path] = (), alarms_dir: Path | None = None) -> dict[str, Any]:
     """The ``pedstream run`` command body (the CLI turns domain errors into one line).
 
     The model banner (what the model was trained on) is shown once: inside the dashboard, or with
-    ``--headless`` as the first line on stderr (stdout carries only JSON lines)."""
-    from pedstream.stream.engine import model_banner
+    ``--headless`` as the first line on stderr (stdout carries only JSON lines). Where alarm strips
+    go is said at the start. With ``--source mqtt`` and no broker answering, a warning says how to
+    start one, and a run that never reached a broker exits 1 (after its summary)."""
+    from pedstream.stream.engine import is_packaged_model, model_banner
 
     session = open_model(cfg, model)
     beat_session = None
@@ -240,11 +263,23 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         beat_session, _ = open_beat_model(cfg, cfg.stream.beat_model)
     console = None
     if headless:
-        print(model_banner(session.metadata), file=sys.stderr, flush=True)
+        print(model_banner(session.metadata, packaged=is_packaged_model(session.path)), file=sys.stderr, flush=True)
     else:
         from rich.console import Console
 
         console = Console()
+    strips_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir).resolve()
+
+    def note(text: str) -> None:
+        if console is not None:
+            console.print(text, highlight=False, markup=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    if cfg.alarms.strips:
+        note(f"alarm strips (PNG) go to {strips_dir} (--alarms-dir or alarms.alarms_dir to change)")
+    if (source == "mqtt" or publish_mqtt) and not broker_reachable(cfg.mqtt.host, cfg.mqtt.port):
+        note(f"warning: {broker_hint(cfg)}; retrying until one answers")
 
     async def main() -> dict[str, Any]:
         stop = asyncio.Event()
@@ -255,7 +290,7 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
                                publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
-                               beat_session=beat_session)
+                               beat_session=beat_session, alarms_dir=strips_dir)
 
     summary = asyncio.run(main())
     line = format_summary(summary)
@@ -269,4 +304,8 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
             console.print(f"dashboard capture written to {c}", highlight=False)
         else:
             print(f"dashboard capture written to {c}", file=sys.stderr)
+    if summary.get("strips"):
+        note(f"{summary['strips']} alarm strip(s) in {strips_dir}")
+    if summary.get("mqtt_connected") is False:
+        raise PedstreamError("mqtt: " + broker_hint(cfg) + " (none answered during the run)")
     return summary

@@ -130,6 +130,8 @@ def train_run(cfg: Any, *, data: str | Path, out: str | Path, protocol: str | No
     console.print(f"[bold]{method}[/] · {len(ws)} windows from {len(ws.record_info)} records "
                   f"({'cache hit' if ws.cache_hit else 'built'}) · protocol {protocol} fold {fold} · {device}")
     split = make_split(ws, cfg, protocol=protocol, fold=fold)
+    if split.warning:
+        console.print(f"[yellow]warning:[/] {split.warning}")
     if split.leaks_subjects:
         warnings.warn(LEAKAGE_TEXT, SubjectLeakageWarning, stacklevel=2)
         console.print(f"[yellow]warning:[/] {LEAKAGE_TEXT}")

@@ -212,6 +212,7 @@ class Split:
     test: np.ndarray
     leaks_subjects: bool
     subjects: dict[str, list[str]] = field(default_factory=dict)
+    warning: str = ""  # e.g. split.folds clamped to the number of subjects
 
     def describe(self) -> dict[str, Any]:
         return {"protocol": self.protocol, "fold": self.fold, "n_folds": self.n_folds,
@@ -237,12 +238,23 @@ def make_split(ws: Any, cfg: Any, *, protocol: str | None = None, fold: int = 0)
     protocol = protocol or cfg.split.protocol
     sp = cfg.split
     labels, groups = ws.labels, ws.subjects
+    warning = ""
     if protocol == "segment":
         n_folds = _one_fold(protocol, fold)
         tr, va, te = segment_split(labels, test_fraction=sp.test_fraction, val_fraction=sp.val_fraction,
                                    seed=sp.seed, groups=groups)
     elif protocol == "subject":
-        n_folds = _fold_range(fold, sp.folds, f"fold must be in 0..{sp.folds - 1} for split.folds = {sp.folds}")
+        folds = sp.folds
+        n_subj = len(set(groups.tolist()))
+        if 2 <= n_subj < folds:  # a small folder: as many folds as subjects, said out loud
+            warning = (f"split.folds = {folds} but the data has {n_subj} subjects: using {n_subj} subject-independent "
+                       f"folds (set --set split.folds={n_subj}, or --protocol all / loso, to silence this)")
+            folds = n_subj
+        elif n_subj < 2:
+            raise ConfigError([("split.folds", f"subject-independent folds need at least 2 subjects, got {n_subj}: "
+                                               "use --protocol segment (one subject's windows split, leaks) or "
+                                               "--protocol all (no test set)")])
+        n_folds = _fold_range(fold, folds, f"fold must be in 0..{folds - 1} for {folds} folds")
         tr, va, te = grouped_kfold(labels, groups, folds=n_folds, fold=fold, val_fraction=sp.val_fraction, seed=sp.seed)
     elif protocol == "loso":
         n_subj = len(set(groups.tolist()))
@@ -260,4 +272,4 @@ def make_split(ws: Any, cfg: Any, *, protocol: str | None = None, fold: int = 0)
         raise PedstreamError(f"split {protocol} fold {fold}: subjects in both train and test: "
                              f"{sorted(set(subj['test']) & set(subj['train']))}")
     return Split(protocol=protocol, fold=int(fold), n_folds=int(n_folds), train=tr, val=va, test=te,
-                 leaks_subjects=leaks, subjects=subj)
+                 leaks_subjects=leaks, subjects=subj, warning=warning)

@@ -34,7 +34,7 @@ def snapshot(now: float | None = None) -> EngineSnapshot:
         StreamStatus(stream_id="bed3", source="replay", fs=500.0, quality="error",
                      error="stream bed3: none of the channel names I, II, V1 is known"),
     ]
-    banner = model_banner({"data_description": OLD_DEMO_DESCRIPTION, "trained_on_simulated_data": True})
+    banner = model_banner({"data_description": OLD_DEMO_DESCRIPTION, "trained_on_simulated_data": True}, packaged=True)
     return EngineSnapshot(streams=streams, windows_per_s=2.4, batch_mean=2.5, infer_p50=4.2, infer_p99=9.9, e2e_p50=20.5,
                           e2e_p99=48.0, queue_depth=1, banner=banner, windows_total=50, dropped_total=3, alarms_total=3,
                           uptime_s=80.0, alarms_active=2)
@@ -47,11 +47,13 @@ def rendered(snap: EngineSnapshot, *, width: int, now: float | None = None) -> s
 
 
 def test_banner_from_old_and_new_metadata():
-    assert model_banner({"data_description": OLD_DEMO_DESCRIPTION, "trained_on_simulated_data": True}) == DEMO_BANNER
+    assert model_banner({"data_description": OLD_DEMO_DESCRIPTION, "trained_on_simulated_data": True},
+                        packaged=True) == DEMO_BANNER
     new = {"data_description": "simulated Leipzig-format records (pedstream data synth): 3 subjects, 3 records",
            "trained_on_simulated_data": True,
            "training_data": {"format": "Leipzig-format", "subjects": 3, "records": 3, "simulated": True}}
-    assert model_banner(new) == ("DEMO MODEL · trained on SIMULATED Leipzig-format data (3 simulated subjects) · "
+    # a user's own model trained on simulated data is not "the demo model"
+    assert model_banner(new) == ("Model · trained on SIMULATED Leipzig-format data (3 simulated subjects) · "
                                  "not for clinical use")
     real = {"data_description": "Leipzig-format records from leipzig: 39 subjects, 39 records",
             "trained_on_simulated_data": False,
@@ -61,6 +63,21 @@ def test_banner_from_old_and_new_metadata():
     assert "DEMO" not in text and "SIMULATED" not in text.upper()
     other = model_banner({"data_description": "MIT-BIH Arrhythmia Database", "trained_on_simulated_data": False})
     assert other == "Model · trained on MIT-BIH Arrhythmia Database · research use only, not a medical device"
+    named = {"data_description": "WFDB records from aami: 22 subjects, 22 records", "trained_on_simulated_data": False,
+             "training_data": {"format": None, "subjects": 22, "records": 22, "simulated": False,
+                               "name": "MIT-BIH Arrhythmia Database DS1 (22 records)"}}
+    assert model_banner(named, packaged=True) == ("Model · trained on MIT-BIH Arrhythmia Database DS1 (22 records) "
+                                                  "· research use only, not a medical device")
+
+
+def test_only_the_packaged_simulated_model_is_the_demo_model(tmp_path):
+    from pedstream.stream.engine import is_packaged_model
+    from pedstream.stream.runner import default_model_path
+
+    assert is_packaged_model(default_model_path()) and not is_packaged_model(None)
+    copy = tmp_path / "demo_model.onnx"
+    copy.write_bytes(default_model_path().read_bytes())
+    assert not is_packaged_model(copy)
 
 
 def test_render_contains_banner_once_rows_and_footer():

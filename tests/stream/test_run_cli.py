@@ -41,8 +41,9 @@ def test_headless_replay_prints_json_lines_and_summary(model, tmp_path):
                   "--events", str(events), "--duration", "60", "--set", "replay.speed=8", "--capture", "final.txt",
                   cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    banner = "DEMO MODEL · trained on SIMULATED data · not for clinical use"
-    assert r.stderr.splitlines()[0] == banner and r.stderr.count("DEMO MODEL") == 1  # once, on stderr
+    banner = "Model · trained on SIMULATED data · not for clinical use"  # a user's model: not "DEMO MODEL"
+    assert r.stderr.splitlines()[0] == banner and r.stderr.count(banner) == 1  # once, on stderr
+    assert f"alarm strips (PNG) go to {tmp_path / 'alarms'}" in r.stderr  # where strips land is said
     capture = (tmp_path / "final.txt").read_text(encoding="utf-8")
     row = next(ln for ln in capture.splitlines() if ln.startswith("x002"))
     assert "replay" in row and "14/19 ECG+IEGM" in row and capture.splitlines()[0].strip() == banner
@@ -85,12 +86,37 @@ def test_dashboard_run_shows_banner_once_and_captures_svg(model, tmp_path):
     r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--model", str(model), "--duration", "60",
                   "--set", "replay.speed=8", "--capture", "dash.svg", "--capture", "dash.txt", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.count("DEMO MODEL") == 1  # inside the dashboard only, not also printed above it
-    assert "summary: streams 1" in r.stdout and "dashboard capture written to dash.svg" in r.stdout
+    banner = "Model · trained on SIMULATED data · not for clinical use"
+    assert r.stdout.count(banner) == 1  # once (stdout is a pipe: printed frames leave it out)
+    # not a terminal (| tee log): frames are printed as the run goes, each ending in a newline
+    assert "the dashboard is printed every 5 s" in r.stdout and r.stdout.count("classified") >= 2
+    assert "\nsummary: streams 1" in r.stdout and "dashboard capture written to dash.svg" in r.stdout
     svg = (tmp_path / "dash.svg").read_text(encoding="utf-8")
-    assert svg.lstrip().startswith("<svg") and "x002" in svg and "DEMO" in svg
+    assert svg.lstrip().startswith("<svg") and "x002" in svg and "SIMULATED" in svg
     txt = (tmp_path / "dash.txt").read_text(encoding="utf-8")  # the same final frame as text
     assert any(ln.startswith("x002") for ln in txt.splitlines()) and "classified" in txt
+
+
+def test_demo_model_banner_and_alarms_dir(tmp_path):
+    r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--headless", "--duration", "1",
+                  "--alarms-dir", "strips", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith("DEMO MODEL · trained on SIMULATED")  # the packaged model is the demo model
+    assert f"alarm strips (PNG) go to {tmp_path / 'strips'}" in r.stderr
+
+
+def test_mqtt_without_a_broker_says_how_to_start_one_and_fails(model, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = pedstream("run", "--source", "mqtt", "--model", str(model), "--headless", "--duration", "1.5",
+                  "--set", f"mqtt.port={port}", cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert f"warning: no MQTT broker at 127.0.0.1:{port}: start one (e.g. `mosquitto -p {port}`)" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: mqtt: no MQTT broker")
+    assert '"mqtt_connected": false' in r.stderr
 
 
 def test_capture_needs_svg_or_txt(tmp_path):

@@ -77,8 +77,8 @@ def test_run_folder_holds_checkpoint_manifest_curves_predictions(subject_run: Pa
                                         f"6 records, {man['data']['n_windows']} windows of 2.5 s at 977 Hz")
     from pedstream.stream.engine import model_banner
 
-    assert model_banner(meta) == ("DEMO MODEL · trained on SIMULATED Leipzig-format data (6 simulated subjects) · "
-                                  "not for clinical use")
+    assert model_banner(meta) == ("Model · trained on SIMULATED Leipzig-format data (6 simulated subjects) · "
+                                  "not for clinical use")  # a user-trained model is never "DEMO MODEL"
     rec = next(r for r in man["data"]["records"] if r["name"] == "s03")
     for ext in ("hea", "dat", "atr"):
         assert rec["sha256"][ext] == hashlib.sha256((tiny_data / f"s03.{ext}").read_bytes()).hexdigest()

@@ -122,6 +122,17 @@ def test_make_split_protocol_all_and_its_fold():
         make_split(_Windows(labels, groups), cfg, protocol="bogus")
 
 
+def test_make_split_subject_clamps_folds_to_a_small_folder():
+    labels, groups = _data(n_subj=3)
+    cfg = load_config(None, ["split.protocol=\"subject\"", "split.folds=5"])
+    sp = make_split(_Windows(labels, groups), cfg, fold=2)
+    assert sp.n_folds == 3 and "using 3 subject-independent folds" in sp.warning
+    assert not set(sp.subjects["test"]) & set(sp.subjects["train"])
+    with pytest.raises(ConfigError, match="0..2"):
+        make_split(_Windows(labels, groups), cfg, fold=3)
+    assert make_split(_Windows(*_data(n_subj=6)), cfg).warning == ""
+
+
 def test_splits_import_without_torch():
     import subprocess
     import sys
