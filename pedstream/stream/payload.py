@@ -264,7 +264,7 @@ def decode_meta(raw: bytes | str, *, stream: str = "?", limits: PayloadLimits = 
     obj = dict(obj)
     fs = obj.pop("fs", None)
     if not _number(fs) or fs <= 0:
-        raise PayloadError(stream, f"must be a positive number of Hz (got {fs!r})", field="fs")
+        raise PayloadError(stream, f"must be a positive number of Hz (got {_short(fs)})", field="fs")
     if not limits.fs_min <= fs <= limits.fs_max:
         raise PayloadError(stream, f"{fs:g} Hz is outside the accepted {limits.fs_min:g}..{limits.fs_max:g} Hz",
                            field="fs")
@@ -280,7 +280,7 @@ def decode_meta(raw: bytes | str, *, stream: str = "?", limits: PayloadLimits = 
         raise PayloadError(stream, "channel names are at most 64 characters", field="channels")
     if len(set(channels)) != len(channels):
         dup = sorted({c for c in channels if channels.count(c) > 1})
-        raise PayloadError(stream, f"duplicate channel names {dup}", field="channels")
+        raise PayloadError(stream, f"duplicate channel names {_short(dup)}", field="channels")
     units_raw = obj.pop("units", None)
     if units_raw is None:
         units = [""] * len(channels)
@@ -298,7 +298,7 @@ def decode_meta(raw: bytes | str, *, stream: str = "?", limits: PayloadLimits = 
     for i, (name, unit) in enumerate(zip(channels, units)):
         conv = unit_to_mv(unit)
         if conv is None:
-            raise PayloadError(stream, f"unit {unit!r} of channel {name!r} is not a voltage unit "
+            raise PayloadError(stream, f"unit {_short(unit, 40)} of channel {_short(name, 40)} is not a voltage unit "
                                        "(mV, uV, V, nV or a power-of-ten code)", field="units")
         factors[i], a = conv
         assumed |= a
