@@ -324,6 +324,8 @@ class LSLSection(_Section):
     max_chunk_samples: int = Field(4096, ge=1)
     lost_timeout_s: float = Field(3.0, gt=0)
     time_correction_interval_s: float = Field(5.0, gt=0)
+    dejitter: bool = True  # regular timestamps from the sample count (see pedstream.stream.sources.lsl)
+    jump_tolerance_s: float = Field(1.0, gt=0)
     marker_stream: str = Field("pedstream-events", min_length=1)  # name/source_id of the --lsl-markers outlet
 
 

@@ -220,3 +220,44 @@ def test_discovery_traffic_stays_on_loopback(tmp_path):
     v4 = set(re.findall(r'inet_addr\("([0-9.]+)"\)', text))
     v6 = set(re.findall(r'inet_pton\(AF_INET6, "([^"]+)"', text))
     assert v4 == {"127.0.0.1"} and not v6, (v4, v6)
+
+
+def test_sample_grid_absorbs_jitter_and_jumps_without_loss_but_keeps_real_gaps():
+    """Issue 10: an LSL timestamp jump above 0.1 s was treated as a gap (4.5 s blind) although no
+    sample was lost."""
+    from pedstream.stream.sources.lsl import SampleGrid
+
+    fs, n = 500.0, 50
+    grid = SampleGrid(fs=fs, jump_tolerance_s=1.0)
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(40):
+        ts = 100.0 + (k * n + np.arange(n)) / fs + rng.normal(0, 0.003)  # jittered chunk stamps
+        if k >= 20:
+            ts += 0.3  # the publisher's clock stepped by 0.3 s: no sample lost
+        out.append(grid.place(ts, k * n))
+    steps = np.diff(np.concatenate(out))
+    assert np.all(np.abs(steps - 1 / fs) <= 0.5 / fs + 1e-9) and grid.jumps == 0
+    # samples really lost (5 s of time for no samples): the grid re-anchors, the engine sees a gap
+    after = grid.place(100.0 + 5.3 + (40 * n + np.arange(n)) / fs, 40 * n)
+    assert grid.jumps == 1 and after[0] - out[-1][-1] > 4.0
+
+
+async def test_lsl_timestamp_jump_without_loss_is_not_a_gap(lsl_config):
+    import pylsl
+
+    sid = f"ped-{uuid.uuid4().hex[:8]}"
+    outlet = make_outlet(sid, labels=["II"], units=["mV"])
+    events: asyncio.Queue = asyncio.Queue()
+    log: list = []
+    async with lsl_source(events, sid):
+        await wait_for(events, lambda e: isinstance(e, StreamAdded), log=log)
+        assert await asyncio.to_thread(outlet.wait_for_consumers, 5.0)
+        t0 = pylsl.local_clock()
+        for k in range(0, 1000, 50):
+            jump = 0.4 if k >= 500 else 0.0  # the outlet's stamps jump by 0.4 s halfway
+            outlet.push_chunk(np.zeros((50, 1), np.float32), timestamp=t0 + jump + (k + 49) / 500.0)
+        await collect_samples(events, sid, 1000, log)
+    ts = np.concatenate([e.chunk.timestamps for e in log if isinstance(e, ChunkReceived)])
+    assert np.max(np.abs(np.diff(ts) - 1 / 500.0)) < 0.002  # no step anywhere near the 0.1 s gap tolerance
+    del outlet

@@ -18,7 +18,13 @@ thread); each new stream gets its own task with an inlet (``recover=True``). Tha
 ``pull_chunk(timeout=0.0)`` on a ``pull_interval_ms`` cadence (never blocking the event loop),
 pulling repeatedly while full chunks come back, which drains the backlog LSL delivers on connect.
 Timestamps get ``inlet.time_correction()`` added (measured in a worker thread, refreshed every
-``time_correction_interval_s``). No data for ``lost_timeout_s`` -> ``StreamLost``; data again (liblsl
+``time_correction_interval_s``). Timestamps are regularised (``dejitter``, default on): the inlet
+monotonises them (pylsl ``proc_monotonize``) and the source puts every sample on a grid of
+``1 / nominal_srate`` counted from the samples received, which follows the stream's clock slowly (at
+most half a sample period per chunk). A timestamp jump while no sample is missing (a publisher's
+clock step, scheduling jitter) therefore does not look like a gap; only timestamps more than
+``jump_tolerance_s`` away from the grid (samples really lost, an outlet restarted) re-anchor it, and
+the engine sees that jump as a gap. No data for ``lost_timeout_s`` -> ``StreamLost``; data again (liblsl
 recovered the same source_id from a restarted outlet) -> ``StreamAdded`` again. ``first_index``
 counts the samples received on that inlet.
 """
@@ -34,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from pedstream.stream.lslconfig import ensure_lsl_configured
+from pedstream.stream.payload import DEFAULT_LIMITS, PayloadLimits
 from pedstream.stream.sources.base import (
     Chunk,
     ChunkReceived,
@@ -45,7 +52,7 @@ from pedstream.stream.sources.base import (
 )
 from pedstream.stream.sources.units import unit_to_mv
 
-__all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo"]
+__all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +116,36 @@ def parse_lsl_info(full: Any) -> ParsedLSLInfo:
     return ParsedLSLInfo(info=info, mv_factors=factors, problems=problems)
 
 
+class SampleGrid:
+    """Timestamps on a ``1 / fs`` grid counted from the samples received (see the module docstring).
+
+    ``place(ts, first_index)`` returns the grid times of the chunk; the grid follows the measured
+    times by at most ``0.5 / fs`` per chunk and is re-anchored when they differ by more than
+    ``jump_tolerance_s`` (``jumps`` counts those)."""
+
+    def __init__(self, *, fs: float, jump_tolerance_s: float = 1.0) -> None:
+        self.fs = float(fs)
+        self.jump_tolerance_s = float(jump_tolerance_s)
+        self.anchor_t: float | None = None
+        self.anchor_i = 0
+        self.jumps = 0
+
+    def place(self, ts: np.ndarray, first_index: int) -> np.ndarray:
+        n = len(ts)
+        idx = first_index + np.arange(n, dtype=np.float64)
+        if self.anchor_t is None:
+            self.anchor_t, self.anchor_i = float(ts[0]), first_index
+        grid = self.anchor_t + (idx - self.anchor_i) / self.fs
+        err = float(np.median(ts - grid))
+        if not np.isfinite(err) or abs(err) > self.jump_tolerance_s:
+            self.jumps += self.anchor_t is not None
+            self.anchor_t, self.anchor_i = float(ts[0]), first_index
+            return self.anchor_t + (idx - self.anchor_i) / self.fs
+        step = max(-0.5 / self.fs, min(0.5 / self.fs, 0.1 * err))  # follow the clock slowly
+        self.anchor_t += step
+        return grid + step
+
+
 class LSLSource(SourceBase):
     """Monitor every LSL stream matching ``predicate`` (an XPath 1.0 predicate on the stream info,
     e.g. ``"type='ECG'"``, ``"name='bed1'"``, ``"starts-with(source_id, 'ped')"``)."""
@@ -118,8 +155,12 @@ class LSLSource(SourceBase):
     def __init__(self, *, events: asyncio.Queue, predicate: str = "type='ECG'", resolve_interval_s: float = 0.5,
                  forget_after_s: float = 2.0, pull_interval_ms: float = 10.0, max_chunk_samples: int = 4096,
                  lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
-                 open_timeout_s: float = 5.0, max_buflen_s: int = 60) -> None:
+                 open_timeout_s: float = 5.0, max_buflen_s: int = 60, dejitter: bool = True,
+                 jump_tolerance_s: float = 1.0, limits: PayloadLimits = DEFAULT_LIMITS) -> None:
         super().__init__(events=events)
+        self.dejitter = bool(dejitter)
+        self.limits = limits
+        self.jump_tolerance_s = float(jump_tolerance_s)
         self.predicate = predicate
         self.resolve_interval_s = float(resolve_interval_s)
         self.forget_after_s = float(forget_after_s)
@@ -143,6 +184,8 @@ class LSLSource(SourceBase):
                   forget_after_s=section.forget_after_s, pull_interval_ms=section.pull_interval_ms,
                   max_chunk_samples=section.max_chunk_samples, lost_timeout_s=section.lost_timeout_s,
                   time_correction_interval_s=section.time_correction_interval_s)
+        if hasattr(section, "dejitter"):
+            kw.update(dejitter=section.dejitter, jump_tolerance_s=section.jump_tolerance_s)
         kw.update(overrides)
         return cls(events=events, **kw)
 
@@ -187,12 +230,19 @@ class LSLSource(SourceBase):
         import pylsl
 
         fmt = info.channel_format()
-        if fmt == pylsl.cf_string or info.nominal_srate() <= 0:
+        srate, n_ch, lim = info.nominal_srate(), info.channel_count(), self.limits
+        why = ("string stream" if fmt == pylsl.cf_string
+               else "irregular sampling rate (nominal_srate 0)" if srate <= 0
+               else f"sampling rate {srate:g} Hz outside {lim.fs_min:g}..{lim.fs_max:g} Hz"
+               if not lim.fs_min <= srate <= lim.fs_max
+               else f"{n_ch} channels, over the limit of {lim.max_channels}" if n_ch > lim.max_channels
+               else None)
+        if why is not None:
             self._refused.add(info.uid())
-            why = "string stream" if fmt == pylsl.cf_string else "irregular sampling rate (nominal_srate 0)"
             self.emit(StreamError(sid, f"LSL stream refused: {why}"))
             return
-        inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True)
+        flags = pylsl.proc_monotonize if self.dejitter else 0
+        inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=flags)
         try:
             await asyncio.to_thread(inlet.open_stream, self.open_timeout_s)
             full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
@@ -219,6 +269,7 @@ class LSLSource(SourceBase):
         offset = await self._time_correction(inlet, 0.0)
         next_tc = time.monotonic() + self.time_correction_interval_s
         received = 0
+        grid = SampleGrid(fs=info.fs, jump_tolerance_s=self.jump_tolerance_s)
         live = True
         last_data = time.monotonic()
         self.emit(StreamAdded(info))
@@ -238,6 +289,8 @@ class LSLSource(SourceBase):
                     self.emit(StreamAdded(info))
                 data = samples[:n].astype(np.float32) * factors  # (n, n_ch) mV
                 ts = np.asarray(stamps, dtype=np.float64) + offset  # (n,)
+                if self.dejitter:
+                    ts = grid.place(ts, received)
                 self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=received)))
                 received += n
                 last_data = now
