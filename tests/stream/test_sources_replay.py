@@ -175,3 +175,32 @@ def test_cli_replay_bad_record_is_one_line_error(tmp_path):
     res = CliRunner().invoke(cli, ["replay", str(tmp_path / "missing"), "--to", "lsl"])
     assert res.exit_code != 0
     assert res.output.strip().startswith("error: record missing")
+
+
+async def test_cli_replay_to_mqtt_killed_its_last_will_clears_the_meta(tmp_path, mosquitto):
+    """Issue 10: a replay that dies (SIGKILL) must not leave its retained meta behind."""
+    import signal
+
+    path, _ = write_record(tmp_path, "rec_kill", seconds=2.0)
+    events: asyncio.Queue = asyncio.Queue()
+    log: list = []
+    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src:
+        await asyncio.wait_for(src.connected.wait(), 5)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pedstream.cli", "replay", str(path), "--to", "mqtt", "--loop",
+            "--stream-id", "kill1", "--set", f"mqtt.port={mosquitto.port}",
+            stderr=asyncio.subprocess.DEVNULL)
+        try:
+            await wait_for(events, lambda e: isinstance(e, ChunkReceived), log=log, timeout=20)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), 10)
+        gone = await wait_for(events, lambda e: isinstance(e, StreamLost) and "withdrawn" in e.reason,
+                              log=log, timeout=10)
+        assert gone.stream_id == "kill1"
+    # a new subscriber finds no retained meta
+    events2: asyncio.Queue = asyncio.Queue()
+    async with MQTTSource(events=events2, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src2:
+        await asyncio.wait_for(src2.connected.wait(), 5)
+        with pytest.raises(asyncio.TimeoutError):
+            await wait_for(events2, lambda e: isinstance(e, StreamAdded), timeout=0.5)
