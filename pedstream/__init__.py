@@ -1,4 +1,22 @@
-"""pedstream: real-time pediatric arrhythmia monitoring (12-lead ECG + intracardiac electrograms)."""
+"""pedstream: real-time pediatric arrhythmia monitoring (12-lead ECG + intracardiac electrograms).
+
+The Python API (README "Python API") is re-exported here lazily, so ``import pedstream`` stays light
+(no onnxruntime, torch, pylsl or matplotlib until a call needs them)::
+
+    import pedstream
+    model = pedstream.load_model()                      # the packaged demo model and its metadata
+    calls = pedstream.classify(x, fs=500, channels=["I", "II", "V1"])   # one WindowCall per window
+"""
+
+from pedstream._lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["__version__"]
+
+_LAZY = {name: "pedstream.api" for name in
+         ("Model", "WindowCall", "RecordData", "Monitor", "load_model", "classify", "read_record", "plot_strip",
+          "demo_records")}
+_LAZY["MonitorEvent"] = "pedstream.stream.sinks"
+
+__all__ = ["__version__", *_LAZY]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -1,0 +1,301 @@
+"""pedstream as a Python library: the few calls a notebook or another program needs.
+
+All of them go through the code the command line uses: the same configuration (``config=``: a
+:class:`~pedstream.config.Config`, a TOML path, or ``None`` for the default), the same model
+metadata check (a model whose sampling rate, channels, filters, window or normalisation disagree
+with the configuration is refused with :class:`~pedstream.errors.ModelMismatchError`), and the same
+streaming DSP as the monitor (channel mapping by name, causal resampling, the training filter bank,
+warm-up, per-window normalisation).
+
+- :func:`load_model` -> :class:`Model` (the packaged demo model by default) with its metadata;
+- :func:`classify` a NumPy array -> one :class:`WindowCall` per window;
+- :class:`Monitor`: the streaming engine for your own transport (``push`` samples, ``async for``
+  over the events);
+- :func:`read_record` and :func:`plot_strip` for WFDB records.
+
+Heavy imports (onnxruntime, matplotlib) happen inside the calls, never at ``import pedstream``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import numpy as np
+
+from pedstream.config import Config, load_config
+from pedstream.errors import PedstreamError, RecordError, StreamError
+
+__all__ = ["Model", "WindowCall", "RecordData", "Monitor", "load_model", "classify", "read_record", "plot_strip",
+           "demo_records"]
+
+
+def demo_records() -> Path:
+    """The folder of the bundled SIMULATED demo records (x001, x002, x003: WFDB, 977 Hz)."""
+    from importlib import resources
+
+    return Path(str(resources.files("pedstream") / "assets" / "demo_records"))
+
+
+def _config(config: Config | str | Path | None) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+@dataclass
+class Model:
+    """An opened ONNX model and what its metadata says about it.
+
+    ``classes``: class names in output order; ``channels``: the 19 canonical input channels; ``fs``:
+    the model rate (Hz); ``window_s`` / ``hop_s``: window length and step; ``training_data``: the
+    structured summary (format, subjects, records, simulated, name); ``trained_on_simulated_data``;
+    ``banner``: the one line the monitor shows; ``metadata``: everything; ``session``: the
+    :class:`pedstream.model.runtime.ModelSession`; ``config``: the configuration it was checked against.
+    """
+
+    path: Path
+    classes: list[str]
+    channels: list[str]
+    fs: float
+    window_s: float
+    hop_s: float
+    training_data: dict[str, Any]
+    trained_on_simulated_data: bool
+    banner: str
+    metadata: dict[str, Any]
+    session: Any = field(repr=False)
+    config: Config = field(repr=False)
+
+
+def load_model(path: str | Path | None = None, *, config: Config | str | Path | None = None) -> Model:
+    """Open ``path`` (default: the packaged demo model, trained on SIMULATED data) with ONNX Runtime
+    and check its metadata against ``config`` exactly as ``pedstream run`` does."""
+    from pedstream.stream.engine import is_packaged_model, model_banner
+    from pedstream.stream.runner import open_model
+
+    cfg = _config(config)
+    session = open_model(cfg, None if path is None else Path(path))
+    meta = dict(session.metadata)
+    td = meta.get("training_data")
+    return Model(path=Path(session.path), classes=list(session.class_names), channels=list(meta["channels"]),
+                 fs=float(meta["fs"]), window_s=float(meta.get("window_s", cfg.segments.window_s)),
+                 hop_s=float(meta.get("hop_s", cfg.segments.hop_s)), training_data=dict(td) if isinstance(td, dict) else {},
+                 trained_on_simulated_data=bool(meta.get("trained_on_simulated_data", False)),
+                 banner=model_banner(meta, packaged=is_packaged_model(session.path)), metadata=meta,
+                 session=session, config=cfg)
+
+
+@dataclass
+class WindowCall:
+    """One classified window: ``start_s`` (seconds from the first sample of the signal, at the model
+    rate), ``label`` (the most probable class), ``p`` (its probability) and ``probabilities`` (class
+    -> probability, in the model's class order)."""
+
+    start_s: float
+    label: str
+    p: float
+    probabilities: dict[str, float]
+
+
+def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: Model | str | Path | None = None,
+             config: Config | str | Path | None = None, batch: int = 32) -> list[WindowCall]:
+    """Classify ``signal`` (``(n_samples, n_channels)`` millivolts, channels named by ``channels``,
+    sampled at ``fs`` Hz) window by window with ``model`` (a :class:`Model`, a path, or ``None`` for
+    the packaged demo model).
+
+    The signal goes through the monitor's own per-stream pipeline (channel mapping, resampling to
+    the model rate, the training filter bank, warm-up, normalisation), so the calls equal the
+    monitor's raw calls on the same samples. The first ``filters.settle_s`` seconds (filter warm-up)
+    are not classified: a signal shorter than that plus one window gives an empty list.
+    """
+    from pedstream.model.runtime import softmax
+    from pedstream.stream.pipeline import StreamPipeline
+    from pedstream.stream.sources.base import Chunk, StreamInfo
+    from pedstream.dsp.windowing import window_samples
+
+    m = model if isinstance(model, Model) else load_model(model, config=config)
+    cfg = m.config
+    x = np.asarray(signal, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[:, None]
+    names = [str(c) for c in channels]
+    if x.ndim != 2 or x.shape[1] != len(names):
+        raise StreamError("classify", f"signal shaped {np.shape(signal)} does not match {len(names)} channel names "
+                                      "(expected (n_samples, n_channels))")
+    window = int(m.metadata.get("window_samples") or window_samples(m.window_s, m.fs))
+    hop = window_samples(m.hop_s, m.fs)
+    info = StreamInfo(stream_id="classify", source="replay", fs=float(fs), channel_names=names,
+                      units=["mV"] * len(names))
+    pipe = StreamPipeline(info=info, cfg=cfg, fs=m.fs, window=window, hop=hop)
+    ts = np.arange(x.shape[0], dtype=np.float64) / float(fs)
+    res = pipe.feed(Chunk(stream_id="classify", data=x, timestamps=ts, first_index=0), 0.0)
+    items = res.windows
+    out: list[WindowCall] = []
+    n_ecg = len(cfg.signal.ecg)
+    for i in range(0, len(items), max(1, int(batch))):
+        part = items[i:i + batch]
+        xs = np.stack([it.x for it in part])  # (B, 19, T)
+        mask = np.stack([it.mask for it in part]).astype(np.float32)
+        logits, _ = m.session.run(np.ascontiguousarray(xs[:, :n_ecg]), np.ascontiguousarray(xs[:, n_ecg:]), mask)
+        for it, lg in zip(part, np.asarray(logits)):
+            probs = softmax(lg, dtype=np.float64)
+            k = int(np.argmax(probs))
+            out.append(WindowCall(start_s=round(it.start / m.fs, 6), label=m.classes[k], p=float(probs[k]),
+                                  probabilities={c: float(p) for c, p in zip(m.classes, probs)}))
+    return out
+
+
+@dataclass
+class RecordData:
+    """A WFDB record read onto the canonical layout: ``signal`` ``(n, 19)`` float32 mV (absent
+    channels 0), ``channels`` (the 19 canonical names), ``present`` ``(19,)`` bool, ``fs`` (Hz),
+    ``start_s`` of the first sample, ``annotations`` (:class:`pedstream.data.annotations.Annotations`
+    or ``None``), ``record`` (the lazy :class:`pedstream.data.loader.Record`)."""
+
+    name: str
+    signal: np.ndarray
+    channels: list[str]
+    present: np.ndarray
+    fs: float
+    start_s: float
+    annotations: Any
+    record: Any = field(repr=False)
+
+    @property
+    def present_channels(self) -> list[str]:
+        return [c for c, p in zip(self.channels, self.present) if p]
+
+
+def read_record(path: str | Path, *, start_s: float = 0.0, seconds: float | None = None,
+                config: Config | str | Path | None = None) -> RecordData:
+    """Read ``seconds`` (default: all) of the WFDB record ``path`` (without extension) from ``start_s``."""
+    from pedstream.data.loader import open_record
+
+    cfg = _config(config)
+    rec = open_record(path, cfg.signal)
+    s0 = int(round(start_s * rec.fs))
+    if not 0 <= s0 < rec.n_samples:
+        raise RecordError(rec.name, f"start {start_s:g} s is outside the record (0 to {rec.duration_s:.1f} s)")
+    s1 = rec.n_samples if seconds is None else min(rec.n_samples, s0 + int(round(seconds * rec.fs)))
+    sig = rec.read(s0, s1)
+    return RecordData(name=rec.name, signal=sig.data, channels=list(sig.channels), present=np.asarray(sig.present),
+                      fs=rec.fs, start_s=s0 / rec.fs, annotations=rec.annotations(), record=rec)
+
+
+def plot_strip(record: str | Path, *, start_s: float = 0.0, seconds: float = 10.0, out: str | Path | None = None,
+               config: Config | str | Path | None = None) -> Path:
+    """Draw the clinical-style strip of ``pedstream data plot`` (12 leads + IEGM on ECG paper, with
+    the annotations) into ``out`` (PNG; default a new temporary file) and return its path. In a
+    notebook: ``IPython.display.Image(plot_strip(...))``."""
+    from pedstream.data.plot import plot_strip as _plot
+
+    cfg = _config(config)
+    if out is None:
+        fd, name = tempfile.mkstemp(prefix=f"{Path(record).name}_", suffix=".png")
+        import os
+
+        os.close(fd)
+        out = name
+    return _plot(cfg, Path(record), start=float(start_s), seconds=float(seconds), out=Path(out))
+
+
+class _PushSource:
+    """The source behind :class:`Monitor`: what ``push`` hands it becomes engine source events."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.streams: dict[str, tuple[float, list[str], int]] = {}  # id -> (fs, channels, next index)
+
+    async def __aenter__(self) -> "_PushSource":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class Monitor:
+    """The monitor for your own transport (an async context manager)::
+
+        async with pedstream.Monitor() as mon:                     # the packaged demo model
+            mon.push("bed1", samples, fs=500, channels=["I", "II", "V1"])  # (n, 3) mV, any chunk size
+            async for ev in mon.events():                         # MonitorEvent: call, alarm_on, ...
+                print(ev.kind, ev.label, ev.p, ev.t_signal)
+
+    ``push(stream_id, samples, fs=..., channels=..., t0=None, age_years=None)``: the first push of a
+    stream (or one whose ``fs``/``channels`` changed) announces it; later pushes continue it (the
+    sample index continues, so no gap). ``t0``: source-clock time (s) of ``samples[0]``; default: it
+    follows the previous push (0 for the first). ``lost(stream_id)`` says the stream went away.
+    Events carry ``t_signal`` on that clock. ``sinks``: extra sinks (e.g.
+    :class:`pedstream.stream.sinks.JsonLinesSink`). Alarm strips go to ``alarms_dir`` (default
+    ``alarms.alarms_dir``; ``config`` may set ``alarms.strips = false``).
+    """
+
+    def __init__(self, *, model: Model | str | Path | None = None, config: Config | str | Path | None = None,
+                 sinks: Sequence[Any] = (), alarms_dir: str | Path | None = None) -> None:
+        self.model = model if isinstance(model, Model) else load_model(model, config=config)
+        self.config = self.model.config
+        self._source = _PushSource()
+        self._sinks = list(sinks)
+        self._alarms_dir = alarms_dir
+        self.engine: Any = None
+        self._sub: Any = None
+
+    async def __aenter__(self) -> "Monitor":
+        from pedstream.stream.engine import Engine
+
+        self.engine = Engine(cfg=self.config, session=self.model.session, sources=[self._source], sinks=self._sinks,
+                             alarms_dir=self._alarms_dir)
+        self._sub = self.engine.subscribe()  # before entering: no event is missed
+        await self.engine.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.engine is not None:
+            await self.engine.__aexit__(*exc)
+
+    def push(self, stream_id: str, samples: np.ndarray, *, fs: float, channels: Sequence[str],
+             t0: float | None = None, age_years: float | None = None) -> None:
+        """Queue ``samples`` (``(n, n_channels)`` mV) of ``stream_id`` (non-blocking)."""
+        from pedstream.stream.sources.base import Chunk, ChunkReceived, StreamAdded, StreamInfo
+
+        if self.engine is None:
+            raise PedstreamError("Monitor.push: use the monitor inside `async with Monitor() as mon:`")
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        names = [str(c) for c in channels]
+        if x.ndim != 2 or x.shape[1] != len(names):
+            raise StreamError(stream_id, f"samples shaped {np.shape(samples)}, expected (n, {len(names)}) for {names}")
+        known = self._source.streams.get(stream_id)
+        if known is None or known[0] != float(fs) or known[1] != names:
+            info = StreamInfo(stream_id=stream_id, source="replay", fs=float(fs), channel_names=names,
+                              units=["mV"] * len(names), age_years=age_years, meta={"transport": "python", "clock": "python"})
+            self._source.events.put_nowait(StreamAdded(info))
+            known = (float(fs), names, 0)
+        index = known[2]
+        start = (index / float(fs)) if t0 is None else float(t0)
+        ts = start + np.arange(x.shape[0], dtype=np.float64) / float(fs)
+        self._source.events.put_nowait(ChunkReceived(Chunk(stream_id=stream_id, data=x, timestamps=ts,
+                                                           first_index=index)))
+        self._source.streams[stream_id] = (float(fs), names, index + x.shape[0])
+
+    def lost(self, stream_id: str, reason: str = "closed by the caller") -> None:
+        from pedstream.stream.sources.base import StreamLost
+
+        self._source.events.put_nowait(StreamLost(stream_id=stream_id, reason=reason))
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Every :class:`pedstream.stream.sinks.MonitorEvent` from the moment the monitor started."""
+        if self._sub is None:
+            raise PedstreamError("Monitor.events: use the monitor inside `async with Monitor() as mon:`")
+        async for ev in self._sub:
+            yield ev
+
+    async def wait_for(self, predicate: Any, *, timeout: float) -> Any:
+        """The first event (from now on or already queued) for which ``predicate(event)`` is true."""
+        return await self._sub.wait_for(predicate, timeout=timeout)
+
+    def summary(self) -> dict[str, Any]:
+        return self.engine.summary() if self.engine is not None else {}
