@@ -47,12 +47,18 @@ from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.sources.base import ChunkReceived, StreamAdded
 from pedstream.stream.sources.base import StreamError as StreamErrorEvent
-from pedstream.stream.sources.base import StreamInfo, StreamLost, close_task_group
+from pedstream.stream.sources.base import ErrorThrottle, StreamInfo, StreamLost, close_task_group
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner",
            "is_packaged_model", "hr_limits_text"]
 
 log = logging.getLogger(__name__)
+
+
+def _clock(pipe: StreamPipeline) -> str:
+    """Whose clock the stream's timestamps are on: the stream's ``meta["clock"]`` if it says, else its source kind."""
+    meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
+    return str(meta.get("clock") or pipe.info.source)
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -261,6 +267,7 @@ class Engine:
         self.counts: dict[str, int] = {}
         self.windows_total = 0
         self.ignored_chunks = 0
+        self.error_throttle = ErrorThrottle()
         self.strips: list[Path] = []
         self._strip_tasks: set[asyncio.Task] = set()
         self._tg: asyncio.TaskGroup | None = None
@@ -334,16 +341,29 @@ class Engine:
             fn(ev)
 
     def _error(self, stream_id: str, message: str) -> None:
+        """An ``error`` event, throttled per stream (a few per minute; the next one says how many were held back)."""
+        admitted = self.error_throttle.admit(stream_id, message)
+        if admitted is None:
+            return
+        message = admitted
         st = self.status.get(stream_id)
         if st is not None:
             st.error = message
-        self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message}))
+        pipe = self.pipelines.get(stream_id)
+        self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message},
+                                t_signal=None if pipe is None else pipe.last_ts,
+                                clock=None if pipe is None else _clock(pipe)))
 
     # -- ingestion -------------------------------------------------------------------------------------
     async def _ingest(self, queue: asyncio.Queue) -> None:
         while True:
             ev = await queue.get()
-            self.handle(ev, time.monotonic())
+            try:
+                self.handle(ev, time.monotonic())
+            except Exception as exc:  # one stream's failure is its error event, never the end of the run
+                sid = str(getattr(ev, "stream_id", "?"))
+                log.debug("stream %s: event %s failed", sid, type(ev).__name__, exc_info=exc)
+                self._error(sid, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
 
     def handle(self, ev: Any, t_received: float) -> None:
         """Process one source event (synchronous, never blocks)."""
@@ -412,7 +432,8 @@ class Engine:
         for kind, reason in res.transitions:
             if kind == "signal_loss":
                 self.trackers[sid].reset_smoothing()  # windows already queued were complete: keep them
-            self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason}))
+            self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason},
+                                    t_signal=pipe.last_ts, clock=_clock(pipe)))
         for item in res.windows:
             self.batcher.submit(item)
         if self.beat_batcher is not None:
@@ -445,20 +466,22 @@ class Engine:
             if call.label != st.call:
                 st.rhythm_since = now
             st.call, st.p, st.hr, st.windows = call.label, call.p, hr, st.windows + 1
+            t_sig = r.item.t_signal
             extra = {"window_start": r.item.start, "raw_label": self.class_names[raw],
-                     "raw_p": round(float(probs[raw]), 4)}
+                     "raw_p": round(float(probs[raw]), 4),
+                     "t_signal_end": None if t_sig is None else round(t_sig + pipe.window / pipe.fs, 6)}
             if st.ectopy == "on":
                 self._update_rates(sid, pipe, st)
                 extra.update(pvc_per_min=st.pvc_per_min, pac_per_min=st.pac_per_min)
             self._emit(MonitorEvent(stream=sid, kind="call", label=call.label, p=call.p, hr=hr, latency_ms=latency,
-                                    extra=extra))
+                                    extra=extra, t_signal=t_sig, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, transitions, onset=r.item.start + pipe.window,
-                                   latency=latency, now=now)
+                                   latency=latency, now=now, t_signal=t_sig)
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
 
     def _emit_transitions(self, pipe: StreamPipeline, st: StreamStatus, tracker: AlarmTracker, transitions: list,
-                          *, onset: int, latency: float | None, now: float) -> None:
+                          *, onset: int, latency: float | None, now: float, t_signal: float | None = None) -> None:
         """Alarm events (and strips, ``onset`` = ring index at the model rate) of one stream."""
         sid = pipe.stream_id
         for tr in transitions:
@@ -474,7 +497,7 @@ class Engine:
                 extra["strip"] = str(path)
                 pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path)))
             self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
-                                    latency_ms=latency, extra=extra))
+                                    latency_ms=latency, extra=extra, t_signal=t_signal, clock=_clock(pipe)))
         st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)
 
     # -- beat model (ectopy) -------------------------------------------------------------------------
@@ -506,9 +529,9 @@ class Engine:
             self._emit(MonitorEvent(stream=sid, kind="beat", label=label, p=p, hr=hr, latency_ms=latency,
                                     extra={"beat_t": round(info.t, 3), "pre_rr_s": round(info.pre_rr, 3),
                                            "post_rr_s": round(info.post_rr, 3), "pvc_per_min": st.pvc_per_min,
-                                           "pac_per_min": st.pac_per_min}))
+                                           "pac_per_min": st.pac_per_min}, t_signal=info.t, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, tracker.beat(label, p), onset=info.rhythm_index,
-                                   latency=latency, now=now)
+                                   latency=latency, now=now, t_signal=info.t)
 
     def _beat_error(self, sid: str, message: str) -> None:
         """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""
@@ -588,6 +611,8 @@ class Engine:
             "errors": self.counts.get("error", 0),
             "signal_loss": self.counts.get("signal_loss", 0),
             "dropped_windows": sum(self.batcher.dropped.values()),
+            "rejected_messages": sum(src.totals()["rejected_messages"] for src in self.sources if hasattr(src, "totals")),
+            "dropped_samples": sum(src.totals()["dropped_samples"] for src in self.sources if hasattr(src, "totals")),
             "e2e_latency_ms_p50": percentile(self.e2e_ms, 50),
             "e2e_latency_ms_p99": percentile(self.e2e_ms, 99),
             "inference_ms_p50": percentile(self.batcher.infer_ms, 50),

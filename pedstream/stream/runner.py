@@ -65,7 +65,8 @@ def format_summary(summary: dict[str, Any]) -> str:
 
     return (f"summary: streams {summary['streams']}, windows classified {summary['windows_classified']}, "
             f"alarms {summary['alarms']} ({summary.get('alarms_active', 0)} active at exit), errors {summary['errors']}, "
-            f"dropped windows {summary['dropped_windows']}\n"
+            f"dropped windows {summary['dropped_windows']}, rejected messages {summary.get('rejected_messages', 0)}, "
+            f"dropped samples {summary.get('dropped_samples', 0)}\n"
             f"latency ms: end-to-end p50 {f(summary['e2e_latency_ms_p50'])} p99 {f(summary['e2e_latency_ms_p99'])}, "
             f"inference p50 {f(summary['inference_ms_p50'])} p99 {f(summary['inference_ms_p99'])}")
 

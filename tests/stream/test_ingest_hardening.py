@@ -378,3 +378,38 @@ async def test_publisher_with_reconnect_survives_a_broker_restart(mosquitto):
             assert c.chunk.seq == k
         gone = await wait_for(events, lambda e: isinstance(e, StreamLost) and "withdrawn" in e.reason, log=log)
         assert gone.stream_id == "bed"
+
+
+async def test_engine_survives_any_exception_of_one_stream(tmp_path):
+    """Defect: the engine's ingest caught only PedstreamError; anything else ended the run (the
+    TaskGroup cancelled everything). A source that emits a malformed chunk for one stream costs that
+    stream one error event; the other stream is classified on."""
+    from pedstream.config import load_config
+    from pedstream.data.channels import CANONICAL_CHANNELS
+    from pedstream.stream.engine import Engine
+    from pedstream.stream.sources.base import Chunk, StreamInfo
+    from tests.stream.helpers import ArraySource, StreamSpec, make_signal
+    from tests.stream.tiny_model import build_tiny_model, open_session
+
+    cfg = load_config(overrides=["alarms.smoothing_windows=1"])
+    session = open_session(build_tiny_model(tmp_path / "tiny.onnx", cfg), cfg)
+    q: asyncio.Queue = asyncio.Queue()
+    info = StreamInfo(stream_id="broken", source="replay", fs=977.0, channel_names=list(CANONICAL_CHANNELS),
+                      units=["mV"] * 19)
+    q.put_nowait(StreamAdded(info))
+    for k in range(20):  # timestamps missing: a TypeError inside the pipeline, not a PedstreamError
+        q.put_nowait(ChunkReceived(Chunk(stream_id="broken", data=np.zeros((10, 19), np.float32),
+                                         timestamps=None, first_index=10 * k)))  # type: ignore[arg-type]
+    src = ArraySource(events=q, streams=[StreamSpec("good", make_signal(fs=977.0, seconds=6.0), 977.0)])
+    eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path / "alarms")
+    sub = eng.subscribe()
+    async with eng:
+        await sub.wait_for(lambda e: e.kind == "call" and e.stream == "good", timeout=30)
+    seen = sub.drain()
+    errors = [e for e in eng_events(sub, seen) if e.kind == "error" and e.stream == "broken"]
+    assert 1 <= len(errors) <= 3 and "processing failed" in errors[0].extra["message"]
+    assert "rejected_messages" in eng.summary()
+
+
+def eng_events(sub, drained) -> list:
+    return list(getattr(sub, "seen", [])) or list(drained or [])
