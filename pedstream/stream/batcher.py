@@ -50,6 +50,7 @@ class WindowItem:
     t_received: float
     t_enqueued: float = field(default_factory=time.monotonic)
     meta: Any = None
+    t_signal: float | None = None  # source-clock time (s) of the window's first sample
     rr: np.ndarray | None = None  # (K,) float32 RR features of a beat window (beat models)
 
 

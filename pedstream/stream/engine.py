@@ -55,6 +55,12 @@ __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "per
 log = logging.getLogger(__name__)
 
 
+def _clock(pipe: StreamPipeline) -> str:
+    """Whose clock the stream's timestamps are on: the stream's ``meta["clock"]`` if it says, else its source kind."""
+    meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
+    return str(meta.get("clock") or pipe.info.source)
+
+
 def percentile(values: Iterable[float], q: float) -> float | None:
     v = list(values)
     return float(np.percentile(v, q)) if v else None
@@ -343,7 +349,10 @@ class Engine:
         st = self.status.get(stream_id)
         if st is not None:
             st.error = message
-        self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message}))
+        pipe = self.pipelines.get(stream_id)
+        self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message},
+                                t_signal=None if pipe is None else pipe.last_ts,
+                                clock=None if pipe is None else _clock(pipe)))
 
     # -- ingestion -------------------------------------------------------------------------------------
     async def _ingest(self, queue: asyncio.Queue) -> None:
@@ -423,7 +432,8 @@ class Engine:
         for kind, reason in res.transitions:
             if kind == "signal_loss":
                 self.trackers[sid].reset_smoothing()  # windows already queued were complete: keep them
-            self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason}))
+            self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason},
+                                    t_signal=pipe.last_ts, clock=_clock(pipe)))
         for item in res.windows:
             self.batcher.submit(item)
         if self.beat_batcher is not None:
@@ -456,20 +466,22 @@ class Engine:
             if call.label != st.call:
                 st.rhythm_since = now
             st.call, st.p, st.hr, st.windows = call.label, call.p, hr, st.windows + 1
+            t_sig = r.item.t_signal
             extra = {"window_start": r.item.start, "raw_label": self.class_names[raw],
-                     "raw_p": round(float(probs[raw]), 4)}
+                     "raw_p": round(float(probs[raw]), 4),
+                     "t_signal_end": None if t_sig is None else round(t_sig + pipe.window / pipe.fs, 6)}
             if st.ectopy == "on":
                 self._update_rates(sid, pipe, st)
                 extra.update(pvc_per_min=st.pvc_per_min, pac_per_min=st.pac_per_min)
             self._emit(MonitorEvent(stream=sid, kind="call", label=call.label, p=call.p, hr=hr, latency_ms=latency,
-                                    extra=extra))
+                                    extra=extra, t_signal=t_sig, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, transitions, onset=r.item.start + pipe.window,
-                                   latency=latency, now=now)
+                                   latency=latency, now=now, t_signal=t_sig)
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
 
     def _emit_transitions(self, pipe: StreamPipeline, st: StreamStatus, tracker: AlarmTracker, transitions: list,
-                          *, onset: int, latency: float | None, now: float) -> None:
+                          *, onset: int, latency: float | None, now: float, t_signal: float | None = None) -> None:
         """Alarm events (and strips, ``onset`` = ring index at the model rate) of one stream."""
         sid = pipe.stream_id
         for tr in transitions:
@@ -485,7 +497,7 @@ class Engine:
                 extra["strip"] = str(path)
                 pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path)))
             self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
-                                    latency_ms=latency, extra=extra))
+                                    latency_ms=latency, extra=extra, t_signal=t_signal, clock=_clock(pipe)))
         st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)
 
     # -- beat model (ectopy) -------------------------------------------------------------------------
@@ -517,9 +529,9 @@ class Engine:
             self._emit(MonitorEvent(stream=sid, kind="beat", label=label, p=p, hr=hr, latency_ms=latency,
                                     extra={"beat_t": round(info.t, 3), "pre_rr_s": round(info.pre_rr, 3),
                                            "post_rr_s": round(info.post_rr, 3), "pvc_per_min": st.pvc_per_min,
-                                           "pac_per_min": st.pac_per_min}))
+                                           "pac_per_min": st.pac_per_min}, t_signal=info.t, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, tracker.beat(label, p), onset=info.rhythm_index,
-                                   latency=latency, now=now)
+                                   latency=latency, now=now, t_signal=info.t)
 
     def _beat_error(self, sid: str, message: str) -> None:
         """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""

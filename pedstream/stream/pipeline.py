@@ -260,10 +260,11 @@ class StreamPipeline:
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
-            win, _ = self.ring.read(start, start + self.window)  # (T, 19)
+            win, wts = self.ring.read(start, start + self.window)  # (T, 19), (T,) source-clock seconds
             x = normalize_window(win.T, self.present)  # (19, T) float32
+            t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
             res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask,
-                                          t_received=t_received))
+                                          t_received=t_received, t_signal=t_sig))
             self.windows_made += 1
             if self.state == "loss":
                 res.transitions.append(("signal_ok", f"clean window from sample {start}"))

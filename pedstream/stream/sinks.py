@@ -6,10 +6,19 @@ loop: the file sinks write one short line and flush (cheap), the MQTT sink hands
 publishing task through an unbounded queue, the LSL sink pushes one string sample (non-blocking in
 liblsl).
 
-The JSON line format (one object per line)::
+The JSON line format (one object per line, schema version :data:`SCHEMA_VERSION`)::
 
-    {"t": "2025-01-01T12:00:00.123456+00:00", "stream": "sim001", "kind": "call",
-     "label": "sinus", "p": 0.93, "hr": 112.4, "latency_ms": 18.2}
+    {"schema_version": 2, "t": "2025-01-01T12:00:00.123456+00:00", "t_signal": 1735732800.125,
+     "clock": "lsl", "stream": "sim001", "kind": "call", "label": "sinus", "p": 0.93, "hr": 112.4,
+     "latency_ms": 18.2}
+
+``t`` is the wall-clock time the event was emitted (UTC). ``t_signal`` is the signal time the event
+is about, in seconds on the source's clock (``clock``: ``lsl`` = LSL's ``local_clock`` after time
+correction, the clock of an XDF recording; ``mqtt`` / ``replay`` = the publisher's clock, from the
+payload's ``t``; ``python`` = the clock of :meth:`pedstream.Monitor.push`): for a call the start of
+its window (``t_signal_end`` its end), for an alarm the start of the window that raised or cleared
+it, for a beat the R peak, for ``signal_loss``/``signal_ok`` the last sample received; ``null``
+when unknown. Version 1 (before ``schema_version`` existed) had no ``t_signal``/``clock``.
 
 ``kind`` is one of ``call``, ``alarm_on``, ``alarm_off``, ``signal_loss``, ``signal_ok``,
 ``error`` and, with a beat model, ``beat`` (one per classified beat: ``label`` the AAMI class, ``p``,
@@ -32,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TextIO
 
 __all__ = [
+    "SCHEMA_VERSION",
     "EventKind",
     "MonitorEvent",
     "Sink",
@@ -41,6 +51,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
 
@@ -57,10 +69,15 @@ class MonitorEvent:
     latency_ms: float | None = None
     t: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     extra: dict[str, Any] = field(default_factory=dict)
+    t_signal: float | None = None  # seconds on the source clock (see the module docstring)
+    clock: str | None = None  # "lsl" | "mqtt" | "replay" | "python": whose clock t_signal is on
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
             "t": self.t,
+            "t_signal": None if self.t_signal is None else round(float(self.t_signal), 6),
+            "clock": self.clock,
             "stream": self.stream,
             "kind": self.kind,
             "label": self.label,
@@ -190,9 +207,12 @@ class MQTTSink:
 
 class LSLMarkerSink:
     """An LSL marker outlet (type ``Markers``, one string channel, irregular rate) carrying each event
-    as its JSON line. LSL is configured with ``pedstream.stream.lslconfig`` (the safe machine-only
-    defaults if nobody did). LSL has no flush: on exit the outlet stays open ``linger_s`` seconds
-    when an inlet is connected, so the last events reach it."""
+    as its JSON line. Each marker is stamped with the event's signal time when that is on the LSL
+    clock (``clock == "lsl"``: the stream came in over LSL), so in an XDF recording it sits at the
+    window it describes (a call at its window's end, when the call became possible); other events
+    are stamped when pushed. LSL is configured with ``pedstream.stream.lslconfig`` (the safe
+    machine-only defaults if nobody did). LSL has no flush: on exit the outlet stays open
+    ``linger_s`` seconds when an inlet is connected, so the last events reach it."""
 
     def __init__(self, *, name: str = "pedstream-events", source_id: str | None = None, linger_s: float = 0.3) -> None:
         self.name, self.source_id = name, source_id or name
@@ -217,5 +237,18 @@ class LSLMarkerSink:
 
     def emit(self, event: MonitorEvent) -> None:
         if self._outlet is not None:
-            self._outlet.push_sample([event.to_json()])
+            stamp = marker_timestamp(event)
+            if stamp is None:
+                self._outlet.push_sample([event.to_json()])
+            else:
+                self._outlet.push_sample([event.to_json()], stamp)
             self.count += 1
+
+
+def marker_timestamp(event: MonitorEvent) -> float | None:
+    """The LSL timestamp of ``event``'s marker: its signal time on the LSL clock (a call's window end),
+    or ``None`` (stamp when pushed) when the event's time is not on the LSL clock."""
+    if event.clock != "lsl" or event.t_signal is None:
+        return None
+    end = event.extra.get("t_signal_end")
+    return float(end if isinstance(end, (int, float)) else event.t_signal)

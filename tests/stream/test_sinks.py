@@ -88,3 +88,31 @@ async def test_mqtt_sink_publishes_queued_events_before_exit(mosquitto):
                 if len(got) == n:
                     break
     assert got == [round(i / n, 4) for i in range(n)]
+
+
+async def test_lsl_markers_are_stamped_with_the_windows_lsl_time(lsl_config):
+    """A call about an LSL stream is stamped at its window's end on the LSL clock (where it sits in an
+    XDF recording), not when it was pushed; events on another clock are stamped when pushed."""
+    import pylsl
+
+    async with LSLMarkerSink(name="pedstream-events-stamp", source_id="ev-test-stamp") as sink:
+        infos = await asyncio.to_thread(pylsl.resolve_byprop, "source_id", "ev-test-stamp", 1, 10.0)
+        assert infos, "marker stream not found"
+        inlet = pylsl.StreamInlet(infos[0])
+        await asyncio.to_thread(inlet.open_stream, 10.0)
+        now = pylsl.local_clock()
+        window_start = now - 30.0  # a window classified long after it was recorded
+        sink.emit(MonitorEvent(stream="s", kind="call", label="sinus", t_signal=window_start, clock="lsl",
+                               extra={"t_signal_end": window_start + 2.5}))
+        sink.emit(MonitorEvent(stream="m", kind="call", label="sinus", t_signal=12.0, clock="mqtt"))
+        (s1, ts1), (s2, ts2) = [await asyncio.to_thread(inlet.pull_sample, 10.0) for _ in range(2)]
+        inlet.close_stream()
+    e1 = json.loads(s1[0])
+    assert e1["schema_version"] == 2 and e1["clock"] == "lsl" and abs(e1["t_signal"] - window_start) < 1e-5
+    assert abs(ts1 - (window_start + 2.5)) < 1e-3  # the window's end on the LSL clock
+    assert abs(ts2 - now) < 5.0 and json.loads(s2[0])["t_signal"] == 12.0  # publisher clock: stamped when pushed
+
+
+def test_event_json_carries_schema_version_and_signal_time():
+    d = json.loads(MonitorEvent(stream="s", kind="signal_ok", t_signal=3.25, clock="replay").to_json())
+    assert d["schema_version"] == 2 and d["t_signal"] == 3.25 and d["clock"] == "replay" and d["t"].endswith("+00:00")
