@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,3 +253,13 @@ def test_sequence_flush_stale_and_reset():
     assert t.flush_stale(0.1) == [2, 3] and t.stats.lost == 1
     assert _feed(t, [100_000, 100_001]) == [100_000, 100_001]  # publisher restarted far away
     assert t.stats.resets == 1
+
+
+def test_readme_payload_spec_is_the_codec_docstring():
+    """README's "MQTT payload specification" block is this module's docstring (less its title line)."""
+    import pedstream.stream.payload as pl
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```text\n", readme.index("### MQTT payload specification")) + len("```text\n")
+    block = readme[start:readme.index("```\n", start)]
+    assert block.strip("\n") == pl.__doc__.split("\n", 1)[1].strip("\n")
