@@ -14,7 +14,7 @@ source events:
   ``StreamError`` of that stream, throttled (``error_burst`` per ``error_period_s``, the rest
   counted); nothing a publisher sends can end the source. Limits (size, JSON depth, channels,
   samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.payload.PayloadLimits`);
-- per-stream ingest budget: at most ``max_messages_per_s`` messages/s and ``budget_factor`` times the
+- per-stream ingest budget: at most ``max(max_messages_per_s, fs)`` messages/s and ``budget_factor`` times the
   samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst); messages beyond are
   rejected before decoding and counted (``rejected_messages``, ``dropped_samples``), the stream is
   flagged with one (throttled) ``StreamError``;
@@ -501,7 +501,8 @@ class MQTTSource(SourceBase):
         st.flagged = None
         t = time.monotonic()
         # budgets: messages/s, samples/s and bytes/s against what the meta declares (2 s of burst)
-        st.msg_bucket = _Bucket(self.max_messages_per_s, 2 * self.max_messages_per_s, t)
+        mps = max(self.max_messages_per_s, meta.fs)  # one sample per message in real time is always allowed
+        st.msg_bucket = _Bucket(mps, 2 * mps, t)
         sps = self.budget_factor * meta.fs
         st.sample_bucket = _Bucket(sps, 2 * sps + self.limits.max_samples, t)
         bps = sps * meta.n_channels * 24 + 64 * self.max_messages_per_s  # JSON needs up to ~24 bytes a value
