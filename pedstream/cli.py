@@ -274,6 +274,15 @@ _RUN_OPTIONS = [
                  callback=lambda ctx, param, v: _check_capture(v),
                  help="At exit, write the final dashboard frame (100 columns) to this .svg or .txt file "
                       "(rich export). Repeatable."),
+    click.option("--hl7", "hl7", is_flag=True,
+                 help="Also send alarms (ORU^R40, IHE PCD-04) and rhythm/heart-rate observations (ORU^R01, PCD-01) "
+                      "as HL7 v2 over MLLP to [hl7] host:port (needs the integrations extra)."),
+    click.option("--fhir", "fhir_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                 help="Also append FHIR R4 Observation / DetectedIssue resources to this NDJSON file "
+                      "(needs the integrations extra)."),
+    click.option("--record", "record_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Record every monitored stream (any transport) to DIR as EDF+ (one file per stream, "
+                      "the calls and alarms as annotations; needs the integrations extra)."),
     click.option("--alarms-dir", "alarms_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Folder for the alarm strip PNGs (default: alarms.alarms_dir, 'alarms' under the current "
                       "folder); the run prints where they go."),
@@ -304,14 +313,14 @@ def _run_options(duration_help: str) -> Callable[[Callable[..., Any]], Callable[
               help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
 @with_config
 def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
-        publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], alarms_dir: Path | None, demo: bool,
-        records: tuple[Path, ...]) -> None:
+        publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], hl7: bool, fhir_path: Path | None,
+        record_dir: Path | None, alarms_dir: Path | None, demo: bool, records: tuple[Path, ...]) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
                 demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture),
-                alarms_dir=alarms_dir)
+                alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path, record_dir=record_dir)
 
 
 @cli.command("demo")
@@ -319,13 +328,14 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
 @with_config
 def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
          events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...],
-         alarms_dir: Path | None) -> None:
+         hl7: bool, fhir_path: Path | None, record_dir: Path | None, alarms_dir: Path | None) -> None:
     """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
                 headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
-                lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir)
+                lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path,
+                record_dir=record_dir)
 
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...

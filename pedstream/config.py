@@ -38,6 +38,8 @@ __all__ = [
     "AlarmsSection",
     "HRBand",
     "DemoSection",
+    "HL7Section",
+    "RecordSection",
     "default_config_path",
     "load_config",
     "parse_override",
@@ -308,6 +310,27 @@ class DemoSection(_Section):
     records: str = ""  # folder of records to replay; "" = the bundled pedstream/assets/demo_records
 
 
+class HL7Section(_Section):
+    """`pedstream run --hl7`: alarms (ORU^R40, IHE PCD-04) and observations (ORU^R01, PCD-01) over MLLP."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(2575, ge=1, le=65535)
+    sending_application: str = "PEDSTREAM"
+    sending_facility: str = "PEDSTREAM"
+    receiving_application: str = "AM"
+    receiving_facility: str = ""
+    observation_interval_s: float = Field(30.0, ge=0)  # 0 = no ORU^R01 observations, alarms only
+    timeout_s: float = Field(5.0, gt=0)  # connect and acknowledgement wait
+    max_pending: int = Field(10_000, ge=1)  # messages queued while the receiver is away; beyond, dropped (counted)
+
+
+class RecordSection(_Section):
+    """`pedstream run --record DIR`: EDF+ files of the monitored streams with the calls as annotations."""
+
+    block_s: float = Field(1.0, gt=0)  # EDF data-record length (seconds of signal per block)
+    physical_range_mv: float = Field(10.0, gt=0)  # EDF physical min/max: +-this many mV (values beyond are clipped)
+
+
 class LSLSection(_Section):
     """LSL network settings (rendered into lsl_api.cfg by pedstream.stream.lslconfig) and inlet knobs."""
 
@@ -481,6 +504,8 @@ class Config(_Section):
     replay: ReplaySection = ReplaySection()
     alarms: AlarmsSection = AlarmsSection()
     demo: DemoSection = DemoSection()
+    hl7: HL7Section = HL7Section()
+    record: RecordSection = RecordSection()
 
 
 def default_config_path() -> Path:

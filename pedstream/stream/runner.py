@@ -89,6 +89,9 @@ async def run_async(
     capture: Sequence[Path] = (),
     capture_width: int = 100,
     beat_session: Any = None,
+    hl7: bool = False,
+    fhir_path: Path | None = None,
+    record_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary.
 
@@ -106,7 +109,12 @@ async def run_async(
     from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MQTTSink
 
     stop = stop or asyncio.Event()
-    queue: asyncio.Queue = asyncio.Queue()
+    recorder = None
+    if record_dir is not None:  # it sees every source event of every transport through the queue
+        from pedstream.stream.recording import Recorder
+
+        recorder = Recorder(record_dir, cfg=cfg)
+    queue: asyncio.Queue = recorder.queue() if recorder is not None else asyncio.Queue()
     recs = list(records)
     if demo:
         folder = demo_records_path(cfg)
@@ -165,6 +173,18 @@ async def run_async(
         sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix))
     if lsl_markers:
         sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
+    hl7_sink = None
+    if hl7:
+        from pedstream.stream.integrations import HL7Sink
+
+        hl7_sink = HL7Sink(cfg=cfg.hl7)
+        sinks.append(hl7_sink)
+    if fhir_path is not None:
+        from pedstream.stream.integrations import FHIRSink
+
+        sinks.append(FHIRSink(fhir_path, observation_interval_s=cfg.hl7.observation_interval_s))
+    if recorder is not None:
+        sinks.append(recorder)
     if beat_session is None and cfg.stream.beat_model:
         from pedstream.stream.ectopy import open_beat_model
 
@@ -209,6 +229,11 @@ async def run_async(
         for c in capture:
             export_dashboard(snap, c, width=capture_width, now=t_snap)
     summary = engine.summary()
+    if hl7_sink is not None:
+        summary["hl7"] = {"sent": hl7_sink.sent, "acked": hl7_sink.acked, "rejected": hl7_sink.rejected,
+                          "pending": len(hl7_sink._pending), "dropped": hl7_sink.dropped}
+    if recorder is not None:
+        summary["recorded"] = [str(p) for p in recorder.files]
     if mqtt_src is not None:
         summary["mqtt_connected"] = getattr(mqtt_src, "connects", 1) > 0
     return summary
@@ -247,7 +272,8 @@ def broker_hint(cfg: Config) -> str:
 
 def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
                 events_path: Path | None, demo: bool, records: Sequence[Path] = (), publish_mqtt: bool = False,
-                lsl_markers: bool = False, capture: Sequence[Path] = (), alarms_dir: Path | None = None) -> dict[str, Any]:
+                lsl_markers: bool = False, capture: Sequence[Path] = (), alarms_dir: Path | None = None,
+                hl7: bool = False, fhir_path: Path | None = None, record_dir: Path | None = None) -> dict[str, Any]:
     """The ``pedstream run`` command body (the CLI turns domain errors into one line).
 
     The model banner (what the model was trained on) is shown once: inside the dashboard, or with
@@ -279,6 +305,9 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
 
     if cfg.alarms.strips:
         note(f"alarm strips (PNG) go to {strips_dir} (--alarms-dir or alarms.alarms_dir to change)")
+    if hl7 and not broker_reachable(cfg.hl7.host, cfg.hl7.port):
+        note(f"warning: no HL7 receiver (MLLP) at {cfg.hl7.host}:{cfg.hl7.port} yet ([hl7] host/port); "
+             "messages wait until one answers")
     if (source == "mqtt" or publish_mqtt) and not broker_reachable(cfg.mqtt.host, cfg.mqtt.port):
         note(f"warning: {broker_hint(cfg)}; retrying until one answers")
 
@@ -291,7 +320,8 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
                                publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
-                               beat_session=beat_session, alarms_dir=strips_dir)
+                               beat_session=beat_session, alarms_dir=strips_dir, hl7=hl7, fhir_path=fhir_path,
+                               record_dir=record_dir)
 
     summary = asyncio.run(main())
     line = format_summary(summary)
@@ -307,6 +337,12 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
             print(f"dashboard capture written to {c}", file=sys.stderr)
     if summary.get("strips"):
         note(f"{summary['strips']} alarm strip(s) in {strips_dir}")
+    for f in summary.get("recorded", []):
+        note(f"recorded {f}")
+    if "hl7" in summary:
+        h = summary["hl7"]
+        note(f"hl7: {h['sent']} messages sent ({h['acked']} acknowledged, {h['rejected']} rejected), "
+             f"{h['pending']} not sent, {h['dropped']} dropped")
     if summary.get("mqtt_connected") is False:
         raise PedstreamError("mqtt: " + broker_hint(cfg) + " (none answered during the run)")
     return summary
