@@ -237,7 +237,7 @@ def test_follow_real_plays_the_real_sequence_in_order(tmp_path, cfg):
     loop = seq * (len(got) // len(seq) + 3)
     starts = [i for i in range(len(seq)) if loop[i:i + len(got)] == got]
     assert starts, "the simulated labels are not a contiguous run of the real sequence"
-    rows = list(csv.DictReader((tmp_path / "children-subject-info.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "children-subject-info.csv").read_text().splitlines()))
     assert (rows[0]["age"], rows[0]["gender"], rows[0]["diagnosis"], rows[0]["ap_loacation"]) == \
         ("6.1", "F", "AVRT", "left anterolateral")
 

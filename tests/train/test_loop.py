@@ -47,7 +47,7 @@ def test_early_stopping_when_validation_stops_improving(tiny_data: Path, tmp_pat
                       "train.warmup_epochs=0", "train.bootstrap=0")
     res = train_run(cfg, data=tiny_data, out=tmp_path / "run", protocol="subject", progress=False)
     assert res.stopped_early and res.epochs_run < 30 and res.epochs_run == res.best_epoch + 2
-    rows = list(csv.DictReader((tmp_path / "run" / "curves.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "run" / "curves.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == list(range(1, res.epochs_run + 1))
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["stopped_early"] is True
 
@@ -84,7 +84,7 @@ def test_run_folder_holds_checkpoint_manifest_curves_predictions(subject_run: Pa
         assert rec["sha256"][ext] == hashlib.sha256((tiny_data / f"s03.{ext}").read_bytes()).hexdigest()
     assert man["protocol"] == "subject" and man["fold"] == 1 and man["config"]["train"]["seed"] == 0
     assert set(man["split"]["subjects"]) == {"train", "val", "test"}
-    header = next(csv.reader((subject_run / "curves.csv").open()))
+    header = next(csv.reader((subject_run / "curves.csv").read_text().splitlines()))
     assert {"epoch", "lr", "train_loss", "val_loss", "val_macro_f1", "val_top1"} <= set(header)
     pred = np.load(subject_run / "predictions.npz")
     assert pred["probs"].shape == (pred["y_true"].size, 13)
