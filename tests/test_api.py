@@ -61,6 +61,7 @@ def test_classify_equals_the_monitors_raw_calls():
         async with pedstream.Monitor(model=model, alarms_dir=None) as mon:
             for k in range(0, x.shape[0], 333):
                 mon.push("bed", x[k:k + 333], fs=rec.fs, channels=names)
+                await asyncio.sleep(0)  # as a transport would between chunks: the engine takes each one
             got = []
             async for ev in mon.events():
                 if ev.kind == "call":
