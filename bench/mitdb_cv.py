@@ -41,6 +41,8 @@ METHODS: list[tuple[str, list[str]]] = [
     ("AGCACL proto=0.3", ['loss.name="agcacl"', "loss.prototype_weight=0.3"]),
     ("AGCACL contrastive=0.2", ['loss.name="agcacl"', "loss.contrastive_weight=0.2"]),
     ("AGCACL inverse weights", ['loss.name="agcacl"', 'loss.class_weighting="inverse"']),
+    # the training budget of the shipped recipe (not part of the equal-budget comparison)
+    ("focal, 2x budget", ['loss.name="focal"', 'loss.focal_alpha="class"', "train.epochs=16", "train.patience=5"]),
 ]
 
 
