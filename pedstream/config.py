@@ -300,6 +300,10 @@ class StreamSection(_Section):
     inference_threads: int = Field(1, ge=1)  # worker threads running ONNX Runtime
     beat_model: str = ""  # beat (AAMI N/S/V/F/Q) ONNX model classifying each detected beat; "" = off
     beat_queue: int = Field(256, ge=1)  # pending beats per stream for the beat model; the oldest are dropped beyond
+    watchdog_s: float = Field(10.0, ge=0)  # a stream or engine task without progress this long is an error event; 0 = off
+    infer_timeout_s: float = Field(30.0, ge=0)  # a model call not returned after this long is abandoned (error events); 0 = no limit
+    ingest_queue_s: float = Field(10.0, gt=0)  # signal pending per stream in the engine; beyond, its OLDEST chunks are dropped (counted)
+    stop_timeout_s: float = Field(5.0, gt=0)  # leaving: a task not stopped this long after its cancellation is named and cancelled again
 
 
 class DemoSection(_Section):

@@ -13,12 +13,18 @@ Beat windows carry RR features (``WindowItem.rr``), passed to the model as ``rr 
 ``on_error`` given, a failed batch is retried stream by stream and each stream whose items still
 fail is handed to ``on_error(stream_id, exc)`` instead of ending the task (the beat batcher); without
 it a failure propagates (the rhythm batcher, as before).
+
+Bounded waits: a model call that has not returned after ``infer_timeout_s`` is abandoned (its worker
+thread cannot be stopped; a fresh executor takes the next batches) and reported through
+``on_timeout(items, exc)`` (the engine makes it an ``error`` event of each stream in the batch);
+``busy_since`` says since when the current call runs (the engine's watchdog reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +33,13 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-__all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "RunsModel"]
+__all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "InferenceTimeout", "RunsModel"]
+
+log = logging.getLogger(__name__)
+
+
+class InferenceTimeout(Exception):
+    """A model call did not return within ``infer_timeout_s``."""
 
 
 class RunsModel(Protocol):
@@ -84,6 +96,8 @@ class InferenceBatcher:
         threads: int = 1,
         on_error: Callable[[str, Exception], None] | None = None,
         name: str = "ort",
+        infer_timeout_s: float | None = None,
+        on_timeout: Callable[[list[WindowItem], Exception], None] | None = None,
     ) -> None:
         if max_batch < 1 or queue_windows < 1:
             raise ValueError("max_batch and queue_windows must be >= 1")
@@ -97,7 +111,12 @@ class InferenceBatcher:
         self._queues: OrderedDict[str, deque[WindowItem]] = OrderedDict()
         self._rr: deque[str] = deque()  # round-robin order of stream ids
         self._wake = asyncio.Event()
+        self._threads, self._name = threads, name
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self.infer_timeout_s = infer_timeout_s if infer_timeout_s and infer_timeout_s > 0 else None
+        self.on_timeout = on_timeout
+        self.timeouts = 0  # model calls abandoned after infer_timeout_s
+        self.busy_since: float | None = None  # monotonic start of the model call running now
         self.dropped: dict[str, int] = {}
         self.batches = 0
         self.windows = 0
@@ -171,7 +190,11 @@ class InferenceBatcher:
                         break
                     self._wake.clear()
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=remaining)
+                        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result and
+                        # swallows a cancellation that arrives as the wait completes; the task then lived
+                        # on and the engine's exit waited for it forever (the bench hang of issue 10)
+                        async with asyncio.timeout(remaining):
+                            await self._wake.wait()
                     except TimeoutError:
                         break
                 batch = self.take_batch()
@@ -180,6 +203,9 @@ class InferenceBatcher:
                 t0 = time.perf_counter()
                 try:
                     logits, emb = await self._infer(loop, batch)
+                except InferenceTimeout as exc:
+                    self._timed_out(batch, exc)
+                    continue
                 except Exception as exc:
                     if self.on_error is None:
                         raise
@@ -198,11 +224,29 @@ class InferenceBatcher:
         if batch[0].rr is not None:
             rr = np.stack([b.rr for b in batch]).astype(np.float32, copy=False)  # (B, K)
             run = functools.partial(self.session.run, rr=rr)
-        self.busy = True
+        self.busy, self.busy_since = True, time.monotonic()
         try:
-            return await loop.run_in_executor(self._executor, run, ecg, iegm, mask)
+            fut = loop.run_in_executor(self._executor, run, ecg, iegm, mask)
+            if self.infer_timeout_s is None:
+                return await fut
+            try:
+                async with asyncio.timeout(self.infer_timeout_s):
+                    return await fut
+            except TimeoutError as exc:
+                # the stuck worker thread cannot be stopped: leave it, later batches get a fresh one
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self._name)
+                self.timeouts += 1
+                raise InferenceTimeout(f"the model call ({len(batch)} window(s)) did not return within "
+                                       f"{self.infer_timeout_s:g} s ([stream] infer_timeout_s); abandoned") from exc
         finally:
-            self.busy = False
+            self.busy, self.busy_since = False, None
+
+    def _timed_out(self, batch: list[WindowItem], exc: Exception) -> None:
+        if self.on_timeout is not None:
+            self.on_timeout(batch, exc)
+        else:
+            log.error("%s", exc)
 
     def _deliver(self, batch: list[WindowItem], logits: np.ndarray, emb: np.ndarray, ms: float) -> None:
         self.batches += 1

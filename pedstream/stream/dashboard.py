@@ -62,8 +62,19 @@ def _row(st: StreamStatus, now: float) -> list[Text | str]:
     since = None if st.rhythm_since is None else now - st.rhythm_since
     mods = "+".join(m for m, on in (("ECG", st.has_ecg), ("IEGM", st.has_iegm)) if on) or "-"
     chans = f"{st.n_present}/{len(CANONICAL_CHANNELS)} {mods}" + (" mV?" if st.units_assumed else "")
-    quality = Text("error" if st.error else st.quality, style=_QUALITY_STYLE.get("error" if st.error else st.quality, ""))
-    return [st.stream_id, st.source, call, hr, _duration(since), _alarm_cell(st, now), chans, quality, str(st.dropped)]
+    state = "stalled" if st.stalled else ("error" if st.error else st.quality)
+    quality = Text(state, style=_QUALITY_STYLE.get("error" if st.stalled else state, ""))
+    return [st.stream_id, st.source, call, hr, _duration(since), _alarm_cell(st, now), chans, quality, _drops_cell(st)]
+
+
+def _drops_cell(st: StreamStatus) -> Text:
+    """Windows dropped; with ``!r<n>`` messages rejected and ``!s<n>`` samples dropped before processing
+    (a flooding or malformed publisher, or the engine's per-stream queue) flagged in red."""
+    cell = Text(str(st.dropped))
+    flags = " ".join(f"{k}{v}" for k, v in (("!r", st.rejected), ("!s", st.dropped_samples)) if v)
+    if flags:
+        cell.append(" " + flags, style="bold red")
+    return cell
 
 
 def _ectopy_cell(st: StreamStatus) -> Text:
@@ -109,9 +120,12 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     )
     parts: list = [banner_text, table] if banner else [table]
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
-        if st.error:  # below the table: error messages are long
-            parts.append(Text(f"{st.stream_id}: {st.error}", style="bold red"))
+        if st.stalled or st.error:  # below the table: error messages are long
+            parts.append(Text(f"{st.stream_id}: {st.stalled or st.error}", style="bold red"))
     parts.append(footer)
+    if any(st.rejected or st.dropped_samples for st in snap.streams):
+        parts.append(Text("drops: windows dropped; !r messages rejected, !s samples dropped before processing",
+                          style="dim"))
     if any(st.units_assumed for st in snap.streams):
         parts.append(Text("mV? = the stream declared no units, millivolts assumed", style="dim"))
     return Group(*parts)

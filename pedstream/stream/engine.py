@@ -19,6 +19,19 @@ beat path; its ready beats go to a second batcher (task ``beat-inference``: one 
 batch of beats of all streams). Each classified beat is a ``beat`` event, updates the stream's
 PVC/min and PAC/min (also added to its ``call`` events) and the ``pvc_run`` alarm. A beat-model
 failure on one stream is that stream's ``error`` event and switches its beat path off.
+
+Fair service: the ingest task takes every source event at once into a bounded queue per stream
+(``[stream] ingest_queue_s`` of signal; beyond it the stream's OLDEST chunks are dropped and counted)
+and serves the streams round-robin, at most one hop of samples of one stream per turn (a longer
+chunk is split; the DSP is chunk-size invariant), so a flooding stream delays the others by at most
+one hop of its own DSP per round.
+
+No silent hang: every wait between tasks is bounded or watched. The ``watchdog`` task reports a
+stream without progress for ``[stream] watchdog_s`` (data queued but not processed, windows waiting
+for inference, or no data while its source has not reported it lost) and a model call running that
+long as one ``error`` event each and a ``stalled`` flag on the stream's row (cleared when it moves
+again). A model call is abandoned after ``infer_timeout_s`` (error events); leaving cancels the
+tasks with a bound (``stop_timeout_s``; a task that does not stop is named in the log).
 """
 
 from __future__ import annotations
@@ -41,11 +54,11 @@ from pedstream.dsp.windowing import window_samples
 from pedstream.errors import PedstreamError
 from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker, hr_limits_for_age, save_strip
-from pedstream.stream.batcher import BatchResult, InferenceBatcher
+from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
 from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded
+from pedstream.stream.sources.base import Chunk, ChunkReceived, StreamAdded
 from pedstream.stream.sources.base import StreamError as StreamErrorEvent
 from pedstream.stream.sources.base import ErrorThrottle, StreamInfo, StreamLost, close_task_group
 
@@ -59,6 +72,28 @@ def _clock(pipe: StreamPipeline) -> str:
     """Whose clock the stream's timestamps are on: the stream's ``meta["clock"]`` if it says, else its source kind."""
     meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
     return str(meta.get("clock") or pipe.info.source)
+
+
+def _n_samples(ev: Any) -> int:
+    try:
+        return int(ev.chunk.data.shape[0])
+    except Exception:  # a malformed chunk: the pipeline reports it
+        return 0
+
+
+def _split(ev: ChunkReceived, k: int) -> tuple[ChunkReceived, ChunkReceived] | None:
+    """``ev``'s chunk cut after ``k`` samples (``None``: it is not longer, or cannot be cut)."""
+    c = ev.chunk
+    try:
+        if c.data.shape[0] <= k or c.timestamps is None or len(c.timestamps) != c.data.shape[0]:
+            return None
+        head = Chunk(stream_id=c.stream_id, data=c.data[:k], timestamps=c.timestamps[:k], first_index=c.first_index,
+                     seq=c.seq)
+        tail = Chunk(stream_id=c.stream_id, data=c.data[k:], timestamps=c.timestamps[k:],
+                     first_index=c.first_index + k, seq=c.seq)
+    except Exception:
+        return None
+    return ChunkReceived(head), ChunkReceived(tail)
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -136,6 +171,9 @@ class StreamStatus:
     pvc_per_min: int | None = None  # V beats in the last 60 s of stream time
     pac_per_min: int | None = None  # S beats in the last 60 s of stream time
     beats: int = 0  # beats classified
+    rejected: int = 0  # messages its source rejected (over budget, over a limit, undecodable)
+    dropped_samples: int = 0  # samples dropped before processing (by its source or the engine's queue)
+    stalled: str | None = None  # why the watchdog flags it (no progress for [stream] watchdog_s), else None
 
 
 @dataclass
@@ -244,7 +282,8 @@ class Engine:
         self.batcher = InferenceBatcher(session=session, on_results=self._on_results,
                                         max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
                                         queue_windows=cfg.stream.queue_windows,
-                                        threads=cfg.stream.inference_threads)
+                                        threads=cfg.stream.inference_threads,
+                                        infer_timeout_s=cfg.stream.infer_timeout_s, on_timeout=self._on_infer_timeout)
         self.beat_session = beat_session
         self.beat_spec: BeatModelSpec | None = None
         self.beat_batcher: InferenceBatcher | None = None
@@ -254,7 +293,9 @@ class Engine:
                                                  max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
                                                  queue_windows=cfg.stream.beat_queue,
                                                  threads=cfg.stream.inference_threads,
-                                                 on_error=self._on_beat_error, name="ort-beat")
+                                                 on_error=self._on_beat_error, name="ort-beat",
+                                                 infer_timeout_s=cfg.stream.infer_timeout_s,
+                                                 on_timeout=self._on_infer_timeout)
         self.ectopy_counts: dict[str, EctopyCounter] = {}
         self.beats_total = 0
         self.pipelines: dict[str, StreamPipeline] = {}
@@ -274,6 +315,16 @@ class Engine:
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task] = []
         self.t_start = time.monotonic()
+        # fair ingest: per-stream queues of (event, arrival time), served round-robin
+        self._pending: dict[str, deque[tuple[Any, float]]] = {}
+        self._pending_samples: dict[str, int] = {}
+        self._rr: deque[str] = deque()
+        self._stream_fs: dict[str, float] = {}
+        self.ingest_dropped: dict[str, int] = {}  # samples dropped by the engine's per-stream queue
+        self._last_data: dict[str, float] = {}  # monotonic arrival of the stream's last chunk
+        self._last_served: dict[str, float] = {}  # monotonic time the stream's queue was last served
+        self._stalled_engine: str | None = None
+        self.watchdog_reports = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def __aenter__(self) -> "Engine":
@@ -295,6 +346,8 @@ class Engine:
                     queues.append(src.events)
             for i, q in enumerate(queues):
                 self._tasks.append(self._tg.create_task(self._ingest(q), name=f"ingest-{i}"))
+            if self.cfg.stream.watchdog_s > 0:
+                self._tasks.append(self._tg.create_task(self._watchdog(), name="watchdog"))
             for src in self.sources:
                 await stack.enter_async_context(src)
         except BaseException:
@@ -310,13 +363,18 @@ class Engine:
 
     async def _stop_tasks(self) -> None:
         tg, self._tg = self._tg, None
-        await close_task_group(tg, self._tasks)
+        await close_task_group(tg, self._tasks, timeout_s=self.cfg.stream.stop_timeout_s)
         self._tasks.clear()
         for pipe in self.pipelines.values():  # strips still waiting for post-onset samples
             for strip in pipe.flush_strips():
                 self._write_strip(pipe, strip)
         if self._strip_tasks:
-            await asyncio.gather(*self._strip_tasks, return_exceptions=True)
+            limit = max(10.0, 2 * self.cfg.stream.stop_timeout_s)
+            _, late = await asyncio.wait(set(self._strip_tasks), timeout=limit)
+            if late:
+                log.error("%d alarm strip(s) not drawn within %g s of leaving; abandoned", len(late), limit)
+                for t in late:
+                    t.cancel()
 
     # -- events out --------------------------------------------------------------------------------------
     def subscribe(self) -> EventSubscription:
@@ -356,14 +414,146 @@ class Engine:
 
     # -- ingestion -------------------------------------------------------------------------------------
     async def _ingest(self, queue: asyncio.Queue) -> None:
+        """Take the source events into the per-stream queues and serve them round-robin (see the
+        module docstring). Waiting for a source with nothing queued is not bounded (a quiet ward is
+        no fault); the watchdog watches the streams instead."""
         while True:
-            ev = await queue.get()
+            if not self._rr:
+                self._enqueue(await queue.get(), time.monotonic())
+            now = time.monotonic()
+            while True:  # whatever the sources delivered meanwhile (bounded per stream by _enqueue)
+                try:
+                    ev = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                self._enqueue(ev, now)
+            self._serve_round()
+            await asyncio.sleep(0)  # let the sources and the inference task run between rounds
+
+    def _enqueue(self, ev: Any, now: float) -> None:
+        sid = str(getattr(ev, "stream_id", "?"))
+        q = self._pending.get(sid)
+        if q is None:  # its queue was empty: it waits from now
+            q = self._pending[sid] = deque()
+            self._rr.append(sid)
+            self._last_served[sid] = now
+        if isinstance(ev, StreamAdded):
+            self._stream_fs[sid] = float(ev.info.fs)
+        q.append((ev, now))
+        if not isinstance(ev, ChunkReceived):
+            return
+        self._last_data[sid] = now
+        n = self._pending_samples.get(sid, 0) + _n_samples(ev)
+        cap = max(1, int(self.cfg.stream.ingest_queue_s * self._stream_fs.get(sid, 1000.0)))
+        while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
+            i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
+            if i is None or i == len(q) - 1:
+                break
+            old = q[i][0]
+            del q[i]
+            k = _n_samples(old)
+            n -= k
+            self.ingest_dropped[sid] = self.ingest_dropped.get(sid, 0) + k
+        self._pending_samples[sid] = n
+
+    def _slice(self, sid: str) -> int:
+        """Samples of one stream handled per turn: one hop at the stream's rate."""
+        return max(1, int(round(self.hop / self.fs * self._stream_fs.get(sid, self.fs))))
+
+    def _serve_round(self) -> None:
+        """One turn per stream with queued events: one event, a chunk cut to one hop of samples."""
+        for _ in range(len(self._rr)):
+            sid = self._rr.popleft()
+            q = self._pending.get(sid)
+            if not q:
+                self._pending.pop(sid, None)
+                continue
+            ev, t_arr = q[0]
+            piece = _split(ev, self._slice(sid)) if isinstance(ev, ChunkReceived) else None
+            if piece is None:
+                q.popleft()
+            else:
+                ev, q[0] = piece[0], (piece[1], t_arr)
+            if isinstance(ev, ChunkReceived):
+                self._pending_samples[sid] = max(0, self._pending_samples.get(sid, 0) - _n_samples(ev))
+            self._handle_safe(ev, t_arr)
+            self._last_served[sid] = time.monotonic()
+            if q:
+                self._rr.append(sid)
+            else:
+                self._pending.pop(sid, None)
+
+    def _handle_safe(self, ev: Any, t_received: float) -> None:
+        try:
+            self.handle(ev, t_received)
+        except Exception as exc:  # one stream's failure is its error event, never the end of the run
+            sid = str(getattr(ev, "stream_id", "?"))
+            log.debug("stream %s: event %s failed", sid, type(ev).__name__, exc_info=exc)
+            self._error(sid, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
+
+    def ingest_depth(self, stream_id: str) -> int:
+        """Events of a stream waiting in the engine's ingest queue."""
+        q = self._pending.get(stream_id)
+        return 0 if q is None else len(q)
+
+    # -- watchdog --------------------------------------------------------------------------------------
+    async def _watchdog(self) -> None:
+        budget = self.cfg.stream.watchdog_s
+        period = min(1.0, max(0.02, budget / 5))
+        while True:
+            await asyncio.sleep(period)  # the watchdog's own cadence
             try:
-                self.handle(ev, time.monotonic())
-            except Exception as exc:  # one stream's failure is its error event, never the end of the run
-                sid = str(getattr(ev, "stream_id", "?"))
-                log.debug("stream %s: event %s failed", sid, type(ev).__name__, exc_info=exc)
-                self._error(sid, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
+                self.check_progress(time.monotonic())
+            except Exception as exc:  # the watchdog must outlive any one stream's problem
+                log.exception("engine watchdog: %s", exc)
+
+    def check_progress(self, now: float) -> None:
+        """Flag (one ``error`` event, ``StreamStatus.stalled``) every stream and task without progress for
+        ``[stream] watchdog_s``; clear the flag when it moves again."""
+        budget = self.cfg.stream.watchdog_s
+        oldest_window: dict[str, float] = {}
+        for b in (self.batcher, self.beat_batcher):
+            for sid, q in (getattr(b, "_queues", {}) or {}).items():
+                if q:
+                    oldest_window[sid] = min(oldest_window.get(sid, now), q[0].t_enqueued)
+        for sid, st in self.status.items():
+            pipe = self.pipelines.get(sid)
+            why = None
+            if self._pending.get(sid) and now - self._last_served.get(sid, now) > budget:
+                why = (f"no progress: {len(self._pending[sid])} event(s) queued, none processed for "
+                       f"{now - self._last_served[sid]:.1f} s")
+            elif sid in oldest_window and now - oldest_window[sid] > budget:
+                why = f"no progress: a window has waited {now - oldest_window[sid]:.1f} s for inference"
+            elif (pipe is not None and not pipe.lost and sid in self._last_data
+                  and now - self._last_data[sid] > budget):
+                why = (f"no data for {now - self._last_data[sid]:.1f} s and its source has not reported it "
+                       "lost (source stalled?)")
+            if why is not None and st.stalled is None:
+                st.stalled = why
+                self.watchdog_reports += 1
+                self._error(sid, f"watchdog: {why} ([stream] watchdog_s {budget:g})")
+            elif why is None and st.stalled is not None:
+                st.stalled = None
+        for b in (self.batcher, self.beat_batcher):
+            since = getattr(b, "busy_since", None)
+            if b is not None and since is not None and now - since > budget:
+                if self._stalled_engine is None:
+                    self._stalled_engine = f"a model call has been running for {now - since:.1f} s"
+                    self.watchdog_reports += 1
+                    self._error("engine", f"watchdog: {self._stalled_engine} ([stream] watchdog_s {budget:g})")
+                break
+        else:
+            self._stalled_engine = None
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and not getattr(t, "_pedstream_reported", False):
+                t._pedstream_reported = True  # type: ignore[attr-defined]
+                exc = t.exception()
+                self._error("engine", f"watchdog: task {t.get_name()} ended"
+                                      + (f" ({type(exc).__name__}: {exc})" if exc else ""))
+
+    def _on_infer_timeout(self, items: list[WindowItem], exc: Exception) -> None:
+        for sid in dict.fromkeys(i.stream_id for i in items):
+            self._error(sid, str(exc))
 
     def handle(self, ev: Any, t_received: float) -> None:
         """Process one source event (synchronous, never blocks)."""
@@ -587,6 +777,7 @@ class Engine:
                 st.hr = pipe.heart_rate
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
+            st.rejected, st.dropped_samples = self._ingest_counters(sid)
             if st.ectopy == "on":
                 self._update_rates(sid, pipe, st)
         bs = list(self.batcher.batch_sizes)
@@ -601,6 +792,17 @@ class Engine:
             uptime_s=now - self.t_start, alarms_active=sum(len(t.active) for t in self.trackers.values()),
         )
 
+    def _ingest_counters(self, sid: str) -> tuple[int, int]:
+        """(messages rejected by the stream's source, samples dropped by its source and the engine)."""
+        rejected, dropped = 0, self.ingest_dropped.get(sid, 0)
+        for src in self.sources:
+            counters = getattr(src, "stream_counters", None)
+            c = counters(sid) if callable(counters) else None
+            if c:
+                rejected += int(c.get("rejected_messages", 0))
+                dropped += int(c.get("dropped_samples", 0))
+        return rejected, dropped
+
     def summary(self) -> dict[str, Any]:
         """End-of-run figures (the CLI prints them)."""
         return {
@@ -612,7 +814,9 @@ class Engine:
             "signal_loss": self.counts.get("signal_loss", 0),
             "dropped_windows": sum(self.batcher.dropped.values()),
             "rejected_messages": sum(src.totals()["rejected_messages"] for src in self.sources if hasattr(src, "totals")),
-            "dropped_samples": sum(src.totals()["dropped_samples"] for src in self.sources if hasattr(src, "totals")),
+            "dropped_samples": sum(src.totals()["dropped_samples"] for src in self.sources if hasattr(src, "totals"))
+            + sum(self.ingest_dropped.values()),
+            "watchdog_reports": self.watchdog_reports,
             "e2e_latency_ms_p50": percentile(self.e2e_ms, 50),
             "e2e_latency_ms_p99": percentile(self.e2e_ms, 99),
             "inference_ms_p50": percentile(self.batcher.infer_ms, 50),

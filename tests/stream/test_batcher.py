@@ -132,3 +132,53 @@ async def test_loop_keeps_running_during_inference(session):
         assert seen_busy.is_set()  # the loop ran while inference was in flight
     finally:
         tick.cancel()
+
+
+async def test_cancel_arriving_as_a_window_wakes_the_batcher_is_not_lost(session):
+    """Issue 10 (the 64-stream bench hang): with ``asyncio.wait_for`` (Python 3.11) a cancellation that
+    arrived in the same loop turn as a new window was swallowed; the task lived on, waited forever for
+    windows nobody sent any more, and the engine's exit (cancel, then await) hung with no timer."""
+    col = Collector()
+    b = InferenceBatcher(session=session, on_results=col, max_batch=8, max_wait_ms=5000)
+    task = asyncio.create_task(b.run())
+    b.submit(item("a", 0))
+    for _ in range(5):  # the task is now in the max_wait wait for more windows
+        await asyncio.sleep(0)
+    b.submit(item("b", 0))  # wakes it ...
+    task.cancel()  # ... and the cancellation arrives in the same turn
+    done, _ = await asyncio.wait({task}, timeout=2.0)
+    assert task in done and task.cancelled()
+
+
+class _Stuck:
+    """A model whose call blocks until released (a hung inference thread)."""
+
+    def __init__(self, inner) -> None:
+        import threading
+
+        self.inner, self.release = inner, threading.Event()
+        self.calls = 0
+
+    def run(self, ecg, iegm, mask):
+        self.calls += 1
+        if self.calls == 1:
+            self.release.wait(10)
+        return self.inner.run(ecg, iegm, mask)
+
+
+async def test_a_model_call_that_does_not_return_is_abandoned_and_reported(session):
+    col, stuck, timed_out = Collector(), _Stuck(session), []
+    got = asyncio.Event()
+    b = InferenceBatcher(session=stuck, on_results=col, max_batch=1, max_wait_ms=0, infer_timeout_s=0.3,
+                         on_timeout=lambda items, exc: (timed_out.append((items, exc)), got.set()))
+    try:
+        async def body():
+            b.submit(item("a", 0))
+            await asyncio.wait_for(got.wait(), 3)
+            assert [i.stream_id for i in timed_out[0][0]] == ["a"] and "did not return" in str(timed_out[0][1])
+            b.submit(item("a", 1))  # the next call runs on a fresh worker and is delivered
+            await asyncio.wait_for(col.changed.wait(), 5)
+        await run_with(b, body())
+    finally:
+        stuck.release.set()
+    assert b.timeouts == 1 and col.batches[0][0].item.start == 1

@@ -57,6 +57,7 @@ __all__ = [
     "SourceBase",
     "SourceKind",
     "close_task_group",
+    "STOP_TIMEOUT_S",
     "ErrorThrottle",
 ]
 
@@ -162,15 +163,36 @@ class Source(Protocol):
     async def __aexit__(self, *exc: object) -> bool | None: ...
 
 
-async def close_task_group(tg: asyncio.TaskGroup | None, tasks: Iterable[asyncio.Task]) -> None:
+STOP_TIMEOUT_S = 5.0
+
+
+async def close_task_group(tg: asyncio.TaskGroup | None, tasks: Iterable[asyncio.Task], *,
+                           timeout_s: float = STOP_TIMEOUT_S, rounds: int = 3) -> None:
     """Cancel ``tasks`` and leave ``tg`` (``None``: nothing to leave).
 
     A group that ended only in cancellations is quiet; if a task died with a real error the
-    group's :class:`BaseExceptionGroup` is raised.
+    group's :class:`BaseExceptionGroup` is raised. Bounded: a task still running ``timeout_s`` after
+    its cancellation is logged by name and cancelled again (a cancellation can be lost, e.g. by
+    Python 3.11's ``asyncio.wait_for``); after ``rounds`` such rounds the stuck tasks are abandoned
+    (an error line names them) and the group is not awaited, so leaving never hangs.
     """
+    tasks = list(tasks)
     for t in tasks:
         t.cancel()
     if tg is None:
+        return
+    pending = {t for t in tasks if not t.done()}
+    for i in range(rounds):
+        if not pending:
+            break
+        _, pending = await asyncio.wait(pending, timeout=timeout_s)
+        if pending:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.error("task(s) %s still running %g s after being cancelled%s", names, timeout_s * (i + 1),
+                      "; cancelling again" if i + 1 < rounds else "; abandoned")
+            for t in pending:
+                t.cancel()
+    if pending:
         return
     try:
         await tg.__aexit__(None, None, None)
