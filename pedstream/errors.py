@@ -2,7 +2,8 @@
 
 Raise them ``from`` the underlying cause; the CLI prints ``str(exc)`` (never a traceback) and exits
 with ``exc.exit_code``: 2 for bad input the user can fix (configuration, records, annotations,
-channels, model files), 1 for everything else (a failure while running).
+channels, model files), 3 when a monitor run had nothing to monitor (no broker reached, no stream
+seen), 1 for everything else (a failure while running). Ctrl-C is 130.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "StreamError",
     "PayloadError",
     "FetchError",
+    "NothingMonitoredError",
 ]
 
 
@@ -122,3 +124,9 @@ class PayloadError(StreamError):
 class FetchError(PedstreamError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+
+
+class NothingMonitoredError(PedstreamError):
+    """A monitor run ended without monitoring anything: no broker reached, or no stream ever seen."""
+
+    exit_code = 3

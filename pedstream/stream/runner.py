@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pedstream.config import Config
-from pedstream.errors import ConfigError, ModelError, PedstreamError, RecordError
+from pedstream.errors import ConfigError, ModelError, NothingMonitoredError, PedstreamError, RecordError
 
 __all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary"]
 
@@ -279,7 +279,9 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     The model banner (what the model was trained on) is shown once: inside the dashboard, or with
     ``--headless`` as the first line on stderr (stdout carries only JSON lines). Where alarm strips
     go is said at the start. With ``--source mqtt`` and no broker answering, a warning says how to
-    start one, and a run that never reached a broker exits 1 (after its summary)."""
+    start one. Exit codes (after the summary): a run that never reached a broker, or saw no stream at
+    all, raises :class:`~pedstream.errors.NothingMonitoredError` (exit 3); Ctrl-C (SIGINT) raises
+    ``KeyboardInterrupt`` once the summary is out (the CLI exits 130); SIGTERM ends the run normally."""
     from pedstream.stream.engine import is_packaged_model, model_banner
 
     session = open_model(cfg, model)
@@ -311,11 +313,13 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     if (source == "mqtt" or publish_mqtt) and not broker_reachable(cfg.mqtt.host, cfg.mqtt.port):
         note(f"warning: {broker_hint(cfg)}; retrying until one answers")
 
+    interrupted: list[bool] = []
+
     async def main() -> dict[str, Any]:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
             loop.add_signal_handler(signal.SIGTERM, stop.set)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
@@ -343,6 +347,12 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         h = summary["hl7"]
         note(f"hl7: {h['sent']} messages sent ({h['acked']} acknowledged, {h['rejected']} rejected), "
              f"{h['pending']} not sent, {h['dropped']} dropped")
+    if interrupted:
+        raise KeyboardInterrupt
     if summary.get("mqtt_connected") is False:
-        raise PedstreamError("mqtt: " + broker_hint(cfg) + " (none answered during the run)")
+        raise NothingMonitoredError("mqtt: " + broker_hint(cfg) + " (none answered during the run)")
+    if not summary.get("streams"):
+        raise NothingMonitoredError(f"no stream was seen during the run (--source {source}"
+                                    + (f", [lsl] predicate {cfg.lsl.predicate!r}" if source == "lsl" else "")
+                                    + (f", topics {cfg.mqtt.topic_prefix}/+/meta" if source == "mqtt" else "") + ")")
     return summary

@@ -113,10 +113,44 @@ def test_mqtt_without_a_broker_says_how_to_start_one_and_fails(model, tmp_path):
         port = s.getsockname()[1]
     r = pedstream("run", "--source", "mqtt", "--model", str(model), "--headless", "--duration", "1.5",
                   "--set", f"mqtt.port={port}", cwd=tmp_path)
-    assert r.returncode == 1 and r.stdout == ""
+    assert r.returncode == 3 and r.stdout == ""  # exit 3: nothing could be monitored
     assert f"warning: no MQTT broker at 127.0.0.1:{port}: start one (e.g. `mosquitto -p {port}`)" in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("error: mqtt: no MQTT broker")
     assert '"mqtt_connected": false' in r.stderr
+
+
+def test_exit_3_when_no_stream_is_ever_seen(model, tmp_path, mosquitto):
+    r = pedstream("run", "--source", "mqtt", "--model", str(model), "--headless", "--duration", "1.5",
+                  "--set", f"mqtt.port={mosquitto.port}", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "error: no stream was seen during the run (--source mqtt, topics pedstream/v1/+/meta)"
+    assert "summary: streams 0" in r.stderr
+
+
+def test_ctrl_c_exits_130_after_the_summary(model, tmp_path):
+    import selectors
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--records",
+                             str(DEMO / "x002"), "--model", str(model), "--headless", "--duration", "60",
+                             "--events", str(tmp_path / "ev.jsonl")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        assert sel.select(timeout=60), "no event within 60 s"  # the monitor is running: an event came out
+        proc.stdout.readline()
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert time.monotonic() - t0 < 20
+    assert "summary: streams 1" in err and err.strip().splitlines()[-1] == "interrupted"
 
 
 def test_capture_needs_svg_or_txt(tmp_path):
