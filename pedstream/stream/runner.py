@@ -154,7 +154,8 @@ async def run_async(
 
             plans = plan_replay(recs, cfg.signal)
             feeders.append(replay_to_mqtt(plans, host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix,
-                                          speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True))
+                                          speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True,
+                                          auth=mqtt_src.auth, timeout_s=cfg.mqtt.timeout_s))
     elif source == "replay":
         from pedstream.stream.sources.replay import ReplaySource
 
@@ -170,7 +171,11 @@ async def run_async(
     if headless:
         sinks.append(JsonLinesSink.stdout())
     if publish_mqtt:
-        sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix))
+        from pedstream.stream.sources.mqtt import MQTTAuth
+
+        sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix,
+                              auth=mqtt_src.auth if mqtt_src is not None else MQTTAuth.from_section(cfg.mqtt),
+                              timeout_s=cfg.mqtt.timeout_s))
     if lsl_markers:
         sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
     hl7_sink = None

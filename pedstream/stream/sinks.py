@@ -147,8 +147,11 @@ class MQTTSink:
     """
 
     def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000,
-                 drain_s: float = 2.0) -> None:
+                 drain_s: float = 2.0, auth: Any = None, timeout_s: float = 5.0) -> None:
+        """``auth``: :class:`~pedstream.stream.sources.mqtt.MQTTAuth` (the ``[mqtt]`` credentials and TLS,
+        the same as the source's); the client is built by the source's ``make_client``."""
         self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
+        self.auth, self.timeout_s = auth, float(timeout_s)
         self.drain_s = float(drain_s)
         self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue(maxsize=max_pending)
         self._task: asyncio.Task | None = None
@@ -182,19 +185,21 @@ class MQTTSink:
 
     async def _run(self) -> None:
         import aiomqtt
-        from paho.mqtt.client import MQTTv5
+
+        from pedstream.stream.sources.mqtt import make_client
 
         backoff = 0.2
         while True:
             try:
-                async with aiomqtt.Client(self.host, self.port, protocol=MQTTv5,
-                                          identifier=None) as client:
+                async with make_client(self.host, self.port, identifier=None, auth=self.auth,
+                                       timeout_s=self.timeout_s) as client:
                     self.connected.set()
                     backoff = 0.2
                     while True:
                         ev = await self._queue.get()
                         try:
-                            await client.publish(f"{self.prefix}/{ev.stream}/rhythm", ev.to_json(), qos=0)
+                            await client.publish(f"{self.prefix}/{ev.stream}/rhythm", ev.to_json(), qos=0,
+                                                 timeout=self.timeout_s)
                             self.published += 1
                         finally:
                             self._queue.task_done()

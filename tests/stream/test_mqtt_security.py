@@ -142,3 +142,28 @@ def test_password_sources_and_never_printed(tmp_path, monkeypatch, secure_broker
     assert "PEDSTREAM_NOT_SET_XYZ" in str(ei.value)
     with pytest.raises(ConfigError):
         MQTTAuth.from_section(load_config(overrides=["mqtt.tls=true", f"mqtt.ca_file='{tmp_path / 'missing.crt'}'"]).mqtt)
+
+
+async def test_publish_mqtt_sink_uses_the_same_credentials_and_tls(secure_broker):
+    """``--publish-mqtt`` (MQTTSink) connects with the ``[mqtt]`` username/password/TLS like the source
+    (one client construction path, ``make_client``); without them the broker refuses it."""
+    from pedstream.stream.sinks import MonitorEvent, MQTTSink
+    from pedstream.stream.sources.mqtt import make_client
+
+    async with make_client(secure_broker.host, secure_broker.port, identifier=None, auth=auth(secure_broker, "monitor"),
+                           timeout_s=3.0) as sub:
+        await sub.subscribe(f"{PREFIX}/+/rhythm", timeout=3.0)
+        async with MQTTSink(host=secure_broker.host, port=secure_broker.port, prefix=PREFIX,
+                            auth=auth(secure_broker, "bed1"), timeout_s=3.0) as sink:
+            await asyncio.wait_for(sink.connected.wait(), 10)
+            sink.emit(MonitorEvent(stream="bed1", kind="call", label="sinus", p=0.9))
+
+            async def first():
+                async for m in sub.messages:
+                    return m
+            msg = await asyncio.wait_for(first(), 10)
+        assert str(msg.topic) == f"{PREFIX}/bed1/rhythm" and b'"label":"sinus"' in msg.payload
+        refused = MQTTSink(host=secure_broker.host, port=secure_broker.port, prefix=PREFIX, timeout_s=3.0)
+        async with refused:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(refused.connected.wait(), 1.5)

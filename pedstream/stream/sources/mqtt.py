@@ -76,7 +76,8 @@ from pedstream.stream.sources.base import (
     StreamLost,
 )
 
-__all__ = ["MQTTSource", "MQTTPublisher", "MQTTAuth", "NODELAY", "topic_for", "limits_from", "wait_backoff"]
+__all__ = ["MQTTSource", "MQTTPublisher", "MQTTAuth", "NODELAY", "topic_for", "limits_from", "wait_backoff",
+           "make_client"]
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,15 @@ class MQTTAuth:
         if ctx is not None:
             kw["tls_context"] = ctx
         return kw
+
+
+def make_client(host: str, port: int, *, identifier: str | None, auth: MQTTAuth | None, timeout_s: float,
+                keepalive_s: int = 30, will: aiomqtt.Will | None = None, **kw: Any) -> aiomqtt.Client:
+    """The one way pedstream builds an MQTT client (source, publisher, ``--publish-mqtt`` sink, demo feeders):
+    MQTT v5, TCP_NODELAY, the ``[mqtt]`` credentials and TLS of ``auth``, ``timeout_s`` on every network await."""
+    return aiomqtt.Client(host, int(port), identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
+                          timeout=timeout_s, keepalive=int(keepalive_s), socket_options=NODELAY, will=will,
+                          **(auth or MQTTAuth()).client_kwargs(), **kw)
 
 
 def limits_from(section: Any) -> PayloadLimits:
@@ -327,10 +337,8 @@ class MQTTSource(SourceBase):
         self._spawn(self._watchdog(), name="mqtt-source-watchdog")
 
     def _new_client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(self.host, self.port, identifier=f"{self.client_id}",
-                              protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
-                              keepalive=self.keepalive_s, socket_options=NODELAY,
-                              max_queued_incoming_messages=self.max_queued_messages, **self.auth.client_kwargs())
+        return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
+                           keepalive_s=self.keepalive_s, max_queued_incoming_messages=self.max_queued_messages)
 
     async def _run(self) -> None:
         attempt = 0
@@ -632,10 +640,8 @@ class MQTTPublisher:
         will = None
         if self.will_stream is not None:
             will = aiomqtt.Will(topic_for(self.prefix, self.will_stream, "meta"), b"", qos=1, retain=True)
-        return aiomqtt.Client(self.host, self.port, identifier=self.client_id,
-                              protocol=aiomqtt.ProtocolVersion.V5, timeout=self.timeout_s,
-                              keepalive=self.keepalive_s, socket_options=NODELAY, will=will,
-                              **self.auth.client_kwargs())
+        return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
+                           keepalive_s=self.keepalive_s, will=will)
 
     async def __aenter__(self) -> "MQTTPublisher":
         try:
