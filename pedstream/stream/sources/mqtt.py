@@ -177,14 +177,18 @@ def limits_from(section: Any) -> PayloadLimits:
 
 async def _probe(host: str, port: int, timeout: float) -> bool:
     """True when ``host:port`` accepts a TCP connection within ``timeout``."""
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (the task then
+    # outlives its cancel and the source's exit waits on it)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, port)
+    except (OSError, TimeoutError):
         return False
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), timeout)
-    except (OSError, asyncio.TimeoutError):
+        async with asyncio.timeout(timeout):
+            await writer.wait_closed()
+    except (OSError, TimeoutError):
         pass
     return True
 
@@ -671,8 +675,9 @@ class MQTTPublisher:
 
     async def _close_client(self) -> None:
         try:
-            await asyncio.wait_for(self._client.__aexit__(None, None, None), self.timeout_s)
-        except (aiomqtt.MqttError, asyncio.TimeoutError, RuntimeError):
+            async with asyncio.timeout(self.timeout_s):
+                await self._client.__aexit__(None, None, None)
+        except (aiomqtt.MqttError, TimeoutError, RuntimeError):
             pass
         _retrieve_disconnect_error(self._client)
 
