@@ -111,12 +111,14 @@ async def test_leaving_never_hangs_on_a_task_that_ignores_one_cancellation(tiny,
 
 async def test_a_flood_beside_a_normal_stream_keeps_its_latency(tiny, tmp_path, mosquitto):
     """One publisher floods (one second of signal per message, 40 messages/s: 40 x real time, its source
-    budget opened wide so the whole flood reaches the engine); the normal stream's calls stay within 1 s
-    of their window's end (publisher clock = monotonic here)."""
+    budget opened wide so the whole flood reaches the engine); the normal stream's calls stay within 5 s
+    of their window's end (publisher clock = monotonic here). The bound is loose on purpose: this is a
+    starvation check (one FIFO left the other streams without a call for 70 s), not a latency benchmark,
+    and it must hold on a loaded CI machine (about 1 s on an idle one)."""
     from pedstream.stream.payload import encode_binary, encode_meta
     from pedstream.stream.sources.mqtt import MQTTPublisher, MQTTSource
 
-    budget_s = 1.0
+    budget_s = 5.0
     cfg = load_config(overrides=["alarms.strips=false", "stream.ingest_queue_s=5"])
     prefix = "pedstream/fair"
     q: asyncio.Queue = asyncio.Queue()
