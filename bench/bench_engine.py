@@ -82,7 +82,7 @@ def throughput(session, batches: list[int], min_s: float = 1.5) -> list[dict]:
 
 async def capacity_one(cfg, session, n: int, seconds: float) -> dict:
     from pedstream.stream.engine import Engine
-    from pedstream.stream.sources.replay import ReplaySource, plan_replay
+    from pedstream.stream.replay import ReplaySource, plan_replay
 
     plans = [plan_replay([RECORD], cfg.signal, stream_id=f"bed{i:03d}")[0] for i in range(n)]
     q: asyncio.Queue = asyncio.Queue()

@@ -112,7 +112,7 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
     """
     from pedstream.model.runtime import softmax
     from pedstream.stream.pipeline import StreamPipeline
-    from pedstream.stream.sources.base import Chunk, StreamInfo
+    from pedstream.stream.source import Chunk, StreamInfo
     from pedstream.dsp.windowing import window_samples
 
     m = model if isinstance(model, Model) else load_model(model, config=config)
@@ -258,7 +258,7 @@ class Monitor:
     def push(self, stream_id: str, samples: np.ndarray, *, fs: float, channels: Sequence[str],
              t0: float | None = None, age_years: float | None = None) -> None:
         """Queue ``samples`` (``(n, n_channels)`` mV) of ``stream_id`` (non-blocking)."""
-        from pedstream.stream.sources.base import Chunk, ChunkReceived, StreamAdded, StreamInfo
+        from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded, StreamInfo
 
         if self.engine is None:
             raise PedstreamError("Monitor.push: use the monitor inside `async with Monitor() as mon:`")
@@ -282,7 +282,7 @@ class Monitor:
         self._source.streams[stream_id] = (float(fs), names, index + x.shape[0])
 
     def lost(self, stream_id: str, reason: str = "closed by the caller") -> None:
-        from pedstream.stream.sources.base import StreamLost
+        from pedstream.stream.source import StreamLost
 
         self._source.events.put_nowait(StreamLost(stream_id=stream_id, reason=reason))
 

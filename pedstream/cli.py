@@ -252,7 +252,7 @@ def replay(cfg: Any, records: tuple[Path, ...], to: str, speed: float | None, lo
            seconds: float | None, stream_id: str | None, encoding: str | None, chunk_ms: float | None,
            age_years: float | None) -> None:
     """Replay WFDB RECORDS (records or folders) as live LSL or MQTT streams, paced in real time."""
-    from pedstream.stream.sources.replay import replay_command
+    from pedstream.stream.runner import replay_command
 
     replay_command(cfg, records=list(records), to=to, speed=speed, loop=loop, start_s=start_s, seconds=seconds,
                    stream_id=stream_id, encoding=encoding, chunk_ms=chunk_ms, age_years=age_years)

@@ -336,7 +336,7 @@ class RecordSection(_Section):
 
 
 class LSLSection(_Section):
-    """LSL network settings (rendered into lsl_api.cfg by pedstream.stream.lslconfig) and inlet knobs."""
+    """LSL network settings (rendered into lsl_api.cfg by pedstream.stream.lsl.config) and inlet knobs."""
 
     resolve_scope: Literal["machine", "link", "site", "organization", "global"] = "machine"
     known_peers: list[str] = ["127.0.0.1"]
@@ -351,13 +351,13 @@ class LSLSection(_Section):
     max_chunk_samples: int = Field(4096, ge=1)
     lost_timeout_s: float = Field(3.0, gt=0)
     time_correction_interval_s: float = Field(5.0, gt=0)
-    dejitter: bool = True  # regular timestamps from the sample count (see pedstream.stream.sources.lsl)
+    dejitter: bool = True  # regular timestamps from the sample count (see pedstream.stream.lsl.inlet)
     jump_tolerance_s: float = Field(1.0, gt=0)
     marker_stream: str = Field("pedstream-events", min_length=1)  # name/source_id of the --lsl-markers outlet
 
 
 class MQTTSection(_Section):
-    """MQTT broker and subscriber knobs (pedstream.stream.sources.mqtt)."""
+    """MQTT broker and subscriber knobs (pedstream.stream.mqtt)."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)

@@ -2,7 +2,7 @@
 
 - ``mosquitto``: a real ``/usr/sbin/mosquitto`` on a free loopback port (per test). The value is a
   :class:`Broker` with ``host``, ``port``, ``stop()`` and ``start()`` (same port, for reconnect tests).
-- ``lsl_config``: session-scoped; applies :func:`pedstream.stream.lslconfig.configure_lsl` with
+- ``lsl_config``: session-scoped; applies :func:`pedstream.stream.lsl.config.configure_lsl` with
   scope ``machine``, loopback only, and a session id unique to this pytest process (so concurrent
   test runs on the same machine do not see each other's streams). Subprocesses inherit
   ``LSLAPICFG``; a ``pedstream`` subprocess must also get ``lsl_config.overrides`` (``--set ...``)
@@ -114,7 +114,7 @@ class LSLTestConfig:
 
 @pytest.fixture(scope="session")
 def lsl_config(tmp_path_factory: pytest.TempPathFactory) -> LSLTestConfig:
-    from pedstream.stream.lslconfig import configure_lsl
+    from pedstream.stream.lsl.config import configure_lsl
 
     session = f"pedstream-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     path = configure_lsl(scope="machine", known_peers=["127.0.0.1"], interfaces=["127.0.0.1"], ipv6=False,

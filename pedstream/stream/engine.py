@@ -58,9 +58,9 @@ from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
 from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.sources.base import Chunk, ChunkReceived, StreamAdded
-from pedstream.stream.sources.base import StreamError as StreamErrorEvent
-from pedstream.stream.sources.base import ErrorThrottle, StreamInfo, StreamLost, close_task_group
+from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded
+from pedstream.stream.source import StreamError as StreamErrorEvent
+from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, close_task_group
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner",
            "is_packaged_model", "hr_limits_text"]

@@ -216,8 +216,10 @@ class HL7Sink:
         backoff = 0.2
         while True:
             try:
-                reader, writer = await asyncio.wait_for(
-                    hl7.mllp.open_hl7_connection(self.cfg.host, self.cfg.port), self.cfg.timeout_s)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
+                # races with completion (the task then outlives its cancel)
+                async with asyncio.timeout(self.cfg.timeout_s):
+                    reader, writer = await hl7.mllp.open_hl7_connection(self.cfg.host, self.cfg.port)
             except (OSError, TimeoutError) as exc:
                 self.connected.clear()
                 log.warning("HL7 sink %s:%d: %s (retrying in %.1f s)", self.cfg.host, self.cfg.port, exc, backoff)
@@ -234,7 +236,8 @@ class HL7Sink:
                     msg = self._pending[0]
                     writer.writemessage(msg)
                     await writer.drain()
-                    ack = await asyncio.wait_for(reader.readmessage(), self.cfg.timeout_s)
+                    async with asyncio.timeout(self.cfg.timeout_s):
+                        ack = await reader.readmessage()
                     self._pending.popleft()
                     self.sent += 1
                     code = str(ack.segment("MSA")[1])

@@ -1,7 +1,7 @@
 """Per-stream processing: channel mapping, resampling, the training filter bank, windows, QRS, gaps.
 
 One :class:`StreamPipeline` per live stream. ``feed(chunk, t_received)`` takes a source
-:class:`~pedstream.stream.sources.base.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
+:class:`~pedstream.stream.source.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
 returns a :class:`FeedResult`: the windows that became ready (normalised exactly as in training,
 ``(19, T)`` float32 + ``(19,)`` mask) and any state changes (``signal_loss`` / ``signal_ok``).
 
@@ -37,7 +37,7 @@ from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.windowing import Windower, normalize_window
 from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
-from pedstream.stream.sources.base import Chunk, StreamInfo
+from pedstream.stream.source import Chunk, StreamInfo
 
 __all__ = ["Quality", "FeedResult", "StripRequest", "StreamPipeline"]
 

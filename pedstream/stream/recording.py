@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamInfo
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamInfo
 
 __all__ = ["Recorder", "StreamRecording"]
 

@@ -30,7 +30,8 @@ from typing import Any, Sequence
 from pedstream.config import Config
 from pedstream.errors import ConfigError, ModelError, NothingMonitoredError, PedstreamError, RecordError
 
-__all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary"]
+__all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary",
+           "replay_command"]
 
 
 def _assets() -> Path:
@@ -106,7 +107,7 @@ async def run_async(
     so no inlet ever sees its outlet vanish (liblsl would log "Stream transmission broke off").
     """
     from pedstream.stream.engine import Engine
-    from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MQTTSink
+    from pedstream.stream.sinks import JsonLinesSink
 
     stop = stop or asyncio.Event()
     recorder = None
@@ -128,7 +129,7 @@ async def run_async(
         if c.suffix.lower() not in (".svg", ".txt"):
             raise ConfigError([("--capture", f"expected a .svg or .txt file name (got {c})")], source="pedstream run")
     if source == "lsl" or lsl_markers:
-        from pedstream.stream.lslconfig import configure_lsl_from
+        from pedstream.stream.lsl.config import configure_lsl_from
 
         configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
     sources: list[Any] = []
@@ -136,28 +137,30 @@ async def run_async(
     feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
     replay_src = None
     if source == "lsl":
-        from pedstream.stream.sources.lsl import LSLSource
+        from pedstream.stream.lsl.inlet import LSLSource
 
         sources.append(LSLSource.from_config(cfg.lsl, events=queue))
         if recs:
-            from pedstream.stream.sources.replay import plan_replay, replay_to_lsl
+            from pedstream.stream.lsl.outlet import replay_to_lsl
+            from pedstream.stream.replay import plan_replay
 
             plans = plan_replay(recs, cfg.signal)
             feeders.append(replay_to_lsl(plans, speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True))
     elif source == "mqtt":
-        from pedstream.stream.sources.mqtt import MQTTSource
+        from pedstream.stream.mqtt.source import MQTTSource
 
         mqtt_src = MQTTSource.from_config(cfg.mqtt, events=queue)
         sources.append(mqtt_src)
         if recs:
-            from pedstream.stream.sources.replay import plan_replay, replay_to_mqtt
+            from pedstream.stream.mqtt.publisher import replay_to_mqtt
+            from pedstream.stream.replay import plan_replay
 
             plans = plan_replay(recs, cfg.signal)
             feeders.append(replay_to_mqtt(plans, host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix,
                                           speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True,
                                           auth=mqtt_src.auth, timeout_s=cfg.mqtt.timeout_s))
     elif source == "replay":
-        from pedstream.stream.sources.replay import ReplaySource
+        from pedstream.stream.replay import ReplaySource
 
         speed = cfg.demo.speed if demo else cfg.replay.speed
         replay_src = ReplaySource.from_config(cfg, recs, events=queue, speed=speed, loop=demo or cfg.replay.loop)
@@ -171,12 +174,12 @@ async def run_async(
     if headless:
         sinks.append(JsonLinesSink.stdout())
     if publish_mqtt:
-        from pedstream.stream.sources.mqtt import MQTTAuth
+        from pedstream.stream.mqtt.publisher import MQTTSink
 
-        sinks.append(MQTTSink(host=cfg.mqtt.host, port=cfg.mqtt.port, prefix=cfg.mqtt.topic_prefix,
-                              auth=mqtt_src.auth if mqtt_src is not None else MQTTAuth.from_section(cfg.mqtt),
-                              timeout_s=cfg.mqtt.timeout_s))
+        sinks.append(MQTTSink.from_config(cfg.mqtt, auth=mqtt_src.auth if mqtt_src is not None else None))
     if lsl_markers:
+        from pedstream.stream.lsl.outlet import LSLMarkerSink
+
         sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
     hl7_sink = None
     if hl7:
@@ -361,3 +364,52 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
                                     + (f", [lsl] predicate {cfg.lsl.predicate!r}" if source == "lsl" else "")
                                     + (f", topics {cfg.mqtt.topic_prefix}/+/meta" if source == "mqtt" else "") + ")")
     return summary
+
+
+def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | None = None, loop: bool | None = None,
+                   start_s: float = 0.0, seconds: float | None = None, stream_id: str | None = None,
+                   encoding: str | None = None, chunk_ms: float | None = None,
+                   age_years: float | None = None) -> dict[str, int]:
+    """``pedstream replay``: publish until the records end (or Ctrl-C with ``--loop``)."""
+    import click
+
+    from pedstream.stream.replay import ReplayPlan, plan_replay
+
+    speed = cfg.replay.speed if speed is None else speed
+    if not speed > 0:
+        raise RecordError("replay", f"--speed must be > 0 (got {speed})")
+    loop = cfg.replay.loop if loop is None else loop
+    chunk_ms = cfg.replay.chunk_ms if chunk_ms is None else chunk_ms
+    encoding = cfg.replay.encoding if encoding is None else encoding
+    plans = plan_replay(records, cfg.signal, start_s=start_s, seconds=seconds, stream_id=stream_id,
+                        age_years=age_years)
+
+    def started(plan: ReplayPlan) -> None:
+        click.echo(f"{to}: {plan.stream_id} <- {plan.record.name} ({plan.fs:g} Hz, "
+                   f"{len(plan.channel_names)} channels: {' '.join(plan.channel_names)}, "
+                   f"{(plan.stop - plan.start) / plan.fs:.1f} s{', looping' if loop else ''})", err=True)
+
+    t0 = time.monotonic()
+    if to == "lsl":
+        from pedstream.stream.lsl.config import configure_lsl_from
+        from pedstream.stream.lsl.outlet import replay_to_lsl
+
+        configure_lsl_from(cfg.lsl)
+        sent = asyncio.run(replay_to_lsl(plans, speed=speed, chunk_ms=chunk_ms, loop=loop, on_start=started))
+    elif to == "mqtt":
+        from pedstream.stream.mqtt.client import MQTTAuth
+        from pedstream.stream.mqtt.publisher import replay_to_mqtt
+
+        m = cfg.mqtt
+        sent = asyncio.run(replay_to_mqtt(plans, host=m.host, port=m.port, prefix=m.topic_prefix, speed=speed,
+                                          chunk_ms=chunk_ms, loop=loop, encoding=encoding, dtype=cfg.replay.dtype,
+                                          int16_scale_mv=cfg.replay.int16_scale_mv, timeout_s=m.timeout_s,
+                                          on_start=started, auth=MQTTAuth.from_section(m),
+                                          reconnect_max_s=min(m.reconnect_max_s, 5.0),
+                                          probe_interval_s=m.probe_interval_s))
+    else:
+        raise RecordError("replay", f"--to must be lsl or mqtt (got {to!r})")
+    wall = time.monotonic() - t0
+    for sid, n in sent.items():
+        click.echo(f"{sid}: {n} samples sent in {wall:.2f} s", err=True)
+    return sent

@@ -13,7 +13,7 @@ from pedstream.config import load_config
 from pedstream.stream.batcher import BatchResult, WindowItem
 from pedstream.stream.dashboard import export_dashboard, render_dashboard
 from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus, model_banner
-from pedstream.stream.sources.base import StreamAdded, StreamInfo
+from pedstream.stream.source import StreamAdded, StreamInfo
 from tests.stream.tiny_model import build_tiny_model, open_session
 
 # the data_description the packaged demo model was exported with (before loop.py wrote clean ones)

@@ -167,7 +167,7 @@ def test_refuses_models_that_are_not_beat_models(tmp_path, cfg, beat_paths):
 
 # ---------------------------------------------------------------------------------- end to end
 async def replay_119(cfg, session, beat, tmp_path):
-    from pedstream.stream.sources.replay import ReplaySource
+    from pedstream.stream.replay import ReplaySource
 
     q: asyncio.Queue = asyncio.Queue()
     src = ReplaySource(events=q, records=[REC119], signal_cfg=cfg.signal, speed=float("inf"), chunk_ms=50)

@@ -14,7 +14,7 @@ import pytest
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.stream.engine import Engine
-from pedstream.stream.sources.base import Chunk, ChunkReceived, SourceBase, StreamAdded, StreamInfo
+from pedstream.stream.source import Chunk, ChunkReceived, SourceBase, StreamAdded, StreamInfo
 from tests.stream.helpers import make_signal
 from tests.stream.tiny_model import build_tiny_model, open_session
 
@@ -115,8 +115,8 @@ async def test_a_flood_beside_a_normal_stream_keeps_its_latency(tiny, tmp_path, 
     of their window's end (publisher clock = monotonic here). The bound is loose on purpose: this is a
     starvation check (one FIFO left the other streams without a call for 70 s), not a latency benchmark,
     and it must hold on a loaded CI machine (about 1 s on an idle one)."""
-    from pedstream.stream.payload import encode_binary, encode_meta
-    from pedstream.stream.sources.mqtt import MQTTPublisher, MQTTSource
+    from pedstream.stream.mqtt.wire import encode_binary, encode_meta
+    from pedstream.stream.mqtt import MQTTPublisher, MQTTSource
 
     budget_s = 5.0
     cfg = load_config(overrides=["alarms.strips=false", "stream.ingest_queue_s=5"])

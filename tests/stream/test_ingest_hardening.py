@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pedstream.errors import PayloadError
-from pedstream.stream.payload import (
+from pedstream.stream.mqtt.wire import (
     PayloadLimits,
     SequenceTracker,
     decode_data,
@@ -24,8 +24,8 @@ from pedstream.stream.payload import (
     encode_meta,
     json_depth,
 )
-from pedstream.stream.sources.base import ChunkReceived, ErrorThrottle, StreamAdded, StreamError, StreamLost
-from pedstream.stream.sources.mqtt import MQTTPublisher, MQTTSource, topic_for
+from pedstream.stream.source import ChunkReceived, ErrorThrottle, StreamAdded, StreamError, StreamLost
+from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, topic_for
 from tests.stream import helpers
 from tests.stream.helpers import chunks_of
 
@@ -387,7 +387,7 @@ async def test_engine_survives_any_exception_of_one_stream(tmp_path):
     from pedstream.config import load_config
     from pedstream.data.channels import CANONICAL_CHANNELS
     from pedstream.stream.engine import Engine
-    from pedstream.stream.sources.base import Chunk, StreamInfo
+    from pedstream.stream.source import Chunk, StreamInfo
     from tests.stream.helpers import ArraySource, StreamSpec, make_signal
     from tests.stream.tiny_model import build_tiny_model, open_session
 

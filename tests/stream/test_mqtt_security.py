@@ -17,9 +17,9 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.errors import ConfigError, StreamError as StreamFailure
-from pedstream.stream.payload import encode_binary, encode_meta
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded
-from pedstream.stream.sources.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
+from pedstream.stream.mqtt.wire import encode_binary, encode_meta
+from pedstream.stream.source import ChunkReceived, StreamAdded
+from pedstream.stream.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
 from tests.conftest import MOSQUITTO, Broker, free_port
 from tests.stream import helpers
 
@@ -147,8 +147,9 @@ def test_password_sources_and_never_printed(tmp_path, monkeypatch, secure_broker
 async def test_publish_mqtt_sink_uses_the_same_credentials_and_tls(secure_broker):
     """``--publish-mqtt`` (MQTTSink) connects with the ``[mqtt]`` username/password/TLS like the source
     (one client construction path, ``make_client``); without them the broker refuses it."""
-    from pedstream.stream.sinks import MonitorEvent, MQTTSink
-    from pedstream.stream.sources.mqtt import make_client
+    from pedstream.stream.mqtt.publisher import MQTTSink
+    from pedstream.stream.sinks import MonitorEvent
+    from pedstream.stream.mqtt import make_client
 
     async with make_client(secure_broker.host, secure_broker.port, identifier=None, auth=auth(secure_broker, "monitor"),
                            timeout_s=3.0) as sub:

@@ -1,4 +1,4 @@
-"""pedstream.stream.payload: byte layout, round trips, every malformed field, sequence tracking."""
+"""pedstream.stream.mqtt.wire: byte layout, round trips, every malformed field, sequence tracking."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pedstream.errors import PayloadError
-from pedstream.stream.payload import (
+from pedstream.stream.mqtt.wire import (
     HEADER,
     SequenceTracker,
     decode_binary,
@@ -22,7 +22,7 @@ from pedstream.stream.payload import (
     encode_meta,
     payload_to_mv,
 )
-from pedstream.stream.sources.units import unit_to_mv
+from pedstream.stream.units import unit_to_mv
 
 RNG = np.random.default_rng(0)
 
@@ -257,7 +257,7 @@ def test_sequence_flush_stale_and_reset():
 
 def test_readme_payload_spec_is_the_codec_docstring():
     """README's "MQTT payload specification" block is this module's docstring (less its title line)."""
-    import pedstream.stream.payload as pl
+    import pedstream.stream.mqtt.wire as pl
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     start = readme.index("```text\n", readme.index("### MQTT payload specification")) + len("```text\n")

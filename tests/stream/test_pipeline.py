@@ -14,7 +14,7 @@ from pedstream.dsp.filters import filter_signal
 from pedstream.dsp.windowing import normalize_window
 from pedstream.errors import StreamError
 from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.sources.base import Chunk, StreamInfo
+from pedstream.stream.source import Chunk, StreamInfo
 from tests.stream.helpers import make_signal
 
 FS = 977.0

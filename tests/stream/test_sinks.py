@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from pedstream.stream.sinks import JsonLinesSink, LSLMarkerSink, MonitorEvent, MQTTSink
+from pedstream.stream.lsl.outlet import LSLMarkerSink
+from pedstream.stream.mqtt.publisher import MQTTSink
+from pedstream.stream.sinks import JsonLinesSink, MonitorEvent
 
 KEYS = {"t", "stream", "kind", "label", "p", "hr", "latency_ms"}
 

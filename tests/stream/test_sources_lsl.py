@@ -14,9 +14,9 @@ import uuid
 import numpy as np
 import pytest
 
-from pedstream.stream.lslconfig import configure_lsl, render_lsl_config
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamError, StreamLost
-from pedstream.stream.sources.lsl import LSLSource
+from pedstream.stream.lsl.config import configure_lsl, render_lsl_config
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
+from pedstream.stream.lsl.inlet import LSLSource
 from tests.stream.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
@@ -175,7 +175,7 @@ def test_config_is_what_liblsl_loads_and_sessions_are_isolated(lsl_config, tmp_p
     stream in another LSL session is invisible while one in the same session is found."""
     code = textwrap.dedent(f"""
         import sys, pylsl
-        from pedstream.stream.lslconfig import configure_lsl
+        from pedstream.stream.lsl.config import configure_lsl
         configure_lsl(session_id=sys.argv[1], log_level=3, directory={str(tmp_path)!r})
         import pylsl
         mine = pylsl.StreamOutlet(pylsl.StreamInfo("mine", "ECG", 1, 100, pylsl.cf_float32, "mine-" + sys.argv[1]))
@@ -203,7 +203,7 @@ def test_discovery_traffic_stays_on_loopback(tmp_path):
     255.255.255.255 and IPv6 groups)."""
     code = textwrap.dedent(f"""
         import pylsl
-        from pedstream.stream.lslconfig import configure_lsl
+        from pedstream.stream.lsl.config import configure_lsl
         configure_lsl(session_id="strace-{uuid.uuid4().hex[:6]}", directory={str(tmp_path)!r})
         o = pylsl.StreamOutlet(pylsl.StreamInfo("n", "ECG", 1, 100, pylsl.cf_float32, "strace-n1"))
         print("FOUND", len(pylsl.resolve_bypred("source_id='strace-n1'", 1, 5.0)))
@@ -225,7 +225,7 @@ def test_discovery_traffic_stays_on_loopback(tmp_path):
 def test_sample_grid_absorbs_jitter_and_jumps_without_loss_but_keeps_real_gaps():
     """Issue 10: an LSL timestamp jump above 0.1 s was treated as a gap (4.5 s blind) although no
     sample was lost."""
-    from pedstream.stream.sources.lsl import SampleGrid
+    from pedstream.stream.lsl.inlet import SampleGrid
 
     fs, n = 500.0, 50
     grid = SampleGrid(fs=fs, jump_tolerance_s=1.0)

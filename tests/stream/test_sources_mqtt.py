@@ -8,9 +8,9 @@ from functools import partial
 import numpy as np
 import pytest
 
-from pedstream.stream.payload import encode_binary, encode_json, encode_meta
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamError, StreamLost
-from pedstream.stream.sources.mqtt import MQTTPublisher, MQTTSource, topic_for
+from pedstream.stream.mqtt.wire import encode_binary, encode_json, encode_meta
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
+from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, topic_for
 from tests.stream import helpers
 from tests.stream.helpers import chunks_of
 

@@ -15,10 +15,12 @@ from click.testing import CliRunner
 
 from pedstream.cli import cli
 from pedstream.config import SignalConfig
-from pedstream.stream.sources.base import ChunkReceived, StreamAdded, StreamLost
-from pedstream.stream.sources.lsl import LSLSource
-from pedstream.stream.sources.mqtt import MQTTSource
-from pedstream.stream.sources.replay import ReplaySource, plan_replay, replay_to_lsl, replay_to_mqtt
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamLost
+from pedstream.stream.lsl.inlet import LSLSource
+from pedstream.stream.mqtt import MQTTSource
+from pedstream.stream.lsl.outlet import replay_to_lsl
+from pedstream.stream.mqtt.publisher import replay_to_mqtt
+from pedstream.stream.replay import ReplaySource, plan_replay
 from tests.stream.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)

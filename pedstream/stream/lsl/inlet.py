@@ -1,6 +1,6 @@
 """LSL source: every stream matching a predicate, resolved continuously, pulled without blocking.
 
-Stream conventions read (the XDF ones; see also :func:`pedstream.stream.sources.replay.replay_to_lsl`):
+Stream conventions read (the XDF ones; see also :func:`pedstream.stream.replay.replay_to_lsl`):
 
 - stream id = the stream's ``source_id`` (or its ``name`` when it has none; such a stream cannot be
   recovered after its outlet restarts, liblsl needs a source_id for that);
@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from pedstream.stream.lslconfig import ensure_lsl_configured
-from pedstream.stream.payload import DEFAULT_LIMITS, PayloadLimits
-from pedstream.stream.sources.base import (
+from pedstream.stream.lsl.config import ensure_lsl_configured
+from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
+from pedstream.stream.source import (
     Chunk,
     ChunkReceived,
     SourceBase,
@@ -50,7 +50,7 @@ from pedstream.stream.sources.base import (
     StreamInfo,
     StreamLost,
 )
-from pedstream.stream.sources.units import unit_to_mv
+from pedstream.stream.units import unit_to_mv
 
 __all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid"]
 
@@ -177,7 +177,7 @@ class LSLSource(SourceBase):
     @classmethod
     def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "LSLSource":
         """Build from the ``[lsl]`` config section (also applies its network settings)."""
-        from pedstream.stream.lslconfig import configure_lsl_from
+        from pedstream.stream.lsl.config import configure_lsl_from
 
         configure_lsl_from(section)
         kw = dict(predicate=section.predicate, resolve_interval_s=section.resolve_interval_s,

@@ -102,7 +102,7 @@ from typing import Any, Generic, Literal, TypeVar
 import numpy as np
 
 from pedstream.errors import PayloadError
-from pedstream.stream.sources.units import unit_to_mv
+from pedstream.stream.units import unit_to_mv
 
 __all__ = [
     "MAGIC",
@@ -126,6 +126,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "json_depth",
     "check_stream_id",
+    "topic_for",
 ]
 
 MAGIC = b"PSD1"
@@ -609,3 +610,8 @@ class SequenceTracker(Generic[T]):
             self._next = (self._next + 1) % _U32  # type: ignore[operator]
         self.stats.delivered += len(out)
         return out
+
+
+def topic_for(prefix: str, stream_id: str, kind: str) -> str:
+    """``<prefix>/<stream_id>/<kind>`` with kind ``meta`` | ``data`` (| ``rhythm``: the monitor's events)."""
+    return f"{prefix.rstrip('/')}/{stream_id}/{kind}"

@@ -1,4 +1,7 @@
-"""WFDB records as live streams: in-process (:class:`ReplaySource`), over LSL or over MQTT.
+"""WFDB records as live streams: the replay *source* (:class:`ReplaySource`, in-process) and the
+paced reading shared by the transports' replay outlets (:func:`pedstream.stream.lsl.outlet.replay_to_lsl`,
+:func:`pedstream.stream.mqtt.publisher.replay_to_mqtt`; ``pedstream replay`` is wired in
+:func:`pedstream.stream.runner.replay_command`).
 
 Each record becomes one stream at the record's own sampling rate carrying the record's *present*
 channels (mapped onto canonical names by :func:`pedstream.data.loader.open_record`, flat channels
@@ -11,12 +14,6 @@ long-run rate exact whatever the scheduling jitter (drift compensation)::
 are *signal time*: ``t_start_clock + sample_index / fs`` (so at ``speed != 1`` they run ahead of or
 behind the wall clock). ``first_index`` counts samples from the start of the replay and keeps
 increasing across ``loop`` passes. ``seq`` counts chunks.
-
-LSL conventions written by :func:`replay_to_lsl` (read back by :class:`~.lsl.LSLSource`): stream
-``name`` and ``source_id`` = stream id, ``type`` = ``"ECG"``, ``nominal_srate`` = record fs,
-``cf_float32``; ``desc/channels/channel`` with ``label`` (canonical name), ``unit`` = ``millivolts``,
-``type`` = ``ECG`` | ``IEGM``; ``desc/acquisition/manufacturer`` = ``pedstream replay``,
-``desc/acquisition/record`` = record name; ``desc/subject/age`` when known.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -34,7 +30,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 import numpy as np
 
 from pedstream.errors import PedstreamError, RecordError
-from pedstream.stream.sources.base import (
+from pedstream.stream.source import (
     Chunk,
     ChunkReceived,
     SourceBase,
@@ -46,10 +42,9 @@ from pedstream.stream.sources.base import (
 __all__ = [
     "ReplayPlan",
     "ReplaySource",
+    "paced_chunks",
     "plan_replay",
-    "replay_command",
-    "replay_to_lsl",
-    "replay_to_mqtt",
+    "run_all",
     "stream_id_for",
 ]
 
@@ -166,7 +161,7 @@ def plan_replay(paths: Sequence[str | Path], signal_cfg: Any, *, start_s: float 
     return plans
 
 
-async def _paced_chunks(plan: ReplayPlan, *, chunk_ms: float, speed: float, loop: bool,
+async def paced_chunks(plan: ReplayPlan, *, chunk_ms: float, speed: float, loop: bool,
                         ) -> AsyncIterator[tuple[int, int, np.ndarray]]:
     """Yield ``(seq, first_index, data (n, k) float32 mV)`` on the replay schedule."""
     fs = plan.fs
@@ -247,7 +242,7 @@ class ReplaySource(SourceBase):
         t0 = time.monotonic()
         sent = 0
         try:
-            async for seq, first, data in _paced_chunks(plan, chunk_ms=self.chunk_ms, speed=self.speed,
+            async for seq, first, data in paced_chunks(plan, chunk_ms=self.chunk_ms, speed=self.speed,
                                                         loop=self.loop):
                 ts = t0 + (first + np.arange(data.shape[0], dtype=np.float64)) / plan.fs  # (n,)
                 self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first,
@@ -261,118 +256,19 @@ class ReplaySource(SourceBase):
                 self.finished.set()
 
 
-async def _run_all(plans: Sequence[ReplayPlan], one: Callable[[ReplayPlan], Awaitable[int]]) -> dict[str, int]:
-    async with asyncio.TaskGroup() as tg:
-        tasks = {p.stream_id: tg.create_task(one(p), name=f"replay-{p.stream_id}") for p in plans}
-    return {sid: t.result() for sid, t in tasks.items()}
-
-
-async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chunk_ms: float = 50.0,
-                        loop: bool = False, wait_for_consumers_s: float = 0.0, linger_s: float = 0.5,
-                        on_start: Callable[[ReplayPlan], None] | None = None) -> dict[str, int]:
-    """Publish each plan as an LSL outlet (conventions in the module docstring), paced.
-
-    LSL delivers only samples pushed after an inlet connected: ``wait_for_consumers_s > 0`` waits
-    that long for a first consumer before sending (then sends anyway). After the last chunk the
-    outlet stays open ``linger_s`` so the last chunks reach the inlets (LSL has no flush). Returns samples sent per
-    stream id. Applies the safe LSL defaults if nobody configured LSL (see lslconfig)."""
-    from pedstream.stream.lslconfig import ensure_lsl_configured
-
-    ensure_lsl_configured()
-    import pylsl
-
-    async def one(plan: ReplayPlan) -> int:
-        info = pylsl.StreamInfo(name=plan.stream_id, type="ECG", channel_count=len(plan.channel_names),
-                                nominal_srate=plan.fs, channel_format=pylsl.cf_float32, source_id=plan.stream_id)
-        chans = info.desc().append_child("channels")
-        for name, kind in zip(plan.channel_names, plan.channel_types):
-            ch = chans.append_child("channel")
-            ch.append_child_value("label", name)
-            ch.append_child_value("unit", "millivolts")
-            ch.append_child_value("type", kind)
-        acq = info.desc().append_child("acquisition")
-        acq.append_child_value("manufacturer", "pedstream replay")
-        acq.append_child_value("record", plan.record.name)
-        if plan.age_years is not None:
-            info.desc().append_child("subject").append_child_value("age", f"{plan.age_years:g}")
-        outlet = pylsl.StreamOutlet(info, chunk_size=0, max_buffered=60)
-        if wait_for_consumers_s > 0:
-            if not await asyncio.to_thread(outlet.wait_for_consumers, wait_for_consumers_s):
-                log.warning("LSL %s: no consumer after %.1f s; sending anyway", plan.stream_id,
-                            wait_for_consumers_s)
-        if on_start is not None:
-            on_start(plan)
-        t0 = pylsl.local_clock()
-        sent = 0
-        try:
-            async for _seq, first, data in _paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
-                outlet.push_chunk(data, timestamp=t0 + (first + data.shape[0] - 1) / plan.fs)
-                sent = first + data.shape[0]
-            if linger_s > 0:
-                await asyncio.sleep(linger_s)
-        finally:
-            del outlet
-        return sent
-
-    return await _run_all(plans, one)
-
-
-async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1", port: int = 1883,
-                         prefix: str = "pedstream/v1", speed: float = 1.0, chunk_ms: float = 50.0,
-                         loop: bool = False, encoding: str = "binary", dtype: str = "int16",
-                         int16_scale_mv: float = 0.001, timeout_s: float = 5.0,
-                         on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
-                         reconnect: bool = True, reconnect_max_s: float = 5.0,
-                         probe_interval_s: float = 0.25) -> dict[str, int]:
-    """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
-    int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range.
-
-    One MQTT client per stream, each with a Last Will that clears its retained meta if the process
-    dies; a normal end (or Ctrl-C) clears the metas itself. With ``reconnect`` a lost broker does not
-    end the replay: data is dropped (counted) while disconnected and the meta is republished on
-    reconnect (see :class:`~pedstream.stream.sources.mqtt.MQTTPublisher`).
-    Returns samples sent per stream id."""
-    from pedstream.stream.payload import encode_binary, encode_json, encode_meta
-    from pedstream.stream.sources.mqtt import MQTTPublisher
-
-    if encoding not in ("binary", "json"):
-        raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
-
-    async def one(plan: ReplayPlan) -> int:
-        async with MQTTPublisher(host=host, port=port, prefix=prefix, timeout_s=timeout_s, auth=auth,
-                                 reconnect=reconnect, reconnect_max_s=reconnect_max_s,
-                                 probe_interval_s=probe_interval_s, will_stream=plan.stream_id) as pub:
-            t0 = time.time()
-            await pub.publish_meta(plan.stream_id, encode_meta(
-                fs=plan.fs, channels=plan.channel_names, units="mV", dtype=dtype,
-                scale=int16_scale_mv if dtype == "int16" else 1.0, encoding=encoding, age_years=plan.age_years,
-                t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name))
-            if on_start is not None:
-                on_start(plan)
-            sent = 0
-            async for seq, first, data in _paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
-                t = t0 + first / plan.fs
-                if encoding == "json":
-                    payload = encode_json(data, seq=seq % (1 << 32), first_sample=first, t=t)
-                elif dtype == "int16":
-                    q = np.clip(np.rint(data / int16_scale_mv), -32768, 32767).astype(np.int16)
-                    payload = encode_binary(q, seq=seq % (1 << 32), first_sample=first, t=t)
-                else:
-                    payload = encode_binary(data, seq=seq % (1 << 32), first_sample=first, t=t, dtype="float32")
-                await pub.publish_data(plan.stream_id, payload)
-                sent = first + data.shape[0]
-            if pub.dropped:
-                log.warning("MQTT %s: %d message(s) not sent while the broker was unreachable",
-                            plan.stream_id, pub.dropped)
-            return sent
-
+async def run_all(plans: Sequence[ReplayPlan], one: Callable[[ReplayPlan], Awaitable[int]]) -> dict[str, int]:
+    """Run ``one(plan)`` for every plan in one task group; samples sent per stream id. A
+    :class:`~pedstream.errors.PedstreamError` in any of them is raised as itself (one clear error
+    line, not a traceback of the task group)."""
     try:
-        return await _run_all(plans, one)
-    except BaseExceptionGroup as eg:  # one clear error line, not a traceback of the task group
+        async with asyncio.TaskGroup() as tg:
+            tasks = {p.stream_id: tg.create_task(one(p), name=f"replay-{p.stream_id}") for p in plans}
+    except BaseExceptionGroup as eg:
         first_err = next((e for e in _leaves(eg) if isinstance(e, PedstreamError)), None)
         if first_err is not None:
             raise first_err from None
         raise
+    return {sid: t.result() for sid, t in tasks.items()}
 
 
 def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
@@ -380,48 +276,3 @@ def _leaves(eg: BaseExceptionGroup) -> list[BaseException]:
     for e in eg.exceptions:
         out += _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]
     return out
-
-
-def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | None = None, loop: bool | None = None,
-                   start_s: float = 0.0, seconds: float | None = None, stream_id: str | None = None,
-                   encoding: str | None = None, chunk_ms: float | None = None,
-                   age_years: float | None = None) -> dict[str, int]:
-    """``pedstream replay``: publish until the records end (or Ctrl-C with ``--loop``)."""
-    import click
-
-    speed = cfg.replay.speed if speed is None else speed
-    if not speed > 0:
-        raise RecordError("replay", f"--speed must be > 0 (got {speed})")
-    loop = cfg.replay.loop if loop is None else loop
-    chunk_ms = cfg.replay.chunk_ms if chunk_ms is None else chunk_ms
-    encoding = cfg.replay.encoding if encoding is None else encoding
-    plans = plan_replay(records, cfg.signal, start_s=start_s, seconds=seconds, stream_id=stream_id,
-                        age_years=age_years)
-
-    def started(plan: ReplayPlan) -> None:
-        click.echo(f"{to}: {plan.stream_id} <- {plan.record.name} ({plan.fs:g} Hz, "
-                   f"{len(plan.channel_names)} channels: {' '.join(plan.channel_names)}, "
-                   f"{(plan.stop - plan.start) / plan.fs:.1f} s{', looping' if loop else ''})", err=True)
-
-    t0 = time.monotonic()
-    if to == "lsl":
-        from pedstream.stream.lslconfig import configure_lsl_from
-
-        configure_lsl_from(cfg.lsl)
-        sent = asyncio.run(replay_to_lsl(plans, speed=speed, chunk_ms=chunk_ms, loop=loop, on_start=started))
-    elif to == "mqtt":
-        from pedstream.stream.sources.mqtt import MQTTAuth
-
-        m = cfg.mqtt
-        sent = asyncio.run(replay_to_mqtt(plans, host=m.host, port=m.port, prefix=m.topic_prefix, speed=speed,
-                                          chunk_ms=chunk_ms, loop=loop, encoding=encoding, dtype=cfg.replay.dtype,
-                                          int16_scale_mv=cfg.replay.int16_scale_mv, timeout_s=m.timeout_s,
-                                          on_start=started, auth=MQTTAuth.from_section(m),
-                                          reconnect_max_s=min(m.reconnect_max_s, 5.0),
-                                          probe_interval_s=m.probe_interval_s))
-    else:
-        raise RecordError("replay", f"--to must be lsl or mqtt (got {to!r})")
-    wall = time.monotonic() - t0
-    for sid, n in sent.items():
-        click.echo(f"{sid}: {n} samples sent in {wall:.2f} s", err=True)
-    return sent

@@ -1,4 +1,5 @@
-"""MQTT source and publisher (aiomqtt, MQTT v5, TCP_NODELAY). Payloads: :mod:`pedstream.stream.payload`.
+"""MQTT source (aiomqtt, MQTT v5, TCP_NODELAY). Payloads: :mod:`pedstream.stream.mqtt.wire`; connection:
+:mod:`pedstream.stream.mqtt.client`; publishing: :mod:`pedstream.stream.mqtt.publisher`.
 
 :class:`MQTTSource` subscribes to ``<prefix>/+/meta`` and ``<prefix>/+/data`` and turns them into
 source events:
@@ -8,12 +9,12 @@ source events:
   reported once as a ``StreamError``; a new ``session``/``t0`` restarts the sequence tracker; an
   empty retained meta (the publisher withdrew it) -> ``StreamLost``;
 - data messages -> decoded, put back in ``seq`` order (reorder window, see
-  :class:`~pedstream.stream.payload.SequenceTracker`; a restarted publisher is recognised at its
+  :class:`~pedstream.stream.mqtt.wire.SequenceTracker`; a restarted publisher is recognised at its
   first message), converted to mV -> ``ChunkReceived``;
 - a payload that cannot be decoded, or *any* exception while handling one message -> a
   ``StreamError`` of that stream, throttled (``error_burst`` per ``error_period_s``, the rest
   counted); nothing a publisher sends can end the source. Limits (size, JSON depth, channels,
-  samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.payload.PayloadLimits`);
+  samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.mqtt.wire.PayloadLimits`);
 - per-stream ingest budget: at most ``max(max_messages_per_s, fs)`` messages/s and ``budget_factor`` times the
   samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst); messages beyond are
   rejected before decoding and counted (``rejected_messages``, ``dropped_samples``), the stream is
@@ -28,7 +29,7 @@ source events:
   in [0.5, 1)); while waiting the broker is probed every ``probe_interval_s`` and the source
   reconnects as soon as it answers again; the retained metas re-announce the streams.
 
-Authentication and TLS: :class:`MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
+Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
 
 Every network await (connect, subscribe, publish, probe) has a timeout (``timeout_s``).
@@ -38,22 +39,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
-import ssl
 import time
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import numpy as np
 
-from pedstream.errors import ConfigError, PayloadError, StreamError as StreamFailure
-from pedstream.stream.payload import (
+from pedstream.errors import PayloadError
+from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.stream.mqtt.wire import (
     DEFAULT_LIMITS,
     DataPayload,
     PayloadLimits,
@@ -64,8 +62,9 @@ from pedstream.stream.payload import (
     decode_data,
     decode_meta,
     payload_to_mv,
+    topic_for,
 )
-from pedstream.stream.sources.base import (
+from pedstream.stream.source import (
     Chunk,
     ChunkReceived,
     ErrorThrottle,
@@ -76,96 +75,10 @@ from pedstream.stream.sources.base import (
     StreamLost,
 )
 
-__all__ = ["MQTTSource", "MQTTPublisher", "MQTTAuth", "NODELAY", "topic_for", "limits_from", "wait_backoff",
-           "make_client"]
+__all__ = ["MQTTSource", "limits_from"]
 
 log = logging.getLogger(__name__)
-
-NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _MAX_PENDING = 256
-
-
-def _retrieve_disconnect_error(client: aiomqtt.Client | None) -> None:
-    """aiomqtt keeps a broken connection's error in a future nobody awaits when the client is left
-    after the break; read it so asyncio does not log 'exception was never retrieved'."""
-    fut = getattr(client, "_disconnected", None)
-    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
-        fut.exception()
-
-
-def topic_for(prefix: str, stream_id: str, kind: str) -> str:
-    """``<prefix>/<stream_id>/<kind>`` with kind ``meta`` | ``data``."""
-    return f"{prefix.rstrip('/')}/{stream_id}/{kind}"
-
-
-@dataclass(frozen=True, slots=True)
-class MQTTAuth:
-    """Credentials and TLS for the broker connection. ``repr`` never shows the password."""
-
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-
-    @classmethod
-    def from_section(cls, section: Any) -> "MQTTAuth":
-        """From ``[mqtt]``: the password from ``password``, ``password_file`` (first line) or the
-        environment variable named by ``password_env``. Problems are :class:`ConfigError`."""
-        password: str | None = None
-        pw = getattr(section, "password", None)
-        if pw is not None:
-            password = pw.get_secret_value() if hasattr(pw, "get_secret_value") else str(pw)
-        elif getattr(section, "password_file", ""):
-            path = Path(section.password_file).expanduser()
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError([("mqtt.password_file", f"cannot read {path} ({type(exc).__name__})")]) from exc
-            password = lines[0] if lines else ""
-        elif getattr(section, "password_env", ""):
-            name = section.password_env
-            if name not in os.environ:
-                raise ConfigError([("mqtt.password_env", f"environment variable {name} is not set")])
-            password = os.environ[name]
-        auth = cls(username=getattr(section, "username", None), password=password,
-                   tls=bool(getattr(section, "tls", False)), ca_file=getattr(section, "ca_file", "") or "",
-                   cert_file=getattr(section, "cert_file", "") or "", key_file=getattr(section, "key_file", "") or "")
-        if auth.tls:
-            auth.ssl_context()  # refuse unreadable files now, as a configuration error
-        return auth
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if not self.tls:
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=self.ca_file or None)
-            if self.cert_file:
-                ctx.load_cert_chain(self.cert_file, self.key_file or None)
-        except (OSError, ssl.SSLError, ValueError) as exc:
-            raise ConfigError([("mqtt.tls", f"cannot load the TLS files ({exc.__class__.__name__}: "
-                                             f"{getattr(exc, 'strerror', None) or exc})")]) from exc
-        return ctx
-
-    def client_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {}
-        if self.username is not None:
-            kw["username"] = self.username
-            kw["password"] = self.password
-        ctx = self.ssl_context()
-        if ctx is not None:
-            kw["tls_context"] = ctx
-        return kw
-
-
-def make_client(host: str, port: int, *, identifier: str | None, auth: MQTTAuth | None, timeout_s: float,
-                keepalive_s: int = 30, will: aiomqtt.Will | None = None, **kw: Any) -> aiomqtt.Client:
-    """The one way pedstream builds an MQTT client (source, publisher, ``--publish-mqtt`` sink, demo feeders):
-    MQTT v5, TCP_NODELAY, the ``[mqtt]`` credentials and TLS of ``auth``, ``timeout_s`` on every network await."""
-    return aiomqtt.Client(host, int(port), identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
-                          timeout=timeout_s, keepalive=int(keepalive_s), socket_options=NODELAY, will=will,
-                          **(auth or MQTTAuth()).client_kwargs(), **kw)
 
 
 def limits_from(section: Any) -> PayloadLimits:
@@ -173,41 +86,6 @@ def limits_from(section: Any) -> PayloadLimits:
     return PayloadLimits(max_message_bytes=section.max_message_bytes, max_json_depth=section.max_json_depth,
                          max_channels=section.max_channels, max_samples=section.max_samples_per_message,
                          fs_min=section.fs_min, fs_max=section.fs_max)
-
-
-async def _probe(host: str, port: int, timeout: float) -> bool:
-    """True when ``host:port`` accepts a TCP connection within ``timeout``."""
-    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation (the task then
-    # outlives its cancel and the source's exit waits on it)
-    try:
-        async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(host, port)
-    except (OSError, TimeoutError):
-        return False
-    writer.close()
-    try:
-        async with asyncio.timeout(timeout):
-            await writer.wait_closed()
-    except (OSError, TimeoutError):
-        pass
-    return True
-
-
-async def wait_backoff(host: str, port: int, delay: float, *, probe_interval_s: float = 0.25) -> bool:
-    """Wait up to ``delay`` seconds before a reconnect; return early (True) as soon as the broker
-    accepts TCP connections again after having refused them during this wait."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + delay
-    was_down = False
-    while (left := deadline - loop.time()) > 0:
-        up = await _probe(host, port, min(max(probe_interval_s, 0.05), left))
-        if up and was_down:
-            return True
-        was_down |= not up
-        left = deadline - loop.time()
-        if left > 0:
-            await asyncio.sleep(min(probe_interval_s, left))
-    return False
 
 
 class _Bucket:
@@ -373,7 +251,7 @@ class MQTTSource(SourceBase):
                     attempt = 0  # the broker is back: the next failure starts the backoff again
             finally:
                 self.connected.clear()
-                _retrieve_disconnect_error(self._client)
+                retrieve_disconnect_error(self._client)
 
     async def _watchdog(self) -> None:
         period = max(0.02, min(self.reorder_hold_s, self.meta_wait_s or 1.0, self.lost_timeout_s) / 4)
@@ -598,157 +476,3 @@ class MQTTSource(SourceBase):
         ts = p.t + np.arange(p.n_samples, dtype=np.float64) / meta.fs  # (n,)
         self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=p.first_sample,
                                       seq=p.seq)))
-
-
-class MQTTPublisher:
-    """Publish pedstream streams (meta retained + data) to a broker.
-
-    ``async with MQTTPublisher(host=..., port=...) as pub: await pub.publish_meta(sid, meta_bytes);
-    await pub.publish_data(sid, payload)``. Leaving the block clears the retained metas it
-    published (``clear_meta_on_exit``), so subscribers see the streams end; ``will_stream`` sets a
-    Last Will that clears that stream's retained meta if the publisher dies without leaving the block.
-
-    ``reconnect=True``: a lost connection does not raise; data published while disconnected is
-    dropped (counted in ``dropped``), the publisher reconnects in the background (capped jittered
-    backoff, at once when the broker answers again) and republishes its retained metas. The first
-    connection must succeed (:class:`~pedstream.errors.StreamError` otherwise).
-    """
-
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 1883, prefix: str = "pedstream/v1",
-                 timeout_s: float = 5.0, keepalive_s: int = 30, qos: int = 0, client_id: str | None = None,
-                 clear_meta_on_exit: bool = True, auth: MQTTAuth | None = None, reconnect: bool = False,
-                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 5.0, probe_interval_s: float = 0.25,
-                 will_stream: str | None = None) -> None:
-        self.host, self.port = host, int(port)
-        self.prefix = prefix.rstrip("/")
-        self.timeout_s = float(timeout_s)
-        self.keepalive_s = int(keepalive_s)
-        self.qos = int(qos)
-        self.clear_meta_on_exit = clear_meta_on_exit
-        self.auth = auth or MQTTAuth()
-        self.reconnect = bool(reconnect)
-        self.reconnect_min_s, self.reconnect_max_s = float(reconnect_min_s), float(reconnect_max_s)
-        self.probe_interval_s = float(probe_interval_s)
-        self.client_id = client_id or f"pedstream-pub-{uuid.uuid4().hex[:10]}"
-        self.will_stream = None if will_stream is None else check_stream_id(will_stream)
-        self._client = self._new_client()
-        self._metas: dict[str, bytes] = {}
-        self._connected = False
-        self._reconnector: asyncio.Task | None = None
-        self.published = 0
-        self.dropped = 0  # messages not sent while disconnected (reconnect=True)
-        self.reconnects = 0
-        self.connected_event = asyncio.Event()
-
-    def _new_client(self) -> aiomqtt.Client:
-        will = None
-        if self.will_stream is not None:
-            will = aiomqtt.Will(topic_for(self.prefix, self.will_stream, "meta"), b"", qos=1, retain=True)
-        return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
-                           keepalive_s=self.keepalive_s, will=will)
-
-    async def __aenter__(self) -> "MQTTPublisher":
-        try:
-            await self._client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            raise StreamFailure(f"mqtt://{self.host}:{self.port}", f"cannot connect to the broker ({exc})") from exc
-        self._connected = True
-        self.connected_event.set()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        task, self._reconnector = self._reconnector, None
-        if task is not None:
-            task.cancel()
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.timeout_s)
-            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
-                pass
-        try:
-            if self.clear_meta_on_exit and self._connected:
-                for sid in sorted(self._metas):
-                    await self._publish(topic_for(self.prefix, sid, "meta"), b"", qos=1, retain=True)
-        except StreamFailure:
-            pass
-        finally:
-            await self._close_client()
-
-    async def _close_client(self) -> None:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self._client.__aexit__(None, None, None)
-        except (aiomqtt.MqttError, TimeoutError, RuntimeError):
-            pass
-        _retrieve_disconnect_error(self._client)
-
-    def _lost(self, exc: Exception) -> None:
-        if self._connected:
-            log.warning("MQTT publisher %s:%d: connection lost (%s); reconnecting", self.host, self.port, exc)
-        self._connected = False
-        self.connected_event.clear()
-        if self._reconnector is None or self._reconnector.done():
-            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop(),
-                                                                       name="mqtt-publisher-reconnect")
-
-    async def _reconnect_loop(self) -> None:
-        await self._close_client()
-        attempt = 0
-        while True:
-            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt) * random.uniform(0.5, 1.0)
-            if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
-                attempt = 0
-            else:
-                attempt = min(attempt + 1, 30)
-            self._client = self._new_client()
-            try:
-                await self._client.__aenter__()
-            except aiomqtt.MqttError as exc:
-                log.info("MQTT publisher %s:%d: reconnect failed (%s)", self.host, self.port, exc)
-                _retrieve_disconnect_error(self._client)
-                continue
-            self._connected = True
-            self.reconnects += 1
-            try:
-                for sid, meta in list(self._metas.items()):
-                    await self._client.publish(topic_for(self.prefix, sid, "meta"), meta, qos=1, retain=True,
-                                               timeout=self.timeout_s)
-            except aiomqtt.MqttError as exc:
-                self._connected = False
-                await self._close_client()
-                log.info("MQTT publisher: republishing metas failed (%s)", exc)
-                continue
-            self.connected_event.set()
-            log.info("MQTT publisher %s:%d: reconnected", self.host, self.port)
-            return
-
-    async def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
-        if self.reconnect and not self._connected:
-            self.dropped += 1
-            return
-        try:
-            await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=self.timeout_s)
-        except aiomqtt.MqttError as exc:
-            if self.reconnect:
-                self.dropped += 1
-                self._lost(exc)
-                return
-            raise StreamFailure(topic, f"publish failed ({exc})") from exc
-        self.published += 1
-
-    async def publish_meta(self, stream_id: str, meta: bytes) -> None:
-        """Retained meta (see :func:`pedstream.stream.payload.encode_meta`)."""
-        check_stream_id(stream_id)
-        self._metas[stream_id] = meta
-        await self._publish(topic_for(self.prefix, stream_id, "meta"), meta, qos=1, retain=True)
-
-    async def clear_meta(self, stream_id: str) -> None:
-        self._metas.pop(stream_id, None)
-        await self._publish(topic_for(self.prefix, stream_id, "meta"), b"", qos=1, retain=True)
-
-    async def publish_data(self, stream_id: str, payload: bytes) -> None:
-        """One data message (binary or JSON, see :mod:`pedstream.stream.payload`)."""
-        await self._publish(topic_for(self.prefix, stream_id, "data"), payload, qos=self.qos)
-
-    async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Anything else (e.g. the engine's ``<prefix>/<stream_id>/rhythm``)."""
-        await self._publish(topic, payload, qos=self.qos, retain=retain)

@@ -1,0 +1,332 @@
+"""Publishing to MQTT: :class:`MQTTPublisher`, the one publisher class with the one reconnect policy,
+used by ``pedstream replay --to mqtt`` (:func:`replay_to_mqtt`) and by the ``--publish-mqtt`` event sink
+(:class:`MQTTSink`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from typing import Any, Callable, Sequence
+
+import aiomqtt
+import numpy as np
+
+from pedstream.errors import RecordError, StreamError as StreamFailure
+from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.stream.mqtt.wire import check_stream_id, encode_binary, encode_json, encode_meta, topic_for
+from pedstream.stream.replay import ReplayPlan, paced_chunks, run_all
+from pedstream.stream.sinks import MonitorEvent
+
+__all__ = ["MQTTPublisher", "MQTTSink", "replay_to_mqtt"]
+
+log = logging.getLogger(__name__)
+
+
+class MQTTPublisher:
+    """Publish pedstream streams (meta retained + data) to a broker.
+
+    ``async with MQTTPublisher(host=..., port=...) as pub: await pub.publish_meta(sid, meta_bytes);
+    await pub.publish_data(sid, payload)``. Leaving the block clears the retained metas it
+    published (``clear_meta_on_exit``), so subscribers see the streams end; ``will_stream`` sets a
+    Last Will that clears that stream's retained meta if the publisher dies without leaving the block.
+
+    ``reconnect=True``: a lost connection does not raise; data published while disconnected is
+    dropped (counted in ``dropped``), the publisher reconnects in the background (capped jittered
+    backoff, at once when the broker answers again) and republishes its retained metas. The first
+    connection must succeed (:class:`~pedstream.errors.StreamError` otherwise) unless
+    ``require_broker=False`` (the event sink): then a broker that is not there yet is waited for in
+    the background under the same policy (``connected_event`` is set once connected).
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 1883, prefix: str = "pedstream/v1",
+                 timeout_s: float = 5.0, keepalive_s: int = 30, qos: int = 0, client_id: str | None = None,
+                 clear_meta_on_exit: bool = True, auth: MQTTAuth | None = None, reconnect: bool = False,
+                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 5.0, probe_interval_s: float = 0.25,
+                 will_stream: str | None = None, require_broker: bool = True) -> None:
+        self.host, self.port = host, int(port)
+        self.prefix = prefix.rstrip("/")
+        self.timeout_s = float(timeout_s)
+        self.keepalive_s = int(keepalive_s)
+        self.qos = int(qos)
+        self.clear_meta_on_exit = clear_meta_on_exit
+        self.auth = auth or MQTTAuth()
+        self.require_broker = bool(require_broker)
+        self.reconnect = bool(reconnect) or not self.require_broker
+        self.reconnect_min_s, self.reconnect_max_s = float(reconnect_min_s), float(reconnect_max_s)
+        self.probe_interval_s = float(probe_interval_s)
+        self.client_id = client_id or f"pedstream-pub-{uuid.uuid4().hex[:10]}"
+        self.will_stream = None if will_stream is None else check_stream_id(will_stream)
+        self._client = self._new_client()
+        self._metas: dict[str, bytes] = {}
+        self._connected = False
+        self._reconnector: asyncio.Task | None = None
+        self.published = 0
+        self.dropped = 0  # messages not sent while disconnected (reconnect=True)
+        self.reconnects = 0
+        self.connected_event = asyncio.Event()
+
+    def _new_client(self) -> aiomqtt.Client:
+        will = None
+        if self.will_stream is not None:
+            will = aiomqtt.Will(topic_for(self.prefix, self.will_stream, "meta"), b"", qos=1, retain=True)
+        return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
+                           keepalive_s=self.keepalive_s, will=will)
+
+    async def __aenter__(self) -> "MQTTPublisher":
+        try:
+            await self._client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            if not self.require_broker:
+                log.warning("MQTT publisher %s:%d: %s (retrying in the background)", self.host, self.port, exc)
+                retrieve_disconnect_error(self._client)
+                self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop(),
+                                                                           name="mqtt-publisher-reconnect")
+                return self
+            raise StreamFailure(f"mqtt://{self.host}:{self.port}", f"cannot connect to the broker ({exc})") from exc
+        self._connected = True
+        self.connected_event.set()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        task, self._reconnector = self._reconnector, None
+        if task is not None:
+            task.cancel()
+            try:  # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation
+                async with asyncio.timeout(self.timeout_s):
+                    await asyncio.shield(task)
+            except (asyncio.CancelledError, TimeoutError, Exception):
+                me = asyncio.current_task()
+                if me is not None and me.cancelling():
+                    raise
+        try:
+            if self.clear_meta_on_exit and self._connected:
+                for sid in sorted(self._metas):
+                    await self._publish(topic_for(self.prefix, sid, "meta"), b"", qos=1, retain=True)
+        except StreamFailure:
+            pass
+        finally:
+            await self._close_client()
+
+    async def _close_client(self) -> None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._client.__aexit__(None, None, None)
+        except (aiomqtt.MqttError, TimeoutError, RuntimeError):
+            pass
+        retrieve_disconnect_error(self._client)
+
+    def _lost(self, exc: Exception) -> None:
+        if self._connected:
+            log.warning("MQTT publisher %s:%d: connection lost (%s); reconnecting", self.host, self.port, exc)
+        self._connected = False
+        self.connected_event.clear()
+        if self._reconnector is None or self._reconnector.done():
+            self._reconnector = asyncio.get_running_loop().create_task(self._reconnect_loop(),
+                                                                       name="mqtt-publisher-reconnect")
+
+    async def _reconnect_loop(self) -> None:
+        await self._close_client()
+        attempt = 0
+        while True:
+            delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt) * random.uniform(0.5, 1.0)
+            if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
+                attempt = 0
+            else:
+                attempt = min(attempt + 1, 30)
+            self._client = self._new_client()
+            try:
+                await self._client.__aenter__()
+            except aiomqtt.MqttError as exc:
+                log.info("MQTT publisher %s:%d: reconnect failed (%s)", self.host, self.port, exc)
+                retrieve_disconnect_error(self._client)
+                continue
+            self._connected = True
+            self.reconnects += 1
+            try:
+                for sid, meta in list(self._metas.items()):
+                    await self._client.publish(topic_for(self.prefix, sid, "meta"), meta, qos=1, retain=True,
+                                               timeout=self.timeout_s)
+            except aiomqtt.MqttError as exc:
+                self._connected = False
+                await self._close_client()
+                log.info("MQTT publisher: republishing metas failed (%s)", exc)
+                continue
+            self.connected_event.set()
+            log.info("MQTT publisher %s:%d: reconnected", self.host, self.port)
+            return
+
+    async def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False) -> None:
+        if self.reconnect and not self._connected:
+            self.dropped += 1
+            return
+        try:
+            await self._client.publish(topic, payload, qos=qos, retain=retain, timeout=self.timeout_s)
+        except aiomqtt.MqttError as exc:
+            if self.reconnect:
+                self.dropped += 1
+                self._lost(exc)
+                return
+            raise StreamFailure(topic, f"publish failed ({exc})") from exc
+        self.published += 1
+
+    async def publish_meta(self, stream_id: str, meta: bytes) -> None:
+        """Retained meta (see :func:`pedstream.stream.mqtt.wire.encode_meta`)."""
+        check_stream_id(stream_id)
+        self._metas[stream_id] = meta
+        await self._publish(topic_for(self.prefix, stream_id, "meta"), meta, qos=1, retain=True)
+
+    async def clear_meta(self, stream_id: str) -> None:
+        self._metas.pop(stream_id, None)
+        await self._publish(topic_for(self.prefix, stream_id, "meta"), b"", qos=1, retain=True)
+
+    async def publish_data(self, stream_id: str, payload: bytes) -> None:
+        """One data message (binary or JSON, see :mod:`pedstream.stream.mqtt.wire`)."""
+        await self._publish(topic_for(self.prefix, stream_id, "data"), payload, qos=self.qos)
+
+    async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Anything else (e.g. the engine's ``<prefix>/<stream_id>/rhythm``)."""
+        await self._publish(topic, payload, qos=self.qos, retain=retain)
+
+
+class MQTTSink:
+    """Publish events (JSON) to ``<prefix>/<stream_id>/rhythm`` (MQTT v5, QoS 0) through an
+    :class:`MQTTPublisher` (the same client construction, credentials, TLS and reconnect policy as
+    the replay publisher; a broker that is not there yet is waited for).
+
+    Publishing runs in its own task; ``emit`` only enqueues (at most ``max_pending``; beyond that
+    events are dropped and counted). Events are published while connected; one in flight when the
+    connection breaks is dropped and counted. On exit the events still queued are published first
+    (at most ``drain_s`` seconds, and only while connected), so a run's last events reach the broker.
+    """
+
+    def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000,
+                 drain_s: float = 2.0, auth: MQTTAuth | None = None, timeout_s: float = 5.0,
+                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 5.0, probe_interval_s: float = 0.25) -> None:
+        """``auth``: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (the ``[mqtt]`` credentials and TLS,
+        the same as the source's)."""
+        self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
+        self.drain_s = float(drain_s)
+        self.publisher = MQTTPublisher(host=host, port=port, prefix=self.prefix, timeout_s=timeout_s, auth=auth,
+                                       clear_meta_on_exit=False, reconnect=True, require_broker=False,
+                                       reconnect_min_s=reconnect_min_s, reconnect_max_s=reconnect_max_s,
+                                       probe_interval_s=probe_interval_s)
+        self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue(maxsize=max_pending)
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.published = 0
+        self.dropped = 0
+
+    @classmethod
+    def from_config(cls, section: Any, *, auth: MQTTAuth | None = None, **overrides: Any) -> "MQTTSink":
+        """From the ``[mqtt]`` section: broker, topic prefix, timeout, reconnect policy and (unless
+        ``auth`` is given) the credentials and TLS."""
+        kw: dict[str, Any] = dict(host=section.host, port=section.port, prefix=section.topic_prefix,
+                                  timeout_s=section.timeout_s, reconnect_min_s=section.reconnect_min_s,
+                                  reconnect_max_s=min(section.reconnect_max_s, 5.0),
+                                  probe_interval_s=section.probe_interval_s,
+                                  auth=auth if auth is not None else MQTTAuth.from_section(section))
+        kw.update(overrides)
+        return cls(**kw)
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while the publisher is connected to the broker."""
+        return self.publisher.connected_event
+
+    async def __aenter__(self) -> "MQTTSink":
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.publisher)
+            tg = await stack.enter_async_context(asyncio.TaskGroup())
+            task = tg.create_task(self._run(), name="sink-mqtt")
+            stack.callback(task.cancel)  # runs before the task group waits for it
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.connected.is_set() and self.drain_s > 0:
+            try:
+                async with asyncio.timeout(self.drain_s):
+                    await self._queue.join()
+            except TimeoutError:
+                log.warning("MQTT sink: %d events not published at exit", self._queue.qsize())
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    def emit(self, event: MonitorEvent) -> None:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.dropped += 1
+
+    async def _run(self) -> None:
+        pub = self.publisher
+        while True:
+            ev = await self._queue.get()
+            try:
+                await pub.connected_event.wait()
+                before = pub.dropped
+                try:
+                    await pub.publish_raw(topic_for(self.prefix, ev.stream, "rhythm"), ev.to_json().encode())
+                except Exception as exc:  # a broken event or client must not end the sink
+                    log.warning("MQTT sink: event not published (%s)", exc)
+                    pub.dropped += 1
+                if pub.dropped > before:
+                    self.dropped += 1
+                else:
+                    self.published += 1
+            finally:
+                self._queue.task_done()
+
+
+async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1", port: int = 1883,
+                         prefix: str = "pedstream/v1", speed: float = 1.0, chunk_ms: float = 50.0,
+                         loop: bool = False, encoding: str = "binary", dtype: str = "int16",
+                         int16_scale_mv: float = 0.001, timeout_s: float = 5.0,
+                         on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
+                         reconnect: bool = True, reconnect_max_s: float = 5.0,
+                         probe_interval_s: float = 0.25) -> dict[str, int]:
+    """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
+    int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range.
+
+    One MQTT client per stream, each with a Last Will that clears its retained meta if the process
+    dies; a normal end (or Ctrl-C) clears the metas itself. With ``reconnect`` a lost broker does not
+    end the replay: data is dropped (counted) while disconnected and the meta is republished on
+    reconnect (see :class:`MQTTPublisher`).
+    Returns samples sent per stream id."""
+    if encoding not in ("binary", "json"):
+        raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
+
+    async def one(plan: ReplayPlan) -> int:
+        async with MQTTPublisher(host=host, port=port, prefix=prefix, timeout_s=timeout_s, auth=auth,
+                                 reconnect=reconnect, reconnect_max_s=reconnect_max_s,
+                                 probe_interval_s=probe_interval_s, will_stream=plan.stream_id) as pub:
+            t0 = time.time()
+            await pub.publish_meta(plan.stream_id, encode_meta(
+                fs=plan.fs, channels=plan.channel_names, units="mV", dtype=dtype,
+                scale=int16_scale_mv if dtype == "int16" else 1.0, encoding=encoding, age_years=plan.age_years,
+                t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name))
+            if on_start is not None:
+                on_start(plan)
+            sent = 0
+            async for seq, first, data in paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
+                t = t0 + first / plan.fs
+                if encoding == "json":
+                    payload = encode_json(data, seq=seq % (1 << 32), first_sample=first, t=t)
+                elif dtype == "int16":
+                    q = np.clip(np.rint(data / int16_scale_mv), -32768, 32767).astype(np.int16)
+                    payload = encode_binary(q, seq=seq % (1 << 32), first_sample=first, t=t)
+                else:
+                    payload = encode_binary(data, seq=seq % (1 << 32), first_sample=first, t=t, dtype="float32")
+                await pub.publish_data(plan.stream_id, payload)
+                sent = first + data.shape[0]
+            if pub.dropped:
+                log.warning("MQTT %s: %d message(s) not sent while the broker was unreachable",
+                            plan.stream_id, pub.dropped)
+            return sent
+
+    return await run_all(plans, one)
