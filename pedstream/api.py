@@ -72,7 +72,7 @@ class Model:
 def load_model(path: str | Path | None = None, *, config: Config | str | Path | None = None) -> Model:
     """Open ``path`` (default: the packaged demo model, trained on SIMULATED data) with ONNX Runtime
     and check its metadata against ``config`` exactly as ``pedstream run`` does."""
-    from pedstream.stream.engine import is_packaged_model, model_banner
+    from pedstream.stream.banner import is_packaged_model, model_banner
     from pedstream.stream.runner import open_model
 
     cfg = _config(config)

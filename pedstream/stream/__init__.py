@@ -11,7 +11,8 @@ from pedstream._lazy import lazy_exports
 from pedstream.stream.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age, save_strip
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatModelSpec, BeatStream, EctopyCounter, open_beat_model
-from pedstream.stream.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus, model_banner
+from pedstream.stream.banner import model_banner
+from pedstream.stream.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus
 from pedstream.stream.pipeline import FeedResult, StreamPipeline
 from pedstream.stream.sinks import JsonLinesSink, MonitorEvent
 

@@ -39,13 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -53,17 +51,20 @@ from pedstream.config import Config
 from pedstream.dsp.windowing import window_samples
 from pedstream.errors import PedstreamError
 from pedstream.model.runtime import softmax
-from pedstream.stream.alarms import AlarmTracker, hr_limits_for_age, save_strip
+from pedstream.stream.alarms import AlarmTracker
+from pedstream.stream.banner import is_packaged_model, model_banner
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
-from pedstream.stream.pipeline import ReadyStrip, StreamPipeline, StripRequest
+from pedstream.stream.pipeline import StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
-from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, close_task_group
+from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope
 
-__all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "percentile", "model_banner",
-           "is_packaged_model", "hr_limits_text"]
+from pedstream.stream.strips import StripWriter
+from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
+
+__all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "StreamState", "percentile"]
 
 log = logging.getLogger(__name__)
 
@@ -96,162 +97,27 @@ def _split(ev: ChunkReceived, k: int) -> tuple[ChunkReceived, ChunkReceived] | N
     return ChunkReceived(head), ChunkReceived(tail)
 
 
-def percentile(values: Iterable[float], q: float) -> float | None:
-    v = list(values)
-    return float(np.percentile(v, q)) if v else None
+@dataclass(eq=False)
+class StreamState:
+    """Everything the engine keeps about one stream id (made at its first source event).
 
-
-class EventSubscription:
-    """An async iterator over the engine's :class:`MonitorEvent` objects from the moment it was made."""
-
-    def __init__(self, engine: "Engine") -> None:
-        self._engine = engine
-        self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue()
-        self.seen: list[MonitorEvent] = []
-
-    def _put(self, ev: MonitorEvent) -> None:
-        self._queue.put_nowait(ev)
-
-    def __aiter__(self) -> "EventSubscription":
-        return self
-
-    async def __anext__(self) -> MonitorEvent:
-        ev = await self._queue.get()
-        self.seen.append(ev)
-        return ev
-
-    async def wait_for(self, predicate: Callable[[MonitorEvent], bool], *, timeout: float) -> MonitorEvent:
-        """The next event satisfying ``predicate``; raises :class:`TimeoutError` after ``timeout`` s."""
-        async with asyncio.timeout(timeout):
-            async for ev in self:
-                if predicate(ev):
-                    return ev
-        raise TimeoutError  # pragma: no cover - the loop only ends by returning or timing out
-
-    def drain(self) -> list[MonitorEvent]:
-        """The events already delivered but not yet iterated (no waiting); they join ``seen``."""
-        out = []
-        while not self._queue.empty():
-            out.append(self._queue.get_nowait())
-        self.seen.extend(out)
-        return out
-
-    def close(self) -> None:
-        self._engine._subscribers.discard(self)
-
-
-@dataclass
-class StreamStatus:
-    """What the dashboard shows for one stream."""
+    The ingest side (its queue of ``(event, arrival time)``, served round-robin) exists from the
+    first event; ``pipe``/``tracker``/``status`` once a ``StreamAdded`` was handled (``pipe`` is
+    ``None`` when its metadata was refused); ``ectopy`` with a beat model.
+    """
 
     stream_id: str
-    source: str
-    fs: float
-    n_present: int = 0
-    has_ecg: bool = False
-    has_iegm: bool = False
-    units_assumed: bool = False
-    age_years: float | None = None
-    hr_band: str = ""
-    call: str | None = None
-    p: float | None = None
-    hr: float | None = None
-    rhythm_since: float | None = None  # monotonic time the current call started
-    alarm: tuple[str, str] | None = None  # (label, priority) of the highest-priority active alarm
-    alarms_active: int = 0  # alarms active on this stream now
-    alarms: int = 0  # alarm onsets on this stream since it was added
-    last_alarm: tuple[str, str] | None = None  # (label, priority) of the alarm that ended last
-    last_alarm_ended: float | None = None  # monotonic time it ended
-    quality: str = "warm-up"
-    dropped: int = 0
-    windows: int = 0
-    queue: int = 0
-    error: str | None = None
-    ectopy: str | None = None  # None: no beat model; "on"; "error": this stream's beat path failed
-    pvc_per_min: int | None = None  # V beats in the last 60 s of stream time
-    pac_per_min: int | None = None  # S beats in the last 60 s of stream time
-    beats: int = 0  # beats classified
-    rejected: int = 0  # messages its source rejected (over budget, over a limit, undecodable)
-    dropped_samples: int = 0  # samples dropped before processing (by its source or the engine's queue)
-    stalled: str | None = None  # why the watchdog flags it (no progress for [stream] watchdog_s), else None
-
-
-@dataclass
-class EngineSnapshot:
-    streams: list[StreamStatus]
-    windows_per_s: float
-    batch_mean: float | None
-    infer_p50: float | None
-    infer_p99: float | None
-    e2e_p50: float | None
-    e2e_p99: float | None
-    queue_depth: int
-    banner: str
-    windows_total: int
-    dropped_total: int
-    alarms_total: int  # alarm onsets since the start (all streams)
-    uptime_s: float
-    alarms_active: int = 0  # alarms active now (all streams)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _training_data(meta: dict[str, Any]) -> tuple[str | None, int | None, str]:
-    """``(data format, number of subjects, description)`` of the model's training data.
-
-    Models exported since the ``training_data`` metadata field exist carry the first two as fields;
-    for older ones they are read from ``data_description`` ("... N subjects ...", "Leipzig-format").
-    """
-    desc = " ".join(str(meta.get("data_description", "")).split())
-    td = meta.get("training_data")
-    if isinstance(td, dict):
-        fmt = td.get("format")
-        n = td.get("subjects")
-        return (str(fmt) if fmt else None, int(n) if isinstance(n, (int, float)) else None, desc)
-    m = re.search(r"(\d+)\s+(?:simulated\s+)?subjects", desc, flags=re.IGNORECASE)
-    fmt = "Leipzig-format" if re.search(r"leipzig-format", desc, flags=re.IGNORECASE) else None
-    return fmt, int(m.group(1)) if m else None, desc
-
-
-def is_packaged_model(path: str | Path | None) -> bool:
-    """Whether ``path`` is the demo model shipped inside pedstream (``pedstream/assets/demo_model.onnx``)."""
-    if path is None:
-        return False
-    from importlib import resources
-
-    packaged = Path(str(resources.files("pedstream") / "assets" / "demo_model.onnx"))
-    try:
-        return Path(path).resolve() == packaged.resolve()
-    except OSError:
-        return False
-
-
-def model_banner(meta: dict[str, Any], *, packaged: bool = False) -> str:
-    """One short line stating what the model was trained on, from its metadata.
-
-    Only the packaged demo model (``packaged``, see :func:`is_packaged_model`) trained on simulated
-    data is a ``DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated subjects) · not for
-    clinical use``. Another model trained on simulated data (a user's first run): ``Model · trained on
-    SIMULATED Leipzig-format data (3 simulated subjects) · not for clinical use``. Real data: ``Model ·
-    trained on <training_data.name, else the format> (29 subjects) · research use only, not a medical
-    device`` (the description itself when it names neither and is short).
-    """
-    fmt, n_subj, desc = _training_data(meta)
-    td = meta.get("training_data")
-    name = " ".join(str(td.get("name") or "").split()) if isinstance(td, dict) else ""
-    if meta.get("trained_on_simulated_data", False):
-        what = f"SIMULATED {fmt} data" if fmt else "SIMULATED data"
-        if n_subj is not None:
-            what += f" ({n_subj} simulated subject{'s' if n_subj != 1 else ''})"
-        return f"{'DEMO MODEL' if packaged else 'Model'} · trained on {what} · not for clinical use"
-    if name:
-        what = name if len(name) <= 70 else name[:69].rstrip() + "…"
-    elif fmt:
-        what = f"{fmt} data" + (f" ({n_subj} subject{'s' if n_subj != 1 else ''})" if n_subj is not None else "")
-    elif desc:
-        what = desc if len(desc) <= 60 else desc[:59].rstrip() + "…"
-    else:
-        what = "unknown data"
-    return f"Model · trained on {what} · research use only, not a medical device"
+    fs: float | None = None  # the announced rate (sizes the ingest queue and a turn's slice)
+    pending: deque = field(default_factory=deque)  # (event, monotonic arrival), oldest first
+    pending_samples: int = 0
+    in_turn: bool = False  # in the round-robin
+    ingest_dropped: int = 0  # samples dropped by the engine's queue (oldest first)
+    last_data: float | None = None  # monotonic arrival of its last chunk
+    last_served: float | None = None  # monotonic time its queue was last served
+    pipe: StreamPipeline | None = None
+    tracker: AlarmTracker | None = None
+    status: StreamStatus | None = None
+    ectopy: EctopyCounter | None = None
 
 
 class Engine:
@@ -279,6 +145,7 @@ class Engine:
         self.hop = window_samples(float(meta.get("hop_s", cfg.segments.hop_s)), self.fs)
         self.banner = model_banner(meta, packaged=is_packaged_model(getattr(session, "path", None)))
         self.alarms_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir)
+        self.strip_writer = StripWriter(alarms_dir=self.alarms_dir, banner=self.banner)
         self.batcher = InferenceBatcher(session=session, on_results=self._on_results,
                                         max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
                                         queue_windows=cfg.stream.queue_windows,
@@ -296,11 +163,8 @@ class Engine:
                                                  on_error=self._on_beat_error, name="ort-beat",
                                                  infer_timeout_s=cfg.stream.infer_timeout_s,
                                                  on_timeout=self._on_infer_timeout)
-        self.ectopy_counts: dict[str, EctopyCounter] = {}
         self.beats_total = 0
-        self.pipelines: dict[str, StreamPipeline] = {}
-        self.trackers: dict[str, AlarmTracker] = {}
-        self.status: dict[str, StreamStatus] = {}
+        self.streams: dict[str, StreamState] = {}  # one state object per stream id
         self._subscribers: set[EventSubscription] = set()
         self._listeners: list[Callable[[MonitorEvent], None]] = []
         self.e2e_ms: deque[float] = deque(maxlen=5000)
@@ -309,51 +173,78 @@ class Engine:
         self.windows_total = 0
         self.ignored_chunks = 0
         self.error_throttle = ErrorThrottle()
-        self.strips: list[Path] = []
-        self._strip_tasks: set[asyncio.Task] = set()
-        self._tg: asyncio.TaskGroup | None = None
+        self._tg: TaskScope | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task] = []
         self.t_start = time.monotonic()
-        # fair ingest: per-stream queues of (event, arrival time), served round-robin
-        self._pending: dict[str, deque[tuple[Any, float]]] = {}
-        self._pending_samples: dict[str, int] = {}
-        self._rr: deque[str] = deque()
-        self._stream_fs: dict[str, float] = {}
-        self.ingest_dropped: dict[str, int] = {}  # samples dropped by the engine's per-stream queue
-        self._last_data: dict[str, float] = {}  # monotonic arrival of the stream's last chunk
-        self._last_served: dict[str, float] = {}  # monotonic time the stream's queue was last served
+        self._rr: deque[str] = deque()  # fair ingest: stream ids with queued events, served round-robin
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
+
+    # -- per-stream state and its read-only views --------------------------------------------------------
+    def _state(self, sid: str) -> StreamState:
+        st = self.streams.get(sid)
+        if st is None:
+            st = self.streams[sid] = StreamState(stream_id=sid)
+        return st
+
+    @property
+    def pipelines(self) -> dict[str, StreamPipeline]:
+        return {sid: s.pipe for sid, s in self.streams.items() if s.pipe is not None}
+
+    @property
+    def trackers(self) -> dict[str, AlarmTracker]:
+        return {sid: s.tracker for sid, s in self.streams.items() if s.tracker is not None}
+
+    @property
+    def status(self) -> dict[str, StreamStatus]:
+        return {sid: s.status for sid, s in self.streams.items() if s.status is not None}
+
+    @property
+    def ectopy_counts(self) -> dict[str, EctopyCounter]:
+        return {sid: s.ectopy for sid, s in self.streams.items() if s.ectopy is not None}
+
+    @property
+    def ingest_dropped(self) -> dict[str, int]:
+        """Samples dropped by the engine's per-stream queue (streams that lost any)."""
+        return {sid: s.ingest_dropped for sid, s in self.streams.items() if s.ingest_dropped}
+
+    @property
+    def _pending_samples(self) -> dict[str, int]:
+        return {sid: s.pending_samples for sid, s in self.streams.items()}
+
+    @property
+    def strips(self) -> list[Path]:
+        """Alarm strips drawn so far."""
+        return self.strip_writer.paths
+
+    def _pipe(self, sid: str) -> StreamPipeline | None:
+        s = self.streams.get(sid)
+        return None if s is None else s.pipe
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def __aenter__(self) -> "Engine":
         self.t_start = time.monotonic()
-        stack = contextlib.AsyncExitStack()
-        await stack.__aenter__()
-        try:
+        async with contextlib.AsyncExitStack() as stack:  # unwinds what was entered if one step fails
             for sink in self.sinks:
                 await stack.enter_async_context(sink)
-            self._tg = asyncio.TaskGroup()
-            await self._tg.__aenter__()
-            stack.push_async_callback(self._stop_tasks)
-            self._tasks.append(self._tg.create_task(self.batcher.run(), name="inference"))
+            stack.push_async_callback(self._finish_strips)  # after the tasks stopped, before the sinks close
+            self._tg = await stack.enter_async_context(TaskScope(timeout_s=self.cfg.stream.stop_timeout_s))
+            self._tasks = self._tg.tasks
+            self._tg.create_task(self.batcher.run(), name="inference")
             if self.beat_batcher is not None:
-                self._tasks.append(self._tg.create_task(self.beat_batcher.run(), name="beat-inference"))
+                self._tg.create_task(self.beat_batcher.run(), name="beat-inference")
             queues: list[asyncio.Queue] = []
             for src in self.sources:
                 if not any(q is src.events for q in queues):
                     queues.append(src.events)
             for i, q in enumerate(queues):
-                self._tasks.append(self._tg.create_task(self._ingest(q), name=f"ingest-{i}"))
+                self._tg.create_task(self._ingest(q), name=f"ingest-{i}")
             if self.cfg.stream.watchdog_s > 0:
-                self._tasks.append(self._tg.create_task(self._watchdog(), name="watchdog"))
+                self._tg.create_task(self._watchdog(), name="watchdog")
             for src in self.sources:
                 await stack.enter_async_context(src)
-        except BaseException:
-            await stack.__aexit__(None, None, None)
-            raise
-        self._stack = stack
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -361,20 +252,12 @@ class Engine:
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
 
-    async def _stop_tasks(self) -> None:
-        tg, self._tg = self._tg, None
-        await close_task_group(tg, self._tasks, timeout_s=self.cfg.stream.stop_timeout_s)
-        self._tasks.clear()
+    async def _finish_strips(self) -> None:
+        self._tg = None
         for pipe in self.pipelines.values():  # strips still waiting for post-onset samples
             for strip in pipe.flush_strips():
-                self._write_strip(pipe, strip)
-        if self._strip_tasks:
-            limit = max(10.0, 2 * self.cfg.stream.stop_timeout_s)
-            _, late = await asyncio.wait(set(self._strip_tasks), timeout=limit)
-            if late:
-                log.error("%d alarm strip(s) not drawn within %g s of leaving; abandoned", len(late), limit)
-                for t in late:
-                    t.cancel()
+                self.strip_writer.write(pipe, strip)
+        await self.strip_writer.finish(max(10.0, 2 * self.cfg.stream.stop_timeout_s))
 
     # -- events out --------------------------------------------------------------------------------------
     def subscribe(self) -> EventSubscription:
@@ -404,10 +287,10 @@ class Engine:
         if admitted is None:
             return
         message = admitted
-        st = self.status.get(stream_id)
+        s = self.streams.get(stream_id)
+        st, pipe = (None, None) if s is None else (s.status, s.pipe)
         if st is not None:
             st.error = message
-        pipe = self.pipelines.get(stream_id)
         self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message},
                                 t_signal=None if pipe is None else pipe.last_ts,
                                 clock=None if pipe is None else _clock(pipe)))
@@ -431,20 +314,20 @@ class Engine:
             await asyncio.sleep(0)  # let the sources and the inference task run between rounds
 
     def _enqueue(self, ev: Any, now: float) -> None:
-        sid = str(getattr(ev, "stream_id", "?"))
-        q = self._pending.get(sid)
-        if q is None:  # its queue was empty: it waits from now
-            q = self._pending[sid] = deque()
-            self._rr.append(sid)
-            self._last_served[sid] = now
+        s = self._state(str(getattr(ev, "stream_id", "?")))
+        if not s.in_turn:  # its queue was empty: it waits from now
+            s.in_turn = True
+            self._rr.append(s.stream_id)
+            s.last_served = now
         if isinstance(ev, StreamAdded):
-            self._stream_fs[sid] = float(ev.info.fs)
+            s.fs = float(ev.info.fs)
+        q = s.pending
         q.append((ev, now))
         if not isinstance(ev, ChunkReceived):
             return
-        self._last_data[sid] = now
-        n = self._pending_samples.get(sid, 0) + _n_samples(ev)
-        cap = max(1, int(self.cfg.stream.ingest_queue_s * self._stream_fs.get(sid, 1000.0)))
+        s.last_data = now
+        n = s.pending_samples + _n_samples(ev)
+        cap = max(1, int(self.cfg.stream.ingest_queue_s * (s.fs or 1000.0)))
         while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
             i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
             if i is None or i == len(q) - 1:
@@ -453,35 +336,37 @@ class Engine:
             del q[i]
             k = _n_samples(old)
             n -= k
-            self.ingest_dropped[sid] = self.ingest_dropped.get(sid, 0) + k
-        self._pending_samples[sid] = n
+            s.ingest_dropped += k
+        s.pending_samples = n
 
     def _slice(self, sid: str) -> int:
         """Samples of one stream handled per turn: one hop at the stream's rate."""
-        return max(1, int(round(self.hop / self.fs * self._stream_fs.get(sid, self.fs))))
+        s = self.streams.get(sid)
+        fs = s.fs if s is not None and s.fs else self.fs
+        return max(1, int(round(self.hop / self.fs * fs)))
 
     def _serve_round(self) -> None:
         """One turn per stream with queued events: one event, a chunk cut to one hop of samples."""
         for _ in range(len(self._rr)):
-            sid = self._rr.popleft()
-            q = self._pending.get(sid)
+            s = self.streams[self._rr.popleft()]
+            q = s.pending
             if not q:
-                self._pending.pop(sid, None)
+                s.in_turn = False
                 continue
             ev, t_arr = q[0]
-            piece = _split(ev, self._slice(sid)) if isinstance(ev, ChunkReceived) else None
+            piece = _split(ev, self._slice(s.stream_id)) if isinstance(ev, ChunkReceived) else None
             if piece is None:
                 q.popleft()
             else:
                 ev, q[0] = piece[0], (piece[1], t_arr)
             if isinstance(ev, ChunkReceived):
-                self._pending_samples[sid] = max(0, self._pending_samples.get(sid, 0) - _n_samples(ev))
+                s.pending_samples = max(0, s.pending_samples - _n_samples(ev))
             self._handle_safe(ev, t_arr)
-            self._last_served[sid] = time.monotonic()
+            s.last_served = time.monotonic()
             if q:
-                self._rr.append(sid)
+                self._rr.append(s.stream_id)
             else:
-                self._pending.pop(sid, None)
+                s.in_turn = False
 
     def _handle_safe(self, ev: Any, t_received: float) -> None:
         try:
@@ -493,8 +378,8 @@ class Engine:
 
     def ingest_depth(self, stream_id: str) -> int:
         """Events of a stream waiting in the engine's ingest queue."""
-        q = self._pending.get(stream_id)
-        return 0 if q is None else len(q)
+        s = self.streams.get(stream_id)
+        return 0 if s is None else len(s.pending)
 
     # -- watchdog --------------------------------------------------------------------------------------
     async def _watchdog(self) -> None:
@@ -516,17 +401,20 @@ class Engine:
             for sid, q in (getattr(b, "_queues", {}) or {}).items():
                 if q:
                     oldest_window[sid] = min(oldest_window.get(sid, now), q[0].t_enqueued)
-        for sid, st in self.status.items():
-            pipe = self.pipelines.get(sid)
+        for sid, s in self.streams.items():
+            st, pipe = s.status, s.pipe
+            if st is None:
+                continue
             why = None
-            if self._pending.get(sid) and now - self._last_served.get(sid, now) > budget:
-                why = (f"no progress: {len(self._pending[sid])} event(s) queued, none processed for "
-                       f"{now - self._last_served[sid]:.1f} s")
+            served = s.last_served if s.last_served is not None else now
+            if s.pending and now - served > budget:
+                why = (f"no progress: {len(s.pending)} event(s) queued, none processed for "
+                       f"{now - served:.1f} s")
             elif sid in oldest_window and now - oldest_window[sid] > budget:
                 why = f"no progress: a window has waited {now - oldest_window[sid]:.1f} s for inference"
-            elif (pipe is not None and not pipe.lost and sid in self._last_data
-                  and now - self._last_data[sid] > budget):
-                why = (f"no data for {now - self._last_data[sid]:.1f} s and its source has not reported it "
+            elif (pipe is not None and not pipe.lost and s.last_data is not None
+                  and now - s.last_data > budget):
+                why = (f"no data for {now - s.last_data:.1f} s and its source has not reported it "
                        "lost (source stalled?)")
             if why is not None and st.stalled is None:
                 st.stalled = why
@@ -559,7 +447,7 @@ class Engine:
         """Process one source event (synchronous, never blocks)."""
         match ev:
             case ChunkReceived(chunk=chunk):
-                pipe = self.pipelines.get(chunk.stream_id)
+                pipe = self._pipe(chunk.stream_id)
                 if pipe is None:
                     self.ignored_chunks += 1
                     return
@@ -572,7 +460,7 @@ class Engine:
             case StreamAdded(info=info):
                 self._add_stream(info)
             case StreamLost(stream_id=sid, reason=reason):
-                pipe = self.pipelines.get(sid)
+                pipe = self._pipe(sid)
                 if pipe is not None:
                     self._apply(pipe, pipe.mark_lost(reason))
             case StreamErrorEvent(stream_id=sid, message=msg):
@@ -582,30 +470,30 @@ class Engine:
 
     def _add_stream(self, info: StreamInfo) -> None:
         sid = info.stream_id
-        old = self.pipelines.get(sid)
+        s = self._state(sid)
+        old = s.pipe
         if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
             old.info = info  # same stream back: the next chunk's index/timestamps decide about a gap
             return
         st = StreamStatus(stream_id=sid, source=info.source, fs=info.fs, units_assumed=info.units_assumed,
                           age_years=info.age_years)
-        self.status[sid] = st
+        s.status = st
         try:
             pipe = StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop)
         except PedstreamError as exc:
-            self.pipelines.pop(sid, None)
+            s.pipe = None
             st.quality = "error"
             self._error(sid, str(exc))
             return
-        self.pipelines[sid] = pipe
+        s.pipe = pipe
         self.batcher.remove_stream(sid)
-        tracker = AlarmTracker(class_names=self.class_names, cfg=self.cfg.alarms, age_years=info.age_years)
-        self.trackers[sid] = tracker
+        tracker = s.tracker = AlarmTracker(class_names=self.class_names, cfg=self.cfg.alarms, age_years=info.age_years)
         st.n_present, st.has_ecg, st.has_iegm = pipe.cmap.n_present, pipe.has_ecg, pipe.has_iegm
         st.hr_band = f"{tracker.hr_band} {tracker.hr_low:g}-{tracker.hr_high:g}"
         st.error = None
         if self.beat_spec is not None and self.beat_batcher is not None:
             self.beat_batcher.remove_stream(sid)
-            self.ectopy_counts[sid] = EctopyCounter()
+            s.ectopy = EctopyCounter()
             try:
                 pipe.ectopy = BeatStream(stream_id=sid, spec=self.beat_spec, fs_in=info.fs,
                                          rhythm_time=pipe.resampler.output_time, present=pipe.present,
@@ -618,10 +506,11 @@ class Engine:
 
     def _apply(self, pipe: StreamPipeline, res: Any) -> None:
         sid = pipe.stream_id
-        st = self.status[sid]
+        s = self.streams[sid]
+        st = s.status
         for kind, reason in res.transitions:
             if kind == "signal_loss":
-                self.trackers[sid].reset_smoothing()  # windows already queued were complete: keep them
+                s.tracker.reset_smoothing()  # windows already queued were complete: keep them
             self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason},
                                     t_signal=pipe.last_ts, clock=_clock(pipe)))
         for item in res.windows:
@@ -632,7 +521,7 @@ class Engine:
             if res.ectopy_error:
                 self._beat_error(sid, res.ectopy_error)
         for strip in res.strips:
-            self._write_strip(pipe, strip)
+            self.strip_writer.write(pipe, strip)
         st.quality = pipe.quality
         st.queue = self.batcher.queue_depth(sid)
         st.dropped = self.batcher.dropped.get(sid, 0)
@@ -642,7 +531,8 @@ class Engine:
         now = time.monotonic()
         for r in results:
             sid = r.item.stream_id
-            pipe, tracker, st = self.pipelines.get(sid), self.trackers.get(sid), self.status.get(sid)
+            s = self.streams.get(sid)
+            pipe, tracker, st = (None, None, None) if s is None else (s.pipe, s.tracker, s.status)
             if pipe is None or tracker is None or st is None:
                 continue
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
@@ -683,7 +573,7 @@ class Engine:
             if tr.detail:
                 extra["detail"] = tr.detail
             if tr.kind == "alarm_on" and self.cfg.alarms.strips:
-                path = self._strip_path(sid, tr.label)
+                path = self.strip_writer.path_for(sid, tr.label)
                 extra["strip"] = str(path)
                 pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path)))
             self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
@@ -692,7 +582,8 @@ class Engine:
 
     # -- beat model (ectopy) -------------------------------------------------------------------------
     def _update_rates(self, sid: str, pipe: StreamPipeline | None, st: StreamStatus, t: float | None = None) -> None:
-        counter = self.ectopy_counts.get(sid)
+        s = self.streams.get(sid)
+        counter = None if s is None else s.ectopy
         if counter is None or st.ectopy is None:
             return
         now = t if t is not None else (pipe.last_ts if pipe is not None else None)
@@ -703,14 +594,15 @@ class Engine:
         names = self.beat_spec.class_names if self.beat_spec is not None else ()
         for r in results:
             sid = r.item.stream_id
-            pipe, tracker, st = self.pipelines.get(sid), self.trackers.get(sid), self.status.get(sid)
+            s = self.streams.get(sid)
+            pipe, tracker, st = (None, None, None) if s is None else (s.pipe, s.tracker, s.status)
             info: BeatInfo = r.item.meta
             if pipe is None or tracker is None or st is None or st.ectopy != "on":
                 continue
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
             k = int(np.argmax(probs))
             label, p = names[k], float(probs[k])
-            self.ectopy_counts[sid].add(info.t, label)
+            s.ectopy.add(info.t, label)
             self._update_rates(sid, pipe, st, t=info.t)
             st.beats += 1
             self.beats_total += 1
@@ -725,7 +617,8 @@ class Engine:
 
     def _beat_error(self, sid: str, message: str) -> None:
         """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""
-        pipe, st = self.pipelines.get(sid), self.status.get(sid)
+        s = self.streams.get(sid)
+        pipe, st = (None, None) if s is None else (s.pipe, s.status)
         if pipe is not None:
             pipe.ectopy = None
         if self.beat_batcher is not None:
@@ -735,35 +628,10 @@ class Engine:
         self._emit(MonitorEvent(stream=sid, kind="error", extra={"message": message}))
 
     def _on_beat_error(self, sid: str, exc: Exception) -> None:
-        if self.status.get(sid) is not None and self.status[sid].ectopy == "error":
+        s = self.streams.get(sid)
+        if s is not None and s.status is not None and s.status.ectopy == "error":
             return  # already reported (items of a stream already switched off)
         self._beat_error(sid, f"beat model: {exc}")
-
-    # -- strips ------------------------------------------------------------------------------------------------
-    def _strip_path(self, sid: str, label: str) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%f")
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sid}_{label}")
-        return self.alarms_dir / f"{safe}_{stamp}.png"
-
-    def _write_strip(self, pipe: StreamPipeline, strip: ReadyStrip) -> None:
-        from pedstream.data.channels import CANONICAL_CHANNELS
-
-        req = strip.request
-        path = Path(req.t_iso)
-        title = (f"{pipe.stream_id}  ALARM {req.label.upper()} ({req.priority})  {path.stem.rsplit('_', 2)[-2]}  "
-                 f"HR {pipe.heart_rate or float('nan'):.0f} bpm  — {self.banner}")
-
-        async def _draw() -> None:
-            try:
-                await asyncio.to_thread(save_strip, path, data=strip.data, fs=pipe.fs, channel_names=CANONICAL_CHANNELS,
-                                        present=pipe.present, onset_s=strip.onset_s, title=title)
-                self.strips.append(path)
-            except Exception as exc:  # a failed drawing must not stop monitoring
-                log.warning("alarm strip %s: %s", path, exc)
-
-        task = asyncio.get_running_loop().create_task(_draw(), name=f"strip-{pipe.stream_id}")
-        self._strip_tasks.add(task)
-        task.add_done_callback(self._strip_tasks.discard)
 
     # -- views ---------------------------------------------------------------------------------------------------
     def snapshot(self) -> EngineSnapshot:
@@ -771,7 +639,7 @@ class Engine:
         recent = [t for t in self._win_times if now - t <= 5.0]
         span = min(5.0, max(now - self.t_start, 1e-3))
         for sid, st in self.status.items():
-            pipe = self.pipelines.get(sid)
+            pipe = self._pipe(sid)
             if pipe is not None:
                 st.quality = pipe.quality
                 st.hr = pipe.heart_rate
@@ -794,7 +662,8 @@ class Engine:
 
     def _ingest_counters(self, sid: str) -> tuple[int, int]:
         """(messages rejected by the stream's source, samples dropped by its source and the engine)."""
-        rejected, dropped = 0, self.ingest_dropped.get(sid, 0)
+        s = self.streams.get(sid)
+        rejected, dropped = 0, 0 if s is None else s.ingest_dropped
         for src in self.sources:
             counters = getattr(src, "stream_counters", None)
             c = counters(sid) if callable(counters) else None
@@ -826,9 +695,3 @@ class Engine:
             **({"beats_classified": self.beats_total,
                 "dropped_beats": sum(self.beat_batcher.dropped.values())} if self.beat_batcher is not None else {}),
         }
-
-
-def hr_limits_text(age_years: float | None, cfg: Config) -> str:
-    lo, hi, band = hr_limits_for_age(age_years, cfg.alarms)
-    return f"{band}: {lo:g}-{hi:g} bpm"
-

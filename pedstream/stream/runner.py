@@ -290,7 +290,7 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     start one. Exit codes (after the summary): a run that never reached a broker, or saw no stream at
     all, raises :class:`~pedstream.errors.NothingMonitoredError` (exit 3); Ctrl-C (SIGINT) raises
     ``KeyboardInterrupt`` once the summary is out (the CLI exits 130); SIGTERM ends the run normally."""
-    from pedstream.stream.engine import is_packaged_model, model_banner
+    from pedstream.stream.banner import is_packaged_model, model_banner
 
     session = open_model(cfg, model)
     beat_session = None

@@ -37,6 +37,7 @@ that import both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ __all__ = [
     "SourceBase",
     "SourceKind",
     "close_task_group",
+    "TaskScope",
     "STOP_TIMEOUT_S",
     "ErrorThrottle",
 ]
@@ -201,6 +203,43 @@ async def close_task_group(tg: asyncio.TaskGroup | None, tasks: Iterable[asyncio
             raise
 
 
+class TaskScope:
+    """The lifetime of a component's named tasks, as an ``async with`` block: an
+    :class:`asyncio.TaskGroup` (a task that dies with a real error cancels the others and surfaces)
+    whose exit is bounded (:func:`close_task_group`: cancelled, re-cancelled, abandoned with an error
+    line after ``rounds`` x ``timeout_s``; leaving never hangs). ``tasks`` lists what it started."""
+
+    def __init__(self, *, timeout_s: float = STOP_TIMEOUT_S, rounds: int = 3) -> None:
+        self.timeout_s, self.rounds = float(timeout_s), int(rounds)
+        self.tasks: list[asyncio.Task] = []
+        self._tg: asyncio.TaskGroup | None = None
+
+    async def __aenter__(self) -> "TaskScope":
+        tg = asyncio.TaskGroup()
+        await tg.__aenter__()  # the one place a task group is entered by hand: its exit is close_task_group's
+        self._tg = tg
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        tg, self._tg = self._tg, None
+        try:
+            await close_task_group(tg, self.tasks, timeout_s=self.timeout_s, rounds=self.rounds)
+        except BaseExceptionGroup as eg:  # a task died with a real error: surface it, unless one is on its way
+            if exc_type is None:
+                raise
+            log.error("task(s) failed while leaving on %s: %r", exc_type.__name__, eg)
+        finally:
+            self.tasks.clear()
+
+    def create_task(self, coro: Any, *, name: str) -> asyncio.Task:
+        if self._tg is None:
+            coro.close()
+            raise RuntimeError("not running: use 'async with' first")
+        task = self._tg.create_task(coro, name=name)
+        self.tasks.append(task)
+        return task
+
+
 class ErrorThrottle:
     """At most ``burst`` error events per stream per ``period_s``; the rest are counted, and the next
     event that gets through says how many were suppressed. ``counts`` holds every error per stream."""
@@ -248,32 +287,25 @@ class SourceBase:
         self.events = events
         self.dropped_events = 0
         self.errors = ErrorThrottle()
-        self._tg: asyncio.TaskGroup | None = None
+        self._scope: TaskScope | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
         self._tasks: list[asyncio.Task] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> "SourceBase":
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._close)  # after its tasks are gone
+            self._scope = await stack.enter_async_context(TaskScope())
+            self._tasks = self._scope.tasks
             await self._start()
-        except BaseException as exc:
-            await self._shutdown(type(exc), exc, exc.__traceback__)
-            raise
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        await self._shutdown(exc_type, exc, tb)
+        stack, self._stack, self._scope = self._stack, None, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
         return None
-
-    async def _shutdown(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        tg, self._tg = self._tg, None
-        try:
-            await close_task_group(tg, self._tasks)
-        except BaseExceptionGroup:  # a task died with a real error: surface it (unless one is on its way)
-            if exc is None:
-                raise
-        await self._close()
 
     async def _start(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -282,11 +314,10 @@ class SourceBase:
         """Release resources after the tasks are gone (override if needed)."""
 
     def _spawn(self, coro: Any, *, name: str) -> asyncio.Task:
-        if self._tg is None:
+        if self._scope is None:
+            coro.close()
             raise RuntimeError("source is not running: use 'async with source:'")
-        task = self._tg.create_task(coro, name=name)
-        self._tasks.append(task)
-        return task
+        return self._scope.create_task(coro, name=name)
 
     # -- events --------------------------------------------------------------------------------
     def emit_error(self, stream_id: str, message: str) -> None:

@@ -12,7 +12,8 @@ from rich.console import Console
 from pedstream.config import load_config
 from pedstream.stream.batcher import BatchResult, WindowItem
 from pedstream.stream.dashboard import export_dashboard, render_dashboard
-from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus, model_banner
+from pedstream.stream.banner import model_banner
+from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus
 from pedstream.stream.source import StreamAdded, StreamInfo
 from tests.stream.tiny_model import build_tiny_model, open_session
 
@@ -71,7 +72,7 @@ def test_banner_from_old_and_new_metadata():
 
 
 def test_only_the_packaged_simulated_model_is_the_demo_model(tmp_path):
-    from pedstream.stream.engine import is_packaged_model
+    from pedstream.stream.banner import is_packaged_model
     from pedstream.stream.runner import default_model_path
 
     assert is_packaged_model(default_model_path()) and not is_packaged_model(None)
