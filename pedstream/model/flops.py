@@ -88,18 +88,18 @@ def count_flops(model: torch.nn.Module, cfg: ModelConfig | None = None) -> FlopR
     """Count one eval-mode forward pass on a batch of 1 full window (all 19 channels present)."""
     cfg = cfg or model.cfg  # type: ignore[attr-defined]
     t = cfg.window_samples
-    ecg = torch.randn(1, cfg.n_ecg, t)  # (1, 12, T)
-    iegm = torch.randn(1, cfg.n_iegm, t)  # (1, 7, T)
-    mask = torch.ones(1, cfg.n_channels)  # (1, 19)
+    # one random batch-1 input per entry of the I/O contract (ecg, iegm, mask of ones, rr if any)
+    inputs = {name: torch.ones(1, *tail) if name == "mask" else torch.randn(1, *tail)
+              for name, tail in cfg.input_shapes().items()}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             with FlopCounterMode(display=False) as fc:
-                model(ecg, iegm, mask)
+                model(**inputs)
             counter = _ElementwiseCounter()
             with counter:
-                model(ecg, iegm, mask)
+                model(**inputs)
     finally:
         model.train(was_training)
     return FlopReport(params=count_params(model), matmul_flops=int(fc.get_total_flops()),

@@ -8,16 +8,15 @@ end, atomically (temporary file + rename).
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import click
+
+from pedstream.fileio import write_json
 
 __all__ = ["score", "score_qrs_command"]
 
@@ -67,22 +66,6 @@ def _commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; give it an ordinary file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def score_qrs_command(*, data: Path, records: list[str], chunk: int, lead: str | None, peer: str | None,
                       json_path: Path | None, command: str = "") -> dict:
     """Score every record (all checked first), print the tables, write ``json_path``; returns the report."""
@@ -130,7 +113,7 @@ def score_qrs_command(*, data: Path, records: list[str], chunk: int, lead: str |
                "command": command, "seconds": round(time.perf_counter() - t0, 1)}
     _print_tables(report)
     if json_path is not None:
-        _write_json_atomic(Path(json_path), report)
+        write_json(Path(json_path), report, indent=2)
         click.echo(f"wrote {json_path}")
     return report
 

@@ -36,7 +36,7 @@ METHOD_ORDER = ("AGCACL", "CE", "weighted CE", "focal", "LDAM-DRW", "logit-adjus
                 "IEGM-only", "early fusion")
 ABLATION_PREFIX = "AGCACL w/o "
 PROTOCOL_TITLES = {
-    "subject": "Subject-independent protocol (grouped K-fold: no child in both training and test)",
+    "subject": "Subject-independent protocol (grouped K-fold: no subject in both training and test)",
     "loso": "Leave-one-subject-out protocol",
     "segment": "Segment protocol as published (random split of windows: LEAKS SUBJECTS, optimistic)",
 }

@@ -28,8 +28,6 @@ class) are those of :func:`pedstream.train.metrics.evaluate_predictions`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -144,27 +142,13 @@ def _png_writer(res: dict[str, Any]) -> Callable[[Path], None]:
 
 
 def write_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
-    """Call each ``writer(tmp)`` with a temporary path beside its target; only when every one succeeded
-    move them all into place with ``os.replace`` (else remove the temporaries and re-raise).
+    """:func:`pedstream.fileio.replace_atomically`; an unwritable target is a :class:`ConfigError`."""
+    from pedstream.fileio import replace_atomically
 
-    An unwritable target folder raises :class:`ConfigError` naming the file.
-    """
-    tmps: dict[Path, Path] = {}
     try:
-        for target, writer in writers.items():
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-                os.close(fd)
-            except OSError as exc:
-                raise _bad("output", f"cannot write {target}: {exc.strerror or exc}") from exc
-            tmps[target] = Path(name)
-            writer(tmps[target])
-        for target, tmp in tmps.items():
-            os.replace(tmp, target)
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
+        replace_atomically(writers)
+    except OSError as exc:
+        raise _bad("output", exc.strerror or str(exc)) from exc
 
 
 def _fmt_ci(res: dict[str, Any], key: str) -> str:

@@ -17,11 +17,8 @@ score the run on another folder with ``pedstream eval``). JSON files are written
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +31,10 @@ __all__ = ["data_description", "git_commit", "plot_curves", "write_curves", "wri
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` atomically (temp file in the same folder, then replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``obj`` as indented JSON to ``path`` atomically (:func:`pedstream.fileio.write_json`)."""
+    from pedstream.fileio import write_json as _write
+
+    return _write(path, obj)
 
 
 def git_commit() -> str | None:

@@ -71,3 +71,10 @@ def test_metadata_refuses_rr_model_without_rr_settings(cfg):
     mcfg = tiny_cfg(arch="ecg_only", n_rr=K)
     with pytest.raises(ModelError, match="rr_features"):
         tiny_metadata(cfg, mcfg)
+
+
+def test_flops_count_a_model_with_rr_input():
+    from pedstream.model.flops import count_flops
+
+    rep = count_flops(build_model(tiny_cfg(arch="ecg_only", n_rr=K)))
+    assert rep.total_flops > 0
