@@ -344,7 +344,8 @@ class LSLSection(_Section):
     ipv6: bool = False
     session_id: str = Field("default", min_length=1)
     log_level: int = Field(-1, ge=-3, le=9)
-    predicate: str = "type='ECG'"
+    predicate: str = ""  # XPath predicate; empty = discovery by `types` and channel labels
+    types: list[str] = ["ECG", "EKG", "EXG", "IEGM", "EGM"]  # stream types monitored (case-insensitive)
     resolve_interval_s: float = Field(0.5, gt=0)
     forget_after_s: float = Field(2.0, gt=0)
     pull_interval_ms: float = Field(10.0, gt=0)

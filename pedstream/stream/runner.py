@@ -1,7 +1,8 @@
 """``pedstream run`` and ``pedstream demo``: wire sources, the model, the engine, sinks and the dashboard.
 
-- ``--source lsl``: monitor every LSL stream the ``[lsl]`` predicate finds (LSL is configured from
-  ``[lsl]`` before any pylsl call, so discovery stays on this machine by default);
+- ``--source lsl``: monitor every LSL stream of an ECG type or with ECG/IEGM channel labels (or the
+  ``[lsl] predicate``'s matches), one line per stream seen saying whether it is monitored and why
+  not (LSL is configured from ``[lsl]`` before any pylsl call, so discovery stays on this machine);
 - ``--source mqtt``: monitor every stream under ``[mqtt] topic_prefix`` on the broker;
 - ``--source replay``: replay ``--records`` in-process.
 
@@ -134,12 +135,20 @@ async def run_async(
         configure_lsl_from(cfg.lsl)  # before any pylsl object exists in this process
     sources: list[Any] = []
     mqtt_src: Any = None
+    lsl_src: Any = None
     feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
     replay_src = None
     if source == "lsl":
         from pedstream.stream.lsl.inlet import LSLSource
 
-        sources.append(LSLSource.from_config(cfg.lsl, events=queue))
+        def seen(line: str) -> None:  # one line per LSL stream seen: monitored, or ignored and why
+            if console is not None:
+                console.print(line, highlight=False, markup=False)
+            else:
+                print(line, file=sys.stderr, flush=True)
+
+        lsl_src = LSLSource.from_config(cfg.lsl, events=queue, aliases=cfg.signal.aliases, on_discovery=seen)
+        sources.append(lsl_src)
         if recs:
             from pedstream.stream.lsl.outlet import replay_to_lsl
             from pedstream.stream.replay import plan_replay
@@ -242,6 +251,8 @@ async def run_async(
                           "pending": len(hl7_sink._pending), "dropped": hl7_sink.dropped}
     if recorder is not None:
         summary["recorded"] = [str(p) for p in recorder.files]
+    if lsl_src is not None:
+        summary["lsl_seen"] = sorted(lsl_src.discovery.values())
     if mqtt_src is not None:
         summary["mqtt_connected"] = getattr(mqtt_src, "connects", 1) > 0
     return summary
@@ -361,9 +372,17 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         raise NothingMonitoredError("mqtt: " + broker_hint(cfg) + " (none answered during the run)")
     if not summary.get("streams"):
         raise NothingMonitoredError(f"no stream was seen during the run (--source {source}"
-                                    + (f", [lsl] predicate {cfg.lsl.predicate!r}" if source == "lsl" else "")
+                                    + (_lsl_hint(cfg, summary) if source == "lsl" else "")
                                     + (f", topics {cfg.mqtt.topic_prefix}/+/meta" if source == "mqtt" else "") + ")")
     return summary
+
+
+def _lsl_hint(cfg: Config, summary: dict[str, Any]) -> str:
+    what = (f", [lsl] predicate {cfg.lsl.predicate!r}" if cfg.lsl.predicate
+            else f", [lsl] types {', '.join(cfg.lsl.types)} or ECG/IEGM channel labels")
+    n = sum(": ignored: " in line for line in summary.get("lsl_seen", ()))
+    return what + (f"; {n} other LSL stream(s) seen and ignored, see the lines above" if n else
+                   f"; no LSL stream at all in session {cfg.lsl.session_id!r}, scope {cfg.lsl.resolve_scope}")
 
 
 def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | None = None, loop: bool | None = None,

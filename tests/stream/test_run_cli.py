@@ -222,3 +222,31 @@ async def test_lsl_markers_carry_the_events(model, tmp_path, lsl_config):
     i = lines.index(received[0])  # LSL delivers from the moment the inlet connected: a contiguous run of events
     assert received == lines[i:i + len(received)]
     assert any(json.loads(m)["kind"] == "call" for m in received)
+
+
+def test_lsl_run_says_which_streams_it_ignored_and_why(model, tmp_path, lsl_config):
+    """`pedstream run --source lsl` next to an EEG stream only: one line naming it and why it is
+    ignored, and the exit-3 error says other streams were seen (not '(waiting for streams)' forever)."""
+    import uuid
+
+    import pylsl
+
+    sid = f"eeg-{uuid.uuid4().hex[:8]}"
+    info = pylsl.StreamInfo(name="openbci-eeg", type="EEG", channel_count=2, nominal_srate=250.0,
+                            channel_format=pylsl.cf_float32, source_id=sid)
+    chans = info.desc().append_child("channels")
+    for label in ("Fp1", "Cz"):
+        chans.append_child("channel").append_child_value("label", label)
+    outlet = pylsl.StreamOutlet(info)
+    r = pedstream("run", "--source", "lsl", "--headless", "--duration", "3", "--model", str(model),
+                  *lsl_config.overrides, cwd=tmp_path, timeout=90)
+    assert r.returncode == 3, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if f"source_id {sid!r}" in ln and not ln.startswith("{")]
+    assert lines == [f"LSL stream 'openbci-eeg' (type 'EEG', 2 ch, 250 Hz, source_id {sid!r}): ignored: type 'EEG' "
+                     "is none of ECG, EKG, EXG, IEGM, EGM and none of its channel labels (Fp1, Cz) is an ECG lead "
+                     "or IEGM channel"], r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: no stream was seen during the run (--source lsl, [lsl] types ECG, EKG, EXG, IEGM, "
+                          "EGM or ECG/IEGM channel labels; "), err
+    assert "other LSL stream(s) seen and ignored, see the lines above" in err
+    del outlet

@@ -16,18 +16,18 @@ import pytest
 
 from pedstream.stream.lsl.config import configure_lsl, render_lsl_config
 from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from pedstream.stream.lsl.inlet import LSLSource
+from pedstream.stream.lsl.inlet import LSLSource, cardiac_labels
 from tests.stream.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def make_outlet(sid: str, *, labels: list[str] | None, units: list[str] | None, fs: float = 500.0,
-                age: str | None = None, n_ch: int | None = None):
+                age: str | None = None, n_ch: int | None = None, stype: str = "ECG"):
     import pylsl
 
     n = n_ch if n_ch is not None else len(labels or [])
-    info = pylsl.StreamInfo(name=f"test-{sid}", type="ECG", channel_count=n, nominal_srate=fs,
+    info = pylsl.StreamInfo(name=f"test-{sid}", type=stype, channel_count=n, nominal_srate=fs,
                             channel_format=pylsl.cf_float32, source_id=sid)
     if labels is not None:
         chans = info.desc().append_child("channels")
@@ -261,3 +261,64 @@ async def test_lsl_timestamp_jump_without_loss_is_not_a_gap(lsl_config):
     ts = np.concatenate([e.chunk.timestamps for e in log if isinstance(e, ChunkReceived)])
     assert np.max(np.abs(np.diff(ts) - 1 / 500.0)) < 0.002  # no step anywhere near the 0.1 s gap tolerance
     del outlet
+
+
+def test_cardiac_labels_by_name_and_alias():
+    assert cardiac_labels(["Fp1", "ii", "V1", "CS12", "EKG"]) == ["ii", "V1", "CS12"]
+    assert cardiac_labels(["EKG"], {"EKG": "II"}) == ["EKG"]
+    assert cardiac_labels(["Fp1", "Cz"]) == []
+
+
+async def test_discovery_finds_real_publishers_and_says_why_others_are_ignored(lsl_config):
+    """Default discovery (no predicate): types matched case-insensitively (mne-lsl's ``ecg``,
+    BrainFlow's ``EXG``), an EEG-typed stream with ECG labels is monitored, one with EEG labels and a
+    marker stream are ignored, one line each, without a StreamError."""
+    import pylsl
+
+    tag = uuid.uuid4().hex[:6]
+    sids = {k: f"disc-{k}-{tag}" for k in ("ecg", "exg", "eeg_ecg", "eeg", "markers")}
+    outlets = [
+        make_outlet(sids["ecg"], labels=["I", "II"], units=["uV", "uV"], stype="ecg"),
+        make_outlet(sids["exg"], labels=["II", "V1", "V2"], units=None, stype="EXG"),
+        make_outlet(sids["eeg_ecg"], labels=["Fp1", "ECG", "II"], units=None, stype="EEG"),
+        make_outlet(sids["eeg"], labels=["Fp1", "Fp2", "C3", "C4", "O1", "O2"], units=None, stype="EEG"),
+        pylsl.StreamOutlet(pylsl.StreamInfo(f"test-{sids['markers']}", "Markers", 1, pylsl.IRREGULAR_RATE,
+                                            pylsl.cf_string, sids["markers"])),
+    ]
+    lines: dict[str, str] = {}
+    all_seen = asyncio.Event()
+
+    def seen(line: str) -> None:
+        for k, sid in sids.items():
+            if f"source_id {sid!r}" in line:
+                lines[k] = line
+        if len(lines) == len(sids):
+            all_seen.set()
+
+    events: asyncio.Queue = asyncio.Queue()
+    log: list = []
+    async with LSLSource(events=events, resolve_interval_s=0.1, pull_interval_ms=5, on_discovery=seen) as src:
+        assert src.predicate == ""
+        await asyncio.wait_for(all_seen.wait(), 10.0)
+        added: set[str] = set()
+
+        def monitored(e) -> bool:
+            if isinstance(e, StreamAdded) and e.stream_id in sids.values():
+                added.add(e.stream_id)
+            return added >= {sids["ecg"], sids["exg"], sids["eeg_ecg"]}
+
+        await wait_for(events, monitored, log=log)
+        while not events.empty():
+            log.append(events.get_nowait())
+        assert len([v for v in src.discovery.values() if tag in v]) == len(sids)  # one line per stream
+    assert added == {sids["ecg"], sids["exg"], sids["eeg_ecg"]}
+    assert "monitored (type 'ecg')" in lines["ecg"]
+    assert "monitored (type 'EXG')" in lines["exg"]
+    assert "monitored (type 'EEG'; channel labels II are ECG/IEGM channels)" in lines["eeg_ecg"]
+    assert lines["eeg"].startswith(f"LSL stream 'test-{sids['eeg']}' (type 'EEG', 6 ch, 500 Hz")
+    assert ("ignored: type 'EEG' is none of ECG, EKG, EXG, IEGM, EGM and none of its channel labels "
+            "(Fp1, Fp2, C3, C4, ... (6)) is an ECG lead or IEGM channel") in lines["eeg"]
+    assert "ignored: string stream" in lines["markers"]
+    assert all("\n" not in line for line in lines.values())
+    assert not [e for e in log if isinstance(e, StreamError) and e.stream_id in (sids["eeg"], sids["markers"])]
+    del outlets

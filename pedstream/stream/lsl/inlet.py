@@ -27,6 +27,14 @@ clock step, scheduling jitter) therefore does not look like a gap; only timestam
 the engine sees that jump as a gap. No data for ``lost_timeout_s`` -> ``StreamLost``; data again (liblsl
 recovered the same source_id from a restarted outlet) -> ``StreamAdded`` again. ``first_index``
 counts the samples received on that inlet.
+
+Discovery (``predicate`` empty, the default): every stream on the LSL network is looked at and
+served when its ``type`` is one of ``types`` (case-insensitive: ``ECG``, ``EKG``, ``EXG`` as
+BrainFlow/OpenBCI announce it, ``IEGM``, ``EGM``; mne-lsl's ``PlayerLSL`` says ``ecg``) or, whatever
+its type (``EEG``, ``Biosignal``...), when at least one of its channel labels maps to an ECG lead or
+an IEGM channel (read from the full stream info, ``[signal] aliases`` included). Each stream seen gets
+one line (``discovery``, ``on_discovery``): monitored, or ignored and why. An explicit XPath
+``predicate`` serves every stream it matches, whatever its type.
 """
 
 from __future__ import annotations
@@ -35,10 +43,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from pedstream.data.channels import resolve_channels
+from pedstream.errors import ChannelError
 from pedstream.stream.lsl.config import ensure_lsl_configured
 from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
 from pedstream.stream.source import (
@@ -52,9 +62,45 @@ from pedstream.stream.source import (
 )
 from pedstream.stream.units import unit_to_mv
 
-__all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid"]
+__all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid", "DEFAULT_TYPES", "cardiac_labels",
+           "describe_lsl_stream"]
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_TYPES: tuple[str, ...] = ("ECG", "EKG", "EXG", "IEGM", "EGM")
+
+
+def cardiac_labels(labels: Iterable[str], aliases: Mapping[str, str] | None = None) -> list[str]:
+    """The labels that map to an ECG lead or IEGM channel (by name, as the engine maps them)."""
+    out = []
+    for label in labels:
+        try:
+            if resolve_channels([label], aliases=aliases, require_any=False).present.any():
+                out.append(label)
+        except ChannelError:  # pragma: no cover - one name cannot appear twice
+            continue
+    return out
+
+
+def _labels(full: Any) -> list[str]:
+    labels = []
+    ch = full.desc().child("channels").child("channel")
+    while not ch.empty():
+        labels.append(ch.child_value("label").strip())
+        ch = ch.next_sibling("channel")
+    return [x for x in labels if x]
+
+
+def _short(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names)})" if len(names) > n else "")
+
+
+def describe_lsl_stream(info: Any) -> str:
+    """``LSL stream 'name' (type 'EEG', 8 ch, 250 Hz, source_id 'x')``: how a discovery line starts."""
+    rate = info.nominal_srate()
+    return (f"LSL stream {info.name()!r} (type {info.type()!r}, {info.channel_count()} ch, "
+            f"{f'{rate:g} Hz' if rate > 0 else 'irregular rate'}, source_id {info.source_id()!r})")
 
 
 @dataclass(slots=True)
@@ -147,12 +193,18 @@ class SampleGrid:
 
 
 class LSLSource(SourceBase):
-    """Monitor every LSL stream matching ``predicate`` (an XPath 1.0 predicate on the stream info,
-    e.g. ``"type='ECG'"``, ``"name='bed1'"``, ``"starts-with(source_id, 'ped')"``)."""
+    """Monitor every LSL stream of an ECG type or with ECG/IEGM channel labels (``predicate`` empty, see
+    the module docstring), or every stream matching ``predicate`` (an XPath 1.0 predicate on the
+    stream info, e.g. ``"name='bed1'"``, ``"starts-with(source_id, 'ped')"``).
+
+    ``discovery`` maps each stream uid seen to its one-line verdict (monitored / ignored and why);
+    ``on_discovery`` is called with each new line."""
 
     kind = "lsl"
 
-    def __init__(self, *, events: asyncio.Queue, predicate: str = "type='ECG'", resolve_interval_s: float = 0.5,
+    def __init__(self, *, events: asyncio.Queue, predicate: str = "", types: Iterable[str] = DEFAULT_TYPES,
+                 aliases: Mapping[str, str] | None = None,
+                 on_discovery: Callable[[str], None] | None = None, resolve_interval_s: float = 0.5,
                  forget_after_s: float = 2.0, pull_interval_ms: float = 10.0, max_chunk_samples: int = 4096,
                  lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
                  open_timeout_s: float = 5.0, max_buflen_s: int = 60, dejitter: bool = True,
@@ -161,7 +213,11 @@ class LSLSource(SourceBase):
         self.dejitter = bool(dejitter)
         self.limits = limits
         self.jump_tolerance_s = float(jump_tolerance_s)
-        self.predicate = predicate
+        self.predicate = predicate.strip()
+        self.types = tuple(t.strip().upper() for t in types)
+        self.aliases = dict(aliases or {})
+        self.on_discovery = on_discovery
+        self.discovery: dict[str, str] = {}  # uid -> "LSL stream ...: monitored/ignored: why"
         self.resolve_interval_s = float(resolve_interval_s)
         self.forget_after_s = float(forget_after_s)
         self.pull_interval_s = float(pull_interval_ms) / 1000.0
@@ -184,6 +240,8 @@ class LSLSource(SourceBase):
                   forget_after_s=section.forget_after_s, pull_interval_ms=section.pull_interval_ms,
                   max_chunk_samples=section.max_chunk_samples, lost_timeout_s=section.lost_timeout_s,
                   time_correction_interval_s=section.time_correction_interval_s)
+        if hasattr(section, "types"):
+            kw.update(types=section.types)
         if hasattr(section, "dejitter"):
             kw.update(dejitter=section.dejitter, jump_tolerance_s=section.jump_tolerance_s)
         kw.update(overrides)
@@ -193,9 +251,9 @@ class LSLSource(SourceBase):
         ensure_lsl_configured()
         import pylsl
 
-        self._resolver = await asyncio.to_thread(pylsl.ContinuousResolver, pred=self.predicate,
+        self._resolver = await asyncio.to_thread(pylsl.ContinuousResolver, pred=self.predicate or None,
                                                  forget_after=self.forget_after_s)
-        self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate}]")
+        self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate or 'all'}]")
 
     async def _close(self) -> None:
         self._resolver = None
@@ -226,9 +284,20 @@ class LSLSource(SourceBase):
         finally:
             self._served.pop(sid, None)
 
+    def _report(self, info: Any, verdict: str) -> None:
+        line = f"{describe_lsl_stream(info)}: {verdict}"
+        if self.discovery.get(info.uid()) == line:
+            return
+        self.discovery[info.uid()] = line
+        log.info("%s", line)
+        if self.on_discovery is not None:
+            self.on_discovery(line)
+
     async def _serve(self, sid: str, info: Any) -> None:
         import pylsl
 
+        typ = info.type().strip()
+        by_type = bool(self.predicate) or typ.upper() in self.types
         fmt = info.channel_format()
         srate, n_ch, lim = info.nominal_srate(), info.channel_count(), self.limits
         why = ("string stream" if fmt == pylsl.cf_string
@@ -239,13 +308,30 @@ class LSLSource(SourceBase):
                else None)
         if why is not None:
             self._refused.add(info.uid())
-            self.emit(StreamError(sid, f"LSL stream refused: {why}"))
+            self._report(info, f"ignored: {why}")
+            if by_type:  # meant to be monitored: the engine (dashboard, events) says why it is not
+                self.emit(StreamError(sid, f"LSL stream refused: {why}"))
             return
         flags = pylsl.proc_monotonize if self.dejitter else 0
         inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=flags)
         try:
+            if by_type:
+                verdict = (f"monitored (matches [lsl] predicate {self.predicate!r})" if self.predicate
+                           else f"monitored (type {typ!r})")
+            else:  # another type: monitored only when its channel labels are ECG leads / IEGM channels
+                full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+                labels = _labels(full)
+                cardiac = cardiac_labels(labels, self.aliases)
+                if not cardiac:
+                    self._refused.add(info.uid())
+                    self._report(info, f"ignored: type {typ!r} is none of {', '.join(self.types)} and "
+                                       + (f"none of its channel labels ({_short(labels)}) is an ECG lead or "
+                                          "IEGM channel" if labels else "it has no channel labels"))
+                    return
+                verdict = f"monitored (type {typ!r}; channel labels {_short(cardiac)} are ECG/IEGM channels)"
             await asyncio.to_thread(inlet.open_stream, self.open_timeout_s)
             full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+            self._report(info, verdict)
             parsed = parse_lsl_info(full)
             for p in parsed.problems:
                 self.emit(StreamError(sid, p))
