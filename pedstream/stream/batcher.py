@@ -84,6 +84,17 @@ class InferenceBatcher:
     list (in the batch's order). ``n_ecg`` leads come first in ``x``; the rest are IEGM.
     """
 
+    @classmethod
+    def from_config(cls, section: Any, *, session: RunsModel, on_results: Callable[[list[BatchResult]], None],
+                    **kw: Any) -> "InferenceBatcher":
+        """From the ``[stream]`` section (``max_batch``, ``max_wait_ms``, ``queue_windows``,
+        ``inference_threads``, ``infer_timeout_s``); ``kw`` sets the rest or overrides."""
+        args: dict[str, Any] = dict(max_batch=section.max_batch, max_wait_ms=section.max_wait_ms,
+                                    queue_windows=section.queue_windows, threads=section.inference_threads,
+                                    infer_timeout_s=section.infer_timeout_s)
+        args.update(kw)
+        return cls(session=session, on_results=on_results, **args)
+
     def __init__(
         self,
         *,

@@ -146,23 +146,18 @@ class Engine:
         self.banner = model_banner(meta, packaged=is_packaged_model(getattr(session, "path", None)))
         self.alarms_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir)
         self.strip_writer = StripWriter(alarms_dir=self.alarms_dir, banner=self.banner)
-        self.batcher = InferenceBatcher(session=session, on_results=self._on_results,
-                                        max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
-                                        queue_windows=cfg.stream.queue_windows,
-                                        threads=cfg.stream.inference_threads,
-                                        infer_timeout_s=cfg.stream.infer_timeout_s, on_timeout=self._on_infer_timeout)
+        self.batcher = InferenceBatcher.from_config(cfg.stream, session=session, on_results=self._on_results,
+                                                    on_timeout=self._on_infer_timeout)
         self.beat_session = beat_session
         self.beat_spec: BeatModelSpec | None = None
         self.beat_batcher: InferenceBatcher | None = None
         if beat_session is not None:
             self.beat_spec = BeatModelSpec.from_session(beat_session, channels=list(cfg.signal.channels))
-            self.beat_batcher = InferenceBatcher(session=beat_session, on_results=self._on_beat_results,
-                                                 max_batch=cfg.stream.max_batch, max_wait_ms=cfg.stream.max_wait_ms,
-                                                 queue_windows=cfg.stream.beat_queue,
-                                                 threads=cfg.stream.inference_threads,
-                                                 on_error=self._on_beat_error, name="ort-beat",
-                                                 infer_timeout_s=cfg.stream.infer_timeout_s,
-                                                 on_timeout=self._on_infer_timeout)
+            self.beat_batcher = InferenceBatcher.from_config(cfg.stream, session=beat_session,
+                                                             on_results=self._on_beat_results,
+                                                             queue_windows=cfg.stream.beat_queue,
+                                                             on_error=self._on_beat_error, name="ort-beat",
+                                                             on_timeout=self._on_infer_timeout)
         self.beats_total = 0
         self.streams: dict[str, StreamState] = {}  # one state object per stream id
         self._subscribers: set[EventSubscription] = set()
