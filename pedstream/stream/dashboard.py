@@ -15,7 +15,7 @@ import asyncio
 import io
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from rich import box
 from rich.console import Console, Group
@@ -86,10 +86,25 @@ def _ectopy_cell(st: StreamStatus) -> Text:
     return Text(f"{st.pvc_per_min}/{st.pac_per_min}", style="cyan" if st.pvc_per_min or st.pac_per_min else "")
 
 
+def _truth_cell(st: StreamStatus, reference: Any) -> Text:
+    """``=`` (green) when the stream's last call equals its reference label, else that label (red)."""
+    track = reference.tracks.get(st.stream_id)
+    if track is None or track.truth is None:
+        return Text("-")
+    if track.truth == st.call:
+        return Text("=", style="green")
+    return Text(track.truth, style="red")
+
+
 def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor",
-                     banner: bool = True) -> Group:
+                     banner: bool = True, reference: Any = None, strips_dir: Path | str | None = None) -> Group:
     """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
-    line when a stream declared no units). Fits 100 columns without wrapping for short stream ids."""
+    line when a stream declared no units). Fits 100 columns without wrapping for short stream ids.
+
+    ``reference`` (a :class:`~pedstream.stream.reference.ReferenceLabels`, annotated records replayed):
+    a ``truth`` column beside the call (instead of the source column) and the running agreement in
+    the footer. ``strips_dir``: the
+    alarm strip folder, named in the footer."""
     now = time.monotonic() if now is None else now
     simulated = "SIMULATED" in snap.banner
     banner_text = Text(snap.banner, style="bold yellow on dark_red" if simulated else "bold", justify="center")
@@ -100,14 +115,21 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     cols = [("stream", {"no_wrap": True}), ("src", {}), ("rhythm (p)", {"no_wrap": True}),
             ("HR", right), ("for", right), ("alarm", {"no_wrap": True}), ("channels", {}),
             ("signal", {}), ("drops", right)]
+    truth = reference is not None and bool(reference.tracks)
     if ectopy:
         cols.insert(4, ("PVC/PAC min", right))
+    if truth:  # annotated replays: the reference label takes the place of the source column
+        cols[1] = ("truth", {"no_wrap": True, "max_width": 10, "overflow": "ellipsis"})
+        cols[1:3] = [cols[2], cols[1]]
     for name, kw in cols:
         table.add_column(name, **kw)  # when space is short, src/channels/signal wrap; calls and alarms never do
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         row = _row(st, now)
         if ectopy:
             row.insert(4, _ectopy_cell(st))
+        if truth:  # and the channel count without the modalities (the row fits 100 columns)
+            row[1:3] = [row[2], _truth_cell(st, reference)]
+            row[-3] = f"{st.n_present}/{len(CANONICAL_CHANNELS)}" + (" mV?" if st.units_assumed else "")
         table.add_row(*row)
     if not snap.streams:
         table.add_row("(waiting for streams)", *[""] * (len(cols) - 1))
@@ -118,6 +140,12 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
         f"alarms {snap.alarms_total} ({snap.alarms_active} active) · latency ms: inference p50 {_ms(snap.infer_p50)} "
         f"p99 {_ms(snap.infer_p99)} · end-to-end p50 {_ms(snap.e2e_p50)} p99 {_ms(snap.e2e_p99)}"
     )
+    if truth:
+        agreed, compared = reference.agreement()
+        footer.append(f"\nagreement with the annotations {agreed / compared:.0%} ({agreed}/{compared} calls)"
+                      if compared else "\nagreement with the annotations - (no annotated window yet)")
+    if strips_dir is not None:
+        footer.append(f"\nalarm strips: {strips_dir}")
     parts: list = [banner_text, table] if banner else [table]
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         if st.stalled or st.error:  # below the table: error messages are long
@@ -132,7 +160,7 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
 
 
 def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100, now: float | None = None,
-                     title: str = "pedstream monitor") -> Path:
+                     title: str = "pedstream monitor", **extra: Any) -> Path:
     """Write one dashboard frame to ``path``: SVG (``.svg``, rich's ``export_svg``) or plain text
     (``.txt``, ``export_text``), rendered ``width`` columns wide. Returns the path."""
     path = Path(path)
@@ -140,7 +168,7 @@ def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100
     if kind not in (".svg", ".txt"):
         raise ValueError(f"dashboard capture {path}: expected a .svg or .txt file name")
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor")
-    console.print(render_dashboard(snap, now=now, title=title))
+    console.print(render_dashboard(snap, now=now, title=title, **extra))
     text = console.export_svg(title=title) if kind == ".svg" else console.export_text()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
@@ -148,17 +176,17 @@ def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100
 
 
 async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
-                           on_final: Callable[[EngineSnapshot], None] | None) -> None:
+                           on_final: Callable[[EngineSnapshot], None] | None, **extra: Any) -> None:
     """Print a full frame every ``every_s`` seconds (and a last one when cancelled), each ending in a newline."""
     console.print(engine.snapshot().banner, highlight=False)  # once; the frames below leave it out
     console.print(f"(output is not a terminal: the dashboard is printed every {every_s:g} s)", highlight=False)
     try:
         while True:
             await asyncio.sleep(every_s)  # pacing of a printed frame, not waiting for a condition
-            console.print(render_dashboard(engine.snapshot(), banner=False))
+            console.print(render_dashboard(engine.snapshot(), banner=False, **extra))
     except asyncio.CancelledError:
         snap = engine.snapshot()
-        console.print(render_dashboard(snap, banner=False))
+        console.print(render_dashboard(snap, banner=False, **extra))
         if on_final is not None:
             on_final(snap)
         raise
@@ -166,27 +194,28 @@ async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
 
 async def run_dashboard(engine: Engine, *, hz: float = 4.0, console: Console | None = None,
                         on_final: Callable[[EngineSnapshot], None] | None = None,
-                        plain_every_s: float = 5.0) -> None:
+                        plain_every_s: float = 5.0, **extra: Any) -> None:
     """Refresh the live dashboard of ``engine`` at ``hz`` until cancelled.
 
     When the console is not a terminal (``make demo | tee log``) it prints a whole frame every
     ``plain_every_s`` seconds instead, so the log shows the run as it goes.
 
     When cancelled it draws one last frame from a fresh snapshot (left on the terminal) and hands
-    that snapshot to ``on_final`` (e.g. to export the same frame)."""
+    that snapshot to ``on_final`` (e.g. to export the same frame). ``extra``: ``reference`` and
+    ``strips_dir`` of :func:`render_dashboard`."""
     console = console or Console()
     if not console.is_terminal:  # piped / tee'd: no live redraw (it would show only the last frame at exit)
-        await _plain_dashboard(engine, console=console, every_s=plain_every_s, on_final=on_final)
+        await _plain_dashboard(engine, console=console, every_s=plain_every_s, on_final=on_final, **extra)
         return
     period = 1.0 / hz
-    with Live(render_dashboard(engine.snapshot()), console=console, refresh_per_second=hz, transient=False) as live:
+    with Live(render_dashboard(engine.snapshot(), **extra), console=console, refresh_per_second=hz, transient=False) as live:
         try:
             while True:
                 await asyncio.sleep(period)  # pacing of a display refresh, not waiting for a condition
-                live.update(render_dashboard(engine.snapshot()))
+                live.update(render_dashboard(engine.snapshot(), **extra))
         except asyncio.CancelledError:
             snap = engine.snapshot()
-            live.update(render_dashboard(snap), refresh=True)
+            live.update(render_dashboard(snap, **extra), refresh=True)
             if on_final is not None:
                 on_final(snap)
             raise

@@ -195,7 +195,8 @@ class ReplaySource(SourceBase):
     """Replay records as in-process streams (the embedded default and the test source).
 
     ``finished`` is set once every (non-looping) stream has sent its last chunk; each stream ends
-    with ``StreamLost(stream_id, "end of record")``.
+    with ``StreamLost(stream_id, "end of record")``. ``reference``: a
+    :class:`~pedstream.stream.reference.ReferenceLabels` given each stream's clock and record.
     """
 
     kind = "replay"
@@ -203,8 +204,9 @@ class ReplaySource(SourceBase):
     def __init__(self, *, events: asyncio.Queue, records: Sequence[str | Path] = (), signal_cfg: Any = None,
                  plans: Sequence[ReplayPlan] | None = None, speed: float = 1.0, chunk_ms: float = 50.0,
                  loop: bool = False, start_s: float = 0.0, seconds: float | None = None,
-                 stream_id: str | None = None, age_years: float | None = None) -> None:
+                 stream_id: str | None = None, age_years: float | None = None, reference: Any = None) -> None:
         super().__init__(events=events)
+        self.reference = reference  # a ReferenceLabels told each stream's clock (the "truth" of its calls)
         if plans is None:
             if signal_cfg is None:
                 from pedstream.config import SignalConfig
@@ -240,6 +242,8 @@ class ReplaySource(SourceBase):
         sid = plan.stream_id
         self.emit(StreamAdded(plan.info()))
         t0 = time.monotonic()
+        if self.reference is not None:
+            await asyncio.to_thread(self.reference.add, plan, t0=t0)
         sent = 0
         try:
             async for seq, first, data in paced_chunks(plan, chunk_ms=self.chunk_ms, speed=self.speed,

@@ -138,6 +138,11 @@ async def run_async(
     lsl_src: Any = None
     feeders: list[Any] = []  # coroutines publishing demo records on the chosen transport
     replay_src = None
+    reference = None  # annotated records replayed: the reference label ("truth") of each call
+    if recs:
+        from pedstream.stream.reference import ReferenceLabels
+
+        reference = ReferenceLabels.from_config(cfg)
     if source == "lsl":
         from pedstream.stream.lsl.inlet import LSLSource
 
@@ -154,7 +159,8 @@ async def run_async(
             from pedstream.stream.replay import plan_replay
 
             plans = plan_replay(recs, cfg.signal)
-            feeders.append(replay_to_lsl(plans, speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True))
+            feeders.append(replay_to_lsl(plans, speed=cfg.demo.speed, chunk_ms=cfg.replay.chunk_ms, loop=True,
+                                         on_t0=lambda plan, t0: reference.add(plan, t0=t0)))
     elif source == "mqtt":
         from pedstream.stream.mqtt.source import MQTTSource
 
@@ -172,12 +178,13 @@ async def run_async(
         from pedstream.stream.replay import ReplaySource
 
         speed = cfg.demo.speed if demo else cfg.replay.speed
-        replay_src = ReplaySource.from_config(cfg, recs, events=queue, speed=speed, loop=demo or cfg.replay.loop)
+        replay_src = ReplaySource.from_config(cfg, recs, events=queue, speed=speed, loop=demo or cfg.replay.loop,
+                                                reference=reference)
         sources.append(replay_src)
     else:
         raise RecordError("--source", f"unknown source {source!r} (expected lsl, mqtt or replay)")
 
-    sinks: list[Any] = []
+    sinks: list[Any] = [] if reference is None else [reference]  # first: later sinks see the "truth"
     if events_path is not None:
         sinks.append(JsonLinesSink(events_path))
     if headless:
@@ -218,7 +225,8 @@ async def run_async(
                 from pedstream.stream.dashboard import run_dashboard
 
                 dash = asyncio.create_task(
-                    run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console,
+                    run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console, reference=reference,
+                                  strips_dir=alarms_dir if cfg.alarms.strips else None,
                                   on_final=lambda snap: final.append((snap, time.monotonic()))), name="dashboard")
             waits = [asyncio.create_task(stop.wait(), name="stop")]
             if replay_src is not None and not replay_src.loop:
@@ -244,7 +252,8 @@ async def run_async(
 
         snap, t_snap = final[-1]
         for c in capture:
-            export_dashboard(snap, c, width=capture_width, now=t_snap)
+            export_dashboard(snap, c, width=capture_width, now=t_snap, reference=reference,
+                             strips_dir=alarms_dir if cfg.alarms.strips else None)
     summary = engine.summary()
     if hl7_sink is not None:
         summary["hl7"] = {"sent": hl7_sink.sent, "acked": hl7_sink.acked, "rejected": hl7_sink.rejected,

@@ -194,3 +194,32 @@ def test_export_dashboard(tmp_path, suffix):
         assert "\x1b[" not in body
     with pytest.raises(ValueError, match="expected a .svg or .txt"):
         export_dashboard(snapshot(), tmp_path / "dash.png")
+
+
+def test_truth_column_and_agreement_fit_100_columns(tmp_path):
+    """Annotated records replayed: a truth column ("=" when the call agrees, else the reference label)
+    and the running agreement; the strip folder is named; rows still fit 100 columns."""
+    from pedstream.stream.reference import ReferenceLabels, ReferenceTrack
+
+    now = time.monotonic()
+    snap = snapshot(now)
+    snap.streams[1].source = "replay"  # bed2 with the longest call, and an alarm that ended
+    snap.streams[1].units_assumed = False
+    ref = ReferenceLabels.from_config(load_config())
+    empty = np.zeros(0, np.int64)
+    for sid, truth in (("bed1", "vt"), ("bed2", "atrial_flutter")):
+        ref.tracks[sid] = ReferenceTrack(t0=0.0, fs=977.0, start=0, stop=1, samples=empty, labels=empty, truth=truth,
+                                         compared=4, agreed=3)
+    console = Console(record=True, width=100, force_terminal=True, color_system="truecolor")
+    console.print(render_dashboard(snap, now=now, reference=ref, strips_dir=tmp_path / "strips"))
+    text = console.export_text()
+    lines = text.splitlines()
+    head = next(ln for ln in lines if ln.startswith("stream"))
+    assert "truth" in head and max(len(ln) for ln in lines) <= 100
+    bed1 = next(ln for ln in lines if ln.startswith("bed1"))
+    bed2_i = next(i for i, ln in enumerate(lines) if ln.startswith("bed2"))
+    assert "vt 0.91" in bed1 and " = " in bed1
+    assert "ventricular_paced 0.84" in lines[bed2_i] and "atrial_fl…" in lines[bed2_i]
+    assert lines[bed2_i + 1].startswith("bed3")  # no row wraps onto a second line
+    assert "agreement with the annotations 75% (6/8 calls)" in text
+    assert f"alarm strips: {tmp_path / 'strips'}" in text

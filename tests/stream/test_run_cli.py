@@ -46,11 +46,14 @@ def test_headless_replay_prints_json_lines_and_summary(model, tmp_path):
     assert f"alarm strips (PNG) go to {tmp_path / 'alarms'}" in r.stderr  # where strips land is said
     capture = (tmp_path / "final.txt").read_text(encoding="utf-8")
     row = next(ln for ln in capture.splitlines() if ln.startswith("x002"))
-    assert "replay" in row and "14/19 ECG+IEGM" in row and capture.splitlines()[0].strip() == banner
+    # an annotated record: a truth column instead of the source, the agreement and the strip folder below
+    assert "truth" in capture and "14/19" in row and capture.splitlines()[0].strip() == banner
+    assert "agreement with the annotations" in capture and f"alarm strips: {tmp_path / 'alarms'}" in capture
     out = parse_lines(r.stdout)
     assert out and {"t", "stream", "kind", "label", "p", "hr", "latency_ms"} <= set(out[0])
     calls = [e for e in out if e["kind"] == "call"]
     assert len(calls) >= 15 and all(e["stream"] == "x002" for e in calls)
+    assert sum("truth" in e for e in calls) >= len(calls) - 2  # the reference label of nearly every window
     assert parse_lines(events.read_text()) == out  # the file holds the same events
     assert "summary: streams 1, windows classified" in r.stderr
 

@@ -25,13 +25,16 @@ log = logging.getLogger(__name__)
 
 async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chunk_ms: float = 50.0,
                         loop: bool = False, wait_for_consumers_s: float = 0.0, linger_s: float = 0.5,
-                        on_start: Callable[[ReplayPlan], None] | None = None) -> dict[str, int]:
+                        on_start: Callable[[ReplayPlan], None] | None = None,
+                        on_t0: Callable[[ReplayPlan, float], None] | None = None) -> dict[str, int]:
     """Publish each plan as an LSL outlet (the conventions in the module docstring), paced.
 
     LSL delivers only samples pushed after an inlet connected: ``wait_for_consumers_s > 0`` waits
     that long for a first consumer before sending (then sends anyway). After the last chunk the
     outlet stays open ``linger_s`` so the last chunks reach the inlets (LSL has no flush). Returns samples sent per
-    stream id. Applies the safe LSL defaults if nobody configured LSL (see :mod:`pedstream.stream.lsl.config`)."""
+    stream id. ``on_t0(plan, t0)``: the LSL time of the plan's first sample (sample ``k`` is stamped
+    ``t0 + k / fs``; :class:`~pedstream.stream.reference.ReferenceLabels` maps calls back to the record
+    with it). Applies the safe LSL defaults if nobody configured LSL (see :mod:`pedstream.stream.lsl.config`)."""
     ensure_lsl_configured()
     import pylsl
 
@@ -57,6 +60,8 @@ async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chun
         if on_start is not None:
             on_start(plan)
         t0 = pylsl.local_clock()
+        if on_t0 is not None:
+            on_t0(plan, t0)
         sent = 0
         try:
             async for _seq, first, data in paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
