@@ -42,6 +42,7 @@ __all__ = [
     "AlarmTracker",
     "hr_limits_for_age",
     "save_strip",
+    "wrap_title",
 ]
 
 Priority = Literal["high", "medium", "advisory", "none"]
@@ -67,6 +68,7 @@ class AlarmTransition:
     p: float | None = None
     hr: float | None = None
     detail: str = ""
+    windows_back: int = 0  # alarm_on of a window-driven alarm: its episode's first window, this many back
 
 
 class ProbabilitySmoother:
@@ -209,26 +211,39 @@ class AlarmTracker:
             p = float(sm[self.class_names.index(name)])
             step = hyst.step(hot=p >= self.cfg.onset_p, cold=p < self.cfg.offset_p)
             if step is not None:
-                out.append(self._transition(step, name, self.priorities[name], p=p, hr=hr))
+                out.append(self._transition(step, name, self.priorities[name], p=p, hr=hr,
+                                            windows_back=self.cfg.onset_windows - 1))
         if hr is not None and np.isfinite(hr):
             margin = self.cfg.hr_hysteresis_bpm
             step = self._hr_hi.step(hot=hr > self.hr_high, cold=hr <= self.hr_high - margin)
             if step is not None:
                 out.append(self._transition(step, "hr_high", self.cfg.hr_priority, p=None, hr=hr,
-                                            detail=f"limit {self.hr_high:g} bpm ({self.hr_band})"))
+                                            detail=f"limit {self.hr_high:g} bpm ({self.hr_band})",
+                                            windows_back=self.cfg.hr_onset_windows - 1))
             step = self._hr_lo.step(hot=hr < self.hr_low, cold=hr >= self.hr_low + margin)
             if step is not None:
                 out.append(self._transition(step, "hr_low", self.cfg.hr_priority, p=None, hr=hr,
-                                            detail=f"limit {self.hr_low:g} bpm ({self.hr_band})"))
+                                            detail=f"limit {self.hr_low:g} bpm ({self.hr_band})",
+                                            windows_back=self.cfg.hr_onset_windows - 1))
         return call, out
 
     def _transition(self, step: str, label: str, priority: str, *, p: float | None, hr: float | None,
-                    detail: str = "") -> AlarmTransition:
+                    detail: str = "", windows_back: int = 0) -> AlarmTransition:
         if step == "on":
             self.active[label] = priority
-            return AlarmTransition("alarm_on", label, priority, p=p, hr=hr, detail=detail)
+            return AlarmTransition("alarm_on", label, priority, p=p, hr=hr, detail=detail,
+                                   windows_back=windows_back)
         self.active.pop(label, None)
         return AlarmTransition("alarm_off", label, priority, p=p, hr=hr, detail=detail)
+
+
+def wrap_title(title: str, width_in: float, *, fontsize: float = 9.0) -> list[str]:
+    """``title`` in lines that fit ``width_in`` inches at ``fontsize`` pt (about 0.6 em a character),
+    broken at spaces; every word kept."""
+    import textwrap
+
+    per_line = max(20, int(width_in * 0.94 * 72 / (0.6 * fontsize)))
+    return textwrap.wrap(title, width=per_line, break_long_words=False, break_on_hyphens=False) or [""]
 
 
 def save_strip(
@@ -241,12 +256,14 @@ def save_strip(
     onset_s: float,
     title: str,
     n_ecg: int = 12,
+    alarm_s: float | None = None,
 ) -> Path:
     """Write a monitor-printout style strip PNG.
 
     ``data`` is ``(T, 19)`` float mV (canonical order, absent channels ignored via ``present``
     ``(19,) bool``), ``onset_s`` the alarm onset in seconds from the strip's start (drawn as a red
-    line). Standard paper scale: 25 mm/s, 10 mm/mV, pink 1 mm / 5 mm grid. Uses the Agg backend and
+    line: where the episode's evidence began); ``alarm_s`` where the alarm was raised (dashed line). The
+    title is wrapped onto as many lines as it needs (never cut). Standard paper scale: 25 mm/s, 10 mm/mV, pink 1 mm / 5 mm grid. Uses the Agg backend and
     no pyplot state, so it is safe in a worker thread.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -264,7 +281,10 @@ def save_strip(
     h_in = min(max(height_mv * 10 / 25.4 * 0.45, 3.0), 24.0)
     fig = Figure(figsize=(w_in, h_in), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.06, 0.04, 0.93, 0.9))
+    title_lines = wrap_title(title, w_in)
+    top = 0.17 * len(title_lines) / h_in  # the title's share of the figure height (about 0.17 in a line)
+    bottom = min(0.15, 0.45 / h_in)  # room for the time axis and its label
+    ax = fig.add_axes((0.06, bottom, 0.93, max(0.4, 0.97 - top - bottom)))
     ax.set_facecolor("#fff5f5")
     for x in np.arange(0, dur + 1e-9, 0.04):  # 1 mm at 25 mm/s
         ax.axvline(x, color="#f4c2c2", lw=0.3 if round(x / 0.04) % 5 else 0.8, zorder=0)
@@ -279,12 +299,16 @@ def save_strip(
         yticks.append(base)
         ylabels.append(channel_names[ch])
     ax.axvline(onset_s, color="red", lw=1.2)
+    ax.text(onset_s, row_mv, " onset", color="red", fontsize=7, va="top")
+    if alarm_s is not None:
+        ax.axvline(alarm_s, color="red", lw=0.8, ls="--")
+        ax.text(alarm_s, row_mv, " alarm", color="red", fontsize=7, va="top")
     ax.set_xlim(0, dur)
     ax.set_ylim(-height_mv + row_mv / 2, row_mv)
     ax.set_yticks(yticks, ylabels, fontsize=7)
     ax.set_xlabel("s (25 mm/s, 10 mm/mV)", fontsize=7)
     ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(title, fontsize=9, x=0.06, ha="left")
+    fig.suptitle("\n".join(title_lines), fontsize=9, x=0.06, y=0.995, ha="left", va="top")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -551,13 +551,16 @@ class Engine:
             self._emit(MonitorEvent(stream=sid, kind="call", label=call.label, p=call.p, hr=hr, latency_ms=latency,
                                     extra=extra, t_signal=t_sig, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, transitions, onset=r.item.start + pipe.window,
-                                   latency=latency, now=now, t_signal=t_sig)
+                                   latency=latency, now=now, t_signal=t_sig, window_start=r.item.start)
             st.dropped = self.batcher.dropped.get(sid, 0)
             st.queue = self.batcher.queue_depth(sid)
 
     def _emit_transitions(self, pipe: StreamPipeline, st: StreamStatus, tracker: AlarmTracker, transitions: list,
-                          *, onset: int, latency: float | None, now: float, t_signal: float | None = None) -> None:
-        """Alarm events (and strips, ``onset`` = ring index at the model rate) of one stream."""
+                          *, onset: int, latency: float | None, now: float, t_signal: float | None = None,
+                          window_start: int | None = None) -> None:
+        """Alarm events (and strips, ``onset`` = ring index at the model rate) of one stream. A strip's
+        onset mark is where the episode's evidence began: the start of its first window
+        (``window_start`` minus ``windows_back`` hops)."""
         sid = pipe.stream_id
         for tr in transitions:
             if tr.kind == "alarm_on":
@@ -570,7 +573,9 @@ class Engine:
             if tr.kind == "alarm_on" and self.cfg.alarms.strips:
                 path = self.strip_writer.path_for(sid, tr.label)
                 extra["strip"] = str(path)
-                pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path)))
+                evidence = None if window_start is None else window_start - tr.windows_back * pipe.hop
+                pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path),
+                                                evidence=evidence))
             self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
                                     latency_ms=latency, extra=extra, t_signal=t_signal, clock=_clock(pipe)))
         st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)

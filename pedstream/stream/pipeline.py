@@ -48,19 +48,23 @@ N_ECG = len(ECG_CHANNELS)
 
 @dataclass(slots=True)
 class StripRequest:
-    """A pending alarm strip: ``onset`` (ring index at the model fs) and what to title it."""
+    """A pending alarm strip: ``onset`` (ring index at the model fs: the end of the window that raised
+    the alarm; the strip ends ``strip_post_s`` after it), ``evidence`` (ring index where the episode's
+    evidence began: the start of its first window; the strip's onset mark) and what to title it."""
 
     onset: int
     label: str
     priority: str
     t_iso: str
+    evidence: int | None = None
 
 
 @dataclass(slots=True)
 class ReadyStrip:
     request: StripRequest
     data: np.ndarray  # (T, 19) float32 filtered mV
-    onset_s: float  # onset position from the strip's start, seconds
+    onset_s: float  # onset mark (the evidence start, else the alarm) from the strip's start, seconds
+    alarm_s: float | None = None  # where the alarm was raised (the end of its window), seconds
 
 
 @dataclass(slots=True)
@@ -296,7 +300,9 @@ class StreamPipeline:
             end = min(end, self.ring.total_written)
             start = max(end - self._strip_total, self.ring.oldest)
             data, _ = self.ring.read(start, end)
-            out.append(ReadyStrip(request=req, data=data, onset_s=(req.onset - start) / self.fs))
+            mark = req.onset if req.evidence is None else max(req.evidence, start)
+            out.append(ReadyStrip(request=req, data=data, onset_s=(mark - start) / self.fs,
+                                  alarm_s=None if req.evidence is None else (req.onset - start) / self.fs))
         self._strips = keep
         return out
 

@@ -46,7 +46,8 @@ class StripWriter:
         async def _draw() -> None:
             try:
                 await asyncio.to_thread(save_strip, path, data=strip.data, fs=pipe.fs, channel_names=CANONICAL_CHANNELS,
-                                        present=pipe.present, onset_s=strip.onset_s, title=title)
+                                        present=pipe.present, onset_s=strip.onset_s, title=title,
+                                        alarm_s=strip.alarm_s)
                 self.paths.append(path)
             except Exception as exc:  # a failed drawing must not stop monitoring
                 log.warning("alarm strip %s: %s", path, exc)

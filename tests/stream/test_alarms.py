@@ -137,3 +137,33 @@ def test_strip_png(tmp_path):
                      onset_s=7.0, title="test")
     raw = out.read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n" and len(raw) > 5000
+
+
+def test_alarm_on_says_how_many_windows_back_its_episode_began():
+    from pedstream.config import load_config
+
+    cfg = load_config(overrides=["alarms.onset_windows=3", "alarms.smoothing_windows=1", "alarms.hr_onset_windows=2"])
+    classes = ["sinus", "vt"]
+    tr = AlarmTracker(class_names=classes, cfg=cfg.alarms, age_years=8.0)
+    out = []
+    for _ in range(3):
+        out += tr.update(np.array([0.01, 0.99]), 300.0)[1]
+    on = {t.label: t.windows_back for t in out if t.kind == "alarm_on"}
+    assert on == {"hr_high": 1, "vt": 2}
+
+
+def test_strip_title_is_wrapped_whole(tmp_path):
+    from pedstream.data.channels import CANONICAL_CHANNELS
+    from pedstream.stream.alarms import wrap_title
+
+    title = ("bed-with-a-long-name  ALARM VENTRICULAR_TACHYCARDIA (high)  20261202T175812_123456  HR 212 bpm  — "
+             "DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated subjects) · not for clinical use")
+    lines = wrap_title(title, 4.0)
+    assert len(lines) > 1 and " ".join(lines).split() == title.split()
+    assert max(len(ln) for ln in lines) <= int(4.0 * 0.94 * 72 / (0.6 * 9))
+    data = np.zeros((977 * 4, 19), np.float32)
+    present = np.zeros(19, bool)
+    present[1] = True
+    out = save_strip(tmp_path / "s.png", data=data, fs=977.0, channel_names=CANONICAL_CHANNELS, present=present,
+                     onset_s=1.0, alarm_s=2.5, title=title)
+    assert out.read_bytes()[:4] == b"\x89PNG"

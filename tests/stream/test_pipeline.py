@@ -159,3 +159,25 @@ def test_real_iaf1_afw_shape_1000hz_partial_channels(cfg):
     # 20 s at 1000 Hz -> ~19540 samples at 977 Hz
     assert abs(pipe.ring.total_written - 20000 * 977 / 1000) < 2
     assert pipe.heart_rate is None or 30 < pipe.heart_rate < 250
+
+
+def test_strip_onset_mark_is_where_the_evidence_began(cfg):
+    """An alarm raised at the end of its second window: the strip's onset mark is the start of the
+    episode's first window (``evidence``), the dashed alarm mark the raising window's end."""
+    from pedstream.stream.pipeline import StripRequest
+
+    pipe = pipeline(cfg)
+    first = 4 * HOP  # the episode's first window starts here; the second one raised the alarm
+    raised = first + HOP + WIN
+    pipe.request_strip(StripRequest(onset=raised, label="vt", priority="high", t_iso="x.png", evidence=first))
+    strips = []
+    x = np.zeros((int(20 * FS), 19), np.float32)
+    for i in range(0, len(x), 977):
+        res = pipe.feed(Chunk(stream_id="s", data=x[i:i + 977], timestamps=10.0 + (i + np.arange(977)) / FS,
+                              first_index=i), time.monotonic())
+        strips += res.strips
+    [strip] = strips
+    start = raised + int(round(cfg.alarms.strip_post_s * FS)) - strip.data.shape[0]
+    assert strip.onset_s == pytest.approx((first - start) / FS)
+    assert strip.alarm_s == pytest.approx((raised - start) / FS)
+    assert strip.alarm_s - strip.onset_s == pytest.approx((HOP + WIN) / FS)
