@@ -229,7 +229,7 @@ class Monitor:
     follows the previous push (0 for the first). ``lost(stream_id)`` says the stream went away.
     Events carry ``t_signal`` on that clock. ``sinks``: extra sinks (e.g.
     :class:`pedstream.stream.sinks.JsonLinesSink`). Alarm strips go to ``alarms_dir`` (default
-    ``alarms.alarms_dir``; ``config`` may set ``alarms.strips = false``).
+    ``[alarms] dir``, else ``$XDG_DATA_HOME/pedstream/alarms``; ``config`` may set ``alarms.strips = false``).
     """
 
     def __init__(self, *, model: Model | str | Path | None = None, config: Config | str | Path | None = None,

@@ -284,8 +284,8 @@ _RUN_OPTIONS = [
                  help="Record every monitored stream (any transport) to DIR as EDF+ (one file per stream, "
                       "the calls and alarms as annotations; needs the integrations extra)."),
     click.option("--alarms-dir", "alarms_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Folder for the alarm strip PNGs (default: alarms.alarms_dir, 'alarms' under the current "
-                      "folder); the run prints where they go."),
+                 help="Folder for the alarm strip PNGs (default: [alarms] dir, else 'alarms' beside the --events "
+                      "file, else ~/.local/share/pedstream/alarms); the run prints where they go."),
 ]
 
 

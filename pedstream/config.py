@@ -459,6 +459,7 @@ class AlarmsSection(_Section):
 
     smoothing: Literal["mean", "ema"] = "mean"
     smoothing_windows: int = Field(3, ge=1)
+    call_hold_windows: int = Field(2, ge=1)  # a new rhythm call needs this many consecutive windows
     onset_p: float = Field(0.6, gt=0, le=1)
     offset_p: float = Field(0.4, ge=0, le=1)
     onset_windows: int = Field(2, ge=1)
@@ -477,7 +478,7 @@ class AlarmsSection(_Section):
     strips: bool = True
     strip_seconds: float = Field(10.0, gt=0)
     strip_post_s: float = Field(3.0, ge=0)
-    alarms_dir: str = "alarms"
+    dir: str = ""  # alarm strip folder; "" = "alarms" beside the events file, else the user's data directory
     pvc_run_beats: int = Field(3, ge=2)  # consecutive V beats (beat model) that raise pvc_run
     pvc_run_priority: Literal["high", "medium", "advisory"] = "advisory"
 

@@ -78,6 +78,19 @@ class Broker:
             self._log = None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory: pytest.TempPathFactory):
+    """Alarm strips without an explicit folder go to ``$XDG_DATA_HOME/pedstream/alarms``: a private one
+    for the test session (inherited by ``pedstream`` subprocesses), never the user's."""
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield Path(os.environ["XDG_DATA_HOME"])
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
+
+
 @pytest.fixture
 def mosquitto(tmp_path: Path):
     if not Path(MOSQUITTO).exists():

@@ -1,5 +1,9 @@
 """Per-stream rhythm calls and alarms: smoothing, hysteresis, priorities, age-banded heart-rate limits.
 
+The rhythm call is the class with the highest smoothed probability, held: another class replaces it
+only after leading for ``call_hold_windows`` consecutive windows, so one window never flips it; its
+``p`` is the held class's smoothed probability.
+
 One :class:`AlarmTracker` per stream consumes the model's class probabilities for each classified
 window (``(C,)`` float, summing to 1) and the current heart rate (bpm, or ``None``), and returns the
 smoothed rhythm call plus any alarm transitions. All decisions are per window, so the tracker is
@@ -174,6 +178,9 @@ class AlarmTracker:
         self._hr_hi = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
         self._hr_lo = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
         self._pvc_run = _Hysteresis(cfg.pvc_run_beats, 1)
+        self._call: int | None = None  # class index of the held call
+        self._challenger: int | None = None  # another class leading, for _challenger_n windows
+        self._challenger_n = 0
         self.v_run = 0  # consecutive V beats up to the newest classified beat
         self.active: dict[str, str] = {}
 
@@ -189,6 +196,7 @@ class AlarmTracker:
         """Forget the probability history and the V-beat run (after a signal gap); active alarms stay
         until cleared."""
         self.smoother.reset()
+        self._call, self._challenger, self._challenger_n = None, None, 0
         self.v_run = 0
         self._pvc_run._on_run = 0
 
@@ -204,7 +212,7 @@ class AlarmTracker:
 
     def update(self, probs: np.ndarray, hr: float | None) -> tuple[RhythmCall, list[AlarmTransition]]:
         sm = self.smoother.update(probs)
-        k = int(np.argmax(sm))
+        k = self._held(int(np.argmax(sm)))
         call = RhythmCall(label=self.class_names[k], p=float(sm[k]), probs=tuple(float(v) for v in sm))
         out: list[AlarmTransition] = []
         for name, hyst in self._rhythm.items():
@@ -226,6 +234,17 @@ class AlarmTracker:
                                             detail=f"limit {self.hr_low:g} bpm ({self.hr_band})",
                                             windows_back=self.cfg.hr_onset_windows - 1))
         return call, out
+
+    def _held(self, lead: int) -> int:
+        """The call after a window whose leading class is ``lead`` (see the module docstring)."""
+        if self._call is None or lead == self._call:
+            self._call, self._challenger, self._challenger_n = lead, None, 0
+            return lead
+        self._challenger_n = self._challenger_n + 1 if lead == self._challenger else 1
+        self._challenger = lead
+        if self._challenger_n >= self.cfg.call_hold_windows:
+            self._call, self._challenger, self._challenger_n = lead, None, 0
+        return self._call
 
     def _transition(self, step: str, label: str, priority: str, *, p: float | None, hr: float | None,
                     detail: str = "", windows_back: int = 0) -> AlarmTransition:

@@ -61,7 +61,7 @@ from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
 from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope
 
-from pedstream.stream.strips import StripWriter
+from pedstream.stream.strips import StripWriter, alarms_folder
 from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "StreamState", "percentile"]
@@ -144,7 +144,7 @@ class Engine:
         self.window = int(meta.get("window_samples") or window_samples(float(meta.get("window_s", cfg.segments.window_s)), self.fs))
         self.hop = window_samples(float(meta.get("hop_s", cfg.segments.hop_s)), self.fs)
         self.banner = model_banner(meta, packaged=is_packaged_model(getattr(session, "path", None)))
-        self.alarms_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir)
+        self.alarms_dir = alarms_folder(cfg.alarms, override=alarms_dir)
         self.strip_writer = StripWriter(alarms_dir=self.alarms_dir, banner=self.banner)
         self.batcher = InferenceBatcher.from_config(cfg.stream, session=session, on_results=self._on_results,
                                                     on_timeout=self._on_infer_timeout)

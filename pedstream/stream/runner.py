@@ -110,7 +110,10 @@ async def run_async(
     from pedstream.stream.engine import Engine
     from pedstream.stream.sinks import JsonLinesSink
 
+    from pedstream.stream.strips import alarms_folder
+
     stop = stop or asyncio.Event()
+    alarms_dir = alarms_folder(cfg.alarms, events_path=events_path, override=alarms_dir)
     recorder = None
     if record_dir is not None:  # it sees every source event of every transport through the queue
         from pedstream.stream.recording import Recorder
@@ -325,7 +328,9 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         from rich.console import Console
 
         console = Console()
-    strips_dir = Path(alarms_dir if alarms_dir is not None else cfg.alarms.alarms_dir).resolve()
+    from pedstream.stream.strips import alarms_folder
+
+    strips_dir = alarms_folder(cfg.alarms, events_path=events_path, override=alarms_dir)
 
     def note(text: str) -> None:
         if console is not None:
@@ -334,7 +339,7 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
             print(text, file=sys.stderr, flush=True)
 
     if cfg.alarms.strips:
-        note(f"alarm strips (PNG) go to {strips_dir} (--alarms-dir or alarms.alarms_dir to change)")
+        note(f"alarm strips (PNG) go to {strips_dir} (--alarms-dir or [alarms] dir to change)")
     if hl7 and not broker_reachable(cfg.hl7.host, cfg.hl7.port):
         note(f"warning: no HL7 receiver (MLLP) at {cfg.hl7.host}:{cfg.hl7.port} yet ([hl7] host/port); "
              "messages wait until one answers")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,9 +16,23 @@ from typing import Any
 from pedstream.stream.alarms import save_strip
 from pedstream.stream.pipeline import ReadyStrip
 
-__all__ = ["StripWriter"]
+__all__ = ["StripWriter", "alarms_folder"]
 
 log = logging.getLogger(__name__)
+
+
+def alarms_folder(section: Any, *, events_path: Path | str | None = None, override: Path | str | None = None) -> Path:
+    """Where the alarm strips go (absolute): ``override`` (``--alarms-dir``), else ``[alarms] dir``, else
+    ``alarms`` beside the events file, else ``$XDG_DATA_HOME/pedstream/alarms`` (by default
+    ``~/.local/share/pedstream/alarms``): never the folder a command happens to run in."""
+    if override is not None:
+        return Path(override).expanduser().resolve()
+    if section.dir:
+        return Path(section.dir).expanduser().resolve()
+    if events_path is not None:
+        return Path(events_path).expanduser().resolve().parent / "alarms"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base).expanduser().resolve() / "pedstream" / "alarms"
 
 
 class StripWriter:

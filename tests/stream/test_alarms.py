@@ -167,3 +167,14 @@ def test_strip_title_is_wrapped_whole(tmp_path):
     out = save_strip(tmp_path / "s.png", data=data, fs=977.0, channel_names=CANONICAL_CHANNELS, present=present,
                      onset_s=1.0, alarm_s=2.5, title=title)
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_call_is_held_until_a_new_class_leads_for_call_hold_windows():
+    t = AlarmTracker(class_names=CLASSES, cfg=AlarmsSection(smoothing_windows=1, call_hold_windows=2), age_years=8)
+    calls = [t.update(onehot(lab), hr=None)[0] for lab in ("sinus", "vt", "sinus", "vt", "vt", "vt")]
+    assert [c.label for c in calls] == ["sinus", "sinus", "sinus", "sinus", "vt", "vt"]  # one window never flips it
+    assert calls[1].p == pytest.approx(onehot("vt")[CLASSES.index("sinus")])  # p: the held class's probability
+    t.reset_smoothing()  # after a gap the first window sets the call again
+    assert t.update(onehot("sinus"), hr=None)[0].label == "sinus"
+    one = AlarmTracker(class_names=CLASSES, cfg=AlarmsSection(smoothing_windows=1, call_hold_windows=1), age_years=8)
+    assert [one.update(onehot(lab), hr=None)[0].label for lab in ("sinus", "vt")] == ["sinus", "vt"]
