@@ -293,6 +293,7 @@ class StreamSection(_Section):
     max_wait_ms: float = Field(20.0, ge=0)  # flush a partial batch after this wait
     queue_windows: int = Field(4, ge=1)  # pending windows per stream; the oldest are dropped beyond
     gap_tolerance_s: float = Field(0.1, gt=0)  # timestamp jump beyond the expected one = a gap
+    resume_gap_s: float = Field(2.0, ge=0)  # known sample loss up to this long is bridged, no DSP restart
     qrs_lead: str = "II"  # heart-rate lead; falls back to the first present ECG lead
     ring_seconds: float = Field(20.0, gt=0)  # per-stream history kept (alarm strips need 10 s)
     clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"

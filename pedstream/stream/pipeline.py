@@ -19,6 +19,15 @@ Gaps: a chunk whose ``first_index`` is not the expected one, or whose first time
 ``gap_tolerance_s`` away from where it should be, starts a new segment: the DSP state restarts, the
 stream is in ``signal_loss`` until a full clean window (after warm-up) exists again, then
 ``signal_ok``. Windows never span a gap because the window grid restarts with the segment.
+
+Short gaps: when the samples lost are known (a forward jump of ``first_index``) and cover at most
+``[stream] resume_gap_s``, the DSP is not restarted. The missing samples are bridged by a straight
+line from the last sample before the gap to the first one after it, fed through the whole path
+(resampler, filters, QRS detector, beat path) so every state and sample clock stays continuous, and
+the window grid moves past the bridge: the first window after the gap starts after its last
+bridged sample, so no classified window contains an invented sample. The stream is back to
+``signal_ok`` one window after the gap instead of a filter warm-up plus a window. (The QRS detector
+sees no beat in the bridge, so the RR interval across it is long.)
 """
 
 from __future__ import annotations
@@ -126,6 +135,8 @@ class StreamPipeline:
         self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
         self._strip_post = int(round(cfg.alarms.strip_post_s * self.fs))  # samples after the onset
         self.ectopy: Any = None  # a pedstream.stream.ectopy.BeatStream when a beat model is loaded
+        self._last_mapped: np.ndarray | None = None  # (19,) the last mapped sample (for a gap bridge)
+        self.bridged = 0  # short gaps bridged without a restart
 
     # -- helpers ----------------------------------------------------------------------------------
     def _pick_qrs_channel(self, lead: str) -> int | None:
@@ -242,7 +253,11 @@ class StreamPipeline:
                 res.transitions.append(("signal_loss", reason))
             self.state = "loss"
             self.lost = False
-            self._restart_segment()
+            missing = self._bridgeable(chunk)
+            if missing:
+                self._bridge(missing, self.cmap.apply(data[:1])[0], res, t_received)
+            else:
+                self._restart_segment()
         self.expected_index = chunk.first_index + n
         if chunk.timestamps.size:
             self.last_ts = float(chunk.timestamps[-1])
@@ -250,17 +265,9 @@ class StreamPipeline:
                 self.segment_t0 = float(chunk.timestamps[0])
         mapped = self.cmap.apply(data)  # (n, 19) float32 mV
         self._update_clipping(mapped)
-        y = self.resampler.process(mapped)  # (k, 19) at self.fs
-        if y.shape[0] == 0:
-            self._ectopy(res, mapped, [], t_received)
+        self._last_mapped = mapped[-1].copy()
+        if not self._run_dsp(mapped, res, t_received):
             return res
-        first_out = self.resampler.samples_out - y.shape[0]
-        ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
-                                                  dtype=np.float64)
-        filt = self.filters.process(y)  # (k, 19) float32
-        self.ring.write(filt, ts)
-        peaks = self.qrs.process(filt[:, self.qrs_channel]) if self.qrs is not None else []
-        self._ectopy(res, mapped, peaks, t_received)
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
@@ -275,6 +282,42 @@ class StreamPipeline:
             self.state = "ok"
         res.strips = self._ready_strips()
         return res
+
+    def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
+        """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;
+        False when the resampler produced no output sample yet."""
+        y = self.resampler.process(mapped)  # (k, 19) at self.fs
+        if y.shape[0] == 0:
+            self._ectopy(res, mapped, [], t_received)
+            return False
+        first_out = self.resampler.samples_out - y.shape[0]
+        ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
+                                                  dtype=np.float64)
+        filt = self.filters.process(y)  # (k, 19) float32
+        self.ring.write(filt, ts)
+        peaks = self.qrs.process(filt[:, self.qrs_channel]) if self.qrs is not None else []
+        self._ectopy(res, mapped, peaks, t_received)
+        return True
+
+    def _bridgeable(self, chunk: Chunk) -> int:
+        """Samples lost before ``chunk`` when the gap is a known, short forward jump, else 0."""
+        if self.expected_index is None or self._last_mapped is None or self.segment_t0 is None:
+            return 0
+        missing = int(chunk.first_index) - int(self.expected_index)
+        return missing if 0 < missing <= self.cfg.stream.resume_gap_s * self.info.fs else 0
+
+    def _bridge(self, missing: int, first_new: np.ndarray, res: FeedResult, t_received: float) -> None:
+        """Fill ``missing`` samples with a line from the last sample to ``first_new`` through the DSP,
+        then move the window grid past the bridge (see the module docstring)."""
+        k = np.arange(1, missing + 1, dtype=np.float32)[:, None] / np.float32(missing + 1)  # (missing, 1)
+        line = (self._last_mapped + (first_new - self._last_mapped) * k).astype(np.float32)  # (missing, 19)
+        self._run_dsp(line, res, t_received)
+        # the resampler's FIR reaches delay_out_samples either side: outputs up to about twice that past
+        # what is written now still mix in bridged input
+        bridge_end = self.ring.total_written + 2 * int(np.ceil(self.resampler.delay_out_samples)) + 1
+        steps = -(-(bridge_end - self.segment_start) // self.hop)  # first grid start at or after the bridge end
+        self.windower.reset(self.segment_start + max(steps, 0) * self.hop)
+        self.bridged += 1
 
     def _ectopy(self, res: FeedResult, mapped: np.ndarray, peaks: list[int], t_received: float) -> None:
         """The beat path (if on): same mapped samples, the detector's new R peaks (segment-relative)."""

@@ -81,6 +81,7 @@ def test_warmup_quality_before_first_window(cfg):
 
 
 def test_index_gap_gives_signal_loss_no_window_across_then_ok(cfg):
+    cfg = load_config(overrides=["stream.resume_gap_s=0"])  # the full restart (no short-gap bridge)
     x = make_signal(fs=FS, seconds=20, seed=2)
     pipe = pipeline(cfg)
     gap_at, gap_len = 6000, 800
@@ -94,6 +95,38 @@ def test_index_gap_gives_signal_loss_no_window_across_then_ok(cfg):
     after = [s for s in starts if s >= gap_at]
     assert after and after[0] >= gap_at + int(round(cfg.filters.settle_s * FS))  # filter re-settled
     assert pipe.gaps == 1 and pipe.quality == "ok"
+
+
+def test_short_gap_is_bridged_without_a_filter_restart(cfg):
+    """800 lost samples (0.8 s <= resume_gap_s): bridged by a line through the DSP, back one window
+    after the gap (no warm-up), no window holds a bridged sample, and later windows equal the offline
+    filtering of the bridged signal (the filter state was carried across)."""
+    x = make_signal(fs=FS, seconds=20, seed=2)
+    pipe = pipeline(cfg)
+    gap_at, gap_len = 6000, 800
+    windows, transitions = feed_all(pipe, x, 49, skip={gap_at: gap_len})
+    assert [k for k, _ in transitions] == ["signal_loss", "signal_ok"] and pipe.bridged == 1
+    starts = [s for s, _ in windows]
+    bridge = range(gap_at, gap_at + gap_len)
+    assert all(s + WIN <= bridge.start or s >= bridge.stop for s in starts)
+    after = [s for s in starts if s >= bridge.stop]
+    assert after[0] < bridge.stop + HOP + 10  # one hop grid step, not settle_s + a window
+    k = np.arange(1, gap_len + 1, dtype=np.float32)[:, None] / np.float32(gap_len + 1)
+    bridged = x.copy()
+    bridged[bridge] = x[gap_at - 1] + (x[gap_at + gap_len] - x[gap_at - 1]) * k
+    offline = filter_signal(bridged, FS, cfg.filters)
+    for s, w in windows:
+        np.testing.assert_allclose(w, normalize_window(offline[s:s + WIN].T, np.ones(19, bool)), atol=2e-4)
+
+
+def test_long_gap_still_restarts_the_filters(cfg):
+    x = make_signal(fs=FS, seconds=20, seed=2)
+    pipe = pipeline(cfg)
+    gap_at, gap_len = 6000, int(3 * FS)  # 3 s > resume_gap_s (2 s)
+    windows, transitions = feed_all(pipe, x, 49, skip={gap_at: gap_len})
+    assert [k for k, _ in transitions] == ["signal_loss", "signal_ok"] and pipe.bridged == 0
+    after = [s for s, _ in windows if s >= gap_at]
+    assert after[0] >= gap_at + int(round(cfg.filters.settle_s * FS))
 
 
 def test_timestamp_gap_gives_signal_loss(cfg):
