@@ -151,7 +151,7 @@ async def run_async(
 
         def seen(line: str) -> None:  # one line per LSL stream seen: monitored, or ignored and why
             if console is not None:
-                console.print(line, highlight=False, markup=False)
+                console.print(line, highlight=False, markup=False, soft_wrap=True)
             else:
                 print(line, file=sys.stderr, flush=True)
 

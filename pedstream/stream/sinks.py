@@ -10,7 +10,7 @@ liblsl).
 
 The JSON line format (one object per line, schema version :data:`SCHEMA_VERSION`)::
 
-    {"schema_version": 2, "t": "2025-01-01T12:00:00.123456+00:00", "t_signal": 1735732800.125,
+    {"schema_version": 3, "t": "2025-01-01T12:00:00.123456+00:00", "t_signal": 1735732800.125,
      "clock": "lsl", "stream": "sim001", "kind": "call", "label": "sinus", "p": 0.93, "hr": 112.4,
      "latency_ms": 18.2}
 
@@ -51,7 +51,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: call events may carry "truth" (replays of annotated records)
 
 EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
 

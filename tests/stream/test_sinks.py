@@ -110,11 +110,11 @@ async def test_lsl_markers_are_stamped_with_the_windows_lsl_time(lsl_config):
         (s1, ts1), (s2, ts2) = [await asyncio.to_thread(inlet.pull_sample, 10.0) for _ in range(2)]
         inlet.close_stream()
     e1 = json.loads(s1[0])
-    assert e1["schema_version"] == 2 and e1["clock"] == "lsl" and abs(e1["t_signal"] - window_start) < 1e-5
+    assert e1["schema_version"] == 3 and e1["clock"] == "lsl" and abs(e1["t_signal"] - window_start) < 1e-5
     assert abs(ts1 - (window_start + 2.5)) < 1e-3  # the window's end on the LSL clock
     assert abs(ts2 - now) < 5.0 and json.loads(s2[0])["t_signal"] == 12.0  # publisher clock: stamped when pushed
 
 
 def test_event_json_carries_schema_version_and_signal_time():
     d = json.loads(MonitorEvent(stream="s", kind="signal_ok", t_signal=3.25, clock="replay").to_json())
-    assert d["schema_version"] == 2 and d["t_signal"] == 3.25 and d["clock"] == "replay" and d["t"].endswith("+00:00")
+    assert d["schema_version"] == 3 and d["t_signal"] == 3.25 and d["clock"] == "replay" and d["t"].endswith("+00:00")
