@@ -35,7 +35,8 @@ import numpy as np
 
 from pedstream.errors import ConfigError
 
-__all__ = ["SUMMARY_KEYS", "evaluate_arrays", "evaluate_run", "render_report", "eval_command", "write_atomically"]
+__all__ = ["RUN_SECTIONS", "SUMMARY_KEYS", "evaluate_arrays", "evaluate_run", "render_report", "eval_command", "run_config",
+           "write_atomically"]
 
 SUMMARY_KEYS = ("top1", "macro_precision", "macro_recall", "macro_f1", "macro_f2")
 
@@ -73,9 +74,28 @@ def _load_run(run: Path) -> tuple[dict[str, Any], Any]:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise _bad("--run", f"{mpath} is not readable JSON ({exc})") from exc
+    return manifest, run_config(manifest, where=str(mpath))
+
+
+#: The configuration sections that decide how a trained model sees data (the rest -- monitor, alarms,
+#: transports -- may change between versions without making a run folder unreadable).
+RUN_SECTIONS = ("signal", "filters", "labels", "segments", "split", "model", "train", "loss")
+
+
+def run_config(manifest: dict[str, Any], *, where: str = "manifest") -> Any:
+    """The :class:`~pedstream.config.Config` a run was trained with, from its manifest: the sections of
+    :data:`RUN_SECTIONS` as stored, every other section at today's defaults."""
+    from pydantic import ValidationError
+
     from pedstream.config import Config
 
-    return manifest, Config.model_validate(manifest["config"])
+    stored = manifest.get("config") or {}
+    try:
+        return Config.model_validate({k: stored[k] for k in RUN_SECTIONS if k in stored})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _bad("--run", f"{where}: the training configuration no longer validates: "
+                            f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
 
 
 def _test_windows(run: Path, ws: Any, data: Path, *, same: bool, protocol: str | None) -> np.ndarray:

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pedstream.cli import cli
-from pedstream.config import Config
+from pedstream.train.evaluate import run_config
 from pedstream.model.runtime import ModelSession
 from pedstream.train.dataset import build_windows
 
@@ -29,7 +29,7 @@ REAL = REPO / "tests" / "fixtures" / "real"
 @pytest.fixture(scope="module")
 def windows(tmp_path_factory):
     manifest = json.loads((RUN / "manifest.json").read_text())
-    cfg = Config.model_validate(manifest["config"])
+    cfg = run_config(manifest)
     cfg.train.cache_dir = str(tmp_path_factory.mktemp("cache"))
     return build_windows(REAL / "aami", cfg)
 
