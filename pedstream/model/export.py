@@ -28,7 +28,6 @@ __all__ = ["ParityReport", "export_onnx", "export_run", "export_command", "OPSET
 
 OPSET = 18
 EXPORTERS = ("dynamo", "torchscript")
-_INPUTS = ("ecg", "iegm", "mask")
 _OUTPUTS = ("logits", "embedding")
 
 
@@ -59,7 +58,7 @@ def _as_tensors(sample_inputs: Mapping[str, Any], cfg: ModelConfig) -> dict[str,
 
 
 def _torch_export(model: torch.nn.Module, args: tuple[torch.Tensor, ...], exporter: str,
-                  inputs: tuple[str, ...] = _INPUTS) -> bytes:
+                  inputs: tuple[str, ...]) -> bytes:
     """Export to an in-memory ONNX model with a symbolic batch axis.
 
     ``exporter="dynamo"``: the torch.export-based exporter (torch's default since 2.9);
