@@ -178,8 +178,8 @@ async def paced_chunks(plan: ReplayPlan, *, chunk_ms: float, speed: float, loop:
             data = np.ascontiguousarray(sig.data[:, plan.columns], dtype=np.float32)  # (n, k) mV
             for c0 in range(0, data.shape[0], chunk):
                 part = data[c0:c0 + chunk]
-                if realtime:
-                    due = t_start + seq * chunk / fs / speed
+                if realtime:  # by sample index: a short last chunk must not push later chunks back
+                    due = t_start + index / fs / speed
                     delay = due - time.monotonic()
                     await asyncio.sleep(delay if delay > 0 else 0)
                 else:

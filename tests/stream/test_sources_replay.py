@@ -206,3 +206,23 @@ async def test_cli_replay_to_mqtt_killed_its_last_will_clears_the_meta(tmp_path,
         await asyncio.wait_for(src2.connected.wait(), 5)
         with pytest.raises(asyncio.TimeoutError):
             await wait_for(events2, lambda e: isinstance(e, StreamAdded), timeout=0.5)
+
+
+async def test_looped_replay_schedule_follows_the_sample_index_not_the_chunk_count(tmp_path):
+    """A record whose length is not a multiple of the chunk ends each pass with a short chunk; the
+    pace must follow the samples sent (the soak's lateness grew by one chunk's shortfall per loop)."""
+    from pedstream.stream.replay import paced_chunks
+
+    path, _ = write_record(tmp_path, "rec_short", seconds=0.044)  # 11 samples at 250 Hz
+    plan = plan_replay([path], SignalConfig())[0]
+    assert plan.stop - plan.start == 11
+    speed, n_target = 4.0, 440  # 40 passes: 1.76 s of signal at speed 4 = 0.44 s wall
+    t0 = time.monotonic()
+    async for _seq, first, part in paced_chunks(plan, chunk_ms=40, speed=speed, loop=True):  # 10-sample chunks
+        if first + part.shape[0] >= n_target:
+            break
+    elapsed = time.monotonic() - t0
+    due_last = first / FS / speed  # when the last chunk's first sample is due
+    assert elapsed >= due_last - 0.01
+    # scheduling by chunk count would have taken 80 chunks x 10 samples = 0.8 s
+    assert elapsed < due_last + 0.15, f"replay fell {elapsed - due_last:.3f} s behind its samples"
