@@ -23,6 +23,7 @@ __all__ = [
     "FilterConfig",
     "LabelScheme",
     "LabelsConfig",
+    "RhythmMap",
     "SegmentConfig",
     "SplitConfig",
     "SynthConfig",
@@ -123,14 +124,35 @@ class LabelScheme(_Section):
         return self
 
 
+class RhythmMap(_Section):
+    """Rhythm annotations (``+`` with aux ``"(AFIB"``...) -> classes of the active label scheme
+    (pedstream.data.rhythm). An aux string listed nowhere, or under ``ignore``, has no class: its
+    episodes are excluded (from training windows and from episode scoring)."""
+
+    classes: dict[str, list[str]]
+    ignore: list[str] = []
+
+
 class LabelsConfig(_Section):
     scheme: str = "leipzig"
     schemes: dict[str, LabelScheme] = {}
+    rhythm: dict[str, RhythmMap] = {}
 
     @model_validator(mode="after")
     def _known(self) -> "LabelsConfig":
         if self.scheme not in self.schemes:
             raise ValueError(f"scheme {self.scheme!r} is not one of {sorted(self.schemes)}")
+        classes = set(self.schemes[self.scheme].classes)
+        for name, rmap in self.rhythm.items():
+            unknown = sorted(set(rmap.classes) - classes)
+            if unknown:
+                raise ValueError(f"rhythm.{name} names {unknown}, which are not classes of scheme {self.scheme!r}")
+            seen: dict[str, str] = {}
+            for cname, auxes in [*rmap.classes.items(), ("ignore", rmap.ignore)]:
+                for aux in auxes:
+                    if aux in seen and seen[aux] != cname:
+                        raise ValueError(f"rhythm.{name}: {aux!r} is listed under {seen[aux]!r} and {cname!r}")
+                    seen[aux] = cname
         return self
 
     @property
