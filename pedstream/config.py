@@ -41,6 +41,7 @@ __all__ = [
     "DemoSection",
     "HL7Section",
     "RecordSection",
+    "ClusterSection",
     "default_config_path",
     "load_config",
     "parse_override",
@@ -125,10 +126,11 @@ class LabelScheme(_Section):
 
 
 class RhythmMap(_Section):
-    """Rhythm annotations (``+`` with aux ``"(AFIB"``...) -> classes of the active label scheme
+    """Rhythm annotations (``+`` with aux ``"(AFIB"``...) -> classes of the label scheme ``scheme``
     (pedstream.data.rhythm). An aux string listed nowhere, or under ``ignore``, has no class: its
     episodes are excluded (from training windows and from episode scoring)."""
 
+    scheme: str = "leipzig"  # the label scheme whose classes these are
     classes: dict[str, list[str]]
     ignore: list[str] = []
 
@@ -142,11 +144,12 @@ class LabelsConfig(_Section):
     def _known(self) -> "LabelsConfig":
         if self.scheme not in self.schemes:
             raise ValueError(f"scheme {self.scheme!r} is not one of {sorted(self.schemes)}")
-        classes = set(self.schemes[self.scheme].classes)
         for name, rmap in self.rhythm.items():
-            unknown = sorted(set(rmap.classes) - classes)
+            if rmap.scheme not in self.schemes:
+                raise ValueError(f"rhythm.{name}.scheme {rmap.scheme!r} is not one of {sorted(self.schemes)}")
+            unknown = sorted(set(rmap.classes) - set(self.schemes[rmap.scheme].classes))
             if unknown:
-                raise ValueError(f"rhythm.{name} names {unknown}, which are not classes of scheme {self.scheme!r}")
+                raise ValueError(f"rhythm.{name} names {unknown}, which are not classes of scheme {rmap.scheme!r}")
             seen: dict[str, str] = {}
             for cname, auxes in [*rmap.classes.items(), ("ignore", rmap.ignore)]:
                 for aux in auxes:
@@ -437,6 +440,21 @@ class MQTTSection(_Section):
         return self
 
 
+class ClusterSection(_Section):
+    """Monitor workers on Ray (pedstream.cluster): ``pedstream run --source mqtt --workers N`` and ``pedstream central``."""
+
+    heartbeat_s: float = Field(0.5, gt=0)  # the supervisor pings every worker actor this often
+    heartbeat_timeout_s: float = Field(2.0, gt=0)  # a ping not answered within this is a missed heartbeat
+    heartbeat_misses: int = Field(3, ge=1)  # this many missed heartbeats in a row: the worker is dead (killed, its streams move)
+    worker_cpus: float = Field(1.0, ge=0)  # Ray CPUs reserved per worker actor (0 = any number per node)
+    worker_start_timeout_s: float = Field(60.0, gt=0)  # a worker not up (broker reached, model loaded) within this is an error
+    presence_s: float = Field(5.0, gt=0)  # a worker republishes its retained presence (<prefix>/_workers/<name>) this often
+    lock_wait_s: float = Field(1.0, gt=0)  # the supervisor lock: wait this long for another supervisor's lock, before and after taking it
+    max_streams: int = Field(4096, ge=1)  # stream ids the supervisor assigns at most (retained metas beyond are refused, counted)
+    ray_connect_timeout_s: float = Field(10.0, gt=0)  # --ray-address: an address that does not answer within this is an error
+    stale_after_s: float = Field(10.0, gt=0)  # pedstream central: a stream without an event this long is shown stale
+
+
 class ReplaySection(_Section):
     """Defaults of ``pedstream replay`` and of in-process replay sources."""
 
@@ -535,6 +553,7 @@ class Config(_Section):
     demo: DemoSection = DemoSection()
     hl7: HL7Section = HL7Section()
     record: RecordSection = RecordSection()
+    cluster: ClusterSection = ClusterSection()
 
 
 def default_config_path() -> Path:
