@@ -30,6 +30,7 @@ __all__ = [
     "ModelSection",
     "TrainSection",
     "LossSection",
+    "MixSection",
     "LossName",
     "RuntimeSection",
     "StreamSection",
@@ -251,6 +252,19 @@ class TrainSection(_Section):
     bootstrap: int = Field(1000, ge=0)
     exclude_records: list[str] = []  # record names left out of every window set (train, eval)
     data_name: str = ""  # name of the (real) data set, shown in the model's description and banner
+
+
+class MixSection(_Section):
+    """Real rhythm windows and real noise mixed into the monitor model's training (pedstream.train.rhythm_data)."""
+
+    rhythm_map: str = "mitdb"  # which [labels.rhythm.<name>] maps the real records' rhythm annotations
+    max_windows_per_class_record: int = Field(40, ge=0)  # training windows per (real record, class); 0 = all
+    eval_windows_per_class_record: int = Field(100, ge=1)  # scored windows per (real record, class), evenly spaced
+    noise_records: list[str] = ["bw", "ma", "em"]  # nstdb noise records mixed in ("em" = 118e00 - 118)
+    noise_prob: float = Field(0.5, ge=0, le=1)  # fraction of training windows given real noise
+    snr_db: tuple[float, float] = (0.0, 18.0)  # noise SNR drawn uniformly from this range (dB, per lead)
+    lead_dropout: float = Field(0.3, ge=0, le=1)  # fraction of full 12-lead training windows cut to 1-3 leads
+    val_records: int = Field(2, ge=0)  # real records held out of training for early stopping
 
 
 LossName = Literal["agcacl", "ce", "weighted_ce", "focal", "ldam_drw", "logit_adjusted", "supcon_ce"]
@@ -544,6 +558,7 @@ class Config(_Section):
     model: ModelSection = ModelSection()
     train: TrainSection = TrainSection()
     loss: LossSection = LossSection()
+    mix: MixSection = MixSection()
     runtime: RuntimeSection = RuntimeSection()
     stream: StreamSection = StreamSection()
     lsl: LSLSection = LSLSection()
