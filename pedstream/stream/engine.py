@@ -30,7 +30,9 @@ No silent hang: every wait between tasks is bounded or watched. The ``watchdog``
 stream without progress for ``[stream] watchdog_s`` (data queued but not processed, windows waiting
 for inference, or no data while its source has not reported it lost) and a model call running that
 long as one ``error`` event each and a ``stalled`` flag on the stream's row (cleared when it moves
-again). A model call is abandoned after ``infer_timeout_s`` (error events); leaving cancels the
+again). A thread (:class:`~pedstream.stream.loopwatch.LoopWatch`) watches the loop itself: a loop
+blocked that long by one synchronous call is logged at once with where it is stuck, and becomes an
+``error`` event when the loop runs again. A model call is abandoned after ``infer_timeout_s`` (error events); leaving cancels the
 tasks with a bound (``stop_timeout_s``; a task that does not stop is named in the log).
 """
 
@@ -55,6 +57,7 @@ from pedstream.stream.alarms import AlarmTracker
 from pedstream.stream.banner import is_packaged_model, model_banner
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
+from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded
@@ -175,6 +178,7 @@ class Engine:
         self._rr: deque[str] = deque()  # fair ingest: stream ids with queued events, served round-robin
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
+        self.loopwatch: LoopWatch | None = None
 
     # -- per-stream state and its read-only views --------------------------------------------------------
     def _state(self, sid: str) -> StreamState:
@@ -224,6 +228,8 @@ class Engine:
             for sink in self.sinks:
                 await stack.enter_async_context(sink)
             stack.push_async_callback(self._finish_strips)  # after the tasks stopped, before the sinks close
+            if self.cfg.stream.watchdog_s > 0:  # watches the loop from a thread; stops after the tasks
+                self.loopwatch = stack.enter_context(LoopWatch(self.cfg.stream.watchdog_s))
             self._tg = await stack.enter_async_context(TaskScope(timeout_s=self.cfg.stream.stop_timeout_s))
             self._tasks = self._tg.tasks
             self._tg.create_task(self.batcher.run(), name="inference")
@@ -382,6 +388,11 @@ class Engine:
         period = min(1.0, max(0.02, budget / 5))
         while True:
             await asyncio.sleep(period)  # the watchdog's own cadence
+            stall = self.loopwatch.beat() if self.loopwatch is not None else None
+            if stall is not None:
+                self.watchdog_reports += 1
+                self._error("engine", f"watchdog: the event loop was blocked for {stall:.1f} s "
+                                      f"(in {self.loopwatch.where}); every stream was late meanwhile")
             try:
                 self.check_progress(time.monotonic())
             except Exception as exc:  # the watchdog must outlive any one stream's problem

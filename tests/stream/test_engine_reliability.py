@@ -90,6 +90,28 @@ async def test_watchdog_reports_a_stream_stuck_in_the_engine(tiny, tmp_path):
     assert "no progress" in ev.extra["message"] and "queued" in ev.extra["message"]
 
 
+def _block_the_loop(seconds: float) -> None:
+    time.sleep(seconds)  # the defect under test: one synchronous call holding the event loop
+
+
+async def test_watchdog_reports_the_event_loop_blocked_by_a_synchronous_call(tiny, tmp_path, caplog):
+    """The watchdog task runs on the loop; a thread notices a blocked loop at once (log line naming
+    where it is stuck) and the engine reports the stall as an error event when the loop runs again."""
+    cfg = load_config(overrides=["stream.watchdog_s=0.4", "alarms.strips=false"])
+    eng = Engine(cfg=cfg, session=open_session(tiny, cfg), sources=[], alarms_dir=tmp_path)
+    sub = eng.subscribe()
+    with caplog.at_level("ERROR", logger="pedstream.stream.loopwatch"):
+        async with eng:
+            await asyncio.sleep(0)  # let the tasks start
+            _block_the_loop(1.5)
+            ev = await sub.wait_for(lambda e: e.kind == "error" and "event loop" in e.extra["message"], timeout=5)
+    logged = [r.getMessage() for r in caplog.records if "event loop has not run" in r.getMessage()]
+    assert len(logged) == 1 and "_block_the_loop" in logged[0]
+    assert "_block_the_loop" in ev.extra["message"] and ev.stream == "engine"
+    assert float(ev.extra["message"].split("blocked for ")[1].split(" s")[0]) >= 1.0
+    assert eng.summary()["watchdog_reports"] == 1
+
+
 async def test_leaving_never_hangs_on_a_task_that_ignores_one_cancellation(tiny, tmp_path):
     """The exit path is bounded: a task that swallows a cancellation is named and cancelled again."""
     cfg = load_config(overrides=["stream.stop_timeout_s=0.3", "alarms.strips=false"])
