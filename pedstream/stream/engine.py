@@ -32,8 +32,8 @@ for inference, or no data while its source has not reported it lost) and a model
 long as one ``error`` event each and a ``stalled`` flag on the stream's row (cleared when it moves
 again). A thread (:class:`~pedstream.stream.loopwatch.LoopWatch`) watches the loop itself: a loop
 blocked that long by one synchronous call is logged at once with where it is stuck, and becomes an
-``error`` event when the loop runs again. A model call is abandoned after ``infer_timeout_s`` (error events); leaving cancels the
-tasks with a bound (``stop_timeout_s``; a task that does not stop is named in the log).
+``error`` event when the loop runs again. A model call is abandoned after ``infer_timeout_s``
+(error events); leaving cancels the tasks with a bound (``stop_timeout_s``; a task that does not stop is named in the log).
 """
 
 from __future__ import annotations
