@@ -108,11 +108,14 @@ def _make_step(model: torch.nn.Module, loss_fn: torch.nn.Module, tc: Any, device
 
 
 def _train_epoch(model: torch.nn.Module, loss_fn: Any, loader: Any, st: _Step, *, epoch: int, tc: Any,
-                 device: torch.device, on_step: Callable[[float], None]) -> dict[str, float]:
+                 device: torch.device, on_step: Callable[[float], None],
+                 augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, float]:
     """One pass over ``loader``; returns ``lr``, ``train_loss`` and ``train_<part>`` means."""
     model.train()
     tot, n_seen, parts_sum = 0.0, 0, {}
     for b in loader:
+        if augment is not None:
+            b = augment(b)
         y = b["label"].to(device)
         with torch.autocast(device_type=device.type, dtype=st.amp_dtype, enabled=st.use_amp):
             logits, emb = model(**model_inputs(b, device))
@@ -148,8 +151,12 @@ def _validate(model: torch.nn.Module, loss_fn: Any, ws: WindowSet, val: np.ndarr
 
 
 def fit(model: torch.nn.Module, loss_fn: torch.nn.Module, ws: WindowSet, *, train: np.ndarray, val: np.ndarray,
-        tc: Any, device: torch.device, console: Any, progress: bool = True) -> FitResult:
+        tc: Any, device: torch.device, console: Any, progress: bool = True,
+        augment: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> FitResult:
     """Train ``model`` on windows ``train`` as ``tc`` (the ``[train]`` section) says.
+
+    ``augment``: called on each training batch (dict of CPU tensors) before the model sees it, e.g.
+    :class:`pedstream.train.rhythm_data.NoiseMixer`; never on validation windows.
 
     Early stopping: after ``tc.patience`` epochs without a better validation macro-F1 (only with a
     validation set; without one the last epoch is kept). The best epoch's weights are loaded back.
@@ -173,7 +180,7 @@ def fit(model: torch.nn.Module, loss_fn: torch.nn.Module, ws: WindowSet, *, trai
             st_task = prog.add_task(f"epoch {epoch + 1}", total=len(loader), info="")
             te0 = time.perf_counter()
             row: dict[str, float] = {"epoch": epoch + 1, **_train_epoch(
-                model, loss_fn, loader, st, epoch=epoch, tc=tc, device=device,
+                model, loss_fn, loader, st, epoch=epoch, tc=tc, device=device, augment=augment,
                 on_step=lambda loss: prog.update(st_task, advance=1, info=f"loss {loss:.4f}"))}
             prog.remove_task(st_task)
             row.update(_validate(model, loss_fn, ws, val, device=device, batch_size=max(tc.batch_size, 64)))
