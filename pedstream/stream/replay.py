@@ -197,6 +197,11 @@ class ReplaySource(SourceBase):
     ``finished`` is set once every (non-looping) stream has sent its last chunk; each stream ends
     with ``StreamLost(stream_id, "end of record")``. ``reference``: a
     :class:`~pedstream.stream.reference.ReferenceLabels` given each stream's clock and record.
+
+    ``record_clock``: timestamps are the record's own time (``sample / fs``, 0 at the record's first
+    sample) instead of starting at the monotonic clock, so events carry record time (episode scoring).
+    ``throttle``: awaited with the stream id before each chunk is sent; with ``speed = inf`` it makes
+    the replay lossless (as fast as the consumer takes it, never faster: no queue overflows).
     """
 
     kind = "replay"
@@ -204,8 +209,11 @@ class ReplaySource(SourceBase):
     def __init__(self, *, events: asyncio.Queue, records: Sequence[str | Path] = (), signal_cfg: Any = None,
                  plans: Sequence[ReplayPlan] | None = None, speed: float = 1.0, chunk_ms: float = 50.0,
                  loop: bool = False, start_s: float = 0.0, seconds: float | None = None,
-                 stream_id: str | None = None, age_years: float | None = None, reference: Any = None) -> None:
+                 stream_id: str | None = None, age_years: float | None = None, reference: Any = None,
+                 record_clock: bool = False, throttle: Callable[[str], Awaitable[None]] | None = None) -> None:
         super().__init__(events=events)
+        self.record_clock = bool(record_clock)
+        self.throttle = throttle
         self.reference = reference  # a ReferenceLabels told each stream's clock (the "truth" of its calls)
         if plans is None:
             if signal_cfg is None:
@@ -241,13 +249,15 @@ class ReplaySource(SourceBase):
     async def _play(self, plan: ReplayPlan) -> None:
         sid = plan.stream_id
         self.emit(StreamAdded(plan.info()))
-        t0 = time.monotonic()
+        t0 = plan.start / plan.fs if self.record_clock else time.monotonic()
         if self.reference is not None:
             await asyncio.to_thread(self.reference.add, plan, t0=t0)
         sent = 0
         try:
             async for seq, first, data in paced_chunks(plan, chunk_ms=self.chunk_ms, speed=self.speed,
                                                         loop=self.loop):
+                if self.throttle is not None:
+                    await self.throttle(sid)
                 ts = t0 + (first + np.arange(data.shape[0], dtype=np.float64)) / plan.fs  # (n,)
                 self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first,
                                               seq=seq)))
