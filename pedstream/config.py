@@ -317,6 +317,8 @@ class RuntimeSection(_Section):
     intra_op_threads: int = Field(0, ge=0)
     inter_op_threads: int = Field(0, ge=0)
     graph_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    allow_spinning: bool = False  # ONNX Runtime pool threads busy-wait between ops
     trt_fp16: bool = True
     trt_cache: bool = True
     trt_cache_dir: str = ".trt_cache"
