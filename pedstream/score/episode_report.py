@@ -1,0 +1,135 @@
+"""``pedstream score episodes``: reference episodes per record, scoring of a replay run, the tables.
+
+The rules are in :mod:`pedstream.score.episodes`; the replay in :mod:`pedstream.score.replay_events`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from pedstream.data.rhythm import Episode, RhythmMapping, labels_at, merge_episodes, rhythm_episodes
+from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record, summarize
+
+__all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables"]
+
+_ALARM_KINDS = ("alarm_on", "alarm_off")
+
+
+def alarm_classes(cfg: Any, class_names: Sequence[str]) -> list[str]:
+    """The model's classes that raise alarms (``[alarms] priorities``, priority other than none)."""
+    return [c for c in class_names if cfg.alarms.priorities.get(c, cfg.alarms.default_priority) != "none"]
+
+
+def choose_map(cfg: Any, auxes: Sequence[str], name: str = "auto") -> RhythmMapping:
+    """``[labels.rhythm.<name>]``, or with ``auto`` the map that knows (maps or ignores) most of the
+    record's rhythm annotations ``auxes`` (the first in the file on a tie)."""
+    if name != "auto":
+        return RhythmMapping.from_config(cfg, name)
+    maps = [RhythmMapping.from_config(cfg, n) for n in cfg.labels.rhythm]
+    if not maps:
+        from pedstream.errors import ConfigError
+
+        raise ConfigError([("labels.rhythm", "no rhythm map configured ([labels.rhythm.<name>])")])
+    return max(maps, key=lambda m: sum(m.knows(a) for a in auxes))  # max keeps the first of equals
+
+
+def reference_for(cfg: Any, path: Path, rhythm_map: str = "auto") -> tuple[str, list[Episode]]:
+    """``(map name, episodes)`` of one record. Raises ``NoRhythmAnnotations`` (exit 2) when the
+    record has no rhythm annotation, ``AnnotationError``/``RecordError`` when it cannot be read."""
+    from pedstream.data.annotations import read_annotations
+    from pedstream.data.rhythm import NoRhythmAnnotations
+
+    p = Path(path)
+    p = p.with_suffix("") if p.suffix == ".hea" else p
+    ann = read_annotations(p)
+    auxes = [a.strip() for s, a in zip(ann.symbol, ann.aux) if s == "+" and a.strip()]
+    if not auxes:
+        raise NoRhythmAnnotations(p.name, f"{p}.atr")
+    mapping = choose_map(cfg, auxes, rhythm_map)
+    return mapping.name, rhythm_episodes(p, mapping)
+
+
+def _record_entry(rs: RecordScore, *, rhythm_map: str, agreement: tuple[int, int], other_alarms: int,
+                  dropped: tuple[int, int]) -> dict:
+    s = summarize(rs)
+    s["classes"] = {c: v for c, v in s["classes"].items() if v["episodes"] or v["alarms"] or v["unscored_alarms"]}
+    agreed, compared = agreement
+    s |= {"rhythm_map": rhythm_map, "calls_compared": compared,
+          "call_agreement": round(agreed / compared, 4) if compared else None,
+          "other_alarms": other_alarms, "dropped_windows": dropped[0], "dropped_samples": dropped[1]}
+    return s
+
+
+def score_run(cfg: Any, run: Any, refs: dict[str, tuple[str, list[Episode]]], *, class_names: Sequence[str]) -> dict:
+    """Score a :class:`~pedstream.score.replay_events.ReplayRun` against ``refs`` (record name ->
+    :func:`reference_for`); the report dict (``classes``, ``false_alarms_per_hour``, ``records``...)."""
+    classes = alarm_classes(cfg, class_names)
+    evidence_s = (cfg.alarms.onset_windows - 1) * run.hop_s
+    total: RecordScore | None = None
+    records: dict[str, dict] = {}
+    agree_all = [0, 0]
+    for plan in run.plans:
+        name, sid, fs = plan.record.name, plan.stream_id, plan.fs
+        map_name, eps = refs[name]
+        evs = run.events.get(sid, [])
+        start_s, end_s = plan.start / fs, plan.stop / fs
+        spans = [Span(e.start_s, e.end_s, e.label) for e in merge_episodes(eps)]
+        transitions = [(e.kind, str(e.label), float(e.t_signal)) for e in evs
+                       if e.kind in _ALARM_KINDS and e.t_signal is not None]
+        alarms = alarm_episodes(transitions, evidence_s=evidence_s, window_s=run.window_s, end_s=end_s,
+                                labels=classes)
+        rs = score_record(spans, alarms, classes, start_s=start_s, end_s=end_s)
+        calls = [e for e in evs if e.kind == "call" and e.t_signal is not None]
+        centres = [int(round((e.t_signal + run.window_s / 2) * fs)) for e in calls]
+        truth = labels_at(eps, centres) if calls else []
+        compared = [(c.label, t) for c, t in zip(calls, truth) if t is not None]
+        agreement = (sum(a == b for a, b in compared), len(compared))
+        agree_all = [agree_all[0] + agreement[0], agree_all[1] + agreement[1]]
+        other = sum(1 for k, lab, _ in transitions if k == "alarm_on" and lab not in classes)
+        records[name] = _record_entry(rs, rhythm_map=map_name, agreement=agreement, other_alarms=other,
+                                      dropped=(run.dropped_windows.get(sid, 0), run.dropped_samples.get(sid, 0)))
+        total = rs if total is None else total + rs
+    assert total is not None  # plans are never empty
+    report = summarize(total)
+    report |= {"scored_classes": classes,
+               "call_agreement": round(agree_all[0] / agree_all[1], 4) if agree_all[1] else None,
+               "window_s": round(run.window_s, 4), "hop_s": round(run.hop_s, 4),
+               "alarm_time": "raised = end of the window that completed the onset evidence (record time); "
+                             "alarm episode = evidence start .. end of the window that cleared it",
+               "records": records}
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def print_tables(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"Rhythm alarms vs reference episodes ({len(report['records'])} records, "
+                    f"{report['monitored_h']:.2f} h monitored)")
+    cols = ("class", "episodes", "missed", "ep Se %", "ep +P %", "dur Se %", "dur +P %", "TtA med s", "TtA p95 s",
+            "alarms", "false", "false/h")
+    for c in cols:
+        t.add_column(c, justify="left" if c == "class" else "right")
+    for name, v in report["classes"].items():
+        t.add_row(name, str(v["episodes"]), str(v["missed"]), _pct(v["episode_se"]), _pct(v["episode_ppv"]),
+                  _pct(v["duration_se"]), _pct(v["duration_ppv"]), _s(v["time_to_alarm_s_median"]),
+                  _s(v["time_to_alarm_s_p95"]), str(v["alarms"]), str(v["false_alarms"]),
+                  _s(v.get("false_alarms_per_hour")))
+    con = Console(width=max(120, Console().width))
+    con.print(t)
+    fa = report["false_alarms_per_hour"]
+    con.print(f"false alarms: {report['false_alarms']} ({'-' if fa is None else f'{fa:.2f}'} per monitored hour); "
+              f"call agreement with the reference rhythm: {_pct(report['call_agreement'])} %")
+    dropped = {k: (v["dropped_windows"], v["dropped_samples"]) for k, v in report["records"].items()
+               if v["dropped_windows"] or v["dropped_samples"]}
+    if dropped:
+        con.print(f"[red]data dropped during the replay (windows, samples): {dropped}[/red]")

@@ -1,0 +1,100 @@
+"""Records replayed through the live engine on the record's own clock, events collected per stream.
+
+:func:`replay_events` is what ``pedstream score episodes`` runs: the same replay source, DSP,
+batcher, smoothing and alarms as ``pedstream run --source replay``, with three differences that
+make the result a function of the signal alone:
+
+- timestamps are record time (``ReplaySource(record_clock=True)``), so every event's ``t_signal``
+  is seconds from the record's start, and the alarm logic (which counts windows, never wall-clock
+  seconds) sees the same stream whatever the pace;
+- ``speed = inf`` replays as fast as the engine takes the data: the source waits (``throttle``)
+  while the stream has more than one chunk queued in the engine or half of ``[stream] queue_windows``
+  windows waiting for the model, so no chunk or window is ever dropped (a dropped window would
+  change the alarms);
+- no alarm strips are drawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from pedstream.stream.sinks import MonitorEvent
+
+__all__ = ["ReplayRun", "replay_events", "run_replay"]
+
+_POLL_S = 0.002  # the paced source's poll of the engine's queues
+
+
+@dataclass
+class ReplayRun:
+    """Events per stream id, the plans replayed, and the engine's loss counters (all 0 for a valid run)."""
+
+    events: dict[str, list[MonitorEvent]]
+    plans: list[Any]
+    window_s: float
+    hop_s: float
+    dropped_windows: dict[str, int] = field(default_factory=dict)
+    dropped_samples: dict[str, int] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class _Collect:
+    def __init__(self, kinds: set[str] | None) -> None:
+        self.kinds = kinds
+        self.events: dict[str, list[MonitorEvent]] = {}
+
+    async def __aenter__(self) -> "_Collect":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def emit(self, ev: MonitorEvent) -> None:
+        if self.kinds is None or ev.kind in self.kinds:
+            self.events.setdefault(ev.stream, []).append(ev)
+
+
+async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: float = math.inf,
+                        kinds: Sequence[str] | None = ("call", "alarm_on", "alarm_off", "signal_loss", "error"),
+                        ) -> ReplayRun:
+    """Replay ``plans`` (:func:`pedstream.stream.replay.plan_replay`) through an engine built from
+    ``cfg`` and ``session``; return the events of ``kinds`` (None: all) per stream id."""
+    from pedstream.stream.engine import Engine
+    from pedstream.stream.replay import ReplaySource
+
+    run_cfg = cfg.model_copy(deep=True)
+    run_cfg.alarms.strips = False
+    limit = max(1, cfg.stream.queue_windows // 2)
+    engine: Engine | None = None
+
+    async def throttle(sid: str) -> None:
+        while engine is not None and (engine.ingest_depth(sid) > 1 or engine.batcher.queue_depth(sid) >= limit):
+            await asyncio.sleep(_POLL_S)
+
+    queue: asyncio.Queue = asyncio.Queue()
+    src = ReplaySource(events=queue, plans=list(plans), speed=speed, chunk_ms=cfg.replay.chunk_ms, loop=False,
+                       record_clock=True, throttle=throttle)
+    sink = _Collect(None if kinds is None else set(kinds))
+    engine = Engine(cfg=run_cfg, session=session, sources=[src], sinks=[sink])
+    async with engine:
+        await src.finished.wait()
+        while (not queue.empty() or any(engine.ingest_depth(p.stream_id) for p in plans)
+               or engine.batcher.pending or engine.batcher.busy):
+            await asyncio.sleep(_POLL_S * 5)  # the last windows through the model
+    return ReplayRun(events=sink.events, plans=list(plans), window_s=engine.window / engine.fs,
+                     hop_s=engine.hop / engine.fs, dropped_windows={k: v for k, v in engine.batcher.dropped.items() if v},
+                     dropped_samples=dict(engine.ingest_dropped), summary=engine.summary())
+
+
+def run_replay(cfg: Any, session: Any, records: Sequence[str | Path], *, speed: float = math.inf,
+               start_s: float = 0.0, seconds: float | None = None,
+               kinds: Sequence[str] | None = ("call", "alarm_on", "alarm_off", "signal_loss", "error")) -> ReplayRun:
+    """Plan ``records`` and :func:`replay_events` them (a fresh event loop)."""
+    from pedstream.stream.replay import plan_replay
+
+    plans = plan_replay(records, cfg.signal, start_s=start_s, seconds=seconds)
+    return asyncio.run(replay_events(cfg, session, plans, speed=speed, kinds=kinds))
