@@ -33,6 +33,11 @@ Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
 
 Every network await (connect, subscribe, publish, probe) has a timeout (``timeout_s``).
+
+Allow-list (``streams=``, :meth:`MQTTSource.set_streams`): a source given a set of stream ids subscribes
+to exactly those streams' ``meta``/``data`` topics (no wildcard), ignores any other stream, and follows
+changes of the set while running (a stream taken off is reported ``StreamLost("unassigned")``). The Ray
+workers of :mod:`pedstream.cluster` use it so each stream is handled by one worker.
 """
 
 from __future__ import annotations
@@ -140,8 +145,13 @@ class MQTTSource(SourceBase):
                  limits: PayloadLimits = DEFAULT_LIMITS, probe_interval_s: float = 0.25,
                  budget_factor: float = 4.0, max_messages_per_s: float = 500.0, max_streams: int = 256,
                  forget_after_s: float = 300.0, max_queued_messages: int = 10_000, error_burst: int = 3,
-                 error_period_s: float = 60.0) -> None:
+                 error_period_s: float = 60.0, streams: Any = None) -> None:
+        """``streams``: ``None`` = every stream under ``prefix`` (wildcard subscription), else an iterable of
+        stream ids: only those (see :meth:`set_streams`)."""
         super().__init__(events=events)
+        self._allow: set[str] | None = None if streams is None else {check_stream_id(s) for s in streams}
+        self._subscribed: set[str] = set()  # allow-list mode: stream ids subscribed on the current connection
+        self._sub_lock = asyncio.Lock()
         self.host, self.port = host, int(port)
         self.prefix = prefix.rstrip("/")
         self.keepalive_s = int(keepalive_s)
@@ -229,9 +239,13 @@ class MQTTSource(SourceBase):
                 client = self._new_client()
                 self._client = client
                 async with client:
-                    await client.subscribe([(topic_for(self.prefix, "+", "meta"), 1),
-                                            (topic_for(self.prefix, "+", "data"), self.qos)],
-                                           timeout=self.timeout_s)
+                    if self._allow is None:
+                        await client.subscribe([(topic_for(self.prefix, "+", "meta"), 1),
+                                                (topic_for(self.prefix, "+", "data"), self.qos)],
+                                               timeout=self.timeout_s)
+                    else:
+                        self._subscribed = set()
+                        await self._sync_subscriptions(client)
                     attempt = 0
                     self.connects += 1
                     self.last_error = None
@@ -252,6 +266,45 @@ class MQTTSource(SourceBase):
             finally:
                 self.connected.clear()
                 retrieve_disconnect_error(self._client)
+
+    @property
+    def allowed(self) -> set[str] | None:
+        """The allow-list (``None``: every stream)."""
+        return None if self._allow is None else set(self._allow)
+
+    async def set_streams(self, streams: Any) -> None:
+        """Monitor exactly these stream ids from now on (allow-list mode only): subscribe to the new
+        ones' topics, unsubscribe from the others and report each of those ``StreamLost("unassigned")``.
+        While disconnected the set is subscribed on the next connection."""
+        if self._allow is None:
+            raise ValueError("set_streams needs a source made with streams=... (allow-list mode)")
+        new = {check_stream_id(s) for s in streams}
+        for sid in sorted(self._allow - new):
+            st = self._streams.pop(sid, None)
+            self.errors.forget(sid)
+            if st is not None and st.live:
+                self.emit(StreamLost(sid, "unassigned"))
+        self._allow = new
+        client = self._client
+        if self.connected.is_set() and client is not None:
+            try:
+                await self._sync_subscriptions(client)
+            except aiomqtt.MqttError as exc:  # the reconnect subscribes the whole set again
+                log.warning("MQTT %s:%d: subscription change failed (%s)", self.host, self.port, exc)
+
+    async def _sync_subscriptions(self, client: aiomqtt.Client) -> None:
+        """Make this connection's subscriptions match the allow-list (one subscribe, one unsubscribe)."""
+        async with self._sub_lock:
+            want = set(self._allow or ())
+            drop, add = sorted(self._subscribed - want), sorted(want - self._subscribed)
+            if drop:
+                await client.unsubscribe([topic_for(self.prefix, s, k) for s in drop for k in ("meta", "data")],
+                                         timeout=self.timeout_s)
+                self._subscribed -= set(drop)
+            if add:
+                await client.subscribe([(topic_for(self.prefix, s, k), 1 if k == "meta" else self.qos)
+                                        for s in add for k in ("meta", "data")], timeout=self.timeout_s)
+                self._subscribed |= set(add)
 
     async def _watchdog(self) -> None:
         period = max(0.02, min(self.reorder_hold_s, self.meta_wait_s or 1.0, self.lost_timeout_s) / 4)
@@ -323,6 +376,8 @@ class MQTTSource(SourceBase):
         rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
         sid, _, kind = rest.partition("/")
         if not sid or kind not in ("meta", "data"):
+            return
+        if self._allow is not None and sid not in self._allow:  # in flight while it was unsubscribed
             return
         try:
             check_stream_id(sid)
