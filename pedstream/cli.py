@@ -311,13 +311,29 @@ def _run_options(duration_help: str) -> Callable[[Callable[..., Any]], Callable[
 @click.option("--demo", is_flag=True, help="Replay the bundled simulated records on this machine and monitor them.")
 @click.option("--records", "records", multiple=True, type=click.Path(path_type=Path),
               help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
+@click.option("--workers", "workers", type=click.IntRange(min=1), default=None,
+              help="--source mqtt: run N monitor worker actors on Ray (the cluster extra); streams are spread over "
+                   "them and move when one dies. See the ward with `pedstream central`.")
+@click.option("--ray-address", "ray_address", default=None, metavar="ADDR",
+              help="With --workers: join this Ray cluster (e.g. 10.0.0.5:6379) instead of starting a local runtime.")
 @with_config
 def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
         publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], hl7: bool, fhir_path: Path | None,
-        record_dir: Path | None, alarms_dir: Path | None, demo: bool, records: tuple[Path, ...]) -> None:
+        record_dir: Path | None, alarms_dir: Path | None, demo: bool, records: tuple[Path, ...],
+        workers: int | None, ray_address: str | None) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
     from pedstream.stream.runner import run_command
 
+    if workers is not None or ray_address is not None:
+        from pedstream.cluster.topics import ClusterError
+
+        if workers is None or source != "mqtt" or demo or records:
+            raise ClusterError("--workers", "needs --source mqtt and no --demo/--records (--ray-address needs "
+                                            "--workers); publish streams with `pedstream replay --to mqtt`")
+        from pedstream.cluster.command import cluster_command
+
+        cluster_command(cfg, workers=workers, ray_address=ray_address, model=model, duration=duration)
+        return
     run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
                 demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture),
                 alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path, record_dir=record_dir)
@@ -336,6 +352,25 @@ def demo(cfg: Any, source: str, model: Path | None, duration: float | None, head
                 headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
                 lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path,
                 record_dir=record_dir)
+
+
+@cli.command("central")
+@click.option("--source", "source", type=click.Choice(["mqtt"]), default="mqtt", show_default=True,
+              help="Where the workers publish (the [mqtt] broker).")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--headless", is_flag=True, help="No dashboard: print every worker's events to stdout as JSON lines.")
+@click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append every event of every worker (the whole ward) as JSON lines to this file.")
+@click.option("--capture", "capture", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              callback=lambda ctx, param, v: _check_capture(v),
+              help="At exit, write the final dashboard frame to this .svg or .txt file. Repeatable.")
+@with_config
+def central(cfg: Any, source: str, duration: float | None, headless: bool, events_path: Path | None,
+            capture: tuple[Path, ...]) -> None:
+    """Central station: one dashboard of every stream of every worker (pedstream run --workers N), alarms first."""
+    from pedstream.cluster.command import central_command
+
+    central_command(cfg, duration=duration, headless=headless, events_path=events_path, capture=list(capture))
 
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
