@@ -2,6 +2,12 @@
 file (as ``metadata_props``, one JSON value per key), checked by the engine before it trusts a model.
 
 No torch here: the engine reads this through :mod:`pedstream.model.runtime`.
+
+Besides :data:`REQUIRED_KEYS`, models written by ``pedstream train`` carry ``training_data`` (a dict:
+``format``, ``subjects``, ``records``, ``windows``, ``simulated``, ``name`` for a named data set) and
+models trained on several sources at once (the shipped monitor model, :mod:`pedstream.train.monitor`)
+also ``training_data.trained_on``: what they were trained on in words, shown verbatim by the run
+banner, e.g. ``"simulated Leipzig-format data + MIT-BIH ECG, not for clinical use"`` (:func:`trained_on`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ __all__ = [
     "build_metadata",
     "encode_metadata",
     "decode_metadata",
+    "trained_on",
 ]
 
 METADATA_FORMAT = "pedstream-model/1"
@@ -135,3 +142,9 @@ def decode_metadata(props: Mapping[str, str], *, path: str = "model") -> dict[st
     if meta["format"] != METADATA_FORMAT:
         raise ModelError(path, f"metadata format {meta['format']!r} is not {METADATA_FORMAT!r}")
     return meta
+
+
+def trained_on(meta: Mapping[str, Any]) -> str:
+    """``training_data.trained_on`` of a model's metadata (one line), ``""`` when it has none."""
+    td = meta.get("training_data")
+    return " ".join(str(td.get("trained_on") or "").split()) if isinstance(td, Mapping) else ""

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pedstream.config import Config
+from pedstream.model.metadata import trained_on
 from pedstream.stream.alarms import hr_limits_for_age
 
-__all__ = ["hr_limits_text", "is_packaged_model", "model_banner"]
+__all__ = ["PACKAGED_MODELS", "hr_limits_text", "is_packaged_model", "model_banner"]
 
 
 def _training_data(meta: dict[str, Any]) -> tuple[str | None, int | None, str]:
@@ -30,15 +31,19 @@ def _training_data(meta: dict[str, Any]) -> tuple[str | None, int | None, str]:
     return fmt, int(m.group(1)) if m else None, desc
 
 
+PACKAGED_MODELS = ("monitor_model.onnx", "demo_model.onnx")  # the models shipped in pedstream/assets/
+
+
 def is_packaged_model(path: str | Path | None) -> bool:
-    """Whether ``path`` is the demo model shipped inside pedstream (``pedstream/assets/demo_model.onnx``)."""
+    """Whether ``path`` is a model shipped inside pedstream (``pedstream/assets/``: the monitor model, the
+    default, and the older demo model trained on simulated data only); a copy elsewhere is not."""
     if path is None:
         return False
     from importlib import resources
 
-    packaged = Path(str(resources.files("pedstream") / "assets" / "demo_model.onnx"))
+    assets = Path(str(resources.files("pedstream") / "assets"))
     try:
-        return Path(path).resolve() == packaged.resolve()
+        return any(Path(path).resolve() == (assets / name).resolve() for name in PACKAGED_MODELS)
     except OSError:
         return False
 
@@ -51,10 +56,14 @@ def model_banner(meta: dict[str, Any], *, packaged: bool = False) -> str:
     clinical use``. Another model trained on simulated data (a user's first run): ``Model · trained on
     SIMULATED Leipzig-format data (3 simulated subjects) · not for clinical use``. Real data: ``Model ·
     trained on <training_data.name, else the format> (29 subjects) · research use only, not a medical
-    device`` (the description itself when it names neither and is short).
+    device`` (the description itself when it names neither and is short). A model trained on several
+    sources says so in its own words (``training_data.trained_on``, e.g. the monitor model: ``DEMO MODEL ·
+    trained on simulated Leipzig-format data + MIT-BIH ECG, not for clinical use``).
     """
     fmt, n_subj, desc = _training_data(meta)
     td = meta.get("training_data")
+    if trained_on(meta):
+        return f"{'DEMO MODEL' if packaged else 'Model'} · trained on {trained_on(meta)}"
     name = " ".join(str(td.get("name") or "").split()) if isinstance(td, dict) else ""
     if meta.get("trained_on_simulated_data", False):
         what = f"SIMULATED {fmt} data" if fmt else "SIMULATED data"
