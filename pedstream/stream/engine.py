@@ -520,6 +520,8 @@ class Engine:
             self._emit(MonitorEvent(stream=sid, kind=kind, hr=pipe.heart_rate, extra={"reason": reason},
                                     t_signal=pipe.last_ts, clock=_clock(pipe)))
         for item in res.windows:
+            if item.meta is None:  # the heart rate when the window was complete (stream time), not when its result is back
+                item.meta = {"hr": pipe.heart_rate}
             self.batcher.submit(item)
         if self.beat_batcher is not None:
             for item in res.beats:
@@ -542,7 +544,7 @@ class Engine:
             if pipe is None or tracker is None or st is None:
                 continue
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
-            hr = pipe.heart_rate
+            hr = r.item.meta["hr"] if isinstance(r.item.meta, dict) and "hr" in r.item.meta else pipe.heart_rate
             call, transitions = tracker.update(probs, hr)
             latency = (now - r.item.t_received) * 1000.0
             self.e2e_ms.append(latency)
