@@ -175,13 +175,16 @@ def _print_tables(report: dict) -> None:
               help="Replay pace (1 = real time); alarms run on record time whatever the pace.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the results as JSON here (at the end, atomically).")
+@click.option("--save-probs", "probs_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also save each window's class probabilities (.npz) to retune alarms without replaying "
+                   "(bench/tune_alarms.py).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Configuration file (default: the packaged config.toml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override one configuration key, e.g. --set alarms.onset_windows=3 (repeatable).")
 def score_episodes(data: Path, records: tuple[str, ...], more_records: tuple[str, ...], model: Path | None,
                    rhythm_map: str, seconds: float | None, speed: float, json_path: Path | None,
-                   config_path: Path | None, overrides: tuple[str, ...]) -> None:
+                   probs_path: Path | None, config_path: Path | None, overrides: tuple[str, ...]) -> None:
     """Rhythm alarms against reference rhythm episodes, as EC57 scores episodes.
 
     Each record is replayed through the live engine (replay source, DSP, batcher, smoothing, alarms) on
@@ -196,7 +199,7 @@ def score_episodes(data: Path, records: tuple[str, ...], more_records: tuple[str
     try:
         cfg = load_config(config_path, overrides)
         score_episodes_command(cfg, data=data, records=ids, model=model, rhythm_map=rhythm_map, seconds=seconds,
-                               speed=speed, json_path=json_path,
+                               speed=speed, json_path=json_path, probs_path=probs_path,
                                command="pedstream score episodes " + " ".join(sys.argv[3:]))
     except PedstreamError as exc:  # no rhythm annotations, bad records, model: exit 2
         _fail(exc)
@@ -204,12 +207,13 @@ def score_episodes(data: Path, records: tuple[str, ...], more_records: tuple[str
 
 def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: Path | None = None,
                            rhythm_map: str = "auto", seconds: float | None = None, speed: float = math.inf,
-                           json_path: Path | None = None, command: str = "", quiet: bool = False) -> dict:
+                           json_path: Path | None = None, probs_path: Path | None = None, command: str = "",
+                           quiet: bool = False) -> dict:
     """Check every record (rhythm annotations), replay them all through one engine, score, print, write
     ``json_path``; returns the report (see :mod:`pedstream.score.episodes`)."""
     from pedstream.data.loader import list_records
     from pedstream.errors import RecordError
-    from pedstream.score.episode_report import print_tables, score_run, reference_for
+    from pedstream.score.episode_report import print_tables, reference_for, save_probs, score_run
     from pedstream.score.replay_events import replay_events
     from pedstream.stream.replay import plan_replay
     from pedstream.stream.runner import open_model
@@ -225,7 +229,9 @@ def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: P
     t0 = time.perf_counter()
     import asyncio
 
-    run = asyncio.run(replay_events(cfg, session, plans, speed=speed))
+    run = asyncio.run(replay_events(cfg, session, plans, speed=speed, probe=probs_path is not None))
+    if probs_path is not None:
+        save_probs(Path(probs_path), run, class_names=list(session.class_names))
     report = score_run(cfg, run, refs, class_names=list(session.class_names))
     report |= {"model": str(session.path), "model_description": str(session.metadata.get("description", "")),
                "data": str(data), "speed": "inf" if math.isinf(speed) else speed, "seconds_per_record": seconds,

@@ -5,13 +5,17 @@ The rules are in :mod:`pedstream.score.episodes`; the replay in :mod:`pedstream.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
+
+import numpy as np
 
 from pedstream.data.rhythm import Episode, RhythmMapping, labels_at, merge_episodes, rhythm_episodes
 from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record, summarize
 
-__all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables"]
+__all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables", "save_probs", "load_probs"]
 
 _ALARM_KINDS = ("alarm_on", "alarm_off")
 
@@ -133,3 +137,34 @@ def print_tables(report: dict) -> None:
                if v["dropped_windows"] or v["dropped_samples"]}
     if dropped:
         con.print(f"[red]data dropped during the replay (windows, samples): {dropped}[/red]")
+
+
+def save_probs(path: Path, run: Any, *, class_names: Sequence[str]) -> Path:
+    """Each stream's window probabilities of a probed run (``replay_events(probe=True)``) as one .npz:
+    ``t/<sid>`` (n,) window start times, ``p/<sid>`` (n, C) probabilities, ``meta`` JSON."""
+    meta = {"class_names": list(class_names), "window_s": run.window_s, "hop_s": run.hop_s,
+            "plans": [{"stream_id": p.stream_id, "record": p.record.name, "path": str(p.record.path), "fs": p.fs,
+                       "start": int(p.start), "stop": int(p.stop)} for p in run.plans]}
+    arrays: dict[str, np.ndarray] = {"meta": np.asarray(json.dumps(meta))}
+    for sid, rows in run.probs.items():
+        arrays[f"t/{sid}"] = np.asarray([t for t, _ in rows], dtype=np.float64)
+        arrays[f"p/{sid}"] = np.stack([p for _, p in rows]).astype(np.float32) if rows else np.zeros((0, len(class_names)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    return path
+
+
+def load_probs(path: Path) -> tuple[dict, Any]:
+    """``(meta, run)`` from :func:`save_probs`: ``run`` has ``plans`` (record name, stream id, fs, start,
+    stop), ``probs``, ``window_s``, ``hop_s`` and empty ``events`` (fill them with
+    :func:`~pedstream.score.replay_events.simulate_alarms`, then :func:`score_run`)."""
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        probs = {p["stream_id"]: list(zip(z[f"t/{p['stream_id']}"].tolist(), z[f"p/{p['stream_id']}"]))
+                 for p in meta["plans"] if f"t/{p['stream_id']}" in z}
+    plans = [SimpleNamespace(stream_id=p["stream_id"], record=SimpleNamespace(name=p["record"], path=p["path"]),
+                             fs=p["fs"], start=p["start"], stop=p["stop"]) for p in meta["plans"]]
+    run = SimpleNamespace(plans=plans, probs=probs, events={}, window_s=meta["window_s"], hop_s=meta["hop_s"],
+                          dropped_windows={}, dropped_samples={})
+    return meta, run

@@ -200,8 +200,10 @@ class ReplaySource(SourceBase):
 
     ``record_clock``: timestamps are the record's own time (``sample / fs``, 0 at the record's first
     sample) instead of starting at the monotonic clock, so events carry record time (episode scoring).
-    ``throttle``: awaited with the stream id before each chunk is sent; with ``speed = inf`` it makes
-    the replay lossless (as fast as the consumer takes it, never faster: no queue overflows).
+    ``throttle``: ``await throttle(stream_id, final)`` before each chunk is sent (``final`` False) and
+    before the end of the record is reported (``final`` True: the consumer may finish what it holds
+    first); with ``speed = inf`` it makes the replay lossless (as fast as the consumer takes it, never
+    faster: no queue overflows) and its end deterministic.
     """
 
     kind = "replay"
@@ -210,7 +212,7 @@ class ReplaySource(SourceBase):
                  plans: Sequence[ReplayPlan] | None = None, speed: float = 1.0, chunk_ms: float = 50.0,
                  loop: bool = False, start_s: float = 0.0, seconds: float | None = None,
                  stream_id: str | None = None, age_years: float | None = None, reference: Any = None,
-                 record_clock: bool = False, throttle: Callable[[str], Awaitable[None]] | None = None) -> None:
+                 record_clock: bool = False, throttle: Callable[[str, bool], Awaitable[None]] | None = None) -> None:
         super().__init__(events=events)
         self.record_clock = bool(record_clock)
         self.throttle = throttle
@@ -257,12 +259,14 @@ class ReplaySource(SourceBase):
             async for seq, first, data in paced_chunks(plan, chunk_ms=self.chunk_ms, speed=self.speed,
                                                         loop=self.loop):
                 if self.throttle is not None:
-                    await self.throttle(sid)
+                    await self.throttle(sid, False)
                 ts = t0 + (first + np.arange(data.shape[0], dtype=np.float64)) / plan.fs  # (n,)
                 self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first,
                                               seq=seq)))
                 sent = first + data.shape[0]
                 self.samples_sent[sid] = sent
+            if self.throttle is not None:
+                await self.throttle(sid, True)
             self.emit(StreamLost(sid, "end of record"))
         finally:
             self._running -= 1
