@@ -374,6 +374,7 @@ def central(cfg: Any, source: str, duration: float | None, headless: bool, event
 
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
+cli.add_command(__import__("pedstream.bench.command", fromlist=["bench"]).bench)  # pedstream bench model ...
 
 
 def main() -> None:
