@@ -7,12 +7,24 @@ engine's configuration, warms up, and runs batches::
 
     logits, embedding = session.run(ecg, iegm, mask)   # (B,12,T) (B,7,T) (B,19) float32 -> (B,C) (B,D)
 
-On a GPU provider the inputs and outputs are bound explicitly (I/O binding).
+Session options come from ``[runtime]``: intra/inter-op threads, graph optimisation level,
+execution mode (sequential/parallel) and thread spinning (off by default: spinning pool threads
+steal the cores the engine's DSP needs, and on a busy machine they halve throughput).
+
+On a GPU provider (CUDA, TensorRT) with ``io_binding`` the data stays on the device: each batch
+size gets its input buffers on the GPU once (``OrtValue`` on ``cuda``), a call copies the host
+arrays into them once (``update_inplace``), the outputs are bound on the device and copied back
+once. On the CPU provider there is no I/O binding (``run()`` already hands numpy memory over).
+
+Session creation runs inside :func:`pedstream.model.ortcapture.capture_output`: ONNX Runtime's
+provider fallback message (``EP Error ... Falling back``, printed to stdout) becomes one logger
+warning and never reaches stdout.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,6 +33,7 @@ import numpy as np
 from pedstream.errors import ModelError, ModelMismatchError
 from pedstream.dsp.windowing import window_samples
 from pedstream.model.metadata import NORMALIZATION, decode_metadata
+from pedstream.model.ortcapture import capture_output
 
 __all__ = [
     "ModelSession",
@@ -29,6 +42,7 @@ __all__ = [
     "expected_metadata",
     "read_metadata",
     "select_providers",
+    "session_options",
     "softmax",
 ]
 
@@ -178,6 +192,29 @@ def select_providers(requested: Sequence[str], *, runtime_cfg: Any = None, avail
     return out
 
 
+def session_options(runtime_cfg: Any, *, profile_prefix: str | None = None) -> Any:
+    """``onnxruntime.SessionOptions`` from the ``[runtime]`` section: intra/inter-op threads (0 = ONNX
+    Runtime's default), graph optimisation level, execution mode, thread spinning."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    if getattr(runtime_cfg, "intra_op_threads", 0):
+        opts.intra_op_num_threads = int(runtime_cfg.intra_op_threads)
+    if getattr(runtime_cfg, "inter_op_threads", 0):
+        opts.inter_op_num_threads = int(runtime_cfg.inter_op_threads)
+    level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+             "all": "ORT_ENABLE_ALL"}[getattr(runtime_cfg, "graph_optimization", "all")]
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    mode = getattr(runtime_cfg, "execution_mode", "sequential")
+    opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+    spin = "1" if getattr(runtime_cfg, "allow_spinning", False) else "0"
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    opts.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile_prefix)
+    return opts
+
+
 # ---------------------------------------------------------------------------- session
 class ModelSession:
     """One ONNX Runtime session of a pedstream model.
@@ -186,10 +223,12 @@ class ModelSession:
     ``runtime_cfg``: the ``[runtime]`` section (threads, TensorRT cache/FP16, I/O binding, warm-up).
     ``expected``: :func:`expected_metadata` of the engine's config (``None`` skips the check).
     ``max_batch``: the largest batch the caller sends (TensorRT profile and warm-up).
+    ``profile_prefix``: turn on ONNX Runtime's profiler (``end_profiling()`` writes the JSON).
     """
 
     def __init__(self, *, path: str | Path, providers: Sequence[str] | None = None, runtime_cfg: Any = None,
-                 expected: Mapping[str, Any] | None = None, max_batch: int = 32) -> None:
+                 expected: Mapping[str, Any] | None = None, max_batch: int = 32,
+                 profile_prefix: str | None = None) -> None:
         ort = _ort()
         if runtime_cfg is None:
             from pedstream.config import RuntimeSection
@@ -217,19 +256,15 @@ class ModelSession:
         }
         chosen = select_providers(providers if providers is not None else runtime_cfg.providers,
                                   runtime_cfg=runtime_cfg, trt_profile=profile)
-        opts = ort.SessionOptions()
-        if runtime_cfg.intra_op_threads:
-            opts.intra_op_num_threads = int(runtime_cfg.intra_op_threads)
-        if getattr(runtime_cfg, "inter_op_threads", 0):
-            opts.inter_op_num_threads = int(runtime_cfg.inter_op_threads)
-        level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                 "all": "ORT_ENABLE_ALL"}[getattr(runtime_cfg, "graph_optimization", "all")]
-        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+        opts = session_options(runtime_cfg, profile_prefix=profile_prefix)
         try:
-            self._sess = ort.InferenceSession(str(self.path), opts, providers=[n for n, _ in chosen],
-                                              provider_options=[o for _, o in chosen])
+            with capture_output() as captured:
+                self._sess = ort.InferenceSession(str(self.path), opts, providers=[n for n, _ in chosen],
+                                                  provider_options=[o for _, o in chosen])
         except Exception as exc:
             raise ModelError(str(self.path), f"onnxruntime cannot create a session: {exc}") from exc
+        self.session_log: list[str] = captured.logged  # the fallback line, when ONNX Runtime fell back
+        self.available_providers: list[str] = list(ort.get_available_providers())
         names_in = [i.name for i in self._sess.get_inputs()]
         names_out = [o.name for o in self._sess.get_outputs()]
         if sorted(names_in) != sorted(self._shapes) or sorted(names_out) != sorted(_OUTPUTS):
@@ -238,6 +273,9 @@ class ModelSession:
         self.providers: list[str] = list(self._sess.get_providers())
         self.on_gpu = any(p in _GPU_PROVIDERS for p in self.providers)
         self.io_binding = bool(getattr(runtime_cfg, "io_binding", True)) and self.on_gpu
+        self.device = ("cuda", int(getattr(runtime_cfg, "cuda_device", 0))) if self.on_gpu else ("cpu", 0)
+        self._bound: dict[int, tuple[Any, dict[str, Any]]] = {}  # batch -> (binding, device inputs)
+        self._bound_lock = threading.Lock()  # the device buffers are shared: one bound call at a time
         self.warmup(int(getattr(runtime_cfg, "warmup_runs", 2)))
 
     # ------------------------------------------------------------- metadata views
@@ -304,18 +342,46 @@ class ModelSession:
         use_binding = self.io_binding if io_binding is None else io_binding
         try:
             if use_binding:
-                binding = self._sess.io_binding()
-                for name, arr in feeds.items():
-                    binding.bind_cpu_input(name, arr)
-                for name in _OUTPUTS:
-                    binding.bind_output(name)
-                self._sess.run_with_iobinding(binding)
-                outs = dict(zip([o.name for o in self._sess.get_outputs()], binding.copy_outputs_to_cpu()))
-                return outs["logits"], outs["embedding"]
+                return self._run_bound(feeds)
             logits, emb = self._sess.run(list(_OUTPUTS), feeds)
         except Exception as exc:
             raise ModelError(str(self.path), f"inference failed: {exc}") from exc
         return logits, emb
+
+    def _binding(self, batch: int) -> tuple[Any, dict[str, Any]]:
+        """The I/O binding of ``batch``: input buffers allocated on ``self.device`` once, outputs bound
+        on the device (ONNX Runtime allocates them there). At most 8 batch sizes are kept."""
+        if batch in self._bound:
+            return self._bound[batch]
+        ort = _ort()
+        kind, dev = self.device
+        binding = self._sess.io_binding()
+        values = {}
+        for name, tail in self._shapes.items():
+            values[name] = ort.OrtValue.ortvalue_from_shape_and_type((batch, *tail), np.float32, kind, dev)
+            binding.bind_ortvalue_input(name, values[name])
+        for name in _OUTPUTS:
+            binding.bind_output(name, kind, dev)
+        if len(self._bound) >= 8:
+            self._bound.pop(next(iter(self._bound)))
+        self._bound[batch] = (binding, values)
+        return binding, values
+
+    def _run_bound(self, feeds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        batch = next(iter(feeds.values())).shape[0]
+        with self._bound_lock:
+            binding, values = self._binding(batch)
+            for name, arr in feeds.items():
+                values[name].update_inplace(arr)  # the one host -> device copy of this call
+            binding.synchronize_inputs()
+            self._sess.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+            outs = dict(zip([o.name for o in self._sess.get_outputs()], binding.copy_outputs_to_cpu()))
+        return outs["logits"], outs["embedding"]
+
+    def end_profiling(self) -> str:
+        """Stop ONNX Runtime's profiler (``profile_prefix`` given) and return its JSON file."""
+        return str(self._sess.end_profiling())
 
     def predict_proba(self, ecg: np.ndarray, iegm: np.ndarray, mask: np.ndarray, *,
                       rr: np.ndarray | None = None) -> np.ndarray:

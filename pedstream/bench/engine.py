@@ -1,0 +1,214 @@
+"""``pedstream bench engine``: how many simultaneous streams the full engine keeps in real time.
+
+N streams of the bundled simulated record ``x001`` (977 Hz, 19 channels, looped) at replay speed 1
+go through the whole engine (mapping, DSP, ring buffers, windows, QRS, batched ONNX Runtime,
+alarms; no dashboard, no strips):
+
+- ``--source replay``: :class:`~pedstream.stream.replay.ReplaySource` in the engine's process;
+- ``--source mqtt``: a private ``mosquitto`` on a free 127.0.0.1 port, the streams published by a
+  separate process (``python -m pedstream.bench.publish``), the engine's
+  :class:`~pedstream.stream.mqtt.source.MQTTSource` subscribed.
+
+The source's event queue counts the samples each stream delivered, so for each N: ``windows`` vs
+``windows_expected`` (what the delivered samples make complete), ``realtime_ratio`` (samples
+delivered / N x fs x wall time), ``dropped`` windows, end-to-end latency p50/p99 (last sample of a
+window received -> call emitted; the engine's own figure), CPU busy per core over the run (all
+processes: other work on the machine shows), the CPU of the engine's process tree, its RSS. N is
+``sustained`` when the real-time ratio is above 0.9, nothing is dropped, p99 < hop (1.25 s) and at
+most one window per stream is still in flight at the end. ``max_realtime_streams`` is the largest
+sustained N; by default the sweep stops after the first N that is not sustained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pedstream.bench.common import CpuSampler, machine_info, rss_mib
+from pedstream.bench.mosquitto import Mosquitto
+
+__all__ = ["engine_bench", "capacity_one", "RECORD", "CountingQueue", "plot_latency"]
+
+RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
+
+
+class CountingQueue(asyncio.Queue):
+    """The sources' event queue, counting the samples of each stream's ``ChunkReceived`` events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples: Counter[str] = Counter()
+
+    def put_nowait(self, item: Any) -> None:
+        chunk = getattr(item, "chunk", None)
+        if chunk is not None:
+            self.samples[chunk.stream_id] += int(chunk.data.shape[0])
+        super().put_nowait(item)
+
+
+def _children_rss(pid: int, skip: set[int]) -> float:
+    """RSS (MiB) of ``pid``'s descendants, except ``skip`` and theirs (Linux /proc)."""
+    total = 0.0
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+    except (OSError, ValueError):
+        return 0.0
+    for k in kids:
+        if k in skip:
+            continue
+        total += (rss_mib(k) or 0.0) + _children_rss(k, skip)
+    return total
+
+
+async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source: str = "replay",
+                       broker: Mosquitto | None = None) -> dict[str, Any]:
+    """Run N streams for ``seconds`` through the engine; the figures of the module docstring."""
+    import os
+
+    from pedstream.stream.engine import Engine
+
+    q = CountingQueue()
+    publisher: subprocess.Popen | None = None
+    if source == "replay":
+        from pedstream.stream.replay import ReplaySource, plan_replay
+
+        plans = [plan_replay([RECORD], cfg.signal, stream_id=f"bed{i:04d}")[0] for i in range(n)]
+        src: Any = ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
+    else:
+        from pedstream.stream.mqtt.source import MQTTSource
+
+        assert broker is not None
+        src = MQTTSource.from_config(cfg.mqtt, events=q, host=broker.host, port=broker.port,
+                                     max_streams=n + 16, max_queued_messages=max(10_000, 40 * n))
+        publisher = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host",
+                                      broker.host, "--port", str(broker.port), "--streams", str(n),
+                                      "--seconds", str(seconds), "--loop", "--prefix", cfg.mqtt.topic_prefix],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    fs = cfg.signal.fs
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp))
+            async with eng:
+                cpu = CpuSampler().start()
+                t0 = time.perf_counter()
+                base = sum(q.samples.values())
+                await asyncio.sleep(seconds)  # the measurement period of a real-time run
+                wall = time.perf_counter() - t0
+                delivered = sum(q.samples.values()) - base
+                usage = cpu.stop()
+                rss = (rss_mib() or 0.0) + _children_rss(os.getpid(), {publisher.pid} if publisher else set())
+    finally:
+        if publisher is not None:
+            publisher.terminate()
+            try:
+                publisher.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                publisher.kill()
+                publisher.wait(timeout=5)
+    s = eng.summary()
+    hop_ms = cfg.segments.hop_s * 1000
+    try:  # windows that the delivered samples make complete (the first starts after the filters settle)
+        first = next(iter(eng.pipelines.values()))._first_start(0)
+    except Exception:  # the engine's internals moved: count from the first sample
+        first = 0
+    expected = sum(max(0, (got - first - eng.window) // eng.hop + 1) for got in q.samples.values())
+    behind = expected - s["windows_classified"] - s["dropped_windows"]
+    ratio = delivered / (n * fs * wall)
+    p99 = s["e2e_latency_ms_p99"]
+    sustained = bool(ratio > 0.9 and s["dropped_windows"] == 0 and p99 is not None and p99 < hop_ms
+                     and behind <= n and len(q.samples) >= n)
+    per_core = usage["cpu_per_core_pct"]
+    return {"streams": n, "streams_seen": len(q.samples), "seconds": round(wall, 1),
+            "windows": s["windows_classified"], "windows_expected": expected, "windows_behind": behind,
+            "realtime_ratio": round(ratio, 3), "dropped": s["dropped_windows"],
+            "dropped_samples": s.get("dropped_samples"), "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]),
+            "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]), "batch_mean": _r(s["batch_mean"]),
+            "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
+            "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "sustained": sustained}
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 2)
+
+
+def plot_latency(results: Sequence[dict[str, Any]], path: Path, *, hop_ms: float, title: str) -> Path:
+    """e2e p50/p99 against streams (log-log), the hop as the real-time limit; unsustained N marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results if r.get("e2e_ms_p99") is not None]
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    if rows:
+        xs = [r["streams"] for r in rows]
+        ax.plot(xs, [r["e2e_ms_p50"] for r in rows], "o-", label="e2e p50")
+        ax.plot(xs, [r["e2e_ms_p99"] for r in rows], "s-", label="e2e p99")
+        bad = [r for r in rows if not r["sustained"]]
+        if bad:
+            ax.plot([r["streams"] for r in bad], [r["e2e_ms_p99"] for r in bad], "rx", ms=12, mew=2,
+                    label="not sustained")
+    ax.axhline(hop_ms, color="gray", ls="--", lw=1, label=f"hop ({hop_ms:g} ms)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("simultaneous streams (977 Hz x 19 channels)")
+    ax.set_ylabel("end-to-end latency (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], seconds: float,
+                 providers: Sequence[str] | None = None, stop_at_first_failure: bool = True,
+                 png: Path | None = None, quick: bool = False,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The sweep over ``streams``; JSON-ready result (``results``, ``max_realtime_streams``, ...)."""
+    from pedstream.config import load_config
+    from pedstream.model.runtime import ModelSession, expected_metadata
+
+    cfg = load_config(overrides=["alarms.strips=false"]) if cfg is None else cfg
+    cfg.alarms.strips = False
+    exp = expected_metadata(signal_cfg=cfg.signal, filter_cfg=cfg.filters, window_s=cfg.segments.window_s,
+                            hop_s=cfg.segments.hop_s)
+    session = ModelSession(path=model, providers=providers, runtime_cfg=cfg.runtime, expected=exp,
+                           max_batch=cfg.stream.max_batch)
+    log(f"model {model.name}, providers {session.providers}, source {source}")
+    results: list[dict[str, Any]] = []
+    broker = Mosquitto().start() if source == "mqtt" else None
+    try:
+        for n in streams:
+            r = asyncio.run(capacity_one(cfg, session, n, seconds, source=source, broker=broker))
+            results.append(r)
+            log(f"  {n:5d} streams: {r['windows']}/{r['windows_expected']} windows, real-time {r['realtime_ratio']:.2f}, "
+                f"dropped {r['dropped']}, e2e p50 {r['e2e_ms_p50']} p99 {r['e2e_ms_p99']} ms, "
+                f"CPU {r['cpu_total_pct']} %, RSS {r['rss_mib']} MiB -> {'sustained' if r['sustained'] else 'NOT sustained'}")
+            if stop_at_first_failure and not r["sustained"]:
+                break
+    finally:
+        if broker is not None:
+            broker.stop()
+    ok = [r["streams"] for r in results if r["sustained"]]
+    hop_ms = cfg.segments.hop_s * 1000
+    if png is not None:
+        plot_latency(results, png, hop_ms=hop_ms, title=f"pedstream engine, --source {source}, {model.name}")
+    return {"bench": "engine", "quick": quick, "source": source, "model": str(model), "providers": session.providers,
+            "machine": machine_info(),
+            "config": {"max_batch": cfg.stream.max_batch, "max_wait_ms": cfg.stream.max_wait_ms,
+                       "queue_windows": cfg.stream.queue_windows, "window_s": cfg.segments.window_s,
+                       "hop_s": cfg.segments.hop_s, "workers": getattr(cfg.stream, "workers", None),
+                       "seconds": seconds},
+            "criterion": "real-time ratio > 0.9, no dropped window, e2e p99 < hop, <= 1 window per stream behind",
+            "results": results, "max_realtime_streams": max(ok) if ok else 0,
+            "png": str(png) if png is not None else None}

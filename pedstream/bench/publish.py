@@ -1,0 +1,65 @@
+"""The publisher process of the benchmarks: N streams of the bundled record ``x001`` (977 Hz, 19
+channels, 24 s; ``--loop`` repeats it) in real time over MQTT or LSL, so the measured process does
+not also pay for publishing.
+
+    python -m pedstream.bench.publish --to mqtt --port P --streams N --seconds S [--prefix pedstream/v1]
+    python -m pedstream.bench.publish --to lsl --streams N --seconds S --session-id ID [--id-prefix ing]
+
+Stream ids ``<id-prefix><k>`` (4 digits). At the end prints one JSON line ``{"sent": {id: samples}}``
+to stdout. For LSL the ``[lsl]`` settings of the default config are applied with ``--session-id``
+(the receiving process uses the same one, so no other LSL traffic on the machine mixes in).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--to", choices=["mqtt", "lsl"], required=True)
+    ap.add_argument("--streams", type=int, required=True)
+    ap.add_argument("--seconds", type=float, required=True)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=1883)
+    ap.add_argument("--prefix", default="pedstream/v1")
+    ap.add_argument("--session-id", default=None)
+    ap.add_argument("--id-prefix", default="bed")
+    ap.add_argument("--chunk-ms", type=float, default=50.0)
+    ap.add_argument("--wait-consumers-s", type=float, default=0.0)
+    ap.add_argument("--loop", action="store_true", help="Loop the record until terminated (no JSON line then).")
+    args = ap.parse_args(argv)
+
+    from pedstream.config import load_config
+    from pedstream.stream.replay import plan_replay
+
+    over = [f'lsl.session_id="{args.session_id}"'] if args.session_id else []
+    cfg = load_config(overrides=over)
+    plans = [plan_replay([RECORD], cfg.signal, stream_id=f"{args.id_prefix}{i:04d}",
+                         seconds=None if args.loop else args.seconds)[0]
+             for i in range(args.streams)]
+    if args.to == "mqtt":
+        from pedstream.stream.mqtt.publisher import replay_to_mqtt
+
+        sent = asyncio.run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
+                                          chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary"))
+    else:
+        from pedstream.stream.lsl.config import configure_lsl_from
+        from pedstream.stream.lsl.outlet import replay_to_lsl
+
+        configure_lsl_from(cfg.lsl)
+        sent = asyncio.run(replay_to_lsl(plans, speed=1.0, chunk_ms=args.chunk_ms, loop=args.loop,
+                                         wait_for_consumers_s=args.wait_consumers_s, linger_s=1.0))
+    sys.stdout.write(json.dumps({"sent": sent}) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
