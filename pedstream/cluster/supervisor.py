@@ -59,10 +59,13 @@ class Supervisor:
     each worker (default: the packaged model)."""
 
     def __init__(self, *, cfg: Any, workers: int, model_path: str | None = None,
-                 on_line: Callable[[str], None] | None = None, name_prefix: str = "w") -> None:
+                 on_line: Callable[[str], None] | None = None, name_prefix: str = "w", worker_cfg: Any = None) -> None:
+        """``worker_cfg``: the configuration the workers get (default ``cfg``; e.g. workers on other nodes
+        that reach the broker at another address)."""
         if workers < 1:
             raise ClusterError("--workers", f"must be at least 1 (got {workers})")
         self.cfg = cfg
+        self.worker_cfg = cfg if worker_cfg is None else worker_cfg
         self.n_workers = int(workers)
         self.model_path = model_path
         self.on_line = on_line or (lambda text: log.info("%s", text))
@@ -98,12 +101,12 @@ class Supervisor:
             reader = asyncio.get_running_loop().create_task(self._read(), name="supervisor-mqtt")
             stack.push_async_callback(self._cancel, reader)
             await asyncio.sleep(c.lock_wait_s)  # the retained lock of another supervisor arrives in this time
-            self._check_lock()
+            self._check_lock(before=True)
             await self._client.publish(lock_topic(self.prefix), self._lock_payload(), qos=1, retain=True,
                                        timeout=m.timeout_s)
             stack.push_async_callback(self._release_lock)
             await asyncio.sleep(c.lock_wait_s)  # one started at the same moment: its lock arrives in this time
-            self._check_lock()
+            self._check_lock(before=False)
             await self._client.subscribe(topic_for(self.prefix, "+", "meta"), qos=1, timeout=m.timeout_s)
             stack.push_async_callback(self._stop_workers)
             await self._start_workers()
@@ -129,13 +132,15 @@ class Supervisor:
     def _lock_payload(self) -> bytes:
         return encode_json({"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "since": self.since})
 
-    def _check_lock(self) -> None:
+    def _check_lock(self, *, before: bool) -> None:
+        """``before`` publishing ours: any other lock refuses; after: only an earlier one (two at once)."""
         other = self._foreign_lock
         if other is None:
             return
         mine = (self.since, self.id)
-        theirs = (float(other.get("since", 0) or 0), str(other.get("id", "")))
-        if theirs < mine or not self.workers:
+        since = other.get("since")
+        theirs = (float(since) if isinstance(since, (int, float)) else 0.0, str(other.get("id", "")))
+        if before or theirs < mine:
             raise ClusterError("supervisor", f"another supervisor (host {other.get('host')!s:.64}, pid "
                                              f"{other.get('pid')!s:.16}) holds {lock_topic(self.prefix)}; one per "
                                              "broker prefix (if it is gone, its Last Will frees the lock within "
@@ -160,7 +165,8 @@ class Supervisor:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == lock_topic(self.prefix):
-            if not payload:
+            if not payload:  # released (or its holder's Last Will)
+                self._foreign_lock = None
                 return
             try:
                 obj = decode_json(payload, max_bytes=4096)
@@ -197,7 +203,7 @@ class Supervisor:
         cls = ray.remote(MonitorWorker).options(num_cpus=c.worker_cpus, max_restarts=0, max_concurrency=64)
         for i in range(self.n_workers):
             name = f"{self.name_prefix}{i}"
-            self.workers[name] = WorkerHandle(name=name, actor=cls.remote(name, self.cfg, self.model_path))
+            self.workers[name] = WorkerHandle(name=name, actor=cls.remote(name, self.worker_cfg, self.model_path))
         starts = {name: h.actor.start.remote() for name, h in self.workers.items()}
         for name, ref in starts.items():
             try:

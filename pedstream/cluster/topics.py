@@ -45,6 +45,9 @@ class ClusterError(PedstreamError):
         self.reason = reason
         super().__init__(f"{what}: {reason}")
 
+    def __reduce__(self) -> tuple:  # crosses process boundaries (a Ray actor's error reaches the driver)
+        return (type(self), (self.what, self.reason))
+
 
 def rhythm_topic(prefix: str, stream_id: str) -> str:
     return f"{prefix.rstrip('/')}/{stream_id}/rhythm"
