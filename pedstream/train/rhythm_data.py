@@ -277,8 +277,9 @@ def concat_windows(sets: Sequence[WindowSet], cache_dir: str | Path) -> WindowSe
 def load_noise(noise_dir: str | Path, cfg: "Config", *, clean_dir: str | Path | None = None) -> dict[str, np.ndarray]:
     """``{name: (n, 2) float32}`` filtered noise at the model rate for ``mix.noise_records``.
 
-    ``em`` is recovered as ``118e00 - 118`` (``118`` read from ``clean_dir``, the MIT-BIH folder), kept
-    where the difference is not zero (the stress-test record adds noise in 2-minute blocks)."""
+    ``em`` is recovered as ``118e00 - 118`` (``118`` read from ``clean_dir``, the MIT-BIH folder) in
+    digital units less their constant offset in the clean stretches, kept in the seconds where it is not
+    zero (the stress-test record adds noise in blocks of minutes)."""
     import wfdb
 
     noise_dir = Path(noise_dir)
@@ -288,15 +289,17 @@ def load_noise(noise_dir: str | Path, cfg: "Config", *, clean_dir: str | Path | 
             if name == "em":
                 if clean_dir is None:
                     raise RecordError(str(noise_dir / "118e00"), "em noise needs the clean record 118 (clean_dir)")
-                # digital samples: 118e00 stores 118 - 1024 (adc zero 0 vs 1024) plus the noise, gain 200/mV
                 nr = wfdb.rdrecord(str(noise_dir / "118e00"), physical=False)
                 cr = wfdb.rdrecord(str(Path(clean_dir) / "118"), physical=False)
                 n = min(nr.sig_len, cr.sig_len)
-                d = ((nr.d_signal[:n].astype(np.float64) - nr.adc_zero[0]) - (cr.d_signal[:n].astype(np.float64)
-                     - cr.adc_zero[0])) / np.asarray(nr.adc_gain, dtype=np.float64)
+                diff = nr.d_signal[:n].astype(np.int64) - cr.d_signal[:n].astype(np.int64)  # (n, 2) digital
+                # the clean stretches differ by one constant (118e00's header has another adc zero): the mode
+                vals, counts = zip(*(np.unique(diff[:, c], return_counts=True) for c in range(diff.shape[1])))
+                offset = np.asarray([v[np.argmax(k)] for v, k in zip(vals, counts)])
+                d = (diff - offset) / np.asarray(nr.adc_gain, dtype=np.float64)  # mV
                 sec = int(nr.fs)
                 blocks = d[: d.shape[0] // sec * sec].reshape(-1, sec, d.shape[1])
-                active = np.abs(blocks).max(axis=(1, 2)) > 1e-6
+                active = np.abs(blocks).max(axis=(1, 2)) > 0
                 sig, fs = blocks[active].reshape(-1, d.shape[1]), float(nr.fs)
             else:
                 r = wfdb.rdrecord(str(noise_dir / name))
