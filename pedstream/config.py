@@ -462,6 +462,7 @@ class ClusterSection(_Section):
     heartbeat_s: float = Field(0.5, gt=0)  # the supervisor pings every worker actor this often
     heartbeat_timeout_s: float = Field(2.0, gt=0)  # a ping not answered within this is a missed heartbeat
     heartbeat_misses: int = Field(3, ge=1)  # this many missed heartbeats in a row: the worker is dead (killed, its streams move)
+    replace_dead: bool = False  # start a replacement (same name) for a dead worker; when up it takes back the streams it wins
     worker_cpus: float = Field(1.0, ge=0)  # Ray CPUs reserved per worker actor (0 = any number per node)
     worker_start_timeout_s: float = Field(60.0, gt=0)  # a worker not up (broker reached, model loaded) within this is an error
     presence_s: float = Field(5.0, gt=0)  # a worker republishes its retained presence (<prefix>/_workers/<name>) this often
