@@ -1,0 +1,96 @@
+"""`pedstream score episodes` end to end: the stream clock drives alarms in a fast replay, real
+MIT-BIH rhythm annotations scored, one clear line and exit 2 without rhythm annotations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pedstream.cli import cli
+from pedstream.config import load_config
+from pedstream.data.annotations import read_annotations, write_annotations
+from pedstream.score.replay_events import replay_events, simulate_alarms
+from pedstream.stream.replay import plan_replay
+from pedstream.stream.runner import demo_records_path, open_model
+
+REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def session(cfg):
+    return open_model(cfg, None)
+
+
+def _key(events):
+    return [(e.kind, e.label, round(e.t_signal, 6), None if e.p is None else round(e.p, 5)) for e in events
+            if e.kind in ("call", "alarm_on", "alarm_off")]
+
+
+def test_stream_clock_drives_alarms_same_events_at_speed_1_and_as_fast_as_possible(cfg, session) -> None:
+    # simulated record x003: sinus, atrial paced, then AVRT from 18.0 s; its last 14 s
+    plans = plan_replay([demo_records_path(cfg) / "x003"], cfg.signal, start_s=10.0, seconds=14.0)
+
+    async def both():
+        return await asyncio.gather(replay_events(cfg, session, plans, speed=1.0, probe=True),
+                                    replay_events(cfg, session, plans, speed=math.inf, probe=True))
+
+    real, fast = asyncio.run(both())
+    sid = plans[0].stream_id
+    slow_ev, fast_ev = _key(real.events[sid]), _key(fast.events[sid])
+    assert any(k == "alarm_on" and lab == "avrt" for k, lab, _, _ in fast_ev)  # the AVRT alarm is in the slice
+    assert sum(k == "call" for k, *_ in fast_ev) >= 5
+    assert fast_ev == slow_ev
+    # record time: the first window starts after the replay start, on the hop grid
+    assert 10.0 <= fast_ev[0][2] < 24.0
+    assert not fast.dropped_windows and not fast.dropped_samples
+    # the probed probabilities replayed through a tracker give the same calls and rhythm alarms
+    sim = _key(simulate_alarms(cfg, session.class_names, fast.probs[sid], stream=sid))
+    assert sim == [e for e in fast_ev if not (e[0] != "call" and e[1] in ("hr_high", "hr_low"))]
+
+
+def test_score_episodes_on_a_real_mitdb_excerpt(tmp_path: Path) -> None:
+    # MIT-BIH 119, first 60 s: sinus and ventricular bigeminy ('(B' -> pvc), 3 bigeminy episodes
+    data = tmp_path / "mitdb"
+    data.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(REAL / f"119.{ext}", data / f"119.{ext}")
+    out = tmp_path / "ep.json"
+    res = CliRunner().invoke(cli, ["score", "episodes", "--data", str(data), "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    pvc = rep["classes"]["pvc"]
+    assert pvc["episodes"] == 3 and pvc["detected"] + pvc["missed"] == 3
+    for k in ("episode_se", "episode_ppv", "duration_se", "duration_ppv", "time_to_alarm_s_median",
+              "time_to_alarm_s_p95"):
+        assert k in pvc
+    assert rep["records"]["119"]["rhythm_map"] == "mitdb"
+    assert rep["records"]["119"]["dropped_windows"] == 0
+    assert rep["monitored_h"] == pytest.approx((21600 - 32) / 360 / 3600, abs=1e-4)  # from the first "(N"
+    assert isinstance(rep["false_alarms_per_hour"], float)
+
+
+def test_record_without_rhythm_annotations_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    data = tmp_path / "beats-only"
+    data.mkdir()
+    for ext in ("hea", "dat"):
+        shutil.copy(REAL / f"119.{ext}", data / f"119.{ext}")
+    ann = read_annotations(REAL / "119")
+    write_annotations(data / "119", ann.select(np.asarray([s != "+" for s in ann.symbol])))
+    res = CliRunner().invoke(cli, ["score", "episodes", "--data", str(data)])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.output
+    assert lines[0].startswith("error: annotations of 119: no rhythm annotations")
+    assert "Traceback" not in res.output
