@@ -15,6 +15,9 @@
   reporting them). Its streams are assigned at once to the surviving workers with reason
   ``worker_failover``; between live workers a stream is first taken off its old worker, then given to
   the new one.
+- **Join.** :meth:`Supervisor.add_worker` starts one more worker; with ``[cluster] replace_dead`` a dead
+  worker is replaced (same name, new process). Once it is up, the next rebalance moves to it only the
+  streams it wins (reason ``worker_rebalance``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class Supervisor:
         self._foreign_lock: dict[str, Any] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._lock = asyncio.Lock()
+        self._replacing: set[asyncio.Task] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> "Supervisor":
@@ -194,38 +198,76 @@ class Supervisor:
             self._changed.set()
 
     # -- workers ------------------------------------------------------------------------------------
-    async def _start_workers(self) -> None:
+    def _launch(self, name: str) -> Any:
+        """Create the actor of worker ``name`` (replacing a dead one of that name); returns its start ref."""
         import ray
 
         from pedstream.cluster.worker import MonitorWorker
 
         c = self.cfg.cluster
         cls = ray.remote(MonitorWorker).options(num_cpus=c.worker_cpus, max_restarts=0, max_concurrency=64)
-        for i in range(self.n_workers):
-            name = f"{self.name_prefix}{i}"
-            self.workers[name] = WorkerHandle(name=name, actor=cls.remote(name, self.worker_cfg, self.model_path))
-        starts = {name: h.actor.start.remote() for name, h in self.workers.items()}
+        h = WorkerHandle(name=name, actor=cls.remote(name, self.worker_cfg, self.model_path), alive=False)
+        self.workers[name] = h
+        return h.actor.start.remote()
+
+    async def _started(self, name: str, ref: Any) -> None:
+        """Wait (bounded) for worker ``name`` to be up; any failure is one :class:`ClusterError` line."""
+        import ray
+
+        c = self.cfg.cluster
+        try:
+            async with asyncio.timeout(c.worker_start_timeout_s):
+                info = await ref
+        except TimeoutError as exc:
+            with contextlib.suppress(Exception):
+                ray.kill(self.workers[name].actor, no_restart=True)
+            raise ClusterError(f"worker {name}", f"not up within [cluster] worker_start_timeout_s = "
+                                                 f"{c.worker_start_timeout_s:g} s (no free CPU on the Ray "
+                                                 f"cluster for worker_cpus = {c.worker_cpus:g}?)") from exc
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+            if isinstance(cause, ClusterError):
+                raise ClusterError(cause.what, cause.reason) from exc
+            raise ClusterError(f"worker {name}", f"failed to start ({type(cause).__name__}: "
+                                                 f"{str(cause).splitlines()[0][:160]})") from exc
+        except ray.exceptions.RayActorError as exc:
+            raise ClusterError(f"worker {name}", f"died while starting ({str(exc).splitlines()[0][:160]})") from exc
+        h = self.workers[name]
+        h.pid, h.host, h.alive, h.misses, h.streams = info["pid"], info["host"], True, 0, set()
+        self.on_line(f"worker {name} up (pid {info['pid']} on {info['host']})")
+
+    async def _start_workers(self) -> None:
+        starts = {f"{self.name_prefix}{i}": None for i in range(self.n_workers)}
+        for name in starts:
+            starts[name] = self._launch(name)
         for name, ref in starts.items():
-            try:
-                async with asyncio.timeout(c.worker_start_timeout_s):
-                    info = await ref
-            except TimeoutError as exc:
-                raise ClusterError(f"worker {name}", f"not up within [cluster] worker_start_timeout_s = "
-                                                     f"{c.worker_start_timeout_s:g} s (no free CPU on the Ray "
-                                                     f"cluster for worker_cpus = {c.worker_cpus:g}?)") from exc
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-                if isinstance(cause, ClusterError):
-                    raise ClusterError(cause.what, cause.reason) from exc
-                raise ClusterError(f"worker {name}", f"failed to start ({type(cause).__name__}: "
-                                                     f"{str(cause).splitlines()[0][:160]})") from exc
-            except ray.exceptions.RayActorError as exc:
-                raise ClusterError(f"worker {name}", f"died while starting ({str(exc).splitlines()[0][:160]})") from exc
-            self.workers[name].pid, self.workers[name].host = info["pid"], info["host"]
-            self.on_line(f"worker {name} up (pid {info['pid']} on {info['host']})")
+            await self._started(name, ref)
+
+    async def add_worker(self, name: str | None = None) -> str:
+        """Start one more worker (or a dead one's replacement, ``name``) and let it join: the next
+        rebalance moves to it only the streams it wins (reason ``worker_rebalance``)."""
+        if name is None:
+            k = len(self.workers)
+            while f"{self.name_prefix}{k}" in self.workers:
+                k += 1
+            name = f"{self.name_prefix}{k}"
+        elif name in self.workers and self.workers[name].alive:
+            raise ClusterError(f"worker {name}", "is alive already")
+        await self._started(name, self._launch(name))
+        self._changed.set()
+        return name
+
+    async def _replace(self, name: str) -> None:
+        try:
+            await self.add_worker(name)
+        except ClusterError as exc:
+            self.on_line(f"supervisor: replacement not started: {exc}")
 
     async def _stop_workers(self) -> None:
         import ray
+
+        for task in list(self._replacing):
+            await self._cancel(task)
 
         live = [h for h in self.workers.values() if h.alive]
         refs = [h.actor.stop.remote() for h in live]
@@ -264,6 +306,10 @@ class Supervisor:
         self.deaths.append((time.monotonic(), h.name))
         self.on_line(f"worker {h.name} (pid {h.pid}) is dead: {why}; its {len(h.streams)} stream(s) move")
         self._changed.set()
+        if self.cfg.cluster.replace_dead:  # started beside the heartbeats; it joins when it is up
+            task = asyncio.get_running_loop().create_task(self._replace(h.name), name=f"replace-{h.name}")
+            self._replacing.add(task)
+            task.add_done_callback(self._replacing.discard)
 
     async def rebalance(self) -> dict[str, str]:
         """Assign every known stream over the live workers; tell each worker whose set changed."""
