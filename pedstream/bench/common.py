@@ -140,8 +140,7 @@ class CpuSampler:
     def stop(self) -> dict[str, Any]:
         wall = max(time.perf_counter() - self._t, 1e-9)
         p = os.times()
-        proc = (p.user + p.system + p.children_user + p.children_system
-                - self._proc.user - self._proc.system - self._proc.children_user - self._proc.children_system)
+        proc = p.user + p.system - self._proc.user - self._proc.system  # not the children (a publisher)
         now = _proc_stat()
         per_core = None
         if self._stat is not None and now is not None and len(now) == len(self._stat):

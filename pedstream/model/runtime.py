@@ -192,6 +192,25 @@ def select_providers(requested: Sequence[str], *, runtime_cfg: Any = None, avail
     return out
 
 
+_preloaded = False
+
+
+def _preload_gpu_libraries(ort: Any) -> None:
+    """Load the CUDA/cuDNN libraries of the nvidia-* wheels (``pedstream[gpu]``) once, before the first
+    GPU session (onnxruntime-gpu >= 1.21 does not find them on its own); a failure only means the
+    provider falls back, which the session reports."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # missing wheels: the CUDA provider then fails and ONNX Runtime falls back
+        import logging
+
+        logging.getLogger(__name__).debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 def session_options(runtime_cfg: Any, *, profile_prefix: str | None = None) -> Any:
     """``onnxruntime.SessionOptions`` from the ``[runtime]`` section: intra/inter-op threads (0 = ONNX
     Runtime's default), graph optimisation level, execution mode, thread spinning."""
@@ -259,6 +278,8 @@ class ModelSession:
         opts = session_options(runtime_cfg, profile_prefix=profile_prefix)
         try:
             with capture_output() as captured:
+                if any(n in _GPU_PROVIDERS for n, _ in chosen):
+                    _preload_gpu_libraries(ort)
                 self._sess = ort.InferenceSession(str(self.path), opts, providers=[n for n, _ in chosen],
                                                   provider_options=[o for _, o in chosen])
         except Exception as exc:

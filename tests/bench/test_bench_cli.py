@@ -1,0 +1,115 @@
+"""``pedstream bench model|engine|ingest|alarm --quick --json``: each runs through the real CLI (a
+subprocess, real ONNX Runtime, real mosquitto and LSL) and writes the documented JSON schema. Speed is
+not checked (the machine is shared); the schema and the internal consistency of the figures are."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MACHINE_KEYS = {"cpu", "cores", "load_avg", "gpus", "platform", "python", "versions", "commit", "time_utc"}
+
+
+def bench(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, dict | None]:
+    out = tmp_path / "result.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "pedstream.cli", "bench", *args, "--json", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    return proc, (json.loads(out.read_text()) if out.is_file() else None)
+
+
+def check_machine(result: dict) -> None:
+    assert MACHINE_KEYS <= set(result["machine"]), result["machine"]
+    assert result["machine"]["cores"] >= 1
+    assert result["machine"]["versions"]["onnxruntime"] or result["machine"]["versions"]["onnxruntime-gpu"]
+
+
+def test_model_quick(tmp_path: Path) -> None:
+    proc, r = bench(tmp_path, "model", "--quick", "--providers", "cpu,cuda", "--batches", "1,4", "--seconds", "0.1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert r["bench"] == "model" and r["quick"] is True and r["command"].startswith("pedstream bench model")
+    check_machine(r)
+    assert r["matmul"]["peak_gflops"] >= r["matmul"]["median_gflops"] > 0
+    ort_rows = [x for x in r["results"] if x["engine"] == "onnxruntime" and x["provider"] == "cpu"]
+    assert [x["batch"] for x in ort_rows] == [1, 4]
+    for x in ort_rows:
+        assert x["status"] == "ok" and x["calls"] >= 5 and x["io_binding"] is False
+        assert 0 < x["median_ms"] <= x["p99_ms"]
+        assert x["windows_per_s"] > 0
+    cuda = [x for x in r["results"] if x["provider"] == "cuda"]
+    if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
+        # never a CPU figure under a GPU name
+        assert len(cuda) == 1 and cuda[0]["status"].startswith("unavailable") and "windows_per_s" not in cuda[0]
+    if importlib.util.find_spec("torch") is not None:
+        assert r["flops_per_window"] > 1e6
+        for x in ort_rows:
+            assert x["gflops"] == pytest.approx(x["windows_per_s"] * r["flops_per_window"] / 1e9, rel=0.01)
+            assert x["fraction_of_peak"] == pytest.approx(x["gflops"] / r["matmul"]["peak_gflops"], abs=0.002)
+            assert x["speedup_vs_torch"] > 0
+        assert {x["batch"] for x in r["results"] if x["engine"] == "torch-eager"} == {1, 4}
+    assert "pedstream bench model" in proc.stdout  # the table
+
+
+@pytest.mark.parametrize("source", ["replay", "mqtt"])
+def test_engine_quick(tmp_path: Path, source: str) -> None:
+    proc, r = bench(tmp_path, "engine", "--quick", "--source", source, "--streams", "2", "--seconds", "3",
+                    timeout=150)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert r["bench"] == "engine" and r["source"] == source
+    check_machine(r)
+    assert isinstance(r["max_realtime_streams"], int)
+    (row,) = r["results"]
+    assert {"streams", "sustained", "e2e_ms_p99", "dropped", "realtime_ratio", "e2e_ms_p50", "cpu_per_core_pct",
+            "rss_mib", "windows", "windows_expected"} <= set(row)
+    assert row["streams"] == 2 and row["streams_seen"] == 2
+    assert row["realtime_ratio"] > 0 and row["rss_mib"] > 0
+    assert r["max_realtime_streams"] == (2 if row["sustained"] else 0)
+    if row["sustained"]:
+        assert row["dropped"] == 0 and row["e2e_ms_p99"] < 1250
+    png = Path(r["png"])
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ingest_quick(tmp_path: Path) -> None:
+    proc, r = bench(tmp_path, "ingest", "--quick", "--streams", "2", "--seconds", "2", "--peer", "mne-lsl",
+                    timeout=150)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert r["bench"] == "ingest" and r["lsl"]["scope"] == "machine" and r["lsl"]["interfaces"] == ["127.0.0.1"]
+    check_machine(r)
+    consumers = [x["consumer"] for x in r["results"]]
+    assert consumers[0] == "pedstream"
+    if importlib.util.find_spec("mne_lsl") is not None:
+        assert consumers == ["pedstream", "mne-lsl"]
+    else:
+        assert consumers == ["pedstream"] and any("mne-lsl not installed" in n for n in r["notes"])
+    for x in r["results"]:
+        assert x["streams"] == 2 and x["samples_sent"] > 0
+        assert x["lost"] == x["samples_sent"] - x["samples_received"]
+        assert x["samples_received"] > 0 and x["samples_per_s"] > 0
+
+
+def test_alarm_quick(tmp_path: Path) -> None:
+    proc, r = bench(tmp_path, "alarm", "--quick", timeout=150)
+    if not (ROOT / "bench" / "bench_alarm.py").is_file():
+        assert proc.returncode == 2 and r is None
+        assert proc.stderr.strip().splitlines() == [
+            "error: pedstream bench alarm: bench/bench_alarm.py not found: run it from a source checkout "
+            "(pip install -e . / make setup)"]
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert r["bench"] == "alarm" and r["quick"] is True
+    check_machine(r)
+
+
+def test_bad_lists_are_usage_errors(tmp_path: Path) -> None:
+    proc, r = bench(tmp_path, "model", "--batches", "1,x")
+    assert proc.returncode == 2 and r is None and "--batches" in proc.stderr and "Traceback" not in proc.stderr
+    proc, r = bench(tmp_path, "model", "--providers", "tpu")
+    assert proc.returncode == 2 and r is None and "tpu" in proc.stderr and "Traceback" not in proc.stderr
