@@ -24,9 +24,15 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Benchmarks write bench/results/*.json (the README quotes them). score qrs needs ../shared/data/mitdb.
+# pedstream bench (issue 11): model, engine (replay and MQTT), ingest (with mne-lsl: the peers extra), alarm.
 bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[peers]"
 	$(BIN)/python bench/bench_dsp.py
-	$(BIN)/python -m bench.bench_engine --streams 16,64,96,128,160 --seconds 15
+	$(BIN)/pedstream bench model --providers cpu --batches 1,8,32,128,512 --json bench/results/model.json
+	$(BIN)/pedstream bench engine --source replay --streams 100,200,400,800,1000 --seconds 20 --json bench/results/engine.json
+	$(BIN)/pedstream bench engine --source mqtt --streams 100,200,300,400 --seconds 20 --json bench/results/engine_mqtt.json
+	$(BIN)/pedstream bench ingest --streams 200 --seconds 20 --peer mne-lsl --json bench/results/ingest.json
+	$(BIN)/pedstream bench alarm --json bench/results/alarm.json
 	$(BIN)/pedstream score qrs --data ../shared/data/mitdb --peer xqrs --json bench/results/qrs_mitdb.json
 	$(BIN)/pedstream score qrs --data ../shared/data/nstdb --records 118e24 118e12 118e00 --peer xqrs --json bench/results/qrs_nstdb.json
 
