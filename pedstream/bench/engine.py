@@ -4,7 +4,8 @@ N streams of the bundled simulated record ``x001`` (977 Hz, 19 channels, looped)
 go through the whole engine (mapping, DSP, ring buffers, windows, QRS, batched ONNX Runtime,
 alarms; no dashboard, no strips):
 
-- ``--source replay``: :class:`~pedstream.stream.replay.ReplaySource` in the engine's process;
+- ``--source replay``: :class:`~pedstream.stream.replay.ReplaySource` in the engine's process, the
+  record read once into memory for all streams (:class:`MemoryRecord`: disk reads are not measured);
 - ``--source mqtt``: a private ``mosquitto`` on a free 127.0.0.1 port, the streams published by a
   separate process (``python -m pedstream.bench.publish``), the engine's
   :class:`~pedstream.stream.mqtt.source.MQTTSource` subscribed.
@@ -34,9 +35,38 @@ from typing import Any, Callable, Sequence
 from pedstream.bench.common import CpuSampler, machine_info, rss_mib
 from pedstream.bench.mosquitto import Mosquitto
 
-__all__ = ["engine_bench", "capacity_one", "RECORD", "CountingQueue", "plot_latency"]
+__all__ = ["engine_bench", "capacity_one", "RECORD", "CountingQueue", "MemoryRecord", "plot_latency", "replay_plans"]
 
 RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
+
+
+class MemoryRecord:
+    """A record read once into memory and shared by every replayed stream: the replay source's
+    per-stream disk reads (wfdb, in threads) are not part of what the engine bench measures."""
+
+    def __init__(self, rec: Any) -> None:
+        self._rec, self._sig = rec, rec.read()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rec, name)
+
+    def read(self, start: int = 0, stop: int | None = None) -> Any:
+        import dataclasses
+
+        stop = self._rec.n_samples if stop is None else stop
+        return dataclasses.replace(self._sig, data=self._sig.data[start:stop], clipped=self._sig.clipped[start:stop],
+                                   start=start)
+
+
+def replay_plans(cfg: Any, n: int) -> list[Any]:
+    """N plans of ``x001`` (ids ``bed0000``...) sharing one in-memory copy of the record."""
+    import dataclasses
+
+    from pedstream.stream.replay import plan_replay
+
+    first = plan_replay([RECORD], cfg.signal, stream_id="bed0000")[0]
+    first = dataclasses.replace(first, record=MemoryRecord(first.record))
+    return [dataclasses.replace(first, stream_id=f"bed{i:04d}") for i in range(n)]
 
 
 class CountingQueue(asyncio.Queue):
@@ -78,10 +108,9 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     q = CountingQueue()
     publisher: subprocess.Popen | None = None
     if source == "replay":
-        from pedstream.stream.replay import ReplaySource, plan_replay
+        from pedstream.stream.replay import ReplaySource
 
-        plans = [plan_replay([RECORD], cfg.signal, stream_id=f"bed{i:04d}")[0] for i in range(n)]
-        src: Any = ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
+        src: Any = ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
     else:
         from pedstream.stream.mqtt.source import MQTTSource
 
