@@ -55,8 +55,8 @@ import math
 from collections import deque
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
+from scipy.ndimage import maximum_filter1d
 
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.errors import ConfigError, StreamError
@@ -261,7 +261,8 @@ class OnlineQRSDetector:
         seg, _ = self._hist.read(lo - 1, end)
         m = np.concatenate([seg[:, 2], np.full(la, -np.inf)])  # mwi[lo - 1 : end], then nothing
         count = stop - self._next_check
-        win_max = sliding_window_view(m[1:], 2 * la + 1)[:count].max(axis=1)
+        # max over [i - la, i + la]: a running max filter, O(n) (the exact values of a sliding max)
+        win_max = maximum_filter1d(m[1:1 + 2 * la + count], 2 * la + 1, mode="nearest")[la:la + count]
         centre = m[1 + la : 1 + la + count]
         prev = m[la : la + count]
         is_peak = (centre >= win_max) & (centre > prev) & (centre > 0)
@@ -289,7 +290,8 @@ class OnlineQRSDetector:
                 break
 
     def _rr_avg(self) -> float:
-        return float(np.mean(self._rr_mwi)) if self._rr_mwi else self.fs  # default 1 s
+        # (sum / len of at most 8 ints: exactly np.mean's value, without its per-call overhead)
+        return sum(self._rr_mwi) / len(self._rr_mwi) if self._rr_mwi else self.fs  # default 1 s
 
     def _searchback_time(self) -> float:
         wait = min(math.ceil(self.searchback_factor * self._rr_avg()), self.searchback_max)

@@ -55,12 +55,13 @@ from pedstream.errors import PedstreamError
 from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker
 from pedstream.stream.banner import is_packaged_model, model_banner
+from pedstream.stream.bank import feed_round, take_chunk
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
 from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded
+from pedstream.stream.source import ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
 from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope
 
@@ -83,21 +84,6 @@ def _n_samples(ev: Any) -> int:
         return int(ev.chunk.data.shape[0])
     except Exception:  # a malformed chunk: the pipeline reports it
         return 0
-
-
-def _split(ev: ChunkReceived, k: int) -> tuple[ChunkReceived, ChunkReceived] | None:
-    """``ev``'s chunk cut after ``k`` samples (``None``: it is not longer, or cannot be cut)."""
-    c = ev.chunk
-    try:
-        if c.data.shape[0] <= k or c.timestamps is None or len(c.timestamps) != c.data.shape[0]:
-            return None
-        head = Chunk(stream_id=c.stream_id, data=c.data[:k], timestamps=c.timestamps[:k], first_index=c.first_index,
-                     seq=c.seq)
-        tail = Chunk(stream_id=c.stream_id, data=c.data[k:], timestamps=c.timestamps[k:],
-                     first_index=c.first_index + k, seq=c.seq)
-    except Exception:
-        return None
-    return ChunkReceived(head), ChunkReceived(tail)
 
 
 @dataclass(eq=False)
@@ -347,7 +333,10 @@ class Engine:
         return max(1, int(round(self.hop / self.fs * fs)))
 
     def _serve_round(self) -> None:
-        """One turn per stream with queued events: one event, a chunk cut to one hop of samples."""
+        """One turn per stream with queued events: one event, or up to one hop of its queued samples
+        (contiguous chunks merged, a longer chunk cut: :func:`pedstream.stream.bank.take_chunk`). The
+        round's chunks then go through the DSP of all their streams together (:func:`feed_round`)."""
+        chunks: list[tuple[ChunkReceived, float]] = []
         for _ in range(len(self._rr)):
             s = self.streams[self._rr.popleft()]
             q = s.pending
@@ -355,19 +344,40 @@ class Engine:
                 s.in_turn = False
                 continue
             ev, t_arr = q[0]
-            piece = _split(ev, self._slice(s.stream_id)) if isinstance(ev, ChunkReceived) else None
-            if piece is None:
-                q.popleft()
-            else:
-                ev, q[0] = piece[0], (piece[1], t_arr)
             if isinstance(ev, ChunkReceived):
+                ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
+                                          gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
                 s.pending_samples = max(0, s.pending_samples - _n_samples(ev))
-            self._handle_safe(ev, t_arr)
+                chunks.append((ev, t_arr))
+            else:
+                q.popleft()
+                self._handle_safe(ev, t_arr)
             s.last_served = time.monotonic()
             if q:
                 self._rr.append(s.stream_id)
             else:
                 s.in_turn = False
+        if chunks:
+            self._feed_round(chunks)
+
+    def _feed_round(self, chunks: list[tuple[ChunkReceived, float]]) -> None:
+        items = []
+        for ev, t_arr in chunks:
+            pipe = self._pipe(ev.chunk.stream_id)
+            if pipe is None:
+                self.ignored_chunks += 1
+            else:
+                items.append((pipe, ev.chunk, t_arr))
+        for pipe, res in feed_round(items):
+            try:
+                if isinstance(res, Exception):
+                    raise res
+                self._apply(pipe, res)
+            except PedstreamError as exc:
+                self._error(pipe.stream_id, str(exc))
+            except Exception as exc:  # one stream's failure is its error event, never the end of the run
+                log.debug("stream %s: chunk failed", pipe.stream_id, exc_info=exc)
+                self._error(pipe.stream_id, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
 
     def _handle_safe(self, ev: Any, t_received: float) -> None:
         try:

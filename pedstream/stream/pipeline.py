@@ -48,7 +48,7 @@ from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
 from pedstream.stream.source import Chunk, StreamInfo
 
-__all__ = ["Quality", "FeedResult", "StripRequest", "StreamPipeline"]
+__all__ = ["Quality", "FeedResult", "Staged", "StripRequest", "StreamPipeline"]
 
 Quality = Literal["warm-up", "ok", "loss", "clipped"]
 N_CH = len(CANONICAL_CHANNELS)
@@ -85,6 +85,18 @@ class FeedResult:
     ectopy_error: str | None = None  # the beat path failed for this stream (it is then switched off)
 
 
+@dataclass(slots=True)
+class Staged:
+    """A chunk half through :meth:`StreamPipeline.prepare`: ``y`` (k, 19) resampled samples waiting
+    for the filter bank (None: nothing to do), ``ts`` (k,) their source-clock seconds."""
+
+    res: FeedResult
+    t_received: float
+    mapped: np.ndarray | None = None
+    y: np.ndarray | None = None
+    ts: np.ndarray | None = None
+
+
 class StreamPipeline:
     """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
     at construction when none of the stream's channel names is known."""
@@ -105,6 +117,7 @@ class StreamPipeline:
         if not np.isfinite(info.fs) or info.fs <= 0:
             raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
         self.present = self.cmap.present.copy()  # (19,) bool
+        self._pidx = np.flatnonzero(self.present)
         self.mask = self.present.astype(np.float32)  # (19,) float32
         self.has_ecg = bool(self.present[:N_ECG].any())
         self.has_iegm = bool(self.present[N_ECG:].any())
@@ -116,6 +129,8 @@ class StreamPipeline:
         self.ring = RingBuffer(n_channels=N_CH, capacity=capacity, name=where)
         self.windower = Windower(window=self.window, hop=self.hop, start=self._first_start(0))
         self.qrs = self._new_qrs()
+        self._qrs_pending: list[np.ndarray] = []  # filtered QRS lead not yet fed to the detector
+        self._qrs_pending_n = 0
         self.segment_start = 0  # ring index where the current clean segment began
         self.segment_t0: float | None = None  # source timestamp of the segment's first sample
         self.expected_index: int | None = None
@@ -162,6 +177,7 @@ class StreamPipeline:
     def heart_rate(self) -> float | None:
         if self.qrs is None:
             return None
+        self._qrs_flush()
         hr = self.qrs.heart_rate()
         if hr is None or not np.isfinite(hr) or hr <= 0:
             return None
@@ -180,6 +196,7 @@ class StreamPipeline:
         self.resampler.reset()
         self.filters.reset()
         self.qrs = self._new_qrs()
+        self._qrs_pending, self._qrs_pending_n = [], 0
         if self.ectopy is not None:
             self.ectopy.reset()
         self.segment_start = self.ring.total_written
@@ -215,17 +232,19 @@ class StreamPipeline:
 
     def _update_clipping(self, raw: np.ndarray) -> None:
         """Rail-stuck samples: equal to the previous sample and at the channel's running |max|."""
-        p = self.present
-        x = raw[:, p].astype(np.float64)  # (n, n_present)
-        if x.size == 0:
+        idx = self._pidx
+        if idx.size == 0 or raw.shape[0] == 0:
             return
+        x = raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
         absx = np.abs(x)
-        absmax = np.maximum(self._absmax[p], absx.max(axis=0))  # (n_present,)
-        self._absmax[p] = absmax
-        prev = np.vstack([self._prev[p][None, :], x[:-1]])
-        stuck = (x == prev) & (absx >= 0.999 * absmax) & (absmax > 0.5)
-        self._prev[p] = x[-1]
-        n, s = x.size, int(stuck.sum())
+        absmax = np.maximum(self._absmax[idx], absx.max(axis=0))  # (n_present,) float64
+        self._absmax[idx] = absmax
+        eq = np.empty(x.shape, dtype=bool)
+        np.equal(x[0], self._prev[idx], out=eq[0])
+        np.equal(x[1:], x[:-1], out=eq[1:])
+        s = int((eq & (absx >= 0.999 * absmax) & (absmax > 0.5)).sum()) if eq.any() else 0
+        self._prev[idx] = x[-1]
+        n = x.size
         self._clip_hist.append((n, s))
         self._clip_n += n
         self._clip_stuck += s
@@ -236,6 +255,13 @@ class StreamPipeline:
 
     def feed(self, chunk: Chunk, t_received: float) -> FeedResult:
         """Process one chunk; ``t_received`` is the monotonic time it arrived."""
+        staged = self.prepare(chunk, t_received)
+        return self.complete(staged, None if staged.y is None or not len(staged.y) else self.filters.process(staged.y))
+
+    def prepare(self, chunk: Chunk, t_received: float) -> Staged:
+        """First half of :meth:`feed`: checks, gaps, channel mapping, clipping and resampling. The
+        returned ``staged.y`` (k, 19) still has to go through this stream's filter bank (alone, or
+        with other streams' in one call: :class:`pedstream.dsp.bank.BankFilter`), then :meth:`complete`."""
         res = FeedResult()
         data = np.asarray(chunk.data)
         if data.ndim != 2 or data.shape[1] != self.info.n_channels:
@@ -243,7 +269,7 @@ class StreamPipeline:
                                               f"for channels {self.info.channel_names}")
         n = data.shape[0]
         if n == 0:
-            return res
+            return Staged(res=res, t_received=t_received)
         if not np.isfinite(data).all():
             raise StreamError(self.stream_id, "chunk contains NaN/inf samples")
         reason = self._gap_reason(chunk)
@@ -266,8 +292,19 @@ class StreamPipeline:
         mapped = self.cmap.apply(data)  # (n, 19) float32 mV
         self._update_clipping(mapped)
         self._last_mapped = mapped[-1].copy()
-        if not self._run_dsp(mapped, res, t_received):
+        y, ts = self._resample(mapped)
+        return Staged(res=res, t_received=t_received, mapped=mapped, y=y, ts=ts)
+
+    def complete(self, staged: Staged, filt: np.ndarray | None) -> FeedResult:
+        """Second half of :meth:`feed`: ``filt`` is ``staged.y`` through this stream's filter bank
+        (None when ``staged.y`` is empty); ring, QRS, beat path, windows, strips."""
+        res, t_received, mapped = staged.res, staged.t_received, staged.mapped
+        if mapped is None:
             return res
+        if filt is None or not len(filt):
+            self._ectopy(res, mapped, [], t_received)
+            return res
+        self._store(filt, staged.ts, mapped, res, t_received)
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
@@ -283,20 +320,48 @@ class StreamPipeline:
         res.strips = self._ready_strips()
         return res
 
-    def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
-        """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;
-        False when the resampler produced no output sample yet."""
+    def _resample(self, mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mapped samples (n, 19) -> ((k, 19) at self.fs, (k,) source-clock seconds)."""
         y = self.resampler.process(mapped)  # (k, 19) at self.fs
-        if y.shape[0] == 0:
-            self._ectopy(res, mapped, [], t_received)
-            return False
         first_out = self.resampler.samples_out - y.shape[0]
         ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
                                                   dtype=np.float64)
-        filt = self.filters.process(y)  # (k, 19) float32
+        return y, ts
+
+    def _store(self, filt: np.ndarray, ts: np.ndarray, mapped: np.ndarray, res: FeedResult, t_received: float) -> None:
+        """Filtered samples (k, 19) into the ring, the QRS detector and the beat path.
+
+        The QRS detector is fed at most once a hop (its lead is staged until then, or until the
+        heart rate is read), which gives the same detections as feeding every chunk (it is
+        chunk-size invariant) at a fraction of the calls; with a beat path it is fed every chunk
+        (the beat path needs the R peaks as they come)."""
         self.ring.write(filt, ts)
-        peaks = self.qrs.process(filt[:, self.qrs_channel]) if self.qrs is not None else []
-        self._ectopy(res, mapped, peaks, t_received)
+        if self.qrs is None:
+            self._ectopy(res, mapped, [], t_received)
+            return
+        self._qrs_pending.append(filt[:, self.qrs_channel])
+        self._qrs_pending_n += filt.shape[0]
+        if self.ectopy is not None:
+            self._ectopy(res, mapped, self._qrs_flush(), t_received)
+        elif self._qrs_pending_n >= self.hop:
+            self._qrs_flush()
+
+    def _qrs_flush(self) -> list[int]:
+        """Feed the staged QRS lead to the detector; its new R peaks."""
+        if not self._qrs_pending or self.qrs is None:
+            return []
+        lead = self._qrs_pending[0] if len(self._qrs_pending) == 1 else np.concatenate(self._qrs_pending)
+        self._qrs_pending, self._qrs_pending_n = [], 0
+        return self.qrs.process(lead)
+
+    def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
+        """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;
+        False when the resampler produced no output sample yet."""
+        y, ts = self._resample(mapped)
+        if y.shape[0] == 0:
+            self._ectopy(res, mapped, [], t_received)
+            return False
+        self._store(self.filters.process(y), ts, mapped, res, t_received)
         return True
 
     def _bridgeable(self, chunk: Chunk) -> int:

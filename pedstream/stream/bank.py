@@ -1,0 +1,128 @@
+"""One round of the engine's ingest through the DSP of all its streams together.
+
+The engine serves its streams round-robin (``Engine._serve_round``): each stream with queued
+chunks gets one turn of at most one hop of samples. This module makes a round cheap:
+
+* :func:`take_chunk`: a stream's turn takes *all* its queued contiguous chunks up to one hop
+  (merged into one chunk) instead of one chunk. A chunk is merged only when the pipeline would
+  have seen no gap between the two (next sample index, timestamps within ``gap_tolerance_s``,
+  finite data of the same width), and the DSP is chunk-size invariant, so the result is the one
+  of feeding them one by one. When the engine keeps up, a turn is one chunk as before; when it
+  falls behind, the Python cost per stream is spread over more samples instead of growing with
+  the number of chunks. The merged chunk carries the arrival time of its FIRST chunk, so the
+  end-to-end latency reported is never flattered.
+* :func:`feed_round`: the round's chunks go through :meth:`StreamPipeline.prepare` (checks,
+  gaps, channel map, clipping, resampling) per stream, then through the filter banks of all
+  streams at once (:func:`pedstream.dsp.bank.filter_many`: one ``sosfilt`` call per band for
+  every group of streams with the same rate and chunk length), then :meth:`StreamPipeline.complete`
+  (ring, QRS, windows) per stream. Bit-for-bit the result of ``StreamPipeline.feed`` per chunk
+  (``tests/stream/test_bank.py``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from pedstream.dsp.bank import filter_many
+from pedstream.stream.pipeline import FeedResult, Staged, StreamPipeline
+from pedstream.stream.source import Chunk, ChunkReceived
+
+__all__ = ["take_chunk", "feed_round"]
+
+
+def _rows(chunk: Chunk) -> int | None:
+    d = getattr(chunk, "data", None)
+    ts = getattr(chunk, "timestamps", None)
+    if not isinstance(d, np.ndarray) or d.ndim != 2 or not isinstance(ts, np.ndarray) or ts.shape != (d.shape[0],):
+        return None
+    return d.shape[0]
+
+
+def _follows(a: Chunk, b: Chunk, fs: float | None, gap_tolerance_s: float) -> bool:
+    """``b`` continues ``a`` without anything the pipeline would call a gap (and both are clean)."""
+    na, nb = _rows(a), _rows(b)
+    if na is None or nb is None or na == 0 or nb == 0 or not fs or a.data.shape[1] != b.data.shape[1]:
+        return False
+    if int(b.first_index) != int(a.first_index) + na:
+        return False
+    t0, t1 = float(a.timestamps[-1]), float(b.timestamps[0])
+    if not (np.isfinite(t0) and np.isfinite(t1)) or abs(t1 - t0 - 1.0 / fs) > gap_tolerance_s:
+        return False
+    return bool(np.isfinite(a.data).all() and np.isfinite(b.data).all())
+
+
+def _cut(chunk: Chunk, k: int) -> tuple[Chunk, Chunk]:
+    head = Chunk(stream_id=chunk.stream_id, data=chunk.data[:k], timestamps=chunk.timestamps[:k],
+                 first_index=chunk.first_index, seq=chunk.seq)
+    tail = Chunk(stream_id=chunk.stream_id, data=chunk.data[k:], timestamps=chunk.timestamps[k:],
+                 first_index=chunk.first_index + k, seq=chunk.seq)
+    return head, tail
+
+
+def take_chunk(q: deque, limit: int, *, fs: float | None, gap_tolerance_s: float) -> tuple[ChunkReceived, float, int]:
+    """Take one turn's samples from a stream's queue of ``(event, arrival)`` whose head is a
+    :class:`ChunkReceived`: the head chunk cut to ``limit`` samples (the rest stays queued), or the
+    head merged with the contiguous chunks after it up to ``limit`` samples in all (the last one
+    cut). Returns ``(event, arrival of its first chunk, chunks taken whole)``."""
+    ev, t_arr = q.popleft()
+    chunk = ev.chunk
+    n = _rows(chunk)
+    if n is None:  # malformed: the pipeline reports it
+        return ev, t_arr, 1
+    if n > limit:
+        head, tail = _cut(chunk, limit)
+        q.appendleft((ChunkReceived(tail), t_arr))
+        return ChunkReceived(head), t_arr, 0
+    parts, whole = [chunk], 1
+    while n < limit and q and isinstance(q[0][0], ChunkReceived) and _follows(parts[-1], q[0][0].chunk, fs,
+                                                                                   gap_tolerance_s):
+        nxt_ev, nxt_t = q.popleft()
+        nxt = nxt_ev.chunk
+        k = nxt.data.shape[0]
+        if n + k > limit:
+            nxt, tail = _cut(nxt, limit - n)
+            q.appendleft((ChunkReceived(tail), nxt_t))
+            k = limit - n
+        else:
+            whole += 1
+        parts.append(nxt)
+        n += k
+    if len(parts) == 1:
+        return ev, t_arr, whole
+    merged = Chunk(stream_id=chunk.stream_id, data=np.concatenate([p.data for p in parts]),
+                   timestamps=np.concatenate([p.timestamps for p in parts]), first_index=chunk.first_index,
+                   seq=chunk.seq)
+    return ChunkReceived(merged), t_arr, whole
+
+
+def feed_round(items: Sequence[tuple[StreamPipeline, Chunk, float]]) -> list[tuple[StreamPipeline, FeedResult | Exception]]:
+    """``[(pipe, pipe.feed(chunk, t))]`` for chunks of distinct streams, the filter banks of all of
+    them run together. A stream whose chunk fails gets its exception in place of a result (the
+    others carry on)."""
+    staged: list[tuple[StreamPipeline, Staged | Exception]] = []
+    for pipe, chunk, t in items:
+        try:
+            staged.append((pipe, pipe.prepare(chunk, t)))
+        except Exception as exc:  # noqa: BLE001 - reported per stream by the caller
+            staged.append((pipe, exc))
+    todo = [k for k, (_, st) in enumerate(staged) if isinstance(st, Staged) and st.y is not None and len(st.y)]
+    outs = filter_many([staged[k][0].filters for k in todo], [staged[k][1].y for k in todo],  # type: ignore[union-attr]
+                       return_errors=True)
+    filt: dict[int, np.ndarray | Exception] = dict(zip(todo, outs))
+    out: list[tuple[StreamPipeline, FeedResult | Exception]] = []
+    for k, (pipe, st) in enumerate(staged):
+        if isinstance(st, Exception):
+            out.append((pipe, st))
+            continue
+        f = filt.get(k)
+        if isinstance(f, Exception):
+            out.append((pipe, f))
+            continue
+        try:
+            out.append((pipe, pipe.complete(st, f)))
+        except Exception as exc:  # noqa: BLE001
+            out.append((pipe, exc))
+    return out
