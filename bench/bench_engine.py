@@ -80,11 +80,36 @@ def throughput(session, batches: list[int], min_s: float = 1.5) -> list[dict]:
     return out
 
 
-async def capacity_one(cfg, session, n: int, seconds: float) -> dict:
+class _PreloadedRecord:
+    """The record read once into memory, shared by every stream (``--preload``): the replay source's
+    per-stream disk reads (wfdb, in threads) are then not part of the measurement."""
+
+    def __init__(self, rec) -> None:
+        self._rec, self._sig = rec, rec.read()
+
+    def __getattr__(self, name):
+        return getattr(self._rec, name)
+
+    def read(self, start: int = 0, stop: int | None = None):
+        import dataclasses
+
+        stop = self._rec.n_samples if stop is None else stop
+        return dataclasses.replace(self._sig, data=self._sig.data[start:stop], clipped=self._sig.clipped[start:stop],
+                                   start=start)
+
+
+async def capacity_one(cfg, session, n: int, seconds: float, preload: bool = False) -> dict:
+    import dataclasses
+
     from pedstream.stream.engine import Engine
     from pedstream.stream.replay import ReplaySource, plan_replay
 
-    plans = [plan_replay([RECORD], cfg.signal, stream_id=f"bed{i:03d}")[0] for i in range(n)]
+    if preload:
+        first = plan_replay([RECORD], cfg.signal, stream_id="bed000")[0]
+        first = dataclasses.replace(first, record=_PreloadedRecord(first.record))
+        plans = [dataclasses.replace(first, stream_id=f"bed{i:03d}") for i in range(n)]
+    else:
+        plans = [plan_replay([RECORD], cfg.signal, stream_id=f"bed{i:03d}")[0] for i in range(n)]
     q: asyncio.Queue = asyncio.Queue()
     src = ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +144,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--batches", default="1,2,4,8,16,32")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--preload", action="store_true",
+                    help="read the record once into memory for all streams (no per-stream wfdb reads in the source)")
     args = ap.parse_args()
     cfg = load_config(overrides=["alarms.strips=false"])
     from pedstream.model.runtime import ModelSession, expected_metadata
@@ -140,7 +167,7 @@ def main() -> None:
     print("real-time capacity (977 Hz x 19 channels per stream, replay speed 1):")
     cap = []
     for n in (int(x) for x in args.streams.split(",")):
-        r = asyncio.run(capacity_one(cfg, session, n, args.seconds))
+        r = asyncio.run(capacity_one(cfg, session, n, args.seconds, preload=args.preload))
         cap.append(r)
         if not r["sustained"]:
             break
@@ -149,7 +176,7 @@ def main() -> None:
         "model": str(model), "model_note": note, "providers": session.providers,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "config": {"max_batch": cfg.stream.max_batch, "max_wait_ms": cfg.stream.max_wait_ms,
-                   "queue_windows": cfg.stream.queue_windows, "window_s": cfg.segments.window_s, "hop_s": cfg.segments.hop_s},
+                   "queue_windows": cfg.stream.queue_windows, "preload": args.preload, "window_s": cfg.segments.window_s, "hop_s": cfg.segments.hop_s},
         "throughput": thr, "capacity": cap, "max_sustained_streams": max(sustained) if sustained else 0,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
