@@ -155,11 +155,11 @@ def render_central(central: Central, *, now: float | None = None) -> Group:
     s = central.summary()
     footer = Text(f"streams {s['streams']} · workers up {s['workers_up']} · alarms active {s['alarms_active']} · "
                   f"events {s['events']} · rejected messages {s['rejected']} · "
-                  f"broker {central.cfg.mqtt.host}:{central.cfg.mqtt.port} {central.prefix}/")
+                  f"{central.cfg.mqtt.host}:{central.cfg.mqtt.port} {central.prefix}/")
     return Group(table, workers, footer)
 
 
-def export_central(central: Central, path: Path | str, *, width: int = 110, now: float | None = None) -> Path:
+def export_central(central: Central, path: Path | str, *, width: int = 120, now: float | None = None) -> Path:
     """One frame of the central dashboard as SVG (``.svg``) or text (``.txt``)."""
     path = Path(path)
     console = Console(record=True, width=width, file=io.StringIO(), force_terminal=True, color_system="truecolor")

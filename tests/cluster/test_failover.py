@@ -4,7 +4,8 @@ calls again on a surviving worker within FAILOVER_BOUND_S, and no other stream m
 calls go on from the same worker, window after window). The central station sees every call of every
 worker, and its events file holds them all.
 
-PEDSTREAM_CAPTURE_CENTRAL=docs/central.svg writes the central dashboard (just before the kill) there."""
+PEDSTREAM_CAPTURE_CENTRAL=docs/central.svg writes the central dashboard just before the kill there, and
+the one after the failover beside it (docs/central-failover.svg)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ async def test_sigkill_one_worker_its_streams_move_and_no_other_stream_loses_a_c
                     seen_until = time.monotonic() + 2 * cfg.segments.hop_s + 1.0
                     while time.monotonic() < seen_until:
                         await asyncio.sleep(0.1)  # collecting events for a fixed span after the failover
+                    if capture:
+                        export_central(central, capture.replace(".svg", "-failover.svg"))
                 finally:
                     stop.set()
                     await runner
