@@ -1,0 +1,114 @@
+"""Graph rewrites applied to an exported model that keep its math (needs the ``onnx`` package).
+
+:func:`fuse_gelu`: torch's exact (erf) GELU is exported as five nodes,
+``Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(0.5) -> Mul(x)`` (or with the ``0.5`` on ``x``), a form ONNX
+Runtime's own GELU fusion does not recognise, so every GELU runs as five element-wise passes over the
+tensor. Each such group becomes one ``com.microsoft.Gelu`` node (ONNX Runtime's contrib op, the same
+``0.5 x (1 + erf(x / sqrt 2))``; outputs differ only by float32 rounding, about 1e-6). Profile of the
+demo model at batch 32 on 2 cores: Erf + its Div/Add/Mul were about a fifth of the kernel time.
+
+    python -m pedstream.model.graph_opt IN.onnx OUT.onnx   # rewrite an already exported file
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+__all__ = ["fuse_gelu", "main"]
+
+_SQRT2 = float(np.sqrt(2.0))
+
+
+def _scalar(inits: dict[str, Any], name: str) -> float | None:
+    arr = inits.get(name)
+    if arr is None or arr.size != 1:
+        return None
+    return float(arr.reshape(()))
+
+
+def fuse_gelu(proto: Any) -> int:
+    """Replace each exact-GELU group of ``proto`` (an ``onnx.ModelProto``, in place) by one
+    ``com.microsoft.Gelu``; returns how many were fused. Unused constants are removed."""
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+
+    def only(name: str) -> Any | None:
+        c = consumers.get(name, [])
+        return c[0] if len(c) == 1 and name not in graph_outputs else None
+
+    removed: set[int] = set()
+    replace: dict[int, Any] = {}
+    for erf in [n for n in g.node if n.op_type == "Erf" and n.domain in ("", "ai.onnx")]:
+        div = producer.get(erf.input[0])
+        if div is None or div.op_type != "Div" or not np.isclose(_scalar(inits, div.input[1]) or 0.0, _SQRT2):
+            continue
+        x = div.input[0]
+        add = only(erf.output[0])
+        if add is None or add.op_type != "Add":
+            continue
+        one = [i for i in add.input if i != erf.output[0]]
+        if len(one) != 1 or _scalar(inits, one[0]) != 1.0:
+            continue
+        nxt = only(add.output[0])
+        if nxt is None or nxt.op_type != "Mul" or only(div.output[0]) is not erf:
+            continue
+        other = [i for i in nxt.input if i != add.output[0]]
+        if len(other) != 1:
+            continue
+        if _scalar(inits, other[0]) == 0.5:  # 0.5 * (1 + erf) first, then x * that
+            last = only(nxt.output[0])
+            if last is None or last.op_type != "Mul" or x not in last.input:
+                continue
+            group = [div, erf, add, nxt, last]
+        else:  # (x * 0.5) * (1 + erf)
+            half = producer.get(other[0])
+            if (half is None or half.op_type != "Mul" or x not in half.input or only(half.output[0]) is not nxt
+                    or _scalar(inits, [i for i in half.input if i != x][0]) != 0.5):
+                continue
+            group, last = [div, erf, add, half, nxt], nxt
+        if any(id(n) in removed for n in group):
+            continue
+        removed.update(id(n) for n in group)
+        replace[id(last)] = helper.make_node("Gelu", [x], [last.output[0]], domain="com.microsoft",
+                                             name=f"{last.name or erf.name}_gelu")
+    if not replace:
+        return 0
+    nodes = [replace.get(id(n), n) for n in g.node if id(n) not in removed or id(n) in replace]
+    del g.node[:]
+    g.node.extend(nodes)
+    used = {i for n in g.node for i in n.input}
+    keep = [i for i in g.initializer if i.name in used or i.name in graph_outputs]
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    if not any(o.domain == "com.microsoft" for o in proto.opset_import):
+        proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return len(replace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import onnx
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m pedstream.model.graph_opt IN.onnx OUT.onnx", file=sys.stderr)
+        return 2
+    proto = onnx.load(args[0])
+    n = fuse_gelu(proto)
+    onnx.save(proto, args[1])
+    print(f"{args[1]}: {n} GELU groups fused")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
