@@ -17,6 +17,9 @@ Method (everything in one process, one run):
 - **FLOPs per window**: :func:`pedstream.model.flops.count_flops` (needs torch; conv/linear/matmul
   at 2 FLOPs per MAC plus an element-wise estimate): ``gflops`` = windows/s x FLOPs per window.
 
+- **profile**: ONNX Runtime's profiler on the CPU at batch 32: kernel time per operator type
+  (``ort_profile_cpu``), so where the time goes is in the result.
+
 A requested provider that is not installed, or that ONNX Runtime fell back from, is a row with
 ``status`` saying so, never a silent CPU figure under a GPU name.
 """
@@ -32,7 +35,7 @@ import numpy as np
 
 from pedstream.bench.common import machine_info, summary_ms
 
-__all__ = ["PROVIDERS", "matmul_peak", "time_calls", "model_bench", "flops_per_window"]
+__all__ = ["PROVIDERS", "matmul_peak", "time_calls", "model_bench", "flops_per_window", "ort_profile"]
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
@@ -86,6 +89,41 @@ def flops_per_window(model_config: dict[str, Any]) -> tuple[Any, int | None, str
     model = build_model(ModelConfig.from_dict(model_config)).eval()
     report = count_flops(model)
     return model, report.total_flops, report.summary()
+
+
+def ort_profile(cfg: Any, model: Path, *, batch: int = 32, runs: int = 20, top: int = 12) -> dict[str, Any]:
+    """ONNX Runtime's profiler on the CPU at ``batch``: kernel time per operator type (ms per run, share of
+    the kernel total, node count), largest first, plus the kernel total and the wall time per run."""
+    import json
+    import tempfile
+
+    from pedstream.model.runtime import ModelSession
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sess = ModelSession(path=model, providers=["CPUExecutionProvider"], runtime_cfg=cfg.runtime, max_batch=batch,
+                            profile_prefix=str(Path(tmp) / "ort"))
+        x = _inputs(sess._shapes, batch, np.random.default_rng(2))
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            sess.run(x["ecg"], x["iegm"], x["mask"], rr=x.get("rr"))
+        wall = (time.perf_counter() - t0) / runs
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    per_op: dict[str, list[float]] = {}
+    warm = None
+    for e in events:  # the warm-up runs of the session come first: count only the last `runs` model runs
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            warm = e["ts"] if warm is None else warm
+    runs_ts = sorted(e["ts"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    start = runs_ts[-runs] if len(runs_ts) >= runs else 0
+    for e in events:
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time") and e["ts"] >= start:
+            op = e.get("args", {}).get("op_name", "?")
+            per_op.setdefault(op, []).append(float(e["dur"]))
+    total = sum(sum(v) for v in per_op.values()) or 1.0
+    rows = sorted(({"op": op, "ms_per_run": round(sum(v) / runs / 1000, 3), "share": round(sum(v) / total, 3),
+                    "nodes": len(v) // runs} for op, v in per_op.items()), key=lambda r: -r["ms_per_run"])
+    return {"batch": batch, "runs": runs, "wall_ms_per_run": round(1000 * wall, 2),
+            "kernel_ms_per_run": round(total / runs / 1000, 2), "ops": rows[:top]}
 
 
 def _inputs(shapes: dict[str, tuple[int, ...]], batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -143,6 +181,7 @@ def model_bench(cfg: Any, *, model: Path, providers: Sequence[str], batches: Seq
             rows.append({"engine": "torch-eager", "provider": "cpu", "batch": b, "status": "ok",
                          "threads": torch.get_num_threads(), **r})
             log(f"  torch eager cpu      batch {b:5d}: {r['windows_per_s']:9.1f} windows/s, median {r['median_ms']:.2f} ms")
+    profile = ort_profile(cfg, model, runs=5 if quick else 20) if "cpu" in providers else None
     eager = {r["batch"]: r["windows_per_s"] for r in rows if r["engine"] == "torch-eager"}
     for r in rows:
         if r.get("status") != "ok":
@@ -158,5 +197,6 @@ def model_bench(cfg: Any, *, model: Path, providers: Sequence[str], batches: Seq
             "flops_per_window": flops, "flops_note": flop_note, "matmul": peak,
             "runtime": {k: getattr(rt, k, None) for k in ("intra_op_threads", "inter_op_threads", "graph_optimization",
                                                           "execution_mode", "io_binding")},
+            "ort_profile_cpu": profile,
             "torch_weights": "random (same architecture and cost as the model)" if torch_model is not None else None,
             "results": rows}
