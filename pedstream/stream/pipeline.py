@@ -117,7 +117,8 @@ class StreamPipeline:
         if not np.isfinite(info.fs) or info.fs <= 0:
             raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
         self.present = self.cmap.present.copy()  # (19,) bool
-        self._pidx = np.flatnonzero(self.present)
+        self._pidx = np.flatnonzero(self.present)  # canonical columns present
+        self._src = self.cmap.source_index[self._pidx]  # the source column of each
         self.mask = self.present.astype(np.float32)  # (19,) float32
         self.has_ecg = bool(self.present[:N_ECG].any())
         self.has_iegm = bool(self.present[N_ECG:].any())
@@ -242,7 +243,8 @@ class StreamPipeline:
         eq = np.empty(x.shape, dtype=bool)
         np.equal(x[0], self._prev[idx], out=eq[0])
         np.equal(x[1:], x[:-1], out=eq[1:])
-        s = int((eq & (absx >= 0.999 * absmax) & (absmax > 0.5)).sum()) if eq.any() else 0
+        thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
+        s = int(np.count_nonzero(eq & (absx >= thr))) if eq.any() else 0
         self._prev[idx] = x[-1]
         n = x.size
         self._clip_hist.append((n, s))
@@ -261,7 +263,7 @@ class StreamPipeline:
     def prepare(self, chunk: Chunk, t_received: float) -> Staged:
         """First half of :meth:`feed`: checks, gaps, channel mapping, clipping and resampling. The
         returned ``staged.y`` (k, 19) still has to go through this stream's filter bank (alone, or
-        with other streams' in one call: :class:`pedstream.dsp.bank.BankFilter`), then :meth:`complete`."""
+        with other streams' in one call: :func:`pedstream.dsp.bank.filter_many`), then :meth:`complete`."""
         res = FeedResult()
         data = np.asarray(chunk.data)
         if data.ndim != 2 or data.shape[1] != self.info.n_channels:
@@ -289,7 +291,8 @@ class StreamPipeline:
             self.last_ts = float(chunk.timestamps[-1])
             if self.segment_t0 is None:
                 self.segment_t0 = float(chunk.timestamps[0])
-        mapped = self.cmap.apply(data)  # (n, 19) float32 mV
+        mapped = np.zeros((n, len(self.cmap.target)), dtype=np.float32)  # (n, 19) mV: self.cmap.apply(data), cached indices
+        mapped[:, self._pidx] = data[:, self._src]
         self._update_clipping(mapped)
         self._last_mapped = mapped[-1].copy()
         y, ts = self._resample(mapped)
