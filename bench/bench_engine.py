@@ -114,10 +114,10 @@ async def capacity_one(cfg, session, n: int, seconds: float, preload: bool = Fal
     src = ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
     with tempfile.TemporaryDirectory() as tmp:
         eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp))
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         async with eng:
             await asyncio.sleep(seconds)  # the measurement period of a real-time run
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     s = eng.summary()
     hop_ms = cfg.segments.hop_s * 1000
     # windows that the samples sent make complete (first window starts after the filter settles)
@@ -130,10 +130,15 @@ async def capacity_one(cfg, session, n: int, seconds: float, preload: bool = Fal
     res = {"streams": n, "seconds": round(wall, 1), "windows": s["windows_classified"], "windows_expected": expected,
            "windows_behind": behind, "realtime_ratio": round(ratio, 3), "dropped": s["dropped_windows"],
            "e2e_ms_p50": s["e2e_latency_ms_p50"], "e2e_ms_p99": s["e2e_latency_ms_p99"],
-           "inference_ms_p50": s["inference_ms_p50"], "batch_mean": s["batch_mean"], "sustained": sustained}
+           "inference_ms_p50": s["inference_ms_p50"], "batch_mean": s["batch_mean"], "sustained": sustained,
+           # CPU seconds this process used (all threads) per second of one stream's signal delivered: the cost
+           # per stream, which a busy shared machine changes much less than the wall-clock figures
+           "cpu_s": round(cpu, 2), "cpu_ms_per_stream_s": round(1000 * cpu / max(ratio * n * wall, 1e-9), 3),
+           "loadavg_1m": round(os.getloadavg()[0], 2)}
     print(f"  {n:3d} streams: {res['windows']}/{expected} windows, real-time ratio {ratio:.2f}, dropped {res['dropped']}, e2e ms p50 "
           f"{res['e2e_ms_p50'] or float('nan'):.1f} p99 {res['e2e_ms_p99'] or float('nan'):.1f}, "
-          f"batch {res['batch_mean'] or 0:.2f} -> {'sustained' if sustained else 'NOT sustained'}", flush=True)
+          f"batch {res['batch_mean'] or 0:.2f}, CPU {res['cpu_ms_per_stream_s']:.2f} ms per stream-second (load "
+          f"{res['loadavg_1m']}) -> {'sustained' if sustained else 'NOT sustained'}", flush=True)
     return res
 
 
