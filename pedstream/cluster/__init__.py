@@ -2,6 +2,7 @@
 
 - :mod:`.supervisor`: the Ray driver: streams from the retained metas, worker actors, rendezvous
   assignment over the live workers, failover on death (Ray actor death or missed heartbeats);
+- :mod:`.link`: the supervisor's broker connection, lock and stream discovery (reconnecting);
 - :mod:`.worker`: one worker actor: the engine over its assigned streams, events to
   ``<prefix>/<stream>/rhythm``, alarm state retained on ``<prefix>/<stream>/alarm``, presence on
   ``<prefix>/_workers/<worker>``;

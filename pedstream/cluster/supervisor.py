@@ -34,10 +34,10 @@ from typing import Any, Callable
 
 import aiomqtt
 
-from pedstream.cluster.topics import ClusterError, alarm_topic, decode_json, encode_json, lock_topic
+from pedstream.cluster.link import BrokerLink
+from pedstream.cluster.topics import ClusterError, alarm_topic, lock_topic
 from pedstream.stream.assign import assign_all
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error
-from pedstream.stream.mqtt.wire import STREAM_ID_RE, topic_for
+from pedstream.stream.mqtt.wire import topic_for
 
 __all__ = ["Supervisor", "WorkerHandle"]
 
@@ -55,7 +55,7 @@ class WorkerHandle:
     streams: set[str] = field(default_factory=set)
 
 
-class Supervisor:
+class Supervisor(BrokerLink):
     """``async with Supervisor(cfg=cfg, workers=3) as sup: await sup.run(stop)`` (Ray must be initialised).
 
     ``on_line(text)`` receives one line per change (assignment, death); ``model_path`` is passed to
@@ -88,19 +88,16 @@ class Supervisor:
         self._stack: contextlib.AsyncExitStack | None = None
         self._lock = asyncio.Lock()
         self._replacing: set[asyncio.Task] = set()
+        self.fatal: ClusterError | None = None  # set when this supervisor must stop (see _read)
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def __aenter__(self) -> "Supervisor":
         m, c = self.cfg.mqtt, self.cfg.cluster
-        self._client = make_client(m.host, m.port, identifier=f"pedstream-sup-{uuid.uuid4().hex[:10]}",
-                                   auth=MQTTAuth.from_section(m), timeout_s=m.timeout_s, keepalive_s=m.keepalive_s,
-                                   will=aiomqtt.Will(lock_topic(self.prefix), b"", qos=1, retain=True))
         async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._close_client)
             try:
-                await stack.enter_async_context(self._client)
-                await self._client.subscribe(lock_topic(self.prefix), qos=1, timeout=m.timeout_s)
+                await self._connect()
             except aiomqtt.MqttError as exc:
-                retrieve_disconnect_error(self._client)
                 raise ClusterError("broker", f"cannot reach the MQTT broker at {m.host}:{m.port} ({exc})") from exc
             reader = asyncio.get_running_loop().create_task(self._read(), name="supervisor-mqtt")
             stack.push_async_callback(self._cancel, reader)
@@ -121,81 +118,12 @@ class Supervisor:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.cfg.mqtt.timeout_s):
-                    await self._client.__aexit__(None, None, None)
-            retrieve_disconnect_error(self._client)
 
     @staticmethod
     async def _cancel(task: asyncio.Task) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-
-    def _lock_payload(self) -> bytes:
-        return encode_json({"id": self.id, "host": socket.gethostname(), "pid": os.getpid(), "since": self.since})
-
-    def _check_lock(self, *, before: bool) -> None:
-        """``before`` publishing ours: any other lock refuses; after: only an earlier one (two at once)."""
-        other = self._foreign_lock
-        if other is None:
-            return
-        mine = (self.since, self.id)
-        since = other.get("since")
-        theirs = (float(since) if isinstance(since, (int, float)) else 0.0, str(other.get("id", "")))
-        if before or theirs < mine:
-            raise ClusterError("supervisor", f"another supervisor (host {other.get('host')!s:.64}, pid "
-                                             f"{other.get('pid')!s:.16}) holds {lock_topic(self.prefix)}; one per "
-                                             "broker prefix (if it is gone, its Last Will frees the lock within "
-                                             f"1.5 x [mqtt] keepalive_s = {1.5 * self.cfg.mqtt.keepalive_s:g} s)")
-
-    async def _release_lock(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._client.publish(lock_topic(self.prefix), b"", qos=1, retain=True,  # type: ignore[union-attr]
-                                       timeout=self.cfg.mqtt.timeout_s)
-
-    # -- broker messages ----------------------------------------------------------------------------
-    async def _read(self) -> None:
-        assert self._client is not None
-        try:
-            async for msg in self._client.messages:
-                try:
-                    self._on_message(msg.topic.value, bytes(msg.payload or b""))
-                except Exception as exc:  # one message can never end the supervisor
-                    log.warning("supervisor: message on %s not handled (%s)", msg.topic.value, exc)
-        except aiomqtt.MqttError as exc:
-            self.on_line(f"supervisor: broker connection lost ({exc}); assignments stay as they are")
-
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        if topic == lock_topic(self.prefix):
-            if not payload:  # released (or its holder's Last Will)
-                self._foreign_lock = None
-                return
-            try:
-                obj = decode_json(payload, max_bytes=4096)
-            except ValueError:
-                return
-            if obj.get("id") != self.id:
-                self._foreign_lock = obj
-                if self.workers:  # running: a later supervisor's lock; it sees ours and stops
-                    log.warning("supervisor: another supervisor announced itself (%s)", obj.get("id"))
-            return
-        rest = topic[len(self.prefix) + 1:]
-        sid, _, kind = rest.partition("/")
-        if kind != "meta" or not STREAM_ID_RE.match(sid) or sid.startswith("_"):
-            return
-        if not payload:
-            if sid in self.streams:
-                self.streams.discard(sid)
-                self._changed.set()
-            return
-        if sid not in self.streams:
-            if len(self.streams) >= self.cfg.cluster.max_streams or len(payload) > self.cfg.mqtt.max_message_bytes:
-                self.refused_streams += 1
-                return
-            self.streams.add(sid)
-            self._changed.set()
 
     # -- workers ------------------------------------------------------------------------------------
     def _launch(self, name: str) -> Any:
@@ -365,6 +293,8 @@ class Supervisor:
         c = self.cfg.cluster
         self._changed.set()
         while not stop.is_set():
+            if self.fatal is not None:
+                raise self.fatal
             live = [h for h in self.workers.values() if h.alive]
             await asyncio.gather(*(self._ping(h) for h in live))
             if self._changed.is_set():

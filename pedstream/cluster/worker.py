@@ -138,7 +138,7 @@ class WorkerEvents:
             return  # not ours (any more): the stream's new worker reports it
         if ev.kind == "call":
             self.calls += 1
-            self._calls[sid] = n = self._calls.get(sid, 0) + 1
+            self._calls[sid] = self._calls.get(sid, 0) + 1
             moved = self._moved.pop(sid, None)
             if moved is not None:  # the first call after a move: the gap is over
                 reason, t_move = moved

@@ -110,3 +110,36 @@ def test_central_drops_hostile_messages_and_counts_them():
     assert central.rejected == 8 and central.events == 1
     row = central.rows["bed01"]
     assert (row.call, row.worker, row.calls) == ("sinus", "w0", 1)
+
+
+async def test_the_supervisor_survives_a_broker_restart_and_takes_its_lock_again(ray_local, mosquitto):
+    import aiomqtt
+
+    from pedstream.cluster.supervisor import Supervisor
+    from pedstream.cluster.topics import lock_topic
+    from pedstream.stream.mqtt.wire import encode_meta, topic_for
+
+    cfg = cluster_cfg(mosquitto.port, "mqtt.reconnect_max_s=1.0")
+    lines: list[str] = []
+    meta = encode_meta(fs=500.0, channels=["II"], units="mV")
+    async with asyncio.timeout(90):
+        async with Supervisor(cfg=cfg, workers=1, on_line=lines.append) as sup:
+            stop = asyncio.Event()
+            runner = asyncio.create_task(sup.run(stop))
+            try:
+                mosquitto.stop()  # persistence off: the retained lock and metas are gone with it
+                mosquitto.start()
+                while "supervisor: broker connection back" not in lines:
+                    await asyncio.sleep(0.05)  # polling the supervisor's lines (bounded by the timeout above)
+                async with aiomqtt.Client(mosquitto.host, mosquitto.port) as client:
+                    await client.publish(topic_for(cfg.mqtt.topic_prefix, "late1", "meta"), meta, qos=1, retain=True)
+                    await client.subscribe(lock_topic(cfg.mqtt.topic_prefix), qos=1)
+                    async for msg in client.messages:  # the retained lock is ours again
+                        assert sup.id.encode() in bytes(msg.payload)
+                        break
+                while sup.assignment.get("late1") != "w0":
+                    await asyncio.sleep(0.05)  # polling the assignment (bounded by the timeout above)
+            finally:
+                stop.set()
+                await runner
+    assert any(line.startswith("supervisor: broker connection lost") for line in lines), lines

@@ -16,7 +16,6 @@ import signal
 import time
 from collections import defaultdict
 
-import pytest
 
 from pedstream.dsp.windowing import window_samples
 from tests.cluster.conftest import cluster_cfg, ward_plans

@@ -81,8 +81,8 @@ async def test_a_replaced_worker_joins_and_takes_back_only_its_streams(ray_local
     for sid in streams:
         t_join = [t for t, d in seen if d["stream"] == sid and d["kind"] == "signal_loss"
                   and d.get("reason") == "worker_rebalance"][0]
-        last_w0 = max(t for t, d in seen if d["stream"] == sid and d["kind"] == "call" and d["worker"] == "w0")
+        on_w0 = [t for t, d in seen if d["stream"] == sid and d["kind"] == "call" and d["worker"] == "w0"]
         first_w1 = min(t for t, d in seen if d["stream"] == sid and d["kind"] == "call" and d["worker"] == "w1"
                        and t > t_join)
-        assert last_w0 < first_w1, sid
+        assert max(on_w0, default=0.0) < first_w1, sid  # (w0 may not have reached its first call before the join)
     assert any("w1 up" in line for line in lines[2:]), lines
