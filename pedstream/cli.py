@@ -330,6 +330,12 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
         if workers is None or source != "mqtt" or demo or records:
             raise ClusterError("--workers", "needs --source mqtt and no --demo/--records (--ray-address needs "
                                             "--workers); publish streams with `pedstream replay --to mqtt`")
+        local = [flag for flag, on in (("--events", events_path), ("--capture", capture), ("--publish-mqtt", publish_mqtt),
+                                       ("--lsl-markers", lsl_markers), ("--hl7", hl7), ("--fhir", fhir_path),
+                                       ("--record", record_dir), ("--alarms-dir", alarms_dir)) if on]
+        if local:
+            raise ClusterError("--workers", f"{', '.join(local)} not available with workers: the workers publish "
+                                            "every event on the broker; use `pedstream central --events FILE`")
         from pedstream.cluster.command import cluster_command
 
         cluster_command(cfg, workers=workers, ray_address=ray_address, model=model, duration=duration)
