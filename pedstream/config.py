@@ -346,6 +346,7 @@ class StreamSection(_Section):
     infer_timeout_s: float = Field(30.0, ge=0)  # a model call not returned after this long is abandoned (error events); 0 = no limit
     ingest_queue_s: float = Field(10.0, gt=0)  # signal pending per stream in the engine; beyond, its OLDEST chunks are dropped (counted)
     stop_timeout_s: float = Field(5.0, gt=0)  # leaving: a task not stopped this long after its cancellation is named and cancelled again
+    workers: int = Field(1, ge=0)  # DSP worker processes (streams pinned by pedstream.stream.assign); 1 = in-process, 0 = one per core
 
 
 class DemoSection(_Section):
