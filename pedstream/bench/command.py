@@ -96,7 +96,7 @@ def bench_model(cfg: Any, providers: str, batches: str, seconds: float, no_torch
              f"{result['matmul']['repeats']})"]
     emit(result, title="pedstream bench model", json_path=json_path, notes=notes, rows=result["results"],
          columns=[("engine", "engine"), ("provider", "provider"), ("batch", "batch"), ("windows_per_s", "windows/s"),
-                  ("median_ms", "median ms"), ("p99_ms", "p99 ms"), ("gflops", "GFLOP/s"),
+                  ("threads", "threads"), ("median_ms", "median ms"), ("p99_ms", "p99 ms"), ("gflops", "GFLOP/s"),
                   ("fraction_of_peak", "of peak"), ("speedup_vs_torch", "x torch"), ("status", "status")])
 
 

@@ -1,5 +1,6 @@
-"""fuse_gelu: the exported exact-GELU groups of the shipped demo model become com.microsoft.Gelu nodes,
-the outputs stay equal up to float32 rounding, and a graph without the pattern is left alone."""
+"""graph_opt: the exported exact-GELU groups of the shipped demo model become com.microsoft.Gelu nodes and
+its 1-D convolutions 2-D ones; the outputs stay equal up to float32 rounding; a graph without the
+patterns is left alone."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from pedstream.model.graph_opt import fuse_gelu  # noqa: E402
+from pedstream.model.graph_opt import conv1d_as_conv2d, fuse_gelu, optimize  # noqa: E402
 from pedstream.stream.runner import default_model_path  # noqa: E402
 
 
@@ -49,3 +50,22 @@ def test_graph_without_gelu_is_unchanged() -> None:
                           "g", [x], [y])
     proto = helper.make_model(g)
     assert fuse_gelu(proto) == 0 and [n.op_type for n in proto.graph.node] == ["Erf", "Add"]
+
+
+def test_conv1d_as_conv2d_same_outputs() -> None:
+    proto = onnx.load(str(default_model_path()))
+    before = sum(1 for n in proto.graph.node if n.op_type == "Conv")
+    rewritten = onnx.load(str(default_model_path()))
+    done = optimize(rewritten)
+    convs = [n for n in rewritten.graph.node if n.op_type == "Conv"]
+    assert len(convs) == before and done["conv2d"] == before > 0
+    inits = {i.name: i for i in rewritten.graph.initializer}
+    assert all(len(inits[c.input[1]].dims) == 4 and inits[c.input[1]].dims[2] == 1 for c in convs)
+    onnx.checker.check_model(rewritten, full_check=True)
+    rng = np.random.default_rng(1)
+    feeds = {"ecg": rng.standard_normal((5, 12, 2442), dtype=np.float32),
+             "iegm": rng.standard_normal((5, 7, 2442), dtype=np.float32), "mask": np.ones((5, 19), np.float32)}
+    feeds["mask"][:2, :12] = 0.0  # the IEGM-only path
+    for ref, got in zip(_run(proto, feeds), _run(rewritten, feeds)):
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    assert conv1d_as_conv2d(rewritten) == 0  # idempotent
