@@ -74,6 +74,19 @@ def _git_commit() -> str | None:
         return None
 
 
+def _uncommitted() -> list[str] | None:
+    """Files of pedstream/ that differ from the commit (the code measured is not exactly the commit's)."""
+    root = repo_root()
+    if root is None or shutil.which("git") is None:
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "pedstream"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return [line[3:] for line in out.splitlines() if line[:2].strip()]
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, load average (1/5/15 min, other work on the machine skews timings), GPUs,
     platform, library versions (None: not installed), git commit, UTC time."""
@@ -89,7 +102,7 @@ def machine_info() -> dict[str, Any]:
         load = None
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "load_avg": load, "gpus": _gpus(),
             "platform": platform.platform(), "python": platform.python_version(), "versions": versions,
-            "commit": _git_commit(), "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            "commit": _git_commit(), "uncommitted": _uncommitted(), "time_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 def pct(values: Iterable[float], q: float) -> float | None:
