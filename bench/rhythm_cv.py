@@ -44,7 +44,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     vdir.mkdir(parents=True, exist_ok=True)
     write_json(vdir / "settings.json", {"sets": a.sets, "folds": a.folds, "mix": cfg.mix.model_dump(mode="json"),
                                         "train": cfg.train.model_dump(mode="json"), "loss": cfg.loss.name})
-    for k in range(a.folds):
+    for k in ([a.only_fold] if a.only_fold is not None else range(a.folds)):
         res_path = vdir / f"fold{k}" / "result.json"
         if res_path.is_file() and not a.force:
             print(f"{a.variant} fold {k}: done already ({res_path})", flush=True)
@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], dest="sets")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--only-fold", type=int, default=None, help="run just this fold (folds can run in parallel)")
     ap.add_argument("--sim", default=str(ROOT / "build" / "monitor" / "sim"))
     ap.add_argument("--real", default=str(SHARED / "mitdb"))
     ap.add_argument("--noise", default=str(SHARED / "nstdb"))
