@@ -104,6 +104,7 @@ def cluster_command(cfg: Any, *, workers: int, ray_address: str | None, model: P
             stop.set()
             await runner
             return {"workers": len(sup.workers), "workers_alive": len(sup.live()), "streams": len(sup.streams),
+                    "streams_seen": len(sup.seen_streams),
                     "moves": len(sup.moves), "deaths": len(sup.deaths), "refused_streams": sup.refused_streams}
 
     try:
@@ -115,6 +116,11 @@ def cluster_command(cfg: Any, *, workers: int, ray_address: str | None, model: P
     line("summary: " + json.dumps(summary))
     if interrupted:
         raise KeyboardInterrupt
+    if not summary["streams_seen"]:
+        from pedstream.errors import NothingMonitoredError
+
+        raise NothingMonitoredError(f"no stream was seen during the run (--source mqtt --workers {workers}, "
+                                    f"topics {cfg.mqtt.topic_prefix}/+/meta)")
     return summary
 
 

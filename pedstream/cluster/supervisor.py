@@ -79,6 +79,7 @@ class Supervisor(BrokerLink):
         self.workers: dict[str, WorkerHandle] = {}
         self.streams: set[str] = set()
         self.assignment: dict[str, str] = {}
+        self.seen_streams: set[str] = set()  # every stream ever assigned
         self.refused_streams = 0
         self.moves: list[tuple[float, str, str, str, str]] = []  # (monotonic, stream, from, to, reason)
         self.deaths: list[tuple[float, str]] = []
@@ -268,6 +269,7 @@ class Supervisor(BrokerLink):
                     await self._client.publish(alarm_topic(self.prefix, sid), b"", qos=1, retain=True,  # type: ignore[union-attr]
                                                timeout=self.cfg.mqtt.timeout_s)
             self.assignment = after
+            self.seen_streams.update(after)
             if losing or gaining:
                 self.on_line("assignment: " + ", ".join(f"{w} {len(new_sets[w])}" for w in live)
                              + f" stream(s); {sum(len(v) for v in moved.values())} moved")
