@@ -97,7 +97,7 @@ def cluster_command(cfg: Any, *, workers: int, ray_address: str | None, model: P
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
             loop.add_signal_handler(signal.SIGTERM, stop.set)
-        async with Supervisor(cfg=cfg, workers=workers, model_path=None if model is None else str(model),
+        async with Supervisor(cfg=cfg, workers=workers, model_path=None if model is None else str(Path(model).resolve()),
                               on_line=line) as sup:
             runner = asyncio.create_task(sup.run(stop))
             await asyncio.wait([runner], timeout=duration)
