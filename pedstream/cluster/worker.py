@@ -183,6 +183,18 @@ class MonitorWorker:
                             "streams": n, "t": _now_iso()})
 
     async def start(self) -> dict[str, Any]:
+        """Reach the broker, open the model, start the engine (see the module docstring). Any domain error
+        comes back as one :class:`ClusterError` naming this worker and its host (it pickles across Ray)."""
+        from pedstream.errors import PedstreamError
+
+        try:
+            return await self._start()
+        except ClusterError:
+            raise
+        except PedstreamError as exc:  # e.g. the model file is not on this node
+            raise ClusterError(f"worker {self.name} on {self.host}", str(exc)) from exc
+
+    async def _start(self) -> dict[str, Any]:
         import aiomqtt
 
         from pedstream.errors import StreamError as StreamFailure

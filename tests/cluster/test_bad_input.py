@@ -143,3 +143,17 @@ async def test_the_supervisor_survives_a_broker_restart_and_takes_its_lock_again
                 stop.set()
                 await runner
     assert any(line.startswith("supervisor: broker connection lost") for line in lines), lines
+
+
+async def test_a_worker_without_the_model_file_is_one_clear_error(ray_local, mosquitto, tmp_path):
+    from pedstream.cluster.supervisor import Supervisor
+    from pedstream.cluster.topics import ClusterError
+
+    cfg = cluster_cfg(mosquitto.port)
+    missing = tmp_path / "not-on-this-node.onnx"
+    with pytest.raises(ClusterError) as info:
+        async with asyncio.timeout(60):
+            async with Supervisor(cfg=cfg, workers=1, model_path=str(missing)):
+                pass
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("worker w0 on ") and f"model {missing}: no such model file" in msg
