@@ -51,11 +51,12 @@ import numpy as np
 
 from pedstream.config import Config
 from pedstream.dsp.windowing import window_samples
-from pedstream.errors import PedstreamError
+from pedstream.errors import ConfigError, PedstreamError
 from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker
 from pedstream.stream.banner import is_packaged_model, model_banner
 from pedstream.stream.bank import feed_round, take_chunk
+from pedstream.stream.workers import WorkerPool, worker_count
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
 from pedstream.stream.loopwatch import LoopWatch
@@ -138,6 +139,13 @@ class Engine:
         self.batcher = InferenceBatcher.from_config(cfg.stream, session=session, on_results=self._on_results,
                                                     on_timeout=self._on_infer_timeout)
         self.beat_session = beat_session
+        n_workers = worker_count(cfg.stream.workers)
+        if n_workers > 1 and beat_session is not None:
+            raise ConfigError([("stream.workers", f"{cfg.stream.workers}: the beat model runs only with workers = 1 for now")],
+                              source="engine")
+        # the per-stream DSP in worker processes (pedstream.stream.workers), or here (None)
+        self.workers: WorkerPool | None = None if n_workers <= 1 else WorkerPool(
+            cfg=cfg, fs=self.fs, window=self.window, hop=self.hop, n=n_workers, on_result=self._apply_result)
         self.beat_spec: BeatModelSpec | None = None
         self.beat_batcher: InferenceBatcher | None = None
         if beat_session is not None:
@@ -213,6 +221,10 @@ class Engine:
         async with contextlib.AsyncExitStack() as stack:  # unwinds what was entered if one step fails
             for sink in self.sinks:
                 await stack.enter_async_context(sink)
+            if self.workers is not None:
+                self.workers.start()
+                stack.callback(self.workers.close)  # after the strips were flushed
+                await self.workers.wait_ready()  # no data before the DSP is up
             stack.push_async_callback(self._finish_strips)  # after the tasks stopped, before the sinks close
             if self.cfg.stream.watchdog_s > 0:  # watches the loop from a thread; stops after the tasks
                 self.loopwatch = stack.enter_context(LoopWatch(self.cfg.stream.watchdog_s))
@@ -344,6 +356,9 @@ class Engine:
                 s.in_turn = False
                 continue
             ev, t_arr = q[0]
+            if isinstance(ev, ChunkReceived) and self.workers is not None and self.workers.saturated(s.stream_id):
+                self._rr.append(s.stream_id)  # its DSP worker is behind: the chunks wait in this stream's queue
+                continue
             if isinstance(ev, ChunkReceived):
                 ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
                                           gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
@@ -368,16 +383,26 @@ class Engine:
                 self.ignored_chunks += 1
             else:
                 items.append((pipe, ev.chunk, t_arr))
+        if self.workers is not None:
+            self.workers.submit(items)  # the answers come back through _apply_result
+            return
         for pipe, res in feed_round(items):
-            try:
-                if isinstance(res, Exception):
-                    raise res
-                self._apply(pipe, res)
-            except PedstreamError as exc:
-                self._error(pipe.stream_id, str(exc))
-            except Exception as exc:  # one stream's failure is its error event, never the end of the run
-                log.debug("stream %s: chunk failed", pipe.stream_id, exc_info=exc)
-                self._error(pipe.stream_id, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
+            self._apply_result(pipe, res)
+
+    def _apply_result(self, pipe: Any, res: Any) -> None:
+        """A chunk's result (or the exception it raised) for its stream."""
+        s = self.streams.get(pipe.stream_id)
+        if s is not None and self.workers is not None:
+            s.last_served = time.monotonic()  # its DSP worker answered: progress (the watchdog's measure)
+        try:
+            if isinstance(res, Exception):
+                raise res
+            self._apply(pipe, res)
+        except PedstreamError as exc:
+            self._error(pipe.stream_id, str(exc))
+        except Exception as exc:  # one stream's failure is its error event, never the end of the run
+            log.debug("stream %s: chunk failed", pipe.stream_id, exc_info=exc)
+            self._error(pipe.stream_id, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
 
     def _handle_safe(self, ev: Any, t_received: float) -> None:
         try:
@@ -490,12 +515,15 @@ class Engine:
         old = s.pipe
         if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
             old.info = info  # same stream back: the next chunk's index/timestamps decide about a gap
+            if self.workers is not None:
+                self.workers.same_stream_back(info)
             return
         st = StreamStatus(stream_id=sid, source=info.source, fs=info.fs, units_assumed=info.units_assumed,
                           age_years=info.age_years)
         s.status = st
         try:
-            pipe = StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop)
+            pipe = (StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop)
+                    if self.workers is None else self.workers.new_pipeline(info))
         except PedstreamError as exc:
             s.pipe = None
             st.quality = "error"

@@ -48,7 +48,7 @@ from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
 from pedstream.stream.source import Chunk, StreamInfo
 
-__all__ = ["Quality", "FeedResult", "Staged", "StripRequest", "StreamPipeline"]
+__all__ = ["Quality", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
 
 Quality = Literal["warm-up", "ok", "loss", "clipped"]
 N_CH = len(CANONICAL_CHANNELS)
@@ -97,6 +97,19 @@ class Staged:
     ts: np.ndarray | None = None
 
 
+def stream_channels(info: StreamInfo, cfg: Config):  # type: ignore[no-untyped-def]
+    """The stream's ChannelMap onto the canonical layout; :class:`StreamError` (from the
+    ``ChannelError``) when no channel name is known or the rate is not a positive number."""
+    try:
+        cmap = resolve_channels(info.channel_names, aliases=cfg.signal.aliases, extra_ok=cfg.signal.extra_ok,
+                                where=f"stream {info.stream_id}")
+    except ChannelError as exc:
+        raise StreamError(info.stream_id, exc.reason) from exc
+    if not np.isfinite(info.fs) or info.fs <= 0:
+        raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
+    return cmap
+
+
 class StreamPipeline:
     """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
     at construction when none of the stream's channel names is known."""
@@ -109,13 +122,7 @@ class StreamPipeline:
         self.window = int(window)
         self.hop = int(hop)
         where = f"stream {info.stream_id}"
-        try:
-            self.cmap = resolve_channels(info.channel_names, aliases=cfg.signal.aliases,
-                                         extra_ok=cfg.signal.extra_ok, where=where)
-        except ChannelError as exc:
-            raise StreamError(info.stream_id, exc.reason) from exc
-        if not np.isfinite(info.fs) or info.fs <= 0:
-            raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
+        self.cmap = stream_channels(info, cfg)
         self.present = self.cmap.present.copy()  # (19,) bool
         self._pidx = np.flatnonzero(self.present)  # canonical columns present
         self._src = self.cmap.source_index[self._pidx]  # the source column of each
