@@ -7,7 +7,10 @@ only after leading for ``call_hold_windows`` consecutive windows, so one window 
 One :class:`AlarmTracker` per stream consumes the model's class probabilities for each classified
 window (``(C,)`` float, summing to 1) and the current heart rate (bpm, or ``None``), and returns the
 smoothed rhythm call plus any alarm transitions. All decisions are per window, so the tracker is
-deterministic and needs no clock.
+deterministic and needs no clock: windows are cut on the stream's own sample grid and the heart rate
+given with a window is the rate when that window was complete, so alarms follow the stream clock,
+not the wall clock, whatever the pace of a replay (``pedstream score episodes`` replays as fast as
+the CPU allows; ``tests/score/test_score_episodes.py`` checks speed 1 and full speed agree).
 
 Rhythm alarms (per class with a priority other than ``none``):
 
