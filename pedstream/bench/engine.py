@@ -162,7 +162,7 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     return {"streams": n, "streams_seen": len(q.samples), "streams_ready_at_start": ready, "seconds": round(wall, 1),
             "windows": s["windows_classified"], "windows_expected": expected, "windows_behind": behind,
             "realtime_ratio": round(ratio, 3), "dropped": s["dropped_windows"],
-            "dropped_samples": s.get("dropped_samples"), "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]),
+            "dropped_samples": s.get("dropped_samples"), "rejected_messages": s.get("rejected_messages"), "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]),
             "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]), "batch_mean": _r(s["batch_mean"]),
             "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
             "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "sustained": sustained}

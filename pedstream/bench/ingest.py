@@ -66,6 +66,12 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
     from pedstream.bench.engine import CountingQueue
     from pedstream.stream.lsl.inlet import LSLSource
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    # LSLSource makes its blocking liblsl calls (open_stream, info, time_correction) in the default
+    # thread pool, min(32, cores + 4) threads: too few for hundreds of inlets (each time_correction may
+    # block up to 1 s every 5 s); the bench gives it one thread per stream (see the result's notes)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=n + 8))
     q = CountingQueue()
     src = LSLSource.from_config(cfg.lsl, events=q, predicate="starts-with(source_id, 'ing')")
     drained = 0
@@ -82,9 +88,13 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
         cpu = CpuSampler().start()
         t0 = time.perf_counter()
         first: float | None = None
+        give_up = time.perf_counter() + seconds + 60 + n  # outlets open, wait for their inlet, push, linger
         while proc.poll() is None:  # the publisher ends after its last chunk (+ 1 s linger)
             if first is None and sum(q.samples.values()):
                 first = time.perf_counter()
+            if time.perf_counter() > give_up:
+                proc.kill()
+                raise RuntimeError(f"LSL publisher of {n} outlets still running after {give_up - t0:.0f} s")
             await asyncio.sleep(0.05)
         sent = await asyncio.to_thread(_sent, proc, 30)
         last, deadline = -1, time.perf_counter() + 5.0
@@ -146,7 +156,8 @@ def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = N
     """Both measurements (the module docstring) in one run; JSON-ready result."""
     from pedstream.stream.lsl.config import configure_lsl_from
 
-    notes = []
+    notes = [f"the LSL source ran with a default thread pool of {streams + 8} threads (its blocking liblsl calls "
+             "run there; the asyncio default, min(32, cores + 4), is too small for hundreds of inlets)"]
     if seconds > RECORD_SECONDS:
         notes.append(f"--seconds {seconds:g} capped at the record's {RECORD_SECONDS:g} s")
         seconds = RECORD_SECONDS

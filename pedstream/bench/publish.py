@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
@@ -44,17 +45,25 @@ def main(argv: list[str] | None = None) -> int:
     plans = [plan_replay([RECORD], cfg.signal, stream_id=f"{args.id_prefix}{i:04d}",
                          seconds=None if args.loop else args.seconds)[0]
              for i in range(args.streams)]
+    def run(coro: object) -> dict[str, int]:
+        async def with_pool() -> dict[str, int]:
+            # every outlet waits for its consumer in a thread (wait_for_consumers): one thread each
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=args.streams + 8))
+            return await coro  # type: ignore[misc]
+
+        return asyncio.run(with_pool())
+
     if args.to == "mqtt":
         from pedstream.stream.mqtt.publisher import replay_to_mqtt
 
-        sent = asyncio.run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
+        sent = run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
                                           chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary"))
     else:
         from pedstream.stream.lsl.config import configure_lsl_from
         from pedstream.stream.lsl.outlet import replay_to_lsl
 
         configure_lsl_from(cfg.lsl)
-        sent = asyncio.run(replay_to_lsl(plans, speed=1.0, chunk_ms=args.chunk_ms, loop=args.loop,
+        sent = run(replay_to_lsl(plans, speed=1.0, chunk_ms=args.chunk_ms, loop=args.loop,
                                          wait_for_consumers_s=args.wait_consumers_s, linger_s=1.0))
     sys.stdout.write(json.dumps({"sent": sent}) + "\n")
     sys.stdout.flush()
