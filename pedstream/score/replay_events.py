@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -107,7 +108,9 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
         return engine.ingest_depth(sid) > 1 or engine.batcher.queue_depth(sid) >= limit
 
     async def throttle(sid: str, final: bool) -> None:
-        while behind(sid, final):
+        # bounded: a window lost to a stream's processing error must not hold the replay forever
+        deadline = time.monotonic() + max(10.0, cfg.stream.infer_timeout_s or 0.0)
+        while behind(sid, final) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_S)
 
     queue: asyncio.Queue = asyncio.Queue()
@@ -117,8 +120,9 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
     engine = (_probe_engine(Engine) if probe else Engine)(cfg=run_cfg, session=session, sources=[src], sinks=[sink])
     async with engine:
         await src.finished.wait()
+        deadline = time.monotonic() + max(10.0, cfg.stream.infer_timeout_s or 0.0)
         while (not queue.empty() or any(engine.ingest_depth(p.stream_id) for p in plans)
-               or engine.batcher.pending or engine.batcher.busy):
+               or engine.batcher.pending or engine.batcher.busy) and time.monotonic() < deadline:
             await asyncio.sleep(_POLL_S * 5)  # the last windows through the model
     return ReplayRun(events=sink.events, plans=list(plans), window_s=engine.window / engine.fs,
                      probs=getattr(engine, "probe", {}),
