@@ -2,7 +2,7 @@
 
 A publisher process (``python -m pedstream.bench.publish --to lsl``) opens N outlets (977 Hz,
 19 float32 channels, the bundled record ``x001``) and pushes ``--seconds`` of signal in real time in
-50 ms chunks, each outlet waiting (up to 30 s) for its consumer first so no sample goes out before
+50 ms chunks, each outlet waiting (up to 120 s) for its consumer first so no sample goes out before
 an inlet listens. This process receives:
 
 - ``pedstream``: :class:`~pedstream.stream.lsl.inlet.LSLSource` (the engine's LSL source: resolver,
@@ -12,8 +12,9 @@ an inlet listens. This process receives:
   (its own acquisition thread, ring buffer of 5 s), samples counted by its ``n_new_samples`` (never
   reset: no ``get_data`` call).
 
-For each: samples sent (the publisher's count), received, ``lost`` = sent - received, samples/s
-received over the push time, this process's CPU (% of one core) and CPU microseconds per 1,000
+For each: samples sent (the publisher's count), received (a backlog is waited for while it still
+drains, up to 60 s after the publisher ended), ``lost`` = sent - received (pushed before the inlet
+listened, or never delivered), samples/s received over the push time, this process's CPU (% of one core) and CPU microseconds per 1,000
 samples. LSL stays on this machine: the ``[lsl]`` settings (scope ``machine``, loopback) with a
 session id private to this run.
 """
@@ -39,7 +40,7 @@ RECORD_SECONDS = 24.0  # length of the bundled record x001 (the publisher does n
 def _publisher(n: int, seconds: float, session: str, prefix: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "lsl", "--streams", str(n),
                              "--seconds", str(seconds), "--session-id", session, "--id-prefix", prefix,
-                             "--wait-consumers-s", "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--wait-consumers-s", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ))
 
 
@@ -97,13 +98,14 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
                 raise RuntimeError(f"LSL publisher of {n} outlets still running after {give_up - t0:.0f} s")
             await asyncio.sleep(0.05)
         sent = await asyncio.to_thread(_sent, proc, 30)
-        last, deadline = -1, time.perf_counter() + 5.0
-        while time.perf_counter() < deadline:  # the last chunks still in LSL's buffers
+        last, deadline = -1, time.perf_counter() + 60.0
+        while time.perf_counter() < deadline:  # what is still in LSL's buffers (a backlog drains late)
             now = sum(q.samples.values())
             if now >= sum(sent.values()) or now == last:
                 break
             last = now
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(2.0)
+        drain_s = time.perf_counter() - t0
         usage = cpu.stop()
         task.cancel()
     push_s = min(seconds, time.perf_counter() - (first or t0))
@@ -123,20 +125,28 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
     cpu = CpuSampler().start()
     t0 = time.perf_counter()
     try:
-        for i in range(n):
-            sid = f"mne{i:04d}"
-            st = StreamLSL(bufsize=5.0, name=sid, source_id=sid)
-            st.connect(acquisition_delay=0.01, timeout=30)
-            streams.append((sid, st))
+        from concurrent.futures import ThreadPoolExecutor
+
+        def connect(sid: str) -> Any:
+            try:
+                return StreamLSL(bufsize=5.0, name=sid, source_id=sid).connect(acquisition_delay=0.01, timeout=60)
+            except RuntimeError as exc:  # not found in time: all its samples count as lost
+                failures.append(f"{sid}: {exc}")
+                return None
+
+        failures: list[str] = []
+        ids = [f"mne{i:04d}" for i in range(n)]
+        with ThreadPoolExecutor(max_workers=min(32, n)) as pool:  # connect() blocks: resolve + open
+            streams = [(sid, st) for sid, st in zip(ids, pool.map(connect, ids)) if st is not None]
         sent = _sent(proc, seconds + 120)
-        last, deadline = -1, time.perf_counter() + 5.0
+        last, deadline = -1, time.perf_counter() + 60.0
         while time.perf_counter() < deadline:
             counts = {sid: int(st.n_new_samples) for sid, st in streams}  # never reset: no get_data call
             now = sum(counts.values())
             if now >= sum(sent.values()) or now == last:
                 break
             last = now
-            time.sleep(0.3)
+            time.sleep(2.0)
         usage = cpu.stop()
     finally:
         for _, st in streams:
@@ -148,7 +158,11 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
             proc.kill()
             proc.wait(timeout=5)
     log(f"  mne-lsl StreamLSL: {sum(counts.values())}/{sum(sent.values())} samples")
-    return _row("mne-lsl", n, sent, counts, min(seconds, time.perf_counter() - t0), usage)
+    row = _row("mne-lsl", n, sent, counts, min(seconds, time.perf_counter() - t0), usage)
+    row["not_connected"] = len(failures)
+    if failures:
+        row["first_failure"] = failures[0][:300]
+    return row
 
 
 def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = None, quick: bool = False,
