@@ -50,6 +50,7 @@ N_CH, N_ECG = len(CANONICAL_CHANNELS), len(ECG_CHANNELS)
 _SLOTS = 512  # windows in flight per worker (186 kB each at 977 Hz x 2.5 s): the shared ring's size
 _MAX_ROUNDS = 4  # rounds sent to a worker and not answered yet, at most
 _RING_WAIT_S = 2.0  # a worker waits this long for a free slot before it drops a window (counted)
+_TICK_S = 0.02  # chunks for the workers are collected this long and sent in one message per worker
 
 
 def worker_count(setting: int) -> int:
@@ -130,6 +131,8 @@ class WorkerPool:
         self.owner: dict[str, str] = {}
         self.dropped = 0  # windows dropped because a worker's ring stayed full
         self._loop: Any = None
+        self._pending: dict[str, list] = defaultdict(list)  # worker -> chunks not sent yet
+        self._flush_at: Any = None
 
     @property
     def names(self) -> list[str]:
@@ -152,6 +155,8 @@ class WorkerPool:
             self._loop.add_reader(parent.fileno(), self._readable, w)
 
     def close(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
         for w in self.workers.values():
             if self._loop is not None and w.alive:
                 self._loop.remove_reader(w.conn.fileno())
@@ -171,6 +176,8 @@ class WorkerPool:
         pipe = RemotePipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop, pool=self)
         self.pipes[info.stream_id] = pipe
         name = assign(info.stream_id, self.names)
+        if self._pending:
+            self._flush()
         self.owner[info.stream_id] = name
         self.workers[name].outbox.put(("add", info))
         return pipe
@@ -179,6 +186,8 @@ class WorkerPool:
         self.send_to(info.stream_id, ("add", info))
 
     def send_to(self, sid: str, msg: tuple) -> None:
+        if self._pending:  # chunks queued before this message go first
+            self._flush()
         w = self.workers.get(self.owner.get(sid, ""))
         if w is not None and w.alive:
             w.outbox.put(msg)
@@ -188,10 +197,19 @@ class WorkerPool:
         return w is not None and w.outstanding >= _MAX_ROUNDS
 
     def submit(self, items: list[tuple[RemotePipeline, Chunk, float]]) -> None:
-        by_worker: dict[str, list] = defaultdict(list)
+        """Queue the chunks for their workers; they are sent together ``_TICK_S`` after the first
+        (a worker's DSP batches streams only when a message carries many)."""
         for pipe, c, t in items:
-            by_worker[self.owner[pipe.stream_id]].append((pipe.stream_id, c.data, c.timestamps, c.first_index, c.seq, t))
-        for name, batch in by_worker.items():
+            self._pending[self.owner[pipe.stream_id]].append((pipe.stream_id, c.data, c.timestamps, c.first_index, c.seq, t))
+        if self._pending and self._flush_at is None:
+            self._flush_at = self._loop.call_later(_TICK_S, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        pending, self._pending = self._pending, defaultdict(list)
+        for name, batch in pending.items():
             w = self.workers[name]
             if w.alive:
                 w.outstanding += 1
@@ -202,6 +220,7 @@ class WorkerPool:
         w = self.workers.get(self.owner.get(sid, ""))
         if w is None or not w.alive:
             return []
+        self._flush()
         w.outbox.put(("flush", sid))
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline:
@@ -311,9 +330,18 @@ def _worker_main(name: str, spec: RingSpec, conn: Any, cfg: Config, fs: float, w
             elif kind == "flush":
                 conn.send(("flushed", msg[1], pipes[msg[1]].flush_strips() if msg[1] in pipes else []))
             elif kind == "chunks":
-                items = [(pipes[sid], Chunk(stream_id=sid, data=d, timestamps=ts, first_index=fi, seq=seq), t)
-                         for sid, d, ts, fi, seq, t in msg[1] if sid in pipes]
-                _answer(conn, ring, feed_round(items))
+                # sub-rounds in which each stream appears once (a message may carry several of its chunks, in order)
+                rounds: list[list] = []
+                seen: dict[str, int] = defaultdict(int)
+                for sid, d, ts, fi, seq, t in msg[1]:
+                    if sid not in pipes:
+                        continue
+                    k = seen[sid]
+                    seen[sid] += 1
+                    if k == len(rounds):
+                        rounds.append([])
+                    rounds[k].append((pipes[sid], Chunk(stream_id=sid, data=d, timestamps=ts, first_index=fi, seq=seq), t))
+                _answer(conn, ring, [r for items in rounds for r in feed_round(items)])
     finally:
         ring.close()
 

@@ -32,7 +32,8 @@ def session(tmp_path_factory, cfg):
 
 async def _drain(eng, sub):
     async with asyncio.timeout(60):
-        while eng.batcher.pending or eng.batcher.busy or any(w.outstanding for w in eng.workers.workers.values()):
+        while (eng.batcher.pending or eng.batcher.busy or eng.workers._pending
+               or any(w.outstanding for w in eng.workers.workers.values())):
             await asyncio.sleep(0.05)  # bounded by the timeout: waiting for the workers' last answers
 
 
