@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -114,16 +115,21 @@ async def capacity_one(cfg, session, n: int, seconds: float, preload: bool = Fal
     src = ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
     with tempfile.TemporaryDirectory() as tmp:
         eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp))
-        import resource
+        def _cpu() -> float:  # this process and its DSP worker processes ([stream] workers > 1)
+            total = time.process_time()
+            if eng.workers is not None:
+                import psutil
 
-        def _cpu() -> float:  # this process and its ended children (DSP workers are joined on exit)
-            ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-            return time.process_time() + ch.ru_utime + ch.ru_stime
+                for w in eng.workers.workers.values():
+                    with contextlib.suppress(psutil.Error):
+                        t = psutil.Process(w.proc.pid).cpu_times()
+                        total += t.user + t.system
+            return total
 
-        t0, cpu0 = time.perf_counter(), _cpu()
-        async with eng:
+        async with eng:  # measured from here: the sources start when the engine (and its workers) are up
+            t0, cpu0 = time.perf_counter(), _cpu()
             await asyncio.sleep(seconds)  # the measurement period of a real-time run
-        wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
+            wall, cpu = time.perf_counter() - t0, _cpu() - cpu0
     s = eng.summary()
     hop_ms = cfg.segments.hop_s * 1000
     # windows that the samples sent make complete (first window starts after the filter settles)
