@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads((Path(a.run) / "manifest.json").read_text())
     cv = json.loads(Path(a.cv).read_text())
     v = cv["variants"][a.variant]
+    mine = {r["fold"]: r for r in v["folds"]}
     report = {
         "model": {"file": Path(a.onnx).name, "size_bytes": Path(a.onnx).stat().st_size,
                   "trained_on": meta["training_data"]["trained_on"], "data_description": meta["data_description"],
@@ -84,6 +85,24 @@ def main(argv: list[str] | None = None) -> int:
              f"(torch {m['torch']}), git commit {m['git_commit']}",
              f"- training windows per class: " + ", ".join(f"{k} {n}" for k, n in m["train_class_counts"].items() if n),
              f"- ONNX file `{m['file']}`, {m['size_bytes'] / 1e6:.2f} MB; classes {', '.join(m['class_names'])}", "",
+             "## In short", "",
+             f"- unseen MIT-BIH records (record-wise CV, pooled over {len(v['folds'])} folds): macro-F1 "
+             f"{v['pooled']['real']['macro_f1']:.3f} over the classes with test windows, accuracy "
+             f"{v['pooled']['real']['accuracy']:.3f}"
+             + (f"; the previous simulated-only model on the same windows: macro-F1 "
+                f"{cv['baseline_demo_model_on_mitdb']['macro_f1']:.3f}, accuracy "
+                f"{cv['baseline_demo_model_on_mitdb']['accuracy']:.3f}" if cv.get("baseline_demo_model_on_mitdb") else ""),
+             "- per class on unseen records (F1 / recall): " + ", ".join(
+                 f"{c} {x['f1']:.2f} / {x['recall']:.2f}" for c, x in v["pooled"]["real"]["per_class"].items()
+                 if x["support"] > 1),
+             f"- simulated subjects (subject CV, pooled): macro-F1 {v['pooled']['sim']['macro_f1']:.3f}, accuracy "
+             f"{v['pooled']['sim']['accuracy']:.3f}",
+             "- other settings tried (bench/results/rhythm_cv/summary.md), macro-F1 per fold, MIT-BIH / simulated, "
+             f"against {a.variant} on the same fold: " + "; ".join(
+                 f"{name} fold {r['fold']}: {r['real']['macro_f1']:.3f} / {r['sim']['macro_f1']:.3f} against "
+                 f"{mine[r['fold']]['real']['macro_f1']:.3f} / {mine[r['fold']]['sim']['macro_f1']:.3f}"
+                 for name, o in cv["variants"].items() if name != a.variant
+                 for r in o["folds"] if r["fold"] in mine and "real" in r and "sim" in r), "",
              "## Cross-validation (bench/rhythm_cv.py): settings were chosen by this only", "",
              "Each fold trains one model on the simulated subjects outside subject fold K and the MIT-BIH records "
              "outside record fold K, then scores the held-out simulated subjects and MIT-BIH records apart. The "
