@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import signal
 import socket
 import sys
@@ -48,6 +49,22 @@ def _probe(address: str, timeout: float) -> None:
                                   "or leave --ray-address out for a local runtime") from exc
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Any:
+    """File descriptor 2 to /dev/null for the block (C/C++ code writes there directly)."""
+    import os
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def start_ray(cfg: Any, *, workers: int, address: str | None) -> None:
     """``ray.init``: join ``address``, or start a local runtime (loopback, no dashboard) with room for
     ``workers`` actors of ``[cluster] worker_cpus``."""
@@ -55,6 +72,11 @@ def start_ray(cfg: Any, *, workers: int, address: str | None) -> None:
 
     if not address:  # a local runtime stays on loopback (Ray otherwise binds the node's network address)
         os.environ.setdefault(LOOPBACK_ENV, "0")
+    else:  # joining: one bounded attempt at its GCS (Ray otherwise retries for minutes), no C++ warning lines
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "1")
+        os.environ.setdefault("RAY_py_gcs_connect_timeout_s", str(max(1, math.ceil(cfg.cluster.ray_connect_timeout_s))))
+        os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s",
+                              str(max(1, math.ceil(cfg.cluster.ray_connect_timeout_s))))
     try:
         import ray
     except ImportError as exc:
@@ -67,7 +89,8 @@ def start_ray(cfg: Any, *, workers: int, address: str | None) -> None:
     if address:
         _probe(address, cfg.cluster.ray_connect_timeout_s)
         try:
-            ray.init(address=address, **kw)
+            with _quiet_stderr():  # Ray's C++ client logs each failed attempt: the error below says it once
+                ray.init(address=address, **kw)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError... for an address it cannot use
             raise ClusterError("ray", f"cannot join the Ray cluster at {address} ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -157,3 +158,16 @@ async def test_a_worker_without_the_model_file_is_one_clear_error(ray_local, mos
                 pass
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith("worker w0 on ") and f"model {missing}: no such model file" in msg
+
+
+def test_a_ray_address_where_something_else_answers_is_one_line_exit_2_within_bounds(mosquitto):
+    # the broker's port answers TCP but is no Ray cluster: Ray's own connection retries are bounded by
+    # [cluster] ray_connect_timeout_s and its C++ warnings do not reach the user
+    t0 = time.monotonic()
+    r = _cli("run", "--source", "mqtt", "--workers", "2", "--ray-address", f"127.0.0.1:{mosquitto.port}",
+             "--set", f"mqtt.port={mosquitto.port}", "--set", "cluster.ray_connect_timeout_s=2", timeout=90)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines == [f"error: ray: cannot join the Ray cluster at 127.0.0.1:{mosquitto.port} (ConnectionError: "
+                     f"Failed to connect to Ray cluster at 127.0.0.1:{mosquitto.port})"], lines
+    assert time.monotonic() - t0 < 60
