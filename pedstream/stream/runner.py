@@ -281,7 +281,8 @@ async def _reap(tasks: Sequence[asyncio.Task]) -> None:
 async def _replay_done(src: Any, engine: Any) -> None:
     """A finite replay is done once it has sent everything and the engine has classified it."""
     await src.finished.wait()
-    while not src.events.empty() or engine.batcher.pending or engine.batcher.busy:
+    while (not src.events.empty() or any(engine.ingest_depth(sid) for sid in list(engine.streams))
+           or engine.batcher.pending or engine.batcher.busy):
         await asyncio.sleep(0.05)  # polling the engine's queues at shutdown, bounded by --duration
 
 
