@@ -9,8 +9,10 @@ Usage::
 
 On entry the engine enters its sinks, starts its named tasks in an :class:`asyncio.TaskGroup`
 (``inference``, one ``ingest-<n>`` per distinct source queue) and enters the sources; on exit it
-cancels and awaits them, writes pending alarm strips and closes sinks. All per-stream DSP runs on the
-event loop (cheap, causal, per chunk); ONNX Runtime runs in a worker thread; alarm strips are drawn
+cancels and awaits them, writes pending alarm strips and closes sinks. The per-stream DSP runs on the
+event loop, all streams of an ingest round together (:mod:`pedstream.stream.bank`), or with
+``[stream] workers`` > 1 in DSP worker processes (:mod:`pedstream.stream.workers`, windows back
+through shared memory); ONNX Runtime runs in a worker thread; alarm strips are drawn
 in threads. A problem with one stream (unknown channel names, bad chunk) becomes an ``error``
 event for that stream; the other streams carry on.
 
