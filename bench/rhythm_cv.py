@@ -151,7 +151,11 @@ def render(s: dict) -> str:
     lines = ["# Monitor model cross-validation (bench/rhythm_cv.py)", "",
              "- MIT-BIH: " + s["protocol"]["real"], "- simulated: " + s["protocol"]["sim"], ""]
     for name, v in s["variants"].items():
-        lines += [f"## {name}", "", f"settings: `{' '.join(v['settings']['sets']) or '(configs/monitor.toml)'}`", ""]
+        st = v["settings"]
+        lines += [f"## {name}", "", f"settings: real windows per (record, class) {st['mix']['max_windows_per_class_record']}, "
+                  f"noise SNR {st['mix']['snr_db'][0]:g}-{st['mix']['snr_db'][1]:g} dB (p {st['mix']['noise_prob']:g}), "
+                  f"lead dropout {st['mix']['lead_dropout']:g}, {st['train']['epochs']} epochs x "
+                  f"{st['train']['steps_per_epoch']} steps, patience {st['train']['patience']}, loss {st['loss']}", ""]
         for tag, title in (("real", "MIT-BIH record-wise CV"), ("sim", "simulated subject CV")):
             if tag not in v["pooled"]:
                 continue

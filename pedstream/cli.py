@@ -262,7 +262,7 @@ _RUN_OPTIONS = [
     click.option("--source", "source", type=click.Choice(["lsl", "mqtt", "replay"]), default="lsl", show_default=True,
                  help="Where the streams come from."),
     click.option("--model", "model", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                 help="ONNX model (default: the packaged demo model, trained on SIMULATED data)."),
+                 help="ONNX model (default: the packaged monitor model, trained on simulated Leipzig-format data + MIT-BIH ECG; not for clinical use)."),
     click.option("--headless", is_flag=True, help="No dashboard: print the events to stdout as JSON lines."),
     click.option("--events", "events_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                  help="Append the events as JSON lines to this file."),

@@ -101,7 +101,7 @@ def test_tour_replay_and_demo(home, lsl_config):
     r = ped("replay", "data/x001", "--to", "lsl", "--seconds", "2", "--speed", "4", *lsl_config.overrides, cwd=home)
     assert r.returncode == 0
     r = ped("demo", "--headless", "--duration", "8", "--set", "demo.speed=3", *lsl_config.overrides, cwd=home)
-    assert r.stderr.startswith("DEMO MODEL · trained on SIMULATED")  # the packaged model, said so
+    assert r.stderr.startswith("DEMO MODEL · trained on simulated Leipzig-format data + MIT-BIH ECG, not for clinical use")  # the packaged model, said so
     streams = {json.loads(ln)["stream"] for ln in r.stdout.splitlines()}
     assert streams <= {"x001", "x002", "x003"} and streams
     assert "summary: streams 3" in r.stderr

@@ -40,8 +40,9 @@ def _assets() -> Path:
 
 
 def default_model_path() -> Path:
-    """The packaged demo model (trained on SIMULATED data)."""
-    return _assets() / "demo_model.onnx"
+    """The packaged monitor model (trained on simulated Leipzig-format data + MIT-BIH ECG, not for clinical
+    use; bench/make_monitor_model.sh). The older simulated-only model is ``assets/demo_model.onnx``."""
+    return _assets() / "monitor_model.onnx"
 
 
 def demo_records_path(cfg: Config) -> Path:

@@ -104,7 +104,7 @@ def test_demo_model_banner_and_alarms_dir(tmp_path):
     r = pedstream("run", "--source", "replay", "--records", str(DEMO / "x002"), "--headless", "--duration", "1",
                   "--alarms-dir", "strips", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stderr.startswith("DEMO MODEL · trained on SIMULATED")  # the packaged model is the demo model
+    assert r.stderr.startswith("DEMO MODEL · trained on simulated Leipzig-format data + MIT-BIH ECG, not for clinical use")  # the packaged model is the demo model
     assert f"alarm strips (PNG) go to {tmp_path / 'strips'}" in r.stderr
 
 
