@@ -167,7 +167,7 @@ def bench_ingest(cfg: Any, streams: int, seconds: float, peer: str | None, quick
     emit(result, title="pedstream bench ingest (LSL)", json_path=json_path, rows=result["results"],
          notes=result.get("notes", []),
          columns=[("consumer", "consumer"), ("streams", "outlets"), ("samples_sent", "sent"),
-                  ("samples_received", "received"), ("lost", "lost"), ("samples_per_s", "samples/s"),
+                  ("streams_received", "streams seen"), ("samples_received", "received"), ("lost", "lost"), ("samples_per_s", "samples/s"),
                   ("process_cpu_pct", "CPU % of a core"), ("us_cpu_per_ksample", "CPU us / 1k samples")])
 
 

@@ -2,7 +2,7 @@
 
 A publisher process (``python -m pedstream.bench.publish --to lsl``) opens N outlets (977 Hz,
 19 float32 channels, the bundled record ``x001``) and pushes ``--seconds`` of signal in real time in
-50 ms chunks, each outlet waiting (up to 120 s) for its consumer first so no sample goes out before
+50 ms chunks, each outlet waiting (up to 60 s) for its consumer first so no sample goes out before
 an inlet listens. This process receives:
 
 - ``pedstream``: :class:`~pedstream.stream.lsl.inlet.LSLSource` (the engine's LSL source: resolver,
@@ -40,7 +40,7 @@ RECORD_SECONDS = 24.0  # length of the bundled record x001 (the publisher does n
 def _publisher(n: int, seconds: float, session: str, prefix: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "lsl", "--streams", str(n),
                              "--seconds", str(seconds), "--session-id", session, "--id-prefix", prefix,
-                             "--wait-consumers-s", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--wait-consumers-s", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ))
 
 
@@ -57,7 +57,9 @@ def _row(consumer: str, n: int, sent: dict[str, int], received: dict[str, int], 
     s, r = sum(sent.values()), sum(received.get(k, 0) for k in sent)
     proc_cpu = cpu["process_cpu_pct"]
     return {"consumer": consumer, "streams": n, "streams_received": sum(1 for k in sent if received.get(k)),
-            "samples_sent": s, "samples_received": r, "lost": s - r, "push_seconds": round(push_s, 2),
+            "samples_sent": s, "samples_received": r, "lost": s - r,
+            "lost_on_streams_received": sum(sent[k] - received[k] for k in sent if received.get(k)),
+            "push_seconds": round(push_s, 2),
             "samples_per_s": round(r / push_s, 1) if push_s > 0 else None, "process_cpu_pct": proc_cpu,
             "us_cpu_per_ksample": round(proc_cpu / 100 * push_s * 1e6 / (r / 1000), 1) if r else None,
             "cpu_per_core_pct": cpu["cpu_per_core_pct"]}
@@ -89,7 +91,7 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
         cpu = CpuSampler().start()
         t0 = time.perf_counter()
         first: float | None = None
-        give_up = time.perf_counter() + seconds + 60 + n  # outlets open, wait for their inlet, push, linger
+        give_up = time.perf_counter() + seconds + 90 + n  # outlets open, wait (<= 60 s) for their inlet, push, linger
         while proc.poll() is None:  # the publisher ends after its last chunk (+ 1 s linger)
             if first is None and sum(q.samples.values()):
                 first = time.perf_counter()
