@@ -7,7 +7,7 @@ with the configuration is refused with :class:`~pedstream.errors.ModelMismatchEr
 streaming DSP as the monitor (channel mapping by name, causal resampling, the training filter bank,
 warm-up, per-window normalisation).
 
-- :func:`load_model` -> :class:`Model` (the packaged demo model by default) with its metadata;
+- :func:`load_model` -> :class:`Model` (the packaged monitor model by default) with its metadata;
 - :func:`classify` a NumPy array -> one :class:`WindowCall` per window;
 - :class:`Monitor`: the streaming engine for your own transport (``push`` samples, ``async for``
   over the events);
@@ -70,8 +70,9 @@ class Model:
 
 
 def load_model(path: str | Path | None = None, *, config: Config | str | Path | None = None) -> Model:
-    """Open ``path`` (default: the packaged demo model, trained on SIMULATED data) with ONNX Runtime
-    and check its metadata against ``config`` exactly as ``pedstream run`` does."""
+    """Open ``path`` (default: the packaged monitor model, trained on simulated Leipzig-format data +
+    MIT-BIH ECG) with ONNX Runtime and check its metadata against ``config`` exactly as ``pedstream
+    run`` does."""
     from pedstream.stream.banner import is_packaged_model, model_banner
     from pedstream.stream.runner import open_model
 
@@ -103,7 +104,7 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
              config: Config | str | Path | None = None, batch: int = 32) -> list[WindowCall]:
     """Classify ``signal`` (``(n_samples, n_channels)`` millivolts, channels named by ``channels``,
     sampled at ``fs`` Hz) window by window with ``model`` (a :class:`Model`, a path, or ``None`` for
-    the packaged demo model).
+    the packaged monitor model).
 
     The signal goes through the monitor's own per-stream pipeline (channel mapping, resampling to
     the model rate, the training filter bank, warm-up, normalisation), so the calls equal the
@@ -218,7 +219,7 @@ class _PushSource:
 class Monitor:
     """The monitor for your own transport (an async context manager)::
 
-        async with pedstream.Monitor() as mon:                     # the packaged demo model
+        async with pedstream.Monitor() as mon:                     # the packaged monitor model
             mon.push("bed1", samples, fs=500, channels=["I", "II", "V1"])  # (n, 3) mV, any chunk size
             async for ev in mon.events():                         # MonitorEvent: call, alarm_on, ...
                 print(ev.kind, ev.label, ev.p, ev.t_signal)

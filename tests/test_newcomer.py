@@ -48,7 +48,7 @@ def home(tmp_path_factory) -> Path:
 
 def test_the_tour_lists_these_commands():
     assert tour_commands() == ["data synth", "data inspect", "data labels", "data plot", "data fetch", "train",
-                               "eval", "compare", "export", "run", "replay", "demo"]
+                               "eval", "compare", "export", "run", "replay", "demo", "score", "central", "bench"]
 
 
 def test_tour_data_commands(home):
