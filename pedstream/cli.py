@@ -313,7 +313,8 @@ def _run_options(duration_help: str) -> Callable[[Callable[..., Any]], Callable[
               help="Records/folders to replay (--source replay, or published on lsl/mqtt). Repeatable.")
 @click.option("--workers", "workers", type=click.IntRange(min=1), default=None,
               help="--source mqtt: run N monitor worker actors on Ray (the cluster extra); streams are spread over "
-                   "them and move when one dies. See the ward with `pedstream central`.")
+                   "them and move when one dies. See the ward with `pedstream central`. (Not the DSP processes "
+                   "inside one monitor: those are [stream] workers.)")
 @click.option("--ray-address", "ray_address", default=None, metavar="ADDR",
               help="With --workers: join this Ray cluster (e.g. 10.0.0.5:6379) instead of starting a local runtime.")
 @with_config
