@@ -187,6 +187,10 @@ def bench_alarm(quick: bool, json_path: Path | None) -> None:
     except PedstreamError as exc:
         _fail(exc)
     result.setdefault("command", _command())
-    rows = result.get("results") if isinstance(result.get("results"), list) else []
-    keys = sorted({k for r in rows for k, v in r.items() if not isinstance(v, (dict, list))})[:10]
-    emit(result, title="pedstream bench alarm", json_path=json_path, rows=rows, columns=[(k, k) for k in keys])
+    classes = result.get("classes") if isinstance(result.get("classes"), dict) else {}
+    rows = [{"class": name, **c} for name, c in classes.items() if isinstance(c, dict)]
+    notes = [f"false alarms per hour: {result.get('false_alarms_per_hour')} over {result.get('monitored_h')} h monitored"]
+    emit(result, title="pedstream bench alarm", json_path=json_path, rows=rows, notes=notes,
+         columns=[("class", "class"), ("episodes", "episodes"), ("detected", "alarmed"), ("missed", "missed"),
+                  ("false_alarms", "false alarms"), ("time_to_alarm_s_median", "time to alarm s (median)"),
+                  ("time_to_alarm_s_p95", "p95")])
