@@ -3,12 +3,16 @@
 Sections: what the model was trained on (from the ONNX metadata), the cross-validation of
 bench/rhythm_cv.py (MIT-BIH record-wise folds and the simulated subject folds, per class, per fold and
 pooled; the previous simulated-only model on MIT-BIH as the baseline), the one real ECG+IEGM check
-(iaf1_afw replayed through `pedstream run`, never used in training or tuning) and a section left for
-`pedstream score episodes`.
+(iaf1_afw replayed through `pedstream run`, never used in training or tuning) and the alarms scored by
+`pedstream score episodes` (bench/monitor_episodes.py: MIT-BIH through each CV fold's model on its
+held-out records, pooled by bench/pool_episodes.py; the shipped model on held-out simulated records;
+the previous demo model beside it).
 
     .venv/bin/python bench/monitor_report.py --run RUN --cv bench/results/rhythm_cv/summary.json \\
         --variant monitor --onnx pedstream/assets/monitor_model.onnx --iaf CALLS.jsonl [--iaf-baseline CALLS.jsonl] \\
-        --script bench/make_monitor_model.sh --out pedstream/assets/monitor_model_report
+        --script bench/make_monitor_model.sh --out pedstream/assets/monitor_model_report \\
+        [--episodes-mitdb POOLED.json --episodes-mitdb-baseline DEMO.json --episodes-sim SIM.json \\
+         --episodes-sim-baseline DEMO_SIM.json]
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def _calls(path: str | None) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from monitor_episodes import episodes_json, episodes_md
     from rhythm_cv import render
 
     from pedstream.model.runtime import read_metadata
@@ -48,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iaf-baseline")
     ap.add_argument("--script", default="bench/make_monitor_model.sh")
     ap.add_argument("--out", required=True)
+    for name in ("mitdb", "mitdb-baseline", "sim", "sim-baseline"):
+        ap.add_argument(f"--episodes-{name}", help="`pedstream score episodes` JSON (pooled for mitdb)")
     a = ap.parse_args(argv)
     meta = read_metadata(a.onnx)
     manifest = json.loads((Path(a.run) / "manifest.json").read_text())
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "cv": {"variant": a.variant, "protocol": cv["protocol"], **v},
         "baseline_demo_model_on_mitdb": cv.get("baseline_demo_model_on_mitdb"),
         "iaf1_afw": {"model": _calls(a.iaf), "previous_demo_model": _calls(a.iaf_baseline)},
-        "score_episodes": None,  # filled from `pedstream score episodes` (issue 9 part 2)
+        "score_episodes": episodes_json(a),
     }
     out = Path(a.out)
     (out.with_suffix(".json")).write_text(json.dumps(report, indent=1), encoding="utf-8")
@@ -118,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                              + "; alarms: " + (", ".join(f"{k} {n}" for k, n in r["alarms"].items()) or "none"))
         lines += ["", "`pedstream run --source replay --records ../shared/data/iafdb/iaf1_afw --headless --set "
                   "replay.speed=20` (the recording is atrial fibrillation, adenosine at 70 s)."]
-    lines += ["", "## Episode scoring (`pedstream score episodes`)", "",
-              "To be filled from `pedstream score episodes` on MIT-BIH and simulated records (issue 9 part 2).", "",
+    lines += ["", *episodes_md(report["score_episodes"]), "",
               "## How it was made", "", f"`bash {a.script}` runs exactly these commands:", "", "```",
               (ROOT / a.script).read_text(encoding="utf-8").rstrip(), "```", ""]
     (out.with_suffix(".md")).write_text("\n".join(lines), encoding="utf-8")
