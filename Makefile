@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/pedstream bench model --providers cpu --batches 1,8,32,128,512 --json bench/results/model.json
 	$(BIN)/pedstream bench engine --source replay --streams 100,200,400,800,1000 --seconds 20 --json bench/results/engine.json
-	$(BIN)/pedstream bench engine --source mqtt --streams 100,200,300,400 --seconds 20 --json bench/results/engine_mqtt.json
+	$(BIN)/pedstream bench engine --source mqtt --streams 25,50,100,200,300 --seconds 20 --json bench/results/engine_mqtt.json
 	$(BIN)/pedstream bench ingest --streams 200 --seconds 20 --peer mne-lsl --json bench/results/ingest.json
 	$(BIN)/pedstream bench alarm --json bench/results/alarm.json
 	$(BIN)/pedstream score qrs --data ../shared/data/mitdb --peer xqrs --json bench/results/qrs_mitdb.json
