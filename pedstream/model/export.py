@@ -24,7 +24,7 @@ import torch
 from pedstream.errors import ModelError
 from pedstream.model.config import ModelConfig
 from pedstream.model.graph_opt import optimize
-from pedstream.model.metadata import decode_metadata, encode_metadata
+from pedstream.model.metadata import decode_metadata, encode_metadata, trained_on
 
 __all__ = ["ParityReport", "export_onnx", "export_run", "export_command", "OPSET", "EXPORTERS"]
 
@@ -225,6 +225,9 @@ def export_command(cfg: Any, *, run: Path, out: Path, data: Path | None = None, 
                   f"{report.max_abs_logits:.2e}, max |embedding diff| = {report.max_abs_embedding:.2e}")
     console.print(f"model: {meta['model_config']['arch']}, {flops.summary()}")
     console.print(f"classes: {', '.join(meta['class_names'])}")
-    if meta["trained_on_simulated_data"]:
+    said = trained_on(meta)
+    if said:
+        console.print(f"[yellow]trained on {said}[/yellow]")
+    elif meta["trained_on_simulated_data"]:
         console.print("[yellow]trained on SIMULATED data: not for clinical use[/yellow]")
     return report
