@@ -57,10 +57,10 @@ from pedstream.errors import ConfigError, PedstreamError
 from pedstream.model.runtime import softmax
 from pedstream.stream.alarms import AlarmTracker
 from pedstream.stream.banner import is_packaged_model, model_banner
-from pedstream.stream.bank import feed_round, take_chunk
 from pedstream.stream.workers import WorkerPool, worker_count
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
+from pedstream.stream.ingest import FairIngest
 from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
 from pedstream.stream.sinks import MonitorEvent
@@ -70,6 +70,7 @@ from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskS
 
 from pedstream.stream.strips import StripWriter, alarms_folder
 from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
+from pedstream.stream.watchdog import Watchdog
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "StreamState", "percentile"]
 
@@ -80,13 +81,6 @@ def _clock(pipe: StreamPipeline) -> str:
     """Whose clock the stream's timestamps are on: the stream's ``meta["clock"]`` if it says, else its source kind."""
     meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
     return str(meta.get("clock") or pipe.info.source)
-
-
-def _n_samples(ev: Any) -> int:
-    try:
-        return int(ev.chunk.data.shape[0])
-    except Exception:  # a malformed chunk: the pipeline reports it
-        return 0
 
 
 @dataclass(eq=False)
@@ -112,7 +106,7 @@ class StreamState:
     ectopy: EctopyCounter | None = None
 
 
-class Engine:
+class Engine(FairIngest, Watchdog):
     """Monitors every stream its sources announce. See the module docstring."""
 
     def __init__(
@@ -295,192 +289,6 @@ class Engine:
         self._emit(MonitorEvent(stream=stream_id, kind="error", extra={"message": message},
                                 t_signal=None if pipe is None else pipe.last_ts,
                                 clock=None if pipe is None else _clock(pipe)))
-
-    # -- ingestion -------------------------------------------------------------------------------------
-    async def _ingest(self, queue: asyncio.Queue) -> None:
-        """Take the source events into the per-stream queues and serve them round-robin (see the
-        module docstring). Waiting for a source with nothing queued is not bounded (a quiet ward is
-        no fault); the watchdog watches the streams instead."""
-        while True:
-            if not self._rr:
-                self._enqueue(await queue.get(), time.monotonic())
-            now = time.monotonic()
-            while True:  # whatever the sources delivered meanwhile (bounded per stream by _enqueue)
-                try:
-                    ev = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                self._enqueue(ev, now)
-            self._serve_round()
-            await asyncio.sleep(0)  # let the sources and the inference task run between rounds
-
-    def _enqueue(self, ev: Any, now: float) -> None:
-        s = self._state(str(getattr(ev, "stream_id", "?")))
-        if not s.in_turn:  # its queue was empty: it waits from now
-            s.in_turn = True
-            self._rr.append(s.stream_id)
-            s.last_served = now
-        if isinstance(ev, StreamAdded):
-            s.fs = float(ev.info.fs)
-        q = s.pending
-        q.append((ev, now))
-        if not isinstance(ev, ChunkReceived):
-            return
-        s.last_data = now
-        n = s.pending_samples + _n_samples(ev)
-        cap = max(1, int(self.cfg.stream.ingest_queue_s * (s.fs or 1000.0)))
-        while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
-            i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
-            if i is None or i == len(q) - 1:
-                break
-            old = q[i][0]
-            del q[i]
-            k = _n_samples(old)
-            n -= k
-            s.ingest_dropped += k
-        s.pending_samples = n
-
-    def _slice(self, sid: str) -> int:
-        """Samples of one stream handled per turn: one hop at the stream's rate."""
-        s = self.streams.get(sid)
-        fs = s.fs if s is not None and s.fs else self.fs
-        return max(1, int(round(self.hop / self.fs * fs)))
-
-    def _serve_round(self) -> None:
-        """One turn per stream with queued events: one event, or up to one hop of its queued samples
-        (contiguous chunks merged, a longer chunk cut: :func:`pedstream.stream.bank.take_chunk`). The
-        round's chunks then go through the DSP of all their streams together (:func:`feed_round`)."""
-        chunks: list[tuple[ChunkReceived, float]] = []
-        for _ in range(len(self._rr)):
-            s = self.streams[self._rr.popleft()]
-            q = s.pending
-            if not q:
-                s.in_turn = False
-                continue
-            ev, t_arr = q[0]
-            if isinstance(ev, ChunkReceived) and self.workers is not None and self.workers.saturated(s.stream_id):
-                self._rr.append(s.stream_id)  # its DSP worker is behind: the chunks wait in this stream's queue
-                continue
-            if isinstance(ev, ChunkReceived):
-                ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
-                                          gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
-                s.pending_samples = max(0, s.pending_samples - _n_samples(ev))
-                chunks.append((ev, t_arr))
-            else:
-                q.popleft()
-                self._handle_safe(ev, t_arr)
-            s.last_served = time.monotonic()
-            if q:
-                self._rr.append(s.stream_id)
-            else:
-                s.in_turn = False
-        if chunks:
-            self._feed_round(chunks)
-
-    def _feed_round(self, chunks: list[tuple[ChunkReceived, float]]) -> None:
-        items = []
-        for ev, t_arr in chunks:
-            pipe = self._pipe(ev.chunk.stream_id)
-            if pipe is None:
-                self.ignored_chunks += 1
-            else:
-                items.append((pipe, ev.chunk, t_arr))
-        if self.workers is not None:
-            self.workers.submit(items)  # the answers come back through _apply_result
-            return
-        for pipe, res in feed_round(items):
-            self._apply_result(pipe, res)
-
-    def _apply_result(self, pipe: Any, res: Any) -> None:
-        """A chunk's result (or the exception it raised) for its stream."""
-        s = self.streams.get(pipe.stream_id)
-        if s is not None and self.workers is not None:
-            s.last_served = time.monotonic()  # its DSP worker answered: progress (the watchdog's measure)
-        try:
-            if isinstance(res, Exception):
-                raise res
-            self._apply(pipe, res)
-        except PedstreamError as exc:
-            self._error(pipe.stream_id, str(exc))
-        except Exception as exc:  # one stream's failure is its error event, never the end of the run
-            log.debug("stream %s: chunk failed", pipe.stream_id, exc_info=exc)
-            self._error(pipe.stream_id, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
-
-    def _handle_safe(self, ev: Any, t_received: float) -> None:
-        try:
-            self.handle(ev, t_received)
-        except Exception as exc:  # one stream's failure is its error event, never the end of the run
-            sid = str(getattr(ev, "stream_id", "?"))
-            log.debug("stream %s: event %s failed", sid, type(ev).__name__, exc_info=exc)
-            self._error(sid, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
-
-    def ingest_depth(self, stream_id: str) -> int:
-        """Events of a stream waiting in the engine's ingest queue."""
-        s = self.streams.get(stream_id)
-        return 0 if s is None else len(s.pending)
-
-    # -- watchdog --------------------------------------------------------------------------------------
-    async def _watchdog(self) -> None:
-        budget = self.cfg.stream.watchdog_s
-        period = min(1.0, max(0.02, budget / 5))
-        while True:
-            await asyncio.sleep(period)  # the watchdog's own cadence
-            stall = self.loopwatch.beat() if self.loopwatch is not None else None
-            if stall is not None:
-                self.watchdog_reports += 1
-                self._error("engine", f"watchdog: the event loop was blocked for {stall:.1f} s "
-                                      f"(in {self.loopwatch.where}); every stream was late meanwhile")
-            try:
-                self.check_progress(time.monotonic())
-            except Exception as exc:  # the watchdog must outlive any one stream's problem
-                log.exception("engine watchdog: %s", exc)
-
-    def check_progress(self, now: float) -> None:
-        """Flag (one ``error`` event, ``StreamStatus.stalled``) every stream and task without progress for
-        ``[stream] watchdog_s``; clear the flag when it moves again."""
-        budget = self.cfg.stream.watchdog_s
-        oldest_window: dict[str, float] = {}
-        for b in (self.batcher, self.beat_batcher):
-            for sid, q in (getattr(b, "_queues", {}) or {}).items():
-                if q:
-                    oldest_window[sid] = min(oldest_window.get(sid, now), q[0].t_enqueued)
-        for sid, s in self.streams.items():
-            st, pipe = s.status, s.pipe
-            if st is None:
-                continue
-            why = None
-            served = s.last_served if s.last_served is not None else now
-            if s.pending and now - served > budget:
-                why = (f"no progress: {len(s.pending)} event(s) queued, none processed for "
-                       f"{now - served:.1f} s")
-            elif sid in oldest_window and now - oldest_window[sid] > budget:
-                why = f"no progress: a window has waited {now - oldest_window[sid]:.1f} s for inference"
-            elif (pipe is not None and not pipe.lost and s.last_data is not None
-                  and now - s.last_data > budget):
-                why = (f"no data for {now - s.last_data:.1f} s and its source has not reported it "
-                       "lost (source stalled?)")
-            if why is not None and st.stalled is None:
-                st.stalled = why
-                self.watchdog_reports += 1
-                self._error(sid, f"watchdog: {why} ([stream] watchdog_s {budget:g})")
-            elif why is None and st.stalled is not None:
-                st.stalled = None
-        for b in (self.batcher, self.beat_batcher):
-            since = getattr(b, "busy_since", None)
-            if b is not None and since is not None and now - since > budget:
-                if self._stalled_engine is None:
-                    self._stalled_engine = f"a model call has been running for {now - since:.1f} s"
-                    self.watchdog_reports += 1
-                    self._error("engine", f"watchdog: {self._stalled_engine} ([stream] watchdog_s {budget:g})")
-                break
-        else:
-            self._stalled_engine = None
-        for t in self._tasks:
-            if t.done() and not t.cancelled() and not getattr(t, "_pedstream_reported", False):
-                t._pedstream_reported = True  # type: ignore[attr-defined]
-                exc = t.exception()
-                self._error("engine", f"watchdog: task {t.get_name()} ended"
-                                      + (f" ({type(exc).__name__}: {exc})" if exc else ""))
 
     def _on_infer_timeout(self, items: list[WindowItem], exc: Exception) -> None:
         for sid in dict.fromkeys(i.stream_id for i in items):

@@ -1,0 +1,157 @@
+"""The engine's fair ingest (a mixin of :class:`~pedstream.stream.engine.Engine`).
+
+Every source event goes at once into a bounded queue per stream (``[stream] ingest_queue_s`` of
+signal; beyond it the stream's OLDEST chunks are dropped and counted) and the streams are served
+round-robin, at most one hop of one stream's samples per turn; a round's chunks then go through
+the DSP of all their streams together (:func:`pedstream.stream.bank.feed_round`), or to the DSP
+worker processes (``[stream] workers``). Split out of ``engine.py``; it uses the engine's state
+(``streams``, ``_rr``, ``cfg``, ``workers``, ``handle``, ``_apply``, ``_error``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pedstream.errors import PedstreamError
+from pedstream.stream.bank import feed_round, take_chunk
+from pedstream.stream.source import ChunkReceived, StreamAdded
+
+__all__ = ["FairIngest"]
+
+log = logging.getLogger("pedstream.stream.engine")
+
+
+def _n_samples(ev: Any) -> int:
+    try:
+        return int(ev.chunk.data.shape[0])
+    except Exception:  # a malformed chunk: the pipeline reports it
+        return 0
+
+
+class FairIngest:
+    """Per-stream ingest queues served round-robin (see the module docstring)."""
+
+    async def _ingest(self, queue: asyncio.Queue) -> None:
+        """Take the source events into the per-stream queues and serve them round-robin (see the
+        module docstring). Waiting for a source with nothing queued is not bounded (a quiet ward is
+        no fault); the watchdog watches the streams instead."""
+        while True:
+            if not self._rr:
+                self._enqueue(await queue.get(), time.monotonic())
+            now = time.monotonic()
+            while True:  # whatever the sources delivered meanwhile (bounded per stream by _enqueue)
+                try:
+                    ev = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                self._enqueue(ev, now)
+            self._serve_round()
+            await asyncio.sleep(0)  # let the sources and the inference task run between rounds
+
+    def _enqueue(self, ev: Any, now: float) -> None:
+        s = self._state(str(getattr(ev, "stream_id", "?")))
+        if not s.in_turn:  # its queue was empty: it waits from now
+            s.in_turn = True
+            self._rr.append(s.stream_id)
+            s.last_served = now
+        if isinstance(ev, StreamAdded):
+            s.fs = float(ev.info.fs)
+        q = s.pending
+        q.append((ev, now))
+        if not isinstance(ev, ChunkReceived):
+            return
+        s.last_data = now
+        n = s.pending_samples + _n_samples(ev)
+        cap = max(1, int(self.cfg.stream.ingest_queue_s * (s.fs or 1000.0)))
+        while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
+            i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
+            if i is None or i == len(q) - 1:
+                break
+            old = q[i][0]
+            del q[i]
+            k = _n_samples(old)
+            n -= k
+            s.ingest_dropped += k
+        s.pending_samples = n
+
+    def _slice(self, sid: str) -> int:
+        """Samples of one stream handled per turn: one hop at the stream's rate."""
+        s = self.streams.get(sid)
+        fs = s.fs if s is not None and s.fs else self.fs
+        return max(1, int(round(self.hop / self.fs * fs)))
+
+    def _serve_round(self) -> None:
+        """One turn per stream with queued events: one event, or up to one hop of its queued samples
+        (contiguous chunks merged, a longer chunk cut: :func:`pedstream.stream.bank.take_chunk`). The
+        round's chunks then go through the DSP of all their streams together (:func:`feed_round`)."""
+        chunks: list[tuple[ChunkReceived, float]] = []
+        for _ in range(len(self._rr)):
+            s = self.streams[self._rr.popleft()]
+            q = s.pending
+            if not q:
+                s.in_turn = False
+                continue
+            ev, t_arr = q[0]
+            if isinstance(ev, ChunkReceived) and self.workers is not None and self.workers.saturated(s.stream_id):
+                self._rr.append(s.stream_id)  # its DSP worker is behind: the chunks wait in this stream's queue
+                continue
+            if isinstance(ev, ChunkReceived):
+                ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
+                                          gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
+                s.pending_samples = max(0, s.pending_samples - _n_samples(ev))
+                chunks.append((ev, t_arr))
+            else:
+                q.popleft()
+                self._handle_safe(ev, t_arr)
+            s.last_served = time.monotonic()
+            if q:
+                self._rr.append(s.stream_id)
+            else:
+                s.in_turn = False
+        if chunks:
+            self._feed_round(chunks)
+
+    def _feed_round(self, chunks: list[tuple[ChunkReceived, float]]) -> None:
+        items = []
+        for ev, t_arr in chunks:
+            pipe = self._pipe(ev.chunk.stream_id)
+            if pipe is None:
+                self.ignored_chunks += 1
+            else:
+                items.append((pipe, ev.chunk, t_arr))
+        if self.workers is not None:
+            self.workers.submit(items)  # the answers come back through _apply_result
+            return
+        for pipe, res in feed_round(items):
+            self._apply_result(pipe, res)
+
+    def _apply_result(self, pipe: Any, res: Any) -> None:
+        """A chunk's result (or the exception it raised) for its stream."""
+        s = self.streams.get(pipe.stream_id)
+        if s is not None and self.workers is not None:
+            s.last_served = time.monotonic()  # its DSP worker answered: progress (the watchdog's measure)
+        try:
+            if isinstance(res, Exception):
+                raise res
+            self._apply(pipe, res)
+        except PedstreamError as exc:
+            self._error(pipe.stream_id, str(exc))
+        except Exception as exc:  # one stream's failure is its error event, never the end of the run
+            log.debug("stream %s: chunk failed", pipe.stream_id, exc_info=exc)
+            self._error(pipe.stream_id, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
+
+    def _handle_safe(self, ev: Any, t_received: float) -> None:
+        try:
+            self.handle(ev, t_received)
+        except Exception as exc:  # one stream's failure is its error event, never the end of the run
+            sid = str(getattr(ev, "stream_id", "?"))
+            log.debug("stream %s: event %s failed", sid, type(ev).__name__, exc_info=exc)
+            self._error(sid, f"processing failed ({type(exc).__name__}: {str(exc)[:120]})")
+
+    def ingest_depth(self, stream_id: str) -> int:
+        """Events of a stream waiting in the engine's ingest queue."""
+        s = self.streams.get(stream_id)
+        return 0 if s is None else len(s.pending)
