@@ -174,3 +174,25 @@ def test_broker_restart_during_pedstream_replay_to_mqtt(model, mosquitto, tmp_pa
         results = stop(monitor, replay)
     assert results[0][0] == 130, results[0][2][-2000:]
     assert results[1][0] == 130, results[1][2][-2000:]
+
+
+def test_a_replay_that_ignores_ctrl_c_still_ends_within_its_grace(tmp_path):
+    """The exit of `pedstream replay` is bounded: a run whose tasks do not stop after Ctrl-C is left
+    after the grace period with one line and exit code 130."""
+    code = (
+        "import asyncio, sys\n"
+        "from pedstream.stream.runner import _bounded_exit\n"
+        "async def stubborn():\n"
+        "    print('ready', flush=True)\n"
+        "    while True:\n"
+        "        try:\n"
+        "            await asyncio.sleep(3600)\n"
+        "        except asyncio.CancelledError:\n"
+        "            pass  # the defect: a cancellation swallowed\n"
+        "asyncio.run(_bounded_exit(stubborn(), grace_s=1.0))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 130
+    assert err.strip().splitlines() == ["error: the replay did not stop within 1 s of Ctrl-C; leaving now"]
