@@ -8,7 +8,6 @@ with the error's code; nothing prints a traceback at a user.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -16,38 +15,9 @@ from typing import Any, Callable
 import click
 
 from pedstream import __version__
-from pedstream.errors import PedstreamError
+from pedstream.cliutil import with_config
 
 __all__ = ["main", "cli"]
-
-
-def _fail(exc: PedstreamError) -> None:
-    for line in str(exc).splitlines() or [type(exc).__name__]:
-        click.echo(f"error: {line}", err=True)
-    sys.exit(exc.exit_code)
-
-
-def with_config(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--config``/``--set``, load and validate the config once, pass it as ``cfg``."""
-
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Configuration file (default: the packaged config.toml).")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override one configuration key, e.g. --set filters.mains_hz=60 (repeatable).")
-    @functools.wraps(fn)
-    def wrapper(*args: Any, config_path: Path | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
-        from pedstream.config import load_config
-
-        try:
-            cfg = load_config(config_path, overrides)
-            return fn(*args, cfg=cfg, **kwargs)
-        except PedstreamError as exc:
-            _fail(exc)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

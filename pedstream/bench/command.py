@@ -8,12 +8,13 @@ the source checkout). Heavy imports happen inside the commands.
 
 from __future__ import annotations
 
-import functools
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
+
+from pedstream.cliutil import with_config
 
 __all__ = ["bench"]
 
@@ -21,32 +22,7 @@ _JSON = click.option("--json", "json_path", type=click.Path(dir_okay=False, path
                      help="Also write the result as JSON here (atomically).")
 _QUICK = click.option("--quick", is_flag=True, help="A short run (well under a minute) with the same JSON schema.")
 _MODEL = click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-                      help="ONNX model (default: the packaged demo model).")
-
-
-def with_config(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config``/``--set`` as in :func:`pedstream.cli.with_config` (not imported from there: this module
-    is loaded while ``pedstream.cli`` is, and ``python -m pedstream.cli`` must not import it twice)."""
-
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Configuration file (default: the packaged config.toml).")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override one configuration key, e.g. --set runtime.intra_op_threads=1 (repeatable).")
-    @functools.wraps(fn)
-    def wrapper(*args: Any, config_path: Path | None, overrides: tuple[str, ...], **kwargs: Any) -> Any:
-        from pedstream.cli import _fail
-        from pedstream.config import load_config
-        from pedstream.errors import PedstreamError
-
-        try:
-            return fn(*args, cfg=load_config(config_path, overrides), **kwargs)
-        except PedstreamError as exc:
-            _fail(exc)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
+                      help="ONNX model (default: the packaged monitor model).")
 
 
 def _command() -> str:
@@ -179,13 +155,13 @@ def bench_alarm(quick: bool, json_path: Path | None) -> None:
     records), from bench/bench_alarm.py of the source checkout."""
     from pedstream.bench.alarm import alarm_bench
     from pedstream.bench.common import emit
-    from pedstream.cli import _fail
+    from pedstream.cliutil import fail
     from pedstream.errors import PedstreamError
 
     try:
         result = alarm_bench(quick=quick)
     except PedstreamError as exc:
-        _fail(exc)
+        fail(exc)
     result.setdefault("command", _command())
     classes = result.get("classes") if isinstance(result.get("classes"), dict) else {}
     rows = [{"class": name, **c} for name, c in classes.items() if isinstance(c, dict)]

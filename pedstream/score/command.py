@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from pedstream.cliutil import fail, with_config
 from pedstream.fileio import write_json
 
 __all__ = ["score", "score_qrs_command", "score_episodes_command"]
@@ -48,7 +49,6 @@ def score_qrs(data: Path, records: tuple[str, ...], more_records: tuple[str, ...
     Match window +/- 150 ms (wfdb.processing.compare_annotations); 'EC57' columns leave out the first
     5 minutes; ventricular flutter/fibrillation episodes ([ ... ]) are not scored.
     """
-    from pedstream.cli import _fail
     from pedstream.errors import PedstreamError
 
     ids = [r for v in (*records, *more_records) for r in v.replace(",", " ").split()]
@@ -56,7 +56,7 @@ def score_qrs(data: Path, records: tuple[str, ...], more_records: tuple[str, ...
         score_qrs_command(data=data, records=ids, chunk=chunk, lead=lead, peer=peer, json_path=json_path,
                           command="pedstream score qrs " + " ".join(sys.argv[3:]))
     except PedstreamError as exc:  # bad records, annotations, leads: RecordError & co. exit 2
-        _fail(exc)
+        fail(exc)
 
 
 def _commit() -> str | None:
@@ -178,31 +178,21 @@ def _print_tables(report: dict) -> None:
 @click.option("--save-probs", "probs_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also save each window's class probabilities (.npz) to retune alarms without replaying "
                    "(bench/tune_alarms.py).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: the packaged config.toml).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override one configuration key, e.g. --set alarms.onset_windows=3 (repeatable).")
-def score_episodes(data: Path, records: tuple[str, ...], more_records: tuple[str, ...], model: Path | None,
-                   rhythm_map: str, seconds: float | None, speed: float, json_path: Path | None,
-                   probs_path: Path | None, config_path: Path | None, overrides: tuple[str, ...]) -> None:
+@with_config
+def score_episodes(cfg: Any, data: Path, records: tuple[str, ...], more_records: tuple[str, ...],
+                   model: Path | None, rhythm_map: str, seconds: float | None, speed: float,
+                   json_path: Path | None, probs_path: Path | None) -> None:
     """Rhythm alarms against reference rhythm episodes, as EC57 scores episodes.
 
     Each record is replayed through the live engine (replay source, DSP, batcher, smoothing, alarms) on
     its own clock, as fast as the CPU allows. Per alarm class: episode Se/+P, duration Se/+P, time to
     alarm (episode onset -> alarm on: median, p95), missed episodes; false alarms per monitored hour.
     """
-    from pedstream.cli import _fail
-    from pedstream.config import load_config
-    from pedstream.errors import PedstreamError
-
     ids = [r for v in (*records, *more_records) for r in v.replace(",", " ").split()]
-    try:
-        cfg = load_config(config_path, overrides)
-        score_episodes_command(cfg, data=data, records=ids, model=model, rhythm_map=rhythm_map, seconds=seconds,
-                               speed=speed, json_path=json_path, probs_path=probs_path,
-                               command="pedstream score episodes " + " ".join(sys.argv[3:]))
-    except PedstreamError as exc:  # no rhythm annotations, bad records, model: exit 2
-        _fail(exc)
+    # a domain error (no rhythm annotations, bad records, model) is one line and exit 2: with_config
+    score_episodes_command(cfg, data=data, records=ids, model=model, rhythm_map=rhythm_map, seconds=seconds,
+                           speed=speed, json_path=json_path, probs_path=probs_path,
+                           command="pedstream score episodes " + " ".join(sys.argv[3:]))
 
 
 def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: Path | None = None,
