@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import math
-import signal
 import socket
 import sys
 import time
@@ -23,6 +22,7 @@ from rich.text import Text
 
 from pedstream.cluster.central import Central, require_broker
 from pedstream.cluster.topics import ClusterError
+from pedstream.stream.runner import stop_on_signals
 
 __all__ = ["cluster_command", "central_command", "render_central", "export_central", "start_ray"]
 
@@ -115,11 +115,7 @@ def cluster_command(cfg: Any, *, workers: int, ray_address: str | None, model: P
     interrupted: list[bool] = []
 
     async def main() -> dict[str, Any]:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        stop = stop_on_signals(interrupted)
         async with Supervisor(cfg=cfg, workers=workers, model_path=None if model is None else str(Path(model).resolve()),
                               on_line=line) as sup:
             runner = asyncio.create_task(sup.run(stop))
@@ -217,11 +213,7 @@ def central_command(cfg: Any, *, duration: float | None, headless: bool, events_
     console = Console()
 
     async def main() -> Central:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        stop = stop_on_signals(interrupted)
         async with Central(cfg=cfg, sinks=sinks) as central:
             if headless or not console.is_terminal:
                 with contextlib.suppress(TimeoutError):

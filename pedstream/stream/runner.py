@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pedstream.config import Config
-from pedstream.errors import ConfigError, ModelError, NothingMonitoredError, PedstreamError, RecordError
+from pedstream.errors import ConfigError, ModelError, NothingMonitoredError, RecordError
 
 __all__ = ["default_model_path", "demo_records_path", "open_model", "run_command", "run_async", "format_summary",
            "replay_command"]
@@ -303,6 +303,18 @@ def broker_hint(cfg: Config) -> str:
             f"or point --set mqtt.host=... --set mqtt.port=... at yours")
 
 
+
+def stop_on_signals(interrupted: list[bool]) -> asyncio.Event:
+    """An event set by SIGINT (which also appends to ``interrupted``: exit 130) or SIGTERM (a normal
+    end), for the running loop; where signals cannot be handled (not the main thread) nothing is."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    return stop
+
+
 def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
                 events_path: Path | None, demo: bool, records: Sequence[Path] = (), publish_mqtt: bool = False,
                 lsl_markers: bool = False, capture: Sequence[Path] = (), alarms_dir: Path | None = None,
@@ -351,11 +363,7 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     interrupted: list[bool] = []
 
     async def main() -> dict[str, Any]:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, lambda: (interrupted.append(True), stop.set()))
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
+        stop = stop_on_signals(interrupted)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
                                publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
