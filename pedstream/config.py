@@ -385,6 +385,7 @@ class LSLSection(_Section):
     known_peers: list[str] = ["127.0.0.1"]
     interfaces: list[str] = ["127.0.0.1"]
     ipv6: bool = False
+    port_range: int = Field(1024, ge=32, le=16384)  # lsl_api.cfg [ports] PortRange (liblsl default 32)
     session_id: str = Field("default", min_length=1)
     log_level: int = Field(-1, ge=-3, le=9)
     predicate: str = ""  # XPath predicate; empty = discovery by `types` and channel labels
