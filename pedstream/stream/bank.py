@@ -9,8 +9,9 @@ chunks gets one turn of at most one hop of samples. This module makes a round ch
   finite data of the same width), and the DSP is chunk-size invariant, so the result is the one
   of feeding them one by one. When the engine keeps up, a turn is one chunk as before; when it
   falls behind, the Python cost per stream is spread over more samples instead of growing with
-  the number of chunks. The merged chunk carries the arrival time of its FIRST chunk, so the
-  end-to-end latency reported is never flattered.
+  the number of chunks. The merged chunk carries its parts' arrival times (:class:`Arrivals`):
+  each window's end-to-end latency starts when the part holding its last sample arrived, as if
+  the chunks had been fed one by one.
 * :func:`feed_round`: the round's chunks go through :meth:`StreamPipeline.prepare` (checks,
   gaps, channel map, clipping, resampling) per stream, then through the filter banks of all
   streams at once (:func:`pedstream.dsp.bank.filter_many`: one ``sosfilt`` call per band for
@@ -27,7 +28,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from pedstream.dsp.bank import filter_many
-from pedstream.stream.pipeline import FeedResult, Staged, StreamPipeline
+from pedstream.stream.feedtypes import Arrivals, FeedResult, Staged
+from pedstream.stream.pipeline import StreamPipeline
 from pedstream.stream.source import Chunk, ChunkReceived
 
 __all__ = ["take_chunk", "feed_round"]
@@ -62,11 +64,13 @@ def _cut(chunk: Chunk, k: int) -> tuple[Chunk, Chunk]:
     return head, tail
 
 
-def take_chunk(q: deque, limit: int, *, fs: float | None, gap_tolerance_s: float) -> tuple[ChunkReceived, float, int]:
+def take_chunk(q: deque, limit: int, *, fs: float | None,
+               gap_tolerance_s: float) -> tuple[ChunkReceived, float | Arrivals, int]:
     """Take one turn's samples from a stream's queue of ``(event, arrival)`` whose head is a
     :class:`ChunkReceived`: the head chunk cut to ``limit`` samples (the rest stays queued), or the
     head merged with the contiguous chunks after it up to ``limit`` samples in all (the last one
-    cut). Returns ``(event, arrival of its first chunk, chunks taken whole)``."""
+    cut). Returns ``(event, arrival, chunks taken whole)``: the arrival is a time for one chunk, the
+    parts' :class:`Arrivals` for a merge (what :meth:`StreamPipeline.prepare` takes)."""
     ev, t_arr = q.popleft()
     chunk = ev.chunk
     n = _rows(chunk)
@@ -76,7 +80,7 @@ def take_chunk(q: deque, limit: int, *, fs: float | None, gap_tolerance_s: float
         head, tail = _cut(chunk, limit)
         q.appendleft((ChunkReceived(tail), t_arr))
         return ChunkReceived(head), t_arr, 0
-    parts, whole = [chunk], 1
+    parts, whole, times = [chunk], 1, [t_arr]
     while n < limit and q and isinstance(q[0][0], ChunkReceived) and _follows(parts[-1], q[0][0].chunk, fs,
                                                                                    gap_tolerance_s):
         nxt_ev, nxt_t = q.popleft()
@@ -89,16 +93,18 @@ def take_chunk(q: deque, limit: int, *, fs: float | None, gap_tolerance_s: float
         else:
             whole += 1
         parts.append(nxt)
+        times.append(nxt_t)
         n += k
     if len(parts) == 1:
         return ev, t_arr, whole
     merged = Chunk(stream_id=chunk.stream_id, data=np.concatenate([p.data for p in parts]),
                    timestamps=np.concatenate([p.timestamps for p in parts]), first_index=chunk.first_index,
                    seq=chunk.seq)
-    return ChunkReceived(merged), t_arr, whole
+    ends = tuple(int(p.first_index) + p.data.shape[0] for p in parts)
+    return ChunkReceived(merged), Arrivals(ends=ends, times=tuple(times)), whole
 
 
-def feed_round(items: Sequence[tuple[StreamPipeline, Chunk, float]]) -> list[tuple[StreamPipeline, FeedResult | Exception]]:
+def feed_round(items: Sequence[tuple[StreamPipeline, Chunk, float | Arrivals]]) -> list[tuple[StreamPipeline, FeedResult | Exception]]:
     """``[(pipe, pipe.feed(chunk, t))]`` for chunks of distinct streams, the filter banks of all of
     them run together. A stream whose chunk fails gets its exception in place of a result (the
     others carry on)."""

@@ -33,8 +33,7 @@ sees no beat in the bridge, so the RR interval across it is long.)
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -46,55 +45,13 @@ from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.windowing import Windower, normalize_window
 from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
+from pedstream.stream.feedtypes import Arrivals, FeedResult, Quality, ReadyStrip, Staged, StripRequest
 from pedstream.stream.source import Chunk, StreamInfo
 
-__all__ = ["Quality", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
+__all__ = ["Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
 
-Quality = Literal["warm-up", "ok", "loss", "clipped"]
 N_CH = len(CANONICAL_CHANNELS)
 N_ECG = len(ECG_CHANNELS)
-
-
-@dataclass(slots=True)
-class StripRequest:
-    """A pending alarm strip: ``onset`` (ring index at the model fs: the end of the window that raised
-    the alarm; the strip ends ``strip_post_s`` after it), ``evidence`` (ring index where the episode's
-    evidence began: the start of its first window; the strip's onset mark) and what to title it."""
-
-    onset: int
-    label: str
-    priority: str
-    t_iso: str
-    evidence: int | None = None
-
-
-@dataclass(slots=True)
-class ReadyStrip:
-    request: StripRequest
-    data: np.ndarray  # (T, 19) float32 filtered mV
-    onset_s: float  # onset mark (the evidence start, else the alarm) from the strip's start, seconds
-    alarm_s: float | None = None  # where the alarm was raised (the end of its window), seconds
-
-
-@dataclass(slots=True)
-class FeedResult:
-    windows: list[WindowItem] = field(default_factory=list)
-    transitions: list[tuple[Literal["signal_loss", "signal_ok"], str]] = field(default_factory=list)
-    strips: list[ReadyStrip] = field(default_factory=list)
-    beats: list[WindowItem] = field(default_factory=list)  # beat windows ready for the beat model
-    ectopy_error: str | None = None  # the beat path failed for this stream (it is then switched off)
-
-
-@dataclass(slots=True)
-class Staged:
-    """A chunk half through :meth:`StreamPipeline.prepare`: ``y`` (k, 19) resampled samples waiting
-    for the filter bank (None: nothing to do), ``ts`` (k,) their source-clock seconds."""
-
-    res: FeedResult
-    t_received: float
-    mapped: np.ndarray | None = None
-    y: np.ndarray | None = None
-    ts: np.ndarray | None = None
 
 
 def stream_channels(info: StreamInfo, cfg: Config):  # type: ignore[no-untyped-def]
@@ -267,10 +224,15 @@ class StreamPipeline:
         staged = self.prepare(chunk, t_received)
         return self.complete(staged, None if staged.y is None or not len(staged.y) else self.filters.process(staged.y))
 
-    def prepare(self, chunk: Chunk, t_received: float) -> Staged:
+    def prepare(self, chunk: Chunk, t_received: float | Arrivals) -> Staged:
         """First half of :meth:`feed`: checks, gaps, channel mapping, clipping and resampling. The
         returned ``staged.y`` (k, 19) still has to go through this stream's filter bank (alone, or
-        with other streams' in one call: :func:`pedstream.dsp.bank.filter_many`), then :meth:`complete`."""
+        with other streams' in one call: :func:`pedstream.dsp.bank.filter_many`), then :meth:`complete`.
+        ``t_received``: when the chunk arrived, or its parts' :class:`Arrivals` for a merged chunk
+        (each window then carries the arrival of the part holding its last sample)."""
+        arrivals = t_received if isinstance(t_received, Arrivals) else None
+        if arrivals is not None:
+            t_received = arrivals.first
         res = FeedResult()
         data = np.asarray(chunk.data)
         if data.ndim != 2 or data.shape[1] != self.info.n_channels:
@@ -303,7 +265,8 @@ class StreamPipeline:
         self._update_clipping(mapped)
         self._last_mapped = mapped[-1].copy()
         y, ts = self._resample(mapped)
-        return Staged(res=res, t_received=t_received, mapped=mapped, y=y, ts=ts)
+        return Staged(res=res, t_received=t_received, mapped=mapped, y=y, ts=ts, end_index=self.expected_index,
+                      arrivals=arrivals)
 
     def complete(self, staged: Staged, filt: np.ndarray | None) -> FeedResult:
         """Second half of :meth:`feed`: ``filt`` is ``staged.y`` through this stream's filter bank
@@ -321,14 +284,35 @@ class StreamPipeline:
             win, wts = self.ring.read(start, start + self.window)  # (T, 19), (T,) source-clock seconds
             x = normalize_window(win.T, self.present)  # (19, T) float32
             t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
+            t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
             res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask,
-                                          t_received=t_received, t_signal=t_sig))
+                                          t_received=t_rec, t_signal=t_sig))
             self.windows_made += 1
             if self.state == "loss":
                 res.transitions.append(("signal_ok", f"clean window from sample {start}"))
             self.state = "ok"
         res.strips = self._ready_strips()
         return res
+
+    def samples_to_window(self) -> int:
+        """Source samples still to come before the next window is complete (at least 1): the engine
+        may let a stream's chunks wait until then (``[stream] dsp_defer_s``) without delaying a call."""
+        more_out = self.windower.next_start + self.window - self.ring.total_written
+        if more_out <= 0:
+            return 1
+        r = self.resampler
+        if r.identity:
+            return more_out
+        target = r.samples_out + more_out  # outputs that must exist: ceil(n_in * up / down) >= target
+        return max(1, (target - 1) * r.down // r.up + 1 - r.samples_in)
+
+    def _input_index(self, ring_end: int, staged: Staged) -> int:
+        """The stream index of the source sample that completed ring samples up to ``ring_end``
+        (exclusive), for a window cut from the chunk ``staged`` just fed."""
+        r = self.resampler
+        m_end = r.samples_out - (self.ring.total_written - ring_end)  # resampler outputs needed
+        n_in = m_end if r.identity else (m_end - 1) * r.down // r.up + 1  # inputs needed for them
+        return staged.end_index - (r.samples_in - n_in) - 1
 
     def _resample(self, mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mapped samples (n, 19) -> ((k, 19) at self.fs, (k,) source-clock seconds)."""

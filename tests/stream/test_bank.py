@@ -12,6 +12,7 @@ import pytest
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.stream.bank import feed_round, take_chunk
+from pedstream.stream.feedtypes import Arrivals
 from pedstream.stream.pipeline import StreamPipeline
 from pedstream.stream.source import Chunk, ChunkReceived, StreamInfo, StreamLost
 from tests.stream.helpers import make_signal
@@ -123,7 +124,8 @@ def test_take_chunk_merges_contiguous_up_to_the_limit_and_cuts():
     parts = [_c(0, 49), _c(49, 49), _c(98, 49)]
     q = _q(*parts)
     ev, t, whole = take_chunk(q, 120, fs=FS, gap_tolerance_s=0.1)
-    assert (ev.chunk.first_index, ev.chunk.data.shape[0], t, whole) == (0, 120, 0.0, 2)
+    assert (ev.chunk.first_index, ev.chunk.data.shape[0], whole) == (0, 120, 2)
+    assert t == Arrivals(ends=(49, 98, 120), times=(0.0, 1.0, 2.0))  # each part's arrival, the last one cut
     assert np.array_equal(ev.chunk.timestamps, np.concatenate([p.timestamps for p in parts])[:120])
     rest, t_rest = q[0]
     assert len(q) == 1 and rest.chunk.first_index == 120 and rest.chunk.data.shape[0] == 27 and t_rest == 2.0
@@ -143,3 +145,36 @@ def test_take_chunk_never_merges_across_what_the_pipeline_checks(second):
     q.append((StreamLost("a", "x"), 9.0))
     ev, _, whole = take_chunk(q, 1000, fs=FS, gap_tolerance_s=0.1)
     assert ev.chunk.data.shape[0] == 49 and whole == 1 and len(q) == 2 and q[0][0].chunk is second
+
+
+@pytest.mark.parametrize("fs", [FS, 500.0])  # as sent, and through the resampler
+def test_merged_chunks_give_each_window_the_arrival_of_its_last_sample(cfg, fs):
+    """The engine merges a stream's queued chunks (take_chunk) before its DSP runs: each window must
+    still carry the arrival time of the chunk that held its last sample, as when fed one by one."""
+    x = make_signal(fs=fs, seconds=12, seed=5)
+    chunks = [Chunk(stream_id="m", data=x[i:i + 49], timestamps=(i + np.arange(len(x[i:i + 49]))) / fs, first_index=i)
+              for i in range(0, len(x), 49)]
+    one, merged = _pipe(cfg, "m", fs, CANONICAL_CHANNELS), _pipe(cfg, "m", fs, CANONICAL_CHANNELS)
+    want = [(w.start, w.x.tobytes(), w.t_received) for k, c in enumerate(chunks) for w in one.feed(c, float(k)).windows]
+    q = deque((ChunkReceived(c), float(k)) for k, c in enumerate(chunks))
+    got = []
+    while q:
+        ev, t, _ = take_chunk(q, 700, fs=fs, gap_tolerance_s=0.1)
+        got += [(w.start, w.x.tobytes(), w.t_received) for w in merged.feed(ev.chunk, t).windows]
+    assert len(want) >= 6 and got == want
+
+
+@pytest.mark.parametrize("fs", [FS, 500.0, 1000.0])
+def test_samples_to_window_is_exact(cfg, fs):
+    """samples_to_window() source samples complete the next window: one fewer does not."""
+    x = make_signal(fs=fs, seconds=12, seed=6)
+    pipe, i = _pipe(cfg, "w", fs, CANONICAL_CHANNELS), 0
+    for _ in range(4):
+        need = pipe.samples_to_window()
+        if need > 1:
+            assert not pipe.feed(Chunk(stream_id="w", data=x[i:i + need - 1], timestamps=(i + np.arange(need - 1)) / fs,
+                                       first_index=i), 0.0).windows
+            i += need - 1
+        res = pipe.feed(Chunk(stream_id="w", data=x[i:i + 1], timestamps=np.array([i / fs]), first_index=i), 0.0)
+        i += 1
+        assert len(res.windows) == 1
