@@ -42,9 +42,15 @@ def main(argv: list[str] | None = None) -> int:
 
     over = [f'lsl.session_id="{args.session_id}"'] if args.session_id else []
     cfg = load_config(overrides=over)
-    plans = [plan_replay([RECORD], cfg.signal, stream_id=f"{args.id_prefix}{i:04d}",
-                         seconds=None if args.loop else args.seconds)[0]
-             for i in range(args.streams)]
+    import dataclasses
+
+    from pedstream.bench.engine import MemoryRecord
+
+    # the record read once into memory for every stream: the publisher pays for publishing, not for N disk reads
+    first = plan_replay([RECORD], cfg.signal, stream_id=f"{args.id_prefix}0000",
+                        seconds=None if args.loop else args.seconds)[0]
+    first = dataclasses.replace(first, record=MemoryRecord(first.record))
+    plans = [dataclasses.replace(first, stream_id=f"{args.id_prefix}{i:04d}") for i in range(args.streams)]
     def run(coro: object) -> dict[str, int]:
         async def with_pool() -> dict[str, int]:
             # every outlet waits for its consumer in a thread (wait_for_consumers): one thread each

@@ -18,7 +18,7 @@ import aiomqtt
 
 from pedstream.errors import ConfigError
 
-__all__ = ["MQTTAuth", "NODELAY", "make_client", "retrieve_disconnect_error", "wait_backoff"]
+__all__ = ["MQTTAuth", "NODELAY", "make_client", "paho_client", "retrieve_disconnect_error", "wait_backoff"]
 
 NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 _MAX_PENDING = 256
@@ -100,6 +100,17 @@ def make_client(host: str, port: int, *, identifier: str | None, auth: MQTTAuth 
     return aiomqtt.Client(host, int(port), identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5,
                           timeout=timeout_s, keepalive=int(keepalive_s), socket_options=NODELAY, will=will,
                           **(auth or MQTTAuth()).client_kwargs(), **kw)
+
+
+def paho_client(client: aiomqtt.Client | None) -> Any:
+    """The paho client inside an aiomqtt client (aiomqtt 2.x keeps it as ``_client``), or None.
+
+    The publisher queues QoS-0 data through it without awaiting each message: aiomqtt's ``publish``
+    waits for the write of every message (one event-loop turn, an add/remove of the socket writer and a
+    self-pipe wake-up each), which made publishing the costliest part of the MQTT path; paho itself
+    writes every queued packet in one writer callback."""
+    inner = getattr(client, "_client", None)
+    return inner if inner is not None and hasattr(inner, "publish") and hasattr(inner, "is_connected") else None
 
 
 async def _probe(host: str, port: int, timeout: float) -> bool:

@@ -17,9 +17,11 @@ import aiomqtt
 import numpy as np
 
 from pedstream.errors import RecordError, StreamError as StreamFailure
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.stream.mqtt.client import MQTTAuth, make_client, paho_client, retrieve_disconnect_error, wait_backoff
+from pedstream.stream.mqtt.pacing import paced_many
+from pedstream.stream.mqtt.wills import WillKeepers
 from pedstream.stream.mqtt.wire import check_stream_id, encode_binary, encode_json, encode_meta, topic_for
-from pedstream.stream.replay import ReplayPlan, paced_chunks, run_all
+from pedstream.stream.replay import ReplayPlan
 from pedstream.stream.sinks import MonitorEvent
 
 __all__ = ["MQTTPublisher", "MQTTSink", "replay_to_mqtt"]
@@ -188,6 +190,47 @@ class MQTTPublisher:
         """One data message (binary or JSON, see :mod:`pedstream.stream.mqtt.wire`)."""
         await self._publish(topic_for(self.prefix, stream_id, "data"), payload, qos=self.qos)
 
+    def publish_data_nowait(self, stream_id: str, payload: bytes) -> bool:
+        """Queue one data message without waiting for its write (see :func:`~pedstream.stream.mqtt.client.paho_client`):
+        many messages then go out in one writer callback. Bound the queue with :meth:`drain`. False
+        when not sent: disconnected with ``reconnect`` (counted in ``dropped``); without ``reconnect`` a
+        lost connection raises :class:`~pedstream.errors.StreamError`."""
+        topic = topic_for(self.prefix, stream_id, "data")
+        paho = paho_client(self._client)
+        if self._connected and paho is not None and paho.is_connected():
+            info = paho.publish(topic, payload, self.qos)
+            if info.rc == 0:
+                self.published += 1
+                return True
+            exc: Exception = aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        else:
+            exc = aiomqtt.MqttError("not connected")
+        if not self.reconnect:
+            raise StreamFailure(topic, f"publish failed ({exc})") from exc
+        self.dropped += 1
+        if self._connected:
+            self._lost(exc)
+        return False
+
+    def queued(self) -> int:
+        """Messages queued on the connection and not yet written."""
+        return len(getattr(paho_client(self._client), "_out_packet", ()))
+
+    async def drain(self, max_queued: int = 0) -> None:
+        """Wait until at most ``max_queued`` messages wait to be written (``timeout_s`` at most; then the
+        connection counts as lost: with ``reconnect`` the rest is dropped, else StreamError)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while self._connected and self.queued() > max_queued:
+            if loop.time() > deadline:
+                exc = aiomqtt.MqttError(f"{self.queued()} messages not written within {self.timeout_s:g} s")
+                if not self.reconnect:
+                    raise StreamFailure(f"mqtt://{self.host}:{self.port}", str(exc)) from exc
+                self.dropped += self.queued()
+                self._lost(exc)
+                return
+            await asyncio.sleep(0.001 if max_queued else 0.0005)
+
     async def publish_raw(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Anything else (e.g. the engine's ``<prefix>/<stream_id>/rhythm``)."""
         await self._publish(topic, payload, qos=self.qos, retain=retain)
@@ -289,44 +332,65 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          int16_scale_mv: float = 0.001, timeout_s: float = 5.0,
                          on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
                          reconnect: bool = True, reconnect_max_s: float = 5.0,
-                         probe_interval_s: float = 0.25) -> dict[str, int]:
+                         probe_interval_s: float = 0.25, wills: bool = True,
+                         max_queued: int = 4096) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
-    int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range.
+    int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
+    block of the record, not per chunk).
 
-    One MQTT client per stream, each with a Last Will that clears its retained meta if the process
-    dies; a normal end (or Ctrl-C) clears the metas itself. With ``reconnect`` a lost broker does not
-    end the replay: data is dropped (counted) while disconnected and the meta is republished on
-    reconnect (see :class:`MQTTPublisher`).
+    One pacing task and one MQTT connection carry every stream (:func:`~pedstream.stream.mqtt.pacing.paced_many`;
+    data is queued without awaiting each message's write, at most ``max_queued`` messages waiting);
+    ``wills``: per stream an idle connection whose Last Will clears its retained meta if the process
+    dies (:class:`~pedstream.stream.mqtt.wills.WillKeepers`); a normal end (or Ctrl-C) clears the metas
+    itself. With ``reconnect`` a lost broker does not end the replay: data is dropped (counted) while
+    disconnected and the metas are republished on reconnect (see :class:`MQTTPublisher`).
     Returns samples sent per stream id."""
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
-
-    async def one(plan: ReplayPlan) -> int:
-        async with MQTTPublisher(host=host, port=port, prefix=prefix, timeout_s=timeout_s, auth=auth,
-                                 reconnect=reconnect, reconnect_max_s=reconnect_max_s,
-                                 probe_interval_s=probe_interval_s, will_stream=plan.stream_id) as pub:
-            t0 = time.time()
+    ids = [check_stream_id(p.stream_id) for p in plans]
+    if encoding == "binary" and dtype == "int16":
+        def convert(a: np.ndarray) -> np.ndarray:
+            return np.clip(np.rint(a / int16_scale_mv), -32768, 32767).astype(np.int16)
+    else:
+        def convert(a: np.ndarray) -> np.ndarray:
+            return a
+    sent = {sid: 0 for sid in ids}
+    client_id = f"pedstream-pub-{uuid.uuid4().hex[:10]}"
+    async with contextlib.AsyncExitStack() as stack:
+        keepers = None
+        if wills:
+            keepers = await stack.enter_async_context(WillKeepers(
+                host=host, port=port, prefix=prefix, stream_ids=ids, client_id=client_id, auth=auth,
+                timeout_s=timeout_s))
+        pub = await stack.enter_async_context(MQTTPublisher(
+            host=host, port=port, prefix=prefix, timeout_s=timeout_s, auth=auth, reconnect=reconnect,
+            reconnect_max_s=reconnect_max_s, probe_interval_s=probe_interval_s, client_id=client_id))
+        t0 = time.time()
+        for plan in plans:
             await pub.publish_meta(plan.stream_id, encode_meta(
                 fs=plan.fs, channels=plan.channel_names, units="mV", dtype=dtype,
                 scale=int16_scale_mv if dtype == "int16" else 1.0, encoding=encoding, age_years=plan.age_years,
                 t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name))
             if on_start is not None:
                 on_start(plan)
-            sent = 0
-            async for seq, first, data in paced_chunks(plan, chunk_ms=chunk_ms, speed=speed, loop=loop):
-                t = t0 + first / plan.fs
+        reconnects = pub.reconnects
+        async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert):
+            for d in due:
+                plan = plans[d.index]
+                t = t0 + d.first / plan.fs
+                seq = d.seq % (1 << 32)
                 if encoding == "json":
-                    payload = encode_json(data, seq=seq % (1 << 32), first_sample=first, t=t)
-                elif dtype == "int16":
-                    q = np.clip(np.rint(data / int16_scale_mv), -32768, 32767).astype(np.int16)
-                    payload = encode_binary(q, seq=seq % (1 << 32), first_sample=first, t=t)
+                    payload = encode_json(d.data, seq=seq, first_sample=d.first, t=t)
                 else:
-                    payload = encode_binary(data, seq=seq % (1 << 32), first_sample=first, t=t, dtype="float32")
-                await pub.publish_data(plan.stream_id, payload)
-                sent = first + data.shape[0]
-            if pub.dropped:
-                log.warning("MQTT %s: %d message(s) not sent while the broker was unreachable",
-                            plan.stream_id, pub.dropped)
-            return sent
-
-    return await run_all(plans, one)
+                    payload = encode_binary(d.data, seq=seq, first_sample=d.first, t=t)
+                pub.publish_data_nowait(plan.stream_id, payload)
+                sent[plan.stream_id] = d.first + d.data.shape[0]
+            await pub.drain(max_queued)
+            if keepers is not None and pub.reconnects != reconnects:  # a broker restart: the Wills are gone too
+                reconnects = pub.reconnects
+                await keepers.refresh()
+        await pub.drain(0)
+        if pub.dropped:
+            log.warning("MQTT %s:%d: %d message(s) not sent while the broker was unreachable", host, port,
+                        pub.dropped)
+    return sent

@@ -43,6 +43,7 @@ workers of :mod:`pedstream.cluster` use it so each stream is handled by one work
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -91,6 +92,32 @@ def limits_from(section: Any) -> PayloadLimits:
     return PayloadLimits(max_message_bytes=section.max_message_bytes, max_json_depth=section.max_json_depth,
                          max_channels=section.max_channels, max_samples=section.max_samples_per_message,
                          fs_min=section.fs_min, fs_max=section.fs_max)
+
+
+class _Inbox(asyncio.Queue):
+    """aiomqtt's incoming-message queue (its ``queue_type``), bounded and never silent.
+
+    aiomqtt hands every message to ``put_nowait`` and its ``messages`` iterator awaits one task and
+    one ``asyncio.wait`` per message; here the messages wait in a deque of at most ``maxsize`` and are
+    handled in one call scheduled once per event-loop turn (:meth:`MQTTSource._drain_inbox`). A
+    message that finds the inbox full is dropped and counted (``queue_full_drops`` of the source, in
+    :meth:`MQTTSource.totals`), with a throttled warning: never aiomqtt's per-message log line."""
+
+    def __init__(self, source: "MQTTSource", maxsize: int = 0) -> None:
+        super().__init__()
+        self._source = source
+        self._limit = int(maxsize)
+
+    def put_nowait(self, item: Any) -> None:
+        src = self._source
+        box = src._inbox
+        if self._limit > 0 and len(box) >= self._limit:
+            src._queue_full(item)
+            return
+        box.append(item)
+        if not src._drain_scheduled:
+            src._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(src._drain_inbox)
 
 
 class _Bucket:
@@ -177,6 +204,9 @@ class MQTTSource(SourceBase):
         self.last_error: str | None = None  # the last broker connection problem
         self.rejected_unknown = 0  # messages for new stream ids refused because max_streams were busy
         self.handler_errors = 0  # exceptions caught while handling one message
+        self.queue_full_drops = 0  # messages dropped because the inbox held max_queued_messages
+        self._inbox: deque = deque()
+        self._drain_scheduled = False
         self._streams: dict[str, _Stream] = {}
         self._parked: OrderedDict[str, bytes] = OrderedDict()  # forgotten stream id -> its meta (bounded)
         self._client: aiomqtt.Client | None = None
@@ -217,7 +247,8 @@ class MQTTSource(SourceBase):
         """Summed ingest counters over the streams tracked now, plus refused stream ids."""
         return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown,
                 "dropped_samples": sum(s.dropped_samples for s in self._streams.values()),
-                "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors}
+                "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors,
+                "queue_full_drops": self.queue_full_drops}
 
     @property
     def stream_ids(self) -> list[str]:
@@ -230,7 +261,24 @@ class MQTTSource(SourceBase):
 
     def _new_client(self) -> aiomqtt.Client:
         return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
-                           keepalive_s=self.keepalive_s, max_queued_incoming_messages=self.max_queued_messages)
+                           keepalive_s=self.keepalive_s, max_queued_incoming_messages=self.max_queued_messages,
+                           queue_type=functools.partial(_Inbox, self))  # type: ignore[arg-type]
+
+    def _queue_full(self, message: Any) -> None:
+        """A message that found the inbox full: dropped, counted, warned about (throttled)."""
+        self.queue_full_drops += 1
+        n = self.queue_full_drops
+        if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: a log line per doubling, never one per message
+            log.warning("MQTT source %s:%d: inbox full (%d messages, [mqtt] max_queued_messages): %d message(s) "
+                        "dropped so far", self.host, self.port, self.max_queued_messages, n)
+
+    def _drain_inbox(self) -> None:
+        """Handle every message waiting in the inbox (one call per event-loop turn)."""
+        self._drain_scheduled = False
+        box = self._inbox
+        while box:
+            m = box.popleft()
+            self._on_message_safe(m.topic.value, m.payload)
 
     async def _run(self) -> None:
         attempt = 0
@@ -251,8 +299,9 @@ class MQTTSource(SourceBase):
                     self.last_error = None
                     self.connected.set()
                     log.info("MQTT source subscribed at %s:%d under %s/", self.host, self.port, self.prefix)
-                    async for message in client.messages:
-                        self._on_message_safe(message.topic.value, message.payload)
+                    async for message in client.messages:  # only ends (MqttError) on a lost connection:
+                        self._on_message_safe(message.topic.value, message.payload)  # the _Inbox hands
+                        # messages to _drain_inbox, not to this iterator
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self.last_error = str(exc)

@@ -1,0 +1,134 @@
+"""One pacing task for many replayed streams (the MQTT publisher's schedule).
+
+:func:`paced_many` yields, at each tick, every stream's chunks that are due, on the same schedule as
+:func:`pedstream.stream.replay.paced_chunks` (per stream: ``chunk = round(chunk_ms * fs / 1000)``
+samples, chunk ``k`` due at ``start + first_sample / fs / speed``, ``seq`` +1 per chunk, the sample
+index going on across loops), but from one task: N streams cost one timer wake-up per tick instead
+of N tasks each with its own. Records are read ``_BLOCK_S`` seconds at a time in a worker thread, the
+next block prefetched while the current one is sent; each block is converted once (``convert``, e.g.
+to int16 counts for the whole block in one numpy call), chunks are views of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["Due", "paced_many", "BLOCK_S"]
+
+BLOCK_S = 10.0
+
+
+@dataclass(slots=True)
+class Due:
+    """One chunk that is due: stream ``index`` (into the plans), its ``seq``, ``first`` sample index,
+    and ``data`` (n, k): a view of the converted block."""
+
+    index: int
+    seq: int
+    first: int
+    data: np.ndarray
+
+
+@dataclass(slots=True)
+class _State:
+    plan: Any
+    chunk: int
+    block: int
+    seq: int = 0
+    index: int = 0  # samples sent so far (across loops)
+    b0: int = 0  # record sample of the current block's start
+    data: np.ndarray | None = None  # converted current block
+    pos: int = 0  # position within data
+    pending: asyncio.Task | None = None  # the next block being read
+    next_b0: int = 0
+
+
+def _read(plan: Any, b0: int, b1: int, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    sig = plan.record.read(b0, b1)
+    return convert(np.ascontiguousarray(sig.data[:, plan.columns], dtype=np.float32))
+
+
+def _next_b0(st: _State, loop: bool) -> int | None:
+    nb = st.b0 + st.block
+    if nb < st.plan.stop:
+        return nb
+    return st.plan.start if loop else None
+
+
+async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop: bool,
+                     convert: Callable[[np.ndarray], np.ndarray] = lambda a: a,
+                     clock: Callable[[], float] = time.monotonic) -> AsyncIterator[list[Due]]:
+    """Yield the list of chunks due now (at least one), until every stream ended (never with ``loop``).
+
+    ``convert``: applied once per block read ((n, k) float32 mV -> what the chunks are views of)."""
+    realtime = math.isfinite(speed)
+    states: list[_State] = []
+    for p in plans:
+        chunk = max(1, int(round(chunk_ms * p.fs / 1000.0)))
+        block = chunk * max(1, int(BLOCK_S * p.fs) // chunk)
+        states.append(_State(plan=p, chunk=chunk, block=block, b0=p.start))
+    try:
+        first = await asyncio.gather(*(asyncio.to_thread(_read, s.plan, s.b0, min(s.plan.stop, s.b0 + s.block), convert)
+                                       for s in states))
+        for s, d in zip(states, first):
+            s.data = d
+            s.pending = _prefetch(s, loop, convert)
+        t_start = clock()
+        # heap of (due time, stream): one timer for all streams
+        heap = [(t_start if realtime else 0.0, i) for i in range(len(states))]
+        heapq.heapify(heap)
+        while heap:
+            due_t, _ = heap[0]
+            if realtime:
+                delay = due_t - clock()
+                await asyncio.sleep(delay if delay > 0 else 0)
+                now = clock()
+            else:  # speed inf: a round of one chunk per stream, then yield to the loop
+                await asyncio.sleep(0)
+                now = due_t
+            out: list[Due] = []
+            while heap and heap[0][0] <= now:
+                _, i = heapq.heappop(heap)
+                st = states[i]
+                d = await _take(st, loop, convert)
+                if d is None:
+                    continue
+                out.append(Due(i, st.seq, st.index, d))
+                st.seq += 1
+                st.index += d.shape[0]
+                nxt = t_start + st.index / st.plan.fs / speed if realtime else float(st.seq)
+                heapq.heappush(heap, (nxt, i))
+            if out:
+                yield out
+    finally:
+        for s in states:
+            if s.pending is not None:
+                s.pending.cancel()
+
+
+def _prefetch(st: _State, loop: bool, convert: Callable) -> asyncio.Task | None:
+    nb = _next_b0(st, loop)
+    if nb is None:
+        return None
+    st.next_b0 = nb
+    return asyncio.ensure_future(asyncio.to_thread(_read, st.plan, nb, min(st.plan.stop, nb + st.block), convert))
+
+
+async def _take(st: _State, loop: bool, convert: Callable) -> np.ndarray | None:
+    """The stream's next chunk (a view), moving to the next block when this one is used up."""
+    assert st.data is not None
+    if st.pos >= st.data.shape[0]:
+        if st.pending is None:
+            return None
+        st.data, st.b0, st.pos = await st.pending, st.next_b0, 0
+        st.pending = _prefetch(st, loop, convert)
+    d = st.data[st.pos:st.pos + st.chunk]
+    st.pos += d.shape[0]
+    return d
