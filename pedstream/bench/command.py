@@ -133,7 +133,7 @@ def bench_ingest(cfg: Any, streams: int, seconds: float, peer: str | None, quick
     """N LSL outlets (977 Hz, 19 channels, a publisher process) into the engine's LSL inlets: samples/s
     received, samples lost, CPU of the receiving process; --peer mne-lsl: the same load into StreamLSL."""
     from pedstream.bench.common import emit
-    from pedstream.bench.ingest import ingest_bench
+    from pedstream.bench.ingest import INGEST_COLUMNS, ingest_bench
 
     if quick:
         streams, seconds = min(streams, 10), min(seconds, 4.0)
@@ -142,9 +142,7 @@ def bench_ingest(cfg: Any, streams: int, seconds: float, peer: str | None, quick
     result["command"] = _command()
     emit(result, title="pedstream bench ingest (LSL)", json_path=json_path, rows=result["results"],
          notes=result.get("notes", []),
-         columns=[("consumer", "consumer"), ("streams", "outlets"), ("samples_sent", "sent"),
-                  ("streams_received", "streams seen"), ("samples_received", "received"), ("lost", "lost"), ("samples_per_s", "samples/s"),
-                  ("process_cpu_pct", "CPU % of a core"), ("us_cpu_per_ksample", "CPU us / 1k samples")])
+         columns=INGEST_COLUMNS)
 
 
 @bench.command("alarm")

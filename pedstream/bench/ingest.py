@@ -6,17 +6,25 @@ A publisher process (``python -m pedstream.bench.publish --to lsl``) opens N out
 an inlet listens. This process receives:
 
 - ``pedstream``: :class:`~pedstream.stream.lsl.inlet.LSLSource` (the engine's LSL source: resolver,
-  one inlet per stream, non-blocking ``pull_chunk`` into a preallocated buffer, timestamps,
-  ``ChunkReceived`` events), the events drained and counted;
+  one inlet per stream, all pulled by one pump with non-blocking ``pull_chunk`` into preallocated
+  buffers, its blocking liblsl calls in a pool of 16 threads, timestamps, ``ChunkReceived`` events),
+  the events drained and counted;
 - ``mne-lsl`` (``--peer mne-lsl``, the ``peers`` extra): one ``mne_lsl.stream.StreamLSL`` per outlet
   (its own acquisition thread, ring buffer of 5 s), samples counted by its ``n_new_samples`` (never
   reset: no ``get_data`` call).
 
-For each: samples sent (the publisher's count), received (a backlog is waited for while it still
-drains, up to 60 s after the publisher ended), ``lost`` = sent - received (pushed before the inlet
-listened, or never delivered), samples/s received over the push time, this process's CPU (% of one core) and CPU microseconds per 1,000
-samples. LSL stays on this machine: the ``[lsl]`` settings (scope ``machine``, loopback) with a
-session id private to this run.
+For each: ``discovered`` (streams announced: ``StreamAdded``, or ``StreamLSL.connect`` returned) and
+``discover_s`` (from the publisher's launch, its Python start-up included, until the last of them;
+``discover_spread_s`` from the first to the last),
+samples sent (the publisher's count), received (a backlog is waited for while it still drains, up to
+60 s after the publisher ended), ``lost`` = sent - received (pushed before the inlet listened, or
+never delivered) in all and per stream (``streams_with_loss``, ``max_lost_on_a_stream``), samples/s
+received over the push time (the offered load when nothing is lost: both consumers are paced by the
+same real-time publisher), this process's CPU time from the publisher's launch until drained
+(``cpu_s``; ``process_cpu_pct`` = that over the push time) and the throughput that CPU buys:
+``samples_per_cpu_s`` (samples received per second of one core) and ``us_cpu_per_ksample``. The
+ratio of ``samples_per_cpu_s`` is what the notes compare. LSL stays on this machine: the ``[lsl]``
+settings (scope ``machine``, loopback, ``port_range``) with a session id private to this run.
 """
 
 from __future__ import annotations
@@ -32,9 +40,15 @@ from typing import Any, Callable
 
 from pedstream.bench.common import CpuSampler, machine_info
 
-__all__ = ["ingest_bench", "RECORD_SECONDS"]
+__all__ = ["ingest_bench", "RECORD_SECONDS", "INGEST_COLUMNS"]
 
 RECORD_SECONDS = 24.0  # length of the bundled record x001 (the publisher does not loop)
+
+
+INGEST_COLUMNS = [("consumer", "consumer"), ("streams", "outlets"), ("discovered", "discovered"),
+                  ("discover_s", "discover s"), ("samples_sent", "sent"), ("samples_received", "received"),
+                  ("lost", "lost"), ("streams_with_loss", "streams w/ loss"), ("samples_per_s", "samples/s"),
+                  ("process_cpu_pct", "CPU % of a core"), ("samples_per_cpu_s", "samples / CPU s")]
 
 
 def _publisher(n: int, seconds: float, session: str, prefix: str) -> subprocess.Popen:
@@ -53,43 +67,46 @@ def _sent(proc: subprocess.Popen, timeout: float) -> dict[str, int]:
 
 
 def _row(consumer: str, n: int, sent: dict[str, int], received: dict[str, int], push_s: float,
-         cpu: dict[str, Any]) -> dict[str, Any]:
+         cpu: dict[str, Any], cpu_wall_s: float, found: list[float]) -> dict[str, Any]:
+    """``found``: when each stream was discovered, in seconds from the publisher's launch."""
     s, r = sum(sent.values()), sum(received.get(k, 0) for k in sent)
-    proc_cpu = cpu["process_cpu_pct"]
-    return {"consumer": consumer, "streams": n, "streams_received": sum(1 for k in sent if received.get(k)),
+    cpu_s = cpu["process_cpu_pct"] / 100.0 * cpu_wall_s  # CpuSampler: % of one core over its wall time
+    lost = [sent[k] - received.get(k, 0) for k in sent]
+    return {"consumer": consumer, "streams": n, "discovered": len(found),
+            "discover_s": round(max(found), 2) if found else None,
+            "discover_spread_s": round(max(found) - min(found), 2) if found else None,
+            "streams_received": sum(1 for k in sent if received.get(k)),
             "samples_sent": s, "samples_received": r, "lost": s - r,
             "lost_on_streams_received": sum(sent[k] - received[k] for k in sent if received.get(k)),
+            "streams_with_loss": sum(1 for x in lost if x), "max_lost_on_a_stream": max(lost, default=0),
             "push_seconds": round(push_s, 2),
-            "samples_per_s": round(r / push_s, 1) if push_s > 0 else None, "process_cpu_pct": proc_cpu,
-            "us_cpu_per_ksample": round(proc_cpu / 100 * push_s * 1e6 / (r / 1000), 1) if r else None,
+            "samples_per_s": round(r / push_s, 1) if push_s > 0 else None,
+            "cpu_s": round(cpu_s, 2), "process_cpu_pct": round(100.0 * cpu_s / push_s, 1) if push_s > 0 else None,
+            "samples_per_cpu_s": round(r / cpu_s) if r and cpu_s > 0 else None,
+            "us_cpu_per_ksample": round(cpu_s * 1e6 / (r / 1000), 1) if r else None,
             "cpu_per_core_pct": cpu["cpu_per_core_pct"]}
 
 
 async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callable[[str], None]) -> dict[str, Any]:
     from pedstream.bench.engine import CountingQueue
     from pedstream.stream.lsl.inlet import LSLSource
+    from pedstream.stream.source import StreamAdded
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    # LSLSource makes its blocking liblsl calls (open_stream, info, time_correction) in the default
-    # thread pool, min(32, cores + 4) threads: too few for hundreds of inlets (each time_correction may
-    # block up to 1 s every 5 s); the bench gives it one thread per stream (see the result's notes)
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=n + 8))
     q = CountingQueue()
     src = LSLSource.from_config(cfg.lsl, events=q, predicate="starts-with(source_id, 'ing')")
-    drained = 0
+    added: dict[str, float] = {}  # stream id -> when first announced
 
     async def drain() -> None:
-        nonlocal drained
         while True:
-            await q.get()
-            drained += 1
+            ev = await q.get()
+            if isinstance(ev, StreamAdded):
+                added.setdefault(ev.stream_id, time.perf_counter())
 
     async with src:
         task = asyncio.create_task(drain())
-        proc = _publisher(n, seconds, session, "ing")
         cpu = CpuSampler().start()
         t0 = time.perf_counter()
+        proc = _publisher(n, seconds, session, "ing")
         first: float | None = None
         give_up = time.perf_counter() + seconds + 90 + n  # outlets open, wait (<= 60 s) for their inlet, push, linger
         while proc.poll() is None:  # the publisher ends after its last chunk (+ 1 s linger)
@@ -107,12 +124,11 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
                 break
             last = now
             await asyncio.sleep(2.0)
-        drain_s = time.perf_counter() - t0
-        usage = cpu.stop()
+        usage, wall = cpu.stop(), time.perf_counter() - t0
         task.cancel()
     push_s = min(seconds, time.perf_counter() - (first or t0))
-    log(f"  pedstream LSLSource: {sum(q.samples.values())}/{sum(sent.values())} samples")
-    return _row("pedstream", n, sent, dict(q.samples), push_s, usage)
+    log(f"  pedstream LSLSource: {len(added)}/{n} streams, {sum(q.samples.values())}/{sum(sent.values())} samples")
+    return _row("pedstream", n, sent, dict(q.samples), push_s, usage, wall, [t - t0 for t in added.values()])
 
 
 def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -> dict[str, Any]:
@@ -121,17 +137,20 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
 
     mne_lsl.set_log_level("WARNING")  # "new samples exceed the buffer" is expected: we count, never read
 
-    proc = _publisher(n, seconds, session, "mne")
     counts: dict[str, int] = {}
     streams = []
     cpu = CpuSampler().start()
     t0 = time.perf_counter()
+    proc = _publisher(n, seconds, session, "mne")
+    found: dict[str, float] = {}  # stream id -> seconds from the launch until connect() returned
     try:
         from concurrent.futures import ThreadPoolExecutor
 
         def connect(sid: str) -> Any:
             try:
-                return StreamLSL(bufsize=5.0, name=sid, source_id=sid).connect(acquisition_delay=0.01, timeout=60)
+                st = StreamLSL(bufsize=5.0, name=sid, source_id=sid).connect(acquisition_delay=0.01, timeout=60)
+                found[sid] = time.perf_counter() - t0
+                return st
             except RuntimeError as exc:  # not found in time: all its samples count as lost
                 failures.append(f"{sid}: {exc}")
                 return None
@@ -149,7 +168,7 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
                 break
             last = now
             time.sleep(2.0)
-        usage = cpu.stop()
+        usage, wall = cpu.stop(), time.perf_counter() - t0
     finally:
         for _, st in streams:
             try:
@@ -159,8 +178,9 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
-    log(f"  mne-lsl StreamLSL: {sum(counts.values())}/{sum(sent.values())} samples")
-    row = _row("mne-lsl", n, sent, counts, min(seconds, time.perf_counter() - t0), usage)
+    log(f"  mne-lsl StreamLSL: {len(streams)}/{n} streams, {sum(counts.values())}/{sum(sent.values())} samples")
+    push_s = min(seconds, time.perf_counter() - t0)
+    row = _row("mne-lsl", n, sent, counts, push_s, usage, wall, [found[sid] for sid, _ in streams])
     row["not_connected"] = len(failures)
     if failures:
         row["first_failure"] = failures[0][:300]
@@ -172,8 +192,8 @@ def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = N
     """Both measurements (the module docstring) in one run; JSON-ready result."""
     from pedstream.stream.lsl.config import configure_lsl_from
 
-    notes = [f"the LSL source ran with a default thread pool of {streams + 8} threads (its blocking liblsl calls "
-             "run there; the asyncio default, min(32, cores + 4), is too small for hundreds of inlets)"]
+    notes = ["timing figures depend on the machine's load (cpu_per_core_pct shows all of it); both consumers "
+             "take the same real-time load in the same run"]
     if seconds > RECORD_SECONDS:
         notes.append(f"--seconds {seconds:g} capped at the record's {RECORD_SECONDS:g} s")
         seconds = RECORD_SECONDS
@@ -189,9 +209,10 @@ def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = N
             notes.append("mne-lsl not installed (pip install 'pedstream[peers]'): no peer row")
         else:
             rows.append(_mne_lsl(streams, seconds, session, log))
-    if len(rows) == 2 and rows[1]["us_cpu_per_ksample"] and rows[0]["us_cpu_per_ksample"]:
-        notes.append(f"CPU per sample: mne-lsl / pedstream = "
-                     f"{rows[1]['us_cpu_per_ksample'] / rows[0]['us_cpu_per_ksample']:.2f}")
+    ratio = None
+    if len(rows) == 2 and rows[1]["samples_per_cpu_s"] and rows[0]["samples_per_cpu_s"]:
+        ratio = round(rows[0]["samples_per_cpu_s"] / rows[1]["samples_per_cpu_s"], 2)
+        notes.append(f"throughput per CPU second (samples_per_cpu_s): pedstream / mne-lsl = {ratio:.2f}")
     return {"bench": "ingest", "quick": quick, "transport": "lsl", "lsl": {"scope": cfg.lsl.resolve_scope,
             "interfaces": list(cfg.lsl.interfaces), "session_id": session}, "seconds": seconds,
-            "machine": machine_info(), "results": rows, "notes": notes}
+            "machine": machine_info(), "results": rows, "throughput_ratio_to_mne_lsl": ratio, "notes": notes}

@@ -93,6 +93,14 @@ def test_ingest_quick(tmp_path: Path) -> None:
         assert x["streams"] == 2 and x["samples_sent"] > 0
         assert x["lost"] == x["samples_sent"] - x["samples_received"]
         assert x["samples_received"] > 0 and x["samples_per_s"] > 0
+        assert x["discovered"] == 2 and x["discover_s"] >= x["discover_spread_s"] >= 0
+        assert 0 <= x["streams_with_loss"] <= 2
+        assert (x["streams_with_loss"] > 0) == (x["max_lost_on_a_stream"] != 0)
+        assert x["cpu_s"] > 0
+        assert x["samples_per_cpu_s"] == pytest.approx(x["samples_received"] / x["cpu_s"], rel=0.05)
+    if len(r["results"]) == 2:
+        a, b = (x["samples_per_cpu_s"] for x in r["results"])
+        assert r["throughput_ratio_to_mne_lsl"] == round(a / b, 2)
 
 
 def test_alarm_quick(tmp_path: Path) -> None:

@@ -13,12 +13,16 @@ Stream conventions read (the XDF ones; see also :func:`pedstream.stream.replay.r
 - ``nominal_srate`` is the sampling rate (an irregular-rate stream, 0 Hz, is refused with a
   ``StreamError``); string streams are refused.
 
-Mechanics: a :class:`pylsl.ContinuousResolver` is polled every ``resolve_interval_s`` (in a worker
-thread); each new stream gets its own task with an inlet (``recover=True``). That task polls
-``pull_chunk(timeout=0.0)`` on a ``pull_interval_ms`` cadence (never blocking the event loop),
-pulling repeatedly while full chunks come back, which drains the backlog LSL delivers on connect.
-Timestamps get ``inlet.time_correction()`` added (measured in a worker thread, refreshed every
-``time_correction_interval_s``). Timestamps are regularised (``dejitter``, default on): the inlet
+Mechanics: a :class:`pylsl.ContinuousResolver` is polled every ``resolve_interval_s``; each new
+stream gets a task that opens its inlet (``recover=True``, ``max_buflen_s`` of buffer in liblsl) and
+hands it to the source's one :class:`~pedstream.stream.lsl.pump.InletPump`, which pulls every inlet
+with data each ``pull_interval_ms`` (``pull_chunk(timeout=0.0)`` into a preallocated numpy buffer,
+never blocking the event loop; bounded pulls per pass, so a backlog such as the one LSL delivers on
+connect drains over the next passes without starving the other streams). Every blocking liblsl
+call (resolver results, ``open_stream``, ``info``, ``time_correction``) runs in the source's own
+small thread pool (``blocking_threads``), so hundreds of inlets neither need hundreds of threads
+nor queue behind the event loop's default executor. Timestamps get ``inlet.time_correction()``
+added (refreshed every ``time_correction_interval_s``, all inlets in one pool call). Timestamps are regularised (``dejitter``, default on): the inlet
 monotonises them (pylsl ``proc_monotonize``) and the source puts every sample on a grid of
 ``1 / nominal_srate`` counted from the samples received, which follows the stream's clock slowly (at
 most half a sample period per chunk). A timestamp jump while no sample is missing (a publisher's
@@ -41,7 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -50,16 +54,9 @@ import numpy as np
 from pedstream.data.channels import resolve_channels
 from pedstream.errors import ChannelError
 from pedstream.stream.lsl.config import ensure_lsl_configured
+from pedstream.stream.lsl.pump import Feed, InletPump, _offset
 from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
-from pedstream.stream.source import (
-    Chunk,
-    ChunkReceived,
-    SourceBase,
-    StreamAdded,
-    StreamError,
-    StreamInfo,
-    StreamLost,
-)
+from pedstream.stream.source import SourceBase, StreamError, StreamInfo, StreamLost
 from pedstream.stream.units import unit_to_mv
 
 __all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid", "DEFAULT_TYPES", "cardiac_labels",
@@ -208,8 +205,13 @@ class LSLSource(SourceBase):
                  forget_after_s: float = 2.0, pull_interval_ms: float = 10.0, max_chunk_samples: int = 4096,
                  lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
                  open_timeout_s: float = 5.0, max_buflen_s: int = 60, dejitter: bool = True,
-                 jump_tolerance_s: float = 1.0, limits: PayloadLimits = DEFAULT_LIMITS) -> None:
+                 jump_tolerance_s: float = 1.0, limits: PayloadLimits = DEFAULT_LIMITS,
+                 blocking_threads: int = 16, max_pulls_per_pass: int = 8) -> None:
         super().__init__(events=events)
+        if blocking_threads < 1 or max_pulls_per_pass < 1:
+            raise ValueError("blocking_threads and max_pulls_per_pass must be at least 1")
+        self.blocking_threads = int(blocking_threads)
+        self.max_pulls_per_pass = int(max_pulls_per_pass)
         self.dejitter = bool(dejitter)
         self.limits = limits
         self.jump_tolerance_s = float(jump_tolerance_s)
@@ -229,6 +231,8 @@ class LSLSource(SourceBase):
         self.resolved = asyncio.Event()  # set after the first resolver poll
         self._served: dict[str, str] = {}  # stream id -> uid served by a running inlet task
         self._refused: set[str] = set()  # uids refused (string stream, irregular rate...)
+        self._executor: ThreadPoolExecutor | None = None  # every blocking liblsl call runs here
+        self.pump: InletPump | None = None
 
     @classmethod
     def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "LSLSource":
@@ -251,16 +255,31 @@ class LSLSource(SourceBase):
         ensure_lsl_configured()
         import pylsl
 
-        self._resolver = await asyncio.to_thread(pylsl.ContinuousResolver, pred=self.predicate or None,
-                                                 forget_after=self.forget_after_s)
+        self._executor = ThreadPoolExecutor(max_workers=self.blocking_threads, thread_name_prefix="lsl")
+        self._resolver = await self._call(pylsl.ContinuousResolver, pred=self.predicate or None,
+                                          forget_after=self.forget_after_s)
+        self.pump = InletPump(emit=self.emit, executor=self._executor, pull_interval_s=self.pull_interval_s,
+                              max_chunk_samples=self.max_chunk_samples, lost_timeout_s=self.lost_timeout_s,
+                              time_correction_interval_s=self.time_correction_interval_s,
+                              open_timeout_s=self.open_timeout_s, parse=lambda full: parse_lsl_info(full).info,
+                              max_pulls_per_pass=self.max_pulls_per_pass)
+        self._spawn(self.pump.run(), name="lsl-pump")
         self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate or 'all'}]")
 
     async def _close(self) -> None:
         self._resolver = None
+        if self._executor is not None:  # a thread still blocked in liblsl (<= open_timeout_s) just ends
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """``fn(*args, **kw)`` in the source's pool of ``blocking_threads`` threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kw))
 
     async def _resolve_loop(self) -> None:
         while True:
-            infos = await asyncio.to_thread(self._resolver.results)
+            infos = await self._call(self._resolver.results)
             for info in infos:
                 sid = info.source_id() or info.name()
                 uid = info.uid()
@@ -319,7 +338,7 @@ class LSLSource(SourceBase):
                 verdict = (f"monitored (matches [lsl] predicate {self.predicate!r})" if self.predicate
                            else f"monitored (type {typ!r})")
             else:  # another type: monitored only when its channel labels are ECG leads / IEGM channels
-                full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+                full = await self._call(inlet.info, self.open_timeout_s)
                 labels = _labels(full)
                 cardiac = cardiac_labels(labels, self.aliases)
                 if not cardiac:
@@ -329,62 +348,24 @@ class LSLSource(SourceBase):
                                           "IEGM channel" if labels else "it has no channel labels"))
                     return
                 verdict = f"monitored (type {typ!r}; channel labels {_short(cardiac)} are ECG/IEGM channels)"
-            await asyncio.to_thread(inlet.open_stream, self.open_timeout_s)
-            full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
+            await self._call(inlet.open_stream, self.open_timeout_s)
+            full = await self._call(inlet.info, self.open_timeout_s)
             self._report(info, verdict)
             parsed = parse_lsl_info(full)
             for p in parsed.problems:
                 self.emit(StreamError(sid, p))
-            await self._pump(sid, inlet, parsed)
+            offset = await self._call(_offset, inlet, 0.0)
+            feed = Feed(sid=sid, inlet=inlet, info=parsed.info, factors=parsed.mv_factors.astype(np.float32),
+                        buf=np.empty((self.max_chunk_samples, parsed.info.n_channels),
+                                     dtype=inlet.np_dtype or np.float32),
+                        grid=SampleGrid(fs=parsed.info.fs, jump_tolerance_s=self.jump_tolerance_s)
+                        if self.dejitter else None, offset=offset)
+            assert self.pump is not None
+            try:
+                await self.pump.attach(feed)  # until the feed ends: raises what ended it
+            finally:
+                self.pump.detach(feed)
+                await self.pump.settle()
         finally:
-            await asyncio.to_thread(inlet.close_stream)
-
-    async def _time_correction(self, inlet: Any, current: float) -> float:
-        from pylsl.util import LostError, TimeoutError as LSLTimeoutError
-
-        try:
-            return float(await asyncio.to_thread(inlet.time_correction, 1.0))
-        except (LSLTimeoutError, LostError):
-            return current
-
-    async def _pump(self, sid: str, inlet: Any, parsed: ParsedLSLInfo) -> None:
-        info = parsed.info
-        n_ch = info.n_channels
-        factors = parsed.mv_factors.astype(np.float32)  # (n_ch,)
-        buf = np.empty((self.max_chunk_samples, n_ch), dtype=inlet.np_dtype or np.float32)  # (max, n_ch)
-        offset = await self._time_correction(inlet, 0.0)
-        next_tc = time.monotonic() + self.time_correction_interval_s
-        received = 0
-        grid = SampleGrid(fs=info.fs, jump_tolerance_s=self.jump_tolerance_s)
-        live = True
-        last_data = time.monotonic()
-        self.emit(StreamAdded(info))
-        while True:
-            got_full = False
-            samples, stamps = inlet.pull_chunk(timeout=0.0, max_samples=self.max_chunk_samples, dest_obj=buf,
-                                               as_numpy=True)
-            n = len(stamps)
-            now = time.monotonic()
-            if n:
-                if not live:
-                    live = True
-                    full = await asyncio.to_thread(inlet.info, self.open_timeout_s)
-                    info = parse_lsl_info(full).info
-                    offset = await self._time_correction(inlet, offset)
-                    next_tc = now + self.time_correction_interval_s
-                    self.emit(StreamAdded(info))
-                data = samples[:n].astype(np.float32) * factors  # (n, n_ch) mV
-                ts = np.asarray(stamps, dtype=np.float64) + offset  # (n,)
-                if self.dejitter:
-                    ts = grid.place(ts, received)
-                self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=received)))
-                received += n
-                last_data = now
-                got_full = n == self.max_chunk_samples
-            elif live and now - last_data > self.lost_timeout_s:
-                live = False
-                self.emit(StreamLost(sid, f"no LSL data for {self.lost_timeout_s:g} s"))
-            if live and now >= next_tc:
-                offset = await self._time_correction(inlet, offset)
-                next_tc = now + self.time_correction_interval_s
-            await asyncio.sleep(0 if got_full else self.pull_interval_s)
+            if self._executor is not None:
+                await self._call(inlet.close_stream)
