@@ -68,8 +68,8 @@ def bench_model(cfg: Any, providers: str, batches: str, seconds: float, no_torch
                          torch_eager=not no_torch, quick=quick, log=lambda m: click.echo(m, err=True))
     result["command"] = _command()
     notes = [f"FLOPs per window: {result['flops_note']}" if result["flops_per_window"] else result["flops_note"],
-             f"matmul peak {result['matmul']['peak_gflops']} GFLOP/s (numpy float32 1024^3, best of "
-             f"{result['matmul']['repeats']})"]
+             f"matmul peak {result['matmul']['peak_gflops']} GFLOP/s (float32 1024^3 on {result['matmul'].get('threads')} "
+             f"threads, best of numpy and ONNX Runtime's MatMul: {result['matmul'].get('peak_source')})"]
     emit(result, title="pedstream bench model", json_path=json_path, notes=notes, rows=result["results"],
          columns=[("engine", "engine"), ("provider", "provider"), ("batch", "batch"), ("windows_per_s", "windows/s"),
                   ("threads", "threads"), ("median_ms", "median ms"), ("p99_ms", "p99 ms"), ("gflops", "GFLOP/s"),
