@@ -1,0 +1,132 @@
+"""The cheap MQTT path: one pacing task for every replayed stream, the source's bounded inbox with
+counted drops, many streams over one data connection into a real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiomqtt
+import numpy as np
+import pytest
+
+from pedstream.config import SignalConfig
+from pedstream.stream.mqtt import MQTTSource
+from pedstream.stream.mqtt.pacing import paced_many
+from pedstream.stream.mqtt.publisher import replay_to_mqtt
+from pedstream.stream.mqtt.source import _Inbox
+from pedstream.stream.mqtt.wire import encode_binary, encode_meta
+from pedstream.stream.replay import plan_replay
+from pedstream.stream.source import ChunkReceived, StreamAdded
+from tests.stream.test_sources_replay import FS, NAMES, write_record
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_one_pacing_task_keeps_every_streams_rate(tmp_path):
+    """Streams of different rates (250 and 125 Hz) from one task: after ~1.2 s each stream has sent
+    its rate's samples (within one chunk), chunks are contiguous, and the data is the record's."""
+    p250, truth = write_record(tmp_path, "pace_a", seconds=4.0)
+    import wfdb
+
+    rec = wfdb.rdrecord(str(p250))
+    wfdb.wrsamp("pace_b", fs=125, units=["mV"] * len(NAMES), sig_name=NAMES, p_signal=rec.p_signal[::2],
+                fmt=["16"] * len(NAMES), adc_gain=[1000.0] * len(NAMES), baseline=[0] * len(NAMES),
+                write_dir=str(tmp_path))
+    plans = [plan_replay([p250], SignalConfig(), stream_id=f"a{i}")[0] for i in range(12)]
+    plans += [plan_replay([tmp_path / "pace_b"], SignalConfig(), stream_id=f"b{i}")[0] for i in range(12)]
+    got: dict[int, list] = {i: [] for i in range(len(plans))}
+    ticks = 0
+    t0 = None
+    tasks_before = len(asyncio.all_tasks())
+    max_tasks = 0
+    async for due in paced_many(plans, chunk_ms=40, speed=1.0, loop=False):
+        t0 = time.monotonic() if t0 is None else t0  # the schedule starts at the first chunk (after the first reads)
+        ticks += 1
+        max_tasks = max(max_tasks, len(asyncio.all_tasks()))
+        for d in due:
+            got[d.index].append((d.seq, d.first, np.array(d.data)))
+        if time.monotonic() - t0 >= 1.2:
+            break
+    elapsed = time.monotonic() - t0
+    # one task for all streams: at most the prefetch reads run beside it, never one task per stream
+    assert max_tasks - tasks_before <= len(plans)  # prefetch tasks only (finished reads are no tasks)
+    for i, plan in enumerate(plans):
+        chunks = got[i]
+        chunk = int(round(0.040 * plan.fs))
+        n = sum(c[2].shape[0] for c in chunks)
+        assert abs(n - plan.fs * elapsed) <= 2 * chunk, (plan.stream_id, n, plan.fs * elapsed)
+        assert [c[0] for c in chunks] == list(range(len(chunks)))  # seq +1 per chunk
+        assert [c[1] for c in chunks] == list(np.cumsum([0] + [c[2].shape[0] for c in chunks[:-1]]))
+        data = np.concatenate([c[2] for c in chunks])
+        if plan.stream_id.startswith("a"):
+            np.testing.assert_array_equal(data, truth[:n])
+    # streams that are due together go out in the same tick: far fewer ticks than chunks
+    assert ticks < sum(len(c) for c in got.values()) / 5
+
+
+async def test_pacing_at_infinite_speed_is_round_robin_and_complete(tmp_path):
+    path, truth = write_record(tmp_path, "pace_inf", seconds=1.0)
+    plans = [plan_replay([path], SignalConfig(), stream_id=f"s{i}")[0] for i in range(3)]
+    order, got = [], {i: [] for i in range(3)}
+    async for due in paced_many(plans, chunk_ms=100, speed=math.inf, loop=False):
+        for d in due:
+            order.append(d.index)
+            got[d.index].append(np.array(d.data))
+    for i in range(3):
+        np.testing.assert_array_equal(np.concatenate(got[i]), truth)
+    assert order[:6] == [0, 1, 2, 0, 1, 2]
+
+
+def _msg(topic: str, payload: bytes) -> aiomqtt.Message:
+    return aiomqtt.Message(topic=topic, payload=payload, qos=0, retain=False, mid=0, properties=None)
+
+
+async def test_inbox_full_drops_are_counted_not_silent(caplog):
+    """Messages that find the source's inbox full are dropped and counted in totals(), with a
+    throttled warning; the ones that fit are handled on the next loop turn."""
+    events: asyncio.Queue = asyncio.Queue()
+    src = MQTTSource(events=events, max_queued_messages=4)
+    inbox = _Inbox(src, maxsize=4)
+    meta = encode_meta(fs=FS, channels=NAMES, dtype="int16", scale=0.001, t0=1.0)
+    inbox.put_nowait(_msg("pedstream/v1/q1/meta", meta))
+    data = [encode_binary(np.full((25, len(NAMES)), k, dtype=np.int16), seq=k, first_sample=25 * k, t=1.0)
+            for k in range(40)]
+    with caplog.at_level("WARNING"):
+        for k in range(40):  # nothing is handled before the loop turns: 3 fit beside the meta, 37 dropped
+            inbox.put_nowait(_msg("pedstream/v1/q1/data", data[k]))
+    assert src.queue_full_drops == 37
+    assert src.totals()["queue_full_drops"] == 37
+    warnings = [r for r in caplog.records if "inbox full" in r.getMessage()]
+    assert 1 <= len(warnings) <= 7  # 1, 2, 4, 8, 16, 32: one line per doubling, not 37
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    evs = []
+    while not events.empty():
+        evs.append(events.get_nowait())
+    assert any(isinstance(e, StreamAdded) for e in evs)
+    assert sum(e.chunk.data.shape[0] for e in evs if isinstance(e, ChunkReceived)) == 3 * 25
+
+
+async def test_many_streams_over_one_connection_into_mosquitto(tmp_path, mosquitto):
+    """24 streams replayed in real time over one data connection: each arrives whole and in order,
+    nothing rejected or dropped, and each stream has its own Last Will connection."""
+    path, truth = write_record(tmp_path, "many", seconds=1.0)
+    plans = [plan_replay([path], SignalConfig(), stream_id=f"m{i:02d}")[0] for i in range(24)]
+    events: asyncio.Queue = asyncio.Queue()
+    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, max_streams=64) as src:
+        await asyncio.wait_for(src.connected.wait(), 5)
+        sent = await asyncio.wait_for(replay_to_mqtt(plans, host=mosquitto.host, port=mosquitto.port, speed=2.0,
+                                                     chunk_ms=50), 20)
+        want = {p.stream_id: truth.shape[0] for p in plans}
+        assert sent == want
+        got: dict[str, list] = {}
+        deadline = time.monotonic() + 10
+        while sum(sum(c.shape[0] for c in v) for v in got.values()) < sum(want.values()):
+            ev = await asyncio.wait_for(events.get(), max(0.01, deadline - time.monotonic()))
+            if isinstance(ev, ChunkReceived):
+                got.setdefault(ev.chunk.stream_id, []).append(ev.chunk.data)
+        assert src.totals()["rejected_messages"] == 0 and src.totals()["queue_full_drops"] == 0
+        for sid in want:
+            np.testing.assert_allclose(np.concatenate(got[sid]), truth, atol=0.0005 + 1e-6)
