@@ -484,6 +484,7 @@ class ReplaySection(_Section):
     dtype: Literal["int16", "float32"] = "int16"
     int16_scale_mv: float = Field(0.001, gt=0)
     loop: bool = False
+    mqtt_bundle_bytes: int = Field(0, ge=0, le=16_777_216)
 
 
 class HRBand(_Section):
