@@ -119,7 +119,9 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
                                      max_streams=n + 16, max_queued_messages=max(10_000, 40 * n))
         publisher = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host",
                                       broker.host, "--port", str(broker.port), "--streams", str(n),
-                                      "--seconds", str(seconds), "--loop", "--prefix", cfg.mqtt.topic_prefix],
+                                      "--seconds", str(seconds), "--loop", "--prefix", cfg.mqtt.topic_prefix,
+                                      "--chunk-ms", str(cfg.replay.chunk_ms),
+                                      "--bundle-bytes", str(cfg.replay.mqtt_bundle_bytes)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     fs = cfg.signal.fs
     try:
