@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--session-id", default=None)
     ap.add_argument("--id-prefix", default="bed")
     ap.add_argument("--chunk-ms", type=float, default=50.0)
+    ap.add_argument("--bundle-bytes", type=int, default=0,
+                    help="MQTT: data messages due together go in bundles of at most this many bytes (0: one per chunk)")
     ap.add_argument("--wait-consumers-s", type=float, default=0.0)
     ap.add_argument("--loop", action="store_true", help="Loop the record until terminated (no JSON line then).")
     args = ap.parse_args(argv)
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         from pedstream.stream.mqtt.publisher import replay_to_mqtt
 
         sent = run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
-                                          chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary"))
+                                          chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary",
+                                  bundle_bytes=args.bundle_bytes))
     else:
         from pedstream.stream.lsl.config import configure_lsl_from
         from pedstream.stream.lsl.outlet import replay_to_lsl

@@ -17,6 +17,7 @@ import aiomqtt
 import numpy as np
 
 from pedstream.errors import RecordError, StreamError as StreamFailure
+from pedstream.stream.mqtt.bundle import pack_bundles
 from pedstream.stream.mqtt.client import MQTTAuth, make_client, paho_client, retrieve_disconnect_error, wait_backoff
 from pedstream.stream.mqtt.pacing import paced_many
 from pedstream.stream.mqtt.wills import WillKeepers
@@ -195,7 +196,10 @@ class MQTTPublisher:
         many messages then go out in one writer callback. Bound the queue with :meth:`drain`. False
         when not sent: disconnected with ``reconnect`` (counted in ``dropped``); without ``reconnect`` a
         lost connection raises :class:`~pedstream.errors.StreamError`."""
-        topic = topic_for(self.prefix, stream_id, "data")
+        return self.publish_nowait(topic_for(self.prefix, stream_id, "data"), payload)
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """:meth:`publish_data_nowait` to any topic (e.g. a bundle's), at the data QoS."""
         paho = paho_client(self._client)
         if self._connected and paho is not None and paho.is_connected():
             info = paho.publish(topic, payload, self.qos)
@@ -333,7 +337,7 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
                          reconnect: bool = True, reconnect_max_s: float = 5.0,
                          probe_interval_s: float = 0.25, wills: bool = True,
-                         max_queued: int = 4096) -> dict[str, int]:
+                         max_queued: int = 4096, bundle_bytes: int = 0) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
     block of the record, not per chunk).
@@ -344,6 +348,9 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
     dies (:class:`~pedstream.stream.mqtt.wills.WillKeepers`); a normal end (or Ctrl-C) clears the metas
     itself. With ``reconnect`` a lost broker does not end the replay: data is dropped (counted) while
     disconnected and the metas are republished on reconnect (see :class:`MQTTPublisher`).
+    ``bundle_bytes`` > 0: the data messages due at the same tick go out in bundles of at most that many
+    bytes on ``<prefix>/<publisher id>/bundle`` (:mod:`pedstream.stream.mqtt.bundle`; same chunks, same
+    latency, one MQTT message per bundle instead of one per stream); 0: one message per stream and chunk.
     Returns samples sent per stream id."""
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
@@ -374,7 +381,9 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
             if on_start is not None:
                 on_start(plan)
         reconnects = pub.reconnects
+        bundle_topic = topic_for(prefix, client_id, "bundle")
         async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert):
+            frames: list[tuple[str, bytes]] = []
             for d in due:
                 plan = plans[d.index]
                 t = t0 + d.first / plan.fs
@@ -383,8 +392,13 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                     payload = encode_json(d.data, seq=seq, first_sample=d.first, t=t)
                 else:
                     payload = encode_binary(d.data, seq=seq, first_sample=d.first, t=t)
-                pub.publish_data_nowait(plan.stream_id, payload)
+                if bundle_bytes > 0:
+                    frames.append((plan.stream_id, payload))
+                else:
+                    pub.publish_data_nowait(plan.stream_id, payload)
                 sent[plan.stream_id] = d.first + d.data.shape[0]
+            for b in pack_bundles(frames, bundle_bytes) if frames else ():
+                pub.publish_nowait(bundle_topic, b)
             await pub.drain(max_queued)
             if keepers is not None and pub.reconnects != reconnects:  # a broker restart: the Wills are gone too
                 reconnects = pub.reconnects

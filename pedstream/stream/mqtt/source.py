@@ -56,6 +56,7 @@ import aiomqtt
 import numpy as np
 
 from pedstream.errors import PayloadError
+from pedstream.stream.mqtt.bundle import split_bundle
 from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
 from pedstream.stream.mqtt.wire import (
     DEFAULT_LIMITS,
@@ -205,6 +206,7 @@ class MQTTSource(SourceBase):
         self.rejected_unknown = 0  # messages for new stream ids refused because max_streams were busy
         self.handler_errors = 0  # exceptions caught while handling one message
         self.queue_full_drops = 0  # messages dropped because the inbox held max_queued_messages
+        self.rejected_bundles = 0  # bundles whose structure was wrong (rejected whole)
         self._inbox: deque = deque()
         self._drain_scheduled = False
         self._streams: dict[str, _Stream] = {}
@@ -245,7 +247,8 @@ class MQTTSource(SourceBase):
 
     def totals(self) -> dict[str, int]:
         """Summed ingest counters over the streams tracked now, plus refused stream ids."""
-        return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown,
+        return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown
+                + self.rejected_bundles,
                 "dropped_samples": sum(s.dropped_samples for s in self._streams.values()),
                 "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors,
                 "queue_full_drops": self.queue_full_drops}
@@ -289,9 +292,11 @@ class MQTTSource(SourceBase):
                 async with client:
                     if self._allow is None:
                         await client.subscribe([(topic_for(self.prefix, "+", "meta"), 1),
-                                                (topic_for(self.prefix, "+", "data"), self.qos)],
+                                                (topic_for(self.prefix, "+", "data"), self.qos),
+                                                (topic_for(self.prefix, "+", "bundle"), self.qos)],
                                                timeout=self.timeout_s)
-                    else:
+                    else:  # bundles carry many streams: every bundle, frames of other streams skipped
+                        await client.subscribe(topic_for(self.prefix, "+", "bundle"), self.qos, timeout=self.timeout_s)
                         self._subscribed = set()
                         await self._sync_subscriptions(client)
                     attempt = 0
@@ -424,17 +429,24 @@ class MQTTSource(SourceBase):
     def _on_message(self, topic: str, payload: bytes) -> None:
         rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
         sid, _, kind = rest.partition("/")
+        if kind == "bundle" and sid:
+            self._on_bundle(sid, payload)
+            return
         if not sid or kind not in ("meta", "data"):
             return
         if self._allow is not None and sid not in self._allow:  # in flight while it was unsubscribed
             return
-        try:
-            check_stream_id(sid)
-        except PayloadError as exc:
-            self.emit_error(sid[:64], str(exc))
-            return
+        if sid not in self._streams:  # a known stream id was checked when it was first seen
+            try:
+                check_stream_id(sid)
+            except PayloadError as exc:
+                self.emit_error(sid[:64], str(exc))
+                return
+        self._route(sid, kind, payload, time.monotonic())
+
+    def _route(self, sid: str, kind: str, payload: bytes, now: float) -> None:
+        """One meta or data message of a (checked) stream id."""
         st = self._streams.get(sid)
-        now = time.monotonic()
         if st is None:
             if len(self._streams) >= self.max_streams and not self._make_room(now):
                 self.rejected_unknown += 1
@@ -449,6 +461,27 @@ class MQTTSource(SourceBase):
             self._on_meta(sid, st, payload)
         else:
             self._on_data(sid, st, payload, now)
+
+    def _on_bundle(self, bid: str, payload: bytes) -> None:
+        """A bundle (:mod:`pedstream.stream.mqtt.bundle`): its structure checked whole (else one error of
+        the bundle id, counted in ``rejected_bundles``), then each frame handled as its stream's data."""
+        try:
+            check_stream_id(bid)
+            frames = split_bundle(payload, max_message_bytes=self.limits.max_message_bytes,
+                                  max_frames=self.max_streams, bundle=bid)
+        except PayloadError as exc:
+            self.rejected_bundles += 1
+            self.emit_error(bid[:64], f"bundle rejected: {exc}")
+            return
+        now = time.monotonic()
+        allow = self._allow
+        for sid, frame in frames:
+            if allow is not None and sid not in allow:
+                continue
+            try:
+                self._route(sid, "data", frame, now)
+            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - one frame, one stream
+                self._handler_failed(sid, exc)
 
     def _make_room(self, now: float) -> bool:
         """Forget the longest-idle stream that is not live; False if every stream is live."""
