@@ -130,3 +130,40 @@ async def test_many_streams_over_one_connection_into_mosquitto(tmp_path, mosquit
         assert src.totals()["rejected_messages"] == 0 and src.totals()["queue_full_drops"] == 0
         for sid in want:
             np.testing.assert_allclose(np.concatenate(got[sid]), truth, atol=0.0005 + 1e-6)
+
+
+async def test_delivered_millivolts_equal_payload_to_mv_bit_for_bit_across_meta_changes():
+    """The source's cached factors/offsets give exactly payload_to_mv's values and t + k/fs, also
+    after a meta that changes the scale (int16), and for float32 and JSON data."""
+    from pedstream.stream.mqtt.wire import decode_data, decode_meta, encode_json, payload_to_mv
+
+    events: asyncio.Queue = asyncio.Queue()
+    src = MQTTSource(events=events)
+    rng = np.random.default_rng(3)
+    cases = []
+    for k, (dtype, scale, enc) in enumerate([("int16", 0.001, "binary"), ("int16", 0.0025, "binary"),
+                                              ("float32", 1.0, "binary"), ("float32", 1.0, "json")]):
+        meta_raw = encode_meta(fs=FS, channels=NAMES, units=["mV", "uV", "V", "mV"], dtype=dtype, scale=scale,
+                               t0=float(k), session=f"s{k}")
+        src._on_message_safe("pedstream/v1/bits/meta", meta_raw)
+        meta = decode_meta(meta_raw)
+        for seq, n in enumerate((25, 25, 17)):
+            if dtype == "int16":
+                vals = rng.integers(-30000, 30000, size=(n, len(NAMES))).astype(np.int16)
+            else:
+                vals = rng.normal(size=(n, len(NAMES))).astype(np.float32)
+            raw = (encode_json(vals, seq=seq, first_sample=25 * seq, t=10.0 * k + 0.1 * seq) if enc == "json" else
+                   encode_binary(vals, seq=seq, first_sample=25 * seq, t=10.0 * k + 0.1 * seq))
+            src._on_message_safe("pedstream/v1/bits/data", raw)
+            p = decode_data(raw, meta=meta)
+            cases.append((payload_to_mv(p, meta), p.t + np.arange(n, dtype=np.float64) / FS))
+    chunks = []
+    while not events.empty():
+        ev = events.get_nowait()
+        if isinstance(ev, ChunkReceived):
+            chunks.append(ev.chunk)
+    assert len(chunks) == len(cases)
+    for c, (mv, ts) in zip(chunks, cases):
+        assert c.data.dtype == np.float32
+        np.testing.assert_array_equal(c.data, mv)
+        np.testing.assert_array_equal(c.timestamps, ts)

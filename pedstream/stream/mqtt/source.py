@@ -68,7 +68,6 @@ from pedstream.stream.mqtt.wire import (
     check_stream_id,
     decode_data,
     decode_meta,
-    payload_to_mv,
     topic_for,
 )
 from pedstream.stream.source import (
@@ -158,6 +157,9 @@ class _Stream:
     msg_bucket: _Bucket | None = None
     sample_bucket: _Bucket | None = None
     byte_bucket: _Bucket | None = None
+    int16_factors: np.ndarray | None = None  # mv_factors * scale of offsets_meta
+    offsets: np.ndarray | None = None  # k / fs for the last chunk size
+    offsets_meta: StreamMeta | None = None
 
 
 class MQTTSource(SourceBase):
@@ -609,7 +611,14 @@ class MQTTSource(SourceBase):
         meta = st.meta
         if meta is None or p.values.shape[1] != meta.n_channels:
             return
-        data = payload_to_mv(p, meta)  # (n, n_ch) float32 mV
-        ts = p.t + np.arange(p.n_samples, dtype=np.float64) / meta.fs  # (n,)
+        # = payload_to_mv(p, meta), bit for bit, with the factors and the sample offsets made once per meta/size
+        if st.int16_factors is None or st.offsets_meta is not meta:
+            st.int16_factors, st.offsets, st.offsets_meta = meta.mv_factors * meta.scale, None, meta
+        f = st.int16_factors if p.encoding == "binary" and p.values.dtype == np.int16 else meta.mv_factors
+        data = np.multiply(p.values, f).astype(np.float32)  # (n, n_ch) float32 mV
+        n = p.values.shape[0]
+        if st.offsets is None or st.offsets.shape[0] != n:
+            st.offsets = np.arange(n, dtype=np.float64) / meta.fs
+        ts = p.t + st.offsets  # (n,)
         self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=p.first_sample,
                                       seq=p.seq)))
