@@ -480,7 +480,8 @@ def replay_command(cfg: Any, *, records: list[Path], to: str, speed: float | Non
             plans, host=m.host, port=m.port, prefix=m.topic_prefix, speed=speed, chunk_ms=chunk_ms, loop=loop,
             encoding=encoding, dtype=cfg.replay.dtype, int16_scale_mv=cfg.replay.int16_scale_mv,
             timeout_s=m.timeout_s, on_start=started, auth=MQTTAuth.from_section(m),
-            reconnect_max_s=min(m.reconnect_max_s, 5.0), probe_interval_s=m.probe_interval_s),
+            reconnect_max_s=min(m.reconnect_max_s, 5.0), probe_interval_s=m.probe_interval_s,
+            bundle_bytes=cfg.replay.mqtt_bundle_bytes),
             grace_s=3 * m.timeout_s + 5.0))
     else:
         raise RecordError("replay", f"--to must be lsl or mqtt (got {to!r})")
