@@ -1,6 +1,8 @@
-"""MQTT transport: the wire format (:mod:`.wire`, numpy only), the one client construction path and
-reconnect probe (:mod:`.client`), the source (:mod:`.source`) and the one publisher class used by
-``pedstream replay --to mqtt`` and by the ``--publish-mqtt`` event sink (:mod:`.publisher`).
+"""MQTT transport: the wire format (:mod:`.wire`, numpy only; several streams' data in one message:
+:mod:`.bundle`), the one client construction path and reconnect probe (:mod:`.client`), the source
+(:mod:`.source`) and the one publisher class used by ``pedstream replay --to mqtt`` and by the
+``--publish-mqtt`` event sink (:mod:`.publisher`; one pacing task for every replayed stream:
+:mod:`.pacing`; per-stream Last Wills beside one data connection: :mod:`.wills`).
 
 Lazy: aiomqtt is imported only when a name that needs it is used.
 """
@@ -28,6 +30,11 @@ _LAZY = {
     "MQTTPublisher": "pedstream.stream.mqtt.publisher",
     "MQTTSink": "pedstream.stream.mqtt.publisher",
     "replay_to_mqtt": "pedstream.stream.mqtt.publisher",
+    "encode_bundle": "pedstream.stream.mqtt.bundle",
+    "split_bundle": "pedstream.stream.mqtt.bundle",
+    "pack_bundles": "pedstream.stream.mqtt.bundle",
+    "paced_many": "pedstream.stream.mqtt.pacing",
+    "WillKeepers": "pedstream.stream.mqtt.wills",
 }
 
 __all__ = list(_LAZY)

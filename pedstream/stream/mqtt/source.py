@@ -1,13 +1,16 @@
 """MQTT source (aiomqtt, MQTT v5, TCP_NODELAY). Payloads: :mod:`pedstream.stream.mqtt.wire`; connection:
 :mod:`pedstream.stream.mqtt.client`; publishing: :mod:`pedstream.stream.mqtt.publisher`.
 
-:class:`MQTTSource` subscribes to ``<prefix>/+/meta`` and ``<prefix>/+/data`` and turns them into
-source events:
+:class:`MQTTSource` subscribes to ``<prefix>/+/meta``, ``<prefix>/+/data`` and ``<prefix>/+/bundle`` and
+turns them into source events:
 
 - a (retained) meta message -> ``StreamAdded``; a changed meta -> ``StreamLost("meta changed")`` then
   ``StreamAdded``; a meta that changes ``fs``, ``channels`` or ``dtype`` is a new stream session,
   reported once as a ``StreamError``; a new ``session``/``t0`` restarts the sequence tracker; an
   empty retained meta (the publisher withdrew it) -> ``StreamLost``;
+- a bundle (:mod:`~pedstream.stream.mqtt.bundle`: several streams' data messages in one) -> its
+  structure checked whole (a broken one is one ``StreamError`` of the bundle id, counted in
+  ``rejected_messages``), then each frame handled as a data message of its stream;
 - data messages -> decoded, put back in ``seq`` order (reorder window, see
   :class:`~pedstream.stream.mqtt.wire.SequenceTracker`; a restarted publisher is recognised at its
   first message), converted to mV -> ``ChunkReceived``;
@@ -33,6 +36,11 @@ Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
 
 Every network await (connect, subscribe, publish, probe) has a timeout (``timeout_s``).
+
+Cost: messages from aiomqtt wait in a bounded inbox (``max_queued_messages``) handled once per
+event-loop turn (no task per message); a message that finds it full is dropped and counted
+(``totals()["queue_full_drops"]``, a warning per doubling), never silently. Measure the MQTT path's
+CPU with ``python -m pedstream.bench.mqttcost``.
 
 Allow-list (``streams=``, :meth:`MQTTSource.set_streams`): a source given a set of stream ids subscribes
 to exactly those streams' ``meta``/``data`` topics (no wildcard), ignores any other stream, and follows
