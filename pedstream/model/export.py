@@ -3,8 +3,9 @@
 ``export_onnx`` writes ONE self-contained file (weights inside, no external data), opset 18, a
 dynamic batch axis, inputs ``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` and outputs
 ``logits (B,C)``, ``embedding (B,D)``; the model's metadata is stored as ONNX ``metadata_props``
-(one JSON value per key); each exact GELU becomes one ONNX Runtime ``Gelu`` node and each 1-D
-convolution a 2-D one (:func:`pedstream.model.graph_opt.optimize`, same math). The file is then opened with ONNX Runtime (CPU) and run on the given real
+(one JSON value per key); each exact GELU becomes one ONNX Runtime ``Gelu`` node, each 1-D
+convolution a 2-D one and each attention block one ``Attention`` / ``MultiHeadAttention`` node
+(:func:`pedstream.model.graph_opt.optimize`, same math; dynamo exporter). The file is then opened with ONNX Runtime (CPU) and run on the given real
 inputs at batch 1 and at the full sample batch; the largest absolute logit difference from PyTorch
 must stay below ``tol`` (1e-4) or :class:`ModelError` is raised and the file removed.
 """
@@ -125,7 +126,7 @@ def export_onnx(model: torch.nn.Module, model_cfg: ModelConfig, metadata: Mappin
         raise ModelError(str(out), f"torch.onnx.export ({exporter}) failed: {type(exc).__name__}: {first}") from exc
     proto = onnx.load_from_string(proto_bytes)
     _ensure_inputs(proto, model_cfg)
-    optimize(proto)  # exact GELU as one op, 1-D convs as 2-D (same math; pedstream.model.graph_opt)
+    optimize(proto)  # exact GELU as one op, 1-D convs as 2-D, fused attention (same math; pedstream.model.graph_opt)
     del proto.metadata_props[:]
     for key, value in encode_metadata(metadata).items():
         entry = proto.metadata_props.add()

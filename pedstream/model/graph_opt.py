@@ -13,7 +13,8 @@ with a ``(1, k)`` kernel ``-> Squeeze(axis 2)``: the same sums in the same order
 runs 2-D convolutions through its blocked NCHWc kernels (graph optimisation level ``all``), which it
 never does for 1-D ones. Outputs differ by float32 rounding (about 1e-6).
 
-:func:`optimize` applies both; ``pedstream export`` calls it.
+:func:`optimize` applies both, then :func:`pedstream.model.graph_fusions.fuse_attention` (each attention
+block as one ONNX Runtime ``Attention`` / ``MultiHeadAttention`` node); ``pedstream export`` calls it.
 
     python -m pedstream.model.graph_opt IN.onnx OUT.onnx   # rewrite an already exported file
 """
@@ -158,8 +159,11 @@ def conv1d_as_conv2d(proto: Any) -> int:
 
 
 def optimize(proto: Any) -> dict[str, int]:
-    """:func:`fuse_gelu` then :func:`conv1d_as_conv2d` (in place); how many of each."""
-    return {"gelu": fuse_gelu(proto), "conv2d": conv1d_as_conv2d(proto)}
+    """:func:`fuse_gelu`, :func:`conv1d_as_conv2d`, then the transformer fusions of
+    :func:`pedstream.model.graph_fusions.fuse_attention`, in place; how many of each."""
+    from pedstream.model.graph_fusions import fuse_attention
+
+    return {"gelu": fuse_gelu(proto), "conv2d": conv1d_as_conv2d(proto), "attention": fuse_attention(proto)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     proto = onnx.load(args[0])
     done = optimize(proto)
     onnx.save(proto, args[1])
-    print(f"{args[1]}: {done['gelu']} GELU groups fused, {done['conv2d']} 1-D convolutions made 2-D")
+    print(f"{args[1]}: {done['gelu']} GELU groups fused, {done['conv2d']} 1-D convolutions made 2-D, "
+          f"{done['attention']} attention blocks fused")
     return 0
 
 
