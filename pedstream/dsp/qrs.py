@@ -363,10 +363,13 @@ class OnlineQRSDetector:
         lo = max(i - self.integration + 1, self._hist.oldest, 0)
         seg, _ = self._hist.read(lo, i + 1)
         steep = lo + int(np.argmax(seg[:, 1])) - self.filter_delay
+        # the samples that exist at the candidate's decision time, however the input was chunked
+        # (a later decision, or a larger chunk, must not see more of the lead)
+        have = min(self.samples_seen, i + self.lookahead + 1)
         a = max(steep - self._r_search, self._hist.oldest, 0)
-        b = min(max(steep + self._r_search + 1, a + 1), self.samples_seen)
+        b = min(max(steep + self._r_search + 1, a + 1), have)
         ctx_lo = max(steep - self.integration, self._hist.oldest, 0)
-        ctx_hi = min(max(steep + self.integration + 1, ctx_lo + 1), self.samples_seen)
+        ctx_hi = min(max(steep + self.integration + 1, ctx_lo + 1), have)
         ctx, _ = self._hist.read(ctx_lo, ctx_hi)
         base = float(np.median(ctx[:, 0]))
         seg, _ = self._hist.read(a, b)

@@ -93,6 +93,7 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.alarms.strips = False
+    run_cfg.stream.dsp_defer_s = 0.0  # the throttle feeds a chunk at a time: each one is processed at once
     limit = max(1, cfg.stream.queue_windows // 2)
     engine: Engine | None = None
 

@@ -97,6 +97,9 @@ class StreamState:
     pending: deque = field(default_factory=deque)  # (event, monotonic arrival), oldest first
     pending_samples: int = 0
     in_turn: bool = False  # in the round-robin
+    deferred: bool = False  # waiting in the heap of deferred streams until ``due`` (pedstream.stream.ingest)
+    due: float = 0.0
+    need: int = 0  # source samples its next window still needs (0: unknown)
     ingest_dropped: int = 0  # samples dropped by the engine's queue (oldest first)
     last_data: float | None = None  # monotonic arrival of its last chunk
     last_served: float | None = None  # monotonic time its queue was last served
@@ -166,6 +169,7 @@ class Engine(FairIngest, Watchdog):
         self._tasks: list[asyncio.Task] = []
         self.t_start = time.monotonic()
         self._rr: deque[str] = deque()  # fair ingest: stream ids with queued events, served round-robin
+        self._deferred: list[tuple[float, str]] = []  # heap of (due, stream id): deferred DSP (pedstream.stream.ingest)
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
         self.loopwatch: LoopWatch | None = None

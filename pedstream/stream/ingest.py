@@ -5,12 +5,24 @@ signal; beyond it the stream's OLDEST chunks are dropped and counted) and the st
 round-robin, at most one hop of one stream's samples per turn; a round's chunks then go through
 the DSP of all their streams together (:func:`pedstream.stream.bank.feed_round`), or to the DSP
 worker processes (``[stream] workers``). Split out of ``engine.py``; it uses the engine's state
-(``streams``, ``_rr``, ``cfg``, ``workers``, ``handle``, ``_apply``, ``_error``).
+(``streams``, ``_rr``, ``_deferred``, ``cfg``, ``workers``, ``handle``, ``_apply``, ``_error``).
+
+Deferred DSP (``[stream] dsp_defer_s``): most of the DSP's cost is per call, not per sample, and a
+call only waits on the chunk that completes a window. So a stream's chunks may wait in its queue
+until they complete its next window (the pipeline says how many samples that takes:
+:meth:`StreamPipeline.samples_to_window`), hold a hop of signal, carry an event other than data,
+or the oldest has waited ``dsp_defer_s``; then they go through the DSP at once, merged. A window
+is cut as soon as its last chunk arrives, exactly as without deferral, and each window's latency
+starts at the arrival of its last sample (:class:`~pedstream.stream.feedtypes.Arrivals`); what
+waits is the heart rate, quality and signal-loss of the dashboard (at most ``dsp_defer_s``). The
+waiting streams sit in a heap by due time, so a round costs nothing for them. Streams whose DSP
+runs in worker processes are not deferred (their pipelines live elsewhere).
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from typing import Any
@@ -37,45 +49,83 @@ class FairIngest:
     async def _ingest(self, queue: asyncio.Queue) -> None:
         """Take the source events into the per-stream queues and serve them round-robin (see the
         module docstring). Waiting for a source with nothing queued is not bounded (a quiet ward is
-        no fault); the watchdog watches the streams instead."""
-        while True:
-            if not self._rr:
-                self._enqueue(await queue.get(), time.monotonic())
-            now = time.monotonic()
-            while True:  # whatever the sources delivered meanwhile (bounded per stream by _enqueue)
-                try:
-                    ev = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                self._enqueue(ev, now)
-            self._serve_round()
-            await asyncio.sleep(0)  # let the sources and the inference task run between rounds
+        no fault); the watchdog watches the streams instead. With only deferred streams left, the
+        wait ends when the first of them is due."""
+        getter: asyncio.Future | None = None
+        try:
+            while True:
+                if not self._rr and (getter is None or not getter.done()):
+                    if getter is None:
+                        getter = asyncio.ensure_future(queue.get())
+                    wait = max(0.0, self._deferred[0][0] - time.monotonic()) if self._deferred else None
+                    await asyncio.wait({getter}, timeout=wait)
+                if getter is not None and getter.done():  # first: it is older than what the queue holds now
+                    ev, getter = getter.result(), None
+                    self._enqueue(ev, time.monotonic())
+                now = time.monotonic()
+                while True:  # whatever the sources delivered meanwhile (bounded per stream by _enqueue)
+                    try:
+                        ev = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    self._enqueue(ev, now)
+                self._release_due(now)
+                self._serve_round()
+                await asyncio.sleep(0)  # let the sources and the inference task run between rounds
+        finally:
+            if getter is not None:
+                getter.cancel()
 
     def _enqueue(self, ev: Any, now: float) -> None:
         s = self._state(str(getattr(ev, "stream_id", "?")))
-        if not s.in_turn:  # its queue was empty: it waits from now
-            s.in_turn = True
-            self._rr.append(s.stream_id)
-            s.last_served = now
         if isinstance(ev, StreamAdded):
             s.fs = float(ev.info.fs)
         q = s.pending
+        if not q:  # its queue was empty: it waits from now
+            s.last_served = now
         q.append((ev, now))
-        if not isinstance(ev, ChunkReceived):
-            return
-        s.last_data = now
-        n = s.pending_samples + _n_samples(ev)
-        cap = max(1, int(self.cfg.stream.ingest_queue_s * (s.fs or 1000.0)))
-        while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
-            i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
-            if i is None or i == len(q) - 1:
-                break
-            old = q[i][0]
-            del q[i]
-            k = _n_samples(old)
-            n -= k
-            s.ingest_dropped += k
-        s.pending_samples = n
+        if isinstance(ev, ChunkReceived):
+            s.last_data = now
+            n = s.pending_samples + _n_samples(ev)
+            cap = max(1, int(self.cfg.stream.ingest_queue_s * (s.fs or 1000.0)))
+            while n > cap:  # drop the stream's OLDEST queued chunk (never a StreamAdded/Lost/Error)
+                i = next((k for k, (e, _) in enumerate(q) if isinstance(e, ChunkReceived)), None)
+                if i is None or i == len(q) - 1:
+                    break
+                old = q[i][0]
+                del q[i]
+                k = _n_samples(old)
+                n -= k
+                s.ingest_dropped += k
+            s.pending_samples = n
+        if not s.in_turn:
+            self._schedule(s, now)
+
+    def _schedule(self, s: Any, now: float) -> None:
+        """A stream with queued events and not in the round-robin: into it now, or into the heap of
+        deferred streams (see the module docstring)."""
+        q = s.pending
+        defer = self.cfg.stream.dsp_defer_s
+        due = q[0][1] + defer
+        if (defer <= 0 or due <= now or not isinstance(q[0][0], ChunkReceived) or not isinstance(q[-1][0], ChunkReceived)
+                or s.need <= 0 or s.pending_samples >= s.need or s.pending_samples >= self._slice(s.stream_id)):
+            s.deferred = False
+            s.in_turn = True
+            self._rr.append(s.stream_id)
+        elif not s.deferred or s.due != due:
+            s.deferred, s.due = True, due
+            heapq.heappush(self._deferred, (due, s.stream_id))
+
+    def _release_due(self, now: float) -> None:
+        """Deferred streams whose time has come into the round-robin."""
+        heap = self._deferred
+        while heap and heap[0][0] <= now:
+            due, sid = heapq.heappop(heap)
+            s = self.streams.get(sid)
+            if s is not None and s.deferred and s.due == due and not s.in_turn and s.pending:
+                s.deferred = False
+                s.in_turn = True
+                self._rr.append(sid)
 
     def _slice(self, sid: str) -> int:
         """Samples of one stream handled per turn: one hop at the stream's rate."""
@@ -84,18 +134,21 @@ class FairIngest:
         return max(1, int(round(self.hop / self.fs * fs)))
 
     def _serve_round(self) -> None:
-        """One turn per stream with queued events: one event, or up to one hop of its queued samples
+        """One turn per stream in the round-robin: one event, or up to one hop of its queued samples
         (contiguous chunks merged, a longer chunk cut: :func:`pedstream.stream.bank.take_chunk`). The
-        round's chunks then go through the DSP of all their streams together (:func:`feed_round`)."""
-        chunks: list[tuple[ChunkReceived, float]] = []
+        round's chunks then go through the DSP of all their streams together (:func:`feed_round`);
+        a stream with events left is then scheduled again (at once, or deferred)."""
+        chunks: list[tuple[ChunkReceived, Any]] = []
+        again: list[Any] = []
         for _ in range(len(self._rr)):
             s = self.streams[self._rr.popleft()]
+            s.in_turn = False
             q = s.pending
             if not q:
-                s.in_turn = False
                 continue
             ev, t_arr = q[0]
             if isinstance(ev, ChunkReceived) and self.workers is not None and self.workers.saturated(s.stream_id):
+                s.in_turn = True
                 self._rr.append(s.stream_id)  # its DSP worker is behind: the chunks wait in this stream's queue
                 continue
             if isinstance(ev, ChunkReceived):
@@ -108,13 +161,15 @@ class FairIngest:
                 self._handle_safe(ev, t_arr)
             s.last_served = time.monotonic()
             if q:
-                self._rr.append(s.stream_id)
-            else:
-                s.in_turn = False
+                again.append(s)
         if chunks:
             self._feed_round(chunks)
+        now = time.monotonic()
+        for s in again:
+            if s.pending and not s.in_turn:
+                self._schedule(s, now)
 
-    def _feed_round(self, chunks: list[tuple[ChunkReceived, float]]) -> None:
+    def _feed_round(self, chunks: list[tuple[ChunkReceived, Any]]) -> None:
         items = []
         for ev, t_arr in chunks:
             pipe = self._pipe(ev.chunk.stream_id)
@@ -133,6 +188,9 @@ class FairIngest:
         s = self.streams.get(pipe.stream_id)
         if s is not None and self.workers is not None:
             s.last_served = time.monotonic()  # its DSP worker answered: progress (the watchdog's measure)
+        if s is not None:  # how many samples its next window still needs (0: unknown, never deferred)
+            to_window = getattr(pipe, "samples_to_window", None)
+            s.need = to_window() if to_window is not None else 0
         try:
             if isinstance(res, Exception):
                 raise res

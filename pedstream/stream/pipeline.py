@@ -140,9 +140,15 @@ class StreamPipeline:
 
     @property
     def heart_rate(self) -> float | None:
+        return self.heart_rate_at(None)
+
+    def heart_rate_at(self, ring_end: int | None) -> float | None:
+        """The heart rate once the QRS detector has seen the filtered signal up to ring index
+        ``ring_end`` (exclusive; None: all of it). A window's rate is read at its end, so it does not
+        depend on how the chunks were cut or merged."""
         if self.qrs is None:
             return None
-        self._qrs_flush()
+        self._qrs_flush(ring_end)
         hr = self.qrs.heart_rate()
         if hr is None or not np.isfinite(hr) or hr <= 0:
             return None
@@ -286,11 +292,14 @@ class StreamPipeline:
             t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
             t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
             res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask,
-                                          t_received=t_rec, t_signal=t_sig))
+                                          t_received=t_rec, t_signal=t_sig,
+                                          meta={"hr": self.heart_rate_at(start + self.window)}))
             self.windows_made += 1
             if self.state == "loss":
                 res.transitions.append(("signal_ok", f"clean window from sample {start}"))
             self.state = "ok"
+        if self._qrs_pending_n >= self.hop:  # after the windows: each read the rate at its own end
+            self._qrs_flush()
         res.strips = self._ready_strips()
         return res
 
@@ -326,7 +335,7 @@ class StreamPipeline:
         """Filtered samples (k, 19) into the ring, the QRS detector and the beat path.
 
         The QRS detector is fed at most once a hop (its lead is staged until then, or until the
-        heart rate is read), which gives the same detections as feeding every chunk (it is
+        heart rate is read; :meth:`complete` flushes it after cutting the windows), which gives the same detections as feeding every chunk (it is
         chunk-size invariant) at a fraction of the calls; with a beat path it is fed every chunk
         (the beat path needs the R peaks as they come)."""
         self.ring.write(filt, ts)
@@ -337,16 +346,22 @@ class StreamPipeline:
         self._qrs_pending_n += filt.shape[0]
         if self.ectopy is not None:
             self._ectopy(res, mapped, self._qrs_flush(), t_received)
-        elif self._qrs_pending_n >= self.hop:
-            self._qrs_flush()
 
-    def _qrs_flush(self) -> list[int]:
-        """Feed the staged QRS lead to the detector; its new R peaks."""
+    def _qrs_flush(self, ring_end: int | None = None) -> list[int]:
+        """Feed the staged QRS lead to the detector (up to ring index ``ring_end``, exclusive, or all
+        of it); its new R peaks."""
         if not self._qrs_pending or self.qrs is None:
             return []
         lead = self._qrs_pending[0] if len(self._qrs_pending) == 1 else np.concatenate(self._qrs_pending)
-        self._qrs_pending, self._qrs_pending_n = [], 0
-        return self.qrs.process(lead)
+        k = len(lead) if ring_end is None else ring_end - (self.ring.total_written - self._qrs_pending_n)
+        if k <= 0:
+            self._qrs_pending = [lead]
+            return []
+        if k >= len(lead):
+            self._qrs_pending, self._qrs_pending_n = [], 0
+            return self.qrs.process(lead)
+        self._qrs_pending, self._qrs_pending_n = [lead[k:]], len(lead) - k
+        return self.qrs.process(lead[:k])
 
     def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
         """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;
