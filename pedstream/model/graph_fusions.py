@@ -14,7 +14,9 @@ same for any bias value, not only 0/-1e4. The scale is the exported constant.
 
 Not done, measured: ``Add + LayerNormalization`` as ``com.microsoft.SkipLayerNormalization`` is
 about 4x SLOWER on this CPU at (32, 53, 64) (ONNX Runtime 1.32: 0.52 ms against 0.13 ms per call), so
-the residual adds stay as they are (bench/results/model_profile.md).
+the residual adds stay as they are; nor is ``MatMul + bias`` on 3-D tensors as ``Reshape -> Gemm(bias) ->
+Reshape`` faster (the same 1 thread kernel time: the Gemm runs its GEMM slower than MatMul does).
+Measurements in bench/results/model_profile.md.
 
 The rewrite keeps the math: outputs differ by float32 rounding only (summation order inside ONNX Runtime's
 kernels; tests/model/test_graph_fusions.py bounds it on exported networks).
