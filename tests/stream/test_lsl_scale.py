@@ -20,7 +20,7 @@ import pytest
 from pedstream.errors import ConfigError
 from pedstream.stream.lsl.config import render_lsl_config
 from pedstream.stream.lsl.inlet import LSLSource
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamLost
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
 from tests.stream.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -132,3 +132,38 @@ async def test_one_unrecoverable_stream_ends_alone(lsl_config):
         assert chunk.chunk.stream_id == f"{tag}-keep"
         assert f"{tag}-keep" in src.pump.feeds
     assert not [e for e in log if isinstance(e, StreamLost) and e.stream_id == f"{tag}-keep"]
+
+
+async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
+    """Hostile rate: a stream announced at 100 Hz that sends 20 times that is stopped with one
+    StreamError (after its burst allowance), refused from then on; an honest stream goes on."""
+    tag = f"fast{uuid.uuid4().hex[:6]}"
+    fast, ok = _outlet(f"{tag}-fast", fs=100.0), _outlet(f"{tag}-ok", fs=100.0)
+    events: asyncio.Queue = asyncio.Queue()
+    log: list = []
+    seen: set[str] = set()
+    async with LSLSource(events=events, predicate=f"starts-with(source_id, '{tag}')", resolve_interval_s=0.1,
+                         pull_interval_ms=5, max_buflen_s=1) as src:
+        await wait_for(events, lambda e: isinstance(e, StreamAdded) and (seen.add(e.stream_id) or len(seen) == 2),
+                       log=log)
+        assert await asyncio.to_thread(fast.wait_for_consumers, 5.0)
+        assert await asyncio.to_thread(ok.wait_for_consumers, 5.0)
+
+        async def flood() -> None:  # 2,000 samples/s: 50 every 25 ms, until stopped
+            while True:
+                fast.push_chunk(np.zeros((50, 2), np.float32))
+                ok.push_chunk(np.zeros((1, 2), np.float32))
+                await asyncio.sleep(0.025)
+
+        pusher = asyncio.create_task(flood())
+        try:
+            err = await wait_for(events, lambda e: isinstance(e, StreamError), log=log, timeout=15.0)
+            assert err.stream_id == f"{tag}-fast"
+            assert "faster than 2 x its nominal rate of 100 Hz" in err.message and "\n" not in err.message
+            assert f"{tag}-fast" not in src.pump.feeds and f"{tag}-ok" in src.pump.feeds
+            await wait_for(events, lambda e: isinstance(e, ChunkReceived) and e.chunk.stream_id == f"{tag}-ok",
+                           log=log)  # the honest stream still flows
+        finally:
+            pusher.cancel()
+    assert [line for line in src.discovery.values() if f"{tag}-fast" in line and "ignored: LSL stream sends faster" in line]
+    assert len([e for e in log if isinstance(e, StreamError)]) == 1

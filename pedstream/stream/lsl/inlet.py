@@ -54,7 +54,7 @@ import numpy as np
 from pedstream.data.channels import resolve_channels
 from pedstream.errors import ChannelError
 from pedstream.stream.lsl.config import ensure_lsl_configured
-from pedstream.stream.lsl.pump import Feed, InletPump, _offset
+from pedstream.stream.lsl.pump import Feed, InletPump, StreamTooFast, _offset
 from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
 from pedstream.stream.source import SourceBase, StreamError, StreamInfo, StreamLost
 from pedstream.stream.units import unit_to_mv
@@ -206,12 +206,13 @@ class LSLSource(SourceBase):
                  lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
                  open_timeout_s: float = 5.0, max_buflen_s: int = 60, dejitter: bool = True,
                  jump_tolerance_s: float = 1.0, limits: PayloadLimits = DEFAULT_LIMITS,
-                 blocking_threads: int = 16, max_pulls_per_pass: int = 8) -> None:
+                 blocking_threads: int = 16, max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0) -> None:
         super().__init__(events=events)
         if blocking_threads < 1 or max_pulls_per_pass < 1:
             raise ValueError("blocking_threads and max_pulls_per_pass must be at least 1")
         self.blocking_threads = int(blocking_threads)
         self.max_pulls_per_pass = int(max_pulls_per_pass)
+        self.max_rate_factor = float(max_rate_factor)
         self.dejitter = bool(dejitter)
         self.limits = limits
         self.jump_tolerance_s = float(jump_tolerance_s)
@@ -262,7 +263,8 @@ class LSLSource(SourceBase):
                               max_chunk_samples=self.max_chunk_samples, lost_timeout_s=self.lost_timeout_s,
                               time_correction_interval_s=self.time_correction_interval_s,
                               open_timeout_s=self.open_timeout_s, parse=lambda full: parse_lsl_info(full).info,
-                              max_pulls_per_pass=self.max_pulls_per_pass)
+                              max_pulls_per_pass=self.max_pulls_per_pass, max_rate_factor=self.max_rate_factor,
+                              burst_s=self.max_buflen_s)
         self._spawn(self.pump.run(), name="lsl-pump")
         self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate or 'all'}]")
 
@@ -297,6 +299,10 @@ class LSLSource(SourceBase):
             await self._serve(sid, info)
         except LostError:
             self.emit(StreamLost(sid, "LSL outlet lost (not recoverable: the stream has no source_id)"))
+        except StreamTooFast as exc:  # hostile or broken publisher: refused until it comes back anew
+            self._refused.add(info.uid())
+            self._report(info, f"ignored: {exc}")
+            self.emit(StreamError(sid, str(exc)))
         except Exception as exc:  # an inlet failure must not take the source down
             log.exception("LSL inlet %s failed", sid)
             self.emit(StreamError(sid, f"LSL inlet failed: {exc}"))

@@ -13,8 +13,11 @@ Bounds (network input is hostile): at most ``max_chunk_samples`` samples per pul
 preallocated buffer and at most ``max_pulls_per_pass`` pulls per inlet per pass, so a stream with a
 backlog (the samples LSL delivers on connect, or a stream sending faster than announced) cannot take
 the pump from the others; the next pass then comes at once instead of after ``pull_interval_s``.
-liblsl bounds what waits in an inlet (``max_buflen`` seconds). A stream whose pull raises ends its
-own feed only (its :class:`Feed.done` carries the exception to the task that serves it).
+liblsl bounds what waits in an inlet (``max_buflen`` seconds of the nominal rate). A stream that
+keeps sending faster than ``max_rate_factor`` times its nominal rate (beyond a burst allowance of
+``max_buflen`` seconds, which covers any backlog an honest stream can have) ends with
+:class:`StreamTooFast`. A stream whose pull raises ends its own feed only (its :class:`Feed.done`
+carries the exception to the task that serves it).
 """
 
 from __future__ import annotations
@@ -30,9 +33,18 @@ import numpy as np
 
 from pedstream.stream.source import Chunk, ChunkReceived, SourceEvent, StreamAdded, StreamInfo, StreamLost
 
-__all__ = ["Feed", "InletPump"]
+__all__ = ["Feed", "InletPump", "StreamTooFast"]
 
 log = logging.getLogger(__name__)
+
+
+class StreamTooFast(Exception):
+    """A stream delivered more samples than ``max_rate_factor`` x its nominal rate allows."""
+
+    def __init__(self, stream_id: str, *, received: int, seconds: float, fs: float, factor: float) -> None:
+        self.stream_id, self.received, self.seconds, self.fs, self.factor = stream_id, received, seconds, fs, factor
+        super().__init__(f"LSL stream sends faster than {factor:g} x its nominal rate of {fs:g} Hz "
+                         f"({received} samples in {seconds:.1f} s): stopped")
 
 
 @dataclass(slots=True, eq=False)
@@ -51,6 +63,9 @@ class Feed:
     live: bool = True
     busy: bool = False  # a blocking call for this inlet is running in the pool: skip it
     last_data: float = field(default_factory=time.monotonic)
+    credit: float = float("inf")  # samples it may still deliver now (refilled at factor x fs, capped)
+    credit_t: float = 0.0
+    since: float = 0.0  # when it was attached (for the message)
 
 
 class InletPump:
@@ -59,7 +74,7 @@ class InletPump:
     def __init__(self, *, emit: Callable[[SourceEvent], None], executor: Executor, pull_interval_s: float,
                  max_chunk_samples: int, lost_timeout_s: float, time_correction_interval_s: float,
                  open_timeout_s: float, parse: Callable[[Any], StreamInfo],
-                 max_pulls_per_pass: int = 8) -> None:
+                 max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0, burst_s: float = 60.0) -> None:
         self.emit = emit
         self.executor = executor
         self.pull_interval_s = float(pull_interval_s)
@@ -68,6 +83,8 @@ class InletPump:
         self.time_correction_interval_s = float(time_correction_interval_s)
         self.open_timeout_s = float(open_timeout_s)
         self.max_pulls_per_pass = int(max_pulls_per_pass)
+        self.max_rate_factor = float(max_rate_factor)
+        self.burst_s = float(burst_s)  # the burst allowance, in seconds of the nominal rate
         self.parse = parse  # full pylsl info -> StreamInfo (when a lost stream comes back)
         self.feeds: dict[str, Feed] = {}
         self.passes = 0
@@ -79,7 +96,8 @@ class InletPump:
         """Start pulling ``feed``; announces it (``StreamAdded``). The returned future ends with the
         feed: an exception (``LostError``, any pull failure) for the serving task to report."""
         feed.done = asyncio.get_running_loop().create_future()
-        feed.last_data = time.monotonic()
+        feed.last_data = feed.credit_t = feed.since = time.monotonic()
+        feed.credit = self.burst_s * feed.info.fs
         self.feeds[feed.sid] = feed
         self.emit(StreamAdded(feed.info))
         return feed.done
@@ -153,6 +171,12 @@ class InletPump:
 
     def _deliver(self, feed: Feed, samples: np.ndarray, stamps: np.ndarray, now: float) -> None:
         n = len(stamps)
+        fs = feed.info.fs
+        feed.credit = min(self.burst_s * fs, feed.credit + (now - feed.credit_t) * fs * self.max_rate_factor) - n
+        feed.credit_t = now
+        if feed.credit < 0:
+            raise StreamTooFast(feed.sid, received=feed.received + n, seconds=now - feed.since, fs=fs,
+                                factor=self.max_rate_factor)
         data = np.multiply(samples, feed.factors, dtype=np.float32)  # (n, n_ch) mV, a new array
         ts = np.asarray(stamps, dtype=np.float64) + feed.offset  # (n,)
         if feed.grid is not None:
@@ -176,7 +200,12 @@ class InletPump:
             feed.busy = False
         feed.live = True
         self.emit(StreamAdded(feed.info))
-        self._deliver(feed, samples, stamps, time.monotonic())
+        try:
+            self._deliver(feed, samples, stamps, time.monotonic())
+        except StreamTooFast as exc:
+            self.detach(feed)
+            if not feed.done.done():
+                feed.done.set_exception(exc)
 
     async def _refresh_offsets(self) -> None:
         """Every live feed's clock offset, measured in one pool thread while the pump goes on
