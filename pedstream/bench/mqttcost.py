@@ -7,7 +7,10 @@ counted), for N streams of ``x001`` (977 Hz, 19 channels) in real time.
 For each N: CPU seconds of each process over the measurement (``psutil``, user + system), as
 milliseconds of CPU per stream-second delivered (``*_ms_per_stream_s``: 1000 means one full core per
 stream; 3.3 means 300 streams take one core),
-the real-time ratio (samples delivered / N x fs x wall), messages per second received, and the
+the real-time ratio (samples delivered / N x fs x wall), events per second, the transport lag
+(``lag_ms_p50``/``p99``: arrival at the source minus the publisher's time of the chunk's last sample,
+both on this machine's clock; includes the chunk's own ``chunk_ms`` of nothing: a chunk leaves when
+its first sample is due), and the
 source's counters (rejected messages, queue-full drops). The measurement starts once every stream
 has delivered data. CPU figures on a shared machine are noisy; each process's figure is its own CPU
 time, so other load on the machine does not add to it (it may slow the run, which shows in the ratio).
@@ -39,12 +42,22 @@ class _CountingQueue(asyncio.Queue):
         super().__init__()
         self.samples: Counter[str] = Counter()
         self.events = 0
+        self.lags: list[float] = []  # arrival - publisher time of the chunk's last sample (same machine clock)
+        self.keep_lags = False
 
     def put_nowait(self, item: Any) -> None:
         self.events += 1
         chunk = getattr(item, "chunk", None)
         if chunk is not None:
             self.samples[chunk.stream_id] += int(chunk.data.shape[0])
+            if self.keep_lags:
+                self.lags.append(time.time() - float(chunk.timestamps[-1]))
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    import numpy as np
+
+    return None if not xs else round(float(np.percentile(xs, q)) * 1000.0, 2)
 
 
 def _cpu_s(p: psutil.Process) -> float:
@@ -77,7 +90,9 @@ async def mqtt_cost_one(n: int, seconds: float, *, broker: Mosquitto, publisher_
             await asyncio.sleep(3.0)  # past the start-up burst (backlog of the first seconds)
             c0 = (_cpu_s(pp), _cpu_s(bp), _cpu_s(me))
             s0, e0, t0 = sum(q.samples.values()), q.events, time.perf_counter()
+            q.keep_lags = True
             await asyncio.sleep(seconds)
+            q.keep_lags = False
             wall = time.perf_counter() - t0
             c1 = (_cpu_s(pp), _cpu_s(bp), _cpu_s(me))
             delivered, events = sum(q.samples.values()) - s0, q.events - e0
@@ -97,6 +112,7 @@ async def mqtt_cost_one(n: int, seconds: float, *, broker: Mosquitto, publisher_
             "publisher_ms_per_stream_s": round(cpu[0] * per, 3), "broker_ms_per_stream_s": round(cpu[1] * per, 3),
             "source_ms_per_stream_s": round(cpu[2] * per, 3),
             "cpu_s": {"publisher": round(cpu[0], 2), "broker": round(cpu[1], 2), "source": round(cpu[2], 2)},
+            "lag_ms_p50": _pct(q.lags, 50), "lag_ms_p99": _pct(q.lags, 99),
             "source_totals": totals, "publisher_stderr_tail": (err or b"").decode(errors="replace")[-300:]}
 
 

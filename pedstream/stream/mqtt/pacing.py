@@ -64,10 +64,13 @@ def _next_b0(st: _State, loop: bool) -> int | None:
 
 async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop: bool,
                      convert: Callable[[np.ndarray], np.ndarray] = lambda a: a,
-                     clock: Callable[[], float] = time.monotonic) -> AsyncIterator[list[Due]]:
+                     clock: Callable[[], float] = time.monotonic,
+                     started: Callable[[], None] | None = None) -> AsyncIterator[list[Due]]:
     """Yield the list of chunks due now (at least one), until every stream ended (never with ``loop``).
 
-    ``convert``: applied once per block read ((n, k) float32 mV -> what the chunks are views of)."""
+    ``convert``: applied once per block read ((n, k) float32 mV -> what the chunks are views of).
+    ``started``: called when the schedule's clock starts (after the first blocks are read), i.e. the
+    moment sample 0 of every stream is due."""
     realtime = math.isfinite(speed)
     states: list[_State] = []
     for p in plans:
@@ -81,6 +84,8 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
             s.data = d
             s.pending = _prefetch(s, loop, convert)
         t_start = clock()
+        if started is not None:
+            started()
         # heap of (due time, stream): one timer for all streams
         heap = [(t_start if realtime else 0.0, i) for i in range(len(states))]
         heapq.heapify(heap)

@@ -382,7 +382,14 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                 on_start(plan)
         reconnects = pub.reconnects
         bundle_topic = topic_for(prefix, client_id, "bundle")
-        async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert):
+        t_sample0 = [t0]
+
+        def clock_started() -> None:  # data times count from when sample 0 is actually due
+            t_sample0[0] = time.time()
+
+        async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert,
+                                    started=clock_started):
+            t0 = t_sample0[0]
             frames: list[tuple[str, bytes]] = []
             for d in due:
                 plan = plans[d.index]
