@@ -46,13 +46,38 @@ class _State:
     b0: int = 0  # record sample of the current block's start
     data: np.ndarray | None = None  # converted current block
     pos: int = 0  # position within data
-    pending: asyncio.Task | None = None  # the next block being read
+    pending: asyncio.Future | None = None  # the next block being read
     next_b0: int = 0
 
 
 def _read(plan: Any, b0: int, b1: int, convert: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     sig = plan.record.read(b0, b1)
     return convert(np.ascontiguousarray(sig.data[:, plan.columns], dtype=np.float32))
+
+
+class _Blocks:
+    """Block reads, shared by streams that replay the same record's same block (one read and one
+    conversion instead of N at the same moment: N streams of one record all reach a block boundary
+    together). The last ``keep`` blocks are kept; chunks are read-only views, so sharing is safe."""
+
+    def __init__(self, convert: Callable[[np.ndarray], np.ndarray], keep: int = 8) -> None:
+        self.convert, self.keep = convert, keep
+        self._cache: dict[tuple, asyncio.Future] = {}
+
+    def get(self, plan: Any, b0: int, b1: int) -> asyncio.Future:
+        key = (id(plan.record), b0, b1, np.asarray(plan.columns).tobytes())
+        fut = self._cache.pop(key, None)
+        if fut is None:
+            fut = asyncio.ensure_future(asyncio.to_thread(self._read_ro, plan, b0, b1))
+        self._cache[key] = fut  # most recent last
+        while len(self._cache) > self.keep:
+            self._cache.pop(next(iter(self._cache)))
+        return fut
+
+    def _read_ro(self, plan: Any, b0: int, b1: int) -> np.ndarray:
+        out = _read(plan, b0, b1, self.convert)
+        out.flags.writeable = False
+        return out
 
 
 def _next_b0(st: _State, loop: bool) -> int | None:
@@ -78,11 +103,11 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
         block = chunk * max(1, int(BLOCK_S * p.fs) // chunk)
         states.append(_State(plan=p, chunk=chunk, block=block, b0=p.start))
     try:
-        first = await asyncio.gather(*(asyncio.to_thread(_read, s.plan, s.b0, min(s.plan.stop, s.b0 + s.block), convert)
-                                       for s in states))
+        blocks = _Blocks(convert, keep=max(8, 2 * len({id(p.record) for p in plans})))
+        first = await asyncio.gather(*(blocks.get(s.plan, s.b0, min(s.plan.stop, s.b0 + s.block)) for s in states))
         for s, d in zip(states, first):
             s.data = d
-            s.pending = _prefetch(s, loop, convert)
+            s.pending = _prefetch(s, loop, blocks)
         t_start = clock()
         if started is not None:
             started()
@@ -102,7 +127,7 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
             while heap and heap[0][0] <= now:
                 _, i = heapq.heappop(heap)
                 st = states[i]
-                d = await _take(st, loop, convert)
+                d = await _take(st, loop, blocks)
                 if d is None:
                     continue
                 out.append(Due(i, st.seq, st.index, d))
@@ -118,22 +143,22 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
                 s.pending.cancel()
 
 
-def _prefetch(st: _State, loop: bool, convert: Callable) -> asyncio.Task | None:
+def _prefetch(st: _State, loop: bool, blocks: _Blocks) -> asyncio.Future | None:
     nb = _next_b0(st, loop)
     if nb is None:
         return None
     st.next_b0 = nb
-    return asyncio.ensure_future(asyncio.to_thread(_read, st.plan, nb, min(st.plan.stop, nb + st.block), convert))
+    return blocks.get(st.plan, nb, min(st.plan.stop, nb + st.block))
 
 
-async def _take(st: _State, loop: bool, convert: Callable) -> np.ndarray | None:
+async def _take(st: _State, loop: bool, blocks: _Blocks) -> np.ndarray | None:
     """The stream's next chunk (a view), moving to the next block when this one is used up."""
     assert st.data is not None
     if st.pos >= st.data.shape[0]:
         if st.pending is None:
             return None
         st.data, st.b0, st.pos = await st.pending, st.next_b0, 0
-        st.pending = _prefetch(st, loop, convert)
+        st.pending = _prefetch(st, loop, blocks)
     d = st.data[st.pos:st.pos + st.chunk]
     st.pos += d.shape[0]
     return d
