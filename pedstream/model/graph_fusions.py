@@ -10,7 +10,8 @@ them Transposes) becomes one ``com.microsoft.Attention`` (self-attention: the q/
 packed ``(d, 3d)`` weight inside the op) or ``com.microsoft.MultiHeadAttention`` (cross-attention:
 q, k, v projections stay MatMuls, their biases move into the op). The additive key bias ``(B, Lk)``
 is passed as ``attention_bias`` broadcast to ``(B, 1, Lq, Lk)`` (an ``Expand``), so the sum is the
-same for any bias value, not only 0/-1e4. The scale is the exported constant.
+same for any bias value, not only 0/-1e4 (broadcast over heads: needs ONNX Runtime >= 1.22, which
+fixed that broadcast for batch > 1; pyproject pins it). The scale is the exported constant.
 
 Not done, measured: ``Add + LayerNormalization`` as ``com.microsoft.SkipLayerNormalization`` is
 about 4x SLOWER on this CPU at (32, 53, 64) (ONNX Runtime 1.32: 0.52 ms against 0.13 ms per call), so
