@@ -167,3 +167,36 @@ async def test_delivered_millivolts_equal_payload_to_mv_bit_for_bit_across_meta_
         assert c.data.dtype == np.float32
         np.testing.assert_array_equal(c.data, mv)
         np.testing.assert_array_equal(c.timestamps, ts)
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_queued_publishes_are_bounded_by_drain_and_all_arrive(mosquitto, qos):
+    """publish_data_nowait queues without awaiting each write; drain(k) waits until at most k wait
+    (QoS 1: until acknowledged); every message arrives, in order."""
+    from pedstream.stream.mqtt.publisher import MQTTPublisher
+
+    events: asyncio.Queue = asyncio.Queue()
+    n = 600
+    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, qos=qos,
+                          max_messages_per_s=10_000, budget_factor=100) as src:
+        await asyncio.wait_for(src.connected.wait(), 5)
+        async with MQTTPublisher(host=mosquitto.host, port=mosquitto.port, qos=qos) as pub:
+            await pub.publish_meta("dq1", encode_meta(fs=FS, channels=NAMES, dtype="int16", scale=0.001, t0=1.0))
+            peak = 0
+            for k in range(n):
+                assert pub.publish_data_nowait("dq1", encode_binary(np.full((5, len(NAMES)), k % 300, dtype=np.int16),
+                                                                    seq=k, first_sample=5 * k, t=1.0 + k))
+                peak = max(peak, pub.queued())
+                if k % 100 == 99:
+                    await pub.drain(50)
+                    assert pub.queued() <= 50
+            await pub.drain(0)
+            assert pub.queued() == 0 and pub.published == n + 1 and pub.dropped == 0
+            assert peak > 50  # they were queued, not written one await at a time
+            got = []
+            while len(got) < n:
+                ev = await asyncio.wait_for(events.get(), 10)
+                if isinstance(ev, ChunkReceived):
+                    got.append(ev.chunk)
+    assert [c.seq for c in got] == list(range(n))
+    assert [int(c.data[0, 0] * 1000 + 0.5) for c in got] == [k % 300 for k in range(n)]

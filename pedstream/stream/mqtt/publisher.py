@@ -217,8 +217,12 @@ class MQTTPublisher:
         return False
 
     def queued(self) -> int:
-        """Messages queued on the connection and not yet written."""
-        return len(getattr(paho_client(self._client), "_out_packet", ()))
+        """Messages queued on the connection and not yet written (QoS 1: or not yet acknowledged)."""
+        paho = paho_client(self._client)
+        n = len(getattr(paho, "_out_packet", ()))
+        if self.qos > 0:
+            n += len(getattr(paho, "_out_messages", ()))
+        return n
 
     async def drain(self, max_queued: int = 0) -> None:
         """Wait until at most ``max_queued`` messages wait to be written (``timeout_s`` at most; then the
