@@ -88,12 +88,14 @@ def bench_model(cfg: Any, providers: str, batches: str, seconds: float, no_torch
 @click.option("--png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Latency-vs-streams plot (default: beside --json).")
 @click.option("--all", "sweep_all", is_flag=True, help="Go on after the first stream count not sustained.")
+@click.option("--aligned", is_flag=True, help="Start every replayed stream in the same instant (their windows all "
+                                              "complete together: the worst case). Default: starts spread over one hop.")
 @_MODEL
 @_QUICK
 @_JSON
 @with_config
 def bench_engine(cfg: Any, source: str, streams: str, seconds: float, providers: str | None, png: Path | None,
-                 sweep_all: bool, model: Path | None, quick: bool, json_path: Path | None) -> None:
+                 sweep_all: bool, aligned: bool, model: Path | None, quick: bool, json_path: Path | None) -> None:
     """The full engine (dashboard off) on N simultaneous 977 Hz, 19-channel streams in real time:
     sustained, real-time ratio, dropped windows, end-to-end p50/p99, CPU per core, RSS."""
     from pedstream.bench.common import emit, parse_ints
@@ -109,7 +111,7 @@ def bench_engine(cfg: Any, source: str, streams: str, seconds: float, providers:
     if png is None and json_path is not None:
         png = json_path.with_suffix(".png")
     result = engine_bench(cfg, model=_model_path(model), source=source, streams=counts, seconds=seconds,
-                          providers=prov, stop_at_first_failure=not sweep_all, png=png, quick=quick,
+                          providers=prov, stop_at_first_failure=not sweep_all, png=png, quick=quick, aligned=aligned,
                           log=lambda m: click.echo(m, err=True))
     result["command"] = _command()
     emit(result, title=f"pedstream bench engine (--source {source})", json_path=json_path, rows=result["results"],

@@ -5,7 +5,9 @@ go through the whole engine (mapping, DSP, ring buffers, windows, QRS, batched O
 alarms; no dashboard, no strips):
 
 - ``--source replay``: :class:`~pedstream.stream.replay.ReplaySource` in the engine's process, the
-  record read once into memory for all streams (:class:`MemoryRecord`: disk reads are not measured);
+  record read once into memory for all streams (:class:`MemoryRecord`: disk reads are not measured),
+  the streams' starts spread evenly over one hop (``--aligned``: all at once, so every stream's
+  window completes in the same instant: the worst case for latency);
 - ``--source mqtt``: a private ``mosquitto`` on a free 127.0.0.1 port, the streams published by a
   separate process (``python -m pedstream.bench.publish``), the engine's
   :class:`~pedstream.stream.mqtt.source.MQTTSource` subscribed.
@@ -35,7 +37,7 @@ from typing import Any, Callable, Sequence
 from pedstream.bench.common import CpuSampler, machine_info, rss_mib
 from pedstream.bench.mosquitto import Mosquitto
 
-__all__ = ["engine_bench", "capacity_one", "RECORD", "CountingQueue", "MemoryRecord", "plot_latency", "replay_plans"]
+__all__ = ["engine_bench", "capacity_one", "start_offsets", "RECORD", "CountingQueue", "MemoryRecord", "plot_latency", "replay_plans"]
 
 RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
 
@@ -98,8 +100,15 @@ def _children_rss(pid: int, skip: set[int]) -> float:
     return total
 
 
+def start_offsets(n: int, hop_s: float, *, aligned: bool) -> list[float] | None:
+    """Each replayed stream's start after the first, spread evenly over one hop (a ward's monitors
+    are not switched on in the same millisecond, so their windows do not all complete together);
+    None when ``aligned`` (the worst case: every window of every stream at once)."""
+    return None if aligned else [hop_s * k / n for k in range(n)]
+
+
 async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source: str = "replay",
-                       broker: Mosquitto | None = None) -> dict[str, Any]:
+                       broker: Mosquitto | None = None, aligned: bool = False) -> dict[str, Any]:
     """Run N streams for ``seconds`` through the engine; the figures of the module docstring."""
     import os
 
@@ -110,7 +119,8 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     if source == "replay":
         from pedstream.stream.replay import ReplaySource
 
-        src: Any = ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True)
+        src: Any = ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True,
+                                offsets=start_offsets(n, cfg.segments.hop_s, aligned=aligned))
     else:
         from pedstream.stream.mqtt.source import MQTTSource
 
@@ -208,7 +218,7 @@ def plot_latency(results: Sequence[dict[str, Any]], path: Path, *, hop_ms: float
 
 def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], seconds: float,
                  providers: Sequence[str] | None = None, stop_at_first_failure: bool = True,
-                 png: Path | None = None, quick: bool = False,
+                 png: Path | None = None, quick: bool = False, aligned: bool = False,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """The sweep over ``streams``; JSON-ready result (``results``, ``max_realtime_streams``, ...)."""
     from pedstream.config import load_config
@@ -225,7 +235,7 @@ def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], 
     broker = Mosquitto().start() if source == "mqtt" else None
     try:
         for n in streams:
-            r = asyncio.run(capacity_one(cfg, session, n, seconds, source=source, broker=broker))
+            r = asyncio.run(capacity_one(cfg, session, n, seconds, source=source, broker=broker, aligned=aligned))
             results.append(r)
             log(f"  {n:5d} streams: {r['windows']}/{r['windows_expected']} windows, real-time {r['realtime_ratio']:.2f}, "
                 f"dropped {r['dropped']}, e2e p50 {r['e2e_ms_p50']} p99 {r['e2e_ms_p99']} ms, "
@@ -244,7 +254,8 @@ def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], 
             "config": {"max_batch": cfg.stream.max_batch, "max_wait_ms": cfg.stream.max_wait_ms,
                        "queue_windows": cfg.stream.queue_windows, "window_s": cfg.segments.window_s,
                        "hop_s": cfg.segments.hop_s, "workers": getattr(cfg.stream, "workers", None),
-                       "seconds": seconds},
+                       "dsp_defer_s": cfg.stream.dsp_defer_s, "seconds": seconds,
+                       "starts": "aligned" if aligned or source != "replay" else "spread over one hop"},
             "criterion": "real-time ratio > 0.9, no dropped window, e2e p99 < hop, <= 1 window per stream behind",
             "results": results, "max_realtime_streams": max(ok) if ok else 0,
             "png": str(png) if png is not None else None}

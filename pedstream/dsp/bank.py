@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import signal as sps
 
+from pedstream.dsp.checks import all_finite
 from pedstream.dsp.filters import FilterBank
 
 __all__ = ["filter_many", "design_key"]
@@ -68,7 +69,7 @@ def filter_many(banks: Sequence[FilterBank], xs: Sequence[np.ndarray], *,
             out[idx[0]] = _one(banks[idx[0]], xs[idx[0]])
             continue
         block = np.stack([np.asarray(xs[i], dtype=np.float64) for i in idx])  # (G, n, C) float64
-        if not np.isfinite(block).all():  # per stream, so the one at fault raises its own error
+        if not all_finite(block):  # per stream, so the one at fault raises its own error
             for i in idx:
                 out[i] = _one(banks[i], xs[i])
             continue

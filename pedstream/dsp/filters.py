@@ -37,6 +37,7 @@ import numpy as np
 from scipy import signal as sps
 
 from pedstream.config import FilterConfig
+from pedstream.dsp.checks import all_finite
 from pedstream.errors import ConfigError, StreamError
 
 __all__ = ["FilterBank", "FilterCutoffWarning", "LOWPASS_MAX_FRACTION", "filter_signal", "design_band",
@@ -180,7 +181,7 @@ class FilterBank:
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise StreamError(self.name, f"expected samples shaped (n, {self.n_channels}), got {x.shape}")
         x64 = x.astype(np.float64, copy=False)
-        if not np.isfinite(x64).all():
+        if not all_finite(x64):
             bad = np.flatnonzero(~np.isfinite(x64).all(axis=0)).tolist()
             raise StreamError(self.name, f"non-finite samples in channel(s) {bad}; replace or mask them before filtering")
         return x64

@@ -58,6 +58,7 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
+from pedstream.dsp.checks import all_finite
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.errors import ConfigError, StreamError
 
@@ -187,7 +188,7 @@ class OnlineQRSDetector:
         if self._flushed:
             raise StreamError(self.name, "process() after flush(): call reset() to start a new stream")
         x = x.astype(np.float64, copy=False)
-        if not np.isfinite(x).all():
+        if not all_finite(x):
             raise StreamError(self.name, "non-finite samples in the QRS lead")
         found: list[int] = []
         for s in range(0, len(x), self._max_sub):
@@ -201,7 +202,11 @@ class OnlineQRSDetector:
         if self.samples_seen == 0:
             self._zi_bp = self._sos_zi * x[0]
         bp, self._zi_bp = sps.sosfilt(self._sos, x, zi=self._zi_bp)
-        d, self._zi_der = sps.lfilter(self._der_b, [1.0], bp, zi=self._zi_der)
+        # the five-point derivative: scipy.signal.lfilter's own computation for an FIR filter with
+        # state (np.convolve, then the state added), without its per-call apply_along_axis overhead
+        full = np.convolve(self._der_b, bp)  # (n + 4,)
+        full[:4] += self._zi_der
+        d, self._zi_der = full[:n], full[n:]
         sq = np.minimum(d * d, _SQ_MAX)  # (mV/s)^2
         q = np.rint(sq * _Q_SCALE).astype(np.int64)
         c = self._csum + np.cumsum(q)  # C[k] = sum of q[0..k], int64 (exact)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pedstream.dsp.checks import all_finite
 from pedstream.errors import ConfigError, StreamError
 
 __all__ = [
@@ -85,7 +86,7 @@ def normalize_window(x: np.ndarray, present: np.ndarray | None = None) -> np.nda
     if x.shape[-1] < 1:
         raise StreamError("normalize_window", f"window has no samples (shape {x.shape})")
     x64 = x.astype(np.float64, copy=False)
-    if not np.isfinite(x64).all():
+    if not all_finite(x64):
         raise StreamError("normalize_window", "window contains non-finite samples")
     mean = x64.mean(axis=-1, keepdims=True)  # (..., C, 1)
     std = x64.std(axis=-1, keepdims=True)  # (..., C, 1)

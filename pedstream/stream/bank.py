@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pedstream.dsp.bank import filter_many
+from pedstream.dsp.checks import all_finite
 from pedstream.stream.feedtypes import Arrivals, FeedResult, Staged
 from pedstream.stream.pipeline import StreamPipeline
 from pedstream.stream.source import Chunk, ChunkReceived
@@ -53,7 +54,7 @@ def _follows(a: Chunk, b: Chunk, fs: float | None, gap_tolerance_s: float) -> bo
     t0, t1 = float(a.timestamps[-1]), float(b.timestamps[0])
     if not (np.isfinite(t0) and np.isfinite(t1)) or abs(t1 - t0 - 1.0 / fs) > gap_tolerance_s:
         return False
-    return bool(np.isfinite(a.data).all() and np.isfinite(b.data).all())
+    return all_finite(a.data) and all_finite(b.data)
 
 
 def _cut(chunk: Chunk, k: int) -> tuple[Chunk, Chunk]:

@@ -34,6 +34,8 @@ from pedstream.stream.source import ChunkReceived, StreamAdded
 __all__ = ["FairIngest"]
 
 log = logging.getLogger("pedstream.stream.engine")
+_ROUND_STREAMS = 64  # streams whose chunks go through the DSP together (one filter call per band)
+_ROUND_BUDGET_S = 0.02  # the ingest yields the event loop after this long, with streams still waiting
 
 
 def _n_samples(ev: Any) -> int:
@@ -134,13 +136,24 @@ class FairIngest:
         return max(1, int(round(self.hop / self.fs * fs)))
 
     def _serve_round(self) -> None:
-        """One turn per stream in the round-robin: one event, or up to one hop of its queued samples
-        (contiguous chunks merged, a longer chunk cut: :func:`pedstream.stream.bank.take_chunk`). The
-        round's chunks then go through the DSP of all their streams together (:func:`feed_round`);
-        a stream with events left is then scheduled again (at once, or deferred)."""
+        """Turns of the streams in the round-robin, ``_ROUND_STREAMS`` at a time, until all had one or
+        ``_ROUND_BUDGET_S`` has passed (the rest go first next time: the event loop, and with it the
+        inference task, must come round often, however many streams there are)."""
+        deadline = time.perf_counter() + _ROUND_BUDGET_S
+        for _ in range(-(-len(self._rr) // _ROUND_STREAMS)):
+            self._serve_some(_ROUND_STREAMS)
+            if time.perf_counter() > deadline:
+                break
+
+    def _serve_some(self, n: int) -> None:
+        """One turn for each of the next ``n`` streams of the round-robin: one event, or up to one hop
+        of its queued samples (contiguous chunks merged, a longer chunk cut:
+        :func:`pedstream.stream.bank.take_chunk`). Their chunks then go through the DSP of all their
+        streams together (:func:`feed_round`); a stream with events left is scheduled again (at once,
+        or deferred)."""
         chunks: list[tuple[ChunkReceived, Any]] = []
         again: list[Any] = []
-        for _ in range(len(self._rr)):
+        for _ in range(min(n, len(self._rr))):
             s = self.streams[self._rr.popleft()]
             s.in_turn = False
             q = s.pending

@@ -39,6 +39,7 @@ import numpy as np
 
 from pedstream.config import Config
 from pedstream.data.channels import CANONICAL_CHANNELS, ECG_CHANNELS, resolve_channels
+from pedstream.dsp.checks import all_finite
 from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.resample import StreamResampler
 from pedstream.dsp.ringbuffer import RingBuffer
@@ -247,7 +248,7 @@ class StreamPipeline:
         n = data.shape[0]
         if n == 0:
             return Staged(res=res, t_received=t_received)
-        if not np.isfinite(data).all():
+        if not all_finite(data):
             raise StreamError(self.stream_id, "chunk contains NaN/inf samples")
         reason = self._gap_reason(chunk)
         if reason is not None:

@@ -203,7 +203,11 @@ class ReplaySource(SourceBase):
     ``throttle``: ``await throttle(stream_id, final)`` before each chunk is sent (``final`` False) and
     before the end of the record is reported (``final`` True: the consumer may finish what it holds
     first); with ``speed = inf`` it makes the replay lossless (as fast as the consumer takes it, never
-    faster: no queue overflows) and its end deterministic.
+    faster: no queue overflows) and its end deterministic. ``offsets``: each stream starts this many
+    seconds after the source (finite speed without throttle only).
+
+    At a finite speed without a throttle one task paces every stream
+    (:func:`pedstream.stream.pacer.pace_all`); otherwise each stream has its own task.
     """
 
     kind = "replay"
@@ -212,7 +216,8 @@ class ReplaySource(SourceBase):
                  plans: Sequence[ReplayPlan] | None = None, speed: float = 1.0, chunk_ms: float = 50.0,
                  loop: bool = False, start_s: float = 0.0, seconds: float | None = None,
                  stream_id: str | None = None, age_years: float | None = None, reference: Any = None,
-                 record_clock: bool = False, throttle: Callable[[str, bool], Awaitable[None]] | None = None) -> None:
+                 record_clock: bool = False, throttle: Callable[[str, bool], Awaitable[None]] | None = None,
+                 offsets: Sequence[float] | None = None) -> None:
         super().__init__(events=events)
         self.record_clock = bool(record_clock)
         self.throttle = throttle
@@ -229,6 +234,10 @@ class ReplaySource(SourceBase):
         if not speed > 0:
             raise RecordError("replay", f"speed must be > 0 (got {speed})")
         self.plans = list(plans)
+        if offsets is not None and (len(offsets) != len(self.plans) or not all(0 <= float(o) < 3600 for o in offsets)):
+            raise RecordError("replay", f"offsets: one start offset (0-3600 s) per stream expected, got {len(offsets)} "
+                                        f"for {len(self.plans)} streams")
+        self.offsets = None if offsets is None else [float(o) for o in offsets]
         self.speed = float(speed)
         self.chunk_ms = float(chunk_ms)
         self.loop = bool(loop)
@@ -245,8 +254,40 @@ class ReplaySource(SourceBase):
 
     async def _start(self) -> None:
         self._running = len(self.plans)
+        if math.isfinite(self.speed) and self.throttle is None:  # one task paces them all
+            self._spawn(self._pace(), name="replay-pacer")
+            return
         for plan in self.plans:
             self._spawn(self._play(plan), name=f"replay-{plan.stream_id}")
+
+    async def _pace(self) -> None:
+        """Every stream from one task (:func:`pedstream.stream.pacer.pace_all`); each starts
+        ``offsets[k]`` seconds after the source (a ward's monitors do not connect in the same instant)."""
+        from pedstream.stream.pacer import pace_all
+
+        now = time.monotonic()
+        starts = [now + (self.offsets[k] if self.offsets is not None else 0.0) for k in range(len(self.plans))]
+        t0s: dict[str, float] = {}
+        for plan, t_start in zip(self.plans, starts):
+            self.emit(StreamAdded(plan.info()))
+            t0s[plan.stream_id] = plan.start / plan.fs if self.record_clock else t_start
+            if self.reference is not None:
+                await asyncio.to_thread(self.reference.add, plan, t0=t0s[plan.stream_id])
+
+        def send(plan: ReplayPlan, seq: int, first: int, data: np.ndarray) -> None:
+            sid = plan.stream_id
+            ts = t0s[sid] + (first + np.arange(data.shape[0], dtype=np.float64)) / plan.fs  # (n,)
+            self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first, seq=seq)))
+            self.samples_sent[sid] = first + data.shape[0]
+
+        def done(plan: ReplayPlan) -> None:
+            self.emit(StreamLost(plan.stream_id, "end of record"))
+            self._running -= 1
+            if self._running == 0:
+                self.finished.set()
+
+        await pace_all(self.plans, chunk_ms=self.chunk_ms, speed=self.speed, loop=self.loop, send=send, done=done,
+                       t_starts=starts)
 
     async def _play(self, plan: ReplayPlan) -> None:
         sid = plan.stream_id
