@@ -18,7 +18,8 @@ cp "$ROOT/pedstream/bench/mqttcost.py" "$TMP/base/pedstream/bench/"  # the same 
 cd "$TMP"
 for n in $COUNTS; do
   PYTHONPATH="$TMP/base" nice -n 5 "$PY" -m pedstream.bench.mqttcost --streams "$n" --seconds 15 \
-    --json "$OUT/ab_base_$n.json" 2>/dev/null | sed "s/^/base   /"
+    --json "$OUT/ab_base_$n.json" 2>"$TMP/base_err.txt" | sed "s/^/base   /"
+  echo "base   aiomqtt 'Message queue is full' lines (silent drops before): $(grep -c 'Message queue is full' "$TMP/base_err.txt" || true)"
   PYTHONPATH="$ROOT" nice -n 5 "$PY" -m pedstream.bench.mqttcost --streams "$n" --seconds 15 \
     --json "$OUT/ab_new_$n.json" | sed "s/^/new    /"
   PYTHONPATH="$ROOT" nice -n 5 "$PY" -m pedstream.bench.mqttcost --streams "$n" --seconds 15 \
