@@ -98,6 +98,8 @@ async def test_inbox_full_drops_are_counted_not_silent(caplog):
             inbox.put_nowait(_msg("pedstream/v1/q1/data", data[k]))
     assert src.queue_full_drops == 37
     assert src.totals()["queue_full_drops"] == 37
+    # the engine's summary (and so the benchmarks) sums rejected_messages and dropped_samples
+    assert src.totals()["rejected_messages"] == 37 and src.totals()["dropped_samples"] == 37 * 25
     warnings = [r for r in caplog.records if "inbox full" in r.getMessage()]
     assert 1 <= len(warnings) <= 7  # 1, 2, 4, 8, 16, 32: one line per doubling, not 37
     await asyncio.sleep(0)

@@ -216,6 +216,7 @@ class MQTTSource(SourceBase):
         self.rejected_unknown = 0  # messages for new stream ids refused because max_streams were busy
         self.handler_errors = 0  # exceptions caught while handling one message
         self.queue_full_drops = 0  # messages dropped because the inbox held max_queued_messages
+        self.queue_full_samples = 0  # their samples (binary data messages' headers)
         self.rejected_bundles = 0  # bundles whose structure was wrong (rejected whole)
         self._inbox: deque = deque()
         self._drain_scheduled = False
@@ -256,10 +257,13 @@ class MQTTSource(SourceBase):
                 "errors": self.errors.counts.get(stream_id, 0), "sessions": st.sessions, "flagged": st.flagged}
 
     def totals(self) -> dict[str, int]:
-        """Summed ingest counters over the streams tracked now, plus refused stream ids."""
+        """Summed ingest counters over the streams tracked now, plus refused stream ids, broken bundles
+        and messages dropped on a full inbox (also alone as ``queue_full_drops``; their samples, as far
+        as a binary header tells, in ``dropped_samples``): what the engine's summary and the benchmarks
+        report."""
         return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown
-                + self.rejected_bundles,
-                "dropped_samples": sum(s.dropped_samples for s in self._streams.values()),
+                + self.rejected_bundles + self.queue_full_drops,
+                "dropped_samples": sum(s.dropped_samples for s in self._streams.values()) + self.queue_full_samples,
                 "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors,
                 "queue_full_drops": self.queue_full_drops}
 
@@ -280,6 +284,9 @@ class MQTTSource(SourceBase):
     def _queue_full(self, message: Any) -> None:
         """A message that found the inbox full: dropped, counted, warned about (throttled)."""
         self.queue_full_drops += 1
+        raw = getattr(message, "payload", b"")
+        if isinstance(raw, bytes) and raw[:4] == b"PSD1" and len(raw) >= 16:
+            self.queue_full_samples += int.from_bytes(raw[12:16], "little")
         n = self.queue_full_drops
         if n & (n - 1) == 0:  # 1, 2, 4, 8, ...: a log line per doubling, never one per message
             log.warning("MQTT source %s:%d: inbox full (%d messages, [mqtt] max_queued_messages): %d message(s) "
