@@ -87,8 +87,8 @@ def matmul_peak(*, seconds: float = 1.0, n: int = 1024, threads: int | None = No
     all cores), by two libraries taken in turn: numpy's BLAS (its thread pool limited to ``threads`` with
     threadpoolctl) and ONNX Runtime's own MatMul kernel (MLAS, ``threads`` intra-op threads). ``peak_gflops``
     is the better of the two: on this AVX-512 machine numpy's OpenBLAS runs its Haswell (AVX2) kernels at about
-    100 GFLOP/s per core where ONNX Runtime's MLAS reaches about 150, so a numpy-only peak flattered
-    ``fraction_of_peak`` by about 1.5x."""
+    100-117 GFLOP/s per core where ONNX Runtime's MLAS reaches 150-213, so a numpy-only peak flattered
+    ``fraction_of_peak`` by about 1.5-1.8x."""
     import os
 
     threads = int(threads or os.cpu_count() or 1)
