@@ -73,12 +73,6 @@ one row per sample, each with exactly ``len(meta.channels)`` numbers in the chan
 does not apply). A message whose first non-blank byte is ``{`` is JSON, one starting with ``PSD1``
 is binary.
 
-Bundles
--------
-A publisher of many streams may send the data messages due at the same time as the frames of one
-*bundle* message on ``<prefix>/<bundle_id>/bundle`` (magic ``PSB1``): layout and receiver rules in
-:mod:`pedstream.stream.mqtt.bundle`. Each frame is one data message as above.
-
 Sequence numbers
 ----------------
 The receiver (:class:`SequenceTracker`) releases messages in ``seq`` order. A message with an
