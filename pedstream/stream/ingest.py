@@ -15,8 +15,8 @@ or the oldest has waited ``dsp_defer_s``; then they go through the DSP at once, 
 is cut as soon as its last chunk arrives, exactly as without deferral, and each window's latency
 starts at the arrival of its last sample (:class:`~pedstream.stream.feedtypes.Arrivals`); what
 waits is the heart rate, quality and signal-loss of the dashboard (at most ``dsp_defer_s``). The
-waiting streams sit in a heap by due time, so a round costs nothing for them. Streams whose DSP
-runs in worker processes are not deferred (their pipelines live elsewhere).
+waiting streams sit in a heap by due time, so a round costs nothing for them. A stream whose DSP runs in a
+worker process is deferred on the worker's last figure less the samples sent to it since.
 """
 
 from __future__ import annotations
@@ -167,7 +167,10 @@ class FairIngest:
             if isinstance(ev, ChunkReceived):
                 ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
                                           gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
-                s.pending_samples = max(0, s.pending_samples - _n_samples(ev))
+                n = _n_samples(ev)
+                s.pending_samples = max(0, s.pending_samples - n)
+                if s.need > 0:  # until the pipeline says again (at once in-process; a DSP worker answers later)
+                    s.need = max(1, s.need - n)
                 chunks.append((ev, t_arr))
             else:
                 q.popleft()

@@ -77,6 +77,15 @@ class RemotePipeline:
         self.ectopy = None
         self._settle = int(round(cfg.filters.settle_s * self.fs))
         self._pool = pool
+        # what the worker said at its last answer: samples its next window needed, and the stream index
+        # it had processed; the stream index sent to it so far
+        self._to_window, self._done_index, self._sent_end = 0, None, None
+
+    def samples_to_window(self) -> int:
+        """The worker's figure less what was sent since (0: not known yet; see StreamPipeline)."""
+        if self._to_window <= 0 or self._done_index is None or self._sent_end is None:
+            return 0
+        return max(1, self._to_window - (self._sent_end - self._done_index))
 
     def _first_start(self, segment_start: int) -> int:
         return segment_start + -(-self._settle // self.hop) * self.hop
@@ -201,6 +210,7 @@ class WorkerPool:
         (a worker's DSP batches streams only when a message carries many)."""
         for pipe, c, t in items:
             self._pending[self.owner[pipe.stream_id]].append((pipe.stream_id, c.data, c.timestamps, c.first_index, c.seq, t))
+            pipe._sent_end = int(c.first_index) + len(c.data)
         if self._pending and self._flush_at is None:
             self._flush_at = self._loop.call_later(_TICK_S, self._flush)
 
@@ -263,13 +273,15 @@ class WorkerPool:
         if final:
             w.outstanding = max(0, w.outstanding - 1)
         for sid, p in payloads:
-            windows = [WindowItem(stream_id=sid, start=start, x=x, mask=mask, t_received=t_rec, t_signal=t_sig)
-                       for (seq, start, t_rec, t_sig) in p.get("windows", ())
+            windows = [WindowItem(stream_id=sid, start=start, x=x, mask=mask, t_received=t_rec, t_signal=t_sig,
+                                  meta={"hr": hr})
+                       for (seq, start, t_rec, t_sig, hr) in p.get("windows", ())
                        for x, mask in (w.ring.take(seq),)]  # taken in order, always: frees the slots
             pipe = self.pipes.get(sid)
             if pipe is None:
                 continue
-            pipe.heart_rate, pipe.quality, pipe.state, pipe.last_ts, pipe.lost = p["state"]
+            (pipe.heart_rate, pipe.quality, pipe.state, pipe.last_ts, pipe.lost, pipe._to_window,
+             pipe._done_index) = p["state"]
             self.dropped += p.get("dropped", 0)
             if "error" in p:
                 self.on_result(pipe, PedstreamError(p["error"]))
@@ -347,7 +359,8 @@ def _worker_main(name: str, spec: RingSpec, conn: Any, cfg: Config, fs: float, w
 
 
 def _state(pipe: StreamPipeline) -> tuple:
-    return pipe.heart_rate, pipe.quality, pipe.state, pipe.last_ts, pipe.lost
+    return (pipe.heart_rate, pipe.quality, pipe.state, pipe.last_ts, pipe.lost, pipe.samples_to_window(),
+            pipe.expected_index)
 
 
 def _answer(conn: Any, ring: WindowRing, results: list) -> None:
@@ -372,6 +385,6 @@ def _answer(conn: Any, ring: WindowRing, results: list) -> None:
                 if seq is None:
                     p["dropped"] = p.get("dropped", 0) + 1
                     continue
-                p["windows"].append((seq, w.start, w.t_received, w.t_signal))
+                p["windows"].append((seq, w.start, w.t_received, w.t_signal, (w.meta or {}).get("hr")))
         out.append((pipe.stream_id, p))
     conn.send(("results", True, out))
