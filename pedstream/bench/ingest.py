@@ -52,6 +52,15 @@ INGEST_COLUMNS = [("consumer", "consumer"), ("streams", "outlets"), ("discovered
                   ("cpu_s", "CPU s"), ("samples_per_cpu_s", "samples / CPU s")]
 
 
+def _per_stream(cfg: Any, seconds: float) -> int:
+    """Samples each outlet of the publisher sends (its plan of the bundled record)."""
+    from pedstream.bench.publish import RECORD
+    from pedstream.stream.replay import plan_replay
+
+    plan = plan_replay([RECORD], cfg.signal, stream_id="x", seconds=seconds)[0]
+    return int(plan.stop - plan.start)
+
+
 def _publisher(n: int, seconds: float, session: str, prefix: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "lsl", "--streams", str(n),
                              "--seconds", str(seconds), "--session-id", session, "--id-prefix", prefix,
@@ -116,29 +125,36 @@ async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callab
         proc = _publisher(n, seconds, session, "ing")
         first: float | None = None
         give_up = time.perf_counter() + seconds + 90 + n  # outlets open, wait (<= 60 s) for their inlet, push, linger
-        while proc.poll() is None:  # the publisher ends after its last chunk (+ 1 s linger)
+        expected = n * _per_stream(cfg, seconds)  # what the publisher will report (checked below)
+        while proc.poll() is None and sum(q.samples.values()) < expected:  # it ends after its last chunk + 1 s
             if first is None and sum(q.samples.values()):
                 first = time.perf_counter()
             if time.perf_counter() > give_up:
                 proc.kill()
                 raise RuntimeError(f"LSL publisher of {n} outlets still running after {give_up - t0:.0f} s")
             await asyncio.sleep(0.05)
-        sent = await asyncio.to_thread(_sent, proc, 30)
-        last, deadline = -1, time.perf_counter() + 60.0
-        while time.perf_counter() < deadline:  # what is still in LSL's buffers (a backlog drains late)
-            now = sum(q.samples.values())
-            if now >= sum(sent.values()) or now == last:
-                break
-            last = now
-            await asyncio.sleep(2.0)
+        sent: dict[str, int] | None = None
+        if proc.poll() is not None:  # ended before every sample was in: wait while a backlog still drains
+            sent = await asyncio.to_thread(_sent, proc, 30)
+            last, deadline = -1, time.perf_counter() + 60.0
+            while time.perf_counter() < deadline:
+                now = sum(q.samples.values())
+                if now >= sum(sent.values()) or now == last:
+                    break
+                last = now
+                await asyncio.sleep(1.0)
+        # the clock stops here: not while the publisher tears its outlets down and liblsl's inlets try
+        # to recover them (each recovery attempt scans the port range for a free port)
         usage, wall = cpu.stop(), time.perf_counter() - t0
         task.cancel()
+    if sent is None:
+        sent = await asyncio.to_thread(_sent, proc, 60 + n)
     push_s = min(seconds, time.perf_counter() - (first or t0))
     log(f"  pedstream LSLSource: {len(added)}/{n} streams, {sum(q.samples.values())}/{sum(sent.values())} samples")
     return _row("pedstream", n, sent, dict(q.samples), push_s, usage, wall, [t - t0 for t in added.values()])
 
 
-def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -> dict[str, Any]:
+def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None], per_stream: int) -> dict[str, Any]:
     import mne_lsl
     from mne_lsl.stream import StreamLSL
 
@@ -167,16 +183,30 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
         ids = [f"mne{i:04d}" for i in range(n)]
         with ThreadPoolExecutor(max_workers=min(32, n)) as pool:  # connect() blocks: resolve + open
             streams = [(sid, st) for sid, st in zip(ids, pool.map(connect, ids)) if st is not None]
-        sent = _sent(proc, seconds + 90 + n)  # its outlets wait (<= 60 s) for their inlet, push, linger
-        last, deadline = -1, time.perf_counter() + 60.0
-        while time.perf_counter() < deadline:
+        expected = n * per_stream
+        give_up = time.perf_counter() + seconds + 90 + n
+        while proc.poll() is None and time.perf_counter() < give_up:  # until every sample is in
             counts = {sid: int(st.n_new_samples) for sid, st in streams}  # never reset: no get_data call
-            now = sum(counts.values())
-            if now >= sum(sent.values()) or now == last:
+            if sum(counts.values()) >= expected:
                 break
-            last = now
-            time.sleep(2.0)
-        usage, wall = cpu.stop(), time.perf_counter() - t0
+            time.sleep(0.05)
+        if proc.poll() is not None:  # ended first: wait while a backlog still drains
+            last, deadline = -1, time.perf_counter() + 60.0
+            while time.perf_counter() < deadline:
+                counts = {sid: int(st.n_new_samples) for sid, st in streams}
+                now = sum(counts.values())
+                if now >= expected or now == last:
+                    break
+                last = now
+                time.sleep(1.0)
+        usage, wall = cpu.stop(), time.perf_counter() - t0  # as above: not during the teardown
+        for _, st in streams:
+            try:
+                st.disconnect()
+            except Exception:  # already gone with its outlet
+                pass
+        streams = []
+        sent = _sent(proc, seconds + 90 + n)
     finally:
         for _, st in streams:
             try:
@@ -186,9 +216,9 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None]) -
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=5)
-    log(f"  mne-lsl StreamLSL: {len(streams)}/{n} streams, {sum(counts.values())}/{sum(sent.values())} samples")
+    log(f"  mne-lsl StreamLSL: {len(found)}/{n} streams, {sum(counts.values())}/{sum(sent.values())} samples")
     push_s = min(seconds, time.perf_counter() - t0)
-    row = _row("mne-lsl", n, sent, counts, push_s, usage, wall, [found[sid] for sid, _ in streams])
+    row = _row("mne-lsl", n, sent, counts, push_s, usage, wall, list(found.values()))
     row["not_connected"] = len(failures)
     if failures:
         row["first_failure"] = failures[0][:300]
@@ -217,7 +247,7 @@ def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = N
             notes.append("mne-lsl not installed (pip install 'pedstream[peers]'): no peer row")
         else:
             try:
-                rows.append(_mne_lsl(streams, seconds, session, log))
+                rows.append(_mne_lsl(streams, seconds, session, log, _per_stream(cfg, seconds)))
             except RuntimeError as exc:  # keep the pedstream row; say why there is no peer row
                 notes.append(f"mne-lsl: no row: {exc}")
     ratio = None
