@@ -31,6 +31,7 @@ All arithmetic is float64; ``process`` returns float32.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -119,6 +120,16 @@ def design_band(
     return np.concatenate(sections, axis=0).astype(np.float64)
 
 
+@functools.lru_cache(maxsize=64)
+def _design_cached(highpass_hz: float, lowpass_hz: float, band: str, common: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`design_band` and its ``sosfilt_zi``, read-only, computed once per distinct argument set."""
+    sos = design_band(highpass_hz=highpass_hz, lowpass_hz=lowpass_hz, band=band, **dict(common))
+    zi = sps.sosfilt_zi(sos)
+    sos.flags.writeable = False
+    zi.flags.writeable = False
+    return sos, zi
+
+
 class FilterBank:
     """Stateful causal filter bank for (n, n_ecg + n_iegm) multichannel signals.
 
@@ -150,12 +161,12 @@ class FilterBank:
             what = "; ".join(f"{key} = {old:g} Hz clipped to {new:g} Hz" for key, (old, new) in self.clipped.items())
             warnings.warn(f"{name} at fs={self.fs:g} Hz: {what} ({LOWPASS_MAX_FRACTION:g} x fs, below Nyquist "
                           f"{self.fs / 2:g} Hz)", FilterCutoffWarning, stacklevel=2)
-        # band name -> sos (n_sections, 6)
-        self.sos: dict[str, np.ndarray] = {
-            band: design_band(highpass_hz=hp, lowpass_hz=lp, band=band, **common) for band, (hp, lp) in self.cutoffs.items()
-        }
-        # Unit-step steady state per band, (n_sections, 2); scaled by the first sample on priming.
-        self._zi_unit = {band: sps.sosfilt_zi(sos) for band, sos in self.sos.items()}
+        # band name -> sos (n_sections, 6), and the unit-step steady state (n_sections, 2) scaled by the
+        # first sample on priming; designed once per distinct setting (a ward of streams shares them)
+        designs = {band: _design_cached(hp, lp, band, tuple(sorted(common.items())))
+                   for band, (hp, lp) in self.cutoffs.items()}
+        self.sos: dict[str, np.ndarray] = {band: sos for band, (sos, _) in designs.items()}
+        self._zi_unit = {band: zi for band, (_, zi) in designs.items()}
         self.settle_samples = int(round(cfg.settle_s * self.fs))
         self.reset()
 

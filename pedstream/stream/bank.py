@@ -45,7 +45,8 @@ def _rows(chunk: Chunk) -> int | None:
 
 
 def _follows(a: Chunk, b: Chunk, fs: float | None, gap_tolerance_s: float) -> bool:
-    """``b`` continues ``a`` without anything the pipeline would call a gap (and both are clean)."""
+    """``b`` continues ``a`` without anything the pipeline would call a gap, and ``b`` is clean
+    (``a`` was checked when it joined the merge)."""
     na, nb = _rows(a), _rows(b)
     if na is None or nb is None or na == 0 or nb == 0 or not fs or a.data.shape[1] != b.data.shape[1]:
         return False
@@ -54,7 +55,7 @@ def _follows(a: Chunk, b: Chunk, fs: float | None, gap_tolerance_s: float) -> bo
     t0, t1 = float(a.timestamps[-1]), float(b.timestamps[0])
     if not (np.isfinite(t0) and np.isfinite(t1)) or abs(t1 - t0 - 1.0 / fs) > gap_tolerance_s:
         return False
-    return all_finite(a.data) and all_finite(b.data)
+    return all_finite(b.data)
 
 
 def _cut(chunk: Chunk, k: int) -> tuple[Chunk, Chunk]:
@@ -82,6 +83,8 @@ def take_chunk(q: deque, limit: int, *, fs: float | None,
         q.appendleft((ChunkReceived(tail), t_arr))
         return ChunkReceived(head), t_arr, 0
     parts, whole, times = [chunk], 1, [t_arr]
+    if not (n < limit and q and isinstance(q[0][0], ChunkReceived) and all_finite(chunk.data)):
+        return ev, t_arr, whole  # nothing to merge (or a bad head: its own error)
     while n < limit and q and isinstance(q[0][0], ChunkReceived) and _follows(parts[-1], q[0][0].chunk, fs,
                                                                                    gap_tolerance_s):
         nxt_ev, nxt_t = q.popleft()
