@@ -122,12 +122,10 @@ def design_band(
 
 @functools.lru_cache(maxsize=64)
 def _design_cached(highpass_hz: float, lowpass_hz: float, band: str, common: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`design_band` and its ``sosfilt_zi``, read-only, computed once per distinct argument set."""
+    """:func:`design_band` and its ``sosfilt_zi``, computed once per distinct argument set and shared
+    by every bank of that design (never written to: scipy's sosfilt needs them writeable, though)."""
     sos = design_band(highpass_hz=highpass_hz, lowpass_hz=lowpass_hz, band=band, **dict(common))
-    zi = sps.sosfilt_zi(sos)
-    sos.flags.writeable = False
-    zi.flags.writeable = False
-    return sos, zi
+    return sos, sps.sosfilt_zi(sos)
 
 
 class FilterBank:
