@@ -22,6 +22,15 @@ from pathlib import Path
 RECORD = Path(__file__).resolve().parents[1] / "assets" / "demo_records" / "x001"
 
 
+def grid_offsets(n: int, spread_s: float, chunk_ms: float) -> list[float] | None:
+    """Stream k starts ``spread_s * k / n`` after the first, rounded down to whole chunks (so within
+    ``[0, spread_s)``); None for no spread."""
+    if spread_s <= 0 or n < 1:
+        return None
+    step = chunk_ms / 1000.0
+    return [int(spread_s * k / n / step + 1e-9) * step for k in range(n)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--to", choices=["mqtt", "lsl"], required=True)
@@ -33,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--session-id", default=None)
     ap.add_argument("--id-prefix", default="bed")
     ap.add_argument("--chunk-ms", type=float, default=50.0)
+    ap.add_argument("--spread-s", type=float, default=0.0,
+                    help="MQTT: stream k starts k/N of this many seconds after the first, on the chunk grid "
+                         "(chunks of different streams still fall due together, so bundles stay full)")
     ap.add_argument("--bundle-bytes", type=int, default=0,
                     help="MQTT: data messages due together go in bundles of at most this many bytes (0: one per chunk)")
     ap.add_argument("--wait-consumers-s", type=float, default=0.0)
@@ -66,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
 
         sent = run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
                                           chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary",
-                                  bundle_bytes=args.bundle_bytes))
+                                  bundle_bytes=args.bundle_bytes,
+                                  start_offsets=grid_offsets(args.streams, args.spread_s, args.chunk_ms)))
     else:
         from pedstream.stream.lsl.config import configure_lsl_from
         from pedstream.stream.lsl.outlet import replay_to_lsl

@@ -202,3 +202,32 @@ async def test_queued_publishes_are_bounded_by_drain_and_all_arrive(mosquitto, q
                     got.append(ev.chunk)
     assert [c.seq for c in got] == list(range(n))
     assert [int(c.data[0, 0] * 1000 + 0.5) for c in got] == [k % 300 for k in range(n)]
+
+
+async def test_start_offsets_delay_each_stream_and_keep_its_rate(tmp_path):
+    """paced_many(offsets=...): stream k's first chunk is due offset_k after the clock start, then on
+    its own schedule; the bench publisher's grid offsets fall on whole chunks."""
+    from pedstream.bench.publish import grid_offsets
+
+    path, _ = write_record(tmp_path, "offs", seconds=2.0)
+    plans = [plan_replay([path], SignalConfig(), stream_id=f"o{i}")[0] for i in range(3)]
+    offsets = [0.0, 0.3, 0.6]
+    first_at: dict[int, float] = {}
+    counts = {i: 0 for i in range(3)}
+    t0 = []
+    async for due in paced_many(plans, chunk_ms=50, speed=1.0, loop=False, offsets=offsets,
+                                started=lambda: t0.append(time.monotonic())):
+        now = time.monotonic()
+        for d in due:
+            first_at.setdefault(d.index, now - t0[0])
+            counts[d.index] += d.data.shape[0]
+        if now - t0[0] > 1.0:
+            break
+    elapsed = time.monotonic() - t0[0]
+    for i, off in enumerate(offsets):
+        assert off - 0.005 <= first_at[i] <= off + 0.15, (i, first_at[i])
+        assert abs(counts[i] - FS * (elapsed - off)) <= 2 * int(0.05 * FS) + 1, (i, counts[i])
+    g = grid_offsets(300, 1.25, 50.0)
+    assert g[0] == 0.0 and max(g) < 1.25 and len(set(g)) == 25
+    assert all(abs(o / 0.05 - round(o / 0.05)) < 1e-9 for o in g)
+    assert grid_offsets(300, 0.0, 50.0) is None

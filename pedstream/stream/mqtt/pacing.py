@@ -90,12 +90,14 @@ def _next_b0(st: _State, loop: bool) -> int | None:
 async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop: bool,
                      convert: Callable[[np.ndarray], np.ndarray] = lambda a: a,
                      clock: Callable[[], float] = time.monotonic,
-                     started: Callable[[], None] | None = None) -> AsyncIterator[list[Due]]:
+                     started: Callable[[], None] | None = None,
+                     offsets: Sequence[float] | None = None) -> AsyncIterator[list[Due]]:
     """Yield the list of chunks due now (at least one), until every stream ended (never with ``loop``).
 
     ``convert``: applied once per block read ((n, k) float32 mV -> what the chunks are views of).
     ``started``: called when the schedule's clock starts (after the first blocks are read), i.e. the
-    moment sample 0 of every stream is due."""
+    moment sample 0 of every stream is due. ``offsets``: each stream's start after that clock start,
+    in seconds (a ward whose monitors did not all start together; real time only)."""
     realtime = math.isfinite(speed)
     states: list[_State] = []
     for p in plans:
@@ -112,7 +114,10 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
         if started is not None:
             started()
         # heap of (due time, stream): one timer for all streams
-        heap = [(t_start if realtime else 0.0, i) for i in range(len(states))]
+        offs = [0.0] * len(states) if offsets is None else [max(0.0, float(o)) for o in offsets]
+        if len(offs) != len(states):
+            raise ValueError(f"offsets: {len(offs)} given for {len(states)} streams")
+        heap = [(t_start + offs[i] if realtime else 0.0, i) for i in range(len(states))]
         heapq.heapify(heap)
         while heap:
             due_t, _ = heap[0]
@@ -133,7 +138,7 @@ async def paced_many(plans: Sequence[Any], *, chunk_ms: float, speed: float, loo
                 out.append(Due(i, st.seq, st.index, d))
                 st.seq += 1
                 st.index += d.shape[0]
-                nxt = t_start + st.index / st.plan.fs / speed if realtime else float(st.seq)
+                nxt = t_start + offs[i] + st.index / st.plan.fs / speed if realtime else float(st.seq)
                 heapq.heappush(heap, (nxt, i))
             if out:
                 yield out

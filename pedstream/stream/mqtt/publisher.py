@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -341,7 +342,8 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          on_start: Callable[[ReplayPlan], None] | None = None, auth: Any = None,
                          reconnect: bool = True, reconnect_max_s: float = 5.0,
                          probe_interval_s: float = 0.25, wills: bool = True,
-                         max_queued: int = 4096, bundle_bytes: int = 0) -> dict[str, int]:
+                         max_queued: int = 4096, bundle_bytes: int = 0,
+                         start_offsets: Sequence[float] | None = None) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
     block of the record, not per chunk).
@@ -355,6 +357,7 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
     ``bundle_bytes`` > 0: the data messages due at the same tick go out in bundles of at most that many
     bytes on ``<prefix>/<publisher id>/bundle`` (:mod:`pedstream.stream.mqtt.bundle`; same chunks, same
     latency, one MQTT message per bundle instead of one per stream); 0: one message per stream and chunk.
+    ``start_offsets``: each stream's start (seconds after the first; see :func:`paced_many`).
     Returns samples sent per stream id."""
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
@@ -391,13 +394,18 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
         def clock_started() -> None:  # data times count from when sample 0 is actually due
             t_sample0[0] = time.time()
 
+        # record seconds after the first stream's start (a stream's data times count from its own start),
+        # wall seconds for the pacer (speed inf: no pacing, no offsets)
+        rec_offs = [0.0] * len(plans) if start_offsets is None or not math.isfinite(speed) else \
+            [max(0.0, float(o)) for o in start_offsets]
+        offs = [o / speed for o in rec_offs]
         async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert,
-                                    started=clock_started):
+                                    started=clock_started, offsets=offs):
             t0 = t_sample0[0]
             frames: list[tuple[str, bytes]] = []
             for d in due:
                 plan = plans[d.index]
-                t = t0 + d.first / plan.fs
+                t = t0 + rec_offs[d.index] + d.first / plan.fs
                 seq = d.seq % (1 << 32)
                 if encoding == "json":
                     payload = encode_json(d.data, seq=seq, first_sample=d.first, t=t)
