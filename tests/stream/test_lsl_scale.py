@@ -167,3 +167,27 @@ async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
             pusher.cancel()
     assert [line for line in src.discovery.values() if f"{tag}-fast" in line and "ignored: LSL stream sends faster" in line]
     assert len([e for e in log if isinstance(e, StreamError)]) == 1
+
+
+async def test_long_lost_stream_is_closed_and_found_again(lsl_config):
+    """No data for close_lost_after_s: the inlet is closed (liblsl's recovery attempts stop); the
+    same source_id publishing again is found by the resolver and served by a new inlet."""
+    sid = f"relost{uuid.uuid4().hex[:6]}"
+    outlet = _outlet(sid)
+    events: asyncio.Queue = asyncio.Queue()
+    log: list = []
+    async with LSLSource(events=events, predicate=f"source_id='{sid}'", resolve_interval_s=0.1, pull_interval_ms=5,
+                         lost_timeout_s=0.3, close_lost_after_s=1.0, forget_after_s=0.3) as src:
+        await wait_for(events, lambda e: isinstance(e, StreamAdded), log=log)
+        first = src.pump.feeds[sid]
+        del outlet
+        await wait_for(events, lambda e: isinstance(e, StreamLost), log=log)
+        assert await asyncio.wait_for(asyncio.shield(first.done), 10.0) is None  # ended normally: closed
+        outlet = _outlet(sid)
+        await wait_for(events, lambda e: isinstance(e, StreamAdded), log=log, timeout=10.0)
+        assert src.pump.feeds[sid] is not first
+        assert await asyncio.to_thread(outlet.wait_for_consumers, 5.0)
+        outlet.push_chunk(np.full((10, 2), 3.0, np.float32))
+        chunk = await wait_for(events, lambda e: isinstance(e, ChunkReceived), log=log)
+        assert chunk.chunk.first_index == 0 and np.all(chunk.chunk.data == 3.0)
+    del outlet

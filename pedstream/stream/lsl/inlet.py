@@ -206,13 +206,15 @@ class LSLSource(SourceBase):
                  lost_timeout_s: float = 3.0, time_correction_interval_s: float = 5.0,
                  open_timeout_s: float = 5.0, max_buflen_s: int = 60, dejitter: bool = True,
                  jump_tolerance_s: float = 1.0, limits: PayloadLimits = DEFAULT_LIMITS,
-                 blocking_threads: int = 16, max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0) -> None:
+                 blocking_threads: int = 16, max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0,
+                 close_lost_after_s: float = 60.0) -> None:
         super().__init__(events=events)
         if blocking_threads < 1 or max_pulls_per_pass < 1:
             raise ValueError("blocking_threads and max_pulls_per_pass must be at least 1")
         self.blocking_threads = int(blocking_threads)
         self.max_pulls_per_pass = int(max_pulls_per_pass)
         self.max_rate_factor = float(max_rate_factor)
+        self.close_lost_after_s = float(close_lost_after_s)
         self.dejitter = bool(dejitter)
         self.limits = limits
         self.jump_tolerance_s = float(jump_tolerance_s)
@@ -264,7 +266,7 @@ class LSLSource(SourceBase):
                               time_correction_interval_s=self.time_correction_interval_s,
                               open_timeout_s=self.open_timeout_s, parse=lambda full: parse_lsl_info(full).info,
                               max_pulls_per_pass=self.max_pulls_per_pass, max_rate_factor=self.max_rate_factor,
-                              burst_s=self.max_buflen_s)
+                              burst_s=self.max_buflen_s, close_lost_after_s=self.close_lost_after_s)
         self._spawn(self.pump.run(), name="lsl-pump")
         self._spawn(self._resolve_loop(), name=f"lsl-resolver[{self.predicate or 'all'}]")
 

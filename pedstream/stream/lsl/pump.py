@@ -17,7 +17,10 @@ liblsl bounds what waits in an inlet (``max_buflen`` seconds of the nominal rate
 keeps sending faster than ``max_rate_factor`` times its nominal rate (beyond a burst allowance of
 ``max_buflen`` seconds, which covers any backlog an honest stream can have) ends with
 :class:`StreamTooFast`. A stream whose pull raises ends its own feed only (its :class:`Feed.done`
-carries the exception to the task that serves it).
+carries the exception to the task that serves it). A stream without data for ``close_lost_after_s``
+ends normally: its inlet is closed, which stops liblsl's recovery attempts (each one scans the port
+range for a free port: with hundreds of dead streams that is real CPU); if the outlet comes back the
+resolver finds it again and it gets a new inlet.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class InletPump:
     def __init__(self, *, emit: Callable[[SourceEvent], None], executor: Executor, pull_interval_s: float,
                  max_chunk_samples: int, lost_timeout_s: float, time_correction_interval_s: float,
                  open_timeout_s: float, parse: Callable[[Any], StreamInfo],
-                 max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0, burst_s: float = 60.0) -> None:
+                 max_pulls_per_pass: int = 8, max_rate_factor: float = 2.0, burst_s: float = 60.0,
+                 close_lost_after_s: float = 60.0) -> None:
         self.emit = emit
         self.executor = executor
         self.pull_interval_s = float(pull_interval_s)
@@ -85,6 +89,7 @@ class InletPump:
         self.max_pulls_per_pass = int(max_pulls_per_pass)
         self.max_rate_factor = float(max_rate_factor)
         self.burst_s = float(burst_s)  # the burst allowance, in seconds of the nominal rate
+        self.close_lost_after_s = float(close_lost_after_s)
         self.parse = parse  # full pylsl info -> StreamInfo (when a lost stream comes back)
         self.feeds: dict[str, Feed] = {}
         self.passes = 0
@@ -146,6 +151,11 @@ class InletPump:
     def _poll(self, feed: Feed, now: float) -> bool:
         """Pull what ``feed`` has (bounded); True when it still has a backlog."""
         inlet = feed.inlet
+        if not feed.live and now - feed.last_data > self.close_lost_after_s:
+            log.info("LSL stream %s: no data for %.0f s, closing its inlet", feed.sid, now - feed.last_data)
+            self.detach(feed)
+            feed.done.set_result(None)
+            return False
         if feed.live and inlet.samples_available() == 0:  # cheap: no allocation, no pull
             if now - feed.last_data > self.lost_timeout_s:
                 feed.live = False
