@@ -62,10 +62,11 @@ class _Cursor:
         self._ahead_pos = nxt
 
     async def next_block(self, loop: bool) -> bool:
-        """Move to the block read ahead; False at the end of the record (no ``loop``)."""
+        """Move to the block read ahead; False at the end of the record (no ``loop``). A failed read
+        raises here (for this stream alone)."""
         if self.ahead is None:
             return False
-        self.data = await self.ahead
+        self.data, self.ahead = await self.ahead, None
         self.pos = self._ahead_pos + self.block
         self.off = 0
         self.read_ahead(loop)
@@ -73,11 +74,12 @@ class _Cursor:
 
 
 async def pace_all(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop: bool,
-                   send: Callable[[Any, int, int, np.ndarray], None], done: Callable[[Any], None],
+                   send: Callable[[Any, int, int, np.ndarray], None], done: Callable[[Any, str | None], None],
                    t_starts: Sequence[float]) -> None:
     """Send every plan's chunks on schedule: ``send(plan, seq, first_index, data)``, then
-    ``done(plan)`` at the end of its record (never with ``loop``). ``speed`` is finite; plan ``k``
-    starts at monotonic time ``t_starts[k]``."""
+    ``done(plan, None)`` at the end of its record (never with ``loop``), or ``done(plan, message)``
+    when reading its record failed (that stream ends; the others go on). ``speed`` is finite; plan
+    ``k`` starts at monotonic time ``t_starts[k]``."""
     if not (math.isfinite(speed) and speed > 0):
         raise ValueError(f"pace_all: speed must be finite and > 0 (got {speed})")
     cursors = []
@@ -85,9 +87,18 @@ async def pace_all(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop:
         c = _Cursor(plan, chunk_ms=chunk_ms, t_start=float(t_starts[k]))
         c.read_ahead(True)  # the first block always exists
         cursors.append(c)
+    async def advance(c: _Cursor) -> bool:
+        try:
+            if await c.next_block(loop):
+                return True
+            done(c.plan, None)
+        except Exception as exc:  # noqa: BLE001 - this stream's record, this stream's end
+            done(c.plan, f"reading the record failed ({type(exc).__name__}: {str(exc)[:160]})")
+            c.data = None
+        return False
+
     for c in cursors:
-        if not await c.next_block(loop):
-            done(c.plan)
+        await advance(c)
     heap = [(c.t_start, k) for k, c in enumerate(cursors) if c.data is not None]
     heapq.heapify(heap)
     inv = 1.0 / speed
@@ -105,8 +116,7 @@ async def pace_all(plans: Sequence[Any], *, chunk_ms: float, speed: float, loop:
             c.seq += 1
             c.index += part.shape[0]
             c.off += part.shape[0]
-            if c.off >= c.data.shape[0] and not await c.next_block(loop):
-                done(c.plan)
+            if c.off >= c.data.shape[0] and not await advance(c):
                 continue
             heapq.heappush(heap, (c.t_start + c.index / c.fs * inv, k))  # by sample index, as paced_chunks
     finally:

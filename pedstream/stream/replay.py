@@ -268,20 +268,30 @@ class ReplaySource(SourceBase):
         now = time.monotonic()
         starts = [now + (self.offsets[k] if self.offsets is not None else 0.0) for k in range(len(self.plans))]
         t0s: dict[str, float] = {}
+        fs_of = {plan.stream_id: plan.fs for plan in self.plans}
         for plan, t_start in zip(self.plans, starts):
             self.emit(StreamAdded(plan.info()))
             t0s[plan.stream_id] = plan.start / plan.fs if self.record_clock else t_start
             if self.reference is not None:
                 await asyncio.to_thread(self.reference.add, plan, t0=t0s[plan.stream_id])
 
-        def send(plan: ReplayPlan, seq: int, first: int, data: np.ndarray) -> None:
-            sid = plan.stream_id
-            ts = t0s[sid] + (first + np.arange(data.shape[0], dtype=np.float64)) / plan.fs  # (n,)
-            self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first, seq=seq)))
-            self.samples_sent[sid] = first + data.shape[0]
+        steps: dict[tuple[int, float], np.ndarray] = {}  # (n, fs) -> arange(n) / fs, shared by the streams
 
-        def done(plan: ReplayPlan) -> None:
-            self.emit(StreamLost(plan.stream_id, "end of record"))
+        def send(plan: ReplayPlan, seq: int, first: int, data: np.ndarray) -> None:
+            sid, n = plan.stream_id, data.shape[0]
+            fs = fs_of[sid]
+            step = steps.get((n, fs))
+            if step is None:
+                step = steps[(n, fs)] = np.arange(n, dtype=np.float64) / fs
+            ts = (t0s[sid] + first / fs) + step  # (n,) the stream's clock, by sample index
+            self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=first, seq=seq)))
+            self.samples_sent[sid] = first + n
+
+        def done(plan: ReplayPlan, error: str | None) -> None:
+            if error is not None:
+                log.warning("replay %s: %s", plan.stream_id, error)
+                self.emit_error(plan.stream_id, error)
+            self.emit(StreamLost(plan.stream_id, "end of record" if error is None else "record unreadable"))
             self._running -= 1
             if self._running == 0:
                 self.finished.set()

@@ -67,3 +67,32 @@ def test_offsets_must_match_the_streams(tmp_path):
     plans = [plan_replay([path], SignalConfig(), stream_id=f"b{k}")[0] for k in range(2)]
     with pytest.raises(RecordError, match="one start offset"):
         ReplaySource(events=asyncio.Queue(), plans=plans, offsets=[0.0])
+
+
+async def test_a_record_that_cannot_be_read_ends_its_stream_alone(tmp_path):
+    import dataclasses
+
+    from pedstream.stream.source import StreamError, StreamLost
+
+    class Broken:
+        def __init__(self, rec):
+            self._rec = rec
+
+        def __getattr__(self, name):
+            return getattr(self._rec, name)
+
+        def read(self, start=0, stop=None):
+            raise OSError("disk gone")
+
+    path, _ = write_record(tmp_path, "rec_ok", seconds=2.0)
+    good = plan_replay([path], SignalConfig(), stream_id="good")[0]
+    bad = dataclasses.replace(good, stream_id="bad", record=Broken(good.record))
+    q: asyncio.Queue = asyncio.Queue()
+    seen: list = []
+    async with ReplaySource(events=q, plans=[bad, good], speed=50.0, chunk_ms=40):
+        while not any(isinstance(e, StreamLost) and e.stream_id == "good" for e in seen):
+            seen.append(await asyncio.wait_for(q.get(), 10))
+    errs = [e for e in seen if isinstance(e, StreamError)]
+    assert len(errs) == 1 and errs[0].stream_id == "bad" and "disk gone" in errs[0].message
+    assert any(isinstance(e, StreamLost) and e.stream_id == "bad" and e.reason == "record unreadable" for e in seen)
+    assert sum(e.chunk.data.shape[0] for e in seen if isinstance(e, ChunkReceived)) == 500  # all of the good one
