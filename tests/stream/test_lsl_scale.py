@@ -165,7 +165,7 @@ async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
                            log=log)  # the honest stream still flows
         finally:
             pusher.cancel()
-    assert [line for line in src.discovery.values() if f"{tag}-fast" in line and "ignored: LSL stream sends faster" in line]
+    assert [x for x in src.discovery.values() if f"{tag}-fast" in x and "ignored: LSL stream sends faster" in x]
     assert len([e for e in log if isinstance(e, StreamError)]) == 1
 
 

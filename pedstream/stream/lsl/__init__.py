@@ -1,5 +1,6 @@
 """LSL transport: discovery configuration (:mod:`.config`, applied before any other LSL call), the
-inlet source (:mod:`.inlet`, its pulls done by one pump for all inlets: :mod:`.pump`), and the outlets for replay and event markers (:mod:`.outlet`).
+inlet source (:mod:`.inlet`, its pulls done by one pump for all inlets: :mod:`.pump`), and the
+outlets for replay and event markers (:mod:`.outlet`).
 
 Lazy: pylsl is imported only when a name that needs it is used.
 """

@@ -22,14 +22,17 @@ connect drains over the next passes without starving the other streams). Every b
 call (resolver results, ``open_stream``, ``info``, ``time_correction``) runs in the source's own
 small thread pool (``blocking_threads``), so hundreds of inlets neither need hundreds of threads
 nor queue behind the event loop's default executor. Timestamps get ``inlet.time_correction()``
-added (refreshed every ``time_correction_interval_s``, all inlets in one pool call). Timestamps are regularised (``dejitter``, default on): the inlet
+added (refreshed every ``time_correction_interval_s``, all inlets in one pool call). Timestamps are
+regularised (``dejitter``, default on): the inlet
 monotonises them (pylsl ``proc_monotonize``) and the source puts every sample on a grid of
 ``1 / nominal_srate`` counted from the samples received, which follows the stream's clock slowly (at
 most half a sample period per chunk). A timestamp jump while no sample is missing (a publisher's
 clock step, scheduling jitter) therefore does not look like a gap; only timestamps more than
 ``jump_tolerance_s`` away from the grid (samples really lost, an outlet restarted) re-anchor it, and
 the engine sees that jump as a gap. No data for ``lost_timeout_s`` -> ``StreamLost``; data again (liblsl
-recovered the same source_id from a restarted outlet) -> ``StreamAdded`` again. ``first_index``
+recovered the same source_id from a restarted outlet) -> ``StreamAdded`` again. No data for
+``close_lost_after_s`` -> the inlet is closed (the resolver serves the outlet anew if it comes back);
+a stream faster than ``max_rate_factor`` x its nominal rate is stopped (see :mod:`.pump`). ``first_index``
 counts the samples received on that inlet.
 
 Discovery (``predicate`` empty, the default): every stream on the LSL network is looked at and
@@ -54,7 +57,7 @@ import numpy as np
 from pedstream.data.channels import resolve_channels
 from pedstream.errors import ChannelError
 from pedstream.stream.lsl.config import ensure_lsl_configured
-from pedstream.stream.lsl.pump import Feed, InletPump, StreamTooFast, _offset
+from pedstream.stream.lsl.pump import Feed, InletPump, StreamTooFast, _offset, close_feed
 from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
 from pedstream.stream.source import SourceBase, StreamError, StreamInfo, StreamLost
 from pedstream.stream.units import unit_to_mv
@@ -341,6 +344,7 @@ class LSLSource(SourceBase):
             return
         flags = pylsl.proc_monotonize if self.dejitter else 0
         inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=flags)
+        feed: Feed | None = None
         try:
             if by_type:
                 verdict = (f"monitored (matches [lsl] predicate {self.predicate!r})" if self.predicate
@@ -373,7 +377,6 @@ class LSLSource(SourceBase):
                 await self.pump.attach(feed)  # until the feed ends: raises what ended it
             finally:
                 self.pump.detach(feed)
-                await self.pump.settle()
         finally:
-            if self._executor is not None:
-                await self._call(inlet.close_stream)
+            if self._executor is not None:  # waits only for a pool call on this inlet, if any
+                await (self._call(close_feed, feed) if feed is not None else self._call(inlet.close_stream))

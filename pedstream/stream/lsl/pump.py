@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import numpy as np
 
 from pedstream.stream.source import Chunk, ChunkReceived, SourceEvent, StreamAdded, StreamInfo, StreamLost
 
-__all__ = ["Feed", "InletPump", "StreamTooFast"]
+__all__ = ["Feed", "InletPump", "StreamTooFast", "close_feed"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Feed:
     received: int = 0
     live: bool = True
     busy: bool = False  # a blocking call for this inlet is running in the pool: skip it
+    lock: threading.Lock = field(default_factory=threading.Lock)  # held by a pool call using the inlet
+    closing: bool = False  # set before the inlet is closed: the offset refresh skips it
     last_data: float = field(default_factory=time.monotonic)
     credit: float = float("inf")  # samples it may still deliver now (refilled at factor x fs, capped)
     credit_t: float = 0.0
@@ -110,12 +113,6 @@ class InletPump:
     def detach(self, feed: Feed) -> None:
         if self.feeds.get(feed.sid) is feed:
             del self.feeds[feed.sid]
-
-    async def settle(self) -> None:
-        """Wait for the offset refresh in flight (it may use any inlet): call before closing one."""
-        task = self._tc_task
-        if task is not None and not task.done():
-            await asyncio.wait([task])
 
     # -- the pump ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -198,9 +195,9 @@ class InletPump:
     async def _revive(self, feed: Feed, samples: np.ndarray, stamps: np.ndarray) -> None:
         loop = asyncio.get_running_loop()
         try:
-            full = await loop.run_in_executor(self.executor, feed.inlet.info, self.open_timeout_s)
+            full = await loop.run_in_executor(self.executor, _locked, feed, feed.inlet.info, self.open_timeout_s)
             feed.info = self.parse(full)
-            feed.offset = await loop.run_in_executor(self.executor, _offset, feed.inlet, feed.offset)
+            feed.offset = await loop.run_in_executor(self.executor, _locked, feed, _offset, feed.inlet, feed.offset)
         except Exception as exc:
             self.detach(feed)
             if not feed.done.done():
@@ -221,8 +218,7 @@ class InletPump:
         """Every live feed's clock offset, measured in one pool thread while the pump goes on
         (liblsl answers from its background estimate; only a first measurement waits)."""
         feeds = [f for f in self.feeds.values() if f.live and not f.busy]
-        offsets = await asyncio.get_running_loop().run_in_executor(
-            self.executor, _offsets, [(f.inlet, f.offset) for f in feeds])
+        offsets = await asyncio.get_running_loop().run_in_executor(self.executor, _offsets, feeds)
         for f, off in zip(feeds, offsets):
             f.offset = off
 
@@ -237,5 +233,26 @@ def _offset(inlet: Any, current: float, timeout: float = 1.0) -> float:
         return current
 
 
-def _offsets(pairs: list[tuple[Any, float]]) -> list[float]:
-    return [_offset(inlet, current) for inlet, current in pairs]
+def _offsets(feeds: list[Feed]) -> list[float]:
+    """The refreshed offsets; a short wait each (liblsl answers from its background estimate), none
+    for a feed being closed (:func:`close_feed` waits only for the call on its own inlet)."""
+    out = []
+    for f in feeds:
+        with f.lock:
+            out.append(f.offset if f.closing else _offset(f.inlet, f.offset, timeout=0.2))
+    return out
+
+
+def _locked(feed: Feed, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with ``feed``'s lock held; refused once the feed is being closed."""
+    with feed.lock:
+        if feed.closing:
+            raise RuntimeError(f"LSL stream {feed.sid}: inlet closed")
+        return fn(*args)
+
+
+def close_feed(feed: Feed) -> None:
+    """Close ``feed``'s inlet (in a pool thread) once no other pool call uses it."""
+    feed.closing = True
+    with feed.lock:
+        feed.inlet.close_stream()
