@@ -23,7 +23,6 @@ thread cannot be stopped; a fresh executor takes the next batches) and reported 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import OrderedDict, deque
@@ -32,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import numpy as np
+
+from pedstream.dsp.windowing import normalize_window
 
 __all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "InferenceTimeout", "RunsModel"]
 
@@ -48,11 +49,13 @@ class RunsModel(Protocol):
 
 @dataclass(slots=True)
 class WindowItem:
-    """One normalised window waiting for inference.
+    """One window waiting for inference.
 
-    ``x``: ``(19, T)`` float32 normalised (canonical order, absent channels 0); ``mask``: ``(19,)``
-    float32; ``start``: window start sample index at the model rate; ``t_received``: monotonic time
-    the window's last sample arrived; ``t_enqueued``: monotonic time it was submitted.
+    ``x``: ``(19, T)`` float32 normalised (canonical order, absent channels 0), or, with ``raw``, the
+    filtered window not normalised yet: the batcher normalises it (``normalize_window`` with the mask's
+    channels present) in its worker thread, off the event loop (:meth:`normalized`); ``mask``:
+    ``(19,)`` float32; ``start``: window start sample index at the model rate; ``t_received``:
+    monotonic time the window's last sample arrived; ``t_enqueued``: monotonic time it was submitted.
     """
 
     stream_id: str
@@ -64,6 +67,11 @@ class WindowItem:
     meta: Any = None
     t_signal: float | None = None  # source-clock time (s) of the window's first sample
     rr: np.ndarray | None = None  # (K,) float32 RR features of a beat window (beat models)
+    raw: bool = False  # x is the filtered window, normalised by the batcher (see above)
+
+    def normalized(self) -> np.ndarray:
+        """``x`` as the model takes it: (19, T) float32, normalised."""
+        return normalize_window(self.x, self.mask > 0) if self.raw else self.x
 
 
 @dataclass(slots=True)
@@ -227,17 +235,9 @@ class InferenceBatcher:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _infer(self, loop: asyncio.AbstractEventLoop, batch: list[WindowItem]) -> tuple[np.ndarray, np.ndarray]:
-        # stacked straight into the two contiguous model inputs (no (B, 19, T) copy in between)
-        ecg = np.stack([b.x[: self.n_ecg] for b in batch])  # (B, 12, T)
-        iegm = np.stack([b.x[self.n_ecg:] for b in batch])  # (B, 7, T)
-        mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
-        run: Callable[..., Any] = self.session.run
-        if batch[0].rr is not None:
-            rr = np.stack([b.rr for b in batch]).astype(np.float32, copy=False)  # (B, K)
-            run = functools.partial(self.session.run, rr=rr)
         self.busy, self.busy_since = True, time.monotonic()
         try:
-            fut = loop.run_in_executor(self._executor, run, ecg, iegm, mask)
+            fut = loop.run_in_executor(self._executor, self._run_batch, list(batch))
             if self.infer_timeout_s is None:
                 return await fut
             try:
@@ -252,6 +252,19 @@ class InferenceBatcher:
                                        f"{self.infer_timeout_s:g} s ([stream] infer_timeout_s); abandoned") from exc
         finally:
             self.busy, self.busy_since = False, None
+
+    def _run_batch(self, batch: list[WindowItem]) -> tuple[np.ndarray, np.ndarray]:
+        """In the worker thread: normalise what is raw, stack straight into the two contiguous model
+        inputs (no (B, 19, T) copy in between), run the model. numpy releases the GIL for the array
+        work, so the event loop goes on meanwhile."""
+        xs = [b.normalized() for b in batch]
+        ecg = np.stack([x[: self.n_ecg] for x in xs])  # (B, 12, T)
+        iegm = np.stack([x[self.n_ecg:] for x in xs])  # (B, 7, T)
+        mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
+        if batch[0].rr is not None:
+            rr = np.stack([b.rr for b in batch]).astype(np.float32, copy=False)  # (B, K)
+            return self.session.run(ecg, iegm, mask, rr=rr)
+        return self.session.run(ecg, iegm, mask)
 
     def _timed_out(self, batch: list[WindowItem], exc: Exception) -> None:
         if self.on_timeout is not None:

@@ -2,13 +2,15 @@
 
 One :class:`StreamPipeline` per live stream. ``feed(chunk, t_received)`` takes a source
 :class:`~pedstream.stream.source.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
-returns a :class:`FeedResult`: the windows that became ready (normalised exactly as in training,
-``(19, T)`` float32 + ``(19,)`` mask) and any state changes (``signal_loss`` / ``signal_ok``).
+returns a :class:`FeedResult`: the windows that became ready (``(19, T)`` float32 filtered, ``raw``:
+the batcher normalises them exactly as in training, :meth:`WindowItem.normalized`, + ``(19,)`` mask)
+and any state changes (``signal_loss`` / ``signal_ok``).
 
 Data path (all causal, chunk-size invariant)::
 
     chunk (n, n_src) --resolve_channels--> (n, 19) --StreamResampler--> (k, 19) at the model fs
-      --FilterBank--> RingBuffer (filtered, 19 ch) --Windower(window, hop)--> normalize_window
+      --FilterBank--> RingBuffer (filtered, 19 ch) --Windower(window, hop)--> window (normalize_window
+                                                            in the batcher's thread, off the event loop)
                                 \\--> OnlineQRSDetector on the heart-rate lead -> heart rate
       (n, 19) --> BeatStream (with a beat model: pedstream.stream.ectopy) <-- the detector's R peaks
 
@@ -43,7 +45,7 @@ from pedstream.dsp.checks import all_finite
 from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.resample import StreamResampler
 from pedstream.dsp.ringbuffer import RingBuffer
-from pedstream.dsp.windowing import Windower, normalize_window
+from pedstream.dsp.windowing import Windower
 from pedstream.errors import ChannelError, PedstreamError, StreamError
 from pedstream.stream.batcher import WindowItem
 from pedstream.stream.feedtypes import Arrivals, FeedResult, Quality, ReadyStrip, Staged, StripRequest
@@ -289,10 +291,10 @@ class StreamPipeline:
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
             win, wts = self.ring.read(start, start + self.window)  # (T, 19), (T,) source-clock seconds
-            x = normalize_window(win.T, self.present)  # (19, T) float32
+            x = np.ascontiguousarray(win.T)  # (19, T) float32 filtered; normalised by the batcher, off the loop
             t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
             t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
-            res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask,
+            res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask, raw=True,
                                           t_received=t_rec, t_signal=t_sig,
                                           meta={"hr": self.heart_rate_at(start + self.window)}))
             self.windows_made += 1

@@ -274,7 +274,7 @@ class WorkerPool:
             w.outstanding = max(0, w.outstanding - 1)
         for sid, p in payloads:
             windows = [WindowItem(stream_id=sid, start=start, x=x, mask=mask, t_received=t_rec, t_signal=t_sig,
-                                  meta={"hr": hr})
+                                  meta={"hr": hr}, raw=True)
                        for (seq, start, t_rec, t_sig, hr) in p.get("windows", ())
                        for x, mask in (w.ring.take(seq),)]  # taken in order, always: frees the slots
             pipe = self.pipes.get(sid)

@@ -49,7 +49,7 @@ def feed_all(pipe: StreamPipeline, x: np.ndarray, chunk: int, *, fs: float | Non
                 offset += dt
         ts = 10.0 + offset + (i + np.arange(n)) / fs
         res = pipe.feed(Chunk(stream_id=pipe.stream_id, data=x[i:i + n], timestamps=ts, first_index=i), time.monotonic())
-        windows += [(w.start, w.x) for w in res.windows]
+        windows += [(w.start, w.normalized()) for w in res.windows]
         transitions += [(k, w) for k, w in res.transitions]
         i += n
         if skip and i in skip:
