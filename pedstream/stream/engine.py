@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -221,6 +222,10 @@ class Engine(FairIngest, Watchdog):
         async with contextlib.AsyncExitStack() as stack:  # unwinds what was entered if one step fails
             for sink in self.sinks:
                 await stack.enter_async_context(sink)
+            if self.cfg.stream.gil_switch_ms > 0:  # the inference thread's turns at the GIL (restored on exit)
+                old = sys.getswitchinterval()
+                sys.setswitchinterval(self.cfg.stream.gil_switch_ms / 1000.0)
+                stack.callback(sys.setswitchinterval, old)
             if self.workers is not None:
                 self.workers.start()
                 stack.callback(self.workers.close)  # after the strips were flushed
