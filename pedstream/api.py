@@ -137,7 +137,7 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
     n_ecg = len(cfg.signal.ecg)
     for i in range(0, len(items), max(1, int(batch))):
         part = items[i:i + batch]
-        xs = np.stack([it.x for it in part])  # (B, 19, T)
+        xs = np.stack([it.normalized() for it in part])  # (B, 19, T) normalised as the monitor does
         mask = np.stack([it.mask for it in part]).astype(np.float32)
         logits, _ = m.session.run(np.ascontiguousarray(xs[:, :n_ecg]), np.ascontiguousarray(xs[:, n_ecg:]), mask)
         for it, lg in zip(part, np.asarray(logits)):
