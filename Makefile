@@ -28,11 +28,14 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install -q -e ".[peers]"
 	$(BIN)/python bench/bench_dsp.py
-	$(BIN)/pedstream bench model --providers cpu --batches 1,8,32,128,512 --json bench/results/model.json
-	$(BIN)/pedstream bench engine --source replay --streams 100,200,400,800,1000 --seconds 20 --json bench/results/engine.json
-	$(BIN)/pedstream bench engine --source mqtt --streams 25,50,100,200,300 --seconds 20 --json bench/results/engine_mqtt.json
+	$(BIN)/pedstream bench model --providers cpu --batches 1,8,32,128 --json bench/results/model.json
+	$(BIN)/pedstream bench engine --source replay --streams 200,400,500,600,800,1000 --seconds 20 --json bench/results/engine.json
+	$(BIN)/pedstream bench engine --source replay --streams 200 --aligned --seconds 20 --json bench/results/engine_aligned.json
+	$(BIN)/pedstream bench engine --source mqtt --streams 100,200,300 --all --seconds 20 --json bench/results/engine_mqtt.json
+	$(BIN)/pedstream bench engine --source mqtt --streams 200,300,400 --all --seconds 20 --set replay.mqtt_bundle_bytes=65536 --json bench/results/engine_mqtt_bundle.json
 	$(BIN)/pedstream bench ingest --streams 200 --seconds 20 --peer mne-lsl --json bench/results/ingest.json
 	$(BIN)/pedstream bench alarm --json bench/results/alarm.json
+	$(BIN)/python bench/profile_engine.py --streams 600 --seconds 20 --out bench/results/engine_profile.md
 	$(BIN)/pedstream score qrs --data ../shared/data/mitdb --peer xqrs --json bench/results/qrs_mitdb.json
 	$(BIN)/pedstream score qrs --data ../shared/data/nstdb --records 118e24 118e12 118e00 --peer xqrs --json bench/results/qrs_nstdb.json
 
