@@ -3,7 +3,7 @@ per function (inclusive, under the event loop and in other threads) into a markd
 
     .venv/bin/python bench/profile_engine.py --streams 400 --seconds 20 --out bench/results/engine_profile.md
 
-py-spy (the ``dev`` extra) samples the running process from outside, so the engine runs as it
+py-spy (``pip install py-spy``; not a dependency of pedstream) samples the running process from outside, so the engine runs as it
 does unprofiled. The table counts on-CPU samples (idle threads are not sampled); shares are of
 the event loop's samples (the thread that runs ingest, DSP, batching and alarms), the rest of
 threads (ONNX Runtime's calls, record reads) is listed apart.
