@@ -100,6 +100,11 @@ class StreamResampler:
         """Outputs that exist once ``n_in_total`` inputs have arrived: ceil(n_in_total * up / down)."""
         return -((-n_in_total * self.up) // self.down)
 
+    def n_in_for(self, n_out_total: int) -> int:
+        """Inputs needed before ``n_out_total`` outputs exist (the least ``n`` with
+        ``n_out_for(n) >= n_out_total``; ``n_out_total`` >= 1)."""
+        return n_out_total if self.identity else (n_out_total - 1) * self.down // self.up + 1
+
     def process(self, x: np.ndarray) -> np.ndarray:
         """Resample the next chunk. x: (n, n_channels) -> (k, n_channels) float32 (k may be 0)."""
         x = np.asarray(x)

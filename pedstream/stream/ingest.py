@@ -167,10 +167,10 @@ class FairIngest:
             if isinstance(ev, ChunkReceived):
                 ev, t_arr, _ = take_chunk(q, self._slice(s.stream_id), fs=s.fs,
                                           gap_tolerance_s=self.cfg.stream.gap_tolerance_s)
-                n = _n_samples(ev)
-                s.pending_samples = max(0, s.pending_samples - n)
+                taken = _n_samples(ev)
+                s.pending_samples = max(0, s.pending_samples - taken)
                 if s.need > 0:  # until the pipeline says again (at once in-process; a DSP worker answers later)
-                    s.need = max(1, s.need - n)
+                    s.need = max(1, s.need - taken)
                 chunks.append((ev, t_arr))
             else:
                 q.popleft()
@@ -205,8 +205,7 @@ class FairIngest:
         if s is not None and self.workers is not None:
             s.last_served = time.monotonic()  # its DSP worker answered: progress (the watchdog's measure)
         if s is not None:  # how many samples its next window still needs (0: unknown, never deferred)
-            to_window = getattr(pipe, "samples_to_window", None)
-            s.need = to_window() if to_window is not None else 0
+            s.need = pipe.samples_to_window()
         try:
             if isinstance(res, Exception):
                 raise res

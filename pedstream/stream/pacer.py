@@ -43,6 +43,7 @@ class _Cursor:
         self.data: np.ndarray | None = None  # the current block (n, k) float32 mV
         self.off = 0  # next chunk's row in the block
         self.ahead: asyncio.Task | None = None  # the next block, being read
+        self._ahead_pos = plan.start  # the record sample where that block starts
 
     def _read(self, b0: int) -> np.ndarray:
         b1 = min(self.plan.stop, b0 + self.block)

@@ -313,18 +313,14 @@ class StreamPipeline:
         if more_out <= 0:
             return 1
         r = self.resampler
-        if r.identity:
-            return more_out
-        target = r.samples_out + more_out  # outputs that must exist: ceil(n_in * up / down) >= target
-        return max(1, (target - 1) * r.down // r.up + 1 - r.samples_in)
+        return max(1, r.n_in_for(r.samples_out + more_out) - r.samples_in)
 
     def _input_index(self, ring_end: int, staged: Staged) -> int:
         """The stream index of the source sample that completed ring samples up to ``ring_end``
         (exclusive), for a window cut from the chunk ``staged`` just fed."""
         r = self.resampler
         m_end = r.samples_out - (self.ring.total_written - ring_end)  # resampler outputs needed
-        n_in = m_end if r.identity else (m_end - 1) * r.down // r.up + 1  # inputs needed for them
-        return staged.end_index - (r.samples_in - n_in) - 1
+        return staged.end_index - (r.samples_in - r.n_in_for(m_end)) - 1
 
     def _resample(self, mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mapped samples (n, 19) -> ((k, 19) at self.fs, (k,) source-clock seconds)."""

@@ -292,9 +292,7 @@ class ReplaySource(SourceBase):
                 log.warning("replay %s: %s", plan.stream_id, error)
                 self.emit_error(plan.stream_id, error)
             self.emit(StreamLost(plan.stream_id, "end of record" if error is None else "record unreadable"))
-            self._running -= 1
-            if self._running == 0:
-                self.finished.set()
+            self._one_ended()
 
         await pace_all(self.plans, chunk_ms=self.chunk_ms, speed=self.speed, loop=self.loop, send=send, done=done,
                        t_starts=starts)
@@ -320,9 +318,13 @@ class ReplaySource(SourceBase):
                 await self.throttle(sid, True)
             self.emit(StreamLost(sid, "end of record"))
         finally:
-            self._running -= 1
-            if self._running == 0:
-                self.finished.set()
+            self._one_ended()
+
+    def _one_ended(self) -> None:
+        """A stream's replay is over; ``finished`` once every stream's is."""
+        self._running -= 1
+        if self._running == 0:
+            self.finished.set()
 
 
 async def run_all(plans: Sequence[ReplayPlan], one: Callable[[ReplayPlan], Awaitable[int]]) -> dict[str, int]:

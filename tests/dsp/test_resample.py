@@ -95,3 +95,11 @@ def test_reset_and_validation() -> None:
         StreamResampler(fs_in=0.0, fs_out=977.0, n_channels=1)
     with pytest.raises(ConfigError, match="n_channels"):
         StreamResampler(fs_in=100.0, fs_out=977.0, n_channels=0)
+
+
+@pytest.mark.parametrize("fs_in", [360.0, 500.0, 977.0, 1000.0])
+def test_n_in_for_is_the_least_input_count_for_that_many_outputs(fs_in):
+    r = StreamResampler(fs_in=fs_in, fs_out=977.0, n_channels=1)
+    for m in range(1, 3000):
+        n = r.n_in_for(m)
+        assert r.n_out_for(n) >= m and (n == 1 or r.n_out_for(n - 1) < m)
