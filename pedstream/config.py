@@ -534,8 +534,8 @@ class AlarmsSection(_Section):
     default_priority: Literal["high", "medium", "advisory", "none"] = "none"
     hr_bands: list[HRBand] = [HRBand(**b) for b in _HR_BANDS]
     default_age_years: float | None = Field(None, ge=0)
-    hr_onset_windows: int = Field(3, ge=1)
-    hr_offset_windows: int = Field(3, ge=1)
+    hr_onset_s: float = Field(2.0, ge=0, le=60)  # the beat-by-beat rate beyond a limit this long raises hr_high/hr_low
+    hr_offset_s: float = Field(3.0, ge=0, le=60)  # back inside (by hr_hysteresis_bpm) this long clears it
     hr_hysteresis_bpm: float = Field(5.0, ge=0)
     hr_priority: Literal["high", "medium", "advisory"] = "medium"
     strips: bool = True

@@ -24,6 +24,52 @@ import pytest
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
+# System services some tests need: name -> (is it here?, how to install it). A test that needs one is marked
+# ``@pytest.mark.service("name")`` (or uses its fixture) and skips with a one-line reason when it is absent;
+# ``PEDSTREAM_TEST_WITHOUT=name[,name]`` hides a service that is installed (to check the skips themselves).
+SERVICES: dict[str, tuple] = {
+    "mosquitto": (lambda: Path(MOSQUITTO).exists(), "apt-get install mosquitto"),
+    "chromium": (lambda: bool(shutil.which("chromium") and shutil.which("chromedriver")),
+                 "apt-get install chromium chromium-driver"),
+}
+_SERVICE_FIXTURES = {"mosquitto": "mosquitto"}
+
+
+def service_missing(name: str) -> str | None:
+    """The one-line skip reason when service ``name`` is absent (or hidden), else None."""
+    here, how = SERVICES[name]
+    hidden = {x.strip() for x in os.environ.get("PEDSTREAM_TEST_WITHOUT", "").split(",") if x.strip()}
+    if name in hidden:
+        return f"{name} hidden by PEDSTREAM_TEST_WITHOUT"
+    if not here():
+        return f"{name} is not installed ({how})"
+    return None
+
+
+def _needed_services(item: pytest.Item) -> set[str]:
+    names = {m.args[0] for m in item.iter_markers("service")}
+    fixtures = set(getattr(item, "fixturenames", ()))
+    return names | {svc for fx, svc in _SERVICE_FIXTURES.items() if fx in fixtures}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "service(name): needs a system service (mosquitto, chromium); skips without")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skipped: dict[str, int] = {}
+    for item in items:
+        for name in sorted(_needed_services(item)):
+            reason = service_missing(name)
+            if reason is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+                skipped[name] = skipped.get(name, 0) + 1
+                break
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        for name, n in skipped.items():
+            reporter.write_line(f"will skip {n} tests: {service_missing(name)}")
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -93,8 +139,9 @@ def _data_home(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def mosquitto(tmp_path: Path):
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    reason = service_missing("mosquitto")
+    if reason is not None:
+        pytest.skip(reason)
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(

@@ -386,8 +386,23 @@ class OnlineQRSDetector:
         now = self.samples_seen if now_sample is None else int(now_sample)
         if len(self.beats) < 2 or now - self.beats[-1] > self.hr_timeout:
             return None
+        return self._rate_ending(np.asarray(self.beats, dtype=np.float64), len(self.beats))
+
+    def beat_rates(self, after: int) -> list[tuple[int, float]]:
+        """``(beat sample, bpm)`` for each detected beat later than sample ``after``: the rate as it
+        stood at that beat (the same averaging as :meth:`heart_rate`), for alarms judged beat by beat.
+        Beats that left the history (``self.beats`` keeps 64) are not reported."""
         b = np.asarray(self.beats, dtype=np.float64)
-        rr = np.diff(b[-(self.hr_beats + 1) :])  # samples
+        out: list[tuple[int, float]] = []
+        for j in np.flatnonzero(b > after):
+            hr = self._rate_ending(b, int(j) + 1)
+            if hr is not None:
+                out.append((int(b[j]), hr))
+        return out
+
+    def _rate_ending(self, b: np.ndarray, n: int) -> float | None:
+        """The averaged rate over the beats ``b[:n]`` (None: too few intervals)."""
+        rr = np.diff(b[max(0, n - self.hr_beats - 1) : n])  # samples
         if len(rr) < self.hr_min_intervals:
             return None
         fast = rr[-self.hr_beats_fast :]

@@ -19,8 +19,14 @@ Rhythm alarms (per class with a priority other than ``none``):
 - **offset**: it stays ``< offset_p`` (``offset_p <= onset_p``: hysteresis) for ``offset_windows``
   consecutive windows.
 
-Heart-rate alarms (``hr_high`` / ``hr_low``) use the limits of the child's age band
-(:func:`hr_limits_for_age`) with the same window-count hysteresis and a bpm margin for the offset.
+Heart-rate alarms (``hr_high`` / ``hr_low``, :meth:`AlarmTracker.rates`) use the limits of the
+child's age band (:func:`hr_limits_for_age`) and are judged beat by beat, not per window: each
+detected beat brings the averaged rate as it stood at that beat (``(t, bpm)``, stream seconds). The
+alarm goes on once the rate has stayed beyond the limit for ``hr_onset_s`` (2 s) of beats and off
+once it has stayed back inside by ``hr_hysteresis_bpm`` for ``hr_offset_s``; ``alarm_on`` carries the
+rate that triggered it and ``at_s``, the beat where the rate first crossed. A 4 s run at 240 bpm is
+announced while it runs (about 1 s of averaging plus ``hr_onset_s``), well inside the 10 s that
+bedside monitors disclose.
 
 PVC run (``pvc_run``, with a beat model, :meth:`AlarmTracker.beat`): on at the ``pvc_run_beats``-th
 (3) consecutive V beat, off at the first non-V beat after it (the same hysteresis counted in beats);
@@ -76,6 +82,7 @@ class AlarmTransition:
     hr: float | None = None
     detail: str = ""
     windows_back: int = 0  # alarm_on of a window-driven alarm: its episode's first window, this many back
+    at_s: float | None = None  # rate alarms: stream time (s) of the beat where the rate first crossed
 
 
 class ProbabilitySmoother:
@@ -157,6 +164,33 @@ class _Hysteresis:
         self._on_run = self._off_run = 0
 
 
+class _RateLimit:
+    """Time hysteresis over beat-by-beat rates: on once ``hot`` has held for ``on_s`` seconds of beats,
+    off once ``cold`` has held for ``off_s``. ``since`` is the time of the first beat of the current run."""
+
+    __slots__ = ("on_s", "off_s", "active", "since", "_hot_t", "_cold_t")
+
+    def __init__(self, on_s: float, off_s: float) -> None:
+        self.on_s, self.off_s = on_s, off_s
+        self.active = False
+        self.since: float | None = None
+        self._hot_t: float | None = None
+        self._cold_t: float | None = None
+
+    def step(self, t: float, hot: bool, cold: bool) -> Literal["on", "off"] | None:
+        if not self.active:
+            self._hot_t = (self._hot_t if self._hot_t is not None else t) if hot else None
+            if self._hot_t is not None and t - self._hot_t >= self.on_s:
+                self.active, self.since, self._hot_t, self._cold_t = True, self._hot_t, None, None
+                return "on"
+        else:
+            self._cold_t = (self._cold_t if self._cold_t is not None else t) if cold else None
+            if self._cold_t is not None and t - self._cold_t >= self.off_s:
+                self.active, self.since, self._hot_t, self._cold_t = False, self._cold_t, None, None
+                return "off"
+        return None
+
+
 class AlarmTracker:
     """Per-stream smoothing, rhythm call and alarm state machine.
 
@@ -178,8 +212,9 @@ class AlarmTracker:
             self.priorities[name] = prio
             if prio != "none":
                 self._rhythm[name] = _Hysteresis(cfg.onset_windows, cfg.offset_windows)
-        self._hr_hi = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
-        self._hr_lo = _Hysteresis(cfg.hr_onset_windows, cfg.hr_offset_windows)
+        self._hr_hi = _RateLimit(cfg.hr_onset_s, cfg.hr_offset_s)
+        self._hr_lo = _RateLimit(cfg.hr_onset_s, cfg.hr_offset_s)
+        self._hr_peak = 0.0  # the most extreme rate of the current crossing (for alarm_on)
         self._pvc_run = _Hysteresis(cfg.pvc_run_beats, 1)
         self._call: int | None = None  # class index of the held call
         self._challenger: int | None = None  # another class leading, for _challenger_n windows
@@ -224,19 +259,30 @@ class AlarmTracker:
             if step is not None:
                 out.append(self._transition(step, name, self.priorities[name], p=p, hr=hr,
                                             windows_back=self.cfg.onset_windows - 1))
-        if hr is not None and np.isfinite(hr):
-            margin = self.cfg.hr_hysteresis_bpm
-            step = self._hr_hi.step(hot=hr > self.hr_high, cold=hr <= self.hr_high - margin)
-            if step is not None:
-                out.append(self._transition(step, "hr_high", self.cfg.hr_priority, p=None, hr=hr,
-                                            detail=f"limit {self.hr_high:g} bpm ({self.hr_band})",
-                                            windows_back=self.cfg.hr_onset_windows - 1))
-            step = self._hr_lo.step(hot=hr < self.hr_low, cold=hr >= self.hr_low + margin)
-            if step is not None:
-                out.append(self._transition(step, "hr_low", self.cfg.hr_priority, p=None, hr=hr,
-                                            detail=f"limit {self.hr_low:g} bpm ({self.hr_band})",
-                                            windows_back=self.cfg.hr_onset_windows - 1))
         return call, out
+
+    def rates(self, beats: Sequence[tuple[float, float]]) -> list[AlarmTransition]:
+        """Beat-by-beat rates ``(t, bpm)`` (stream seconds, in time order) -> ``hr_high``/``hr_low``
+        transitions. ``alarm_on`` carries the rate at the beat that triggered it and ``at_s``, where the
+        rate first crossed the limit; ``alarm_off`` the rate and time at which it cleared."""
+        out: list[AlarmTransition] = []
+        margin = self.cfg.hr_hysteresis_bpm
+        for t, hr in beats:
+            if hr is None or not np.isfinite(hr):
+                continue
+            for label, lim, hot, cold in (
+                ("hr_high", self._hr_hi, hr > self.hr_high, hr <= self.hr_high - margin),
+                ("hr_low", self._hr_lo, hr < self.hr_low, hr >= self.hr_low + margin),
+            ):
+                step = lim.step(float(t), hot=hot, cold=cold)
+                if step is None:
+                    continue
+                limit = self.hr_high if label == "hr_high" else self.hr_low
+                tr = self._transition(step, label, self.cfg.hr_priority, p=None, hr=float(hr),
+                                      detail=f"limit {limit:g} bpm ({self.hr_band})")
+                out.append(AlarmTransition(tr.kind, tr.label, tr.priority, p=None, hr=tr.hr, detail=tr.detail,
+                                           at_s=lim.since))
+        return out
 
     def _held(self, lead: int) -> int:
         """The call after a window whose leading class is ``lead`` (see the module docstring)."""

@@ -403,6 +403,9 @@ class Engine(FairIngest, Watchdog):
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
             hr = r.item.meta["hr"] if isinstance(r.item.meta, dict) and "hr" in r.item.meta else pipe.heart_rate
             call, transitions = tracker.update(probs, hr)
+            rates = r.item.meta.get("rates") if isinstance(r.item.meta, dict) else None
+            if rates:
+                transitions += tracker.rates([(i / pipe.fs, bpm) for i, bpm in rates])
             latency = (now - r.item.t_received) * 1000.0
             self.e2e_ms.append(latency)
             self._win_times.append(now)
@@ -444,8 +447,10 @@ class Engine(FairIngest, Watchdog):
                 path = self.strip_writer.path_for(sid, tr.label)
                 extra["strip"] = str(path)
                 evidence = None if window_start is None else window_start - tr.windows_back * pipe.hop
+                if tr.at_s is not None:  # a rate alarm: the beat where the rate crossed its limit
+                    evidence = int(round(tr.at_s * pipe.fs))
                 pipe.request_strip(StripRequest(onset=onset, label=tr.label, priority=tr.priority, t_iso=str(path),
-                                                evidence=evidence))
+                                                evidence=evidence, hr=tr.hr))
             self._emit(MonitorEvent(stream=sid, kind=tr.kind, label=tr.label, p=tr.p, hr=tr.hr,
                                     latency_ms=latency, extra=extra, t_signal=t_signal, clock=_clock(pipe)))
         st.alarm, st.alarms_active = tracker.top_alarm, len(tracker.active)

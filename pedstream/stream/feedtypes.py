@@ -51,6 +51,7 @@ class StripRequest:
     priority: str
     t_iso: str
     evidence: int | None = None
+    hr: float | None = None  # the rate the alarm carried (rate alarms: the one that triggered it)
 
 
 @dataclass(slots=True)

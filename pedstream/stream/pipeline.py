@@ -99,6 +99,7 @@ class StreamPipeline:
         self.qrs = self._new_qrs()
         self._qrs_pending: list[np.ndarray] = []  # filtered QRS lead not yet fed to the detector
         self._qrs_pending_n = 0
+        self._rate_cursor = -1  # ring index of the last beat whose rate went out with a window
         self.segment_start = 0  # ring index where the current clean segment began
         self.segment_t0: float | None = None  # source timestamp of the segment's first sample
         self.expected_index: int | None = None
@@ -140,6 +141,18 @@ class StreamPipeline:
         """First window start of a segment: on the segment's hop grid, after the filter settles."""
         k = -(-self.filters.settle_samples // self.hop)  # ceil(settle / hop)
         return segment_start + k * self.hop
+
+    def beat_rates_at(self, ring_end: int) -> list[tuple[int, float]]:
+        """``(ring index, bpm)`` of each beat detected in the filtered signal up to ``ring_end`` and not
+        handed out before: the rate as it stood at that beat (for the beat-by-beat rate alarms)."""
+        if self.qrs is None:
+            return []
+        self._qrs_flush(ring_end)
+        off = self.segment_start
+        out = [(off + b, hr) for b, hr in self.qrs.beat_rates(self._rate_cursor - off) if np.isfinite(hr) and hr > 0]
+        if out:
+            self._rate_cursor = out[-1][0]
+        return out
 
     @property
     def heart_rate(self) -> float | None:
@@ -296,7 +309,8 @@ class StreamPipeline:
             t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
             res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask, raw=True,
                                           t_received=t_rec, t_signal=t_sig,
-                                          meta={"hr": self.heart_rate_at(start + self.window)}))
+                                          meta={"hr": self.heart_rate_at(start + self.window),
+                                                "rates": self.beat_rates_at(start + self.window)}))
             self.windows_made += 1
             if self.state == "loss":
                 res.transitions.append(("signal_ok", f"clean window from sample {start}"))

@@ -56,7 +56,7 @@ class StripWriter:
         req = strip.request
         path = Path(req.t_iso)
         title = (f"{pipe.stream_id}  ALARM {req.label.upper()} ({req.priority})  {path.stem.rsplit('_', 2)[-2]}  "
-                 f"HR {pipe.heart_rate or float('nan'):.0f} bpm  — {self.banner}")
+                 f"HR {req.hr or pipe.heart_rate or float('nan'):.0f} bpm  — {self.banner}")
 
         async def _draw() -> None:
             try:

@@ -274,8 +274,8 @@ class WorkerPool:
             w.outstanding = max(0, w.outstanding - 1)
         for sid, p in payloads:
             windows = [WindowItem(stream_id=sid, start=start, x=x, mask=mask, t_received=t_rec, t_signal=t_sig,
-                                  meta={"hr": hr}, raw=True)
-                       for (seq, start, t_rec, t_sig, hr) in p.get("windows", ())
+                                  meta=meta, raw=True)
+                       for (seq, start, t_rec, t_sig, meta) in p.get("windows", ())
                        for x, mask in (w.ring.take(seq),)]  # taken in order, always: frees the slots
             pipe = self.pipes.get(sid)
             if pipe is None:
@@ -385,6 +385,6 @@ def _answer(conn: Any, ring: WindowRing, results: list) -> None:
                 if seq is None:
                     p["dropped"] = p.get("dropped", 0) + 1
                     continue
-                p["windows"].append((seq, w.start, w.t_received, w.t_signal, (w.meta or {}).get("hr")))
+                p["windows"].append((seq, w.start, w.t_received, w.t_signal, dict(w.meta or {})))
         out.append((pipe.stream_id, p))
     conn.send(("results", True, out))

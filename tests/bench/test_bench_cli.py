@@ -57,7 +57,7 @@ def test_model_quick(tmp_path: Path) -> None:
     assert "pedstream bench model" in proc.stdout  # the table
 
 
-@pytest.mark.parametrize("source", ["replay", "mqtt"])
+@pytest.mark.parametrize("source", ["replay", pytest.param("mqtt", marks=pytest.mark.service("mosquitto"))])
 def test_engine_quick(tmp_path: Path, source: str) -> None:
     proc, r = bench(tmp_path, "engine", "--quick", "--source", source, "--streams", "2", "--seconds", "3",
                     timeout=150)

@@ -97,3 +97,16 @@ def test_record_without_rhythm_annotations_is_one_line_and_exit_2(tmp_path: Path
     assert len(lines) == 1, res.output
     assert lines[0].startswith("error: annotations of 119: no rhythm annotations")
     assert "Traceback" not in res.output
+
+
+def test_rate_alarm_during_the_run_with_its_rate(cfg, session) -> None:
+    """Regression: x003's 4 s AVRT run at about 240 bpm (18.0-21.9 s) raised hr_high only as the run
+    ended, carrying the rate after it. Judged beat by beat it is decided inside the run, with the run's rate."""
+    plans = plan_replay([demo_records_path(cfg) / "x003"], cfg.signal, start_s=10.0, seconds=14.0)
+    res = asyncio.run(replay_events(cfg, session, plans, speed=math.inf, probe=True))
+    window_s = session.window_samples / session.fs
+    on = [e for e in res.events[plans[0].stream_id] if e.kind == "alarm_on" and e.label == "hr_high"]
+    assert on, "no hr_high alarm for a 240 bpm run"
+    decided = on[0].t_signal + window_s  # the alarm goes out with the window that ends here
+    assert 18.0 < decided < 21.9, decided
+    assert on[0].hr > 200, on[0].hr

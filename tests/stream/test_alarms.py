@@ -97,23 +97,41 @@ def test_unknown_age_uses_default_or_widest_limits():
     assert hr_limits_for_age(None, AlarmsSection(default_age_years=4.0))[2] == "3-5 y"
 
 
+def beats_at(bpm: float, t0: float, seconds: float) -> list[tuple[float, float]]:
+    """Beat-by-beat rates ``(t, bpm)`` of a steady rhythm from ``t0`` for ``seconds``."""
+    n = int(seconds * bpm / 60.0)
+    return [(t0 + k * 60.0 / bpm, bpm) for k in range(n)]
+
+
 def test_heart_rate_alarm_follows_age_band():
-    cfg = AlarmsSection(hr_onset_windows=2, hr_offset_windows=2, hr_hysteresis_bpm=5)
+    cfg = AlarmsSection(hr_onset_s=2.0, hr_offset_s=2.0, hr_hysteresis_bpm=5)
     infant = AlarmTracker(class_names=CLASSES, cfg=cfg, age_years=0.5)
     teen = AlarmTracker(class_names=CLASSES, cfg=cfg, age_years=14)
-    fired = {"infant": [], "teen": []}
-    for _ in range(3):  # 150 bpm: normal for an infant, tachycardia for a 14-year-old
-        fired["infant"] += infant.update(onehot("sinus"), hr=150.0)[1]
-        fired["teen"] += teen.update(onehot("sinus"), hr=150.0)[1]
-    assert fired["infant"] == []
-    assert [(t.kind, t.label) for t in fired["teen"]] == [("alarm_on", "hr_high")]
+    # 150 bpm for 3 s: normal for an infant, tachycardia for a 14-year-old
+    assert infant.rates(beats_at(150, 0.0, 3.0)) == []
+    fired = teen.rates(beats_at(150, 0.0, 3.0))
+    assert [(t.kind, t.label, t.hr, t.at_s) for t in fired] == [("alarm_on", "hr_high", 150.0, 0.0)]
     # 128 bpm is under the limit (130) but inside the 5 bpm hysteresis: still on
-    assert teen.update(onehot("sinus"), hr=128.0)[1] == [] and teen.update(onehot("sinus"), hr=128.0)[1] == []
-    out = teen.update(onehot("sinus"), hr=120.0)[1] + teen.update(onehot("sinus"), hr=120.0)[1]
-    assert [(t.kind, t.label) for t in out] == [("alarm_off", "hr_high")]
+    assert teen.rates(beats_at(128, 3.0, 5.0)) == []
+    out = teen.rates(beats_at(120, 8.0, 3.0))
+    assert [(t.kind, t.label, t.at_s) for t in out] == [("alarm_off", "hr_high", 8.0)]
     # bradycardia for the infant
-    out = infant.update(onehot("sinus"), hr=70.0)[1] + infant.update(onehot("sinus"), hr=70.0)[1]
+    out = infant.rates(beats_at(70, 10.0, 4.0))
     assert [(t.kind, t.label) for t in out] == [("alarm_on", "hr_low")]
+
+
+def test_rate_alarm_fires_during_a_short_run_with_its_rate():
+    """Regression: a 4 s run at 240 bpm raised hr_high only when it ended, with the rate after it. Judged
+    beat by beat, the alarm comes hr_onset_s after the rate crossed, inside the run, with the run's rate."""
+    tr = AlarmTracker(class_names=CLASSES, cfg=AlarmsSection(), age_years=8.0)  # 6-11 y: limit 140
+    beats = beats_at(90, 0.0, 10.0)
+    rates = [(t, 90.0) for t, _ in beats] + [(10.0 + k * 0.25, 240.0) for k in range(16)] \
+        + [(14.0 + k * 0.6, 100.0) for k in range(10)]
+    on = [t for t in tr.rates(rates) if t.kind == "alarm_on"]
+    assert len(on) == 1 and on[0].label == "hr_high" and on[0].hr == 240.0
+    assert on[0].at_s == 10.0
+    fired_at = next(t for t, bpm in rates if bpm == 240.0 and t - 10.0 >= 2.0)
+    assert fired_at < 14.0  # before the run ended
 
 
 def test_config_rejects_inverted_hysteresis(tmp_path):
@@ -142,14 +160,14 @@ def test_strip_png(tmp_path):
 def test_alarm_on_says_how_many_windows_back_its_episode_began():
     from pedstream.config import load_config
 
-    cfg = load_config(overrides=["alarms.onset_windows=3", "alarms.smoothing_windows=1", "alarms.hr_onset_windows=2"])
+    cfg = load_config(overrides=["alarms.onset_windows=3", "alarms.smoothing_windows=1"])
     classes = ["sinus", "vt"]
     tr = AlarmTracker(class_names=classes, cfg=cfg.alarms, age_years=8.0)
     out = []
     for _ in range(3):
         out += tr.update(np.array([0.01, 0.99]), 300.0)[1]
     on = {t.label: t.windows_back for t in out if t.kind == "alarm_on"}
-    assert on == {"hr_high": 1, "vt": 2}
+    assert on == {"vt": 2}
 
 
 def test_strip_title_is_wrapped_whole(tmp_path):
