@@ -43,6 +43,7 @@ __all__ = [
     "HL7Section",
     "RecordSection",
     "ClusterSection",
+    "RhythmContextSection",
     "default_config_path",
     "load_config",
     "parse_override",
@@ -339,6 +340,7 @@ class StreamSection(_Section):
     ring_seconds: float = Field(20.0, gt=0)  # per-stream history kept (alarm strips need 10 s)
     clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"
     dashboard_hz: float = Field(4.0, gt=0, le=30)
+    dashboard_width: int = Field(0, ge=0, le=400)  # 0: the terminal's width, or 100 columns when stdout is not a terminal
     inference_threads: int = Field(1, ge=1)  # worker threads running ONNX Runtime
     beat_model: str = ""  # beat (AAMI N/S/V/F/Q) ONNX model classifying each detected beat; "" = off
     beat_queue: int = Field(256, ge=1)  # pending beats per stream for the beat model; the oldest are dropped beyond
@@ -556,6 +558,62 @@ class AlarmsSection(_Section):
         return self
 
 
+class WebSection(_Section):
+    """The web central station (``pedstream run --web``, pedstream.web; docs/web.md)."""
+
+    bind: str = "127.0.0.1:8765"  # HOST:PORT; a non-loopback address needs cert_file, key_file and users_file
+    users_file: str = ""  # users and argon2 password hashes (`pedstream web adduser`); "" = a one-time login, loopback only
+    cert_file: str = ""  # TLS certificate (PEM); with key_file the station serves https/wss only
+    key_file: str = ""  # TLS private key (PEM)
+    display_hz: float = Field(250.0, gt=0, le=1000)  # waveforms are decimated to about this rate for display
+    ring_s: float = Field(20.0, gt=0, le=300)  # seconds of display signal held per stream
+    frame_hz: float = Field(20.0, gt=0, le=60)  # waveform frames per second sent to each browser
+    state_hz: float = Field(2.0, gt=0, le=20)  # bed tile updates (rate, call, alarm) per second
+    max_clients: int = Field(32, ge=1, le=1024)  # open screens at most; more are refused
+    session_s: float = Field(43200.0, gt=0)  # a login lasts this long
+    login_max_failures: int = Field(5, ge=1)  # failed logins per user name or client address within login_window_s
+    login_window_s: float = Field(300.0, gt=0)  # ... after which further attempts are refused until the window passes
+    silence_s: float = Field(120.0, gt=0)  # default silence of an alarm, then it sounds again if still active
+    max_silence_s: float = Field(600.0, gt=0)  # longest silence of a medium or advisory alarm
+    max_silence_high_s: float = Field(120.0, gt=0)  # longest silence (and acknowledgement) of a high-priority (life-threatening) alarm
+
+
+_RC_CLASSES = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact")
+
+
+class RhythmContextSection(_Section):
+    """The rhythm-context layer (pedstream.stream.rhythm_context; docs/rhythm.md)."""
+
+    enabled: bool = True  # engine: run the layer when a rhythm model is found
+    model: str = ""  # rhythm ONNX model; "" = the packaged pedstream/assets/rhythm_model.onnx
+    context_s: float = Field(30.0, ge=5, le=300)  # RR context per stream, seconds
+    signal_s: float = Field(8.0, ge=2, le=30)  # QRS-lead seconds for the signal features
+    every_windows: int = Field(1, ge=1, le=16)  # one rhythm call per stream every this many windows (hops)
+    max_beats: int = Field(512, ge=16, le=4096)  # beat times kept per stream (bounds memory)
+    asystole_s: float = Field(4.0, ge=2.0, le=10.0)  # no QRS this long with a readable signal: asystole alarm
+    onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "artefact": 3}
+    offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
+    onset_p: float = Field(0.5, gt=0, le=1)
+    offset_p: float = Field(0.35, gt=0, le=1)
+    priorities: dict[str, Literal["high", "medium", "advisory", "none"]] = {
+        "vt": "high", "vf": "high", "asystole": "high", "af_afl": "medium", "svt": "medium", "other": "none",
+        "artefact": "advisory", "sinus": "none"}
+    labels: dict[str, dict[str, list[str]]] = {}  # source -> {class: [source labels]}; unlisted = excluded
+
+    @model_validator(mode="after")
+    def _classes(self) -> "RhythmContextSection":
+        for src, table in self.labels.items():
+            bad = sorted(set(table) - set(_RC_CLASSES))
+            if bad:
+                raise ValueError(f"labels.{src}: {bad} are not rhythm classes {list(_RC_CLASSES)}")
+        bad = sorted((set(self.onset_calls) | set(self.priorities)) - set(_RC_CLASSES))
+        if bad:
+            raise ValueError(f"{bad} are not rhythm classes {list(_RC_CLASSES)}")
+        if self.offset_p > self.onset_p:
+            raise ValueError("offset_p must not exceed onset_p (hysteresis)")
+        return self
+
+
 class Config(_Section):
     signal: SignalConfig = SignalConfig()
     filters: FilterConfig = FilterConfig()
@@ -577,6 +635,8 @@ class Config(_Section):
     hl7: HL7Section = HL7Section()
     record: RecordSection = RecordSection()
     cluster: ClusterSection = ClusterSection()
+    rhythm_context: RhythmContextSection = RhythmContextSection()
+    web: WebSection = WebSection()
 
 
 def default_config_path() -> Path:
