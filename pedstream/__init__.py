@@ -16,6 +16,7 @@ _LAZY = {name: "pedstream.api" for name in
          ("Model", "WindowCall", "RecordData", "Monitor", "load_model", "classify", "read_record", "plot_strip",
           "demo_records")}
 _LAZY["MonitorEvent"] = "pedstream.stream.sinks"
+_LAZY["load_config"] = "pedstream.config"  # a Config from a TOML path and "section.key=value" overrides
 
 __all__ = ["__version__", *_LAZY]
 
