@@ -26,7 +26,7 @@ from rich.text import Text
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus
 
-__all__ = ["render_dashboard", "run_dashboard", "export_dashboard"]
+__all__ = ["dashboard_console", "render_dashboard", "run_dashboard", "export_dashboard"]
 
 _ALARM_STYLE = {"high": "bold white on red", "medium": "bold black on yellow", "advisory": "cyan", "none": "green"}
 _QUALITY_STYLE = {"ok": "green", "warm-up": "yellow", "loss": "bold red", "clipped": "magenta", "error": "bold red"}
@@ -56,8 +56,21 @@ def _alarm_cell(st: StreamStatus, now: float) -> Text:
     return Text("none", style=_ALARM_STYLE["none"])
 
 
+def _call_cell(st: StreamStatus) -> Text:
+    """``sinus 0.75``: the call and its smoothed probability. While a call is held against another class
+    that leads now, never the held class's (low) probability: ``sinus ▸ avrt 0.71`` (the call, then the
+    class that leads and its smoothed probability; the call follows after ``call_hold_windows``)."""
+    if st.call is None:
+        return Text("-")
+    if st.lead is None or st.lead == st.call or st.lead_p is None:
+        return Text(f"{st.call} {st.p:.2f}")
+    cell = Text(st.call)
+    cell.append(f" ▸ {st.lead} {st.lead_p:.2f}", style="yellow")
+    return cell
+
+
 def _row(st: StreamStatus, now: float) -> list[Text | str]:
-    call = Text("-" if st.call is None else f"{st.call} {st.p:.2f}")
+    call = _call_cell(st)
     hr = "-" if st.hr is None else f"{st.hr:.0f}"
     since = None if st.rhythm_since is None else now - st.rhythm_since
     mods = "+".join(m for m, on in (("ECG", st.has_ecg), ("IEGM", st.has_iegm)) if on) or "-"
@@ -96,15 +109,53 @@ def _truth_cell(st: StreamStatus, reference: Any) -> Text:
     return Text(track.truth, style="red")
 
 
+PLAIN_WIDTH = 100  # columns of the dashboard when stdout is not a terminal (a log, a pipe)
+
+# the fixed layout (a log, a pipe): column widths at PLAIN_WIDTH; the first of FLEX absorbs more or less room
+_FIXED = {"stream": 8, "src": 6, "truth": 10, "rhythm (p)": 18, "HR": 3, "PVC/PAC min": 7, "for": 5, "alarm": 20,
+          "channels": 11, "signal": 7, "drops": 5}
+_SHRINK = (("channels", 5), ("alarm", 12), ("rhythm (p)", 14), ("src", 4))
+
+
+def dashboard_console(width: int = 0) -> Console:
+    """The console the live dashboard draws on: ``width`` columns (0: the terminal's own width; when
+    stdout is not a terminal, :data:`PLAIN_WIDTH` with the fixed layout of :func:`render_dashboard`)."""
+    console = Console()
+    if width:
+        console = Console(width=width)
+    elif not console.is_terminal:
+        console = Console(width=PLAIN_WIDTH)
+    return console
+
+
+def _fixed_widths(names: list[str], total: int) -> dict[str, int]:
+    """Column widths for the fixed layout: the defaults, then the rhythm column grown to fill ``total``
+    columns, or the channels, alarm and rhythm columns shrunk (in that order, to a floor) to fit."""
+    w = {n: _FIXED.get(n, 8) for n in names}
+    spare = total - (sum(w.values()) + 2 * len(names) - 1)  # padded by one space, one space between columns
+    if spare > 0:
+        w["rhythm (p)"] += spare
+    for n, floor in _SHRINK:
+        if spare >= 0:
+            break
+        if n in w:
+            take = min(-spare, max(0, w[n] - floor))
+            w[n] -= take
+            spare += take
+    return w
+
+
 def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: str = "pedstream monitor",
-                     banner: bool = True, reference: Any = None, strips_dir: Path | str | None = None) -> Group:
+                     banner: bool = True, reference: Any = None, strips_dir: Path | str | None = None,
+                     fixed_width: int | None = None) -> Group:
     """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
     line when a stream declared no units). Fits 100 columns without wrapping for short stream ids.
 
     ``reference`` (a :class:`~pedstream.stream.reference.ReferenceLabels`, annotated records replayed):
     a ``truth`` column beside the call (instead of the source column) and the running agreement in
     the footer. ``strips_dir``: the
-    alarm strip folder, named in the footer."""
+    alarm strip folder, named in the footer. ``fixed_width``: every column a fixed width, the table
+    that many columns wide (frames printed to a log line up and never wrap)."""
     now = time.monotonic() if now is None else now
     simulated = "SIMULATED" in snap.banner
     banner_text = Text(snap.banner, style="bold yellow on dark_red" if simulated else "bold", justify="center")
@@ -121,6 +172,10 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     if truth:  # annotated replays: the reference label takes the place of the source column
         cols[1] = ("truth", {"no_wrap": True, "max_width": 10, "overflow": "ellipsis"})
         cols[1:3] = [cols[2], cols[1]]
+    if fixed_width:
+        table.expand = False
+        widths = _fixed_widths([n for n, _ in cols], fixed_width)
+        cols = [(n, {**kw, "width": widths[n], "no_wrap": True, "overflow": "ellipsis"}) for n, kw in cols]
     for name, kw in cols:
         table.add_column(name, **kw)  # when space is short, src/channels/signal wrap; calls and alarms never do
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
@@ -154,6 +209,9 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     if any(st.rejected or st.dropped_samples for st in snap.streams):
         parts.append(Text("drops: windows dropped; !r messages rejected, !s samples dropped before processing",
                           style="dim"))
+    if any(st.call is not None and st.lead not in (None, st.call) for st in snap.streams):
+        parts.append(Text("a ▸ b p: call a is held while b leads (smoothed probability p); b takes over if it "
+                          "keeps the lead", style="dim"))
     if any(st.units_assumed for st in snap.streams):
         parts.append(Text("mV? = the stream declared no units, millivolts assumed", style="dim"))
     return Group(*parts)
@@ -183,10 +241,10 @@ async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
     try:
         while True:
             await asyncio.sleep(every_s)  # pacing of a printed frame, not waiting for a condition
-            console.print(render_dashboard(engine.snapshot(), banner=False, **extra))
+            console.print(render_dashboard(engine.snapshot(), banner=False, fixed_width=console.width, **extra))
     except asyncio.CancelledError:
         snap = engine.snapshot()
-        console.print(render_dashboard(snap, banner=False, **extra))
+        console.print(render_dashboard(snap, banner=False, fixed_width=console.width, **extra))
         if on_final is not None:
             on_final(snap)
         raise

@@ -415,6 +415,8 @@ class Engine(FairIngest, Watchdog):
                 st.rhythm_since = now
             st.call, st.p, st.hr, st.windows = call.label, call.p, hr, st.windows + 1
             t_sig = r.item.t_signal
+            lead = int(np.argmax(call.probs))
+            st.lead, st.lead_p = self.class_names[lead], float(call.probs[lead])
             extra = {"window_start": r.item.start, "raw_label": self.class_names[raw],
                      "raw_p": round(float(probs[raw]), 4),
                      "t_signal_end": None if t_sig is None else round(t_sig + pipe.window / pipe.fs, 6)}

@@ -339,9 +339,9 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     if headless:
         print(model_banner(session.metadata, packaged=is_packaged_model(session.path)), file=sys.stderr, flush=True)
     else:
-        from rich.console import Console
+        from pedstream.stream.dashboard import dashboard_console
 
-        console = Console()
+        console = dashboard_console(cfg.stream.dashboard_width)
     from pedstream.stream.strips import alarms_folder
 
     strips_dir = alarms_folder(cfg.alarms, events_path=events_path, override=alarms_dir)

@@ -75,7 +75,9 @@ class StreamStatus:
     age_years: float | None = None
     hr_band: str = ""
     call: str | None = None
-    p: float | None = None
+    p: float | None = None  # the held call's smoothed probability
+    lead: str | None = None  # the class with the highest smoothed probability now (may differ from call while held)
+    lead_p: float | None = None
     hr: float | None = None
     rhythm_since: float | None = None  # monotonic time the current call started
     alarm: tuple[str, str] | None = None  # (label, priority) of the highest-priority active alarm

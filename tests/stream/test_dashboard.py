@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import numpy as np
@@ -223,3 +224,49 @@ def test_truth_column_and_agreement_fit_100_columns(tmp_path):
     assert lines[bed2_i + 1].startswith("bed3")  # no row wraps onto a second line
     assert "agreement with the annotations 75% (6/8 calls)" in text
     assert f"alarm strips: {tmp_path / 'strips'}" in text
+
+
+def test_held_call_never_shows_a_probability_that_contradicts_it():
+    """Regression: a held ``sinus`` call showed ``sinus 0.16`` while AVRT led. The cell names the class
+    that leads and its probability beside the held call."""
+    now = time.monotonic()
+    snap = snapshot(now)
+    snap.streams[0] = StreamStatus(stream_id="bed1", source="lsl", fs=977.0, n_present=19, has_ecg=True, call="sinus",
+                                   p=0.16, lead="avrt", lead_p=0.71, hr=238.0, quality="ok", windows=9)
+    text = rendered(snap, width=100, now=now)
+    bed1 = next(ln for ln in text.splitlines() if ln.startswith("bed1"))
+    assert "sinus ▸ avrt 0.71" in bed1 and "0.16" not in bed1
+    assert "call a is held while b leads" in text  # the legend says how to read it
+    snap.streams[0].lead, snap.streams[0].lead_p = "sinus", 0.16  # leading itself: the plain form
+    bed1 = next(ln for ln in rendered(snap, width=100, now=now).splitlines() if ln.startswith("bed1"))
+    assert "sinus 0.16" in bed1 and "▸" not in bed1
+
+
+@pytest.mark.parametrize("width", [100, 80, 132])
+def test_plain_frames_have_fixed_columns(width):
+    """Regression: piped output wrapped mid-field at 80 columns, collapsed columns to ``c…`` and changed
+    widths between frames. The fixed layout keeps every frame's columns where they were."""
+    now = time.monotonic()
+
+    def frame(snap):
+        console = Console(record=True, width=width, file=io.StringIO())
+        console.print(render_dashboard(snap, now=now, banner=False, fixed_width=width))
+        return console.export_text().splitlines()
+
+    a = snapshot(now)
+    b = snapshot(now)
+    b.streams[0].call, b.streams[0].p = "x", 0.5  # shorter content must not move the columns
+    fa, fb = frame(a), frame(b)
+    header_a = next(ln for ln in fa if ln.startswith("stream"))
+    assert header_a == next(ln for ln in fb if ln.startswith("stream"))
+    assert all(len(ln) <= width for ln in fa + fb)
+    for col in ("src", "rhythm (p)", "HR", "for", "alarm", "signal", "drops"):
+        assert col in header_a, col
+    assert sum(ln.startswith(("bed1 ", "bed2 ", "bed3 ")) for ln in fa) == 3  # one line per stream: nothing wrapped
+
+
+def test_dashboard_console_is_fixed_width_when_piped():
+    from pedstream.stream.dashboard import PLAIN_WIDTH, dashboard_console
+
+    assert dashboard_console().width == PLAIN_WIDTH  # pytest's stdout is not a terminal
+    assert dashboard_console(120).width == 120
