@@ -272,6 +272,12 @@ def _check_header_fs(hea: Path, name: str) -> None:
     except OSError as exc:
         raise RecordError(name, f"cannot read header {hea} ({exc.strerror or exc})") from exc
     tokens = line.split()
+    if not tokens:
+        raise RecordError(name, f"{hea} is empty: not a WFDB header")
+    if len(tokens) < 2 or not tokens[1].isdigit():
+        shown = line.strip()[:60]
+        raise RecordError(name, f"{hea} is not a WFDB header (expected a record line 'NAME N_SIGNALS FS N_SAMPLES', "
+                                f"got {shown!r})")
     if len(tokens) < 3:
         return  # no frequency given: the WFDB default (250 Hz) applies by the format's own rule
     text = tokens[2].split("/")[0].split("(")[0]
@@ -303,7 +309,7 @@ def open_record(path: str | os.PathLike[str], cfg: SignalConfig) -> Record:
             h = wfdb.rdheader(str(p))
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecordError(name, f"cannot parse header {hea}: {first}") from exc
+        raise RecordError(name, f"{hea} is not a valid WFDB header ({first})") from exc
     if getattr(h, "n_seg", None):
         raise RecordError(name, "multi-segment records are not supported")
     if not h.n_sig or not h.sig_name:

@@ -103,6 +103,11 @@ def compare_metadata(metadata: Mapping[str, Any], expected: Mapping[str, Any], *
     A different ``hop_s`` is not refused (the model does not depend on it); it is returned as a note.
     Returns the list of such notes.
     """
+    seg = metadata.get("segments")
+    if "window_s" in expected and isinstance(seg, Mapping) and seg.get("mode") == "beat":
+        raise ModelError(path, f"is a beat model (classes {'/'.join(map(str, metadata.get('class_names') or []))}, "
+                               "one window per beat), not a rhythm model: load it beside the rhythm model with "
+                               f"--set stream.beat_model=\"{path}\"")
     notes: list[str] = []
     for key, want in expected.items():
         got = metadata.get(key)

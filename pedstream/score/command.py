@@ -59,6 +59,18 @@ def score_qrs(data: Path, records: tuple[str, ...], more_records: tuple[str, ...
         fail(exc)
 
 
+def check_records_exist(data: Path, paths: list[Path]) -> None:
+    """Refuse (one line) record names with no header in ``data``, listing the records that are there."""
+    from pedstream.data.loader import list_records
+    from pedstream.errors import RecordError
+
+    missing = [p.name for p in paths if not p.with_name(p.name + ".hea").is_file()]
+    if missing:
+        have = [r.name for r in list_records(data)]
+        shown = ", ".join(have[:30]) + (f" ... ({len(have)} in all)" if len(have) > 30 else "")
+        raise RecordError(", ".join(missing), f"no such record in {data} (records there: {shown or 'none'})")
+
+
 def _commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -213,6 +225,7 @@ def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: P
     paths = [Path(data) / r for r in records] if records else list_records(data)
     if not paths:
         raise RecordError(str(data), "holds no WFDB records (*.hea)")
+    check_records_exist(Path(data), paths)
     refs = {p.name: reference_for(cfg, p, rhythm_map) for p in paths}  # cheap pass: fails before any replay
     session = open_model(cfg, model)
     plans = plan_replay(paths, cfg.signal, seconds=seconds)

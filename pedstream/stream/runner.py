@@ -328,7 +328,12 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     all, raises :class:`~pedstream.errors.NothingMonitoredError` (exit 3); Ctrl-C (SIGINT) raises
     ``KeyboardInterrupt`` once the summary is out (the CLI exits 130); SIGTERM ends the run normally."""
     from pedstream.stream.banner import is_packaged_model, model_banner
+    from pedstream.stream.replay import plan_replay
 
+    if source == "replay" and not records and not demo:
+        raise RecordError("--records", "--source replay needs --records PATH... (or --demo)")
+    if records:  # every input is checked (headers only) before anything is printed
+        plan_replay(list(records), cfg.signal)
     session = open_model(cfg, model)
     beat_session = None
     if cfg.stream.beat_model:  # refused here, before anything starts, when it is not a usable beat model

@@ -146,8 +146,14 @@ def test_bad_records_fail_with_one_line(tmp_path, sig):
     with pytest.raises(RecordError, match=r"record x9: signal file .*x9.dat does not exist"):
         open_record(path, sig)
     (tmp_path / "bad.hea").write_text("bad x 977\n")
-    with pytest.raises(RecordError, match=r"record bad: cannot parse header .*bad.hea: invalid syntax"):
+    with pytest.raises(RecordError, match=r"record bad: .*bad.hea is not a WFDB header \(expected a record line"):
         open_record(tmp_path / "bad", sig)
+    (tmp_path / "empty.hea").write_text("")  # regression: was "list index out of range"
+    with pytest.raises(RecordError, match=r"record empty: .*empty.hea is empty: not a WFDB header"):
+        open_record(tmp_path / "empty", sig)
+    (tmp_path / "text.hea").write_text("not a header at all\n")  # regression: was "sampling frequency 'header' ..."
+    with pytest.raises(RecordError, match=r"record text: .*text.hea is not a WFDB header"):
+        open_record(tmp_path / "text", sig)
     (tmp_path / "b2.hea").write_text("b2 2 977 10\nb2.dat 16 200 16 0 0 0 0 I\n")
     with pytest.raises(RecordError, match="record b2: the header announces 2 signals but describes 1"):
         open_record(tmp_path / "b2", sig)

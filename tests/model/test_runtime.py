@@ -151,3 +151,16 @@ def test_softmax_is_stable():
     p = softmax(np.array([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]]))
     np.testing.assert_allclose(p, [[1.0, 0.0, 0.0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-6)
     assert p.dtype == np.float32
+
+
+def test_a_beat_model_given_as_the_rhythm_model_is_named_as_such():
+    """Regression: the beat model passed as --model was refused with "fs is 360.0, configuration expects 977.0"."""
+    from pathlib import Path
+
+    from pedstream.config import load_config
+    from pedstream.errors import ModelError
+    from pedstream.stream.runner import open_model
+
+    beat = Path(__file__).resolve().parents[2] / "models" / "mitdb-aami" / "model.onnx"
+    with pytest.raises(ModelError, match=r"is a beat model .* --set stream.beat_model="):
+        open_model(load_config(), beat)

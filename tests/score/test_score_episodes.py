@@ -110,3 +110,15 @@ def test_rate_alarm_during_the_run_with_its_rate(cfg, session) -> None:
     decided = on[0].t_signal + window_s  # the alarm goes out with the window that ends here
     assert 18.0 < decided < 21.9, decided
     assert on[0].hr > 200, on[0].hr
+
+
+def test_missing_record_is_named_with_the_records_that_exist(tmp_path: Path) -> None:
+    """Regression: ``--records 999`` complained about a missing ``.atr``."""
+    data = tmp_path / "recs"
+    data.mkdir()
+    for ext in ("hea", "dat", "atr"):
+        shutil.copy(REAL / f"119.{ext}", data / f"119.{ext}")
+    res = CliRunner().invoke(cli, ["score", "episodes", "--data", str(data), "--records", "999"])
+    assert res.exit_code == 2
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert lines == [f"error: record 999: no such record in {data} (records there: 119)"], res.output

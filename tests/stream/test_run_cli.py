@@ -253,3 +253,13 @@ def test_lsl_run_says_which_streams_it_ignored_and_why(model, tmp_path, lsl_conf
                           "EGM or ECG/IEGM channel labels; "), err
     assert "other LSL stream(s) seen and ignored, see the lines above" in err
     del outlet
+
+
+@pytest.mark.parametrize("headless", [False, True])
+def test_bad_records_are_refused_before_anything_is_printed(tmp_path, headless):
+    """Regression: the banner and the strip folder came out before the error for a missing record."""
+    r = pedstream("run", "--source", "replay", "--records", str(tmp_path / "missing" / "rec"),
+                  *(["--headless"] if headless else []), cwd=tmp_path)
+    assert r.returncode == 2
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
+    assert lines == [f"error: record rec: header file {tmp_path / 'missing' / 'rec.hea'} does not exist"], lines
