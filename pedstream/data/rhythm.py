@@ -15,6 +15,10 @@ API::
     episodes = rhythm_episodes("../shared/data/mitdb/203", mapping)   # list[Episode]
     labels = labels_at(episodes, beat_samples)                          # class per sample (None: excluded/none)
 
+The reference rhythm of a record (what ``pedstream score episodes`` scores against, the "truth" of
+replayed calls and ``pedstream data inspect`` use): :func:`reference_for` (a record path) or
+:func:`reference_episodes` (its annotations), with the map :func:`choose_map` picks.
+
 A record without rhythm annotations raises :class:`NoRhythmAnnotations` (an
 :class:`~pedstream.errors.AnnotationError`, exit code 2).
 """
@@ -36,9 +40,13 @@ __all__ = [
     "Episode",
     "NoRhythmAnnotations",
     "RhythmMapping",
+    "choose_map",
     "episodes_from_annotations",
     "labels_at",
     "merge_episodes",
+    "reference_episodes",
+    "reference_for",
+    "rhythm_auxes",
     "rhythm_episodes",
 ]
 
@@ -190,3 +198,42 @@ def labels_at(episodes: Sequence[Episode], samples: np.ndarray) -> list[str | No
     starts = np.asarray([e.start for e in eps], dtype=np.int64)
     idx = np.searchsorted(starts, samples, side="right") - 1
     return [eps[i].label if i >= 0 and s < eps[i].end else None for i, s in zip(idx.tolist(), samples.tolist())]
+
+
+def rhythm_auxes(ann: Annotations) -> list[str]:
+    """The aux strings of the rhythm (``+``) annotations, in file order."""
+    return [_clean(a) for s, a in zip(ann.symbol, ann.aux) if s == "+" and _clean(a)]
+
+
+def choose_map(cfg: Config, auxes: Sequence[str], name: str = "auto") -> RhythmMapping:
+    """``[labels.rhythm.<name>]``, or with ``auto`` the map that knows (maps or ignores) most of the
+    record's rhythm annotations ``auxes`` (the first in the file on a tie)."""
+    if name != "auto":
+        return RhythmMapping.from_config(cfg, name)
+    maps = [RhythmMapping.from_config(cfg, n) for n in cfg.labels.rhythm]
+    if not maps:
+        raise ConfigError([("labels.rhythm", "no rhythm map configured ([labels.rhythm.<name>])")])
+    return max(maps, key=lambda m: sum(m.knows(a) for a in auxes))  # max keeps the first of equals
+
+
+def reference_episodes(cfg: Config, ann: Annotations, *, n_samples: int, fs: float | None = None, record: str = "",
+                       rhythm_map: str = "auto") -> tuple[str, list[Episode]]:
+    """``(map name, episodes)`` of one record's annotations ``ann`` (:func:`choose_map`); raises
+    :class:`NoRhythmAnnotations` when it has no rhythm annotation."""
+    auxes = rhythm_auxes(ann)
+    if not auxes:
+        raise NoRhythmAnnotations(record or ann.record or "(in memory)")
+    mapping = choose_map(cfg, auxes, rhythm_map)
+    return mapping.name, episodes_from_annotations(ann, mapping, n_samples=n_samples, fs=fs, record=record)
+
+
+def reference_for(cfg: Config, path: str | os.PathLike[str], rhythm_map: str = "auto") -> tuple[str, list[Episode]]:
+    """``(map name, episodes)`` of the record at ``path``. Raises ``NoRhythmAnnotations`` (exit 2) when
+    the record has no rhythm annotation, ``AnnotationError``/``RecordError`` when it cannot be read."""
+    p = Path(path)
+    p = p.with_suffix("") if p.suffix == ".hea" else p
+    ann = read_annotations(p)
+    if not rhythm_auxes(ann):
+        raise NoRhythmAnnotations(p.name, f"{p}.atr")
+    mapping = choose_map(cfg, rhythm_auxes(ann), rhythm_map)
+    return mapping.name, rhythm_episodes(p, mapping)

@@ -12,9 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pedstream.data.rhythm import Episode, RhythmMapping, labels_at, merge_episodes, rhythm_episodes
+from pedstream.data.rhythm import Episode, choose_map, labels_at, merge_episodes, reference_for
 from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record, summarize
 
+# choose_map and reference_for live in pedstream.data.rhythm (shared with the replays' reference labels)
 __all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables", "save_probs", "load_probs"]
 
 _ALARM_KINDS = ("alarm_on", "alarm_off")
@@ -23,35 +24,6 @@ _ALARM_KINDS = ("alarm_on", "alarm_off")
 def alarm_classes(cfg: Any, class_names: Sequence[str]) -> list[str]:
     """The model's classes that raise alarms (``[alarms] priorities``, priority other than none)."""
     return [c for c in class_names if cfg.alarms.priorities.get(c, cfg.alarms.default_priority) != "none"]
-
-
-def choose_map(cfg: Any, auxes: Sequence[str], name: str = "auto") -> RhythmMapping:
-    """``[labels.rhythm.<name>]``, or with ``auto`` the map that knows (maps or ignores) most of the
-    record's rhythm annotations ``auxes`` (the first in the file on a tie)."""
-    if name != "auto":
-        return RhythmMapping.from_config(cfg, name)
-    maps = [RhythmMapping.from_config(cfg, n) for n in cfg.labels.rhythm]
-    if not maps:
-        from pedstream.errors import ConfigError
-
-        raise ConfigError([("labels.rhythm", "no rhythm map configured ([labels.rhythm.<name>])")])
-    return max(maps, key=lambda m: sum(m.knows(a) for a in auxes))  # max keeps the first of equals
-
-
-def reference_for(cfg: Any, path: Path, rhythm_map: str = "auto") -> tuple[str, list[Episode]]:
-    """``(map name, episodes)`` of one record. Raises ``NoRhythmAnnotations`` (exit 2) when the
-    record has no rhythm annotation, ``AnnotationError``/``RecordError`` when it cannot be read."""
-    from pedstream.data.annotations import read_annotations
-    from pedstream.data.rhythm import NoRhythmAnnotations
-
-    p = Path(path)
-    p = p.with_suffix("") if p.suffix == ".hea" else p
-    ann = read_annotations(p)
-    auxes = [a.strip() for s, a in zip(ann.symbol, ann.aux) if s == "+" and a.strip()]
-    if not auxes:
-        raise NoRhythmAnnotations(p.name, f"{p}.atr")
-    mapping = choose_map(cfg, auxes, rhythm_map)
-    return mapping.name, rhythm_episodes(p, mapping)
 
 
 def _record_entry(rs: RecordScore, *, rhythm_map: str, agreement: tuple[int, int], other_alarms: int,

@@ -2,16 +2,32 @@
 
 A record replayed (``--source replay``, ``--demo`` over any transport, ``pedstream run --records``)
 carries its annotations. :class:`ReferenceLabels` knows, per stream, the replay's clock (``t0``:
-the signal time of the first sample sent) and the record's labelled beats (rhythm ``+`` aux and beat
-labels through the ``[labels]`` grouping, :meth:`LabelGrouping.labels`, as training labels its
-segments). The reference label of a call's window (``t_signal`` .. ``t_signal_end``, mapped back to
-record samples, looping replays included) is the class with the most labelled beats in that span
-(``None`` when the span holds none, or the record has no annotations).
+the signal time of the first sample sent) and the record's reference, of one of two kinds
+(``truth_source``):
+
+- ``rhythm``: the record has rhythm annotations (``+`` with an aux such as ``(AFIB``). They are
+  mapped exactly as ``pedstream score episodes`` maps them
+  (:func:`pedstream.data.rhythm.reference_for`: the ``[labels.rhythm.<name>]`` map that
+  knows most of the record's rhythms), and the reference label of a call's window is the rhythm at
+  the window's centre (``None`` in a rhythm the map leaves out, or before the first rhythm annotation);
+- ``beats``: no rhythm annotation: the record's labelled beats (beat labels through the
+  ``[labels]`` grouping, :meth:`LabelGrouping.labels`, as training labels its segments); the
+  reference label of a window is the class with the most labelled beats in it (``None`` when it holds none).
+
+The window (``t_signal`` .. ``t_signal_end``) is mapped back to record samples, looping replays
+included. A record without annotations has no reference.
 
 It is a sink placed *first* among the engine's sinks: the engine hands each event to its sinks in
 order, so every later sink (events file, MQTT, LSL markers...) sees ``call`` events with ``truth``
-added (only when known). It also keeps, per stream, the last reference label and a running
-agreement (calls whose label equals the reference, among calls with a reference) for the dashboard.
+and ``truth_source`` added (only when known). It also keeps, per stream, the last reference label,
+the kind of reference (``ReferenceTrack.source``; :attr:`ReferenceLabels.truth_source` over all
+streams) and a running agreement (calls whose label equals the reference, among calls with a
+reference) for the dashboard.
+
+Replays over a transport (``--demo`` on LSL) reach the engine without the record's place in their
+stream info, so this sink also adds ``record``, ``record_s`` and ``record_sample``
+(:func:`pedstream.stream.replay.record_position`) to the call and alarm events of every stream it
+was told about, where the engine did not.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 
 __all__ = ["ReferenceLabels", "ReferenceTrack"]
@@ -28,7 +45,8 @@ __all__ = ["ReferenceLabels", "ReferenceTrack"]
 
 @dataclass
 class ReferenceTrack:
-    """One replayed record: record samples ``[start, stop)`` sent from signal time ``t0`` at ``fs``."""
+    """One replayed record: record samples ``[start, stop)`` sent from signal time ``t0`` at ``fs``;
+    ``source`` ``"rhythm"`` (``episodes``, ``rhythm_map``) or ``"beats"`` (``samples``, ``labels``)."""
 
     t0: float
     fs: float
@@ -36,6 +54,9 @@ class ReferenceTrack:
     stop: int
     samples: np.ndarray  # (m,) int64 labelled beat positions (record samples, sorted)
     labels: np.ndarray  # (m,) int64 class index of each
+    source: str = "beats"  # "rhythm" | "beats": what the reference labels come from
+    episodes: list[Any] | None = None  # rhythm: pedstream.data.rhythm.Episode list (record samples)
+    rhythm_map: str | None = None  # rhythm: the [labels.rhythm.<name>] map used
     truth: str | None = None  # the reference label of the last call
     compared: int = 0  # calls with a reference label
     agreed: int = 0  # ... whose call equals it
@@ -49,31 +70,70 @@ class ReferenceLabels:
     """Reference labels per replayed stream (see the module docstring); ``grouping`` is a
     :class:`~pedstream.data.labels.LabelGrouping`."""
 
-    def __init__(self, grouping: Any) -> None:
+    def __init__(self, grouping: Any, *, cfg: Any = None) -> None:
         self._grouping = grouping
+        self._cfg = cfg  # with a configuration, rhythm annotations are the reference where a record has them
         self.classes: list[str] = list(grouping.classes)
         self.tracks: dict[str, ReferenceTrack] = {}
+        self.positions: dict[str, dict[str, Any]] = {}  # stream id -> its record_position() meta
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ReferenceLabels":
         from pedstream.data.labels import LabelGrouping
 
-        return cls(LabelGrouping(cfg.labels.active))
+        return cls(LabelGrouping(cfg.labels.active), cfg=cfg)
+
+    @property
+    def truth_source(self) -> str | None:
+        """``"rhythm"``, ``"beats"``, ``"rhythm+beats"`` (streams of both kinds) or None (no reference)."""
+        kinds = {t.source for t in self.tracks.values()}
+        return "+".join(k for k in ("rhythm", "beats") if k in kinds) or None
+
+    def summary(self) -> dict[str, Any]:
+        """``truth_source`` overall and per stream, and the agreement (the dashboard's data)."""
+        agreed, compared = self.agreement()
+        return {"truth_source": self.truth_source, "streams": {sid: t.source for sid, t in self.tracks.items()},
+                "agreed": agreed, "compared": compared}
 
     def add(self, plan: Any, *, t0: float) -> bool:
         """Register ``plan`` (a :class:`~pedstream.stream.replay.ReplayPlan`) whose first sample is at
-        signal time ``t0``; False when its record has no annotations (no reference for that stream)."""
+        signal time ``t0``; False when its record has no annotations (no reference for that stream;
+        its events still get their place in the record)."""
+        self.positions[plan.stream_id] = {"record": str(plan.record.path), "record_t0": float(t0),
+                                          "record_fs": float(plan.fs), "start_sample": int(plan.start),
+                                          "stop_sample": int(plan.stop)}
         ann = plan.record.annotations()
         if ann is None:
             return False
-        from pedstream.data.segments import _labelled_beats  # the beats training labels, labelled alike
+        tr = ReferenceTrack(t0=float(t0), fs=float(plan.fs), start=int(plan.start), stop=int(plan.stop),
+                            samples=np.zeros(0, np.int64), labels=np.zeros(0, np.int64))
+        rhythm = self._rhythm(plan.record.path)
+        if rhythm is not None:
+            tr.source, (tr.rhythm_map, tr.episodes) = "rhythm", rhythm
+        else:
+            from pedstream.data.segments import _labelled_beats  # the beats training labels, labelled alike
 
-        samples, labels = _labelled_beats(ann, self._grouping)
-        order = np.argsort(samples, kind="stable")
-        self.tracks[plan.stream_id] = ReferenceTrack(
-            t0=float(t0), fs=float(plan.fs), start=int(plan.start), stop=int(plan.stop),
-            samples=np.asarray(samples, dtype=np.int64)[order], labels=np.asarray(labels, dtype=np.int64)[order])
+            samples, labels = _labelled_beats(ann, self._grouping)
+            order = np.argsort(samples, kind="stable")
+            tr.samples = np.asarray(samples, dtype=np.int64)[order]
+            tr.labels = np.asarray(labels, dtype=np.int64)[order]
+        self.tracks[plan.stream_id] = tr
         return True
+
+    def _rhythm(self, path: Any) -> tuple[str, list[Any]] | None:
+        """``(map name, episodes)`` as ``score episodes`` reads them, or None: no configuration, no
+        rhythm annotation, or a map for another label scheme than the configured one."""
+        if self._cfg is None:
+            return None
+        from pedstream.data.rhythm import NoRhythmAnnotations, reference_for
+
+        try:
+            name, episodes = reference_for(self._cfg, path)
+        except NoRhythmAnnotations:
+            return None
+        if self._cfg.labels.rhythm[name].scheme != self._cfg.labels.scheme:
+            return None
+        return name, episodes
 
     def label(self, stream_id: str, t_start: float, t_end: float) -> str | None:
         """The reference label of signal times ``[t_start, t_end)`` of ``stream_id`` (None if unknown)."""
@@ -86,6 +146,12 @@ class ReferenceLabels:
             return None
         s0 = tr.start + k0 % span  # a looping replay starts over at tr.start
         s1 = s0 + int(round((t_end - t_start) * tr.fs))
+        if tr.source == "rhythm":  # the rhythm at the window's centre, as score episodes compares calls
+            from pedstream.data.rhythm import labels_at
+
+            centre = (s0 + s1) // 2
+            centre = centre if centre < tr.stop else tr.start + (centre - tr.stop) % span
+            return labels_at(tr.episodes or [], np.asarray([centre]))[0]
         i0, i1 = np.searchsorted(tr.samples, [s0, min(s1, tr.stop)], side="left")
         if s1 > tr.stop:  # the window wraps around the loop's end
             j1 = np.searchsorted(tr.samples, tr.start + (s1 - tr.stop), side="left")
@@ -106,6 +172,8 @@ class ReferenceLabels:
         return None
 
     def emit(self, event: MonitorEvent) -> None:
+        if event.kind in ("call", "alarm_on", "alarm_off") and "record_s" not in event.extra:
+            event.extra.update(record_position(self.positions.get(event.stream), event.t_signal))
         if event.kind != "call" or event.t_signal is None or event.stream not in self.tracks:
             return
         end = event.extra.get("t_signal_end")
@@ -115,6 +183,7 @@ class ReferenceLabels:
         if truth is None:
             return
         event.extra["truth"] = truth
+        event.extra["truth_source"] = tr.source
         tr.compared += 1
         tr.agreed += event.label == truth
 
