@@ -44,6 +44,7 @@ __all__ = [
     "ReplaySource",
     "paced_chunks",
     "plan_replay",
+    "record_position",
     "run_all",
     "stream_id_for",
 ]
@@ -76,12 +77,37 @@ class ReplayPlan:
     def fs(self) -> float:
         return float(self.record.fs)
 
-    def info(self, source: str = "replay") -> StreamInfo:
+    def info(self, source: str = "replay", *, t0: float | None = None) -> StreamInfo:
+        """The stream's info; ``t0``: the stream-clock time of the first sample sent (``record_t0`` in
+        the meta: the engine then places the stream's calls and alarms in the record, :func:`record_position`)."""
+        meta = {"record": str(self.record.path), "layout": self.record.layout, "start_sample": self.start,
+                "stop_sample": self.stop}
+        if t0 is not None:
+            meta |= {"record_t0": float(t0), "record_fs": self.fs}
         return StreamInfo(stream_id=self.stream_id, source=source, fs=self.fs,  # type: ignore[arg-type]
                           channel_names=list(self.channel_names), units=["mV"] * len(self.channel_names),
-                          units_assumed=False, age_years=self.age_years,
-                          meta={"record": str(self.record.path), "layout": self.record.layout,
-                                "start_sample": self.start, "stop_sample": self.stop})
+                          units_assumed=False, age_years=self.age_years, meta=meta)
+
+
+def record_position(meta: dict[str, Any] | None, t_signal: float | None) -> dict[str, Any]:
+    """Where stream time ``t_signal`` lies in the replayed record: ``{"record": name, "record_s":
+    seconds from the record's first sample, "record_sample": sample index at the record's own rate}``
+    (a looping replay starts over at ``start_sample``); ``{}`` when ``meta`` (a replayed stream's
+    :attr:`StreamInfo.meta`) has no ``record_t0`` or ``t_signal`` is unknown."""
+    if not meta or t_signal is None or meta.get("record_t0") is None:
+        return {}
+    try:
+        fs, t0 = float(meta["record_fs"]), float(meta["record_t0"])
+        start, stop = int(meta["start_sample"]), int(meta["stop_sample"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    span = stop - start
+    k = (float(t_signal) - t0) * fs
+    if not (fs > 0 and span > 0 and math.isfinite(k)):
+        return {}
+    pos = start + (k % span if k >= 0 else k)  # before the first sample (filter delay): not wrapped
+    return {"record": Path(str(meta.get("record", ""))).name, "record_s": round(pos / fs, 6),
+            "record_sample": int(round(pos))}
 
 
 def _expand(paths: Iterable[str | Path]) -> list[Path]:
@@ -270,8 +296,8 @@ class ReplaySource(SourceBase):
         t0s: dict[str, float] = {}
         fs_of = {plan.stream_id: plan.fs for plan in self.plans}
         for plan, t_start in zip(self.plans, starts):
-            self.emit(StreamAdded(plan.info()))
             t0s[plan.stream_id] = plan.start / plan.fs if self.record_clock else t_start
+            self.emit(StreamAdded(plan.info(t0=t0s[plan.stream_id])))
             if self.reference is not None:
                 await asyncio.to_thread(self.reference.add, plan, t0=t0s[plan.stream_id])
 
@@ -299,8 +325,8 @@ class ReplaySource(SourceBase):
 
     async def _play(self, plan: ReplayPlan) -> None:
         sid = plan.stream_id
-        self.emit(StreamAdded(plan.info()))
         t0 = plan.start / plan.fs if self.record_clock else time.monotonic()
+        self.emit(StreamAdded(plan.info(t0=t0)))
         if self.reference is not None:
             await asyncio.to_thread(self.reference.add, plan, t0=t0)
         sent = 0
