@@ -443,6 +443,12 @@ class MQTTSection(_Section):
     max_queued_messages: int = Field(10_000, ge=100)
     error_burst: int = Field(3, ge=1)
     error_period_s: float = Field(60.0, gt=0)
+    # stream lifecycle and per-publisher budgets (docs/security.md)
+    stale_meta_s: float = Field(60.0, gt=0)  # a tracked stream that never sent data is released after this (meta parked)
+    cpu_share: float = Field(0.1, gt=0, le=1)  # CPU (share of a core) a publisher may use per stream it publishes
+    cpu_burst_s: float = Field(2.0, gt=0, le=60)  # ... with this many seconds of that share as burst
+    metas_per_s: float = Field(1.0, gt=0, le=100)  # meta messages per publisher per second (burst meta_burst); beyond, dropped unread
+    meta_burst: int = Field(5, ge=1, le=1000)
 
     @field_validator("password", mode="before")
     @classmethod

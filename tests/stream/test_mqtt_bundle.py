@@ -83,7 +83,7 @@ def test_random_bytes_only_ever_raise_payload_error(blob, cut):
 async def test_source_rejects_a_broken_bundle_as_one_error_and_a_bad_frame_as_its_streams_error():
     events: asyncio.Queue = asyncio.Queue()
     src = MQTTSource(events=events)
-    meta = encode_meta(fs=FS, channels=NAMES, dtype="int16", scale=0.001, t0=1.0)
+    meta = encode_meta(fs=FS, channels=NAMES, dtype="int16", scale=0.001, t0=1.0, publisher="gw1")
     for sid in ("ok1", "bad1"):
         src._on_message_safe(f"pedstream/v1/{sid}/meta", meta)
     broken = encode_bundle([("ok1", _data(0))])[:-3]

@@ -370,6 +370,10 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
             return a
     sent = {sid: 0 for sid in ids}
     client_id = f"pedstream-pub-{uuid.uuid4().hex[:10]}"
+    # bundles go on <prefix>/<publisher>/bundle, the publisher being the broker user where there is one (the
+    # documented ACL lets a user write only <prefix>/<user>/#); each meta names it, which authorises the bundle
+    bundle_id = check_stream_id(getattr(auth, "username", None) or client_id)
+    owner = {"publisher": bundle_id} if bundle_bytes > 0 else {}
     async with contextlib.AsyncExitStack() as stack:
         keepers = None
         if wills:
@@ -384,11 +388,11 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
             await pub.publish_meta(plan.stream_id, encode_meta(
                 fs=plan.fs, channels=plan.channel_names, units="mV", dtype=dtype,
                 scale=int16_scale_mv if dtype == "int16" else 1.0, encoding=encoding, age_years=plan.age_years,
-                t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name))
+                t0=t0, session=uuid.uuid4().hex[:12], record=plan.record.name, **owner))
             if on_start is not None:
                 on_start(plan)
         reconnects = pub.reconnects
-        bundle_topic = topic_for(prefix, client_id, "bundle")
+        bundle_topic = topic_for(prefix, bundle_id, "bundle")
         t_sample0 = [t0]
 
         def clock_started() -> None:  # data times count from when sample 0 is actually due

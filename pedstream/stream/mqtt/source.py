@@ -56,14 +56,14 @@ import logging
 import random
 import time
 import uuid
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any
 
 import aiomqtt
 import numpy as np
 
 from pedstream.errors import PayloadError
+from pedstream.stream.mqtt.admission import PublisherBook, bundle_may_carry, publisher_of
 from pedstream.stream.mqtt.bundle import split_bundle
 from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
 from pedstream.stream.mqtt.wire import (
@@ -71,23 +71,13 @@ from pedstream.stream.mqtt.wire import (
     DataPayload,
     PayloadLimits,
     SeqStats,
-    SequenceTracker,
-    StreamMeta,
     check_stream_id,
     decode_data,
     decode_meta,
     topic_for,
 )
-from pedstream.stream.source import (
-    Chunk,
-    ChunkReceived,
-    ErrorThrottle,
-    SourceBase,
-    StreamAdded,
-    StreamError,
-    StreamInfo,
-    StreamLost,
-)
+from pedstream.stream.mqtt.lifecycle import StreamLifecycle, TrackedStream as _Stream
+from pedstream.stream.source import Chunk, ChunkReceived, ErrorThrottle, SourceBase, StreamError, StreamLost
 
 __all__ = ["MQTTSource", "limits_from"]
 
@@ -128,49 +118,7 @@ class _Inbox(asyncio.Queue):
             asyncio.get_running_loop().call_soon(src._drain_inbox)
 
 
-class _Bucket:
-    """Token bucket: ``rate`` per second, ``burst`` at most."""
-
-    __slots__ = ("rate", "burst", "tokens", "t")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.t = float(rate), float(burst), float(burst), now
-
-    def take(self, amount: float, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.t) * self.rate)
-        self.t = now
-        if self.tokens >= amount:
-            self.tokens -= amount
-            return True
-        return False
-
-
-@dataclass(slots=True)
-class _Stream:
-    meta: StreamMeta | None = None
-    meta_raw: bytes = b""
-    info: StreamInfo | None = None
-    tracker: SequenceTracker = field(default_factory=SequenceTracker)
-    live: bool = False  # StreamAdded emitted and not lost since
-    last_data: float = 0.0
-    last_message: float = 0.0
-    pending: deque = field(default_factory=deque)  # (arrival, raw bytes) before meta
-    errors: int = 0
-    dropped_before_meta: int = 0
-    rejected_messages: int = 0  # over budget, over a limit, undecodable or not matching the meta
-    dropped_samples: int = 0  # samples in messages rejected over budget
-    sessions: int = 0  # metas that started a new stream session
-    mismatch_reported: bool = False  # one error per meta session for data that does not fit the meta
-    flagged: str | None = None  # why the stream is flagged (e.g. over its ingest budget)
-    msg_bucket: _Bucket | None = None
-    sample_bucket: _Bucket | None = None
-    byte_bucket: _Bucket | None = None
-    int16_factors: np.ndarray | None = None  # mv_factors * scale of offsets_meta
-    offsets: np.ndarray | None = None  # k / fs for the last chunk size
-    offsets_meta: StreamMeta | None = None
-
-
-class MQTTSource(SourceBase):
+class MQTTSource(StreamLifecycle, SourceBase):
     """Receive pedstream streams from an MQTT broker (see the module docstring)."""
 
     kind = "mqtt"
@@ -183,7 +131,9 @@ class MQTTSource(SourceBase):
                  limits: PayloadLimits = DEFAULT_LIMITS, probe_interval_s: float = 0.25,
                  budget_factor: float = 4.0, max_messages_per_s: float = 500.0, max_streams: int = 256,
                  forget_after_s: float = 300.0, max_queued_messages: int = 10_000, error_burst: int = 3,
-                 error_period_s: float = 60.0, streams: Any = None) -> None:
+                 error_period_s: float = 60.0, streams: Any = None, stale_meta_s: float = 60.0,
+                 cpu_share: float = 0.1, cpu_burst_s: float = 2.0, metas_per_s: float = 1.0,
+                 meta_burst: int = 5) -> None:
         """``streams``: ``None`` = every stream under ``prefix`` (wildcard subscription), else an iterable of
         stream ids: only those (see :meth:`set_streams`)."""
         super().__init__(events=events)
@@ -221,8 +171,12 @@ class MQTTSource(SourceBase):
         self._inbox: deque = deque()
         self._drain_scheduled = False
         self._streams: dict[str, _Stream] = {}
-        self._parked: OrderedDict[str, bytes] = OrderedDict()  # forgotten stream id -> its meta (bounded)
         self._client: aiomqtt.Client | None = None
+        self.broker_state = "connecting"  # "connecting" | "connected" | "unreachable" (the dashboard's status line)
+        self.book = PublisherBook(cpu_share=cpu_share, cpu_burst_s=cpu_burst_s, metas_per_s=metas_per_s,
+                                  meta_burst=meta_burst, max_publishers=4 * self.max_streams)
+        self._init_lifecycle(stale_meta_s)
+        self._gone_counts = [0, 0, 0]  # rejected messages, dropped samples, duplicates of released streams
 
     @classmethod
     def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "MQTTSource":
@@ -238,6 +192,9 @@ class MQTTSource(SourceBase):
                       max_messages_per_s=section.max_messages_per_s, max_streams=section.max_streams,
                       forget_after_s=section.forget_after_s, max_queued_messages=section.max_queued_messages,
                       error_burst=section.error_burst, error_period_s=section.error_period_s)
+        if hasattr(section, "cpu_share"):
+            kw.update(stale_meta_s=section.stale_meta_s, cpu_share=section.cpu_share, cpu_burst_s=section.cpu_burst_s,
+                      metas_per_s=section.metas_per_s, meta_burst=section.meta_burst)
         kw.update(overrides)
         return cls(events=events, **kw)
 
@@ -253,19 +210,49 @@ class MQTTSource(SourceBase):
         st = self._streams.get(stream_id)
         if st is None:
             return None
-        return {"rejected_messages": st.rejected_messages, "dropped_samples": st.dropped_samples,
-                "errors": self.errors.counts.get(stream_id, 0), "sessions": st.sessions, "flagged": st.flagged}
+        pub = self.book.find(stream_id)  # what its own topics were throttled for (CPU, metas)
+        throttled = 0 if pub is None else pub.throttled + pub.throttled_metas
+        return {"rejected_messages": st.rejected_messages + throttled,
+                "dropped_samples": st.dropped_samples + (0 if pub is None else pub.dropped_samples),
+                "errors": self.errors.counts.get(stream_id, 0), "sessions": st.sessions, "flagged": st.flagged,
+                "duplicate_messages": st.guard.dropped}
+
+    def publisher_counters(self) -> dict[str, dict[str, Any]]:
+        """Per publisher (see :mod:`~pedstream.stream.mqtt.admission`) that was refused or throttled:
+        ``unauthorised`` bundle frames, ``throttled`` messages (CPU), ``throttled_metas``,
+        ``dropped_samples``, ``cpu_s``."""
+        return self.book.flagged()
 
     def totals(self) -> dict[str, int]:
         """Summed ingest counters over the streams tracked now, plus refused stream ids, broken bundles
         and messages dropped on a full inbox (also alone as ``queue_full_drops``; their samples, as far
         as a binary header tells, in ``dropped_samples``): what the engine's summary and the benchmarks
-        report."""
+        report. Also: bundle frames refused as ``unauthorised``, messages ``throttled`` over a
+        publisher's CPU budget and metas over its meta budget (``throttled_metas``), messages of a
+        ``duplicate_publisher``, ``refused_metas`` (parked while every slot was live); all of them are
+        in ``rejected_messages`` too, and their samples (as far as a binary header tells) in
+        ``dropped_samples``. Streams no longer tracked still count."""
+        pubs = self.book.totals()
+        dup = sum(s.guard.dropped for s in self._streams.values()) + self._gone_counts[2]
         return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown
-                + self.rejected_bundles + self.queue_full_drops,
-                "dropped_samples": sum(s.dropped_samples for s in self._streams.values()) + self.queue_full_samples,
+                + self.rejected_bundles + self.queue_full_drops + self._gone_counts[0] + pubs["unauthorised"]
+                + pubs["throttled"] + pubs["throttled_metas"] + dup,
+                "dropped_samples": sum(s.dropped_samples for s in self._streams.values()) + self.queue_full_samples
+                + self._gone_counts[1] + pubs["dropped_samples"],
                 "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors,
-                "queue_full_drops": self.queue_full_drops}
+                "queue_full_drops": self.queue_full_drops, "unauthorised": pubs["unauthorised"],
+                "throttled": pubs["throttled"], "throttled_metas": pubs["throttled_metas"],
+                "duplicate_publisher": dup, "refused_metas": self.refused_metas}
+
+    def status_line(self) -> str | None:
+        """One line about the broker connection while it is not up (``None`` when connected): what the
+        dashboard and the log show instead of an endless "waiting for streams"."""
+        if self.broker_state == "connected":
+            return None
+        where = f"MQTT broker {self.host}:{self.port}"
+        if self.broker_state == "connecting":
+            return f"{where}: connecting"
+        return f"{where} unreachable ({(self.last_error or 'no answer')[:80]}); retrying"
 
     @property
     def stream_ids(self) -> list[str]:
@@ -275,6 +262,7 @@ class MQTTSource(SourceBase):
     async def _start(self) -> None:
         self._spawn(self._run(), name=f"mqtt-source-{self.host}:{self.port}")
         self._spawn(self._watchdog(), name="mqtt-source-watchdog")
+        self._spawn(self._refetcher(), name="mqtt-source-meta-refetch")
 
     def _new_client(self) -> aiomqtt.Client:
         return make_client(self.host, self.port, identifier=self.client_id, auth=self.auth, timeout_s=self.timeout_s,
@@ -319,6 +307,7 @@ class MQTTSource(SourceBase):
                     attempt = 0
                     self.connects += 1
                     self.last_error = None
+                    self.broker_state = "connected"
                     self.connected.set()
                     log.info("MQTT source subscribed at %s:%d under %s/", self.host, self.port, self.prefix)
                     async for message in client.messages:  # only ends (MqttError) on a lost connection:
@@ -327,6 +316,7 @@ class MQTTSource(SourceBase):
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self.last_error = str(exc)
+                self.broker_state = "unreachable"
                 self._all_lost(f"broker connection lost ({exc})")
                 delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt)
                 delay *= random.uniform(0.5, 1.0)
@@ -387,44 +377,6 @@ class MQTTSource(SourceBase):
                 self.handler_errors += 1
                 log.exception("MQTT source watchdog: %s", exc)
 
-    def _tick(self, now: float) -> None:
-        for sid, st in list(self._streams.items()):
-            try:
-                for payload in st.tracker.flush_stale(self.reorder_hold_s):
-                    self._deliver(sid, st, payload)
-                if st.pending and now - st.pending[0][0] > self.meta_wait_s:
-                    n = len(st.pending) + st.dropped_before_meta
-                    st.pending.clear()
-                    st.dropped_before_meta = 0
-                    st.rejected_messages += n
-                    self.emit_error(sid, f"{n} data message(s) dropped: no meta on "
-                                         f"{topic_for(self.prefix, sid, 'meta')} within {self.meta_wait_s:g} s")
-                if st.live and now - st.last_data > self.lost_timeout_s:
-                    st.live = False
-                    self.emit(StreamLost(sid, f"no data for {self.lost_timeout_s:g} s"))
-                if not st.live and now - max(st.last_message, st.last_data) > self.forget_after_s:
-                    self._forget(sid, st)
-            except Exception as exc:
-                self._handler_failed(sid, exc)
-
-    def _forget(self, sid: str, st: _Stream) -> None:
-        """Drop an idle stream id; its meta is parked (bounded) in case its publisher comes back."""
-        self._streams.pop(sid, None)
-        self.errors.forget(sid)
-        if st.meta_raw:
-            self._parked[sid] = st.meta_raw
-            self._parked.move_to_end(sid)
-            while len(self._parked) > self.max_streams:
-                self._parked.popitem(last=False)
-
-    def _all_lost(self, reason: str) -> None:
-        for sid, st in self._streams.items():
-            if st.live:
-                st.live = False
-                self.emit(StreamLost(sid, reason))
-            # the retained meta will come again on reconnect: forget it so it is re-announced
-            st.meta_raw = b""
-
     # -- messages -------------------------------------------------------------------------------
     def _handler_failed(self, sid: str, exc: BaseException) -> None:
         self.handler_errors += 1
@@ -435,19 +387,42 @@ class MQTTSource(SourceBase):
         self.emit_error(sid, f"message could not be handled ({type(exc).__name__}: {str(exc)[:120]})")
 
     def _on_message_safe(self, topic: str, payload: Any) -> None:
-        """:meth:`_on_message` behind a catch-all: one message can only ever cost its stream an error."""
+        """:meth:`_on_message` behind a catch-all (one message can only ever cost its stream an error)
+        and its publisher's CPU budget (:mod:`~pedstream.stream.mqtt.admission`): the handler's thread
+        CPU time is charged to the publisher; while its budget is spent its messages are dropped unread."""
+        now = time.monotonic()
+        pub = self.book.get(publisher_of(topic, self.prefix), now)
+        if not pub.cpu.ok(now):
+            self._throttled(pub, payload)
+            return
+        t = time.thread_time()
         try:
             raw = payload if isinstance(payload, bytes) else bytes(payload or b"")
-            self._on_message(topic, raw)
+            self._on_message(topic, raw, pub, now)
         except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - isolation is the point
-            rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else topic
-            self._handler_failed(rest.partition("/")[0][:64] or "?", exc)
+            self._handler_failed(pub.name, exc)
+        finally:
+            dt = time.thread_time() - t
+            pub.cpu_s += dt
+            pub.cpu.charge(dt, now)
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
+    def _throttled(self, pub: Any, payload: Any) -> None:
+        pub.throttled += 1
+        if isinstance(payload, bytes) and payload[:4] == b"PSD1" and len(payload) >= 16:
+            pub.dropped_samples += int.from_bytes(payload[12:16], "little")
+        st = self._streams.get(pub.name)
+        if st is not None and st.flagged is None:
+            st.flagged = "over its CPU budget"
+        self.emit_error(pub.name, f"publisher {pub.name}: over its CPU budget ({self.book.cpu_share:.0%} of a core "
+                                  f"per stream, [mqtt] cpu_share): its messages are dropped unread "
+                                  f"({pub.throttled} so far)")
+
+    def _on_message(self, topic: str, payload: bytes, pub: Any = None, now: float | None = None) -> None:
         rest = topic[len(self.prefix) + 1:] if topic.startswith(self.prefix + "/") else ""
         sid, _, kind = rest.partition("/")
+        now = time.monotonic() if now is None else now
         if kind == "bundle" and sid:
-            self._on_bundle(sid, payload)
+            self._on_bundle(sid, payload, now)
             return
         if not sid or kind not in ("meta", "data"):
             return
@@ -459,29 +434,20 @@ class MQTTSource(SourceBase):
             except PayloadError as exc:
                 self.emit_error(sid[:64], str(exc))
                 return
-        self._route(sid, kind, payload, time.monotonic())
-
-    def _route(self, sid: str, kind: str, payload: bytes, now: float) -> None:
-        """One meta or data message of a (checked) stream id."""
-        st = self._streams.get(sid)
-        if st is None:
-            if len(self._streams) >= self.max_streams and not self._make_room(now):
-                self.rejected_unknown += 1
-                self.emit_error(sid, f"refused: {self.max_streams} streams are tracked already ([mqtt] max_streams)")
-                return
-            st = self._streams[sid] = _Stream(tracker=SequenceTracker(reorder_window=self.reorder_window))
-            parked = self._parked.pop(sid, None)
-            if parked is not None and kind == "data":
-                self._on_meta(sid, st, parked)
-        st.last_message = now
         if kind == "meta":
-            self._on_meta(sid, st, payload)
-        else:
-            self._on_data(sid, st, payload, now)
+            pub = pub if pub is not None else self.book.get(sid, now)
+            if not pub.metas.take(1, now):  # meta messages cost a pipeline each downstream: bounded
+                pub.throttled_metas += 1
+                self.emit_error(sid, f"publisher {sid}: over its meta budget ({self.book.metas_per_s:g} metas/s, "
+                                     f"[mqtt] metas_per_s): meta messages dropped unread ({pub.throttled_metas} so far)")
+                return
+        self._route(sid, kind, payload, now)
 
-    def _on_bundle(self, bid: str, payload: bytes) -> None:
+    def _on_bundle(self, bid: str, payload: bytes, now: float) -> None:
         """A bundle (:mod:`pedstream.stream.mqtt.bundle`): its structure checked whole (else one error of
-        the bundle id, counted in ``rejected_bundles``), then each frame handled as its stream's data."""
+        the bundle id, counted in ``rejected_bundles``), then each frame its publisher may carry
+        (:func:`~pedstream.stream.mqtt.admission.bundle_may_carry`) handled as its stream's data; the
+        others are refused and charged to the bundle's publisher, never to the stream they name."""
         try:
             check_stream_id(bid)
             frames = split_bundle(payload, max_message_bytes=self.limits.max_message_bytes,
@@ -490,96 +456,40 @@ class MQTTSource(SourceBase):
             self.rejected_bundles += 1
             self.emit_error(bid[:64], f"bundle rejected: {exc}")
             return
-        now = time.monotonic()
         allow = self._allow
+        refused: list[str] = []
         for sid, frame in frames:
             if allow is not None and sid not in allow:
+                continue
+            st = self._streams.get(sid)
+            if not bundle_may_carry(bid, sid, None if st is None else st.meta):
+                refused.append(sid)
                 continue
             try:
                 self._route(sid, "data", frame, now)
             except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - one frame, one stream
                 self._handler_failed(sid, exc)
+        if refused:
+            pub = self.book.get(bid, now)
+            pub.unauthorised += len(refused)
+            names = ", ".join(sorted(set(refused))[:5]) + (" ..." if len(set(refused)) > 5 else "")
+            self.emit_error(bid, f"publisher {bid}: {len(refused)} bundle frame(s) refused for stream(s) {names}: a "
+                                 f"bundle on {topic_for(self.prefix, bid, 'bundle')} may carry only stream {bid} and "
+                                 f"streams whose meta names \"publisher\": \"{bid}\" ({pub.unauthorised} so far)")
 
-    def _make_room(self, now: float) -> bool:
-        """Forget the longest-idle stream that is not live; False if every stream is live."""
-        idle = [(max(st.last_message, st.last_data), sid) for sid, st in self._streams.items() if not st.live]
-        if not idle:
-            return False
-        _, sid = min(idle)
-        self._forget(sid, self._streams[sid])
-        return True
-
-    def _on_meta(self, sid: str, st: _Stream, raw: bytes) -> None:
-        if not raw:  # retained meta cleared: the publisher is gone
-            if st.live:
-                self.emit(StreamLost(sid, "meta withdrawn by the publisher"))
-            self._streams.pop(sid, None)
-            self.errors.forget(sid)
-            return
-        if raw == st.meta_raw:
-            return
-        try:
-            meta = decode_meta(raw, stream=sid, limits=self.limits)
-        except PayloadError as exc:
-            st.errors += 1
-            st.rejected_messages += 1
-            self.emit_error(sid, str(exc))
-            return
-        old = st.meta
-        if st.live:
-            self.emit(StreamLost(sid, "meta changed"))
-            st.live = False
-        if old is not None and old.shape_key != meta.shape_key:
-            st.sessions += 1
-            changed = [f"{k} {a!r} -> {b!r}" for k, a, b in (("fs", old.fs, meta.fs),
-                                                            ("channels", len(old.channels), len(meta.channels)),
-                                                            ("dtype", old.dtype, meta.dtype))
-                       if a != b] or ["channel names"]
-            self.emit(StreamError(sid, f"new stream session: the meta changed {', '.join(changed)}"))
-        if old is None or old.shape_key != meta.shape_key or old.session_key != meta.session_key:
-            for p in st.tracker.reset():  # held messages of the old session go out under the old meta
-                self._deliver(sid, st, p)
-            st.tracker = SequenceTracker(reorder_window=self.reorder_window)
-        st.meta, st.meta_raw = meta, raw
-        st.mismatch_reported = False
-        st.flagged = None
-        t = time.monotonic()
-        # budgets: messages/s, samples/s and bytes/s against what the meta declares (2 s of burst)
-        mps = max(self.max_messages_per_s, meta.fs)  # one sample per message in real time is always allowed
-        st.msg_bucket = _Bucket(mps, 2 * mps, t)
-        sps = self.budget_factor * meta.fs
-        st.sample_bucket = _Bucket(sps, 2 * sps + self.limits.max_samples, t)
-        bps = sps * meta.n_channels * 24 + 64 * self.max_messages_per_s  # JSON needs up to ~24 bytes a value
-        st.byte_bucket = _Bucket(bps, 2 * bps + self.limits.max_message_bytes, t)
-        st.info = StreamInfo(stream_id=sid, source="mqtt", fs=meta.fs, channel_names=list(meta.channels),
-                             units=[u or "mV" for u in meta.units], units_assumed=meta.units_assumed,
-                             age_years=meta.age_years,
-                             meta={"dtype": meta.dtype, "scale": meta.scale, "encoding": meta.encoding,
-                                   "t0": meta.t0, "session": meta.session, **meta.extra})
-        st.last_data = t
-        self._announce(sid, st)
-        pending, st.pending = list(st.pending), deque()
-        for arrival, data in pending:
-            self._on_data(sid, st, data, arrival)
-
-    def _announce(self, sid: str, st: _Stream) -> None:
-        if not st.live and st.info is not None:
-            st.live = True
-            self.emit(StreamAdded(st.info))
-
-    def _over_budget(self, sid: str, st: _Stream, raw: bytes, now: float) -> bool:
-        """Charge one message against the stream's budgets; True (rejected, counted) when over."""
+    def _over_budget(self, sid: str, st: _Stream, raw: bytes, now: float, n_samples: int = 0) -> bool:
+        """Charge one message against the stream's budgets (messages and bytes before decoding, then the
+        samples actually decoded: ``n_samples`` > 0); True (rejected, counted) when over."""
         if st.msg_bucket is None or st.byte_bucket is None or st.sample_bucket is None:
             return False
-        ok = st.msg_bucket.take(1, now) and st.byte_bucket.take(len(raw), now)
-        n = 0
-        if ok and raw[:4] == b"PSD1" and len(raw) >= 16:
-            n = int.from_bytes(raw[12:16], "little")
-            ok = st.sample_bucket.take(n, now)
+        if n_samples:
+            ok = st.sample_bucket.take(n_samples, now)
+        else:
+            ok = st.msg_bucket.take(1, now) and st.byte_bucket.take(len(raw), now)
         if ok:
             return False
         st.rejected_messages += 1
-        st.dropped_samples += n
+        st.dropped_samples += n_samples
         if st.flagged is None:
             st.flagged = "over its ingest budget"
         self.emit_error(sid, f"over its ingest budget ({self.max_messages_per_s:g} messages/s, "
@@ -599,28 +509,41 @@ class MQTTSource(SourceBase):
                 st.pending.popleft()
                 st.dropped_before_meta += 1
             st.pending.append((now, raw))
+            self._request_meta(sid, st, now)  # its retained meta, again (refused, parked out or withdrawn)
             return
         if self._over_budget(sid, st, raw, now):
             return
         try:
             payload = decode_data(raw, meta=st.meta, stream=sid, limits=self.limits)
         except PayloadError as exc:
-            st.errors += 1
-            st.rejected_messages += 1
-            if exc.field in ("dtype", "n_channels") or (exc.field == "data" and "expected" in str(exc)):
-                if st.mismatch_reported:  # data that does not fit the meta: once per meta session
-                    return
-                st.mismatch_reported = True
-                st.flagged = "data does not match its meta"
-                self.emit(StreamError(sid, f"{exc} (data does not match the meta; further such messages "
-                                           "are counted, not reported, until the meta changes)"))
-                return
-            self.emit_error(sid, str(exc))
+            self._undecodable(sid, st, exc)
+            return
+        if self._over_budget(sid, st, raw, now, payload.values.shape[0]):
+            return
+        if not st.guard.check(payload.seq, now):  # a second publisher's sequence: dropped, counted
+            if st.guard.newly_detected:
+                self.emit(StreamError(sid, "duplicate publisher: a second sequence of data messages arrives for this "
+                                           "stream id; the first publisher stays monitored, the other's messages "
+                                           "are dropped (counted)"))
             return
         st.last_data = now
+        st.data_seen = True
         self._announce(sid, st)
         for p in st.tracker.push(payload.seq, payload):
             self._deliver(sid, st, p)
+
+    def _undecodable(self, sid: str, st: _Stream, exc: PayloadError) -> None:
+        st.errors += 1
+        st.rejected_messages += 1
+        if exc.field in ("dtype", "n_channels") or (exc.field == "data" and "expected" in str(exc)):
+            if st.mismatch_reported:  # data that does not fit the meta: once per meta session
+                return
+            st.mismatch_reported = True
+            st.flagged = "data does not match its meta"
+            self.emit(StreamError(sid, f"{exc} (data does not match the meta; further such messages "
+                                       "are counted, not reported, until the meta changes)"))
+            return
+        self.emit_error(sid, str(exc))
 
     def _deliver(self, sid: str, st: _Stream, p: DataPayload) -> None:
         meta = st.meta

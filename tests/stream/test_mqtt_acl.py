@@ -1,0 +1,182 @@
+"""Authorisation follows the stream, and budgets charge the sender: a real mosquitto set up with the
+documented ACL (password file, ``pattern readwrite pedstream/v1/%u/#``; tests/stream/acl_broker.py).
+
+- a foreign bundle naming another publisher's stream changes nothing for that stream and is
+  reported against its sender (events, counters);
+- a gateway's bundles (its streams' metas name it) and ``replay --to mqtt`` bundles pass the ACL;
+- a JSON flood within the sample budget but over the CPU budget, and a meta flood, are throttled
+  and named; the genuine stream keeps its data; the totals count what was dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pedstream.config import SignalConfig
+from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, encode_bundle, topic_for
+from pedstream.stream.mqtt.publisher import replay_to_mqtt
+from pedstream.stream.mqtt.wire import HEADER, MAGIC, encode_binary, encode_meta
+from pedstream.stream.replay import plan_replay
+from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
+from tests.stream.acl_broker import GATEWAY_STREAMS, PREFIX, USERS, acl_broker, needs_mosquitto
+from tests.stream.test_sources_replay import write_record
+
+pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
+META = encode_meta(fs=250.0, channels=["II", "V1"], units="mV")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def chunk(seq: int, value: float, n: int = 25) -> bytes:
+    return encode_binary(np.full((n, 2), value, np.float32), seq=seq, first_sample=seq * n, t=seq * n / 250.0)
+
+
+def monitor(broker, events, **kw) -> MQTTSource:
+    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0,
+                      auth=broker.auth("monitor"), reconnect_min_s=0.05, reconnect_max_s=0.3, **kw)
+
+
+def publisher(broker, user: str, **kw) -> MQTTPublisher:
+    return MQTTPublisher(host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0, auth=broker.auth(user), **kw)
+
+
+async def collect(events: asyncio.Queue, log: list, pred, timeout: float = 10.0) -> None:
+    """Take events into ``log`` until ``pred(log)`` holds."""
+    async def loop() -> None:
+        while not pred(log):
+            log.append(await events.get())
+    await asyncio.wait_for(loop(), timeout)
+
+
+def chunks(log: list, sid: str) -> list:
+    return [e.chunk for e in log if isinstance(e, ChunkReceived) and e.stream_id == sid]
+
+
+async def test_foreign_bundle_changes_nothing_and_is_charged_to_its_sender(tmp_path):
+    header_only = HEADER.pack(MAGIC, 1, 2, 2, 5000, 24_000, 0, 0.0)  # 32 bytes announcing 24,000 samples
+    with acl_broker(tmp_path) as b:
+        events: asyncio.Queue = asyncio.Queue()
+        log: list = []
+        async with monitor(b, events) as src:
+            await asyncio.wait_for(src.connected.wait(), 10)
+            async with publisher(b, "x001") as p1, publisher(b, "evil") as pe:
+                await p1.publish_meta("x001", META)
+                await pe.publish_meta("evil", META)
+                await pe.publish_data("x001", chunk(0, -7.0))  # the ACL drops this at the broker
+                for k in range(20):
+                    await p1.publish_data("x001", chunk(k, float(k)))
+                    bundle = encode_bundle([("x001", header_only), ("x001", chunk(k + 1, -1.0)), ("x001", chunk(k, -2.0))])
+                    await pe.publish_raw(topic_for(PREFIX, "evil", "bundle"), bundle)
+                await pe.publish_data("evil", chunk(0, 5.0))  # evil's own stream: accepted, and after its bundles
+                await collect(events, log, lambda lg: len(chunks(lg, "x001")) == 20 and chunks(lg, "evil"))
+        got = chunks(log, "x001")
+        assert [float(c.data[0, 0]) for c in got] == [float(k) for k in range(20)]  # only x001's own data
+        assert [c.seq for c in got] == list(range(20))
+        assert not [e for e in log if isinstance(e, (StreamError, StreamLost)) and e.stream_id == "x001"]
+        blamed = [e for e in log if isinstance(e, StreamError) and e.stream_id == "evil"]
+        assert blamed and "publisher evil" in blamed[0].message and "x001" in blamed[0].message
+        assert len(blamed) <= 3  # rate-limited per publisher
+        assert src.totals()["unauthorised"] == 60 and src.publisher_counters()["evil"]["unauthorised"] == 60
+        assert src.stream_counters("x001")["rejected_messages"] == 0
+        assert src.stream_counters("x001")["dropped_samples"] == 0
+        assert src.totals()["rejected_messages"] >= 60
+
+
+async def test_gateway_bundles_and_bundled_replay_pass_the_documented_acl(tmp_path):
+    path, truth = write_record(tmp_path, "gwrec", seconds=1.0)
+    plans = [plan_replay([path], SignalConfig(), stream_id=sid)[0] for sid in GATEWAY_STREAMS]
+    with acl_broker(tmp_path / "broker") as b:
+        events: asyncio.Queue = asyncio.Queue()
+        log: list = []
+        async with monitor(b, events) as src:
+            await asyncio.wait_for(src.connected.wait(), 10)
+            sent = await asyncio.wait_for(replay_to_mqtt(plans, host=b.host, port=b.port, prefix=PREFIX, speed=4.0,
+                                                         chunk_ms=50, bundle_bytes=8192, auth=b.auth("gw")), 20)
+            assert sent == {sid: truth.shape[0] for sid in GATEWAY_STREAMS}
+            await collect(events, log, lambda lg: all(sum(c.n_samples for c in chunks(lg, s)) == truth.shape[0]
+                                                      for s in GATEWAY_STREAMS))
+            assert src.totals()["rejected_messages"] == 0 and src.totals()["unauthorised"] == 0
+        for sid in GATEWAY_STREAMS:
+            np.testing.assert_allclose(np.concatenate([c.data for c in chunks(log, sid)]), truth, atol=0.0006)
+        assert {e.info.meta.get("publisher") for e in log if isinstance(e, StreamAdded)} == {"gw"}
+
+
+def flood(b, user: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tests.stream.flood", "--port", str(b.port), "--user", user,
+                             "--password", USERS[user], *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+async def genuine_until(p1: MQTTPublisher, proc: subprocess.Popen, seconds: float) -> int:
+    """x001 at real time (25 samples every 0.1 s) while the flood runs (at least ``seconds``)."""
+    k = 0
+    t0 = time.monotonic()
+    while proc.poll() is None or time.monotonic() - t0 < seconds:
+        await p1.publish_data("x001", chunk(k, float(k)))
+        k += 1
+        await asyncio.sleep(max(0.0, t0 + 0.1 * k - time.monotonic()))  # publisher pacing, not a wait for a result
+        assert time.monotonic() - t0 < 30
+    return k
+
+
+def arrival_gaps(log_t: list[tuple[float, object]], sid: str) -> float:
+    ts = [t for t, e in log_t if isinstance(e, ChunkReceived) and e.stream_id == sid]
+    return float(np.max(np.diff(ts))) if len(ts) > 1 else float("inf")
+
+
+async def run_with_flood(b, proc_args: tuple[str, str, list[str]], seconds: float = 5.0):
+    events: asyncio.Queue = asyncio.Queue()
+    timed: list[tuple[float, object]] = []
+    async with monitor(b, events) as src:
+        await asyncio.wait_for(src.connected.wait(), 10)
+        async with publisher(b, "x001") as p1:
+            await p1.publish_meta("x001", META)
+            user, stream, args = proc_args
+            proc = flood(b, user, "--topic", topic_for(PREFIX, stream, args[0]), *args[1:])
+            try:
+                async def drain() -> None:
+                    while True:
+                        timed.append((time.monotonic(), await events.get()))
+                task = asyncio.ensure_future(drain())
+                n = await genuine_until(p1, proc, seconds)
+                await asyncio.sleep(0.5)  # the last genuine chunk in flight (bounded settle, then checked)
+                task.cancel()
+            finally:
+                proc.kill()
+                proc.wait(10)
+    return src, timed, n
+
+
+async def test_json_flood_within_the_sample_budget_is_throttled_by_cpu(tmp_path):
+    with acl_broker(tmp_path) as b:
+        async with publisher(b, "evil", clear_meta_on_exit=False) as pe:  # its meta: 10 kHz x 64 channels, retained
+            await pe.publish_meta("evil", encode_meta(fs=10_000.0, channels=[f"c{i}" for i in range(64)]))
+        src, timed, n = await run_with_flood(b, ("evil", "evil", ["data", "--kind", "json", "--speed", "3",
+                                                                  "--seconds", "5"]))
+    got = [e for _, e in timed if isinstance(e, ChunkReceived) and e.stream_id == "x001"]
+    assert len(got) >= n - 2 and arrival_gaps(timed, "x001") < 2.0  # the genuine stream keeps its data
+    tot = src.totals()
+    assert tot["throttled"] > 0 and tot["rejected_messages"] >= tot["throttled"]
+    named = [e for _, e in timed if isinstance(e, StreamError) and "CPU budget" in e.message]
+    assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
+    cpu = src.publisher_counters()["evil"]["cpu_s"]
+    assert cpu < 0.1 * 5 * 1.5 + 0.2 * 1.5  # at most its share of a core over the flood, plus the burst
+
+
+async def test_meta_flood_is_throttled_and_named(tmp_path):
+    with acl_broker(tmp_path) as b:
+        src, timed, n = await run_with_flood(b, ("evil", "evil", ["meta", "--kind", "meta", "--rate", "200",
+                                                                  "--seconds", "3"]), seconds=3.0)
+    got = [e for _, e in timed if isinstance(e, ChunkReceived) and e.stream_id == "x001"]
+    assert len(got) >= n - 2 and arrival_gaps(timed, "x001") < 2.0
+    flips = [e for _, e in timed if isinstance(e, StreamLost) and e.stream_id == "evil"]
+    assert len(flips) <= 10  # about 1 per second after a burst of 5, not 200 per second
+    assert src.totals()["throttled_metas"] > 100
+    named = [e for _, e in timed if isinstance(e, StreamError) and "meta budget" in e.message]
+    assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
