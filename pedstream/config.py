@@ -558,6 +558,8 @@ class AlarmsSection(_Section):
         if self.offset_p > self.onset_p:
             raise ValueError("offset_p must not exceed onset_p (hysteresis)")
         if not self.hr_bands:
+    keep_runs: int = Field(20, ge=1, le=100_000)  # run folders (run-<UTC start>) kept in the strip folder
+    keep_mb: float = Field(200.0, gt=0)  # and at most this much in all: older run folders are removed at start
             raise ValueError("hr_bands needs at least one band")
         if self.strip_post_s >= self.strip_seconds:
             raise ValueError("strip_post_s must be shorter than strip_seconds")

@@ -347,9 +347,11 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         from pedstream.stream.dashboard import dashboard_console
 
         console = dashboard_console(cfg.stream.dashboard_width)
-    from pedstream.stream.strips import alarms_folder
+    from pedstream.stream.strips import alarms_folder, run_folder
 
-    strips_dir = alarms_folder(cfg.alarms, events_path=events_path, override=alarms_dir)
+    explicit = alarms_dir is not None or cfg.alarms.dir or events_path is not None
+    base = alarms_folder(cfg.alarms, events_path=events_path, override=alarms_dir, demo=demo and not explicit)
+    strips_dir = run_folder(base, cfg.alarms) if cfg.alarms.strips else base
 
     def note(text: str) -> None:
         if console is not None:

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,17 @@ from typing import Any
 from pedstream.stream.alarms import save_strip
 from pedstream.stream.pipeline import ReadyStrip
 
-__all__ = ["StripWriter", "alarms_folder"]
+__all__ = ["StripWriter", "alarms_folder", "run_folder"]
 
 log = logging.getLogger(__name__)
 
 
-def alarms_folder(section: Any, *, events_path: Path | str | None = None, override: Path | str | None = None) -> Path:
+def alarms_folder(section: Any, *, events_path: Path | str | None = None, override: Path | str | None = None,
+                  demo: bool = False) -> Path:
     """Where the alarm strips go (absolute): ``override`` (``--alarms-dir``), else ``[alarms] dir``, else
     ``alarms`` beside the events file, else ``$XDG_DATA_HOME/pedstream/alarms`` (by default
-    ``~/.local/share/pedstream/alarms``): never the folder a command happens to run in."""
+    ``~/.local/share/pedstream/alarms``; ``demo-alarms`` for the demo): never the folder a command happens
+    to run in. Commands put each run's strips in a folder of its own below it (:func:`run_folder`)."""
     if override is not None:
         return Path(override).expanduser().resolve()
     if section.dir:
@@ -32,7 +35,40 @@ def alarms_folder(section: Any, *, events_path: Path | str | None = None, overri
     if events_path is not None:
         return Path(events_path).expanduser().resolve().parent / "alarms"
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base).expanduser().resolve() / "pedstream" / "alarms"
+    return Path(base).expanduser().resolve() / "pedstream" / ("demo-alarms" if demo else "alarms")
+
+
+_RUN_DIR = re.compile(r"^run-\d{8}T\d{6}Z(-\d+)?$")
+
+
+def run_folder(base: Path | str, section: Any, *, now: datetime | None = None) -> Path:
+    """This run's strip folder, ``base/run-YYYYMMDDTHHMMSSZ`` (UTC start time; not created until a strip
+    is drawn). Older run folders in ``base`` beyond ``[alarms] keep_runs`` or, oldest first, past
+    ``keep_mb`` in all, are removed first; only folders named like this are ever touched."""
+    base = Path(base)
+    stamp = (now or datetime.now(timezone.utc)).strftime("run-%Y%m%dT%H%M%SZ")
+    here, k = base / stamp, 2
+    while here.exists():
+        here, k = base / f"{stamp}-{k}", k + 1
+    _prune_runs(base, keep_runs=max(0, section.keep_runs - 1), keep_bytes=int(section.keep_mb * 1e6))
+    return here
+
+
+def _prune_runs(base: Path, *, keep_runs: int, keep_bytes: int) -> None:
+    try:
+        runs = sorted((p for p in base.iterdir() if p.is_dir() and _RUN_DIR.match(p.name)), key=lambda p: p.name)
+    except OSError:
+        return  # no folder yet, or unreadable: nothing to prune
+    sizes = {p: sum(f.stat().st_size for f in p.iterdir() if f.is_file()) for p in runs}
+    total = sum(sizes.values())
+    for i, p in enumerate(runs):
+        if len(runs) - i <= keep_runs and total <= keep_bytes:
+            break
+        try:
+            shutil.rmtree(p)
+            total -= sizes[p]
+        except OSError as exc:
+            log.warning("alarm strips: cannot remove old run folder %s (%s)", p, exc.strerror or exc)
 
 
 class StripWriter:

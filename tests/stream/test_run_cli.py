@@ -43,12 +43,12 @@ def test_headless_replay_prints_json_lines_and_summary(model, tmp_path):
     assert r.returncode == 0, r.stderr
     banner = "Model · trained on SIMULATED data · not for clinical use"  # a user's model: not "DEMO MODEL"
     assert r.stderr.splitlines()[0] == banner and r.stderr.count(banner) == 1  # once, on stderr
-    assert f"alarm strips (PNG) go to {tmp_path / 'alarms'}" in r.stderr  # where strips land is said
+    assert f"alarm strips (PNG) go to {tmp_path / 'alarms'}/run-" in r.stderr  # where strips land is said (per run)
     capture = (tmp_path / "final.txt").read_text(encoding="utf-8")
     row = next(ln for ln in capture.splitlines() if ln.startswith("x002"))
     # an annotated record: a truth column instead of the source, the agreement and the strip folder below
     assert "truth" in capture and "14/19" in row and capture.splitlines()[0].strip() == banner
-    assert "agreement with the annotations" in capture and f"alarm strips: {tmp_path / 'alarms'}" in capture
+    assert "agreement with the annotations" in capture and f"{tmp_path / 'alarms'}/run-" in capture.replace("\n", "")
     out = parse_lines(r.stdout)
     assert out and {"t", "stream", "kind", "label", "p", "hr", "latency_ms"} <= set(out[0])
     calls = [e for e in out if e["kind"] == "call"]
@@ -105,7 +105,7 @@ def test_demo_model_banner_and_alarms_dir(tmp_path):
                   "--alarms-dir", "strips", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stderr.startswith("DEMO MODEL · trained on simulated Leipzig-format data + MIT-BIH ECG, not for clinical use")  # the packaged model is the demo model
-    assert f"alarm strips (PNG) go to {tmp_path / 'strips'}" in r.stderr
+    assert f"alarm strips (PNG) go to {tmp_path / 'strips'}/run-" in r.stderr
 
 
 def test_mqtt_without_a_broker_says_how_to_start_one_and_fails(model, tmp_path):
