@@ -64,6 +64,7 @@ from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyC
 from pedstream.stream.ingest import FairIngest
 from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
+from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
@@ -420,6 +421,7 @@ class Engine(FairIngest, Watchdog):
             extra = {"window_start": r.item.start, "raw_label": self.class_names[raw],
                      "raw_p": round(float(probs[raw]), 4),
                      "t_signal_end": None if t_sig is None else round(t_sig + pipe.window / pipe.fs, 6)}
+            extra.update(record_position(pipe.info.meta, t_sig))  # a replayed record: the window's place in it
             if st.ectopy == "on":
                 self._update_rates(sid, pipe, st)
                 extra.update(pvc_per_min=st.pvc_per_min, pac_per_min=st.pac_per_min)
@@ -442,7 +444,7 @@ class Engine(FairIngest, Watchdog):
                 st.alarms += 1
             else:
                 st.last_alarm, st.last_alarm_ended = (tr.label, tr.priority), now
-            extra: dict[str, Any] = {"priority": tr.priority}
+            extra: dict[str, Any] = {"priority": tr.priority, **record_position(pipe.info.meta, t_signal)}
             if tr.detail:
                 extra["detail"] = tr.detail
             if tr.kind == "alarm_on" and self.cfg.alarms.strips:
