@@ -1,0 +1,344 @@
+"""Cross-validation of the rhythm-context layer: the learned model beside the RR-irregularity rule.
+
+Data (../shared/data): CinC 2017 (8,528 single-lead recordings, one row per recording at its end),
+MIT-BIH Arrhythmia (26 records) and vfdb (22 records), a row per 1.25 s hop, all through the serving
+filters and the causal QRS detector (pedstream.train.rhythm_context_data). iaf1_afw is never read.
+
+Protocols (every setting is chosen inside these folds; the RR rule has no setting):
+- selection: context_s in {15, 30, 60} (balanced class weights), then class weights {balanced, sqrt}
+  at the chosen context, by the mean of the CinC CV challenge F1 and the record-wise CV macro F1 of the
+  MIT-BIH + vfdb rows;
+- CinC 2017: stratified 5-fold CV (train: the other CinC folds + all MIT-BIH/vfdb records), the
+  challenge F1 (mean of N, AF, other F1) and per-class F1; the model's svt/vt/vf/asystole calls count as
+  "other" there;
+- MIT-BIH and vfdb: record-wise 5-fold CV over the 48 records (train: all CinC + the other folds'
+  records), per-hop calls through the engine's alarm logic (pedstream.stream.rhythm_alarms), episode
+  scores (pedstream.score.episodes: episode and duration Se/+P, time to alarm, false alarms per hour);
+- leave one database out: train without MIT-BIH (CinC + vfdb), test on MIT-BIH; without vfdb, test on vfdb;
+- the RR rule alone on nsrdb-ann (AF false alarms per hour of sinus Holter) and sddb-ann (AF duration
+  Se/+P), from the annotated beats (no signals there, so the learned model cannot be run on them).
+
+    nice -n 10 .venv/bin/python bench/rhythm_context_cv.py [--quick]
+
+Writes bench/results/rhythm_context/cv.json and cv.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "results" / "rhythm_context"
+SHARED = ROOT.parent / "shared" / "data"
+CONTEXTS = (15.0, 30.0, 60.0)
+HOP_S = 1.25
+SIGNAL_S = 8.0
+N_FOLDS = 5
+CHALLENGE = ("sinus", "af_afl", "other")
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load(cfg, cache: Path) -> dict[str, dict[str, np.ndarray]]:
+    from pedstream.train.rhythm_context_data import build_cinc, build_records
+
+    kw = dict(cache=cache, hop_s=HOP_S, contexts=CONTEXTS, signal_s=SIGNAL_S, log=log)
+    return {"cinc2017": build_cinc(SHARED / "cinc2017" / "training2017.tar.xz", cfg, **kw),
+            "mitdb": build_records(SHARED / "mitdb", "mitdb", cfg, **kw),
+            "vfdb": build_records(SHARED / "vfdb", "vfdb", cfg, **kw)}
+
+
+def record_folds(tab: dict[str, np.ndarray], k: int) -> dict[str, int]:
+    """Records -> fold, the records with the rarest rhythms spread first (round robin)."""
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    recs = list(dict.fromkeys(tab["record"].tolist()))
+    rare = ("vf", "asystole", "vt", "af_afl", "svt", "artefact")
+
+    def key(r: str) -> tuple:
+        y = tab["y"][tab["record"] == r]
+        return tuple(-int(np.sum(y == CLASSES.index(c))) for c in rare) + (r,)
+
+    return {r: i % k for i, r in enumerate(sorted(recs, key=key))}
+
+
+def merge(tabs: list[dict[str, np.ndarray]], ctx: float) -> dict[str, np.ndarray]:
+    out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af")}
+    out["X"] = np.concatenate([t[f"X_{ctx:g}"] for t in tabs])
+    return out
+
+
+def weights(y: np.ndarray, mode: str) -> np.ndarray:
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    if mode == "balanced":
+        return np.ones(y.size)
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    nz = np.count_nonzero(counts)
+    return np.sqrt(counts[y] * nz / y.size)  # fit() divides by count: overall 1/sqrt(count)
+
+
+def cinc_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    from sklearn.metrics import f1_score
+
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    labels = [CLASSES.index(c) for c in ("sinus", "af_afl", "other", "artefact")]
+    f1 = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    per = {c: round(float(v), 4) for c, v in zip(("N", "AF", "other", "noisy"), f1)}
+    return {"challenge_f1": round(float(np.mean(f1[:3])), 4), "f1": per, "n": int(y_true.size)}
+
+
+def to_cinc(probs: np.ndarray) -> np.ndarray:
+    """Model calls on CinC: the argmax, with svt/vt/vf/asystole counted as 'other'."""
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    y = probs.argmax(1)
+    y[np.isin(y, [CLASSES.index(c) for c in ("svt", "vt", "vf", "asystole")])] = CLASSES.index("other")
+    return y
+
+
+def row_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    labels = sorted(set(y_true.tolist()))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {"macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 4),
+            "per_class": {CLASSES[k]: {"precision": round(float(a), 3), "recall": round(float(b), 3),
+                                       "f1": round(float(c), 3), "rows": int(d)} for k, a, b, c, d in zip(labels, p, r, f, s)}}
+
+
+def run_cv(data, cfg, ctx: float, wmode: str, params: dict | None = None) -> dict:
+    """CinC 5-fold and record-wise 5-fold CV at one setting: out-of-fold probabilities."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from pedstream.train.rhythm_context import fit, predict_proba, training_rows
+
+    cinc = merge([data["cinc2017"]], ctx)
+    recs = merge([data["mitdb"], data["vfdb"]], ctx)
+    folds = record_folds(recs, N_FOLDS)
+    rec_fold = np.asarray([folds[r] for r in recs["record"]])
+    tr_rec_all = training_rows(recs)
+    tr_cinc_all = training_rows(cinc, min_age_s=0, stride=1)
+    p_cinc = np.zeros((cinc["y"].size, 8))
+    for k, (tr, te) in enumerate(StratifiedKFold(N_FOLDS, shuffle=True, random_state=0).split(cinc["X"], cinc["y"])):
+        tr = np.intersect1d(tr, tr_cinc_all)
+        X = np.concatenate([cinc["X"][tr], recs["X"][tr_rec_all]])
+        y = np.concatenate([cinc["y"][tr], recs["y"][tr_rec_all]]).astype(np.int64)
+        clf = fit(X, y, params=params, source_weight=weights(y, wmode))
+        p_cinc[te] = predict_proba(clf, cinc["X"][te])
+        log(f"ctx {ctx:g} {wmode}: CinC fold {k} done")
+    p_rec = np.zeros((recs["y"].size, 8))
+    for k in range(N_FOLDS):
+        tr = tr_rec_all[rec_fold[tr_rec_all] != k]
+        X = np.concatenate([cinc["X"][tr_cinc_all], recs["X"][tr]])
+        y = np.concatenate([cinc["y"][tr_cinc_all], recs["y"][tr]]).astype(np.int64)
+        clf = fit(X, y, params=params, source_weight=weights(y, wmode))
+        te = np.flatnonzero(rec_fold == k)
+        p_rec[te] = predict_proba(clf, recs["X"][te])
+        log(f"ctx {ctx:g} {wmode}: record fold {k} done")
+    lab = recs["y"] >= 0
+    cm = cinc_metrics(cinc["y"], to_cinc(p_cinc))
+    rm = row_metrics(recs["y"][lab], p_rec[lab].argmax(1))
+    return {"ctx": ctx, "weights": wmode, "cinc": cm, "records_rows": rm,
+            "score": round((cm["challenge_f1"] + rm["macro_f1"]) / 2, 4),
+            "_p_cinc": p_cinc, "_p_rec": p_rec, "_folds": folds}
+
+
+def spans_of(cfg) -> dict[str, list]:
+    from pedstream.data.loader import list_records
+    from pedstream.data.rhythm_sources import read_lead, rhythm_spans
+
+    out = {}
+    for src in ("mitdb", "vfdb"):
+        for p in list_records(SHARED / src):
+            n = int(__import__("wfdb").rdheader(str(p)).sig_len)
+            out[f"{src}:{Path(p).name}"] = rhythm_spans(p, cfg.rhythm_context.labels[src], n_samples=n)
+    return out
+
+
+def episodes(recs, probs, rows, spans, cfg) -> dict:
+    from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
+    from pedstream.train.rhythm_context import score_records
+
+    return score_records(recs, probs, rows, spans, cfg, hop_s=HOP_S, since_col=CONTEXT_FEATURES.index("since_last_s"),
+                         flat_col=CONTEXT_FEATURES.index("flat_frac"))
+
+
+def rule_cinc(cinc) -> dict:
+    from pedstream.train.rhythm_context_data import CLASSES
+
+    y = np.where(cinc["rule_af"], CLASSES.index("af_afl"), CLASSES.index("sinus"))
+    return cinc_metrics(cinc["y"], y)
+
+
+def lodo(data, cfg, ctx, wmode, spans) -> dict:
+    from pedstream.train.rhythm_context import fit, predict_proba, rule_probs, training_rows
+
+    out = {}
+    for held, kept in (("mitdb", "vfdb"), ("vfdb", "mitdb")):
+        tr_tabs = [merge([data["cinc2017"]], ctx), merge([data[kept]], ctx)]
+        rows = [training_rows(tr_tabs[0], min_age_s=0, stride=1), training_rows(tr_tabs[1])]
+        X = np.concatenate([t["X"][r] for t, r in zip(tr_tabs, rows)])
+        y = np.concatenate([t["y"][r] for t, r in zip(tr_tabs, rows)]).astype(np.int64)
+        clf = fit(X, y, source_weight=weights(y, wmode))
+        te = merge([data[held]], ctx)
+        allr = np.arange(te["y"].size)
+        p = predict_proba(clf, te["X"])
+        lab = te["y"] >= 0
+        out[held] = {"trained_on": ["cinc2017", kept], "rows": row_metrics(te["y"][lab], p[lab].argmax(1)),
+                     "model": strip(episodes(te, p, allr, spans, cfg)),
+                     "rr_rule": strip(episodes(te, rule_probs(te["rule_af"]), allr, spans, cfg))}
+        log(f"LODO {held} done")
+    return out
+
+
+def strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k != "records"} | {"per_record_false_alarms": {
+        r: v["false_alarms"] for r, v in d.get("records", {}).items() if v["false_alarms"]}}
+
+
+def holter_rule(cfg) -> dict:
+    """The RR rule on annotated Holter beats, one decision per 1.25 s (the RR part only)."""
+    from pedstream.data.loader import list_records
+    from pedstream.data.rhythm_sources import annotated_beats, rhythm_spans
+    from pedstream.score.episodes import AlarmEpisode, Span, score_record, summarize
+    from pedstream.train.rhythm_context import record_calls, rule_probs
+
+    from pedstream.dsp.rr_rule import RRIrregularityRule
+
+    rule = RRIrregularityRule()
+    res = {}
+    for src, ext in (("nsrdb-ann", "atr"), ("sddb-ann", "ari")):
+        total = None
+        for p in list_records(SHARED / src):
+            try:
+                b, _ = annotated_beats(p, ext)
+            except Exception as exc:  # a record without beats: reported
+                log(f"{src} {p}: {exc}")
+                continue
+            t = np.arange(b[0] + HOP_S, b[-1], HOP_S)
+            ends = np.searchsorted(b, t, side="right")
+            af = np.asarray([rule.is_af(b[max(0, e - 65):e]) for e in ends])
+            since = t - b[np.maximum(ends - 1, 0)]
+            eps = [e for e in record_calls(t, rule_probs(af), since, np.ones(t.size, bool), cfg, hop_s=HOP_S)
+                   if e.label == "af_afl"]
+            if src == "sddb-ann":
+                try:
+                    ref = [Span(s0, s1, lab if lab == "af_afl" else ("_" + lab if lab else None))
+                           for s0, s1, lab in rhythm_spans(p, cfg.rhythm_context.labels["sddb"], extension="ari")]
+                except Exception:  # no rhythm marks: every beat is sinus for the rule's false alarms
+                    ref = [Span(float(t[0]), float(t[-1]), "_sinus")]
+            else:
+                ref = [Span(float(t[0]), float(t[-1]), "_sinus")]
+            sc = score_record(ref, eps, ["af_afl"], start_s=float(t[0]), end_s=float(t[-1]))
+            total = sc if total is None else total + sc
+        res[src] = summarize(total)
+        log(f"RR rule on {src} done")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cache", default=None, help="feature cache (default ~/.cache/pedstream)")
+    ap.add_argument("--quick", action="store_true", help="context 30 s, balanced weights only (no selection)")
+    a = ap.parse_args(argv)
+    from pedstream.config import load_config
+    from pedstream.data.cinc2017 import default_cache
+    from pedstream.train.rhythm_context import rule_probs
+
+    cfg = load_config()
+    data = load(cfg, Path(a.cache) if a.cache else default_cache())
+    runs = [run_cv(data, cfg, c, "balanced") for c in ((30.0,) if a.quick else CONTEXTS)]
+    best = max(runs, key=lambda r: r["score"])
+    if not a.quick:  # then the class weights at the chosen context
+        runs.append(run_cv(data, cfg, best["ctx"], "sqrt"))
+        best = max(runs, key=lambda r: r["score"])
+    ctx, wmode = best["ctx"], best["weights"]
+    log(f"chosen: context {ctx:g} s, weights {wmode}")
+    spans = spans_of(cfg)
+    recs = merge([data["mitdb"], data["vfdb"]], ctx)
+    cinc = merge([data["cinc2017"]], ctx)
+    res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else ""),
+                 "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
+                 "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
+                 "chosen": {"context_s": ctx, "weights": wmode},
+                 "record_folds": best["_folds"],
+                 "cinc2017": {"model": best["cinc"], "rr_rule": rule_cinc(cinc)}}
+    for src in ("mitdb", "vfdb"):
+        rows = np.flatnonzero(np.char.startswith(recs["record"].astype(str), src + ":"))
+        res[src] = {"model": strip(episodes(recs, best["_p_rec"][rows], rows, spans, cfg)),
+                    "rr_rule": strip(episodes(recs, rule_probs(recs["rule_af"][rows]), rows, spans, cfg)),
+                    "rows": row_metrics(recs["y"][rows][recs["y"][rows] >= 0],
+                                        best["_p_rec"][rows][recs["y"][rows] >= 0].argmax(1))}
+    res["leave_one_database_out"] = lodo(data, cfg, ctx, wmode, spans)
+    res["holter_rr_rule"] = holter_rule(cfg)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "cv.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")
+    (OUT / "cv.md").write_text(render(res), encoding="utf-8")
+    print(render(res))
+    return 0
+
+
+def _ep(d: dict, c: str) -> str:
+    s = d["classes"].get(c)
+    if not s:
+        return "– | – | – | – | –"
+    f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    return (f"{s['detected']}/{s['episodes']} ({f(s['episode_se'])}) | {f(s['episode_ppv'])} | {f(s['duration_se'])} | "
+            f"{f(s['duration_ppv'])} | {f(s['time_to_alarm_s_median'])} / {f(s['time_to_alarm_s_p95'])}")
+
+
+def render(r: dict) -> str:
+    L = ["# Rhythm-context layer: cross-validation (model vs RR-irregularity rule)", "",
+         f"Command: `{r['command']}` (hop {r['hop_s']} s, signal {r['signal_s']} s, {r['folds']} folds).", "",
+         "## Selection (inside the CV folds)", "", "| context s | weights | CinC challenge F1 | MIT-BIH+vfdb row macro F1 | score |",
+         "|---|---|---|---|---|"]
+    L += [f"| {s['ctx']:g} | {s['weights']} | {s['cinc']['challenge_f1']:.3f} | {s['records_rows']['macro_f1']:.3f} | {s['score']:.3f} |"
+          for s in r["selection"]]
+    L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}.", "",
+          "## CinC 2017, stratified 5-fold CV (one call per recording)", "",
+          "| method | challenge F1 | F1 N | F1 AF | F1 other | F1 noisy |", "|---|---|---|---|---|---|"]
+    for m in ("model", "rr_rule"):
+        c = r["cinc2017"][m]
+        L.append(f"| {m} | {c['challenge_f1']:.3f} | {c['f1']['N']:.3f} | {c['f1']['AF']:.3f} | {c['f1']['other']:.3f} | {c['f1']['noisy']:.3f} |")
+    L += ["", "The RR rule only says AF or not (its 'not' counts as N), so its other/noisy F1 are 0 by construction.", ""]
+    head = ["| method | class | episodes detected (Se) | episode +P | duration Se | duration +P | time to alarm median / p95 s |",
+            "|---|---|---|---|---|---|---|"]
+    for title, blk in (("MIT-BIH, record-wise 5-fold CV", {"model": r["mitdb"]["model"], "rr_rule": r["mitdb"]["rr_rule"]}),
+                       ("vfdb, record-wise 5-fold CV", {"model": r["vfdb"]["model"], "rr_rule": r["vfdb"]["rr_rule"]}),
+                       ("Leave MIT-BIH out (trained on CinC + vfdb)", r["leave_one_database_out"]["mitdb"]),
+                       ("Leave vfdb out (trained on CinC + MIT-BIH)", r["leave_one_database_out"]["vfdb"])):
+        L += [f"## {title}", ""] + head
+        for m in ("model", "rr_rule"):
+            d = blk[m]
+            for c in ("af_afl", "svt", "vt", "vf", "asystole"):
+                if m == "rr_rule" and c != "af_afl":
+                    continue
+                L.append(f"| {m} | {c} | {_ep(d, c)} |")
+        L += ["", " ; ".join(f"{m}: {blk[m]['false_alarms']} false alarms, {blk[m]['false_alarms_per_hour']} per monitored hour "
+                            f"({blk[m]['monitored_h']} h)" for m in ("model", "rr_rule")), ""]
+    L += ["## RR rule on annotated Holter beats (no signals: the model cannot run there)", "",
+          "| set | AF episodes detected | duration Se | duration +P | AF false alarms | per hour | hours |", "|---|---|---|---|---|---|---|"]
+    for src, d in r["holter_rr_rule"].items():
+        s = d["classes"]["af_afl"]
+        f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+        L.append(f"| {src} | {s['detected']}/{s['episodes']} | {f(s['duration_se'])} | {f(s['duration_ppv'])} | "
+                 f"{s['false_alarms']} | {d['false_alarms_per_hour']} | {d['monitored_h']:.1f} |")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Alarms of the rhythm-context layer, one :class:`RhythmAlarmLogic` per stream (the same object
+scores the records offline: ``bench/rhythm_context_cv.py``).
+
+Each rhythm call brings the class probabilities ``(C,)`` (class names ``classes``), the time since
+the newest QRS (s) and whether the lead is readable. Rules, in this order:
+
+- **artefact** ("check leads", technical, priority ``priorities["artefact"]``): on after
+  ``onset_calls["artefact"]`` consecutive calls with ``p(artefact) >= onset_p``, off after
+  ``offset_calls`` calls below ``offset_p``. While it is on no rhythm alarm (asystole included)
+  is raised; rhythm alarms already on stay until their own offset.
+- **asystole** (beat stream, not the model): on when no QRS for ``asystole_s`` and the lead is
+  readable (not flat, artefact not on); off at the first call with a QRS again.
+- **rhythm classes** with a priority other than ``none`` (not artefact, not asystole): on after
+  ``onset_calls[c]`` (default 3) consecutive calls with ``p(c) >= onset_p``; off after
+  ``offset_calls`` consecutive calls with ``p(c) < offset_p``.
+
+``step`` returns ``[(kind, label, priority, evidence_calls)]`` transitions (``alarm_on``/``alarm_off``);
+``evidence_calls`` = how many calls back the onset's evidence began.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["RhythmAlarmLogic", "Transition"]
+
+Transition = tuple[str, str, str, int]
+
+
+class RhythmAlarmLogic:
+    def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
+                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float) -> None:
+        self.classes = list(classes)
+        self.onset_p, self.offset_p = float(onset_p), float(offset_p)
+        self.offset_calls = int(offset_calls)
+        self.asystole_s = float(asystole_s)
+        self.priorities = {c: priorities.get(c, "none") for c in self.classes}
+        self.priorities.setdefault("asystole", priorities.get("asystole", "high"))
+        self.onset = {c: int(onset_calls.get(c, 3)) for c in self.classes}
+        self.watch = [c for c in self.classes if self.priorities[c] != "none" and c not in ("asystole", "artefact")]
+        self._idx = {c: i for i, c in enumerate(self.classes)}
+        self.active: set[str] = set()
+        self._on: dict[str, int] = {}
+        self._off: dict[str, int] = {}
+
+    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition]) -> None:
+        if c not in self.active:
+            self._on[c] = self._on.get(c, 0) + 1 if (p >= self.onset_p and allowed) else 0
+            if self._on[c] >= self.onset[c]:
+                self.active.add(c)
+                out.append(("alarm_on", c, self.priorities[c], self.onset[c]))
+                self._on[c], self._off[c] = 0, 0
+        else:
+            self._off[c] = self._off.get(c, 0) + 1 if p < self.offset_p else 0
+            if self._off[c] >= self.offset_calls:
+                self.active.discard(c)
+                out.append(("alarm_off", c, self.priorities[c], 0))
+                self._off[c] = 0
+
+    def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool) -> list[Transition]:
+        out: list[Transition] = []
+        p = np.asarray(probs, dtype=np.float64)
+        if "artefact" in self._idx and self.priorities.get("artefact", "none") != "none":
+            self._hyst("artefact", float(p[self._idx["artefact"]]), True, out)
+        quiet = "artefact" in self.active
+        asys = since_beat_s >= self.asystole_s and readable and not quiet
+        if asys and "asystole" not in self.active:
+            self.active.add("asystole")
+            out.append(("alarm_on", "asystole", self.priorities["asystole"], 0))
+        elif not asys and "asystole" in self.active and since_beat_s < self.asystole_s:
+            self.active.discard("asystole")
+            out.append(("alarm_off", "asystole", self.priorities["asystole"], 0))
+        for c in self.watch:
+            self._hyst(c, float(p[self._idx[c]]), not quiet, out)
+        return out
+
+    def reset(self) -> list[Transition]:
+        """Forget the state (signal lost); the alarms on are turned off."""
+        out = [("alarm_off", c, self.priorities.get(c, "none"), 0) for c in sorted(self.active)]
+        self.active.clear()
+        self._on.clear()
+        self._off.clear()
+        return out
