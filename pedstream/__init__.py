@@ -4,7 +4,7 @@ The Python API (README "Python API") is re-exported here lazily, so ``import ped
 (no onnxruntime, torch, pylsl or matplotlib until a call needs them)::
 
     import pedstream
-    model = pedstream.load_model()                      # the packaged demo model and its metadata
+    model = pedstream.load_model()                      # the packaged monitor model and its metadata
     calls = pedstream.classify(x, fs=500, channels=["I", "II", "V1"])   # one WindowCall per window
 """
 

@@ -177,7 +177,7 @@ def _print_tables(report: dict) -> None:
               help="Record ids in DATA (default: all; ids may follow --records separated by spaces or commas).")
 @click.argument("more_records", nargs=-1, metavar="")
 @click.option("--model", "model", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Rhythm model (.onnx; default: the packaged demo model).")
+              help="Rhythm model (.onnx; default: the packaged monitor model, as `pedstream run`).")
 @click.option("--rhythm-map", "rhythm_map", default="auto", show_default=True,
               help="[labels.rhythm.<name>] map of the rhythm annotations; auto: per record, the map that knows most "
                    "of its rhythm annotations.")
@@ -236,7 +236,10 @@ def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: P
     if probs_path is not None:
         save_probs(Path(probs_path), run, class_names=list(session.class_names))
     report = score_run(cfg, run, refs, class_names=list(session.class_names))
+    from pedstream.stream.banner import is_packaged_model, model_banner
+
     report |= {"model": str(session.path), "model_description": str(session.metadata.get("description", "")),
+               "model_banner": model_banner(session.metadata, packaged=is_packaged_model(session.path)),
                "data": str(data), "speed": "inf" if math.isinf(speed) else speed, "seconds_per_record": seconds,
                "alarms_config": cfg.alarms.model_dump(mode="json", exclude={"hr_bands"}),
                "commit": _commit(), "command": command, "wall_s": round(time.perf_counter() - t0, 1)}

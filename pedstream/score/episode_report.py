@@ -101,6 +101,10 @@ def print_tables(report: dict) -> None:
                   _s(v["time_to_alarm_s_p95"]), str(v["alarms"]), str(v["false_alarms"]),
                   _s(v.get("false_alarms_per_hour")))
     con = Console(width=max(120, Console().width))
+    if report.get("model"):  # which model these figures are of, and what it was trained on
+        con.print(f"model: {report['model']}", highlight=False, markup=False)
+        if report.get("model_banner"):
+            con.print(report["model_banner"], highlight=False, markup=False)
     con.print(t)
     fa = report["false_alarms_per_hour"]
     con.print(f"false alarms: {report['false_alarms']} ({'-' if fa is None else f'{fa:.2f}'} per monitored hour); "

@@ -82,6 +82,10 @@ def test_score_episodes_on_a_real_mitdb_excerpt(tmp_path: Path) -> None:
     assert rep["records"]["119"]["dropped_windows"] == 0
     assert rep["monitored_h"] == pytest.approx((21600 - 32) / 360 / 3600, abs=1e-4)  # from the first "(N"
     assert isinstance(rep["false_alarms_per_hour"], float)
+    from pedstream.stream.runner import default_model_path
+
+    assert rep["model"] == str(default_model_path())  # the monitor model, as `pedstream run`
+    assert f"model: {default_model_path()}" in res.output and "trained on" in res.output  # the table says which
 
 
 def test_record_without_rhythm_annotations_is_one_line_and_exit_2(tmp_path: Path) -> None:
