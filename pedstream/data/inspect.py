@@ -1,5 +1,14 @@
 """``pedstream data inspect`` and ``pedstream data labels``: what is in a folder of records, and the
-class counts of the real Leipzig annotation table after label grouping."""
+class counts of the real Leipzig annotation table after label grouping.
+
+Per record, ``inspect`` reports the beat-label class counts (``class_counts``: the ``[labels]``
+grouping, what training labels) and the reference a replay's calls are compared with
+(``truth_source``): ``rhythm`` where the record has rhythm annotations (``+`` with an aux such as
+``(AFIB``), mapped as ``pedstream score episodes`` maps them (:func:`pedstream.data.rhythm.scheme_reference`),
+with the seconds of each class (``rhythm_s``; ``rhythm_excluded_s``: rhythms the map leaves out,
+or before the first rhythm annotation); ``beats`` where there are none. The table shows the reference:
+the rhythm durations, or the beat counts. Records in none of the Leipzig layouts are summed by their
+set of present channels (``totals.channel_sets``)."""
 
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ from pedstream.config import Config
 from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.data.labels import LabelGrouping
 from pedstream.data.loader import list_records, open_record
+from pedstream.data.rhythm import scheme_reference
 from pedstream.data.subjects import subject_map
 from pedstream.errors import AnnotationError, RecordError
 
@@ -29,6 +39,7 @@ def _record_summary(path: Path, cfg: Config, grouping: LabelGrouping, subjects: 
     clip = rec.clipped_fraction
     ann = rec.annotations()
     counts = grouping.counts(ann.symbol, ann.aux) if ann is not None else {}
+    present = [c for c, p in zip(chans, rec.present) if p]
     return {
         "record": rec.name,
         "subject": subjects.get(rec.name, rec.name),
@@ -45,7 +56,26 @@ def _record_summary(path: Path, cfg: Config, grouping: LabelGrouping, subjects: 
         "flat": [c for c, f in zip(chans, flat) if f],
         "annotated": ann is not None,
         "class_counts": counts,
+        "present": present,
+        **_reference(cfg, ann, rec),
     }
+
+
+def _reference(cfg: Config, ann: Any, rec: Any) -> dict[str, Any]:
+    """``truth_source`` and, for a rhythm reference, ``rhythm_map``, ``rhythm_s`` and ``rhythm_excluded_s``."""
+    if ann is None:
+        return {"truth_source": None}
+    ref = scheme_reference(cfg, ann, n_samples=rec.n_samples, fs=rec.fs, record=rec.name)
+    if ref is None:
+        return {"truth_source": "beats"}
+    name, episodes = ref
+    per: Counter[str] = Counter()
+    for ep in episodes:
+        per[ep.label or ""] += ep.duration_s
+    excluded = per.pop("", 0.0) + (episodes[0].start_s if episodes else rec.duration_s)
+    return {"truth_source": "rhythm", "rhythm_map": name,
+            "rhythm_s": {k: round(v, 3) for k, v in sorted(per.items(), key=lambda kv: -kv[1])},
+            "rhythm_excluded_s": round(excluded, 3)}
 
 
 def inspect_folder(cfg: Config, folder: Path) -> dict[str, Any]:
@@ -63,15 +93,20 @@ def inspect_folder(cfg: Config, folder: Path) -> dict[str, Any]:
             rows.append({"record": p.name, "error": str(exc)})
     ok = [r for r in rows if "error" not in r]
     totals_counts: Counter[str] = Counter()
+    rhythm_s: Counter[str] = Counter()
     for r in ok:
         totals_counts.update(r["class_counts"])
+        rhythm_s.update(r.get("rhythm_s", {}))
     totals = {
         "records": len(rows),
         "readable": len(ok),
         "duration_s": round(sum(r["duration_s"] for r in ok), 3),
-        "layouts": dict(Counter(str(r["layout"]) for r in ok)),
+        "layouts": dict(Counter(r["layout"] for r in ok if r["layout"] is not None)),
+        "channel_sets": dict(Counter(" ".join(r["present"]) for r in ok if r["layout"] is None)),
         "class_counts": {c: int(totals_counts.get(c, 0)) for c in grouping.classes},
         "classes_seen": sum(1 for c in grouping.classes if totals_counts.get(c, 0) > 0),
+        "truth_sources": dict(Counter(str(r["truth_source"]) for r in ok if r["truth_source"])),
+        "rhythm_s": {k: round(v, 3) for k, v in rhythm_s.most_common()},
     }
     return {"folder": str(folder), "scheme": cfg.labels.scheme, "classes": grouping.classes,
             "channels": list(CANONICAL_CHANNELS), "records": rows, "totals": totals}
@@ -106,28 +141,55 @@ def inspect_command(cfg: Config, *, folder: Path, as_json: bool, json_path: Path
         from rich.table import Table
 
         t = Table(title=f"{doc['folder']} ({doc['scheme']} grouping)", show_lines=False)
-        for col in ("record", "layout", "duration", "fs", "ch", "missing", "clipped %", "flat", "classes"):
+        for col in ("record", "layout", "duration", "fs", "ch", "missing", "clipped %", "flat", "reference"):
             t.add_column(col, overflow="fold")
         for r in doc["records"]:
             if "error" in r:
                 t.add_row(r["record"], "[red]error[/red]", "", "", "", "", "", "", f"[red]{r['error']}[/red]")
                 continue
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(r["class_counts"].items(), key=lambda kv: -kv[1]) if v)
             t.add_row(r["record"], str(r["layout"] or "-"), _hms(r["duration_s"]), f"{r['fs']:g}",
                       f"{r['channels_present']}/{r['channels_total']}", _names(r["missing"]),
                       " ".join(f"{c} {p:.2f}" for c, p in r["clipped"].items()) or "-",
-                      " ".join(r["flat"]) or "-", counts or ("-" if r["annotated"] else "no .atr"))
-        tot = doc["totals"]
+                      " ".join(r["flat"]) or "-", _reference_cell(r))
         console = Console(width=160)
         console.print(t)
-        console.print(f"{tot['readable']}/{tot['records']} records, {_hms(tot['duration_s'])} in all; layouts "
-                      + ", ".join(f"{k} x{v}" for k, v in tot["layouts"].items())
-                      + f"; {tot['classes_seen']} classes: "
-                      + ", ".join(f"{k} {v}" for k, v in tot["class_counts"].items() if v))
+        for line in _totals_lines(doc["totals"]):
+            console.print(line, highlight=False)
     bad = [r for r in doc["records"] if "error" in r]
     if bad:
         raise RecordError(str(folder), f"{len(bad)} of {len(doc['records'])} records could not be read "
                                        f"(first: {bad[0]['error']})")
+
+
+def _reference_cell(r: dict[str, Any]) -> str:
+    """The table's reference column: rhythm durations (rhythm annotations) or beat class counts."""
+    if r["truth_source"] == "rhythm":
+        parts = [f"{k} {_hms(v)}" for k, v in r["rhythm_s"].items() if v > 0]
+        return "rhythm: " + (", ".join(parts) or "-") + f" ({r['rhythm_map']})"
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(r["class_counts"].items(), key=lambda kv: -kv[1]) if v)
+    return ("beats: " + counts) if counts else ("-" if r["annotated"] else "no .atr")
+
+
+def _totals_lines(tot: dict[str, Any]) -> list[str]:
+    """The summary under the table: records, layouts (or the channel sets of other records), the
+    beat class counts, and the rhythm totals of the records that have rhythm annotations."""
+    where = []
+    if tot["layouts"]:
+        where.append("Leipzig layouts " + ", ".join(f"{k} x{v}" for k, v in tot["layouts"].items()))
+    if tot["channel_sets"]:
+        n = sum(tot["channel_sets"].values())
+        where.append(f"{n} in no Leipzig layout, by channels present: "
+                     + ", ".join(f"{k} x{v}" for k, v in tot["channel_sets"].items()))
+    lines = [f"{tot['readable']}/{tot['records']} records, {_hms(tot['duration_s'])} in all; " + "; ".join(where)
+             + f"; beat labels, {tot['classes_seen']} classes: "
+             + ", ".join(f"{k} {v}" for k, v in tot["class_counts"].items() if v)]
+    src = tot["truth_sources"]
+    if src:
+        line = "reference: " + ", ".join(f"{k} x{v}" for k, v in src.items())
+        if tot["rhythm_s"]:
+            line += "; rhythm " + ", ".join(f"{k} {_hms(v)}" for k, v in tot["rhythm_s"].items() if v > 0)
+        lines.append(line)
+    return lines
 
 
 # ------------------------------------------------------------------------------------------- labels

@@ -48,6 +48,7 @@ __all__ = [
     "reference_for",
     "rhythm_auxes",
     "rhythm_episodes",
+    "scheme_reference",
 ]
 
 
@@ -237,3 +238,17 @@ def reference_for(cfg: Config, path: str | os.PathLike[str], rhythm_map: str = "
         raise NoRhythmAnnotations(p.name, f"{p}.atr")
     mapping = choose_map(cfg, rhythm_auxes(ann), rhythm_map)
     return mapping.name, rhythm_episodes(p, mapping)
+
+
+def scheme_reference(cfg: Config, ann: Annotations, *, n_samples: int, fs: float | None = None,
+                     record: str = "") -> tuple[str, list[Episode]] | None:
+    """The rhythm reference of a record for the configured label scheme: :func:`reference_episodes`,
+    or None when the record has no rhythm annotation or the chosen map names the classes of another
+    scheme than ``[labels] scheme`` (the beat labels are the reference then)."""
+    try:
+        name, episodes = reference_episodes(cfg, ann, n_samples=n_samples, fs=fs, record=record)
+    except NoRhythmAnnotations:
+        return None
+    if cfg.labels.rhythm[name].scheme != cfg.labels.scheme:
+        return None
+    return name, episodes

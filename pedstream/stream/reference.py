@@ -7,8 +7,8 @@ the signal time of the first sample sent) and the record's reference, of one of 
 
 - ``rhythm``: the record has rhythm annotations (``+`` with an aux such as ``(AFIB``). They are
   mapped exactly as ``pedstream score episodes`` maps them
-  (:func:`pedstream.data.rhythm.reference_for`: the ``[labels.rhythm.<name>]`` map that
-  knows most of the record's rhythms), and the reference label of a call's window is the rhythm at
+  (:func:`pedstream.data.rhythm.scheme_reference`: the ``[labels.rhythm.<name>]`` map that
+  knows most of the record's rhythms, when it names the classes of the configured label scheme), and the reference label of a call's window is the rhythm at
   the window's centre (``None`` in a rhythm the map leaves out, or before the first rhythm annotation);
 - ``beats``: no rhythm annotation: the record's labelled beats (beat labels through the
   ``[labels]`` grouping, :meth:`LabelGrouping.labels`, as training labels its segments); the
@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pedstream.data.rhythm import labels_at, scheme_reference
 from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 
@@ -107,7 +108,8 @@ class ReferenceLabels:
             return False
         tr = ReferenceTrack(t0=float(t0), fs=float(plan.fs), start=int(plan.start), stop=int(plan.stop),
                             samples=np.zeros(0, np.int64), labels=np.zeros(0, np.int64))
-        rhythm = self._rhythm(plan.record.path)
+        rhythm = None if self._cfg is None else scheme_reference(
+            self._cfg, ann, n_samples=int(plan.record.n_samples), fs=float(plan.fs), record=plan.record.name)
         if rhythm is not None:
             tr.source, (tr.rhythm_map, tr.episodes) = "rhythm", rhythm
         else:
@@ -119,21 +121,6 @@ class ReferenceLabels:
             tr.labels = np.asarray(labels, dtype=np.int64)[order]
         self.tracks[plan.stream_id] = tr
         return True
-
-    def _rhythm(self, path: Any) -> tuple[str, list[Any]] | None:
-        """``(map name, episodes)`` as ``score episodes`` reads them, or None: no configuration, no
-        rhythm annotation, or a map for another label scheme than the configured one."""
-        if self._cfg is None:
-            return None
-        from pedstream.data.rhythm import NoRhythmAnnotations, reference_for
-
-        try:
-            name, episodes = reference_for(self._cfg, path)
-        except NoRhythmAnnotations:
-            return None
-        if self._cfg.labels.rhythm[name].scheme != self._cfg.labels.scheme:
-            return None
-        return name, episodes
 
     def label(self, stream_id: str, t_start: float, t_end: float) -> str | None:
         """The reference label of signal times ``[t_start, t_end)`` of ``stream_id`` (None if unknown)."""
@@ -147,8 +134,6 @@ class ReferenceLabels:
         s0 = tr.start + k0 % span  # a looping replay starts over at tr.start
         s1 = s0 + int(round((t_end - t_start) * tr.fs))
         if tr.source == "rhythm":  # the rhythm at the window's centre, as score episodes compares calls
-            from pedstream.data.rhythm import labels_at
-
             centre = (s0 + s1) // 2
             centre = centre if centre < tr.stop else tr.start + (centre - tr.stop) % span
             return labels_at(tr.episodes or [], np.asarray([centre]))[0]

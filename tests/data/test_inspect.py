@@ -44,7 +44,7 @@ def test_inspect_table_and_real_records_with_aami(tmp_path):
     res = CliRunner().invoke(cli, ["data", "inspect", str(FIXTURES), "--set", "labels.scheme=aami"])
     assert res.exit_code == 0, res.output
     assert "119" in res.output and "iaf1_afw" in res.output and "no .atr" in res.output
-    sym = wfdb.rdann(str(FIXTURES / "119"), "atr").symbol  # wfdb's own reading of the excerpt
+    sym = [s for rec in ("119", "203") for s in wfdb.rdann(str(FIXTURES / rec), "atr").symbol]  # wfdb's own reading
     assert f"2 classes: N {sym.count('N')}, V {sym.count('V')}" in res.output
 
 
@@ -77,3 +77,29 @@ def test_labels_markdown_and_subject_filters(tmp_path):
     bad.write_text("a,b\n1,2\n")
     res = CliRunner().invoke(cli, ["data", "labels", str(bad)])
     assert res.exit_code == 2 and "missing column(s)" in res.output
+
+
+def test_inspect_reports_the_rhythm_reference_and_channel_sets(tmp_path):
+    # MIT-BIH 203 (first 60 s): (AFIB almost throughout, 92 of its 102 beats labelled N; 119 has no AF
+    folder = tmp_path / "mitdb"
+    folder.mkdir()
+    for rec in ("203", "119"):
+        for ext in ("hea", "dat", "atr"):
+            (folder / f"{rec}.{ext}").write_bytes((FIXTURES / f"{rec}.{ext}").read_bytes())
+    res = CliRunner().invoke(cli, ["data", "inspect", str(folder), "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    recs = {r["record"]: r for r in doc["records"]}
+    r203 = recs["203"]
+    assert r203["truth_source"] == "rhythm" and r203["rhythm_map"] == "mitdb"
+    assert r203["rhythm_s"]["af_afl"] > 55 and set(r203["rhythm_s"]) == {"af_afl", "vt"}  # not "mostly sinus"
+    assert r203["class_counts"]["sinus"] > 80  # the beat labels (what training groups) are kept beside it
+    assert doc["totals"]["truth_sources"] == {"rhythm": 2} and doc["totals"]["layouts"] == {}
+    assert doc["totals"]["channel_sets"] == {"II V1": 2}
+    res = CliRunner().invoke(cli, ["data", "inspect", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert "None" not in res.output and "2 in no Leipzig layout, by channels present: II V1 x2" in res.output
+    assert "rhythm: af_afl" in res.output and "reference: rhythm x2" in res.output
+    # the beat grouping is the reference where the map names another scheme's classes
+    res = CliRunner().invoke(cli, ["data", "inspect", str(folder), "--json", "--set", "labels.scheme=aami"])
+    assert {r["truth_source"] for r in json.loads(res.output)["records"]} == {"beats"}
