@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,train,dev,integrations,cluster
+EXTRAS ?= cpu,train,dev,integrations,cluster,web
 
 .PHONY: demo test setup clean bench compare mitdb-cv mitdb-model
 

@@ -256,6 +256,12 @@ _RUN_OPTIONS = [
     click.option("--alarms-dir", "alarms_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                  help="Folder for the alarm strip PNGs (default: [alarms] dir, else 'alarms' beside the --events "
                       "file, else ~/.local/share/pedstream/alarms); the run prints where they go."),
+    click.option("--web", "web", is_flag=True,
+                 help="Also serve the web central station (live waveforms, alarm acknowledge/silence; the web extra; "
+                      "docs/web.md). Prints its URL, and a one-time login when [web] users_file is not set."),
+    click.option("--bind", "bind", default=None, metavar="HOST:PORT",
+                 help="With --web: listen here (default [web] bind, 127.0.0.1:8765). A non-loopback address needs "
+                      "TLS and a users file ([web] cert_file, key_file, users_file)."),
 ]
 
 
@@ -291,7 +297,7 @@ def _run_options(duration_help: str) -> Callable[[Callable[..., Any]], Callable[
 def run(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool, events_path: Path | None,
         publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...], hl7: bool, fhir_path: Path | None,
         record_dir: Path | None, alarms_dir: Path | None, demo: bool, records: tuple[Path, ...],
-        workers: int | None, ray_address: str | None) -> None:
+        workers: int | None, ray_address: str | None, web: bool, bind: str | None) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
     from pedstream.stream.runner import run_command
 
@@ -303,7 +309,7 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
                                             "--workers); publish streams with `pedstream replay --to mqtt`")
         local = [flag for flag, on in (("--events", events_path), ("--capture", capture), ("--publish-mqtt", publish_mqtt),
                                        ("--lsl-markers", lsl_markers), ("--hl7", hl7), ("--fhir", fhir_path),
-                                       ("--record", record_dir), ("--alarms-dir", alarms_dir)) if on]
+                                       ("--record", record_dir), ("--alarms-dir", alarms_dir), ("--web", web)) if on]
         if local:
             raise ClusterError("--workers", f"{', '.join(local)} not available with workers: the workers publish "
                                             "every event on the broker; use `pedstream central --events FILE`")
@@ -313,7 +319,7 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
         return
     run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
                 demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture),
-                alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path, record_dir=record_dir)
+                alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path, record_dir=record_dir, web=web, bind=bind)
 
 
 @cli.command("demo")
@@ -321,14 +327,15 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
 @with_config
 def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
          events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...],
-         hl7: bool, fhir_path: Path | None, record_dir: Path | None, alarms_dir: Path | None) -> None:
+         hl7: bool, fhir_path: Path | None, record_dir: Path | None, alarms_dir: Path | None, web: bool,
+         bind: str | None) -> None:
     """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
     from pedstream.stream.runner import run_command
 
     run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
                 headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
                 lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path,
-                record_dir=record_dir)
+                record_dir=record_dir, web=web, bind=bind)
 
 
 @cli.command("central")
@@ -348,6 +355,28 @@ def central(cfg: Any, source: str, duration: float | None, headless: bool, event
     from pedstream.cluster.command import central_command
 
     central_command(cfg, duration=duration, headless=headless, events_path=events_path, capture=list(capture))
+
+
+@cli.group("web")
+def web_group() -> None:
+    """The web central station's users (docs/web.md)."""
+
+
+@web_group.command("adduser")
+@click.argument("users_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("name")
+@click.option("--role", type=click.Choice(["viewer", "clinician"]), default="viewer", show_default=True,
+              help="viewer: looks only; clinician: may also acknowledge and silence alarms.")
+@click.option("--password-stdin", "password_stdin", is_flag=True, help="Read the password from stdin (else prompted twice).")
+@with_config
+def web_adduser(cfg: Any, users_file: Path, name: str, role: str, password_stdin: bool) -> None:
+    """Add NAME (or change its role and password) in USERS_FILE: name:role:argon2id-hash lines, mode 0600."""
+    from pedstream.web.auth import add_user
+
+    password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                else click.prompt("password", hide_input=True, confirmation_prompt=True))
+    new = add_user(users_file, name, role, password)
+    click.echo(f"{'added' if new else 'updated'} {name} ({role}) in {users_file}", err=True)
 
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...

@@ -95,6 +95,7 @@ async def run_async(
     hl7: bool = False,
     fhir_path: Path | None = None,
     record_dir: Path | None = None,
+    web: Any = None,
 ) -> dict[str, Any]:
     """Run the monitor until ``duration``, ``stop`` or the end of a non-looping replay; return the summary.
 
@@ -121,6 +122,8 @@ async def run_async(
 
         recorder = Recorder(record_dir, cfg=cfg)
     queue: asyncio.Queue = recorder.queue() if recorder is not None else asyncio.Queue()
+    if web is not None:  # the web station (--web) sees every source event too: pedstream.web.station
+        queue = web.station.queue(recorder)
     recs = list(records)
     if demo:
         folder = demo_records_path(cfg)
@@ -213,6 +216,8 @@ async def run_async(
         sinks.append(FHIRSink(fhir_path, observation_interval_s=cfg.hl7.observation_interval_s))
     if recorder is not None:
         sinks.append(recorder)
+    if web is not None:
+        sinks.append(web.station)
     if beat_session is None and cfg.stream.beat_model:
         from pedstream.stream.ectopy import open_beat_model
 
@@ -236,6 +241,8 @@ async def run_async(
             if replay_src is not None and not replay_src.loop:
                 waits.append(asyncio.create_task(_replay_done(replay_src, engine), name="replay-done"))
             try:
+            if web is not None:  # ends with the feeders (after the engine); a failure ends the run
+                feeder_tasks.append(asyncio.create_task(web.serve(engine), name="web"))
                 # a feeder that ends (it only ends by failing: the demo loops) also ends the run
                 await asyncio.wait([*waits, *feeder_tasks], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -318,7 +325,8 @@ def stop_on_signals(interrupted: list[bool]) -> asyncio.Event:
 def run_command(cfg: Config, *, source: str, model: Path | None, duration: float | None, headless: bool,
                 events_path: Path | None, demo: bool, records: Sequence[Path] = (), publish_mqtt: bool = False,
                 lsl_markers: bool = False, capture: Sequence[Path] = (), alarms_dir: Path | None = None,
-                hl7: bool = False, fhir_path: Path | None = None, record_dir: Path | None = None) -> dict[str, Any]:
+                hl7: bool = False, fhir_path: Path | None = None, record_dir: Path | None = None,
+                web: bool = False, bind: str | None = None) -> dict[str, Any]:
     """The ``pedstream run`` command body (the CLI turns domain errors into one line).
 
     The model banner (what the model was trained on) is shown once: inside the dashboard, or with
@@ -371,11 +379,21 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
 
     async def main() -> dict[str, Any]:
         stop = stop_on_signals(interrupted)
+    web_service = None
+    if web:  # checked (bind, TLS, users) before the monitor starts; the URL and any one-time login printed
+        try:
+            from pedstream.web.server import WebService
+        except ImportError as exc:
+            raise ConfigError([("--web", f"needs the web extra (pip install -e '.[web]'): {exc}")],
+                              source="pedstream run") from exc
+        web_service = WebService(cfg, bind=bind)
+        for line in web_service.intro():
+            note(line)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
                                publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
                                beat_session=beat_session, alarms_dir=strips_dir, hl7=hl7, fhir_path=fhir_path,
-                               record_dir=record_dir)
+                               record_dir=record_dir, web=web_service)
 
     summary = asyncio.run(main())
     line = format_summary(summary)
