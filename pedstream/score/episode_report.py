@@ -14,6 +14,7 @@ import numpy as np
 
 from pedstream.data.rhythm import Episode, choose_map, labels_at, merge_episodes, reference_for
 from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record, summarize
+from pedstream.score.rates import score_rates
 
 # choose_map and reference_for live in pedstream.data.rhythm (shared with the replays' reference labels)
 __all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables", "save_probs", "load_probs"]
@@ -45,6 +46,7 @@ def score_run(cfg: Any, run: Any, refs: dict[str, tuple[str, list[Episode]]], *,
     total: RecordScore | None = None
     records: dict[str, dict] = {}
     agree_all = [0, 0]
+    rates: RecordScore | None = None
     for plan in run.plans:
         name, sid, fs = plan.record.name, plan.stream_id, plan.fs
         map_name, eps = refs[name]
@@ -66,8 +68,13 @@ def score_run(cfg: Any, run: Any, refs: dict[str, tuple[str, list[Episode]]], *,
         records[name] = _record_entry(rs, rhythm_map=map_name, agreement=agreement, other_alarms=other,
                                       dropped=(run.dropped_windows.get(sid, 0), run.dropped_samples.get(sid, 0)))
         total = rs if total is None else total + rs
+        rr = score_rates(plan, evs, cfg=cfg, window_s=run.window_s)
+        if rr is not None:
+            rates = rr if rates is None else rates + rr
     assert total is not None  # plans are never empty
     report = summarize(total)
+    if rates is not None:  # heart-rate alarms against the rate of the annotated beats (pedstream.score.rates)
+        report["rate_alarms"] = summarize(rates)
     report |= {"scored_classes": classes,
                "call_agreement": round(agree_all[0] / agree_all[1], 4) if agree_all[1] else None,
                "window_s": round(run.window_s, 4), "hop_s": round(run.hop_s, 4),
