@@ -113,6 +113,11 @@ def print_tables(report: dict) -> None:
         if report.get("model_banner"):
             con.print(report["model_banner"], highlight=False, markup=False)
     con.print(t)
+    for name, v in report.get("rate_alarms", {}).get("classes", {}).items():
+        if v["episodes"] or v["alarms"]:
+            con.print(f"{name}: {v['detected']}/{v['episodes']} rate episodes alarmed, time to alarm median "
+                      f"{_s(v['time_to_alarm_s_median'])} s p95 {_s(v['time_to_alarm_s_p95'])} s, "
+                      f"{v['false_alarms']} false", highlight=False)
     fa = report["false_alarms_per_hour"]
     con.print(f"false alarms: {report['false_alarms']} ({'-' if fa is None else f'{fa:.2f}'} per monitored hour); "
               f"call agreement with the reference rhythm: {_pct(report['call_agreement'])} %")
