@@ -372,7 +372,15 @@ class HL7Section(_Section):
     receiving_facility: str = ""
     observation_interval_s: float = Field(30.0, ge=0)  # 0 = no ORU^R01 observations, alarms only
     timeout_s: float = Field(5.0, gt=0)  # connect and acknowledgement wait
-    max_pending: int = Field(10_000, ge=1)  # messages queued while the receiver is away; beyond, dropped (counted)
+    max_pending: int = Field(10_000, ge=1, le=1_000_000)  # messages queued while the receiver is away; beyond, observations dropped (counted), never alarms
+    outbox: str = ""  # SQLite outbox (WAL); "" = $XDG_STATE_HOME/pedstream/hl7-outbox.sqlite
+    retry_max_s: float = Field(10.0, gt=0, le=600)  # resend backoff doubles from 0.2 s up to this
+    undeliverable_s: float = Field(30.0, gt=0, le=86_400)  # a message undelivered this long raises a technical alarm
+    drain_s: float = Field(3.0, ge=0, le=60)  # at exit, keep sending this long while connected
+    max_ack_bytes: int = Field(65_536, ge=1024, le=1_048_576)  # an answer longer than this drops the connection
+    patient_class: str = "I"  # PV1-2 (HL7 table 0004: I inpatient, E emergency, O outpatient, U unknown)
+    point_of_care: str = ""  # PV1-3 assigned patient location (e.g. "PICU^^BED7")
+    device_id: str = "pedstream"  # OBX-18 equipment instance identifier (namespace PEDSTREAM)
 
 
 class RecordSection(_Section):
@@ -550,6 +558,8 @@ class AlarmsSection(_Section):
     strip_seconds: float = Field(10.0, gt=0)
     strip_post_s: float = Field(3.0, ge=0)
     dir: str = ""  # alarm strip folder; "" = "alarms" beside the events file, else the user's data directory
+    keep_runs: int = Field(20, ge=1, le=100_000)  # run folders (run-<UTC start>) kept in the strip folder
+    keep_mb: float = Field(200.0, gt=0)  # and at most this much in all: older run folders are removed at start
     pvc_run_beats: int = Field(3, ge=2)  # consecutive V beats (beat model) that raise pvc_run
     pvc_run_priority: Literal["high", "medium", "advisory"] = "advisory"
 
@@ -558,8 +568,6 @@ class AlarmsSection(_Section):
         if self.offset_p > self.onset_p:
             raise ValueError("offset_p must not exceed onset_p (hysteresis)")
         if not self.hr_bands:
-    keep_runs: int = Field(20, ge=1, le=100_000)  # run folders (run-<UTC start>) kept in the strip folder
-    keep_mb: float = Field(200.0, gt=0)  # and at most this much in all: older run folders are removed at start
             raise ValueError("hr_bands needs at least one band")
         if self.strip_post_s >= self.strip_seconds:
             raise ValueError("strip_post_s must be shorter than strip_seconds")

@@ -3,7 +3,8 @@
 Raise them ``from`` the underlying cause; the CLI prints ``str(exc)`` (never a traceback) and exits
 with ``exc.exit_code``: 2 for bad input the user can fix (configuration, records, annotations,
 channels, model files), 3 when a monitor run had nothing to monitor (no broker reached, no stream
-seen), 1 for everything else (a failure while running). Ctrl-C is 130.
+seen), 4 when a run ended with output not written or alarm messages undelivered, 1 for everything
+else (a failure while running). Ctrl-C is 130.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "PayloadError",
     "FetchError",
     "NothingMonitoredError",
+    "OutputsIncompleteError",
 ]
 
 
@@ -130,3 +132,9 @@ class NothingMonitoredError(PedstreamError):
     """A monitor run ended without monitoring anything: no broker reached, or no stream ever seen."""
 
     exit_code = 3
+
+
+class OutputsIncompleteError(PedstreamError):
+    """A monitor run ended with output not written (storage faults) or alarm messages undelivered."""
+
+    exit_code = 4

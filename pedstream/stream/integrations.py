@@ -1,341 +1,213 @@
-"""Sinks for hospital systems: HL7 v2 over MLLP (IHE PCD-01 / PCD-04) and FHIR R4 NDJSON.
+"""Sinks for hospital systems: HL7 v2 over MLLP (IHE PCD-01 / PCD-04) and FHIR R4 (R4B, 4.3.0) NDJSON.
 
-:class:`HL7Sink` (``pedstream run --hl7``, ``[hl7]``) sends
+HL7: the messages are built in :mod:`pedstream.stream.hl7msg` (``ORU^R40`` alarms laid out as IHE
+PCD-04, ``ORU^R01`` observations as PCD-01, checked with hl7apy's strict validator in the tests) and
+delivered by :class:`~pedstream.stream.hl7sink.HL7Sink` through a durable SQLite outbox (``pedstream
+run --hl7``; re-exported here).
 
-- every alarm transition (``alarm_on`` / ``alarm_off``) as an ``ORU^R40`` message laid out as the IHE
-  PCD-04 *Report Alarm* transaction: ``MSH`` (profile ``IHE_PCD_ACM_001``), ``PID`` (the stream id
-  as patient identifier), ``OBR`` (the alarm's unique id, filler order number, and its onset
-  time), then ``OBX`` rows: the event identification under ``196616^MDC_EVT_ALARM^MDC`` (value: the
-  alarm label as a local ``99PEDSTREAM`` code; OBX-8 the PCD-04 abnormal flags: priority ``PH`` /
-  ``PM`` / ``PL`` and type ``SP`` physiological), the heart rate ``147842^MDC_ECG_HEART_RATE^MDC``
-  in ``/min``, the event phase ``68481^MDC_ATTR_EVENT_PHASE^MDC`` (``start`` / ``end``) and the
-  alarm state ``68482^MDC_ATTR_ALARM_STATE^MDC`` (``active`` / ``inactive``);
-- each stream's rhythm call and heart rate at most every ``observation_interval_s`` as an
-  ``ORU^R01`` (PCD-01 *Communicate PCD Data*, profile ``IHE_PCD_001``): ``OBX`` heart rate (MDC) and
-  rhythm (local code ``RHYTHM^Rhythm call^99PEDSTREAM``, value the class, with its probability).
+:class:`FHIRSink` (``pedstream run --fhir FILE``) appends one FHIR resource per line (NDJSON,
+``application/fhir+ndjson; fhirVersion=4.3``; every resource also names its version in
+``meta.tag``, system ``http://hl7.org/fhir/FHIR-version``, code ``4.3.0``), each validated with
+``fhir.resources`` (R4B models) before it is written:
 
-MDC has no codes for most pediatric rhythm classes (AVRT, AVNRT, pre-excitation...), so rhythm and
-alarm labels are local codes (``99PEDSTREAM``); the MDC codes used are the heart rate and the
-PCD-04 alarm attributes. Messages are built and checked with the ``hl7`` package (python-hl7:
-segment structure, escaping, ``create_ack``) and sent with its asyncio MLLP streams; every message
-waits for its ACK (``AA``/``CA``; anything else is logged and counted as rejected). The sink never
-blocks the engine: ``emit`` queues, a task sends; while the receiver is away messages wait (at most
-``max_pending``, then the oldest go, counted) and the task reconnects with backoff.
+- once per stream a ``Patient`` (identifier ``urn:pedstream:stream`` = the stream id) and once per
+  run a ``Device`` (the monitor); every other resource references them (``Patient/<id>``,
+  ``Device/<id>``), not only by text;
+- per call, at most every ``observation_interval_s`` per stream, an ``Observation`` (category
+  ``vital-signs``, LOINC 8867-4 heart rate, profile ``heartrate``, the rhythm call as a component);
+- per alarm one ``DetectedIssue`` whose id is the alarm's ``alarm_id``: written at the onset
+  (``status`` ``preliminary``, ``identifiedPeriod.start``, ``meta.versionId`` 1) and written again,
+  same id, at its end (``final``, ``identifiedPeriod.end``, versionId 2, the end reason in
+  ``detail``): the end is an update of the onset, never an unlinked second issue. ``severity`` from
+  the priority.
 
-:class:`FHIRSink` (``pedstream run --fhir FILE``) appends one FHIR R4 resource per line (NDJSON):
-an ``Observation`` (category ``vital-signs``, LOINC 8867-4 heart rate, the rhythm call as a
-component) per call at most every ``observation_interval_s`` per stream, and a ``DetectedIssue``
-(the R4 resource for a clinical alert; R4 has no DeviceAlert) per alarm onset and end (``status``
-``preliminary`` while active, ``final`` when it ended; ``severity`` from the priority). Every
-resource is validated with ``fhir.resources`` (R4B models, the R4-compatible release) before it
-is written.
+Times are signal times where the stream's clock is wall-clock time (MQTT and replay publishers
+stamp Unix time), else the emission time. The file is written by a thread of its own
+(:class:`~pedstream.stream.linewriter.LineWriter`): a full or read-only disk is reported once and
+retried, never stops monitoring.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 import uuid
-from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from pedstream.stream.hl7msg import build_oru_r01, build_oru_r40
+from pedstream.stream.hl7msg import _event_time
+from pedstream.stream.hl7sink import HL7Sink
 from pedstream.stream.sinks import MonitorEvent
 
-__all__ = ["HL7Sink", "FHIRSink", "build_oru_r40", "build_oru_r01", "fhir_resources_for"]
+__all__ = ["HL7Sink", "FHIRSink", "build_oru_r40", "build_oru_r01", "fhir_resources_for", "FHIR_VERSION"]
 
 log = logging.getLogger(__name__)
 
-CR = "\r"
-LOCAL = "99PEDSTREAM"
-_PRIORITY_FLAG = {"high": "PH", "medium": "PM", "advisory": "PL", "none": "PN"}
-
-
-def _esc(value: Any) -> str:
-    """HL7 escaping of a field value (the default encoding characters |^~\\&)."""
-    text = "" if value is None else str(value)
-    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
-    return out.replace("&", "\\T\\").replace("\r", " ").replace("\n", " ")
-
-
-def _ts(when: datetime) -> str:
-    """HL7 DTM with milliseconds and offset: 20250101120000.123+0000."""
-    return when.strftime("%Y%m%d%H%M%S.") + f"{when.microsecond // 1000:03d}" + when.strftime("%z")
-
-
-def _event_time(ev: MonitorEvent) -> datetime:
-    try:
-        return datetime.fromisoformat(ev.t)
-    except (TypeError, ValueError):
-        return datetime.now(timezone.utc)
-
-
-def _msh(cfg: Any, kind: str, profile: str, control_id: str, when: datetime) -> str:
-    return "|".join(["MSH", "^~\\&", _esc(cfg.sending_application), _esc(cfg.sending_facility),
-                     _esc(cfg.receiving_application), _esc(cfg.receiving_facility), _ts(when), "", kind,
-                     control_id, "P", "2.6", "", "", "NE", "AL", "", "UNICODE UTF-8", "", "", profile])
-
-
-def _pid(stream: str) -> str:
-    return f"PID|||{_esc(stream)}^^^PEDSTREAM^U"
-
-
-def _parse(text: str) -> Any:
-    """The message through python-hl7's parser: a structural check (and the object to send)."""
-    import hl7
-
-    msg = hl7.parse(text)
-    if str(msg.segment("MSH")[9]).split("^")[0] != "ORU":
-        raise ValueError("not an ORU message")  # pragma: no cover - our own builder
-    return msg
-
-
-def build_oru_r40(ev: MonitorEvent, cfg: Any, *, alarm_id: str, control_id: str | None = None) -> Any:
-    """The ``ORU^R40`` (IHE PCD-04 Report Alarm) message of one ``alarm_on``/``alarm_off`` event."""
-    when = _event_time(ev)
-    control_id = control_id or uuid.uuid4().hex[:20]
-    start = ev.kind == "alarm_on"
-    prio = str(ev.extra.get("priority", "none"))
-    label = ev.label or "alarm"
-    segs = [
-        _msh(cfg, "ORU^R40^ORU_R40", "IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.4.4^ISO", control_id, when),
-        _pid(ev.stream),
-        f"OBR|1|{_esc(alarm_id)}^PEDSTREAM|{_esc(alarm_id)}^PEDSTREAM|196616^MDC_EVT_ALARM^MDC|||{_ts(when)}",
-        "|".join(["OBX", "1", "CWE", "196616^MDC_EVT_ALARM^MDC", "1.0.0.0.1",
-                  f"{_esc(label)}^{_esc(label.replace('_', ' '))}^{LOCAL}", "", "",
-                  f"{_PRIORITY_FLAG.get(prio, 'PN')}~SP", "", "", "F", "", "", _ts(when)]),
-    ]
-    n = 2
-    if ev.hr is not None:
-        segs.append("|".join(["OBX", str(n), "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.0.0.0.2",
-                              f"{float(ev.hr):.0f}", "264864^/min^MDC", "", "", "", "", "F", "", "", _ts(when)]))
-        n += 1
-    segs.append("|".join(["OBX", str(n), "ST", "68481^MDC_ATTR_EVENT_PHASE^MDC", "1.0.0.0.3",
-                          "start" if start else "end", "", "", "", "", "", "F"]))
-    segs.append("|".join(["OBX", str(n + 1), "ST", "68482^MDC_ATTR_ALARM_STATE^MDC", "1.0.0.0.4",
-                          "active" if start else "inactive", "", "", "", "", "", "F"]))
-    if ev.p is not None:
-        segs.append("|".join(["OBX", str(n + 2), "NM", f"PROB^Smoothed class probability^{LOCAL}", "1.0.0.0.5",
-                              f"{float(ev.p):.3f}", "", "", "", "", "", "F"]))
-    return _parse(CR.join(segs))
-
-
-def build_oru_r01(ev: MonitorEvent, cfg: Any, *, control_id: str | None = None) -> Any:
-    """The ``ORU^R01`` (IHE PCD-01) message of one ``call`` event: heart rate and rhythm call."""
-    when = _event_time(ev)
-    control_id = control_id or uuid.uuid4().hex[:20]
-    segs = [
-        _msh(cfg, "ORU^R01^ORU_R01", "IHE_PCD_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.1.1^ISO", control_id, when),
-        _pid(ev.stream),
-        f"OBR|1|{control_id}^PEDSTREAM|{control_id}^PEDSTREAM|182777000^monitoring of patient^SCT|||{_ts(when)}",
-    ]
-    n = 1
-    if ev.hr is not None:
-        segs.append("|".join(["OBX", str(n), "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.0.0.1",
-                              f"{float(ev.hr):.0f}", "264864^/min^MDC", "", "", "", "", "R", "", "", _ts(when)]))
-        n += 1
-    if ev.label is not None:
-        segs.append("|".join(["OBX", str(n), "CWE", f"RHYTHM^Rhythm call^{LOCAL}", "1.0.0.2",
-                              f"{_esc(ev.label)}^{_esc(ev.label.replace('_', ' '))}^{LOCAL}", "", "", "", "", "",
-                              "R", "", "", _ts(when)]))
-        n += 1
-    if ev.p is not None:
-        segs.append("|".join(["OBX", str(n), "NM", f"PROB^Smoothed class probability^{LOCAL}", "1.0.0.3",
-                              f"{float(ev.p):.3f}", "", "", "", "", "", "R", "", "", _ts(when)]))
-    return _parse(CR.join(segs))
-
-
-class HL7Sink:
-    """Alarms and periodic observations as HL7 v2 over MLLP to ``[hl7] host:port`` (module docstring)."""
-
-    def __init__(self, *, cfg: Any, drain_s: float = 3.0) -> None:
-        self.cfg = cfg
-        self.drain_s = float(drain_s)
-        self._pending: deque[Any] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._last_obs: dict[str, float] = {}
-        self._alarm_ids: dict[tuple[str, str], str] = {}
-        self.sent = 0
-        self.acked = 0
-        self.rejected = 0
-        self.dropped = 0
-        self.connected = asyncio.Event()
-
-    async def __aenter__(self) -> "HL7Sink":
-        self._task = asyncio.create_task(self._run(), name="sink-hl7")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._task is None:
-            return
-        deadline = time.monotonic() + self.drain_s
-        while self._pending and self.connected.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)  # let the sender finish what is queued (bounded by drain_s)
-        if self._pending:
-            log.warning("HL7 sink: %d messages not sent at exit", len(self._pending))
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
-
-    def emit(self, event: MonitorEvent) -> None:
-        msg = None
-        try:
-            if event.kind in ("alarm_on", "alarm_off"):
-                key = (event.stream, event.label or "")
-                if event.kind == "alarm_on":
-                    self._alarm_ids[key] = uuid.uuid4().hex[:16]
-                alarm_id = self._alarm_ids.pop(key, None) if event.kind == "alarm_off" else self._alarm_ids[key]
-                msg = build_oru_r40(event, self.cfg, alarm_id=alarm_id or uuid.uuid4().hex[:16])
-            elif event.kind == "call" and self.cfg.observation_interval_s > 0:
-                now = time.monotonic()
-                last = self._last_obs.get(event.stream)
-                if last is None or now - last >= self.cfg.observation_interval_s:
-                    self._last_obs[event.stream] = now
-                    msg = build_oru_r01(event, self.cfg)
-        except Exception as exc:  # a message we cannot build must not stop monitoring
-            log.warning("HL7 sink: cannot build a message for %s %s: %s", event.stream, event.kind, exc)
-            return
-        if msg is None:
-            return
-        if len(self._pending) >= self.cfg.max_pending:
-            self._pending.popleft()
-            self.dropped += 1
-        self._pending.append(msg)
-        self._wake.set()
-
-    async def _run(self) -> None:
-        import hl7.mllp
-
-        backoff = 0.2
-        while True:
-            try:
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation that
-                # races with completion (the task then outlives its cancel)
-                async with asyncio.timeout(self.cfg.timeout_s):
-                    reader, writer = await hl7.mllp.open_hl7_connection(self.cfg.host, self.cfg.port)
-            except (OSError, TimeoutError) as exc:
-                self.connected.clear()
-                log.warning("HL7 sink %s:%d: %s (retrying in %.1f s)", self.cfg.host, self.cfg.port, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
-                continue
-            self.connected.set()
-            backoff = 0.2
-            try:
-                while True:
-                    while not self._pending:
-                        self._wake.clear()
-                        await self._wake.wait()
-                    msg = self._pending[0]
-                    writer.writemessage(msg)
-                    await writer.drain()
-                    async with asyncio.timeout(self.cfg.timeout_s):
-                        ack = await reader.readmessage()
-                    self._pending.popleft()
-                    self.sent += 1
-                    code = str(ack.segment("MSA")[1])
-                    if code in ("AA", "CA"):
-                        self.acked += 1
-                    else:
-                        self.rejected += 1
-                        log.warning("HL7 sink: message %s answered %s", msg.segment("MSH")[10], code)
-            except (OSError, TimeoutError, asyncio.IncompleteReadError, KeyError) as exc:
-                self.connected.clear()
-                log.warning("HL7 sink %s:%d: %s (reconnecting)", self.cfg.host, self.cfg.port, exc)
-                writer.close()
-                await asyncio.sleep(backoff)
+FHIR_VERSION = "4.3.0"  # R4B, the R4-compatible release fhir.resources validates
 
 
 # ------------------------------------------------------------------------------------------------- FHIR
 _SEVERITY = {"high": "high", "medium": "moderate", "advisory": "low", "none": "low"}
+_NS = uuid.UUID("6f1c0f64-4c0e-4d0e-9d64-706564737472")  # ids of Patient/Device from names
 
 
-def _device_ref() -> dict[str, str]:
-    return {"display": "pedstream arrhythmia monitor (research use only, not a medical device)"}
+def _meta(version: int | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"tag": [{"system": "http://hl7.org/fhir/FHIR-version", "code": FHIR_VERSION}]}
+    if version is not None:
+        meta["versionId"] = str(version)
+    return meta
 
 
-def fhir_resources_for(ev: MonitorEvent) -> list[dict[str, Any]]:
-    """The FHIR R4 resources (as JSON dicts, validated with ``fhir.resources``) for one event."""
+def patient_id(stream: str) -> str:
+    return uuid.uuid5(_NS, "stream:" + stream).hex
+
+
+def device_id(name: str = "pedstream") -> str:
+    return uuid.uuid5(_NS, "device:" + name).hex
+
+
+def patient_resource(stream: str) -> dict[str, Any]:
+    from fhir.resources.R4B.patient import Patient
+
+    res = {"resourceType": "Patient", "id": patient_id(stream), "meta": _meta(),
+           "identifier": [{"system": "urn:pedstream:stream", "value": stream}]}
+    return json.loads(Patient.model_validate(res).model_dump_json(exclude_none=True))
+
+
+def device_resource(name: str = "pedstream") -> dict[str, Any]:
+    from fhir.resources.R4B.device import Device
+
+    res = {"resourceType": "Device", "id": device_id(name), "meta": _meta(), "status": "active",
+           "identifier": [{"system": "urn:pedstream:device", "value": name}],
+           "deviceName": [{"name": "pedstream arrhythmia monitor (research use only, not a medical device)",
+                           "type": "model-name"}]}
+    return json.loads(Device.model_validate(res).model_dump_json(exclude_none=True))
+
+
+def _refs(ev: MonitorEvent, device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    subject = {"reference": f"Patient/{patient_id(ev.stream)}",
+               "identifier": {"system": "urn:pedstream:stream", "value": ev.stream}, "display": ev.stream}
+    return subject, {"reference": f"Device/{device_id(device)}", "display": "pedstream monitor"}
+
+
+def _observation(ev: MonitorEvent, device: str) -> dict[str, Any]:
+    subject, dev = _refs(ev, device)
+    obs: dict[str, Any] = {
+        "resourceType": "Observation", "id": uuid.uuid4().hex, "status": "preliminary",
+        "meta": {**_meta(), "profile": ["http://hl7.org/fhir/StructureDefinition/heartrate"]},
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "vital-signs", "display": "Vital Signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
+                 "text": "Heart rate and rhythm call"},
+        "subject": subject, "effectiveDateTime": _event_time(ev).isoformat(), "device": dev,
+        "component": [{"code": {"coding": [{"system": "urn:pedstream:code", "code": "rhythm",
+                                            "display": "Rhythm call"}]},
+                       "valueCodeableConcept": {"coding": [{"system": "urn:pedstream:rhythm", "code": ev.label,
+                                                            "display": (ev.label or "").replace("_", " ")}]}}],
+    }
+    if ev.hr is not None:
+        obs["valueQuantity"] = {"value": round(float(ev.hr), 1), "unit": "/min",
+                                "system": "http://unitsofmeasure.org", "code": "/min"}
+    else:
+        obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                                               "code": "not-performed"}]}
+    if ev.p is not None:
+        obs["component"].append({"code": {"coding": [{"system": "urn:pedstream:code", "code": "probability"}]},
+                                 "valueQuantity": {"value": round(float(ev.p), 4), "unit": "1",
+                                                   "system": "http://unitsofmeasure.org", "code": "1"}})
+    return obs
+
+
+def _issue(ev: MonitorEvent, device: str, *, alarm_id: str, onset: str | None) -> dict[str, Any]:
+    subject, dev = _refs(ev, device)
+    prio = str(ev.extra.get("priority", "none"))
+    end = ev.kind == "alarm_off"
+    when = _event_time(ev).isoformat()
+    reason = str(ev.extra.get("end_reason", "cleared")) if end else str(ev.extra.get("reason", "onset"))
+    period = {"start": onset or when, "end": when} if end else {"start": when}
+    return {
+        "resourceType": "DetectedIssue", "id": alarm_id, "meta": _meta(2 if end else 1),
+        "identifier": [{"system": "urn:pedstream:alarm", "value": alarm_id}],
+        "status": "final" if end else "preliminary",
+        "code": {"coding": [{"system": "urn:pedstream:alarm", "code": ev.label,
+                             "display": (ev.label or "").replace("_", " ")}],
+                 "text": f"{ev.label} alarm ({prio} priority)"},
+        "severity": _SEVERITY.get(prio, "low"), "patient": subject, "identifiedPeriod": period, "author": dev,
+        "detail": (f"pedstream {ev.label} alarm on stream {ev.stream}: "
+                   + (f"ended ({reason})" if end else "active") + f", priority {prio}"
+                   + (f", HR {ev.hr:.0f}/min" if ev.hr is not None else "")
+                   + (f", p {ev.p:.2f}" if ev.p is not None else "")
+                   + (f", signal time {ev.t_signal:.3f} s ({ev.clock} clock)" if ev.t_signal is not None else "")),
+    }
+
+
+def fhir_resources_for(ev: MonitorEvent, *, device: str = "pedstream", alarm_id: str | None = None,
+                       onset: str | None = None) -> list[dict[str, Any]]:
+    """The FHIR resources (JSON dicts validated with ``fhir.resources`` R4B) for one event:
+    an ``Observation`` for a call, the ``DetectedIssue`` (id ``alarm_id`` or the event's own
+    ``alarm_id``) for an alarm onset or end (``onset``: the start time of the issue being ended)."""
     from fhir.resources.R4B.detectedissue import DetectedIssue
     from fhir.resources.R4B.observation import Observation
 
-    when = _event_time(ev).isoformat()
-    subject = {"identifier": {"system": "urn:pedstream:stream", "value": ev.stream}}
     out: list[Any] = []
     if ev.kind == "call":
-        obs: dict[str, Any] = {
-            "resourceType": "Observation", "id": uuid.uuid4().hex, "status": "preliminary",
-            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                      "code": "vital-signs", "display": "Vital Signs"}]}],
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}],
-                     "text": "Heart rate and rhythm call"},
-            "subject": subject, "effectiveDateTime": when, "device": _device_ref(),
-            "component": [{"code": {"coding": [{"system": "urn:pedstream:code", "code": "rhythm",
-                                                "display": "Rhythm call"}]},
-                           "valueCodeableConcept": {"coding": [{"system": "urn:pedstream:rhythm", "code": ev.label,
-                                                                "display": (ev.label or "").replace("_", " ")}]}}],
-        }
-        if ev.hr is not None:
-            obs["valueQuantity"] = {"value": round(float(ev.hr), 1), "unit": "/min",
-                                    "system": "http://unitsofmeasure.org", "code": "/min"}
-        else:
-            obs["dataAbsentReason"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
-                                                   "code": "not-performed"}]}
-        if ev.p is not None:
-            obs["component"].append({"code": {"coding": [{"system": "urn:pedstream:code", "code": "probability"}]},
-                                     "valueQuantity": {"value": round(float(ev.p), 4), "unit": "1",
-                                                       "system": "http://unitsofmeasure.org", "code": "1"}})
-        out.append(Observation.model_validate(obs))
+        out.append(Observation.model_validate(_observation(ev, device)))
     elif ev.kind in ("alarm_on", "alarm_off"):
-        prio = str(ev.extra.get("priority", "none"))
-        issue = {
-            "resourceType": "DetectedIssue", "id": uuid.uuid4().hex,
-            "status": "preliminary" if ev.kind == "alarm_on" else "final",
-            "code": {"coding": [{"system": "urn:pedstream:alarm", "code": ev.label,
-                                 "display": (ev.label or "").replace("_", " ")}],
-                     "text": f"{ev.label} alarm {'onset' if ev.kind == 'alarm_on' else 'ended'} ({prio} priority)"},
-            "severity": _SEVERITY.get(prio, "low"), "patient": subject, "identifiedDateTime": when,
-            "author": _device_ref(),
-            "detail": (f"pedstream {ev.kind} {ev.label} on stream {ev.stream}: priority {prio}"
-                       + (f", HR {ev.hr:.0f}/min" if ev.hr is not None else "")
-                       + (f", p {ev.p:.2f}" if ev.p is not None else "")
-                       + (f", signal time {ev.t_signal:.3f} s ({ev.clock} clock)" if ev.t_signal is not None else "")),
-        }
-        out.append(DetectedIssue.model_validate(issue))
+        aid = str(alarm_id or ev.extra.get("alarm_id") or uuid.uuid4().hex[:16])
+        out.append(DetectedIssue.model_validate(_issue(ev, device, alarm_id=aid, onset=onset)))
     return [json.loads(r.model_dump_json(exclude_none=True)) for r in out]
 
 
 class FHIRSink:
-    """FHIR R4 resources as NDJSON lines appended to ``path`` (module docstring)."""
+    """FHIR R4 (4.3.0) resources as NDJSON lines appended to ``path`` (module docstring)."""
 
-    def __init__(self, path: str | Path, *, observation_interval_s: float = 30.0) -> None:
+    def __init__(self, path: str | Path, *, observation_interval_s: float = 30.0, device: str = "pedstream") -> None:
         self.path = Path(path)
         self.observation_interval_s = float(observation_interval_s)
-        self._fh: TextIO | None = None
+        self.device = device
+        self._writer: Any = None
         self._last_obs: dict[str, float] = {}
+        self._patients: set[str] = set()
+        self._alarms: dict[tuple[str, str], tuple[str, str]] = {}  # (stream, label) -> (alarm id, onset time)
+        self.on_technical: Any = None
         self.count = 0
 
     async def __aenter__(self) -> "FHIRSink":
         import fhir.resources.R4B.observation  # noqa: F401  (fail at start, not at the first event)
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a", encoding="utf-8")
+        from pedstream.stream.linewriter import LineWriter
+
+        self._writer = LineWriter(self.path, on_fault=self._fault)
+        self._writer.start()
+        self._write(device_resource(self.device))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._fh is not None:
-            self._fh.close()
-        self._fh = None
+        if self._writer is not None:
+            await self._writer.close()
+
+    def _fault(self, message: str | None) -> None:
+        if message is not None:
+            log.error("FHIR file: %s; writing is retried", message)
+        if self.on_technical is not None:
+            self.on_technical(MonitorEvent(stream="pedstream", kind="technical_alarm", label="fhir_unwritable",
+                                           extra={"state": "off" if message is None else "on", "output": "fhir",
+                                                  "message": message or f"{self.path}: writing again"}))
+
+    def report(self) -> dict[str, Any] | None:
+        w = self._writer
+        return None if w is None else {"output": "fhir", "path": str(self.path), "written": w.written,
+                                       "not_written": w.not_written, "fault": w.fault, "faults": w.faults}
+
+    def _write(self, res: dict[str, Any]) -> None:
+        self._writer.write(json.dumps(res, separators=(",", ":")))
+        self.count += 1
 
     def emit(self, event: MonitorEvent) -> None:
-        if self._fh is None:
+        if self._writer is None or event.kind not in ("call", "alarm_on", "alarm_off"):
             return
         if event.kind == "call":
             now = time.monotonic()
@@ -343,7 +215,15 @@ class FHIRSink:
             if self.observation_interval_s <= 0 or (last is not None and now - last < self.observation_interval_s):
                 return
             self._last_obs[event.stream] = now
-        for res in fhir_resources_for(event):
-            self._fh.write(json.dumps(res, separators=(",", ":")) + "\n")
-            self.count += 1
-        self._fh.flush()
+        if event.stream not in self._patients:
+            self._patients.add(event.stream)
+            self._write(patient_resource(event.stream))
+        key = (event.stream, event.label or "")
+        alarm_id, onset = None, None
+        if event.kind == "alarm_on":
+            alarm_id = str(event.extra.get("alarm_id") or uuid.uuid4().hex[:16])
+            self._alarms[key] = (alarm_id, _event_time(event).isoformat())
+        elif event.kind == "alarm_off":
+            alarm_id, onset = self._alarms.pop(key, (event.extra.get("alarm_id"), None))
+        for res in fhir_resources_for(event, device=self.device, alarm_id=alarm_id, onset=onset):
+            self._write(res)

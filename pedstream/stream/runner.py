@@ -222,6 +222,10 @@ async def run_async(
         from pedstream.stream.ectopy import open_beat_model
 
         beat_session, _ = open_beat_model(cfg, cfg.stream.beat_model)
+    from pedstream.stream.lifecycle import Outputs  # complete alarm lifecycles, output faults (docs/integrations.md)
+
+    outputs = Outputs([s for s in sinks if s is not reference])
+    sinks = ([] if reference is None else [reference]) + [outputs]
     engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir,
                     beat_session=beat_session)
     final: list[tuple[Any, float]] = []  # (snapshot, monotonic time) of the last dashboard frame
@@ -267,8 +271,8 @@ async def run_async(
                              strips_dir=alarms_dir if cfg.alarms.strips else None)
     summary = engine.summary()
     if hl7_sink is not None:
-        summary["hl7"] = {"sent": hl7_sink.sent, "acked": hl7_sink.acked, "rejected": hl7_sink.rejected,
-                          "pending": len(hl7_sink._pending), "dropped": hl7_sink.dropped}
+        summary["hl7"] = hl7_sink.summary()
+    summary["outputs"] = outputs.report()
     if recorder is not None:
         summary["recorded"] = [str(p) for p in recorder.files]
     if lsl_src is not None:
@@ -375,10 +379,6 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     if (source == "mqtt" or publish_mqtt) and not broker_reachable(cfg.mqtt.host, cfg.mqtt.port):
         note(f"warning: {broker_hint(cfg)}; retrying until one answers")
 
-    interrupted: list[bool] = []
-
-    async def main() -> dict[str, Any]:
-        stop = stop_on_signals(interrupted)
     web_service = None
     if web:  # checked (bind, TLS, users) before the monitor starts; the URL and any one-time login printed
         try:
@@ -389,6 +389,10 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         web_service = WebService(cfg, bind=bind)
         for line in web_service.intro():
             note(line)
+    interrupted: list[bool] = []
+
+    async def main() -> dict[str, Any]:
+        stop = stop_on_signals(interrupted)
         return await run_async(cfg, session=session, source=source, duration=duration, headless=headless,
                                events_path=events_path, demo=demo, records=records, stop=stop, console=console,
                                publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=capture,
@@ -413,8 +417,13 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         note(f"recorded {f}")
     if "hl7" in summary:
         h = summary["hl7"]
-        note(f"hl7: {h['sent']} messages sent ({h['acked']} acknowledged, {h['rejected']} rejected), "
-             f"{h['pending']} not sent, {h['dropped']} dropped")
+        note(f"hl7: {h['acked']} messages delivered, {h['undelivered']} undelivered ({h['pending']} waiting in "
+             f"{h['outbox']}, {h['rejected']} refused), {h['dropped']} observations dropped, {h['resent']} resent")
+    from pedstream.stream.lifecycle import outputs_problem
+
+    problem = outputs_problem(summary.get("outputs"))
+    if problem:
+        note(problem)
     if interrupted:
         raise KeyboardInterrupt
     if summary.get("mqtt_connected") is False:
@@ -423,6 +432,10 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
         raise NothingMonitoredError(f"no stream was seen during the run (--source {source}"
                                     + (_lsl_hint(cfg, summary) if source == "lsl" else "")
                                     + (f", topics {cfg.mqtt.topic_prefix}/+/meta" if source == "mqtt" else "") + ")")
+    if problem:
+        from pedstream.errors import OutputsIncompleteError
+
+        raise OutputsIncompleteError(problem)
     return summary
 
 

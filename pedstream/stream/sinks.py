@@ -23,12 +23,24 @@ it, for a beat the R peak, for ``signal_loss``/``signal_ok`` the last sample rec
 when unknown. Version 1 (before ``schema_version`` existed) had no ``t_signal``/``clock``.
 
 ``kind`` is one of ``call``, ``alarm_on``, ``alarm_off``, ``signal_loss``, ``signal_ok``,
-``error`` and, with a beat model, ``beat`` (one per classified beat: ``label`` the AAMI class, ``p``,
+``error``, ``technical_alarm`` and, with a beat model, ``beat`` (one per classified beat: ``label`` the AAMI class, ``p``,
 ``beat_t``, ``pre_rr_s``, ``post_rr_s``, ``pvc_per_min``, ``pac_per_min``; calls then also carry
 ``pvc_per_min``/``pac_per_min``). ``p``/``hr``/``latency_ms`` are ``null`` when they do not apply; ``latency_ms`` is the
 time from receiving the last sample of the classified window to emitting the call (monotonic
 clock). Alarm events add ``priority``; calls add ``window_start`` (sample index at the model rate);
 errors add ``message``.
+
+Version 4 (the alarm lifecycle, :mod:`pedstream.stream.lifecycle`): every alarm event carries
+``alarm_id`` (the same for an alarm's onset and its end); every ``alarm_on`` gets exactly one
+``alarm_off`` whose ``end_reason`` says why it ended: ``cleared`` (the condition is over),
+``signal_lost`` (the stream's signal was lost: the alarm cannot be evaluated; if it still holds
+when the signal returns, a new ``alarm_on`` with ``reason`` ``signal_restored`` follows) or
+``monitoring_stopped`` (the monitor ended with the alarm active). ``hr_high``/``hr_low`` alarms carry
+``detail`` (the limit crossed, as text). ``technical_alarm`` events (``stream`` ``pedstream``) report a
+fault of an output: ``label`` what (``hl7_undeliverable``, ``hl7_outbox``, ``events_unwritable``,
+``strips_unwritable``, ``fhir_unwritable``, ``recording_unwritable``), ``state`` ``on``/``off``,
+``output``, ``message``. The JSON Schema of the events is shipped in the package:
+``pedstream/schemas/events.schema.json`` (:func:`event_schema`).
 """
 
 from __future__ import annotations
@@ -47,13 +59,14 @@ __all__ = [
     "MonitorEvent",
     "Sink",
     "JsonLinesSink",
+    "event_schema",
 ]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 3: call events may carry "truth" (replays of annotated records)
+SCHEMA_VERSION = 4  # 3: call events may carry "truth" (replays of annotated records); 4: alarm lifecycle, technical_alarm
 
-EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error"]
+EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error", "technical_alarm"]
 
 
 @dataclass(slots=True)
@@ -99,9 +112,19 @@ class Sink(Protocol):
     def emit(self, event: MonitorEvent) -> None: ...
 
 
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one event line, shipped as ``pedstream/schemas/events.schema.json``."""
+    from importlib import resources
+
+    return json.loads((resources.files("pedstream") / "schemas" / "events.schema.json").read_text(encoding="utf-8"))
+
+
 class JsonLinesSink:
-    """Append events as JSON lines to ``path`` (or write them to ``stream``, e.g. stdout), flushing
-    after each event so that ``tail -f`` and crashed runs see every line."""
+    """Append events as JSON lines to ``path`` (or write them to ``stream``, e.g. stdout). A file is
+    written by its own thread (:class:`~pedstream.stream.linewriter.LineWriter`): each line is in the
+    file once written (``tail -f`` and crashed runs see it), a FIFO without a reader or a hung path
+    never blocks the monitor, and a full or read-only disk is reported once (``on_technical``, a
+    ``technical_alarm`` event ``events_unwritable``), counted (:meth:`report`) and retried."""
 
     def __init__(self, path: Path | str | None = None, *, stream: TextIO | None = None) -> None:
         if (path is None) == (stream is None):
@@ -109,22 +132,53 @@ class JsonLinesSink:
         self.path = None if path is None else Path(path)
         self._stream = stream
         self._fh: TextIO | None = None
+        self._writer: Any = None
         self.count = 0
+        self.on_technical: Any = None  # set by the outputs layer: receives technical_alarm events
 
     async def __aenter__(self) -> "JsonLinesSink":
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = self.path.open("a", encoding="utf-8")
+            from pedstream.stream.linewriter import LineWriter
+
+            self._writer = LineWriter(self.path, on_fault=self._fault)
+            self._writer.start()
         else:
             self._fh = self._stream
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.path is not None and self._fh is not None:
-            self._fh.close()
+        if self._writer is not None:
+            await self._writer.close()
         self._fh = None
 
+    def _fault(self, message: str | None) -> None:
+        if message is not None:
+            log.error("events file: %s; events go on to the other outputs, writing is retried", message)
+        else:
+            log.warning("events file %s: writing again", self.path)
+        if self.on_technical is not None:
+            self.on_technical(MonitorEvent(stream="pedstream", kind="technical_alarm", label="events_unwritable",
+                                           extra={"state": "off" if message is None else "on", "output": "events",
+                                                  "message": message or f"{self.path}: writing again"}))
+
+    async def wait_written(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until ``n`` lines of this run are in the file."""
+        if self._writer is not None:
+            await self._writer.wait_written(n, timeout)
+
+    def report(self) -> dict[str, Any] | None:
+        """``{"output", "path", "written", "not_written", "fault"}`` of a file sink (None for a stream)."""
+        w = self._writer
+        if w is None:
+            return None
+        return {"output": "events", "path": str(self.path), "written": w.written, "not_written": w.not_written,
+                "fault": w.fault, "faults": w.faults}
+
     def emit(self, event: MonitorEvent) -> None:
+        if self._writer is not None:
+            self._writer.write(event.to_json())
+            self.count += 1
+            return
         if self._fh is None:
             return
         self._fh.write(event.to_json() + "\n")

@@ -21,6 +21,12 @@ from pedstream.stream.integrations import FHIRSink, HL7Sink  # noqa: E402
 from pedstream.stream.sinks import MonitorEvent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _private_state_home(tmp_path, monkeypatch):
+    """The HL7 outbox's default place ($XDG_STATE_HOME) is private to each test (and its subprocesses)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
 DEMO = ROOT / "pedstream" / "assets" / "demo_records"
 
 
@@ -65,15 +71,17 @@ async def test_hl7_sink_sends_pcd04_alarms_and_pcd01_observations_over_mllp():
                                    extra={"priority": "high"}))
             sink.emit(MonitorEvent(stream="bed|7", kind="signal_ok"))  # not an HL7 message
             await lis.wait_count(3, timeout=20)
-        assert (sink.sent, sink.acked, sink.rejected, len(sink._pending)) == (3, 3, 0, 0)
+            await sink.wait_for(lambda s: s.acked == 3, timeout=20)
+        assert (sink.sent, sink.acked, sink.rejected, sink.summary()["pending"]) == (3, 3, 0, 0)
     on, obs, off = lis.messages
     assert str(on.segment("MSH")[9]) == "ORU^R40^ORU_R40" and str(on.segment("MSH")[12]) == "2.6"
     assert str(on.segment("MSH")[21]).startswith("IHE_PCD_ACM_001")
     pid = str(on.segment("PID")[3]).split("^")[0]
     assert pid == "bed\\F\\7" and on.unescape(pid) == "bed|7"  # HL7-escaped on the wire
     assert str(on.segment("OBR")[4]).startswith("196616^MDC_EVT_ALARM")
-    ev = obx(on, "196616")[0]
-    assert str(ev[5]).split("^")[0] == "vt" and str(ev[8]).split("~")[0] == "PH"
+    ev = obx(on, "199874")[0]  # MDC_EVT_ECG_ARRHY (MDC has no VT event code we rely on), the label as alternate code
+    assert str(ev[3]).split("^")[3] == "vt" and str(ev[8]).split("~")[0] == "PH"
+    assert str(ev[18]).startswith("pedstream^PEDSTREAM") and str(on.segment("PV1")[2]) == "I"
     assert str(obx(on, "147842")[0][5]) == "221" and str(obx(on, "68481")[0][5]) == "start"
     assert str(obx(on, "68482")[0][5]) == "active"
     assert str(off.segment("MSH")[9]) == "ORU^R40^ORU_R40" and str(obx(off, "68481")[0][5]) == "end"
@@ -93,17 +101,15 @@ async def test_hl7_sink_counts_rejections_and_waits_for_a_late_receiver():
     async with HL7Sink(cfg=cfg) as sink:
         sink.emit(MonitorEvent(stream="b", kind="alarm_on", label="hr_high", hr=230.0, extra={"priority": "medium"}))
         await asyncio.sleep(0)  # nobody listens yet: the message waits
-        assert len(sink._pending) == 1 and sink.sent == 0
+        assert sink.summary()["pending"] == 1 and sink.sent == 0
         lis = Listener(answer="AE")
         server = await hl7.mllp.start_hl7_server(lambda r, w: _serve(lis, r, w), "127.0.0.1", port)
         try:
             await lis.wait_count(1, timeout=30)
-            async with asyncio.timeout(10):
-                while sink.sent < 1:
-                    await asyncio.sleep(0.01)  # the ACK travels back
+            await sink.wait_for(lambda s: s.rejected == 1, timeout=10)  # the ACK travels back
         finally:
             server.close()
-    assert sink.rejected == 1 and sink.acked == 0
+    assert sink.rejected == 1 and sink.acked == 0 and sink.undelivered == 1
 
 
 async def _serve(lis: Listener, reader, writer) -> None:
@@ -132,12 +138,15 @@ async def test_fhir_sink_writes_validated_r4_resources(tmp_path):
                                extra={"priority": "medium"}, t_signal=100.0, clock="mqtt"))
         sink.emit(MonitorEvent(stream="bed1", kind="alarm_off", label="avnrt", extra={"priority": "medium"}))
     lines = [json.loads(ln) for ln in path.read_text().splitlines()]
-    assert [r["resourceType"] for r in lines] == ["Observation", "DetectedIssue", "DetectedIssue"]
+    assert [r["resourceType"] for r in lines] == ["Device", "Patient", "Observation", "DetectedIssue", "DetectedIssue"]
+    lines = lines[2:]
     obs = Observation.model_validate(lines[0])
     assert obs.code.coding[0].code == "8867-4" and obs.valueQuantity.value == 231.0
     assert obs.component[0].valueCodeableConcept.coding[0].code == "avnrt"
     on, off = (DetectedIssue.model_validate(r) for r in lines[1:])
     assert (on.status, on.severity, off.status) == ("preliminary", "moderate", "final")
+    assert on.id == off.id and off.identifiedPeriod.start == on.identifiedPeriod.start  # the end updates the onset
+    assert on.patient.reference == obs.subject.reference == "Patient/" + lines[0]["subject"]["reference"].split("/")[1]
     assert "signal time 100.000 s (mqtt clock)" in on.detail
 
 
@@ -157,7 +166,7 @@ async def test_run_sends_hl7_writes_fhir_and_records_edf(tmp_path):
     assert calls and alarms, "x003 raises heart-rate alarms"
     types = [str(m.segment("MSH")[9]) for m in lis.messages]
     assert types.count("ORU^R01^ORU_R01") == len(calls) and types.count("ORU^R40^ORU_R40") == len(alarms)
-    assert "hl7: %d messages sent (%d acknowledged" % (len(types), len(types)) in err.decode()
+    assert "hl7: %d messages delivered, 0 undelivered" % len(types) in err.decode()
     fhir = [json.loads(ln) for ln in (tmp_path / "fhir.ndjson").read_text().splitlines()]
     assert sum(r["resourceType"] == "DetectedIssue" for r in fhir) == len(alarms)
     (edf,) = (tmp_path / "rec").glob("x003_*.edf")

@@ -10,7 +10,7 @@ import pytest
 
 from pedstream.stream.lsl.outlet import LSLMarkerSink
 from pedstream.stream.mqtt.publisher import MQTTSink
-from pedstream.stream.sinks import JsonLinesSink, MonitorEvent
+from pedstream.stream.sinks import SCHEMA_VERSION, JsonLinesSink, MonitorEvent
 
 KEYS = {"t", "stream", "kind", "label", "p", "hr", "latency_ms"}
 
@@ -19,7 +19,7 @@ async def test_jsonl_file_appends_and_flushes_per_event(tmp_path):
     path = tmp_path / "ev" / "events.jsonl"
     async with JsonLinesSink(path) as sink:
         sink.emit(MonitorEvent(stream="s1", kind="call", label="sinus", p=0.912345, hr=101.26, latency_ms=12.3456))
-        # flushed: readable before the sink closes
+        await sink.wait_written(1)  # written by its own thread, readable before the sink closes
         first = json.loads(path.read_text().splitlines()[0])
         sink.emit(MonitorEvent(stream="s1", kind="alarm_on", label="vt", p=0.8, extra={"priority": "high"}))
     async with JsonLinesSink(path) as sink:  # appends
@@ -110,11 +110,11 @@ async def test_lsl_markers_are_stamped_with_the_windows_lsl_time(lsl_config):
         (s1, ts1), (s2, ts2) = [await asyncio.to_thread(inlet.pull_sample, 10.0) for _ in range(2)]
         inlet.close_stream()
     e1 = json.loads(s1[0])
-    assert e1["schema_version"] == 3 and e1["clock"] == "lsl" and abs(e1["t_signal"] - window_start) < 1e-5
+    assert e1["schema_version"] == SCHEMA_VERSION and e1["clock"] == "lsl" and abs(e1["t_signal"] - window_start) < 1e-5
     assert abs(ts1 - (window_start + 2.5)) < 1e-3  # the window's end on the LSL clock
     assert abs(ts2 - now) < 5.0 and json.loads(s2[0])["t_signal"] == 12.0  # publisher clock: stamped when pushed
 
 
 def test_event_json_carries_schema_version_and_signal_time():
     d = json.loads(MonitorEvent(stream="s", kind="signal_ok", t_signal=3.25, clock="replay").to_json())
-    assert d["schema_version"] == 3 and d["t_signal"] == 3.25 and d["clock"] == "replay" and d["t"].endswith("+00:00")
+    assert d["schema_version"] == SCHEMA_VERSION and d["t_signal"] == 3.25 and d["clock"] == "replay" and d["t"].endswith("+00:00")
