@@ -241,12 +241,12 @@ async def run_async(
                     run_dashboard(engine, hz=cfg.stream.dashboard_hz, console=console, reference=reference,
                                   strips_dir=alarms_dir if cfg.alarms.strips else None,
                                   on_final=lambda snap: final.append((snap, time.monotonic()))), name="dashboard")
+            if web is not None:  # ends with the feeders (after the engine); a failure ends the run
+                feeder_tasks.append(asyncio.create_task(web.serve(engine), name="web"))
             waits = [asyncio.create_task(stop.wait(), name="stop")]
             if replay_src is not None and not replay_src.loop:
                 waits.append(asyncio.create_task(_replay_done(replay_src, engine), name="replay-done"))
             try:
-            if web is not None:  # ends with the feeders (after the engine); a failure ends the run
-                feeder_tasks.append(asyncio.create_task(web.serve(engine), name="web"))
                 # a feeder that ends (it only ends by failing: the demo loops) also ends the run
                 await asyncio.wait([*waits, *feeder_tasks], timeout=duration, return_when=asyncio.FIRST_COMPLETED)
             finally:
