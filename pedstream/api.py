@@ -284,6 +284,10 @@ class Monitor:
             async for ev in mon.events():                         # MonitorEvent: call, alarm_on, ...
                 print(ev.kind, ev.label, ev.p, ev.t_signal)
 
+        async with pedstream.Monitor() as mon:                     # a recording: nothing dropped
+            await mon.feed("rec1", x, fs=360, channels=["MLII", "V1"])
+            await mon.drain()                                     # every call of it emitted
+
     ``push(stream_id, samples, fs=..., channels=..., t0=None, age_years=None)``: the first push of a
     stream (or one whose ``fs``/``channels`` changed) announces it; later pushes continue it (the
     sample index continues, so no gap). ``t0``: source-clock time (s) of ``samples[0]``; default: it
@@ -307,6 +311,7 @@ class Monitor:
         self._alarms_dir = alarms_dir
         self.engine: Any = None
         self._sub: Any = None
+        self._feeding = False  # feed() pushes its own chunks (never the warning about a large push)
 
     async def __aenter__(self) -> "Monitor":
         from pedstream.stream.engine import Engine
@@ -341,6 +346,13 @@ class Monitor:
             self._source.events.put_nowait(StreamAdded(info))
             known = (float(fs), names, 0, 0.0)
         index = known[2]
+        if x.shape[0] > self.config.stream.ingest_queue_s * float(fs) and not self._feeding:
+            import warnings
+
+            warnings.warn(f"Monitor.push: {x.shape[0] / float(fs):.0f} s of {stream_id} at once; a live stream keeps "
+                          f"only {self.config.stream.queue_windows} windows waiting for the model (the oldest are "
+                          "dropped, counted in summary()): use `await mon.feed(...)` for recorded signal",
+                          stacklevel=2)
         start = known[3] if t0 is None else float(t0)
         ts = start + np.arange(x.shape[0], dtype=np.float64) / float(fs)
         self._source.events.put_nowait(ChunkReceived(Chunk(stream_id=stream_id, data=x, timestamps=ts,
@@ -357,8 +369,12 @@ class Monitor:
         step = max(1, int(round(float(chunk_s) * float(fs)))) if np.isfinite(fs) and fs > 0 else max(1, len(x))
         for k in range(0, max(1, x.shape[0]), step):
             await self._room(stream_id)
-            self.push(stream_id, x[k:k + step], fs=fs, channels=channels, t0=t0 if k == 0 else None,
-                      age_years=age_years)
+            self._feeding = True
+            try:
+                self.push(stream_id, x[k:k + step], fs=fs, channels=channels, t0=t0 if k == 0 else None,
+                          age_years=age_years)
+            finally:
+                self._feeding = False
 
     def _busy(self, stream_id: str | None) -> bool:
         eng = self.engine

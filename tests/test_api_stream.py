@@ -105,3 +105,19 @@ def test_overrides_and_load_config_are_public(model):
     assert m.config.stream.queue_windows == 64 and m.config.alarms.strips is False
     rec = pedstream.read_record(REAL / "203", seconds=5, overrides=["signal.aliases.MLII=\"II\""])
     assert rec.signal.shape[0] == 1800
+
+
+def test_monitor_push_of_a_recording_at_once_warns(model, long_signal):
+    x, fs, names = long_signal
+
+    async def run():
+        async with pedstream.Monitor(model=model, alarms_dir=None) as mon:
+            with pytest.warns(UserWarning, match="mon.feed"):
+                mon.push("bed", x, fs=fs, channels=names)  # 300 s in one push: a live monitor drops the backlog
+            mon.push("bed", x[:int(fs)], fs=fs, channels=names)  # a second of live signal: no warning
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second push would raise here if it warned
+        asyncio.run(asyncio.wait_for(run(), 60))
