@@ -44,7 +44,7 @@ def _read_lines(stream, out: queue.Queue) -> None:
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory) -> Station:
-    """``pedstream run --web`` replaying two records (looping, twice real time) with a users file
+    """``pedstream run --web`` replaying two records (looping, in real time) with a users file
     (ana: clinician, vic: viewer); the rate alarm is high priority here (a tile turns red)."""
     from pedstream.web.auth import add_user
 
@@ -55,7 +55,7 @@ def station(tmp_path_factory) -> Station:
     events = tmp / "events.jsonl"
     cmd = [sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--headless", "--web",
            "--bind", "127.0.0.1:0", "--events", str(events), "--duration", "120",
-           "--set", f"web.users_file={users}", "--set", "replay.loop=true", "--set", "replay.speed=2",
+           "--set", f"web.users_file={users}", "--set", "replay.loop=true", "--set", "replay.speed=1",
            "--set", "alarms.hr_priority=high", "--alarms-dir", str(tmp / "alarms")]
     for r in RECORDS:
         cmd += ["--records", str(r)]

@@ -170,7 +170,8 @@
     if (!label) return;
     const r = await fetch("/api/alarm", { method: "POST", credentials: "same-origin",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": me.csrf }, body: JSON.stringify({ stream, label, action, seconds }) });
-    if (!r.ok) { const e = await r.json().catch(() => ({})); alert(`${action}: ${e.error || r.status}`); }
+    const e = r.ok ? null : await r.json().catch(() => ({}));
+    $("notice").textContent = e ? `${action} ${stream} ${label}: ${e.error || r.status}` : "";
   }
   function beep(level) {
     if (!soundOn || !level) return;
