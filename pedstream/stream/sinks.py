@@ -28,7 +28,9 @@ when unknown. Version 1 (before ``schema_version`` existed) had no ``t_signal``/
 ``pvc_per_min``/``pac_per_min``). ``p``/``hr``/``latency_ms`` are ``null`` when they do not apply; ``latency_ms`` is the
 time from receiving the last sample of the classified window to emitting the call (monotonic
 clock). Alarm events add ``priority``; calls add ``window_start`` (sample index at the model rate);
-errors add ``message``.
+errors add ``message``. Replays of records: calls and alarms add ``record``, ``record_s`` and
+``record_sample`` (the place in the record, :func:`pedstream.stream.replay.record_position`), calls of
+annotated records ``truth`` and ``truth_source`` (``rhythm`` | ``beats``: :mod:`pedstream.stream.reference`).
 
 Version 4 (the alarm lifecycle, :mod:`pedstream.stream.lifecycle`): every alarm event carries
 ``alarm_id`` (the same for an alarm's onset and its end); every ``alarm_on`` gets exactly one
