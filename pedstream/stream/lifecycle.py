@@ -104,6 +104,7 @@ class Outputs:
         self.technical: list[MonitorEvent] = []
         self._stack: contextlib.AsyncExitStack | None = None
         self._failed: set[int] = set()
+        self._watched: list[Any] = []
 
     async def __aenter__(self) -> "Outputs":
         async with contextlib.AsyncExitStack() as stack:
@@ -120,6 +121,12 @@ class Outputs:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.aclose()
+
+    def watch(self, other: Any) -> None:
+        """Also report the faults and counts of ``other`` (an output that is not a sink, e.g. the strip writer)."""
+        if hasattr(other, "on_technical"):
+            other.on_technical = self.report_technical
+        self._watched.append(other)
 
     def emit(self, event: MonitorEvent) -> None:
         for ev in self.lifecycle.process(event):
@@ -147,7 +154,7 @@ class Outputs:
     def report(self) -> dict[str, Any]:
         """What the outputs did not write or deliver: ``{"outputs": [...], "not_written": n, "undelivered": m}``."""
         rows = []
-        for sink in self.sinks:
+        for sink in [*self.sinks, *self._watched]:
             fn = getattr(sink, "report", None)
             r = fn() if callable(fn) else None
             if r:
@@ -164,7 +171,8 @@ def outputs_problem(report: dict[str, Any] | None) -> str | None:
     parts = []
     for r in report.get("outputs", []):
         if r.get("not_written"):
-            parts.append(f"{r['output']}: {r['not_written']} line(s) not written to {r.get('path')}"
+            what = "strip(s)" if r["output"] == "strips" else "line(s)"
+            parts.append(f"{r['output']}: {r['not_written']} {what} not written to {r.get('path')}"
                          + (f" ({r['fault']})" if r.get("fault") else ""))
         if r.get("undelivered"):
             parts.append(f"{r['output']}: {r['undelivered']} message(s) undelivered (kept in {r.get('path')})")

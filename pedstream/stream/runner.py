@@ -228,6 +228,7 @@ async def run_async(
     sinks = ([] if reference is None else [reference]) + [outputs]
     engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir,
                     beat_session=beat_session)
+    outputs.watch(engine.strip_writer)  # strips not written: reported once, counted in the summary
     final: list[tuple[Any, float]] = []  # (snapshot, monotonic time) of the last dashboard frame
     feeder_tasks: list[asyncio.Task] = []
     try:
@@ -422,7 +423,7 @@ def run_command(cfg: Config, *, source: str, model: Path | None, duration: float
     from pedstream.stream.lifecycle import outputs_problem
 
     problem = outputs_problem(summary.get("outputs"))
-    if problem:
+    if problem and interrupted:  # otherwise the error line (exit 4) says it
         note(problem)
     if interrupted:
         raise KeyboardInterrupt

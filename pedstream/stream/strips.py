@@ -78,7 +78,41 @@ class StripWriter:
         self.alarms_dir = Path(alarms_dir)
         self.banner = banner
         self.paths: list[Path] = []
+        self.failed: list[Path] = []  # strips named in an alarm_on event that could not be written
+        self.fault: str | None = None  # the current storage fault (reported once), None when strips are written
+        self.on_technical: Any = None  # receives technical_alarm events (set by the outputs layer)
         self._tasks: set[asyncio.Task] = set()
+
+    def report(self) -> dict[str, Any]:
+        """The outputs layer's row: strips written and not written."""
+        return {"output": "strips", "path": str(self.alarms_dir), "written": len(self.paths),
+                "not_written": len(self.failed), "fault": self.fault}
+
+    def _fault(self, path: Path, exc: BaseException | None) -> None:
+        """A strip not written (reported once per fault, the partial file removed) or, ``exc`` None, written again."""
+        if exc is None:
+            if self.fault is not None:
+                self.fault = None
+                log.warning("alarm strips: written again in %s", self.alarms_dir)
+                self._technical("off", f"alarm strips written again in {self.alarms_dir}")
+            return
+        self.failed.append(path)
+        try:
+            path.unlink(missing_ok=True)  # never leave a 0-byte or half-written PNG behind
+        except OSError:
+            pass
+        if self.fault is None:
+            why = f"{exc.strerror} (errno {exc.errno})" if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.fault = f"{path.parent}: {why}"
+            log.error("alarm strips cannot be written: %s; monitoring goes on, further failures are counted", self.fault)
+            self._technical("on", f"alarm strips cannot be written: {self.fault}")
+
+    def _technical(self, state: str, message: str) -> None:
+        if self.on_technical is not None:
+            from pedstream.stream.sinks import MonitorEvent
+
+            self.on_technical(MonitorEvent(stream="pedstream", kind="technical_alarm", label="strips_unwritable",
+                                           extra={"state": state, "output": "strips", "message": message}))
 
     def path_for(self, stream_id: str, label: str) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%f")
@@ -100,8 +134,9 @@ class StripWriter:
                                         present=pipe.present, onset_s=strip.onset_s, title=title,
                                         alarm_s=strip.alarm_s)
                 self.paths.append(path)
-            except Exception as exc:  # a failed drawing must not stop monitoring
-                log.warning("alarm strip %s: %s", path, exc)
+                self._fault(path, None)
+            except Exception as exc:  # a failed drawing (full or read-only disk...) must not stop monitoring
+                self._fault(path, exc)
 
         task = asyncio.get_running_loop().create_task(_draw(), name=f"strip-{pipe.stream_id}")
         self._tasks.add(task)

@@ -1,0 +1,1 @@
+"""Package data: the JSON Schemas of pedstream's outputs (``events.schema.json``)."""
