@@ -146,13 +146,15 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
 
     m = model if isinstance(model, Model) else load_model(model, config=config, overrides=overrides)
     cfg = m.config
-    x = np.asarray(signal, dtype=np.float32)
+    x = np.asarray(signal)  # no copy: each chunk becomes float32 as it is fed
     if x.ndim == 1:
         x = x[:, None]
     names = [str(c) for c in channels]
     if x.ndim != 2 or x.shape[1] != len(names):
         raise StreamError("classify", f"signal shaped {np.shape(signal)} does not match {len(names)} channel names "
                                       "(expected (n_samples, n_channels))")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise StreamError("classify", f"signal of dtype {x.dtype}: expected numbers (millivolts)")
     window = int(m.metadata.get("window_samples") or window_samples(m.window_s, m.fs))
     hop = window_samples(m.hop_s, m.fs)
     info = StreamInfo(stream_id="classify", source="replay", fs=float(fs), channel_names=names,
@@ -184,7 +186,7 @@ def _stream_windows(pipe: Any, x: np.ndarray, fs: float) -> Any:
 
     step = _chunk_samples(pipe, fs)
     for c0 in range(0, x.shape[0], step):
-        part = x[c0:c0 + step]
+        part = np.ascontiguousarray(x[c0:c0 + step], dtype=np.float32)  # (n, n_ch) mV
         ts = (c0 + np.arange(part.shape[0], dtype=np.float64)) / fs
         res = pipe.feed(Chunk(stream_id=pipe.stream_id, data=part, timestamps=ts, first_index=c0), 0.0)
         if res.windows:
@@ -365,7 +367,9 @@ class Monitor:
         engine has room for it (at most one chunk of this stream waiting in its ingest and fewer than
         half of ``[stream] queue_windows`` windows waiting for the model): nothing is dropped, and
         memory stays bounded whatever the length. Returns when the last chunk was pushed."""
-        x = np.asarray(samples, dtype=np.float32)
+        x = np.asarray(samples)  # no copy: push makes each chunk float32
+        if x.ndim == 1:
+            x = x[:, None]
         step = max(1, int(round(float(chunk_s) * float(fs)))) if np.isfinite(fs) and fs > 0 else max(1, len(x))
         for k in range(0, max(1, x.shape[0]), step):
             await self._room(stream_id)

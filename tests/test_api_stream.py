@@ -121,3 +121,12 @@ def test_monitor_push_of_a_recording_at_once_warns(model, long_signal):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the second push would raise here if it warned
         asyncio.run(asyncio.wait_for(run(), 60))
+
+
+def test_classify_bad_input_is_one_clear_error(model):
+    from pedstream.errors import StreamError
+
+    with pytest.raises(StreamError, match="expected numbers"):
+        pedstream.classify(np.array([["a", "b"]] * 10), fs=360, channels=["II", "V1"], model=model)
+    with pytest.raises(StreamError, match="NaN"):
+        pedstream.classify(np.full((4000, 1), np.nan), fs=360, channels=["II"], model=model)
