@@ -2,8 +2,11 @@
 
     .venv/bin/python bench/reference_check.py --data ../shared/data/mitdb --out bench/results/reference_check.json
 
-- ``classify``: ``pedstream.classify`` on the first 20, 60 and 300 s of record 203 (360 Hz, MLII + V1):
-  calls, first and last window start (one call per hop after the filter warm-up, whatever the length);
+- ``classify``: ``pedstream.classify`` on the first 20, 60 and 300 s of record 203 (360 Hz, MLII + V1)
+  and on the whole record (30 min): calls, first and last window start (one call per hop after the
+  filter warm-up, whatever the length); for the whole record the peak of Python-level allocations
+  during the call (``tracemalloc``: numpy buffers included, the input array not, ONNX Runtime's own
+  arena not);
 - ``reference``: records 201 and 203 (``(AFIB`` annotated) replayed through the engine as ``score
   episodes`` does (first 300 s): the reference label of every call with the rhythm reference (what
   replays use where a record has rhythm annotations) and with the beat labels alone (the reference
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +38,17 @@ def classify_lengths(model, data: Path) -> dict:
         calls = pedstream.classify(sig, fs=f["fs"], channels=f["sig_name"], model=model)
         out[f"203_{secs}s"] = {"calls": len(calls), "first_start_s": calls[0].start_s, "last_start_s": calls[-1].start_s,
                                "wall_s": round(time.perf_counter() - t, 2)}
+    sig, f = wfdb.rdsamp(str(data / "203"))  # the whole record (30 min)
+    tracemalloc.start()
+    t = time.perf_counter()
+    calls = pedstream.classify(sig, fs=f["fs"], channels=f["sig_name"], model=model)
+    wall = time.perf_counter() - t
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out["203_whole"] = {"seconds": round(sig.shape[0] / f["fs"], 1), "calls": len(calls), "first_start_s": calls[0].start_s,
+                        "last_start_s": calls[-1].start_s, "wall_s": round(wall, 2),
+                        "peak_python_alloc_mb": round(peak / 2**20, 1),
+                        "input_mb": round(sig.nbytes / 2**20, 1)}
     return out
 
 
