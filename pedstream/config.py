@@ -411,6 +411,7 @@ class LSLSection(_Section):
     dejitter: bool = True  # regular timestamps from the sample count (see pedstream.stream.lsl.inlet)
     jump_tolerance_s: float = Field(1.0, gt=0)
     marker_stream: str = Field("pedstream-events", min_length=1)  # name/source_id of the --lsl-markers outlet
+    marker_source_id: str = Field("", max_length=200)  # source_id of the --lsl-markers outlet; "" = marker_stream
 
 
 class MQTTSection(_Section):
@@ -607,7 +608,7 @@ class RhythmContextSection(_Section):
     every_windows: int = Field(1, ge=1, le=16)  # one rhythm call per stream every this many windows (hops)
     max_beats: int = Field(512, ge=16, le=4096)  # beat times kept per stream (bounds memory)
     asystole_s: float = Field(4.0, ge=2.0, le=10.0)  # no QRS this long with a readable signal: asystole alarm
-    onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "artefact": 3}
+    onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}
     offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
     onset_p: float = Field(0.5, gt=0, le=1)
     offset_p: float = Field(0.35, gt=0, le=1)

@@ -203,7 +203,9 @@ async def run_async(
     if lsl_markers:
         from pedstream.stream.lsl.outlet import LSLMarkerSink
 
-        sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream))
+        sinks.append(LSLMarkerSink(name=cfg.lsl.marker_stream, source_id=cfg.lsl.marker_source_id or None,
+                                   model={"file": Path(str(getattr(session, "path", "") or "")).name,
+                                          **dict(getattr(session, "metadata", {}) or {})}))
     hl7_sink = None
     if hl7:
         from pedstream.stream.integrations import HL7Sink

@@ -78,25 +78,64 @@ async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chun
 
 class LSLMarkerSink:
     """An LSL marker outlet (type ``Markers``, one string channel, irregular rate) carrying each event
-    as its JSON line. Each marker is stamped with the event's signal time when that is on the LSL
-    clock (``clock == "lsl"``: the stream came in over LSL), so in an XDF recording it sits at the
-    window it describes (a call at its window's end, when the call became possible); other events
-    are stamped when pushed. LSL is configured with :mod:`pedstream.stream.lsl.config` (the safe
-    machine-only defaults if nobody did). LSL has no flush: on exit the outlet stays open
-    ``linger_s`` seconds when an inlet is connected, so the last events reach it."""
+    as its JSON line.
 
-    def __init__(self, *, name: str = "pedstream-events", source_id: str | None = None, linger_s: float = 0.3) -> None:
+    Stamps never go backwards: each marker is stamped with the event's signal time when that is on the
+    LSL clock (``clock == "lsl"``: the stream came in over LSL; a call at its window's end, an alarm at
+    the end of the window that raised or cleared it), other events when pushed; a stamp earlier than
+    the previous marker's is raised to it (the exact signal time stays in the JSON's ``t_signal``), so
+    XDF readers and inlets see one monotonic marker stream.
+
+    The stream's ``source_id`` is ``source_id`` (``[lsl] marker_source_id``; default the name), so a
+    recorder re-finds the same outlet after a restart; its description names the source (``pedstream``,
+    its version, the host), the model (``model``: the model's metadata) and the event schema version, and
+    says how markers are stamped. LSL is configured with :mod:`pedstream.stream.lsl.config` (the safe
+    machine-only defaults if nobody did). LSL has no flush: on exit the outlet stays open ``linger_s``
+    seconds when an inlet is connected, so the last events reach it."""
+
+    def __init__(self, *, name: str = "pedstream-events", source_id: str | None = None, linger_s: float = 0.3,
+                 model: dict[str, Any] | None = None) -> None:
         self.name, self.source_id = name, source_id or name
         self.linger_s = float(linger_s)
+        self.model = dict(model or {})
         self._outlet: Any = None
+        self._last = float("-inf")
         self.count = 0
+        self.raised = 0  # stamps raised to keep the stream monotonic
+
+    def stream_info(self) -> Any:
+        """The ``pylsl.StreamInfo`` with the metadata (class docstring)."""
+        import platform
+
+        import pylsl
+
+        from pedstream.stream.sinks import SCHEMA_VERSION
+
+        info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id)
+        desc = info.desc()
+        src = desc.append_child("source")
+        src.append_child_value("name", "pedstream")
+        src.append_child_value("version", _version())
+        src.append_child_value("hostname", platform.node())
+        model = desc.append_child("model")
+        for key in ("file", "format", "method", "data_description", "class_names", "fs", "window_s", "hop_s",
+                    "pedstream_version"):
+            if key in self.model and self.model[key] is not None:
+                value = self.model[key]
+                model.append_child_value(key, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
+        ev = desc.append_child("events")
+        ev.append_child_value("format", "pedstream monitor event, one JSON object per marker")
+        ev.append_child_value("schema_version", str(SCHEMA_VERSION))
+        ev.append_child_value("schema", "pedstream/schemas/events.schema.json")
+        ev.append_child_value("stamping", "signal time on the LSL clock where known (call: window end), else push "
+                                          "time; never earlier than the previous marker")
+        return info
 
     async def __aenter__(self) -> "LSLMarkerSink":
         ensure_lsl_configured()
         import pylsl
 
-        info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id)
-        self._outlet = pylsl.StreamOutlet(info)
+        self._outlet = pylsl.StreamOutlet(self.stream_info())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,13 +144,28 @@ class LSLMarkerSink:
         self._outlet = None
 
     def emit(self, event: MonitorEvent) -> None:
-        if self._outlet is not None:
-            stamp = marker_timestamp(event)
-            if stamp is None:
-                self._outlet.push_sample([event.to_json()])
-            else:
-                self._outlet.push_sample([event.to_json()], stamp)
-            self.count += 1
+        if self._outlet is None:
+            return
+        import pylsl
+
+        stamp = marker_timestamp(event)
+        if stamp is None:
+            stamp = pylsl.local_clock()
+        if stamp < self._last:
+            stamp = self._last
+            self.raised += 1
+        self._last = stamp
+        self._outlet.push_sample([event.to_json()], stamp)
+        self.count += 1
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("pedstream")
+    except Exception:  # not installed (a source checkout)
+        return "unknown"
 
 
 def marker_timestamp(event: MonitorEvent) -> float | None:
