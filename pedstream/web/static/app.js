@@ -3,7 +3,7 @@
 "use strict";
 (() => {
   const PX_PER_MM = 96 / 25.4, SWEEP_MM_S = 25, PX_PER_S = SWEEP_MM_S * PX_PER_MM;
-  const MM_PER_MV = { ecg: 10, iegm: 5 };
+  const MM_PER_MV = { ecg: 5, iegm: 2.5 };  // half the paper standard: tiles are short (shown on the page)
   const IEGM = new Set(["ABL12", "RVA12", "CS12", "CS34", "CS56", "CS78", "CS90"]);
   const PRIO = { high: 3, medium: 2, advisory: 1 };
   const $ = (id) => document.getElementById(id);
@@ -112,7 +112,7 @@
     if (bedStream) { const b = msg.beds.find((x) => x.stream === bedStream); const tile = tiles[bedStream]; if (b && tile) { $("bedtile").append(tile.el); } }
     const sounding = msg.beds.flatMap((b) => b.alarms).filter((a) => a.state === "sounding");
     beep(sounding.length ? Math.max(...sounding.map((a) => PRIO[a.priority] || 0)) : 0);
-    $("foot").textContent = `${msg.beds.length} beds · ${stats.fps.toFixed(0)} frames/s · ${(stats.bytes / 1024).toFixed(0)} KiB received`;
+    $("foot").textContent = `${msg.beds.length} beds · ${SWEEP_MM_S} mm/s · ECG ${MM_PER_MV.ecg} mm/mV, IEGM ${MM_PER_MV.iegm} mm/mV · ${stats.fps.toFixed(0)} frames/s · ${(stats.bytes / 1024).toFixed(0)} KiB received`;
   }
   function onLayout(msg) {
     layout = {}; byNumber = {};
