@@ -253,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", default=None, help="feature cache (default ~/.cache/pedstream)")
     ap.add_argument("--quick", action="store_true", help="context 30 s, balanced weights only (no selection)")
+    ap.add_argument("--max-iter", type=int, default=None, help="boosting iterations (smoke runs only)")
+    ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args(argv)
+    out_dir = Path(a.out)
+    if a.max_iter is not None:
+        from pedstream.train.rhythm_context import DEFAULT_PARAMS
+
+        DEFAULT_PARAMS["max_iter"] = a.max_iter
     from pedstream.config import load_config
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_context import rule_probs
@@ -284,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                                         best["_p_rec"][rows][recs["y"][rows] >= 0].argmax(1))}
     res["leave_one_database_out"] = lodo(data, cfg, ctx, wmode, spans)
     res["holter_rr_rule"] = holter_rule(cfg)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "cv.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")
-    (OUT / "cv.md").write_text(render(res), encoding="utf-8")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "cv.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")
+    (out_dir / "cv.md").write_text(render(res), encoding="utf-8")
     print(render(res))
     return 0
 

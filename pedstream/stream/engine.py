@@ -64,6 +64,7 @@ from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyC
 from pedstream.stream.ingest import FairIngest
 from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
+from pedstream.stream.rhythm_hooks import RhythmHooks
 from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import ChunkReceived, StreamAdded
@@ -111,7 +112,7 @@ class StreamState:
     ectopy: EctopyCounter | None = None
 
 
-class Engine(FairIngest, Watchdog):
+class Engine(FairIngest, Watchdog, RhythmHooks):
     """Monitors every stream its sources announce. See the module docstring."""
 
     def __init__(
@@ -123,6 +124,7 @@ class Engine(FairIngest, Watchdog):
         sinks: Sequence[Any] = (),
         alarms_dir: Path | str | None = None,
         beat_session: Any = None,
+        rhythm_model: Any = None,
     ) -> None:
         self.cfg = cfg
         self.session = session
@@ -175,6 +177,7 @@ class Engine(FairIngest, Watchdog):
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
         self.loopwatch: LoopWatch | None = None
+        self._rhythm_init(rhythm_model)  # the rhythm-context layer (pedstream.stream.rhythm_hooks); None = off
 
     # -- per-stream state and its read-only views --------------------------------------------------------
     def _state(self, sid: str) -> StreamState:
@@ -237,6 +240,8 @@ class Engine(FairIngest, Watchdog):
             self._tg = await stack.enter_async_context(TaskScope(timeout_s=self.cfg.stream.stop_timeout_s))
             self._tasks = self._tg.tasks
             self._tg.create_task(self.batcher.run(), name="inference")
+            if self.rhythm is not None:
+                self._tg.create_task(self.rhythm.run(), name="rhythm")
             if self.beat_batcher is not None:
                 self._tg.create_task(self.beat_batcher.run(), name="beat-inference")
             queues: list[asyncio.Queue] = []
@@ -324,6 +329,7 @@ class Engine(FairIngest, Watchdog):
                 pipe = self._pipe(sid)
                 if pipe is not None:
                     self._apply(pipe, pipe.mark_lost(reason))
+                self._rhythm_lost(sid)
             case StreamErrorEvent(stream_id=sid, message=msg):
                 self._error(sid, msg)
             case _:
@@ -365,6 +371,7 @@ class Engine(FairIngest, Watchdog):
                 st.ectopy, st.pvc_per_min, st.pac_per_min = "on", 0, 0
             except PedstreamError as exc:
                 self._beat_error(sid, str(exc))
+        self._rhythm_add(sid)
         if pipe.cmap.unknown:
             log.info("stream %s: channels %s not used", sid, list(pipe.cmap.unknown))
 
@@ -386,6 +393,8 @@ class Engine(FairIngest, Watchdog):
                 self.beat_batcher.submit(item)
             if res.ectopy_error:
                 self._beat_error(sid, res.ectopy_error)
+        if res.windows:
+            self._rhythm_window(pipe, res.windows)
         for strip in res.strips:
             self.strip_writer.write(pipe, strip)
         st.quality = pipe.quality

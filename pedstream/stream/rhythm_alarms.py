@@ -8,8 +8,10 @@ the newest QRS (s) and whether the lead is readable. Rules, in this order:
   ``onset_calls["artefact"]`` consecutive calls with ``p(artefact) >= onset_p``, off after
   ``offset_calls`` calls below ``offset_p``. While it is on no rhythm alarm (asystole included)
   is raised; rhythm alarms already on stay until their own offset.
-- **asystole** (beat stream, not the model): on when no QRS for ``asystole_s`` and the lead is
-  readable (not flat, artefact not on); off at the first call with a QRS again.
+- **asystole**: on at once when no QRS for ``asystole_s`` and the lead is readable (not flat, artefact
+  not on) - the beat stream, whatever the model says - or after ``onset_calls["asystole"]`` calls with
+  ``p(asystole) >= onset_p`` (the detector's search-back can pick noise as beats in asystole); off
+  after ``offset_calls`` calls with QRS again and ``p(asystole) < offset_p``.
 - **rhythm classes** with a priority other than ``none`` (not artefact, not asystole): on after
   ``onset_calls[c]`` (default 3) consecutive calls with ``p(c) >= onset_p``; off after
   ``offset_calls`` consecutive calls with ``p(c) < offset_p``.
@@ -65,16 +67,31 @@ class RhythmAlarmLogic:
         if "artefact" in self._idx and self.priorities.get("artefact", "none") != "none":
             self._hyst("artefact", float(p[self._idx["artefact"]]), True, out)
         quiet = "artefact" in self.active
-        asys = since_beat_s >= self.asystole_s and readable and not quiet
-        if asys and "asystole" not in self.active:
-            self.active.add("asystole")
-            out.append(("alarm_on", "asystole", self.priorities["asystole"], 0))
-        elif not asys and "asystole" in self.active and since_beat_s < self.asystole_s:
-            self.active.discard("asystole")
-            out.append(("alarm_off", "asystole", self.priorities["asystole"], 0))
+        self._asystole(since_beat_s >= self.asystole_s and readable and not quiet,
+                       float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
         for c in self.watch:
             self._hyst(c, float(p[self._idx[c]]), not quiet, out)
         return out
+
+    def _asystole(self, no_qrs: bool, p: float, quiet: bool, out: list[Transition]) -> None:
+        """On at once when no QRS for ``asystole_s`` on a readable lead, or after ``onset_calls["asystole"]``
+        model calls; off when there are QRS again and the model's probability has fallen."""
+        prio = self.priorities["asystole"]
+        if prio == "none":
+            return
+        if "asystole" not in self.active:
+            self._on["asystole"] = self._on.get("asystole", 0) + 1 if (p >= self.onset_p and not quiet) else 0
+            if no_qrs or self._on["asystole"] >= self.onset.get("asystole", 3):
+                self.active.add("asystole")
+                out.append(("alarm_on", "asystole", prio, 0 if no_qrs else self._on["asystole"]))
+                self._on["asystole"], self._off["asystole"] = 0, 0
+            return
+        cold = not no_qrs and p < self.offset_p
+        self._off["asystole"] = self._off.get("asystole", 0) + 1 if cold else 0
+        if self._off["asystole"] >= self.offset_calls:
+            self.active.discard("asystole")
+            out.append(("alarm_off", "asystole", prio, 0))
+            self._off["asystole"] = 0
 
     def reset(self) -> list[Transition]:
         """Forget the state (signal lost); the alarms on are turned off."""
