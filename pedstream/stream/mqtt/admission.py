@@ -168,44 +168,63 @@ def _delta(seq: int, ref: int) -> int:
 
 class DuplicateGuard:
     """Keeps the first of two interleaved ``seq`` sequences of one stream (see the module docstring).
-    :meth:`check` says whether a message belongs to the kept sequence."""
+    :meth:`check` says whether a message belongs to the kept sequence.
 
-    __slots__ = ("near", "grace_s", "confirm", "next", "last", "other_next", "other_run", "detected", "dropped")
+    A message far (more than ``near``) from the kept sequence starts a *candidate* sequence. If the
+    candidate runs ``confirm`` messages with no message of the kept sequence in between, the stream
+    simply moved on (a publisher restart, a long loss): the candidate is kept from then on (the
+    messages before were ``skipped``). If the kept sequence goes on in between, two publishers are
+    sending: the candidate's messages are dropped (``dropped``) and :attr:`newly_detected` says so
+    once. A kept sequence quiet for ``grace_s`` gives way to whatever comes next."""
+
+    __slots__ = ("near", "grace_s", "confirm", "next", "last", "cand_next", "cand_run", "interleaved", "detected",
+                 "dropped", "skipped")
 
     def __init__(self, *, near: int = 64, grace_s: float = 1.0, confirm: int = 3) -> None:
         self.near, self.grace_s, self.confirm = int(near), float(grace_s), int(confirm)
         self.reset()
         self.detected = False
         self.dropped = 0
+        self.skipped = 0
 
     def reset(self) -> None:
         self.next: int | None = None
         self.last = 0.0
-        self.other_next: int | None = None
-        self.other_run = 0
+        self.cand_next: int | None = None
+        self.cand_run = 0
+        self.interleaved = False
+
+    def _keep(self, seq: int, now: float) -> bool:
+        self.next, self.last, self.cand_next, self.cand_run, self.interleaved = (seq + 1) % _U32, now, None, 0, False
+        return True
 
     def check(self, seq: int, now: float) -> bool:
         if self.next is None or now - self.last > self.grace_s:  # first message, or the kept sequence went quiet
-            self.next, self.last, self.other_next, self.other_run = (seq + 1) % _U32, now, None, 0
-            return True
+            return self._keep(seq, now)
         d = _delta(seq, self.next)
         if -self.near <= d <= self.near:
             if d >= 0:
                 self.next = (seq + 1) % _U32
             self.last = now
+            self.interleaved |= self.cand_next is not None
             return True
-        if self.other_next is not None and abs(_delta(seq, self.other_next)) <= self.near:
-            self.other_run += 1
+        if self.cand_next is not None and abs(_delta(seq, self.cand_next)) <= self.near:
+            self.cand_run += 1
         else:
-            self.other_run = 1
-        self.other_next = (seq + 1) % _U32
-        self.dropped += 1
+            self.cand_run, self.interleaved = 1, False
+        self.cand_next = (seq + 1) % _U32
+        if not self.interleaved and self.cand_run >= self.confirm:  # the sequence moved on: follow it
+            return self._keep(seq, now)
+        if self.interleaved:
+            self.dropped += 1
+        else:
+            self.skipped += 1
         return False
 
     @property
     def newly_detected(self) -> bool:
-        """True once, when the second sequence has run ``confirm`` messages."""
-        if not self.detected and self.other_run >= self.confirm:
+        """True once, when a second sequence interleaved with the kept one has run ``confirm`` messages."""
+        if not self.detected and self.interleaved and self.cand_run >= self.confirm:
             self.detected = True
             return True
         return False

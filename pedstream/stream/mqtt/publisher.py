@@ -109,12 +109,32 @@ class MQTTPublisher:
                     raise
         try:
             if self.clear_meta_on_exit and self._connected:
-                for sid in sorted(self._metas):
+                for sid in await self._still_ours():
                     await self._publish(topic_for(self.prefix, sid, "meta"), b"", qos=1, retain=True)
         except StreamFailure:
             pass
         finally:
             await self._close_client()
+
+    async def _still_ours(self, wait_s: float = 1.0) -> list[str]:
+        """The streams whose retained meta on the broker is still the one this publisher sent: a second
+        publisher of the same id may have replaced it, and clearing it then would end that one's stream
+        for every monitor. The broker's retained metas are read back (at most ``wait_s``); a meta not
+        read back in time is taken as ours."""
+        topics = {topic_for(self.prefix, sid, "meta"): sid for sid in self._metas}
+        seen: dict[str, bytes] = {}
+        try:
+            async with asyncio.timeout(min(wait_s, self.timeout_s)):
+                await self._client.subscribe([(t, 1) for t in topics], timeout=self.timeout_s)
+                async for m in self._client.messages:
+                    sid = topics.get(m.topic.value)
+                    if sid is not None and m.retain:
+                        seen[sid] = bytes(m.payload or b"")
+                    if len(seen) >= len(topics):
+                        break
+        except (TimeoutError, aiomqtt.MqttError):
+            pass
+        return [sid for sid in sorted(self._metas) if seen.get(sid, self._metas[sid]) == self._metas[sid]]
 
     async def _close_client(self) -> None:
         try:

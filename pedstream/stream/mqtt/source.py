@@ -236,7 +236,7 @@ class MQTTSource(StreamLifecycle, SourceBase):
         dup = sum(s.guard.dropped for s in self._streams.values()) + self._gone_counts[2]
         return {"rejected_messages": sum(s.rejected_messages for s in self._streams.values()) + self.rejected_unknown
                 + self.rejected_bundles + self.queue_full_drops + self._gone_counts[0] + pubs["unauthorised"]
-                + pubs["throttled"] + pubs["throttled_metas"] + dup,
+                + pubs["throttled"] + pubs["throttled_metas"],
                 "dropped_samples": sum(s.dropped_samples for s in self._streams.values()) + self.queue_full_samples
                 + self._gone_counts[1] + pubs["dropped_samples"],
                 "errors": sum(self.errors.counts.values()), "handler_errors": self.handler_errors,
@@ -521,6 +521,7 @@ class MQTTSource(StreamLifecycle, SourceBase):
         if self._over_budget(sid, st, raw, now, payload.values.shape[0]):
             return
         if not st.guard.check(payload.seq, now):  # a second publisher's sequence: dropped, counted
+            st.rejected_messages += 1
             if st.guard.newly_detected:
                 self.emit(StreamError(sid, "duplicate publisher: a second sequence of data messages arrives for this "
                                            "stream id; the first publisher stays monitored, the other's messages "
