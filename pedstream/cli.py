@@ -348,10 +348,23 @@ def demo(cfg: Any, source: str, model: Path | None, duration: float | None, head
 @click.option("--capture", "capture", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
               callback=lambda ctx, param, v: _check_capture(v),
               help="At exit, write the final dashboard frame to this .svg or .txt file. Repeatable.")
+@click.option("--web", "web", is_flag=True,
+              help="Serve the web central station instead of the terminal dashboard: every stream's tile with its live "
+                   "waveform (from the broker), alarm acknowledge/silence (the web extra; docs/web.md).")
+@click.option("--bind", "bind", default=None, metavar="HOST:PORT",
+              help="With --web: listen here (default [web] bind); a non-loopback address needs TLS and a users file.")
 @with_config
 def central(cfg: Any, source: str, duration: float | None, headless: bool, events_path: Path | None,
-            capture: tuple[Path, ...]) -> None:
+            capture: tuple[Path, ...], web: bool, bind: str | None) -> None:
     """Central station: one dashboard of every stream of every worker (pedstream run --workers N), alarms first."""
+    if web:
+        from pedstream.cluster.topics import ClusterError
+        from pedstream.web.central import central_web_command
+
+        if capture:
+            raise ClusterError("--capture", "not available with --web (the terminal dashboard is not drawn)")
+        central_web_command(cfg, bind=bind, duration=duration, headless=headless, events_path=events_path)
+        return
     from pedstream.cluster.command import central_command
 
     central_command(cfg, duration=duration, headless=headless, events_path=events_path, capture=list(capture))

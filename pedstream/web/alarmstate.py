@@ -77,6 +77,17 @@ class AlarmBoard:
             return self.active.pop(key, None) is not None
         return False
 
+    def sync(self, stream: str, alarms: list[tuple[str, str]]) -> None:
+        """Make ``stream``'s active alarms those of an authoritative list of (label, priority) (the
+        central station's retained alarm states: alarms that began before it started are held too)."""
+        want = dict(alarms)
+        for key in [k for k in self.active if k[0] == stream and k[1] not in want]:
+            del self.active[key]
+        for label, prio in want.items():
+            if (stream, label) not in self.active:
+                self.active[(stream, label)] = ActiveAlarm(stream=stream, label=label, priority=prio,
+                                                           t_on=datetime.now(timezone.utc).isoformat())
+
     def of(self, stream: str) -> list[ActiveAlarm]:
         """The stream's active alarms, highest priority first."""
         out = [a for (s, _), a in self.active.items() if s == stream]

@@ -107,7 +107,7 @@ class WebStation:
         self.snapshot = engine.snapshot
         self.record = engine._emit  # the engine's one fan-out: events file, MQTT, HL7 ... and this station
         self.banner = engine.banner
-        if self.alarms_dir is None:
+        if self.alarms_dir is None and getattr(engine, "alarms_dir", None) is not None:
             self.alarms_dir = Path(engine.alarms_dir)
 
     def observe(self, ev: Any) -> None:
@@ -208,17 +208,18 @@ class WebStation:
         now = time.monotonic()
         status = {st.stream_id: st for st in self.snapshot().streams} if self.snapshot is not None else {}
         out = []
-        for sid, bed in self.beds.items():
-            st = status.get(sid)
+        for sid in [*self.beds, *(s for s in status if s not in self.beds)]:  # a stream not seen yet: no waveform
+            bed, st = self.beds.get(sid), status.get(sid)
             alarms = [a.view(now) for a in self.board.of(sid)]
             quality = None if st is None else ("stalled" if st.stalled else ("error" if st.error else st.quality))
             out.append({
-                "stream": sid, "bed": bed.number, "source": bed.source, "lost": bed.lost,
+                "stream": sid, "bed": -1 if bed is None else bed.number, "source": "" if bed is None else bed.source,
+                "lost": None if bed is None else bed.lost,
                 "call": None if st is None else st.call, "p": None if st is None or st.p is None else round(st.p, 2),
                 "hr": None if st is None or st.hr is None else round(st.hr),
                 "held_s": None if st is None or st.rhythm_since is None else round(now - st.rhythm_since),
                 "pvc": None if st is None else st.pvc_per_min, "pac": None if st is None else st.pac_per_min,
-                "quality": quality, "check_leads": quality in ("loss", "clipped") or bed.lost is not None,
+                "quality": quality, "check_leads": quality in ("loss", "clipped") or (bed is not None and bed.lost is not None),
                 "alarms": alarms, "top": alarms[0]["priority"] if alarms else None,
             })
         out.sort(key=lambda t: (-PRIORITY_RANK.get(t["top"] or "none", 0), t["stream"]))
