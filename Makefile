@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= cpu,train,dev,integrations,cluster,web
+EXTRAS ?= cpu,train,dev,integrations,cluster,web,docs
 
 .PHONY: demo test setup clean bench compare mitdb-cv mitdb-model
 

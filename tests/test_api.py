@@ -1,5 +1,5 @@
-"""The public Python API (pedstream/api.py, re-exported from pedstream): the README examples run as
-written; classify equals the monitor's raw calls; the metadata check refuses a mismatched model;
+"""The public Python API (pedstream/api.py, re-exported from pedstream): the examples of the Python API
+page (docs/user-guide/python-api.md) and of the README run as written; classify equals the monitor's raw calls; the metadata check refuses a mismatched model;
 ``import pedstream`` stays light."""
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from pedstream.errors import ModelMismatchError, StreamError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start:end if end > 0 else None]
+API_PAGE = ROOT / "docs" / "user-guide" / "python-api.md"
+
+
+def _python_blocks(path: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
 
 
 def test_import_is_light_and_all_is_public():
@@ -36,16 +36,26 @@ def test_import_is_light_and_all_is_public():
         assert name in pedstream.__all__ and callable(getattr(pedstream, name))
 
 
-def test_readme_python_api_examples_run(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", _readme_section("Python API"), flags=re.S)
+def test_api_page_examples_run(tmp_path, monkeypatch):
+    blocks = _python_blocks(API_PAGE)
     assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {"__name__": "api_page"}
+    for block in blocks:
+        exec(compile(block, str(API_PAGE.relative_to(ROOT)), "exec"), ns)
+    assert ns["call"].kind == "call" and isinstance(ns["call"].t_signal, float)
+    assert (tmp_path / "x002_strip.png").stat().st_size > 10_000
+    assert ns["model"].trained_on_simulated_data and ns["model"].banner.startswith("DEMO MODEL")
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch):
+    blocks = _python_blocks(ROOT / "README.md")
+    assert len(blocks) >= 1
     monkeypatch.chdir(tmp_path)
     ns: dict = {"__name__": "readme"}
     for block in blocks:
         exec(compile(block, "README.md", "exec"), ns)
-    assert ns["call"].kind == "call" and isinstance(ns["call"].t_signal, float)
-    assert (tmp_path / "x002_strip.png").stat().st_size > 10_000
-    assert ns["model"].trained_on_simulated_data and ns["model"].banner.startswith("DEMO MODEL")
+    assert ns["calls"] and all(c.label in ns["model"].classes for c in ns["calls"])
 
 
 def test_classify_equals_the_monitors_raw_calls():

@@ -1,5 +1,5 @@
-"""A newcomer's first hour: every command of the README's "A short tour" table, run as a user runs it
-(the installed ``pedstream`` script, in an empty folder, on tiny synthesized data; nothing from the
+"""A newcomer's first hour: every command of the "Every command" table of docs/user-guide/commands.md, run
+as a user runs it (the installed ``pedstream`` script, in an empty folder, on tiny synthesized data; nothing from the
 repository checkout or ``../shared``), checking exit codes and what each prints or writes."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS = Path(__file__).resolve().parents[1] / "docs" / "user-guide" / "commands.md"
 
 
 def _exe() -> str:
@@ -32,9 +32,9 @@ def ped(*args: str, cwd: Path, timeout: float = 180, ok: bool = True) -> subproc
 
 
 def tour_commands() -> list[str]:
-    """The subcommands of the README tour table (``data synth``, ``train``, ...)."""
-    text = README.read_text(encoding="utf-8")
-    table = text[text.index("## A short tour"):text.index("## Python API")]
+    """The subcommands of the commands page's table (``data synth``, ``train``, ...)."""
+    text = COMMANDS.read_text(encoding="utf-8")
+    table = text[text.index("## Every command"):text.index("## Configuration and errors")]
     out = []
     for m in re.finditer(r"^\| `pedstream ([a-z]+)(?: ([a-z]+))?", table, flags=re.M):
         out.append(m.group(1) if m.group(1) != "data" else f"data {m.group(2)}")

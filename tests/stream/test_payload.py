@@ -255,11 +255,12 @@ def test_sequence_flush_stale_and_reset():
     assert t.stats.resets == 1
 
 
-def test_readme_payload_spec_is_the_codec_docstring():
-    """README's "MQTT payload specification" block is this module's docstring (less its title line)."""
+def test_documented_payload_spec_is_the_codec_docstring():
+    """The "MQTT payload specification" block of docs/user-guide/sources.md is this module's docstring (less
+    its title line)."""
     import pedstream.stream.mqtt.wire as pl
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("```text\n", readme.index("### MQTT payload specification")) + len("```text\n")
-    block = readme[start:readme.index("```\n", start)]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "user-guide" / "sources.md").read_text(encoding="utf-8")
+    start = page.index("```text\n", page.index("## MQTT payload specification")) + len("```text\n")
+    block = page[start:page.index("```\n", start)]
     assert block.strip("\n") == pl.__doc__.split("\n", 1)[1].strip("\n")
