@@ -144,5 +144,5 @@ def test_ward_waveforms_red_alarm_acknowledged_on_every_screen(station, browsers
     b.get(station.url + "bed/x003")
     _wait(b, lambda d: d.execute_script("return window.__pedstream.frames") > 10, 15, "bed view frames")
     _wait(b, lambda d: "alarm_ack hr_high high by ana" in d.find_element(By.ID, "events").text, 10, "bed events")
-    labels = b.execute_script("return document.getElementById('bedcanvas').height") > 0
-    assert labels
+    strip = "const i = document.querySelector('#strips img'); return !!i && i.complete && i.naturalWidth > 0"
+    _wait(b, lambda d: d.execute_script(strip), 20, "the alarm strip PNG in the bed view")
