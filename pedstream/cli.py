@@ -394,6 +394,7 @@ def web_adduser(cfg: Any, users_file: Path, name: str, role: str, password_stdin
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
 cli.add_command(__import__("pedstream.bench.command", fromlist=["bench"]).bench)  # pedstream bench model ...
+cli.add_command(__import__("pedstream.stream.record_command", fromlist=["record"]).record)  # pedstream record repair
 
 
 def main() -> None:

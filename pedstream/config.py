@@ -388,6 +388,8 @@ class RecordSection(_Section):
 
     block_s: float = Field(1.0, gt=0)  # EDF data-record length (seconds of signal per block)
     physical_range_mv: float = Field(10.0, gt=0)  # EDF physical min/max: +-this many mV (values beyond are clipped)
+    retry_s: float = Field(5.0, gt=0, le=3600)  # after a storage fault, a new file is tried this long later
+    iegm_range_mv: float = Field(50.0, gt=0)  # EDF physical range of IEGM channels (intracardiac signals are larger)
 
 
 class LSLSection(_Section):

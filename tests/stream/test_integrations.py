@@ -171,7 +171,7 @@ async def test_run_sends_hl7_writes_fhir_and_records_edf(tmp_path):
     assert sum(r["resourceType"] == "DetectedIssue" for r in fhir) == len(alarms)
     (edf,) = (tmp_path / "rec").glob("x003_*.edf")
     with pyedflib.EdfReader(str(edf)) as f:
-        assert f.getSampleFrequency(0) == 977.0 and f.getSignalLabels()[:2] == ["I", "II"]
+        assert f.getSampleFrequency(0) == 977.0 and f.getSignalLabels()[:2] == ["ECG I", "ECG II"]
         n = f.getNSamples()[0]
         sig = f.readSignal(1)
         onsets, _, texts = f.readAnnotations()
