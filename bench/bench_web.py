@@ -201,7 +201,8 @@ def main() -> None:
         return
     runs = [asyncio.run(one(cfg, session, int(n), args.seconds)) for n in args.beds.split(",")]
     result = {"command": "python -m bench.bench_web " + f"--beds {args.beds} --seconds {args.seconds:g}",
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "runs": runs,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "load_average_1_5_15_min_at_end": [round(x, 2) for x in os.getloadavg()]}, "runs": runs,
               "note": "CPU figures are fractions of one core; the machine was shared with other work while measured"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -53,13 +53,29 @@ def static_dir() -> Path:
 
 
 class _SecurityHeaders:
-    """ASGI middleware: the security headers on every HTTP response (HSTS under TLS)."""
+    """ASGI middleware: the security headers on every HTTP response (HSTS under TLS); on a loopback
+    address, requests naming another host (DNS rebinding) are refused."""
 
-    def __init__(self, app: Any, *, tls: bool) -> None:
+    def __init__(self, app: Any, *, tls: bool, hosts: set[str] | None) -> None:
         self.app = app
         self.extra = _HEADERS + ([(b"strict-transport-security", b"max-age=31536000")] if tls else [])
+        self.hosts = hosts
+
+    def _host_ok(self, scope: dict) -> bool:
+        if self.hosts is None:
+            return True
+        host = dict(scope.get("headers", ())).get(b"host", b"").decode("latin-1")
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name in self.hosts
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and not self._host_ok(scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await Response("unknown host", status_code=400, headers=dict((k.decode(), v.decode()) for k, v in self.extra))(
+                    scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -279,8 +295,10 @@ class WebApp:
         reader.result()  # re-raise the disconnect
 
 
-def build_app(*, station: WebStation, users: Users, tls: bool, cfg: Any) -> tuple[Any, WebApp]:
-    """The ASGI application (security headers around the Starlette routes) and its :class:`WebApp`."""
+def build_app(*, station: WebStation, users: Users, tls: bool, cfg: Any,
+              hosts: set[str] | None = None) -> tuple[Any, WebApp]:
+    """The ASGI application (security headers around the Starlette routes) and its :class:`WebApp`;
+    ``hosts``: the only Host header names accepted (None: any)."""
     web = WebApp(station=station, users=users, tls=tls, cfg=cfg)
     routes = [
         Route("/", web.page), Route("/bed/{stream:path}", web.page),
@@ -291,4 +309,4 @@ def build_app(*, station: WebStation, users: Users, tls: bool, cfg: Any) -> tupl
         Mount("/static", app=StaticFiles(directory=str(web.static)), name="static"),
     ]
     app = Starlette(routes=routes)
-    return _SecurityHeaders(app, tls=tls), web
+    return _SecurityHeaders(app, tls=tls, hosts=hosts), web

@@ -161,8 +161,11 @@ class Sessions:
         return sess
 
     def drop(self, token: str | None) -> None:
+        """Log out: the session ends now (its open screens are closed at their next update)."""
         if token and len(token) <= 128:
-            self._by_key.pop(self._key(token), None)
+            sess = self._by_key.pop(self._key(token), None)
+            if sess is not None:
+                sess.expires = 0.0
 
 
 @dataclass

@@ -82,7 +82,9 @@ class WebService:
         self.port = int(self.sock.getsockname()[1])
         self.station = WebStation(cfg=cfg, alarms_dir=alarms_dir)
         self.cfg = cfg
-        self.app, self.webapp = build_app(station=self.station, users=self.users, tls=self.tls, cfg=w)
+        hosts = {"127.0.0.1", "localhost", "[::1]", self.host if ":" not in self.host else f"[{self.host}]"}
+        self.app, self.webapp = build_app(station=self.station, users=self.users, tls=self.tls, cfg=w,
+                                          hosts=hosts if loopback else None)
         self.server: _Server | None = None
 
     @staticmethod
@@ -114,6 +116,7 @@ class WebService:
         config = uvicorn.Config(self.app, log_config=None, log_level="warning", access_log=False, lifespan="off",
                                 ws="websockets-sansio", ws_max_size=_WS_MAX_MESSAGE, ws_per_message_deflate=False,
                                 server_header=False, proxy_headers=False, timeout_graceful_shutdown=2,
+                                limit_concurrency=4 * w.max_clients + 32,
                                 ssl_certfile=w.cert_file or None, ssl_keyfile=w.key_file or None)
         self.server = _Server(config)
         tasks = [asyncio.create_task(self.server.serve(sockets=[self.sock]), name="web-server"),

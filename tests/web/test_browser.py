@@ -68,6 +68,30 @@ def test_no_login_no_data_over_http_or_websocket(station):
         return out
 
     assert asyncio.run(attempts()) == [403, 403, 403, ("hello", "vic", "viewer")]
+    port = urlsplit(station.url).port
+    assert _get(station.url, "/login", {"Host": f"rebound.example:{port}"})[0] == 400  # DNS rebinding
+
+
+def test_logging_out_closes_the_open_screen(station):
+    cookie = _login_cookie(station.url, "vic")
+    ws_url = station.url.replace("http://", "ws://") + "ws"
+
+    async def run() -> int:
+        async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+            await asyncio.wait_for(ws.recv(), 10)
+            csrf = json.loads(_get(station.url, "/api/session", {"Cookie": cookie})[2])["csrf"]
+            c = _conn(station.url)
+            c.request("POST", "/logout", body=urlencode({"csrf": csrf}),
+                      headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"})
+            assert c.getresponse().status == 303
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            return closed.value.rcvd.code
+
+    assert asyncio.run(run()) == 4401
+    assert _get(station.url, "/api/session", {"Cookie": cookie})[0] == 401
 
 
 def _login(driver, url: str, user: str, password: str) -> None:
