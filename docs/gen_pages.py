@@ -52,7 +52,9 @@ def toml_comments(text: str) -> tuple[dict[str, str], dict[str, str]]:
             above = []
             continue
         if line.startswith("#"):
-            above.append(line.lstrip("#").strip())
+            text = line.lstrip("#").strip()
+            if not re.match(r'^"?[A-Za-z0-9_.\-]+"?\s*=', text):  # a commented-out example key is not prose
+                above.append(text)
             continue
         key = re.match(r'^"?([A-Za-z0-9_.\-]+)"?\s*=', line)
         if key and table:
@@ -226,11 +228,15 @@ def _load(name: str) -> dict[str, Any] | None:
 
 def machine_line(doc: dict[str, Any]) -> str:
     m = doc.get("machine")
-    if not isinstance(m, dict):
-        bits = [f"{doc.get('cpu_count', '?')} cores" if "cpu_count" in doc else "",
-                f"load {doc['loadavg_1min_before_after']}" if "loadavg_1min_before_after" in doc else "",
-                f"commit {doc['commit']}" if "commit" in doc else ""]
-        return "Machine: the 2-core development machine" + "".join(f", {b}" for b in bits if b) + "."
+    if not isinstance(m, dict) or "cpu" not in m:
+        m = m if isinstance(m, dict) else {}
+        cores = m.get("cpus", doc.get("cpu_count"))
+        load = doc.get("loadavg_1min_before_after")
+        bits = [f"{cores} cores" if cores else "",
+                f"load average {', '.join(f'{x:.1f}' for x in load)} before/after" if load else "",
+                f"Python {m['python']}" if m.get("python") else "",
+                f"commit {doc['commit']}" if doc.get("commit") else ""]
+        return "Machine: the development machine" + "".join(f", {b}" for b in bits if b) + "."
     gpus = ", ".join(m.get("gpus") or []) or "no GPU"
     load = m.get("load_avg") or m.get("loadavg")
     ver = m.get("versions") or {}
@@ -238,6 +244,17 @@ def machine_line(doc: dict[str, Any]) -> str:
     return (f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {gpus}; load average {load} at the start; "
             f"{libs}; commit {m.get('commit', '?')}{' (with local changes)' if m.get('uncommitted') else ''}, "
             f"{m.get('time_utc', '')}.")
+
+
+def command_line(doc: dict[str, Any], name: str, fallback: str = "") -> str:
+    """The command that wrote ``name`` (and where it wrote it, when that was elsewhere)."""
+    cmd = doc.get("command") or fallback
+    if cmd.startswith("bench/"):
+        cmd = f"python {cmd}"
+    out = f"`bench/results/{name}`"
+    if "--json" in cmd and f"bench/results/{name}" not in cmd:
+        out += " (the run wrote its JSON elsewhere; the file was copied here)"
+    return f"`{cmd}` -> {out}"
 
 
 def _f(v: Any, nd: int = 0) -> str:
@@ -257,13 +274,13 @@ def engine_section(name: str, title: str) -> list[str]:
     if doc is None:
         return []
     rows = ["| streams | sustained | real-time ratio | windows (expected) | dropped | e2e p50 / p99 ms | "
-            "CPU % (of 100 x cores) | RSS MiB |", "|---:|---|---:|---|---:|---|---:|---:|"]
+            "CPU % (100 per core) | RSS MiB |", "|---:|---|---:|---|---:|---|---:|---:|"]
     for r in doc.get("results", []):
         rows.append(f"| {r.get('streams')} | {_f(r.get('sustained'))} | {_f(r.get('realtime_ratio'), 2)} | "
                     f"{_f(r.get('windows'))} ({_f(r.get('windows_expected'))}) | {_f(r.get('dropped'))} | "
                     f"{_f(r.get('e2e_ms_p50'))} / {_f(r.get('e2e_ms_p99'))} | {_f(r.get('cpu_total_pct'))} | "
                     f"{_f(r.get('rss_mib'))} |")
-    return [f"### {title}", "", f"`{doc.get('command', '')}` -> `bench/results/{name}`", "", *rows, "",
+    return [f"### {title}", "", command_line(doc, name), "", *rows, "",
             f"Most streams sustained: **{doc.get('max_realtime_streams')}** ({doc.get('criterion', '')}). "
             + machine_line(doc), ""]
 
@@ -272,16 +289,17 @@ def model_section() -> list[str]:
     doc = _load("model.json")
     if doc is None:
         return []
-    rows = ["| engine | provider | batch | windows/s | median / p99 ms | GFLOP/s | fraction of peak | x torch |",
-            "|---|---|---:|---:|---|---:|---:|---:|"]
+    rows = ["| engine | provider | threads | batch | windows/s | median / p99 ms | GFLOP/s | fraction of peak | x torch |",
+            "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for r in doc.get("results", []):
         if r.get("status", "ok") != "ok":
             continue
-        rows.append(f"| {r.get('engine')} | {r.get('provider', '')} | {r.get('batch')} | {_f(r.get('windows_per_s'))} | "
+        threads = r.get("threads") or "default"
+        rows.append(f"| {r.get('engine')} | {r.get('provider', '')} | {threads} | {r.get('batch')} | {_f(r.get('windows_per_s'))} | "
                     f"{_f(r.get('median_ms'), 2)} / {_f(r.get('p99_ms'), 2)} | {_f(r.get('gflops'), 1)} | "
                     f"{_f(r.get('fraction_of_peak'), 3)} | {_f(r.get('speedup_vs_torch'), 2)} |")
     mm = doc.get("matmul", {})
-    return ["### Model inference (`model.json`)", "", f"`{doc.get('command', '')}` -> `bench/results/model.json`", "",
+    return ["### Model inference (`model.json`)", "", command_line(doc, "model.json"), "",
             f"{doc.get('flops_note', '')}. Peak: {_f(mm.get('peak_gflops'), 1)} GFLOP/s (a float32 "
             f"{mm.get('n')}x{mm.get('n')} matmul on {mm.get('threads')} threads, best of numpy and ONNX Runtime: "
             f"{mm.get('peak_source')}).", "", *rows, "", machine_line(doc), ""]
@@ -299,7 +317,7 @@ def ingest_section(name: str) -> list[str]:
                     f"{_f(r.get('samples_per_cpu_s'))} |")
     ratio = doc.get("throughput_ratio_to_mne_lsl")
     tail = [f"Samples per CPU second against mne-lsl: **{ratio}x**.", ""] if ratio else []
-    return [f"### LSL ingest (`{name}`)", "", f"`{doc.get('command', '')}` -> `bench/results/{name}`", "", *rows, "",
+    return [f"### LSL ingest (`{name}`)", "", command_line(doc, name), "", *rows, "",
             *tail, machine_line(doc), ""]
 
 
@@ -319,9 +337,17 @@ def qrs_section(name: str, title: str) -> list[str]:
     for key, scope in (("total", "whole records"), ("total_ec57", "EC57, from 5 min")):
         if isinstance(peer.get(key), dict):
             rows.append(row(peer.get("name", "peer"), scope, peer[key]))
-    return [f"### {title}", "", f"`{doc.get('command', '')}` -> `bench/results/{name}` "
-            f"({_f(doc.get('seconds'), 0)} s; commit {doc.get('commit', '?')}; the 2-core development machine)", "",
-            *rows, ""]
+    records = doc.get("records") or {}
+    if 0 < len(records) <= 5:  # a few records: each one, EC57 columns (from 5 min)
+        who = peer.get("name", "peer")
+        rows += ["", f"| record | pedstream Se | pedstream +P | {who} Se | {who} +P |", "|---|---:|---:|---:|---:|"]
+        for rid, r in records.items():
+            mine, other = r.get("ec57", r), ((peer.get("records") or {}).get(rid) or {}).get("ec57", {})
+            pct = (lambda v: "–" if v is None else f"{100 * v:.2f} %")
+            rows.append(f"| {rid} | {pct(mine.get('se'))} | {pct(mine.get('ppv'))} | {pct(other.get('se'))} | "
+                        f"{pct(other.get('ppv'))} |")
+    return [f"### {title}", "", command_line(doc, name) + f" ({_f(doc.get('seconds'), 0)} s; commit "
+            f"{doc.get('commit', '?')}; the 2-core development machine)", "", *rows, ""]
 
 
 def dsp_section() -> list[str]:
@@ -349,9 +375,9 @@ def alarm_section(name: str, title: str) -> list[str]:
         rows.append(f"| {label} | {_f(c.get('episodes'))} | {_f(c.get('detected'))} | {pct(c.get('episode_se'))} | "
                     f"{pct(c.get('episode_ppv'))} | {_f(c.get('time_to_alarm_s_median'), 1)} / "
                     f"{_f(c.get('time_to_alarm_s_p95'), 1)} | {_f(c.get('false_alarms'))} |")
-    cmd = doc.get("command") or ("python bench/bench_alarm.py --quick --json bench/results/alarm_quick.json"
-                                 if doc.get("quick") else "python bench/bench_alarm.py --json bench/results/alarm.json")
-    return [f"### {title}", "", f"`{cmd}` -> `bench/results/{name}`", "",
+    cmd = (f"python bench/bench_alarm.py {'--quick ' if doc.get('quick') else ''}--json bench/results/{name}"
+           if doc.get("command", "").startswith("bench/bench_alarm.py") else doc.get("command", ""))
+    return [f"### {title}", "", command_line({"command": cmd}, name), "",
             f"{doc.get('records_set', '')}; model `{Path(str(doc.get('model', ''))).name}`; "
             f"{_f(doc.get('monitored_h'), 2)} h monitored, {_f(doc.get('false_alarms_per_hour'), 1)} false alarms per "
             f"hour, call agreement {100 * (doc.get('call_agreement') or 0):.1f} %.", "", *rows, "",
@@ -365,12 +391,12 @@ def soak_section(name: str) -> list[str]:
     lat = doc.get("lateness_s") or {}
     rss = doc.get("rss_mib") or {}
     hostile = doc.get("hostile") or {}
-    return [f"### Soak (`{name}`)", "", f"`{doc.get('command', '')}` -> `bench/results/{name}`", "",
+    return [f"### Soak (`{name}`)", "", command_line(doc, name), "",
             "| streams | minutes | normal-stream errors | streams without calls | lateness p50 / p99 / max s | "
-            "RSS MiB (start / end) | hostile messages | exit |", "|---:|---:|---:|---:|---|---|---:|---:|",
+            "RSS MiB (first / last sample) | hostile messages | exit |", "|---:|---:|---:|---:|---|---|---:|---:|",
             f"| {doc.get('streams')} | {_f(doc.get('minutes'))} | {_f(doc.get('normal_stream_errors'))} | "
             f"{len(doc.get('normal_streams_without_calls') or [])} | {_f(lat.get('p50'), 2)} / {_f(lat.get('p99'), 2)} / "
-            f"{_f(lat.get('max'), 2)} | {_f(rss.get('start'))} / {_f(rss.get('end'))} | "
+            f"{_f(lat.get('max'), 2)} | {_f(rss.get('first'))} / {_f(rss.get('last'))} | "
             f"{_f(hostile.get('messages', hostile.get('sent')))} | {doc.get('monitor_exit')} |", "",
             machine_line(doc), ""]
 
