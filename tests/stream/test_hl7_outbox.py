@@ -160,3 +160,47 @@ async def test_observations_give_way_to_alarms_when_the_queue_is_full(tmp_path):
         _alarms(sink, 4)
         kinds = [i.kind for i in sink._queue]
     assert sink.dropped == 3 and kinds == ["alarm"] * 4  # alarms are never dropped
+
+
+async def test_an_unwritable_outbox_is_reported_and_messages_still_go_out(tmp_path):
+    (tmp_path / "blocker").write_text("a file where the outbox folder should be")
+    tech: list[MonitorEvent] = []
+    async with Listener() as lis:
+        cfg = _cfg(lis.port, tmp_path, f"hl7.outbox={tmp_path / 'blocker' / 'outbox.sqlite'}")
+        async with HL7Sink(cfg=cfg, on_technical=tech.append) as sink:
+            _alarms(sink, 2)
+            await _until(sink, lambda: sink.acked == 2)
+    assert [t.label for t in tech] == ["hl7_outbox"] and sink.summary()["outbox_fault"]
+    assert len(lis.ids) == 2
+
+
+async def test_a_monitor_restarted_resends_its_undelivered_alarms_with_their_ids(tmp_path):
+    """`pedstream run --hl7` with the receiver down: exit 4, the alarms stay in the outbox; the next run,
+    receiver up, delivers exactly those message ids (once each) before its own."""
+    import sys
+    from pathlib import Path
+
+    x003 = Path(__file__).resolve().parents[2] / "pedstream" / "assets" / "demo_records" / "x003"
+    port = free_port()
+    box = tmp_path / "outbox.sqlite"
+
+    async def run() -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--records", str(x003), "--headless",
+            "--duration", "7", "--set", "replay.speed=8", "--set", "replay.loop=true", "--set", "alarms.strips=false",
+            "--hl7", "--set", f"hl7.port={port}", "--set", f"hl7.outbox={box}", "--set", "hl7.observation_interval_s=0",
+            "--set", "hl7.timeout_s=1", "--set", "hl7.undeliverable_s=1", cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert "Traceback" not in err.decode()
+        return proc.returncode, out.decode()
+
+    rc, out = await run()
+    kept = [r[0] for r in _rows(tmp_path)]
+    assert rc == 4 and kept, "x003 raises alarms; none could be delivered"
+    assert '"label":"hl7_undeliverable"' in out  # the technical alarm in the events
+    async with Listener(port=port) as lis:
+        rc2, _ = await run()
+    assert rc2 == 0
+    assert lis.ids[:len(kept)] == kept and len(set(lis.ids)) == len(lis.ids)  # the old ones first, once each
+    assert _rows(tmp_path) == []
