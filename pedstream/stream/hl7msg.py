@@ -4,7 +4,8 @@ observations (IHE PCD-01 *Communicate PCD Data*), and their strict check with hl
 Every message has ``MSH`` (v2.6, the IHE profile in MSH-21, a unique MSH-10 control id), ``PID``
 (PID-3 the stream id as patient identifier in the ``PEDSTREAM`` namespace, PID-5 an unnamed patient
 ``^^^^^^U``: the monitor knows no names), ``PV1`` (PV1-2 patient class from ``[hl7] patient_class``,
-PV1-3 the point of care ``[hl7] point_of_care``), ``OBR`` and ``OBX`` rows; every OBX carries the
+PV1-3 the assigned location ``[hl7] point_of_care``, its ``^`` separating point of care, room and
+bed), ``OBR`` and ``OBX`` rows; every OBX carries the
 device in OBX-18 (``[hl7] device_id^PEDSTREAM``) and its observation time in OBX-14 (the signal time
 of the window when the stream's clock is wall time, else the emission time).
 
@@ -99,7 +100,7 @@ def _msh(cfg: Any, kind: str, profile: str, control_id: str, when: datetime) -> 
 
 def _patient(cfg: Any, stream: str) -> list[str]:
     return [f"PID|||{_esc(stream)}^^^PEDSTREAM^U||^^^^^^U",
-            f"PV1||{_esc(cfg.patient_class)}|{_esc(cfg.point_of_care)}"]
+            f"PV1||{_esc(cfg.patient_class)}|{'^'.join(_esc(c) for c in str(cfg.point_of_care).split('^'))}"]
 
 
 def _obx(n: int, vtype: str, code: str, sub: str, value: str, cfg: Any, when: datetime, *, units: str = "",
