@@ -140,9 +140,21 @@ class Monitor:
         eng = self.engine
         if not self._source.events.empty():
             return True
-        if stream_id is None:  # everything: ingest, model queue and the model call running
-            return bool(any(eng.ingest_depth(s) for s in eng.streams) or eng.batcher.pending or eng.batcher.busy)
+        if stream_id is None:  # everything: ingest, DSP, model queue, the model call running, the results
+            return bool(any(eng.ingest_depth(s) for s in eng.streams) or eng.batcher.pending or eng.batcher.busy
+                        or any(self._behind(sid, pushed[2]) for sid, pushed in self._source.streams.items()))
         return eng.ingest_depth(stream_id) > 1 or eng.batcher.queue_depth(stream_id) >= max(1, self.config.stream.queue_windows // 2)
+
+    def _behind(self, stream_id: str, pushed: int) -> bool:
+        """A pushed chunk not through the DSP yet (one may be between the source queue and the engine's
+        ingest, where neither shows it), or a window made without its result yet."""
+        st = self.engine.streams.get(stream_id)
+        pipe = None if st is None else st.pipe
+        if pipe is None or st.status is None or st.status.error:  # a refused chunk never goes through
+            return False
+        at = getattr(pipe, "expected_index", None)
+        done = st.status.windows + self.engine.batcher.dropped.get(stream_id, 0)
+        return (at is not None and at < pushed) or pipe.windows_made > done
 
     async def _room(self, stream_id: str | None, timeout: float | None = None) -> None:
         if self.engine is None:

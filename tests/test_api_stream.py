@@ -130,3 +130,20 @@ def test_classify_bad_input_is_one_clear_error(model):
         pedstream.classify(np.array([["a", "b"]] * 10), fs=360, channels=["II", "V1"], model=model)
     with pytest.raises(StreamError, match="NaN"):
         pedstream.classify(np.full((4000, 1), np.nan), fs=360, channels=["II"], model=model)
+
+
+def test_monitor_drain_after_a_refused_chunk_returns(model, long_signal):
+    x, fs, names = long_signal
+    errors: list = []
+
+    async def run():
+        async with pedstream.Monitor(model=model, alarms_dir=None) as mon:
+            await mon.feed("bed", x[:int(10 * fs)], fs=fs, channels=names)
+            bad = x[:int(fs)].copy()
+            bad[5, 0] = np.nan
+            mon.push("bed", bad, fs=fs, channels=names)  # refused by the pipeline: an error event
+            await mon.drain(timeout=20)  # returns: a refused chunk is not waited for
+            errors.extend(e for e in mon._sub.drain() if e.kind == "error")
+
+    asyncio.run(asyncio.wait_for(run(), 40))
+    assert errors and "NaN" in errors[0].extra["message"]

@@ -105,7 +105,12 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
             if st is None or st.pipe is None or st.status is None:
                 return False
             done = st.status.windows + engine.batcher.dropped.get(sid, 0)
-            return bool(engine.ingest_depth(sid)) or st.pipe.windows_made > done
+            # every chunk sent went through the DSP (one may be on its way from the source queue to the
+            # engine's ingest, where neither queue shows it), and every window made has its result
+            at = getattr(st.pipe, "expected_index", None)  # None: a DSP worker's pipeline
+            sent = src.samples_sent.get(sid)
+            return (bool(engine.ingest_depth(sid)) or st.pipe.windows_made > done
+                    or (at is not None and sent is not None and at < sent))
         return engine.ingest_depth(sid) > 1 or engine.batcher.queue_depth(sid) >= limit
 
     async def throttle(sid: str, final: bool) -> None:
