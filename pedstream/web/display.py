@@ -33,7 +33,7 @@ UNITS_PER_MV = 200.0  # int16 in 5 uV steps: +-163 mV
 KIND_TILE, KIND_ALL = 1, 2
 _ECG_PREFERENCE = ("II", "I", "III", "aVF", "V1", "V2", "V5", "V6", "V3", "V4", "aVR", "aVL")
 _IEGM_PREFERENCE = ("ABL12", "CS12", "CS34", "CS56", "CS78", "CS90", "RVA12")
-_MAX_PENDING_CHUNKS = 512  # chunks held for a stream nobody is looking at (older ones are dropped)
+_PENDING_S = 5.0  # seconds of raw signal held for a stream nobody is looking at (older chunks are dropped)
 
 
 def _canonical(names: Sequence[str], aliases: Mapping[str, str]) -> list[str]:
@@ -69,21 +69,28 @@ class DisplayRing:
         n_ch = max(1, len(self.channel_names))
         self.ring = RingBuffer(n_channels=n_ch, capacity=max(16, int(ring_s * self.fs)), name=f"display {stream_id}")
         self.tile = tile_channels(self.channel_names, aliases) if self.channel_names else [0]
-        self.pending: deque[tuple[np.ndarray, float]] = deque(maxlen=_MAX_PENDING_CHUNKS)
+        self.pending: deque[tuple[np.ndarray, float]] = deque()
+        self.pending_samples = 0
+        self.max_pending = int(_PENDING_S * float(fs))
         self._carry: np.ndarray | None = None
         self.dropped_chunks = 0
 
     def push(self, data: np.ndarray, wall: float) -> None:
-        """A chunk ``(n, n_ch)`` mV that reached the monitor at ``wall`` (time.time()). O(1)."""
-        if len(self.pending) == self.pending.maxlen:
-            self.dropped_chunks += 1
+        """A chunk ``(n, n_ch)`` mV that reached the monitor at ``wall`` (time.time()); the oldest
+        pending chunks go beyond ``_PENDING_S`` seconds (nobody looked at them)."""
         self.pending.append((data, wall))
+        self.pending_samples += len(data)
+        while self.pending_samples > self.max_pending and len(self.pending) > 1:
+            self.pending_samples -= len(self.pending.popleft()[0])
+            self.dropped_chunks += 1
+            self._carry = None
 
     def update(self) -> None:
         """Decimate what was pushed since the last update into the ring."""
         n_ch = self.ring.n_channels
         while self.pending:
             data, wall = self.pending.popleft()
+            self.pending_samples -= len(data)
             if data.ndim != 2 or data.shape[1] != n_ch:
                 continue
             if self._carry is not None and len(self._carry):
