@@ -29,7 +29,8 @@ __all__ = ["WebStation", "Screen"]
 
 log = logging.getLogger("pedstream.web")
 
-_BROADCAST = {"alarm_on", "alarm_off", "alarm_ack", "alarm_silence", "alarm_resound", "signal_loss", "signal_ok", "error"}
+_BROADCAST = {"alarm_on", "alarm_off", "alarm_ack", "alarm_silence", "alarm_resound", "signal_loss", "signal_ok", "error",
+              "technical_alarm"}
 _OUTBOX = 256  # messages held per screen
 _MAX_FRAME_S = 2.0  # seconds of signal one frame carries at most (a lagging screen skips ahead)
 
