@@ -64,6 +64,7 @@ from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyC
 from pedstream.stream.ingest import FairIngest
 from pedstream.stream.loopwatch import LoopWatch
 from pedstream.stream.pipeline import StreamPipeline, StripRequest
+from pedstream.stream.release import note_error_only, release_lost, released_count, revive
 from pedstream.stream.rhythm_hooks import RhythmHooks
 from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
@@ -330,14 +331,17 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
                 if pipe is not None:
                     self._apply(pipe, pipe.mark_lost(reason))
                 self._rhythm_lost(sid)
+                release_lost(self, sid)  # its pipeline's memory (pedstream.stream.release)
             case StreamErrorEvent(stream_id=sid, message=msg):
                 self._error(sid, msg)
+                note_error_only(self, sid)
             case _:
                 log.warning("unknown source event %r", type(ev).__name__)
 
     def _add_stream(self, info: StreamInfo) -> None:
         sid = info.stream_id
         s = self._state(sid)
+        revive(self, sid)
         old = s.pipe
         if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
             old.info = info  # same stream back: the next chunk's index/timestamps decide about a gap
@@ -574,6 +578,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             "dropped_samples": sum(src.totals()["dropped_samples"] for src in self.sources if hasattr(src, "totals"))
             + sum(self.ingest_dropped.values()),
             "watchdog_reports": self.watchdog_reports,
+            "streams_released": released_count(self),
             "e2e_latency_ms_p50": percentile(self.e2e_ms, 50),
             "e2e_latency_ms_p99": percentile(self.e2e_ms, 99),
             "inference_ms_p50": percentile(self.batcher.infer_ms, 50),

@@ -29,6 +29,7 @@ from typing import Any
 
 from pedstream.errors import PedstreamError
 from pedstream.stream.bank import feed_round, take_chunk
+from pedstream.stream.release import sweep_released
 from pedstream.stream.source import ChunkReceived, StreamAdded
 
 __all__ = ["FairIngest"]
@@ -60,6 +61,8 @@ class FairIngest:
                     if getter is None:
                         getter = asyncio.ensure_future(queue.get())
                     wait = max(0.0, self._deferred[0][0] - time.monotonic()) if self._deferred else None
+                    freeing = sweep_released(self, time.monotonic())  # lost streams' pipelines (pedstream.stream.release)
+                    wait = freeing if wait is None else (wait if freeing is None else min(wait, freeing))
                     await asyncio.wait({getter}, timeout=wait)
                 if getter is not None and getter.done():  # first: it is older than what the queue holds now
                     ev, getter = getter.result(), None
@@ -72,6 +75,7 @@ class FairIngest:
                         break
                     self._enqueue(ev, now)
                 self._release_due(now)
+                sweep_released(self, now)
                 self._serve_round()
                 await asyncio.sleep(0)  # let the sources and the inference task run between rounds
         finally:
