@@ -401,6 +401,44 @@ def soak_section(name: str) -> list[str]:
             machine_line(doc), ""]
 
 
+def learning_section(name: str, title: str, note: str = "") -> list[str]:
+    """Pooled test predictions of every method of a ``bench.train_compare`` / ``bench.mitdb_cv`` report."""
+    doc = _load(name)
+    if doc is None:
+        return []
+
+    def ci(e: dict[str, Any], key: str, value: Any = None, bounds: Any = None) -> str:
+        v = e.get(key) if value is None else value
+        lo_hi = (e.get("ci95") or {}).get(key) if bounds is None else bounds
+        return "–" if v is None else f"{v:.3f}" + (f" [{lo_hi[0]:.2f}, {lo_hi[1]:.2f}]" if lo_hi else "")
+
+    out = [f"### {title}", "", command_line(doc, name), "", note] if note else [f"### {title}", "", command_line(doc, name)]
+    out.append("")
+    for protocol, methods in (doc.get("results") or {}).items():
+        beats = any("ec57" in e for e in methods.values())
+        head = "| method | top-1 | macro F1 |" + (" SVEB F1 | VEB F1 |" if beats else "") + " runs |"
+        rows = [f"Protocol `{protocol}` (95 % intervals from a bootstrap of "
+                f"{'records' if beats else 'subjects'}):", "", head, "|---|---|---|" + ("---|---|" if beats else "") + "---:|"]
+        for method, e in sorted(methods.items(), key=lambda kv: -(kv[1].get("macro_f1") or 0)):
+            extra = ""
+            if beats:
+                ec = e.get("ec57") or {}
+                extra = "".join(f" {ci(ec.get(k, {}), 'f1', bounds=(ec.get(k, {}).get('ci95') or {}).get('f1'))} |"
+                                for k in ("sveb", "veb"))
+            rows.append(f"| {method} | {ci(e, 'top1')} | {ci(e, 'macro_f1')} |{extra} {len(e.get('runs') or [])} |")
+        out += rows + [""]
+    timing = Path(name).parent / "timing.json"
+    if (RESULTS / timing).is_file():
+        times = json.loads((RESULTS / timing).read_text(encoding="utf-8"))
+        if "total_s" in times:
+            spent = f"{times['total_s'] / 60:.1f} min in all"
+        else:
+            runs = sum(v for k, v in times.items() if "fold" in k and isinstance(v, (int, float)))
+            spent = f"{runs / 60:.1f} min of training runs (window cache and scoring not counted)"
+        out += [f"Machine: the 2-core development machine without a GPU; {spent} (`bench/results/{timing}`).", ""]
+    return out
+
+
 def benchmarks_page() -> str:
     out = [GENERATED, "", "# Benchmark results", "",
            "Each table is read from a JSON file in `bench/results/` and names the command that wrote it and",
@@ -426,6 +464,14 @@ def benchmarks_page() -> str:
     out += alarm_section("alarm.json", "`pedstream bench alarm` (`alarm.json`)")
     out += alarm_section("alarm_quick.json", "`pedstream bench alarm --quick` (`alarm_quick.json`)")
     out += ["## Reliability", ""] + soak_section("soak_30min.json")
+    out += ["## Learning methods", "",
+            "Pooled test predictions of every fold, sorted by macro F1; what the runs are and what they say:",
+            "[Learning methods](learning.md).", ""]
+    out += learning_section("compare/report.json", "Simulated Leipzig-format data, 10 min per child (`compare/report.json`)",
+                            "Trained and tested on simulated signals: nothing here is about real patients.")
+    out += learning_section("compare_3min/report.json", "Simulated data, 3 min per child (`compare_3min/report.json`)",
+                            "The run wrote its report to `/tmp/cmp3`; the file was copied here.")
+    out += learning_section("mitdb_cv/report.json", "MIT-BIH DS1 beats, record-wise 3-fold CV (`mitdb_cv/report.json`)")
     return "\n".join(out).rstrip("\n") + "\n"
 
 
