@@ -1,0 +1,250 @@
+"""Few-shot adaptation of one stream's beat classifier from a clinician's beat labels (numpy only).
+
+A feature beat model (:mod:`pedstream.dsp.beat_features`) gives every beat population probabilities
+``p_global`` (C,). A clinician confirms or corrects a few beats of *this* patient; each labelled beat
+keeps its feature vector. Later beats are then classified by
+
+    p = (1 - w) * p_global + w * p_local,     w = mix * n / (n + n_half)
+
+where ``p_local`` is a distance-weighted vote of the ``k`` nearest labelled beats (features divided by
+the model's per-feature scale) and ``n`` the number of labels (a few labels move the call a little,
+many move it more). The method and its settings were chosen by record-wise CV
+(bench/beat_adapt.py, docs/beats.md).
+
+:class:`PatientAdapter` is one stream's labelled beats; :class:`BeatMemory` the stream's recent
+classified beats (time -> features), where a label's time is looked up (a label at a time with no beat
+within ``tolerance_s`` is refused). Nothing here is shared between streams: labels never reach another
+patient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from pedstream.errors import StreamError
+
+__all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter"]
+
+_SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    method: str = "knn"  # "knn" or "prototype"
+    k: int = 3
+    mix: float = 0.8
+    n_half: float = 10.0
+
+
+class PatientAdapter:
+    """One stream's labelled beats and the adapted probabilities (see the module docstring)."""
+
+    def __init__(self, *, classes: tuple[str, ...], scale: np.ndarray, settings: AdaptSettings = AdaptSettings(),
+                 columns: np.ndarray | None = None) -> None:
+        self.classes = tuple(classes)
+        self.scale = np.maximum(np.asarray(scale, dtype=np.float64), 1e-6)
+        self.columns = None if columns is None else np.asarray(columns, dtype=np.int64)
+        self.settings = settings
+        self._x: list[np.ndarray] = []
+        self._y: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._y)
+
+    def _z(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if self.columns is not None:
+            x = x[..., self.columns]
+        return x / self.scale
+
+    def set_labels(self, features: np.ndarray, labels: list[int] | np.ndarray) -> None:
+        """Replace every label: ``features`` (n, F), ``labels`` (n,) class indices."""
+        f = np.asarray(features, dtype=np.float64)
+        self._x = [self._z(r) for r in f] if len(labels) else []
+        self._y = [int(c) for c in labels]
+
+    def local(self, features: np.ndarray) -> np.ndarray:
+        """(B, C) probabilities from the labelled beats alone (uniform rows without labels)."""
+        z = self._z(np.atleast_2d(features))
+        c = len(self.classes)
+        if not self._y:
+            return np.full((z.shape[0], c), 1.0 / c)
+        lx, ly = np.stack(self._x), np.asarray(self._y)
+        if self.settings.method == "prototype":
+            present = np.unique(ly)
+            protos = np.stack([lx[ly == k].mean(axis=0) for k in present])
+            d = np.sqrt(((z[:, None, :] - protos[None]) ** 2).sum(axis=-1))  # (B, P)
+            s = np.exp(-(d - d.min(axis=1, keepdims=True)))
+            out = np.zeros((z.shape[0], c))
+            out[:, present] = s / s.sum(axis=1, keepdims=True)
+            return out
+        d = np.sqrt(((z[:, None, :] - lx[None]) ** 2).sum(axis=-1))  # (B, n)
+        k = min(self.settings.k, ly.size)
+        near = np.argpartition(d, k - 1, axis=1)[:, :k]
+        w = 1.0 / (np.take_along_axis(d, near, axis=1) + 1e-3)
+        out = np.zeros((z.shape[0], c))
+        np.add.at(out, (np.repeat(np.arange(z.shape[0]), k), ly[near].ravel()), w.ravel())
+        return out / out.sum(axis=1, keepdims=True)
+
+    def weight(self) -> float:
+        n = len(self._y)
+        return self.settings.mix * n / (n + self.settings.n_half) if n else 0.0
+
+    def adapt(self, p_global: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """(B, C) adapted probabilities of beats with population probabilities ``p_global`` (B, C)."""
+        p = np.atleast_2d(np.asarray(p_global, dtype=np.float64))
+        w = self.weight()
+        if w == 0.0:
+            return p
+        return (1.0 - w) * p + w * self.local(features)
+
+
+class BeatMemory:
+    """A stream's recent classified beats: ``(t_signal, features)``, the newest ``capacity``."""
+
+    def __init__(self, *, capacity: int = 20000, tolerance_s: float = 0.15) -> None:
+        self.tolerance_s = float(tolerance_s)
+        self._t: deque[float] = deque(maxlen=capacity)
+        self._f: deque[np.ndarray] = deque(maxlen=capacity)
+
+    def add(self, t: float, features: np.ndarray) -> None:
+        self._t.append(float(t))
+        self._f.append(np.asarray(features, dtype=np.float32))
+
+    def find(self, t: float) -> np.ndarray | None:
+        """The features of the beat nearest ``t`` within ``tolerance_s``; ``None`` when there is none."""
+        if not self._t:
+            return None
+        ts = np.fromiter(self._t, dtype=np.float64, count=len(self._t))
+        i = int(np.argmin(np.abs(ts - t)))
+        return self._f[i] if abs(ts[i] - t) <= self.tolerance_s else None
+
+
+class LabelError(StreamError):
+    """A clinician label that cannot be applied (unknown stream or class, no beat at that time)."""
+
+
+class BeatLabels:
+    """Few-shot adaptation of every stream of an engine: one :class:`PatientAdapter` per stream.
+
+    ``observe(sid, t, features)`` records each classified beat; ``adjust(sid, features, probs)`` is
+    the adapted call; ``label(sid, [(t_signal, "S"), ...], who=...)`` checks every label first (an
+    unknown stream or class, or a time with no beat within the tolerance, is one :class:`LabelError`
+    and changes nothing), then adds them. Each stream's labels are a JSON file ``<folder>/<patient>.json``
+    (``patient`` defaults to the stream id): every label with ``id``, ``t_signal``, ``label``, ``who``,
+    ``when`` (UTC), its feature vector, and ``undone`` (``undo`` marks labels undone: reversible, nothing
+    is erased). A stream that starts with the same patient id reloads its labels.
+    """
+
+    def __init__(self, *, classes: tuple[str, ...], scale: np.ndarray, settings: AdaptSettings = AdaptSettings(),
+                 columns: np.ndarray | None = None, folder: str | Path | None = None,
+                 tolerance_s: float = 0.15) -> None:
+        self.classes, self.scale, self.settings, self.columns = tuple(classes), scale, settings, columns
+        self.folder = None if folder is None else Path(folder)
+        self.tolerance_s = float(tolerance_s)
+        self._streams: dict[str, tuple[str, BeatMemory, PatientAdapter, list[dict]]] = {}
+
+    def add_stream(self, sid: str, *, patient: str | None = None) -> None:
+        patient = patient or sid
+        if not _SAFE.fullmatch(patient):
+            raise LabelError(sid, f"patient id {patient!r}: use letters, digits, '.', '_' or '-' (64 at most)")
+        entries = self._load(patient)
+        ad = PatientAdapter(classes=self.classes, scale=self.scale, settings=self.settings, columns=self.columns)
+        self._streams[sid] = (patient, BeatMemory(tolerance_s=self.tolerance_s), ad, entries)
+        self._refit(sid)
+
+    def remove_stream(self, sid: str) -> None:
+        self._streams.pop(sid, None)
+
+    def observe(self, sid: str, t: float, features: np.ndarray) -> None:
+        s = self._streams.get(sid)
+        if s is not None:
+            s[1].add(t, features)
+
+    def adjust(self, sid: str, features: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        s = self._streams.get(sid)
+        if s is None or not len(s[2]):
+            return probs
+        return s[2].adapt(probs[None], features[None])[0]
+
+    def n_labels(self, sid: str) -> int:
+        s = self._streams.get(sid)
+        return 0 if s is None else len(s[2])
+
+    def label(self, sid: str, labels: list[tuple[float, str]], *, who: str) -> list[dict]:
+        """Apply ``labels`` to stream ``sid`` (all or none); returns the new entries."""
+        s = self._streams.get(sid)
+        if s is None:
+            raise LabelError(sid, f"no such stream (streams: {sorted(self._streams) or 'none'})")
+        new = []
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for t, cls in labels:
+            if cls not in self.classes:
+                raise LabelError(sid, f"label {cls!r} at t={t}: not a class of the beat model {list(self.classes)}")
+            try:
+                tf = float(t)
+            except (TypeError, ValueError) as exc:
+                raise LabelError(sid, f"label time {t!r} is not a number of seconds") from exc
+            f = s[1].find(tf) if np.isfinite(tf) else None
+            if f is None:
+                raise LabelError(sid, f"no classified beat within {self.tolerance_s:g} s of t={tf:g}")
+            new.append({"id": len(s[3]) + len(new) + 1, "t_signal": tf, "label": cls, "who": str(who), "when": now,
+                        "undone": False, "features": [float(v) for v in f]})
+        s[3].extend(new)
+        self._save(sid)
+        self._refit(sid)
+        return new
+
+    def undo(self, sid: str, ids: list[int] | None = None, *, who: str) -> int:
+        """Mark labels ``ids`` (default: the newest active one) undone; returns how many."""
+        s = self._streams.get(sid)
+        if s is None:
+            raise LabelError(sid, f"no such stream (streams: {sorted(self._streams) or 'none'})")
+        active = [e for e in s[3] if not e["undone"]]
+        targets = active[-1:] if ids is None else [e for e in active if e["id"] in set(ids)]
+        if ids is not None and len(targets) != len(set(ids)):
+            raise LabelError(sid, f"labels {sorted(set(ids) - {e['id'] for e in targets})} are not active labels")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for e in targets:
+            e.update(undone=True, undone_by=str(who), undone_when=now)
+        self._save(sid)
+        self._refit(sid)
+        return len(targets)
+
+    def _refit(self, sid: str) -> None:
+        _, _, ad, entries = self._streams[sid]
+        active = [e for e in entries if not e["undone"] and e["label"] in self.classes]
+        ad.set_labels(np.asarray([e["features"] for e in active], dtype=np.float64),
+                      [self.classes.index(e["label"]) for e in active])
+
+    def _path(self, patient: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{patient}.json"
+
+    def _load(self, patient: str) -> list[dict]:
+        p = self._path(patient)
+        if p is None or not p.is_file():
+            return []
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+            return [dict(e) for e in doc["labels"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LabelError(patient, f"label file {p} unreadable: {exc}") from exc
+
+    def _save(self, sid: str) -> None:
+        patient, _, _, entries = self._streams[sid]
+        p = self._path(patient)
+        if p is None:
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps({"patient": patient, "classes": list(self.classes), "labels": entries}, indent=1),
+                       encoding="utf-8")
+        os.replace(tmp, p)
