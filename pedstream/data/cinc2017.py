@@ -69,7 +69,8 @@ def extract_archive(archive: str | os.PathLike[str], cache: str | os.PathLike[st
             shutil.rmtree(tmp, ignore_errors=True)
     except (tarfile.TarError, lzma.LZMAError, EOFError, OSError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise RecordError(str(archive), f"not a readable CinC 2017 archive: {exc}") from exc
+        why = " ".join(str(exc).split())  # tarfile's message spans lines: one line
+        raise RecordError(str(archive), f"not a readable CinC 2017 archive: {why}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

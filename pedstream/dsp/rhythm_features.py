@@ -28,7 +28,9 @@ Signal part (``lead``, mV)
     mean (artefact); ``kurtosis``; ``zcr_hz`` zero crossings per second; ``dom_hz`` dominant
     frequency 0.5-20 Hz of the Welch spectrum; ``conc`` its power within +/-1 Hz over 0.5-20 Hz
     (VF is narrow-band); ``hf_frac`` power above 20 Hz; ``lf_frac`` power below 1 Hz;
-    ``flat_frac`` near-constant samples; ``vf_leak`` Kuo & Dillman's VF-filter leakage;
+    ``flat_frac`` near-constant samples; ``vf_leak`` a VF-filter leakage after Kuo & Dillman, but with
+    the lead shifted by a quarter of its mean period where they shift by half (feature version 1 has it
+    so: training and serving agree; the half-period form is the next version's);
     ``beat_snr`` median R amplitude / MAD of the lead; ``qrs_width_s`` median width at half the
     R amplitude of the beats in the lead.
 
@@ -163,7 +165,7 @@ def signal_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | Non
 
 
 def _vf_leak(x: np.ndarray) -> float:
-    """Kuo & Dillman's VF filter leakage (low for a sine-like VF, high for QRS complexes)."""
+    """VF-filter leakage after Kuo & Dillman with a quarter-period shift (see the module docstring)."""
     den = float(np.abs(np.diff(x)).sum())
     if den <= 1e-9:
         return 1.0

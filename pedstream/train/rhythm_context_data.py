@@ -35,7 +35,7 @@ from pedstream.errors import RecordError
 if TYPE_CHECKING:  # pragma: no cover
     from pedstream.config import Config
 
-__all__ = ["CLASSES", "FEATURE_VERSION", "RULE", "build_cinc", "build_records", "label_index", "stream_features"]
+__all__ = ["CLASSES", "FEATURE_VERSION", "RULE", "build_cinc", "build_records", "label_index", "main", "stream_features"]
 
 CLASSES: tuple[str, ...] = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact")
 FEATURE_VERSION = 1
@@ -196,3 +196,42 @@ def build_cinc(archive: str | os.PathLike[str], cfg: "Config", *, cache: str | o
     out["source"] = np.asarray("cinc2017")
     _save(path, out)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pedstream.train.rhythm_context_data (--cinc ARCHIVE | --records DIR --source NAME)``:
+    build (or load) a feature table and print its class counts; bad input -> one line, exit 2."""
+    import argparse
+    import sys
+
+    from pedstream.config import load_config
+    from pedstream.data.cinc2017 import default_cache
+    from pedstream.errors import PedstreamError
+
+    ap = argparse.ArgumentParser(description="rhythm-context feature table of a CinC 2017 archive or a record folder")
+    ap.add_argument("--cinc", help="training2017.tar.xz (or its extracted folder)")
+    ap.add_argument("--records", help="folder of rhythm-annotated WFDB records")
+    ap.add_argument("--source", default="vfdb", help="[rhythm_context.labels.<source>] map of --records")
+    ap.add_argument("--limit", type=int, default=None, help="CinC: the first N recordings only")
+    ap.add_argument("--context-s", type=float, default=30.0)
+    ap.add_argument("--cache", default=None)
+    a = ap.parse_args(argv)
+    if bool(a.cinc) == bool(a.records):
+        print("error: give exactly one of --cinc ARCHIVE or --records DIR", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config()
+        kw = dict(cache=a.cache or default_cache(), hop_s=cfg.segments.hop_s, contexts=(a.context_s,),
+                  signal_s=cfg.rhythm_context.signal_s, log=lambda m: None)
+        tab = (build_cinc(a.cinc, cfg, limit=a.limit, **kw) if a.cinc
+               else build_records(a.records, a.source, cfg, **kw))
+    except PedstreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    counts = {c: int(np.sum(tab["y"] == k)) for k, c in enumerate(CLASSES)}
+    print(f"{tab['y'].size} rows; {counts}; excluded {int(np.sum(tab['y'] < 0))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Context features and the RR-irregularity rule: known RR patterns, causality, and real recordings
+(CinC 2017 AF / normal, tests/fixtures/real/rhythm) through the serving filters and the QRS detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pedstream.config import load_config
+from pedstream.data.cinc2017 import read_recording
+from pedstream.dsp.filters import FilterBank
+from pedstream.dsp.qrs import OnlineQRSDetector
+from pedstream.dsp.rhythm_features import (CONTEXT_FEATURES, RR_CONTEXT_FEATURES, context_features,
+                                           decimation_step, rr_context_features, signal_features)
+from pedstream.dsp.rr_rule import RRIrregularityRule, clean_intervals
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "rhythm"
+F = {n: i for i, n in enumerate(CONTEXT_FEATURES)}
+
+
+def beats_of(rr: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(rr)])
+
+
+def test_rule_on_patterns() -> None:
+    rng = np.random.default_rng(1)
+    rule = RRIrregularityRule()
+    sinus = 0.8 + 0.05 * np.sin(np.arange(80) * 2 * np.pi / 5)  # respiratory sinus arrhythmia
+    af = rng.uniform(0.4, 1.1, 80)
+    bigeminy = np.tile([0.5, 1.0], 40)
+    pvcs = np.full(80, 0.8)
+    pvcs[10::9] = 0.5
+    pvcs[11::9] = 1.1
+    assert rule.is_af(beats_of(af))
+    for rr in (sinus, bigeminy, pvcs):
+        assert not rule.is_af(beats_of(rr))
+    kept, frac = clean_intervals(pvcs)
+    assert frac > 0.1 and np.all(kept == 0.8)
+    assert not rule.is_af(beats_of(af[:20]))  # too few intervals: no call
+
+
+def test_rr_features_irregularity_and_asystole() -> None:
+    rng = np.random.default_rng(2)
+    reg = rr_context_features(beats_of(np.full(40, 0.75)), 30.0, 30.0)
+    irr = rr_context_features(beats_of(rng.uniform(0.4, 1.1, 60)), 30.0, 30.0)
+    i = {n: k for k, n in enumerate(RR_CONTEXT_FEATURES)}
+    assert reg[i["hr_bpm"]] == pytest.approx(80.0, rel=1e-3) and reg[i["pdiff10"]] == 0 and reg[i["rr_cv"]] < 1e-6
+    assert irr[i["pdiff10"]] > 0.5 and irr[i["nrmssd"]] > 0.2 and irr[i["sampen"]] > reg[i["sampen"]]
+    pause = rr_context_features(beats_of(np.full(20, 0.75)), 15.0 + 6.0, 30.0)  # 6 s after the last beat
+    assert pause[i["since_last_s"]] == pytest.approx(6.0) and pause[i["max_gap_s"]] == pytest.approx(6.0)
+    empty = rr_context_features(np.zeros(0), 10.0, 30.0)
+    assert np.isfinite(empty).all() and empty[i["n_beats"]] == 0
+
+
+def test_features_are_causal() -> None:
+    rng = np.random.default_rng(3)
+    b = beats_of(rng.uniform(0.5, 1.0, 100))
+    lead = rng.normal(size=1000)
+    now = float(b[50]) + 0.1
+    a = context_features(b[:51], now, 30.0, lead, 125.0, lead_t0=now - 8.0)
+    c = context_features(b, now, 30.0, lead, 125.0, lead_t0=now - 8.0)  # future beats present
+    assert np.array_equal(a, c) and a.shape == (len(CONTEXT_FEATURES),) and a.dtype == np.float32
+
+
+def test_signal_features_vf_like_sine_vs_noise() -> None:
+    fs = 125.0
+    t = np.arange(int(8 * fs)) / fs
+    vf = signal_features(0.5 * np.sin(2 * np.pi * 5.0 * t), fs)
+    noise = signal_features(np.random.default_rng(4).normal(0, 0.3, t.size), fs)
+    s = {n: k for k, n in enumerate(CONTEXT_FEATURES[len(RR_CONTEXT_FEATURES):])}
+    assert vf[s["dom_hz"]] == pytest.approx(5.0, abs=0.5) and vf[s["conc"]] > 0.8 and 0 <= vf[s["vf_leak"]] <= 1
+    assert noise[s["hf_frac"]] > vf[s["hf_frac"]] and noise[s["conc"]] < 0.5
+    assert decimation_step(977.0) == 8 and decimation_step(250.0) == 2
+
+
+@pytest.mark.parametrize("name,af", [("A00009", True), ("A00001", False)])
+def test_real_cinc_recordings_through_detector(name: str, af: bool) -> None:
+    cfg = load_config()
+    x, fs = read_recording(FIX, name)
+    y = FilterBank(fs=fs, cfg=cfg.filters, n_ecg=1, n_iegm=0).process(x[:, None])[:, 0]
+    det = OnlineQRSDetector(fs=fs)
+    b = np.asarray(det.process(y), dtype=np.float64) / fs
+    assert len(b) > 20
+    assert bool(RRIrregularityRule(min_intervals=20).is_af(b)) is af
+    f = context_features(b, x.size / fs, 30.0, y[-int(8 * fs)::2], fs / 2, lead_t0=x.size / fs - 8.0)
+    assert bool(f[F["pdiff10_clean"]] > 0.5) is af and np.isfinite(f).all()
