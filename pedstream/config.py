@@ -167,8 +167,8 @@ class LabelsConfig(_Section):
 
 class SegmentConfig(_Section):
     mode: Literal["rhythm", "beat"] = "rhythm"
-    window_s: float = Field(2.5, gt=0)
-    hop_s: float = Field(1.25, gt=0)
+    window_s: float = Field(2.5, gt=0, le=120)
+    hop_s: float = Field(1.25, gt=0, le=120)  # rhythm mode: at most window_s (no signal skipped between windows)
     mixed: Literal["drop", "majority", "priority"] = "drop"
     min_beats: int = Field(2, ge=1)
     # beat mode: RR-interval context of each beat (pedstream.dsp.rr) as an extra model input
@@ -182,6 +182,9 @@ class SegmentConfig(_Section):
             raise ValueError("rr_features needs mode = 'beat' (RR context belongs to one beat)")
         if self.rr_long_beats < self.rr_local_beats:
             raise ValueError("rr_long_beats must be >= rr_local_beats")
+        if self.mode == "rhythm" and self.hop_s > self.window_s:
+            raise ValueError(f"hop_s ({self.hop_s:g}) must be at most window_s ({self.window_s:g}): "
+                             "signal between windows would never be classified")
         return self
 
 
@@ -332,12 +335,12 @@ class StreamSection(_Section):
     """Streaming engine knobs (pedstream.stream.engine / pipeline / batcher / dashboard)."""
 
     max_batch: int = Field(32, ge=1)  # windows per inference call at most
-    max_wait_ms: float = Field(20.0, ge=0)  # flush a partial batch after this wait
+    max_wait_ms: float = Field(20.0, ge=0, le=1000)  # flush a partial batch after this wait (at most 1 s)
     queue_windows: int = Field(4, ge=1)  # pending windows per stream; the oldest are dropped beyond
     gap_tolerance_s: float = Field(0.1, gt=0)  # timestamp jump beyond the expected one = a gap
     resume_gap_s: float = Field(2.0, ge=0)  # known sample loss up to this long is bridged, no DSP restart
     qrs_lead: str = "II"  # heart-rate lead; falls back to the first present ECG lead
-    ring_seconds: float = Field(20.0, gt=0)  # per-stream history kept (alarm strips need 10 s)
+    ring_seconds: float = Field(20.0, ge=1, le=600)  # per-stream history kept (alarm strips need 10 s; ~75 kB/s per stream)
     clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"
     dashboard_hz: float = Field(4.0, gt=0, le=30)
     dashboard_width: int = Field(0, ge=0, le=400)  # 0: the terminal's width, or 100 columns when stdout is not a terminal
@@ -674,11 +677,50 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [p.strip() for p in key.strip().split(".")]
     if not all(path):
         raise ConfigError([(key, "empty key component")], source="--set")
+    _check_bounded(text, where=key.strip()[:80], source="--set", limit=MAX_OVERRIDE_CHARS)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
     return path, value
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a configuration file larger than this is refused (it is not one)
+MAX_OVERRIDE_CHARS = 4096
+MAX_NESTING = 32  # arrays/tables nested deeper are refused before parsing
+
+
+def _check_bounded(text: str, *, where: str, source: str, limit: int) -> None:
+    """Refuse, before parsing, text longer than ``limit`` or nesting ``[``/``{`` deeper than MAX_NESTING."""
+    if len(text) > limit:
+        raise ConfigError([(where, f"{len(text)} characters, over the limit of {limit}")], source=source)
+    depth = top = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            top = max(top, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    if top > MAX_NESTING:
+        raise ConfigError([(where, f"nests {top} levels deep, over the limit of {MAX_NESTING}")], source=source)
+
+
+def _read_text_bounded(src: Path) -> str:
+    """A configuration file's text, read at most MAX_CONFIG_BYTES (+1) bytes (``/dev/zero`` is refused)."""
+    try:
+        with open(src, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([("(file)", f"cannot read: {exc.strerror or exc}")], source=str(src)) from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([("(file)", f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a configuration file")],
+                          source=str(src))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("(file)", "not UTF-8 text: not a configuration file")], source=str(src)) from exc
+    _check_bounded(text, where="(syntax)", source=str(src), limit=MAX_CONFIG_BYTES)
+    return text
 
 
 def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
@@ -708,10 +750,7 @@ def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
 def _read_toml(src: Path, depth: int = 0) -> dict[str, Any]:
     """The TOML of ``src``; a top-level ``extends = "default"`` (the packaged default) or ``extends =
     "PATH"`` (relative to ``src``) loads that file first and deep-merges this one over it."""
-    try:
-        text = src.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([("(file)", f"cannot read: {exc.strerror or exc}")], source=str(src)) from exc
+    text = _read_text_bounded(src)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
