@@ -205,6 +205,8 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     for st in sorted(snap.streams, key=lambda s: s.stream_id):
         if st.stalled or st.error:  # below the table: error messages are long
             parts.append(Text(f"{st.stream_id}: {st.stalled or st.error}", style="bold red"))
+    for notice in snap.extra.get("notices", ()):  # a source's own state (e.g. its broker unreachable)
+        parts.append(Text(notice, style="bold red"))
     parts.append(footer)
     if any(st.rejected or st.dropped_samples for st in snap.streams):
         parts.append(Text("drops: windows dropped; !r messages rejected, !s samples dropped before processing",

@@ -70,7 +70,7 @@ from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
-from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope
+from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope, source_notices
 
 from pedstream.stream.strips import StripWriter, alarms_folder
 from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
@@ -550,6 +550,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             queue_depth=self.batcher.pending, banner=self.banner, windows_total=self.windows_total,
             dropped_total=sum(self.batcher.dropped.values()), alarms_total=self.counts.get("alarm_on", 0),
             uptime_s=now - self.t_start, alarms_active=sum(len(t.active) for t in self.trackers.values()),
+            extra={"notices": source_notices(self.sources)},  # e.g. a broker that does not answer
         )
 
     def _ingest_counters(self, sid: str) -> tuple[int, int]:

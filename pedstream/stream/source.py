@@ -61,6 +61,7 @@ __all__ = [
     "TaskScope",
     "STOP_TIMEOUT_S",
     "ErrorThrottle",
+    "source_notices",
 ]
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,22 @@ class TaskScope:
         task = self._tg.create_task(coro, name=name)
         self.tasks.append(task)
         return task
+
+
+def source_notices(sources: Iterable[Any]) -> list[str]:
+    """The status lines of the sources that have one to show now (a source may define
+    ``status_line() -> str | None``, e.g. the MQTT source while its broker does not answer)."""
+    out: list[str] = []
+    for src in sources:
+        fn = getattr(src, "status_line", None)
+        if callable(fn):
+            try:
+                line = fn()
+            except Exception as exc:  # a status line must never break a dashboard frame
+                line = f"{type(src).__name__}: status unavailable ({type(exc).__name__})"
+            if line:
+                out.append(str(line))
+    return out
 
 
 class ErrorThrottle:

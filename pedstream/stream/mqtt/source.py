@@ -306,6 +306,9 @@ class MQTTSource(StreamLifecycle, SourceBase):
                         await self._sync_subscriptions(client)
                     attempt = 0
                     self.connects += 1
+                    if self.broker_state == "unreachable":
+                        log.warning("MQTT broker %s:%d answers again: subscribed under %s/", self.host, self.port,
+                                    self.prefix)
                     self.last_error = None
                     self.broker_state = "connected"
                     self.connected.set()
@@ -316,12 +319,17 @@ class MQTTSource(StreamLifecycle, SourceBase):
             except aiomqtt.MqttError as exc:
                 self.connected.clear()
                 self.last_error = str(exc)
+                first = self.broker_state != "unreachable"
                 self.broker_state = "unreachable"
                 self._all_lost(f"broker connection lost ({exc})")
                 delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt)
                 delay *= random.uniform(0.5, 1.0)
                 attempt = min(attempt + 1, 30)
-                log.warning("MQTT %s:%d: %s; reconnecting in at most %.2f s", self.host, self.port, exc, delay)
+                if first:  # one status line (and one event) per outage, not one per attempt
+                    line = self.status_line() or ""
+                    log.warning("%s", line)
+                    self.emit_error(f"mqtt://{self.host}:{self.port}", line)
+                log.debug("MQTT %s:%d: %s; reconnecting in at most %.2f s", self.host, self.port, exc, delay)
                 if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
                     attempt = 0  # the broker is back: the next failure starts the backoff again
             finally:
