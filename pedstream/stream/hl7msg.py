@@ -37,7 +37,7 @@ from typing import Any
 
 from pedstream.stream.sinks import MonitorEvent
 
-__all__ = ["build_oru_r40", "build_oru_r01", "validate_strict", "message_id", "alarm_codes", "HL7_VERSION"]
+__all__ = ["build_oru_r40", "build_oru_r01", "oru_r40_text", "oru_r01_text", "validate_strict", "message_id", "alarm_codes", "HL7_VERSION"]
 
 CR = "\r"
 LOCAL = "99PEDSTREAM"
@@ -118,7 +118,12 @@ def _parse(text: str) -> Any:
 
 
 def build_oru_r40(ev: MonitorEvent, cfg: Any, *, alarm_id: str, control_id: str | None = None) -> Any:
-    """The ``ORU^R40`` (IHE PCD-04 Report Alarm) message of one ``alarm_on``/``alarm_off`` event."""
+    """The ``ORU^R40`` (IHE PCD-04 Report Alarm) message of one ``alarm_on``/``alarm_off`` event (parsed)."""
+    return _parse(oru_r40_text(ev, cfg, alarm_id=alarm_id, control_id=control_id))
+
+
+def oru_r40_text(ev: MonitorEvent, cfg: Any, *, alarm_id: str, control_id: str | None = None) -> str:
+    """:func:`build_oru_r40` as ER7 text (what the sink sends: no parse on the event loop)."""
     when = _event_time(ev)
     control_id = control_id or message_id()
     start = ev.kind == "alarm_on"
@@ -146,11 +151,16 @@ def build_oru_r40(ev: MonitorEvent, cfg: Any, *, alarm_id: str, control_id: str 
     if ev.p is not None:
         segs.append(_obx(n, "NM", f"PROB^Smoothed class probability^{LOCAL}", "1.0.0.0.6", f"{float(ev.p):.3f}",
                          cfg, when))
-    return _parse(CR.join(segs))
+    return CR.join(segs)
 
 
 def build_oru_r01(ev: MonitorEvent, cfg: Any, *, control_id: str | None = None) -> Any:
-    """The ``ORU^R01`` (IHE PCD-01) message of one ``call`` event: heart rate and rhythm call."""
+    """The ``ORU^R01`` (IHE PCD-01) message of one ``call`` event: heart rate and rhythm call (parsed)."""
+    return _parse(oru_r01_text(ev, cfg, control_id=control_id))
+
+
+def oru_r01_text(ev: MonitorEvent, cfg: Any, *, control_id: str | None = None) -> str:
+    """:func:`build_oru_r01` as ER7 text."""
     when = _event_time(ev)
     control_id = control_id or message_id()
     segs = [
@@ -169,7 +179,7 @@ def build_oru_r01(ev: MonitorEvent, cfg: Any, *, control_id: str | None = None) 
     if ev.p is not None:
         segs.append(_obx(n, "NM", f"PROB^Smoothed class probability^{LOCAL}", "1.0.0.3", f"{float(ev.p):.3f}",
                          cfg, when, status="R"))
-    return _parse(CR.join(segs))
+    return CR.join(segs)
 
 
 def validate_strict(message: Any) -> None:

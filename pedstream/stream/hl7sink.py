@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pedstream.stream.hl7msg import build_oru_r01, build_oru_r40
+from pedstream.stream.hl7msg import message_id, oru_r01_text, oru_r40_text
 from pedstream.stream.outbox import Outbox, OutboxError
 from pedstream.stream.sinks import MonitorEvent
 
@@ -158,16 +158,16 @@ class HL7Sink:
             return
         if built is None:
             return
-        kind, msg = built
-        msg_id = str(msg.segment("MSH")[10])
-        item = _Item(msg_id, kind, str(msg), time.monotonic())
+        kind, msg_id, text = built
+        item = _Item(msg_id, kind, text, time.monotonic())
         if self._box is not None:
             item.stored = asyncio.ensure_future(self._box.append(CHANNEL, msg_id, kind, item.payload))
         self._make_room()
         self._queue.append(item)
         self._wake.set()
 
-    def _build(self, event: MonitorEvent) -> tuple[str, Any] | None:
+    def _build(self, event: MonitorEvent) -> tuple[str, str, str] | None:
+        """(kind, MSH-10, ER7 text) of the message for ``event``, or None."""
         if event.kind in ("alarm_on", "alarm_off"):
             key = (event.stream, event.label or "")
             alarm_id = event.extra.get("alarm_id")
@@ -176,13 +176,15 @@ class HL7Sink:
                     self._alarm_ids[key] = uuid.uuid4().hex[:16]
                 alarm_id = (self._alarm_ids.pop(key, None) if event.kind == "alarm_off"
                             else self._alarm_ids[key]) or uuid.uuid4().hex[:16]
-            return "alarm", build_oru_r40(event, self.cfg, alarm_id=str(alarm_id))
+            msg_id = message_id()
+            return "alarm", msg_id, oru_r40_text(event, self.cfg, alarm_id=str(alarm_id), control_id=msg_id)
         if event.kind == "call" and self.cfg.observation_interval_s > 0:
             now = time.monotonic()
             last = self._last_obs.get(event.stream)
             if last is None or now - last >= self.cfg.observation_interval_s:
                 self._last_obs[event.stream] = now
-                return "observation", build_oru_r01(event, self.cfg)
+                msg_id = message_id()
+                return "observation", msg_id, oru_r01_text(event, self.cfg, control_id=msg_id)
         return None
 
     def _make_room(self) -> None:
