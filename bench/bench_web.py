@@ -17,10 +17,12 @@ side's whole cost, uvicorn and the WebSocket protocol included); the station's o
 frames of 2 channels at ~244 Hz plus tile states); the page's animation frame rate
 (requestAnimationFrame callbacks per second) and waveform frames per second received; the
 browser's CPU (all Chromium processes, psutil) and its main-thread task time (Chrome DevTools
-``Performance.getMetrics`` TaskDuration); and the display latency from a chunk reaching the monitor
-(the frame's wall-clock marker) to the canvas draw call that draws it (``Date.now()`` in the
-page, same machine clock): p50 / p95. Not measured: the time from the draw call to light on a
-physical screen (headless Chromium has no display).
+``Performance.getMetrics`` TaskDuration); and the display latency, marker to pixel: every frame
+carries the wall-clock time its last sample reached the monitor (for a source paced in real time,
+the signal time of that sample), and the page takes ``Date.now()`` at the start of the animation
+frame after the one that drew it on the canvas (the drawing handed to the compositor; same
+machine clock): p50 / p95. Not measured: compositor to light on a physical screen (headless
+Chromium has no display).
 """
 
 from __future__ import annotations

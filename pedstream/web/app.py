@@ -279,7 +279,7 @@ class WebApp:
                 await ws.close(code=4401)
                 return
             async with asyncio.timeout(_SEND_TIMEOUT_S):  # a screen that takes nothing is dropped
-                while screen.outbox:
+                while screen.outbox and not reader.done():  # reader done: the browser has gone
                     text = screen.outbox.popleft()
                     await ws.send_text(text)
                     screen.bytes_sent += len(text)
@@ -288,6 +288,8 @@ class WebApp:
                 frames = st.frames_for(screen)
                 st.busy_s += time.thread_time() - t0
                 for frame in frames:
+                    if reader.done():
+                        break
                     await ws.send_bytes(frame)
                     screen.bytes_sent += len(frame)
                     st.bytes_sent += len(frame)

@@ -9,6 +9,7 @@
   const $ = (id) => document.getElementById(id);
   const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls; if (text !== undefined) e.textContent = text; return e; };
   const stats = { frames: 0, bytes: 0, msgs: 0, rafs: 0, fps: 0, latency: [], started: performance.now() };
+  const drawn = [];  // wall-clock markers of frames drawn in this animation frame
   window.__pedstream = stats;
   let me = null, ws = null, layout = {}, byNumber = {}, tiles = {}, order = [], bedStream = null, soundOn = false, audio = null;
   const bedMatch = location.pathname.match(/^\/bed\/(.+)$/);
@@ -51,7 +52,7 @@
         this.x = x1;
         ctx.fillStyle = "#8aa"; ctx.font = "11px sans-serif";
         for (let ch = 0; ch < f.nch; ch++) { ctx.clearRect(0, band * ch, 36, 13); ctx.fillText(this.labels[ch] || "", 2, band * ch + 11); }
-        stats.latency.push(Date.now() - f.wall); if (stats.latency.length > 1000) stats.latency.shift();
+        drawn.push(f.wall);  // its latency is taken at the next animation frame (the drawing handed on)
       }
     }
   }
@@ -186,6 +187,9 @@
   const bedSweep = new Sweep($("bedcanvas"), []);
   function frame() {
     stats.rafs++;
+    const now = Date.now();  // the previous animation frame's drawing has been handed to the compositor
+    for (const w of drawn) stats.latency.push(now - w);
+    drawn.length = 0; if (stats.latency.length > 1000) stats.latency.splice(0, stats.latency.length - 1000);
     const t = performance.now(); if (t - (frame.t0 || 0) >= 1000) { stats.fps = (stats.rafs - (frame.n0 || 0)) * 1000 / (t - (frame.t0 || t - 1000)); frame.t0 = t; frame.n0 = stats.rafs; }
     for (const sid in tiles) tiles[sid].sweep.draw();
     if (bedStream) bedSweep.draw();
