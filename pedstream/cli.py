@@ -395,6 +395,7 @@ def web_adduser(cfg: Any, users_file: Path, name: str, role: str, password_stdin
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
 cli.add_command(__import__("pedstream.bench.command", fromlist=["bench"]).bench)  # pedstream bench model ...
 cli.add_command(__import__("pedstream.stream.record_command", fromlist=["record"]).record)  # pedstream record repair
+cli.add_command(__import__("pedstream.stream.mqtt.command", fromlist=["mqtt"]).mqtt)  # pedstream mqtt metas
 
 
 def main() -> None:
