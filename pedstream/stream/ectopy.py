@@ -16,6 +16,11 @@ resampler's output (round half to even, ``numpy.round``): both resamplers restar
 segment start, so they share the segment's first input sample as time zero. The different filter
 delays of the two banks (a few ms at QRS frequencies) are not compensated.
 
+Feature beat models (``segments.features`` in the metadata, e.g. the gradient-boosting model of
+``pedstream.train.beat_export``): the stream's :class:`~pedstream.dsp.beat_features.BeatFeatures`
+turns each ready beat's filtered lead II window and RR features into the beat's feature vector (the
+running dominant-beat template is per stream), passed as the model's ``rr`` input.
+
 Window: ``window_samples`` samples starting at ``b - window_samples // 2`` (as in training).
 Beats whose window starts before the beat filter bank settled (``settle_s`` of the model's
 filters) are not classified (their RR intervals still count). Channels the model was not trained
@@ -62,6 +67,8 @@ class BeatModelSpec:
     rr_long_beats: int
     trained: np.ndarray  # (19,) bool: channels present in training
     class_names: tuple[str, ...]
+    features: str = ""  # a feature beat model: segments.features (pedstream.dsp.beat_features version)
+    adapt: bool = False  # its features include the dominant-beat ones (BeatFeatures(adapt=True))
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], *, channels: list[str], n_rr: int | None = None,
@@ -82,7 +89,15 @@ class BeatModelSpec:
             rr_in = (meta.get("inputs") or {}).get("rr")
             n_rr = int(rr_in[-1]) if rr_in else 0
         rr_features = bool(seg.get("rr_features", False))
-        if rr_features and n_rr != len(RR_FEATURES):
+        features, adapt = str(seg.get("features") or ""), bool(seg.get("adapt", False))
+        if features:
+            from pedstream.dsp.beat_features import FEATURE_VERSION, feature_names
+
+            if features != FEATURE_VERSION:
+                raise ModelError(path, f"segments.features {features!r}: this engine computes {FEATURE_VERSION!r}")
+            if n_rr != len(feature_names(adapt)):
+                raise ModelError(path, f"a {features} model takes rr (B, {len(feature_names(adapt))}), not (B, {n_rr})")
+        elif rr_features and n_rr != len(RR_FEATURES):
             raise ModelError(path, f"segments.rr_features is set but the model has "
                                    f"{'no rr input' if not n_rr else f'an rr input of {n_rr}'} "
                                    f"(expected rr (B, {len(RR_FEATURES)}))")
@@ -111,7 +126,7 @@ class BeatModelSpec:
             trained = np.isin(np.asarray(names), np.asarray(list(trained_names), dtype=object))
         return cls(fs=fs, window=window, filters=filters, rr_features=rr_features,
                    rr_local_beats=int(seg.get("rr_local_beats", 10)), rr_long_beats=int(seg.get("rr_long_beats", 250)),
-                   trained=trained, class_names=classes)
+                   trained=trained, class_names=classes, features=features, adapt=adapt)
 
     @classmethod
     def from_session(cls, session: Any, *, channels: list[str]) -> "BeatModelSpec":
@@ -177,6 +192,15 @@ class BeatStream:
         capacity = int(np.ceil(max(ring_seconds, 10.0) * self.fs)) + 2 * self.window
         self.ring = RingBuffer(n_channels=N_CH, capacity=capacity, name=where)
         self.rr = RRFeatures(fs=self.fs, local_beats=spec.rr_local_beats, long_beats=spec.rr_long_beats)
+        self.beat_features = None  # a feature model: the per-beat features of this stream (causal state)
+        if spec.features:
+            from pedstream.dsp.beat_features import BeatFeatures
+
+            self._lead = CANONICAL_CHANNELS.index("II")
+            if not self.present[self._lead]:
+                raise StreamError(stream_id, "beat model: its features are computed on lead II, absent here; "
+                                             "ectopy is off for this stream")
+            self.beat_features = BeatFeatures(fs=self.fs, adapt=spec.adapt)
         self.beats_seen = 0
         self.skipped = 0  # beats not classified (before the filter settled, or out of the ring)
         self.reset()
@@ -186,6 +210,8 @@ class BeatStream:
         self.resampler.reset()
         self.filters.reset()
         self.rr.reset()
+        if self.beat_features is not None:
+            self.beat_features.reset()
         self.segment_start = self.ring.total_written  # ring index of the segment's first sample
         self._last_b = -1
         self._last_rix = 0  # rhythm ring index of the newest beat (its features come with the next one)
@@ -230,6 +256,8 @@ class BeatStream:
                 continue
             win, wts = self.ring.read(start, start + self.window)  # (T, 19)
             x = normalize_window(win.T, self.present)  # (19, T) float32
+            if self.beat_features is not None:
+                feat = self.beat_features.push(win[:, self._lead], feat)
             info = BeatInfo(t=float(wts[self.half]), rhythm_index=rix, pre_rr=float(feat[0]), post_rr=float(feat[1]))
             out.append(WindowItem(stream_id=self.stream_id, start=start + self.half, x=x, mask=self.mask,
                                   t_received=t_received, rr=feat if self.spec.rr_features else None, meta=info))
