@@ -6,6 +6,8 @@ Imports numpy and scipy only: never torch, never ``pedstream.train`` or ``pedstr
 from pedstream.dsp.filters import FilterBank, design_band, filter_signal
 from pedstream.dsp.qrs import OnlineQRSDetector
 from pedstream.dsp.resample import StreamResampler
+from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features
+from pedstream.dsp.rr_rule import RRIrregularityRule
 from pedstream.dsp.ringbuffer import BufferOverrunError, RingBuffer
 from pedstream.dsp.windowing import (
     NORM_CLIP,
@@ -32,4 +34,7 @@ __all__ = [
     "NORM_EPS",
     "NORM_CLIP",
     "OnlineQRSDetector",
+    "CONTEXT_FEATURES",
+    "context_features",
+    "RRIrregularityRule",
 ]
