@@ -34,3 +34,13 @@ def test_missing_rhythm_and_record_errors(tmp_path: Path) -> None:
         rhythm_spans(REAL / "rhythm" / "A00001", {"sinus": ["(N"]})
     with pytest.raises(RecordError):
         read_lead(tmp_path / "nothing")
+
+
+def test_cli_bad_record_folder_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "pedstream.train.rhythm_context_data", "--records", str(tmp_path / "none"),
+                        "--cache", str(tmp_path / "c")], capture_output=True, text=True, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no WFDB records" in r.stderr

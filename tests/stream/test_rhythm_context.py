@@ -110,3 +110,13 @@ def test_context_is_bounded(cfg, rhythm_model):
     assert len(s.beats) == cfg.rhythm_context.max_beats
     layer.remove_stream("x")
     assert "x" not in layer.streams
+
+
+def test_engine_with_rhythm_layer_stays_torch_and_sklearn_free() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pedstream.stream.engine import Engine; from pedstream.model.rhythm_runtime import RhythmModel; "
+            "RhythmModel.load(); print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "False"], r.stderr
