@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 from pedstream.stream.sinks import MonitorEvent
 
-__all__ = ["AlarmLifecycle", "Outputs", "outputs_problem"]
+__all__ = ["AlarmLifecycle", "Outputs", "OutputsStatus", "outputs_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class Outputs:
         self._stack: contextlib.AsyncExitStack | None = None
         self._failed: set[int] = set()
         self._watched: list[Any] = []
+        self.active_technical: dict[str, str] = {}  # label -> message of the technical alarms now on
 
     async def __aenter__(self) -> "Outputs":
         async with contextlib.AsyncExitStack() as stack:
@@ -132,8 +133,23 @@ class Outputs:
         for ev in self.lifecycle.process(event):
             self._fan(ev)
 
+    def status_source(self, events: Any) -> "OutputsStatus":
+        """A do-nothing engine source sharing the queue ``events`` whose ``status_line`` shows the active
+        technical alarms on the dashboard (the engine shows its sources' status lines)."""
+        return OutputsStatus(self, events)
+
+    def status_line(self) -> str | None:
+        """The active technical alarms as one line, or None."""
+        if not self.active_technical:
+            return None
+        return "TECHNICAL ALARM: " + "; ".join(f"{label}: {msg}" for label, msg in self.active_technical.items())
+
     def report_technical(self, event: MonitorEvent) -> None:
         """A technical alarm of one output: to every output and to ``on_technical``."""
+        if event.extra.get("state") == "off":
+            self.active_technical.pop(event.label or "", None)
+        else:
+            self.active_technical[event.label or ""] = str(event.extra.get("message", ""))
         self.technical.append(event)
         self._fan(event)
         if self.on_technical is not None:
@@ -162,6 +178,23 @@ class Outputs:
         return {"outputs": rows, "not_written": sum(int(r.get("not_written", 0)) for r in rows),
                 "undelivered": sum(int(r.get("undelivered", 0)) for r in rows),
                 "technical_alarms": sum(1 for e in self.technical if e.extra.get("state") == "on")}
+
+
+class OutputsStatus:
+    """See :meth:`Outputs.status_source`: no streams, no task, only a status line."""
+
+    def __init__(self, outputs: Outputs, events: Any) -> None:
+        self.outputs = outputs
+        self.events = events  # the queue of another source: no ingest task of its own
+
+    async def __aenter__(self) -> "OutputsStatus":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def status_line(self) -> str | None:
+        return self.outputs.status_line()
 
 
 def outputs_problem(report: dict[str, Any] | None) -> str | None:

@@ -228,6 +228,7 @@ async def run_async(
 
     outputs = Outputs([s for s in sinks if s is not reference])
     sinks = ([] if reference is None else [reference]) + [outputs]
+    sources.append(outputs.status_source(queue))  # the active technical alarms on the dashboard
     engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir,
                     beat_session=beat_session)
     outputs.watch(engine.strip_writer)  # strips not written: reported once, counted in the summary

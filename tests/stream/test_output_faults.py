@@ -43,7 +43,7 @@ async def _run(tmp_path: Path, *args: str, duration: float = 20.0):
 
 async def test_events_on_a_full_device_and_strips_on_a_file_go_on_and_say_what_was_lost(tmp_path):
     (tmp_path / "notadir").write_text("a file where the strip folder should be")
-    proc = await _run(tmp_path, "--events", "/dev/full", "--alarms-dir", "notadir/alarms")
+    proc = await _run(tmp_path, "--events", "/dev/full", "--alarms-dir", "notadir/alarms", "--capture", "dash.txt")
     out, err = await asyncio.wait_for(proc.communicate(), 90)
     err_text = err.decode()
     assert proc.returncode == 4, err_text[-2000:]
@@ -62,6 +62,8 @@ async def test_events_on_a_full_device_and_strips_on_a_file_go_on_and_say_what_w
     assert [t["label"] for t in tech] == ["events_unwritable", "strips_unwritable"]
     on = [e for e in events if e["kind"] == "alarm_on"]
     assert on and not list((tmp_path / "notadir").parent.glob("**/*.png"))  # no 0-byte strips left behind
+    dash = (tmp_path / "dash.txt").read_text()  # the dashboard's last frame shows what is still at fault
+    assert "TECHNICAL ALARM: events_unwritable" in dash  # (the strip is drawn after the last frame)
     summary = json.loads(next(ln for ln in lines if ln.startswith('{"summary"')))["summary"]
     rows = {r["output"]: r for r in summary["outputs"]["outputs"]}
     assert rows["events"]["not_written"] == len(events) and rows["strips"]["not_written"] == len(on)
