@@ -18,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = [REPO / "pedstream" / "assets" / "demo_records" / "x003",  # SIMULATED: an AVRT run at 238 bpm (hr_high)
+           REPO / "tests" / "fixtures" / "real" / "rhythm" / "vfdb421_vt",  # real VT (vfdb 421), ~250 bpm from 0.7 s
            REPO / "tests" / "fixtures" / "real" / "aami" / "208"]  # real MIT-BIH 208 excerpt: PVCs
 PASSWORDS = {"ana": "ana-clinician-pw", "vic": "vic-viewer-pw"}
 
@@ -44,8 +45,10 @@ def _read_lines(stream, out: queue.Queue) -> None:
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory) -> Station:
-    """``pedstream run --web`` replaying two records (looping, in real time) with a users file
-    (ana: clinician, vic: viewer); the rate alarm is high priority here (a tile turns red)."""
+    """``pedstream run --web`` replaying three records (looping, in real time) with a users file
+    (ana: clinician, vic: viewer). The packaged model does not call VT on vfdb (it was not trained
+    on it): the VT shows as its rate alarm (hr_high), made high priority here, so its tile turns red.
+    vfdb's lead is named ``ECG``: an alias makes it lead II."""
     from pedstream.web.auth import add_user
 
     tmp = tmp_path_factory.mktemp("web")
@@ -56,7 +59,7 @@ def station(tmp_path_factory) -> Station:
     cmd = [sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--headless", "--web",
            "--bind", "127.0.0.1:0", "--events", str(events), "--duration", "120",
            "--set", f"web.users_file={users}", "--set", "replay.loop=true", "--set", "replay.speed=1",
-           "--set", "alarms.hr_priority=high", "--alarms-dir", str(tmp / "alarms")]
+           "--set", "alarms.hr_priority=high", "--set", "signal.aliases.ECG=II", "--alarms-dir", str(tmp / "alarms")]
     for r in RECORDS:
         cmd += ["--records", str(r)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
