@@ -120,7 +120,7 @@ class DisplayRing:
 def encode_frame(*, kind: int, bed: int, first: int, fs: float, wall: float, data: np.ndarray) -> bytes:
     """One waveform frame (module docstring) of ``data`` (n, n_ch) mV."""
     n = min(len(data), 65535)
-    q = np.clip(np.rint(data[-n:] * UNITS_PER_MV), -32767, 32767).astype("<i2")
+    q = np.clip(np.rint(np.nan_to_num(data[-n:] * UNITS_PER_MV)), -32767, 32767).astype("<i2")
     return FRAME_HEADER.pack(kind, q.shape[1], bed & 0xFFFF, (first + len(data) - n) & 0xFFFFFFFF, fs,
                              wall * 1000.0, n, 0) + q.tobytes()
 

@@ -125,6 +125,8 @@ class WebStation:
         self.busy_s += time.thread_time() - t0
 
     def _add(self, info: Any) -> None:
+        if not info.fs > 0 or not info.channel_names:  # nothing to draw (the engine reports such a stream)
+            return
         old = self.beds.get(info.stream_id)
         if old is not None and old.ring.channel_names == list(info.channel_names) and old.ring.k * old.ring.fs == info.fs:
             return
