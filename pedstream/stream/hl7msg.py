@@ -7,7 +7,8 @@ Every message has ``MSH`` (v2.6, the IHE profile in MSH-21, a unique MSH-10 cont
 PV1-3 the assigned location ``[hl7] point_of_care``, its ``^`` separating point of care, room and
 bed), ``OBR`` and ``OBX`` rows; every OBX carries the
 device in OBX-18 (``[hl7] device_id^PEDSTREAM``) and its observation time in OBX-14 (the signal time
-of the window when the stream's clock is wall time, else the emission time).
+of the window when the stream's clock is wall time or this machine's LSL clock, else the emission
+time).
 
 Alarms (``ORU^R40``): OBR-3 is the alarm's id (the same for its onset and its end, so the alarm
 manager pairs them); OBR-4 ``196616^MDC_EVT_ALARM^MDC``; OBX 1 is the event identification: OBX-3 the
@@ -31,6 +32,7 @@ hl7apy (the strict validator) has no ``ORU_R40`` structure: PCD-04 lays ``ORU^R4
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -70,9 +72,14 @@ def _ts(when: datetime) -> str:
 
 def _event_time(ev: MonitorEvent) -> datetime:
     """The observation time: the signal time when it is wall-clock time (MQTT/replay publishers stamp
-    Unix time), else the emission time."""
-    if ev.t_signal is not None and ev.clock in ("mqtt", "replay", "python") and 1e9 < float(ev.t_signal) < 1e11:
-        return datetime.fromtimestamp(float(ev.t_signal), tz=timezone.utc)
+    Unix time) or on this machine's LSL clock (liblsl's ``local_clock`` is the monotonic clock, mapped
+    to wall time here), else the emission time."""
+    if ev.t_signal is not None:
+        t = float(ev.t_signal)
+        if ev.clock in ("mqtt", "replay", "python") and 1e9 < t < 1e11:
+            return datetime.fromtimestamp(t, tz=timezone.utc)
+        if ev.clock == "lsl" and -86_400.0 < t - time.monotonic() < 60.0:
+            return datetime.fromtimestamp(time.time() - (time.monotonic() - t), tz=timezone.utc)
     try:
         return datetime.fromisoformat(ev.t)
     except (TypeError, ValueError):

@@ -22,7 +22,7 @@ run --hl7``; re-exported here).
   the priority.
 
 Times are signal times where the stream's clock is wall-clock time (MQTT and replay publishers
-stamp Unix time), else the emission time. The file is written by a thread of its own
+stamp Unix time) or this machine's LSL clock (mapped to wall time), else the emission time. The file is written by a thread of its own
 (:class:`~pedstream.stream.linewriter.LineWriter`): a full or read-only disk is reported once and
 retried, never stops monitoring.
 """

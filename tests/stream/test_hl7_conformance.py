@@ -160,3 +160,21 @@ async def test_run_ends_every_alarm_in_every_output_and_every_message_is_strict(
     issues = [r for r in fhir if r["resourceType"] == "DetectedIssue"]
     assert {r["id"] for r in issues} == on
     assert sorted(r["status"] for r in issues) == ["final"] * len(on) + ["preliminary"] * len(on)
+
+
+def test_times_are_signal_times_in_hl7_and_fhir():
+    """An alarm about a window 30 s ago (LSL clock = this machine's monotonic clock) or at a publisher's
+    Unix time is dated at that time, not when it was sent."""
+    import time
+    from datetime import datetime, timezone
+
+    cfg = load_config().hl7
+    ago = MonitorEvent(stream="b", kind="alarm_on", label="vt", extra={"priority": "high", "alarm_id": "a"},
+                       t_signal=time.monotonic() - 30.0, clock="lsl")
+    obx14 = str(build_oru_r40(ago, cfg, alarm_id="a").segments("OBX")[0][14])
+    when = datetime.strptime(obx14, "%Y%m%d%H%M%S.%f%z")
+    assert abs((datetime.now(timezone.utc) - when).total_seconds() - 30.0) < 2.0
+    unix = MonitorEvent(stream="b", kind="alarm_on", label="vt", extra={"priority": "high", "alarm_id": "a"},
+                        t_signal=1767268800.25, clock="mqtt")
+    (issue,) = fhir_resources_for(unix)
+    assert issue["identifiedPeriod"]["start"].startswith("2026-01-01T12:00:00.25")
