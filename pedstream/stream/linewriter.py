@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["LineWriter"]
+__all__ = ["LineWriter", "in_daemon_thread"]
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,33 @@ class LineWriter:
                 except OSError:
                     pass
             self._done.set()
+
+
+async def in_daemon_thread(fn: Callable[..., object], *args: object, **kwargs: object) -> object:
+    """``await fn(*args, **kwargs)`` run in a daemon thread of its own. Unlike ``asyncio.to_thread`` (the
+    loop's default executor, joined when ``asyncio.run`` ends), a call stuck in the kernel on a hung
+    path can be abandoned: the run still ends."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future = loop.create_future()
+
+    def settle(ok: bool, value: object) -> None:
+        if not fut.done():
+            fut.set_result(value) if ok else fut.set_exception(value)  # type: ignore[arg-type]
+
+    def main() -> None:
+        try:
+            out = fn(*args, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task
+            result: tuple[bool, object] = (False, exc)
+        else:
+            result = (True, out)
+        try:
+            loop.call_soon_threadsafe(settle, *result)
+        except RuntimeError:  # the loop is gone: nobody waits any more
+            pass
+
+    threading.Thread(target=main, name=f"io-{getattr(fn, '__name__', 'call')}", daemon=True).start()
+    return await fut
 
 
 def _why(exc: OSError) -> str:

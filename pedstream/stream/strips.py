@@ -1,5 +1,6 @@
 """Alarm strips: each alarm onset's 10 s ECG+IEGM strip PNG, drawn in a worker thread
-(:func:`pedstream.stream.alarms.save_strip`) so the event loop never waits on matplotlib. The engine
+(:func:`pedstream.stream.alarms.save_strip`) so the event loop never waits on matplotlib; a daemon
+thread of its own, so a strip stuck on a hung path never holds the end of the run. The engine
 asks for a file name at the onset (it goes into the ``alarm_on`` event) and hands over the samples
 once the post-onset part has arrived (:class:`~pedstream.stream.pipeline.ReadyStrip`)."""
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pedstream.stream.alarms import save_strip
+from pedstream.stream.linewriter import in_daemon_thread
 from pedstream.stream.pipeline import ReadyStrip
 
 __all__ = ["StripWriter", "alarms_folder", "run_folder"]
@@ -130,7 +132,7 @@ class StripWriter:
 
         async def _draw() -> None:
             try:
-                await asyncio.to_thread(save_strip, path, data=strip.data, fs=pipe.fs, channel_names=CANONICAL_CHANNELS,
+                await in_daemon_thread(save_strip, path, data=strip.data, fs=pipe.fs, channel_names=CANONICAL_CHANNELS,
                                         present=pipe.present, onset_s=strip.onset_s, title=title,
                                         alarm_s=strip.alarm_s)
                 self.paths.append(path)
