@@ -20,7 +20,11 @@ channels or another rate starts a new file) it writes ``DIR/<stream_id>_<UTC sta
   (``mne.io.read_raw_edf``) or pyedflib. The file's start time is the wall-clock time the first
   chunk arrived; the stream id is the patient code.
 
-Samples are written as they arrive (one data record at a time); annotations when the file is
+Every file operation (open, samples, annotations, close) runs in one daemon thread of the recorder,
+in arrival order: the event loop only hands it the source events and the monitor events, so a slow
+or hung disk never stalls monitoring (at most ``MAX_OPS`` operations wait; beyond, samples are
+counted lost) and the run still ends (files not closed within ``STOP_TIMEOUT_S`` are left for
+``pedstream record repair``). Samples are written as they arrive (one data record at a time); annotations when the file is
 closed (at the end of the run, or when the stream is announced again). A gap in a stream is not
 filled: EDF+C time runs on in samples, and a ``signal_loss`` annotation marks where it happened.
 
@@ -35,19 +39,18 @@ not written are counted, and a new file is started ``[record] retry_s`` later.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import logging
-import re
+import queue
+import threading
 import time
-import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pedstream.stream.edffile import EdfFiles, StreamRecording, edf_label
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import ChunkReceived, StreamAdded, StreamInfo
 
@@ -55,8 +58,8 @@ __all__ = ["Recorder", "StreamRecording", "edf_label"]
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_SIGNALS = 8  # room for 8 annotations per data record (EDFlib drops what does not fit)
-CLIP_MERGE_S = 5.0  # clipping less than this apart is annotated as one episode
+MAX_OPS = 20_000  # source events and annotations waiting for the recorder thread (beyond: counted lost)
+STOP_TIMEOUT_S = 10.0  # at exit, the files are closed within this (else left for `pedstream record repair`)
 
 
 class _Skip(Exception):
@@ -75,28 +78,7 @@ class _TapQueue(asyncio.Queue):
         super().put_nowait(item)
 
 
-@dataclass
-class StreamRecording:
-    """One open EDF+ file of one stream."""
-
-    info: StreamInfo
-    path: Path
-    writer: Any
-    spr: int  # samples per channel per data record
-    t0: float | None = None  # source-clock time of the first sample
-    pending: list[np.ndarray] = field(default_factory=list)
-    n_pending: int = 0
-    written: int = 0
-    annotations: list[tuple[float, float, str]] = field(default_factory=list)
-    last: np.ndarray | None = None
-    layout: Any = None  # EdfLayout once the header is on disk
-    clip_from: float | None = None  # file seconds of the open clipped episode
-    clip_to: float = 0.0
-    clip_channels: set = field(default_factory=set)
-    limits: np.ndarray | None = None  # the physical range of each channel (+-mV)
-
-
-class Recorder:
+class Recorder(EdfFiles):
     """EDF+ recorder of every stream the engine sees (module docstring). Use :meth:`queue` as the
     sources' event queue and pass the recorder among the engine's sinks."""
 
@@ -119,6 +101,11 @@ class Recorder:
         self._failed: dict[str, tuple[float, StreamInfo]] = {}  # stream -> (monotonic time of the fault, its info)
         self._journal: Any = None
         self.repaired: list[str] = []
+        # every file operation runs in one daemon thread, in arrival order (module docstring)
+        self._ops: queue.Queue = queue.Queue(maxsize=MAX_OPS)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped = threading.Event()
 
     def queue(self) -> asyncio.Queue:
         if self._queue is None:
@@ -130,26 +117,79 @@ class Recorder:
         from pedstream.stream.edfrepair import JOURNAL_GLOB, describe, repair
         from pedstream.stream.linewriter import LineWriter
 
-        try:
+        from pedstream.stream.linewriter import in_daemon_thread
+
+        self._loop = asyncio.get_running_loop()
+
+        def prepare() -> list[str]:
             self.folder.mkdir(parents=True, exist_ok=True)
             if any(self.folder.glob(JOURNAL_GLOB)):  # a run before this one was cut short
-                self.repaired = describe(await asyncio.to_thread(repair, [self.folder]))
-                for line in self.repaired:
-                    log.warning("recording %s", line)
-        except OSError as exc:
-            self._fault_once(f"{self.folder}: {exc.strerror or exc}")
+                return describe(repair([self.folder]))
+            return []
+
+        try:
+            async with asyncio.timeout(30.0):  # a hung folder must not hold the start for ever
+                self.repaired = await in_daemon_thread(prepare)  # type: ignore[assignment]
+            for line in self.repaired:
+                log.warning("recording %s", line)
+        except (OSError, TimeoutError) as exc:
+            self._fault_once(f"{self.folder}: {getattr(exc, 'strerror', None) or exc or 'no answer in 30 s'}")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S_%f")
         self._journal = LineWriter(self.folder / f"journal-{stamp}.jsonl", on_fault=self._journal_fault)
         self._journal.start()
+        self._thread = threading.Thread(target=self._main, name="recorder", daemon=True)
+        self._thread.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for sid in list(self.open):
-            self._close(sid)
+        from pedstream.stream.linewriter import in_daemon_thread
+
+        self._put(("stop",), force=True)
+        done = await in_daemon_thread(self._stopped.wait, STOP_TIMEOUT_S)
+        if not done:
+            log.error("recording: files not closed within %g s (a hung disk?); `pedstream record repair %s` "
+                      "completes them", STOP_TIMEOUT_S, self.folder)
         if self._journal is not None:
             await self._journal.close()
-            if not self.open and self._journal.not_written == 0 and self._journal.fault is None:
+            if done and not self.open and self._journal.not_written == 0 and self._journal.fault is None:
                 self._journal.path.unlink(missing_ok=True)  # every file closed cleanly: nothing to repair
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the recorder thread has handled everything given to it so far."""
+        if self._thread is None:
+            return
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        self._put(("call", lambda: loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))), force=True)
+        async with asyncio.timeout(timeout):
+            await fut
+
+    def _put(self, op: tuple, *, force: bool = False) -> None:
+        try:
+            self._ops.put(op, block=force, timeout=5.0 if force else None)
+        except queue.Full:  # the thread is stuck (a hung disk): the samples are counted, never waited for
+            if op[0] == "chunk":
+                self.lost_samples += int(np.shape(op[1].chunk.data)[0])
+            self._fault_once(f"{self.folder}: the recorder is {MAX_OPS} operations behind (a hung disk?)")
+
+    def _main(self) -> None:
+        try:
+            while True:
+                op = self._ops.get()
+                if op[0] == "stop":
+                    for sid in list(self.open):
+                        self._close(sid)
+                    return
+                if op[0] == "event":
+                    self._observe_now(op[1])
+                elif op[0] == "sink":
+                    self._emit_now(op[1])
+                elif op[0] == "call":
+                    op[1]()
+        except Exception as exc:  # never silent: the files stay repairable from the journal
+            log.error("recording thread failed: %s", exc)
+        finally:
+            self._stopped.set()
 
     def report(self) -> dict[str, Any]:
         """The outputs layer's row: samples not recorded."""
@@ -163,8 +203,8 @@ class Recorder:
             self._technical("on", message)
 
     def _technical(self, state: str, message: str) -> None:
-        if self.on_technical is not None:
-            self.on_technical(MonitorEvent(stream="pedstream", kind="technical_alarm", label="recording_unwritable",
+        if self.on_technical is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self.on_technical, MonitorEvent(stream="pedstream", kind="technical_alarm", label="recording_unwritable",
                                            extra={"state": state, "output": "recording", "message": message}))
 
     def _journal_fault(self, message: str | None) -> None:
@@ -182,6 +222,10 @@ class Recorder:
                                             "text": text[:80]}))
 
     def emit(self, ev: MonitorEvent) -> None:
+        if ev.kind in ("call", "alarm_on", "alarm_off", "beat", "signal_loss", "signal_ok", "error"):
+            self._put(("sink", ev))
+
+    def _emit_now(self, ev: MonitorEvent) -> None:
         rec = self.open.get(ev.stream)
         if rec is None or ev.t_signal is None or rec.t0 is None:
             return
@@ -200,7 +244,12 @@ class Recorder:
 
     # -- the source side ----------------------------------------------------------------------------
     def observe(self, ev: Any) -> None:
-        sid = getattr(ev, "stream_id", None) or getattr(getattr(ev, "info", None), "stream_id", "?")
+        """A source event (through :meth:`queue`): handed to the recorder thread."""
+        if isinstance(ev, (StreamAdded, ChunkReceived)) and self._thread is not None:
+            self._put(("event", ev))
+
+    def _observe_now(self, ev: Any) -> None:
+        sid = ev.info.stream_id if isinstance(ev, StreamAdded) else ev.chunk.stream_id
         try:
             if isinstance(ev, StreamAdded):
                 self._failed.pop(ev.info.stream_id, None)
@@ -235,152 +284,3 @@ class Recorder:
             log.warning("recording %s: writing again (%s)", chunk.stream_id, self.open[chunk.stream_id].path)
             self.fault = None
             self._technical("off", f"recording again in {self.folder}")
-
-    def _start(self, info: StreamInfo) -> None:
-        import pyedflib
-
-        old = self.open.get(info.stream_id)
-        if old is not None:
-            if old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
-                return  # the same stream back: keep writing the same file
-            self._close(info.stream_id)
-        stamp = datetime.now(timezone.utc)
-        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", info.stream_id)
-        path = self.folder / f"{safe}_{stamp.strftime('%Y%m%dT%H%M%S')}.edf"
-        k = 2
-        while path.exists() or path in self.files:
-            path = self.folder / f"{safe}_{stamp.strftime('%Y%m%dT%H%M%S')}_{k}.edf"
-            k += 1
-        spr = max(1, int(round(info.fs * self.block_s)))
-        n = len(info.channel_names)
-        writer = pyedflib.EdfWriter(str(path), n, file_type=pyedflib.FILETYPE_EDFPLUS)
-        with warnings.catch_warnings():  # pyedflib warns on any record length it did not choose
-            warnings.simplefilter("ignore")
-            writer.setDatarecordDuration(spr / info.fs)
-        writer.setSignalHeaders([{
-            "label": edf_label(name), "dimension": "mV", "sample_frequency": info.fs,
-            "physical_max": self._range(name), "physical_min": -self._range(name),
-            "digital_max": 32767, "digital_min": -32768, "transducer": _transducer(name), "prefilter": "",
-        } for name in info.channel_names])
-        # EDFlib stores one annotation per annotation signal and data record: room for several a record
-        writer.set_number_of_annotation_signals(ANNOTATION_SIGNALS)
-        writer.setPatientCode(safe[:80])
-        writer.setEquipment(f"pedstream_{info.source}")
-        writer.setStartdatetime(stamp.replace(tzinfo=None))
-        self.open[info.stream_id] = StreamRecording(info=info, path=path, writer=writer, spr=spr)
-        self.files.append(path)
-
-    def _samples(self, chunk: Any) -> None:
-        rec = self.open.get(chunk.stream_id)
-        if rec is None:
-            return
-        data = np.asarray(chunk.data, dtype=np.float64)
-        if data.ndim != 2 or data.shape[1] != len(rec.info.channel_names) or data.shape[0] == 0:
-            return  # the engine reports bad chunks; nothing to record
-        if rec.t0 is None:
-            rec.t0 = float(chunk.timestamps[0]) if len(chunk.timestamps) else 0.0
-        limits = self._limits(rec)
-        self._mark_clipping(rec, data, limits)
-        rec.pending.append(np.clip(data, -limits, limits))
-        rec.n_pending += data.shape[0]
-        if rec.n_pending >= rec.spr:
-            buf = np.concatenate(rec.pending)
-            n_full = buf.shape[0] // rec.spr * rec.spr
-            self._write(rec, buf[:n_full])
-            rest = buf[n_full:]
-            rec.pending, rec.n_pending = ([rest], rest.shape[0]) if rest.shape[0] else ([], 0)
-
-    def _range(self, name: str) -> float:
-        """The physical range (+-mV) of a channel: ``[record] physical_range_mv``, IEGM ``iegm_range_mv``."""
-        return max(self.range_mv, self.iegm_range_mv) if _is_iegm(name) else self.range_mv
-
-    def _limits(self, rec: StreamRecording) -> np.ndarray:
-        if rec.limits is None:
-            rec.limits = np.array([self._range(n) for n in rec.info.channel_names])
-        return rec.limits
-
-    def _mark_clipping(self, rec: StreamRecording, data: np.ndarray, limits: np.ndarray) -> None:
-        """Annotate each episode of samples beyond the physical range (they are clipped in the file);
-        clipping less than ``CLIP_MERGE_S`` apart is one episode."""
-        fs = rec.info.fs
-        t_chunk = (rec.written + rec.n_pending) / fs
-        over = np.abs(data) > limits
-        rows = np.flatnonzero(over.any(axis=1))
-        if rows.size:
-            if rec.clip_from is not None and t_chunk + rows[0] / fs - rec.clip_to >= CLIP_MERGE_S:
-                self._end_clipping(rec)
-            if rec.clip_from is None:
-                rec.clip_from = t_chunk + rows[0] / fs
-            rec.clip_to = t_chunk + (rows[-1] + 1) / fs
-            rec.clip_channels |= {rec.info.channel_names[c] for c in np.flatnonzero(over.any(axis=0))}
-        elif rec.clip_from is not None and t_chunk - rec.clip_to >= CLIP_MERGE_S:
-            self._end_clipping(rec)
-
-    def _end_clipping(self, rec: StreamRecording) -> None:
-        if rec.clip_from is None:
-            return
-        names = sorted(rec.clip_channels)
-        ranges = sorted({self._range(n) for n in names})
-        self._annotate(rec, rec.clip_from, round(rec.clip_to - rec.clip_from, 6),
-                       f"clipped {','.join(names)} (beyond +-{'/'.join(f'{r:g}' for r in ranges)} mV)")
-        rec.clip_from, rec.clip_channels = None, set()
-
-    def _write(self, rec: StreamRecording, block: np.ndarray) -> None:
-        from pedstream.stream.edfrepair import edf_layout, sync_record_count
-
-        for i in range(0, block.shape[0], rec.spr):
-            part = block[i:i + rec.spr]
-            err = rec.writer.writeSamples([np.ascontiguousarray(part[:, c]) for c in range(part.shape[1])])
-            if err:  # EDFlib reports a failed write by its return code
-                raise OSError(f"EDF write failed (code {err})")
-        rec.written += block.shape[0]
-        rec.last = block[-1]
-        if rec.layout is None:
-            rec.layout = edf_layout(rec.path)
-        on_disk = sync_record_count(rec.path, rec.layout)  # readable up to here after a crash
-        if on_disk < rec.written // rec.spr:  # EDFlib does not always report a failed write: the size does
-            raise OSError(errno.ENOSPC, f"{rec.written // rec.spr - on_disk} data record(s) not on disk "
-                                        "(disk full?)")
-
-    def _close(self, sid: str, *, failed: bool = False) -> None:
-        rec = self.open.pop(sid, None)
-        if rec is None:
-            return
-        try:
-            if not failed:
-                self._end_clipping(rec)
-                if rec.n_pending:  # pad the last data record with the last value
-                    buf = np.concatenate(rec.pending)
-                    pad = np.repeat(buf[-1:], rec.spr - buf.shape[0], axis=0)
-                    self._write(rec, np.concatenate([buf, pad]))
-                    rec.pending, rec.n_pending = [], 0
-                elif rec.written == 0:  # EDF needs at least one data record
-                    self._write(rec, np.zeros((rec.spr, len(rec.info.channel_names))))
-                for onset, dur, text in rec.annotations:
-                    rec.writer.writeAnnotation(onset, dur, text)
-        except Exception as exc:  # a storage fault at close: the journal keeps the annotations for repair
-            failed = True
-            self._fault_once(f"{rec.path}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
-        finally:
-            try:
-                rec.writer.close()
-            except Exception as exc:
-                failed = True
-                self._fault_once(f"{rec.path}: {exc}")
-        if not failed and self._journal is not None:
-            self._journal.write(json.dumps({"file": rec.path.name, "closed": True}))
-
-
-def _is_iegm(name: str) -> bool:
-    from pedstream.data.channels import IEGM_CHANNELS
-
-    return str(name).upper() in {c.upper() for c in IEGM_CHANNELS}
-
-
-def edf_label(name: str) -> str:
-    """The EDF+ label of a channel: "type space name" (``ECG II``), at most 16 characters."""
-    return f"ECG {name}"[:16]
-
-
-def _transducer(name: str) -> str:
-    return "intracardiac electrode (IEGM)" if _is_iegm(name) else "surface ECG electrode"

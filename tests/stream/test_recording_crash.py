@@ -127,12 +127,14 @@ async def test_a_full_disk_stops_only_the_file_and_recording_resumes(small_tmpfs
         while rec.fault is None and first < 100_000:  # 128 KiB fills within ~300 data records
             rec.observe(_chunk(np.full((100, 2), 1.0), first))
             first += 100
+            await rec.flush()  # the recorder thread has handled it
         assert rec.fault is not None and rec.lost_samples > 0
         for path in rec.files:  # space returns
             path.unlink()
         while rec.fault is not None and first < 200_000:
             rec.observe(_chunk(np.full((100, 2), 1.0), first))
             first += 100
+            await rec.flush()
         assert rec.fault is None and len(rec.files) >= 2
         for _ in range(3):
             rec.observe(_chunk(np.full((100, 2), 1.0), first))
