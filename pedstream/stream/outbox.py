@@ -9,8 +9,9 @@ On the next start :meth:`Outbox.pending` returns what is still to send, oldest f
 original payload (so with its original message id: the receiver sees the same message again, never
 a new one).
 
-All SQLite calls run in one dedicated thread (:class:`Outbox` is used from the event loop through
-``await``): a slow or hung disk delays the delivery task, never the monitor. A storage fault (disk
+All SQLite calls run in one dedicated daemon thread (:class:`Outbox` is used from the event loop
+through ``await``; a call that gets no answer within ``timeout_s`` is an :class:`OutboxError`): a slow or
+hung disk delays the delivery task, never the monitor, and never holds the end of the run. A storage fault (disk
 full, read-only, file gone) is raised as :class:`OutboxError`; the sink then goes on from memory
 and reports it (the message is then not durable).
 """
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,31 +66,49 @@ class OutboxRow:
 class Outbox:
     """The SQLite outbox at ``path`` (module docstring). ``async with Outbox(path) as box:``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, timeout_s: float = 10.0) -> None:
         self.path = Path(path)
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.timeout_s = float(timeout_s)
+        self._jobs: queue.SimpleQueue | None = None
         self._db: sqlite3.Connection | None = None
 
     async def __aenter__(self) -> "Outbox":
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+        self._jobs = queue.SimpleQueue()
+        threading.Thread(target=self._worker, args=(self._jobs,), name="outbox", daemon=True).start()
         try:
             await self._call(self._open)
         except BaseException:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            self._stop()
             raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        pool, self._pool = self._pool, None
-        if pool is None:
+        if self._jobs is None:
             return
-        fut = pool.submit(self._close)
         try:  # bounded: a hung disk must not hold the exit
-            await asyncio.wait_for(asyncio.wrap_future(fut), timeout=5.0)
-        except (TimeoutError, OutboxError):
+            await self._call(self._close)
+        except OutboxError:
             pass
-        pool.shutdown(wait=False)
+        self._stop()
+
+    def _stop(self) -> None:
+        jobs, self._jobs = self._jobs, None
+        if jobs is not None:
+            jobs.put(None)
+
+    @staticmethod
+    def _worker(jobs: queue.SimpleQueue) -> None:
+        """The outbox thread (a daemon: one stuck on a hung disk never holds the process)."""
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            fn, args, fut = job
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(*args))
+                except BaseException as exc:
+                    fut.set_exception(exc)
 
     # -- the thread side -------------------------------------------------------------------------
     def _open(self) -> None:
@@ -104,10 +125,15 @@ class Outbox:
             self._db = None
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._pool is None:
+        if self._jobs is None:
             raise OutboxError(f"outbox {self.path} is not open")
-        fut = self._pool.submit(self._guard, fn, *args)
-        return await asyncio.wrap_future(fut)
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        self._jobs.put((self._guard, (fn, *args), fut))
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await asyncio.wrap_future(fut)
+        except TimeoutError as exc:
+            raise OutboxError(f"outbox {self.path}: no answer from the disk within {self.timeout_s:g} s") from exc
 
     def _guard(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
