@@ -19,6 +19,10 @@ from pedstream.stream.sinks import JsonLinesSink, MonitorEvent
 _LAZY = {
     "LSLMarkerSink": "pedstream.stream.lsl.outlet",
     "MQTTSink": "pedstream.stream.mqtt.publisher",
+    "HL7Sink": "pedstream.stream.hl7sink",  # hospital outputs (docs/integrations.md)
+    "FHIRSink": "pedstream.stream.integrations",
+    "Recorder": "pedstream.stream.recording",
+    "Outputs": "pedstream.stream.lifecycle",
 }
 
 __all__ = [
@@ -31,12 +35,16 @@ __all__ = [
     "Engine",
     "EngineSnapshot",
     "EventSubscription",
+    "FHIRSink",
     "FeedResult",
+    "HL7Sink",
     "InferenceBatcher",
     "JsonLinesSink",
     "LSLMarkerSink",
     "MQTTSink",
     "MonitorEvent",
+    "Outputs",
+    "Recorder",
     "RhythmCall",
     "StreamPipeline",
     "StreamStatus",
