@@ -164,3 +164,34 @@ async def test_a_folder_that_appears_later_is_written_to(tmp_path):
     await w.wait_written(2, timeout=10)
     await w.close()
     assert (blocker / "events.jsonl").read_text() == "one\ntwo\n" and seen[-1] is None
+
+
+@pytest.fixture
+def readonly_tmpfs(tmp_path):
+    """A read-only tmpfs (needs CAP_SYS_ADMIN: skipped where mounting is not permitted)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()[:80]}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+async def test_every_file_output_on_a_read_only_disk_is_reported_once_and_calls_go_on(tmp_path, readonly_tmpfs):
+    ro = readonly_tmpfs
+    proc = await _run(tmp_path, "--events", str(ro / "events.jsonl"), "--fhir", str(ro / "fhir.ndjson"),
+                      "--record", str(ro / "rec"), "--alarms-dir", str(ro / "alarms"))
+    out, err = await asyncio.wait_for(proc.communicate(), 90)
+    text = err.decode()
+    assert proc.returncode == 4, text[-2000:]
+    assert "Traceback" not in text
+    lines = text.splitlines()
+    for prefix in ("events file: ", "FHIR file: ", "recording: ", "alarm strips cannot be written"):
+        assert sum(ln.startswith(prefix) for ln in lines) == 1, (prefix, text[-3000:])  # once each
+    events = [json.loads(ln) for ln in out.decode().splitlines()]
+    assert sum(e["kind"] == "call" for e in events) >= 10
+    labels = {e["label"] for e in events if e["kind"] == "technical_alarm"}
+    assert {"events_unwritable", "fhir_unwritable", "recording_unwritable", "strips_unwritable"} <= labels
+    summary = json.loads(next(ln for ln in lines if ln.startswith('{"summary"')))["summary"]
+    assert {r["output"] for r in summary["outputs"]["outputs"] if r["not_written"]} >= {"events", "fhir", "strips"}
