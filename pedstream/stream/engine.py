@@ -70,7 +70,7 @@ from pedstream.stream.replay import record_position
 from pedstream.stream.sinks import MonitorEvent
 from pedstream.stream.source import ChunkReceived, StreamAdded
 from pedstream.stream.source import StreamError as StreamErrorEvent
-from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope, source_notices
+from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope, ingest_summary, source_notices
 
 from pedstream.stream.strips import StripWriter, alarms_folder
 from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
@@ -580,6 +580,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             + sum(self.ingest_dropped.values()),
             "watchdog_reports": self.watchdog_reports,
             "streams_released": released_count(self),
+            **ingest_summary(self.sources),  # what the sources refused, by cause, and whom they charged
             "e2e_latency_ms_p50": percentile(self.e2e_ms, 50),
             "e2e_latency_ms_p99": percentile(self.e2e_ms, 99),
             "inference_ms_p50": percentile(self.batcher.infer_ms, 50),

@@ -62,6 +62,7 @@ __all__ = [
     "STOP_TIMEOUT_S",
     "ErrorThrottle",
     "source_notices",
+    "ingest_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,33 @@ def source_notices(sources: Iterable[Any]) -> list[str]:
                 line = f"{type(src).__name__}: status unavailable ({type(exc).__name__})"
             if line:
                 out.append(str(line))
+    return out
+
+
+_REFUSALS = ("unauthorised", "throttled", "throttled_metas", "duplicate_publisher", "refused_metas", "queue_full_drops")
+
+
+def ingest_summary(sources: Iterable[Any]) -> dict[str, Any]:
+    """What the sources refused, by cause (``ingest_refused``: bundle frames ``unauthorised``, messages
+    ``throttled`` over a publisher's CPU budget, ``throttled_metas``, ``duplicate_publisher``,
+    ``refused_metas``, ``queue_full_drops``) and the publishers charged (``publishers_flagged``); empty
+    when nothing was refused. Every refused message is in ``rejected_messages`` too."""
+    refused: dict[str, int] = {}
+    flagged: set[str] = set()
+    for src in sources:
+        totals = getattr(src, "totals", None)
+        t = totals() if callable(totals) else {}
+        for k in _REFUSALS:
+            if t.get(k):
+                refused[k] = refused.get(k, 0) + int(t[k])
+        pubs = getattr(src, "publisher_counters", None)
+        if callable(pubs):
+            flagged |= set(pubs())
+    out: dict[str, Any] = {}
+    if refused:
+        out["ingest_refused"] = refused
+    if flagged:
+        out["publishers_flagged"] = sorted(flagged)[:50]
     return out
 
 

@@ -24,7 +24,8 @@ __all__ = ["PREFIX", "USERS", "GATEWAY_STREAMS", "acl_broker", "needs_mosquitto"
 
 PREFIX = "pedstream/v1"
 USERS = {"monitor": "mon-pw-1", "x001": "x001-pw-2", "x002": "x002-pw-3", "evil": "evil-pw-4", "gw": "gw-pw-5",
-         "admin": "admin-pw-6"}
+         "admin": "admin-pw-6",
+         "evil2": "evil2-pw-7"}
 GATEWAY_STREAMS = ("gw-bed1", "gw-bed2")
 # the ACL of docs/security.md (the monitor; an administrator for `pedstream mqtt metas --clear`; a gateway)
 ACL = (f"pattern readwrite {PREFIX}/%u/#\n"
