@@ -44,8 +44,9 @@ def main() -> None:
             c.publish(a.topic, json.dumps(msg, separators=(",", ":")), qos=0)
             k += 1
             t_next += period
-            if t_next > time.monotonic():
-                time.sleep(t_next - time.monotonic())
+            wait = t_next - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
     else:
         while time.monotonic() < t_end:
             meta = {"fs": 250.0, "channels": ["II", "V1"], "units": "mV", "session": str(k)}
