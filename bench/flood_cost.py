@@ -7,7 +7,7 @@ as the monitor, and one flooding publisher in its own process (tests/stream/floo
 JSON at 10 kHz, three times real time, about 1,500 messages/s) whose meta declares that rate, so the
 per-stream sample budget lets it in. Measured: the monitor process's CPU time (``time.process_time``)
 while the flood runs, with ``[mqtt] cpu_share`` at its default (0.1) and at 1.0 (in effect no CPU
-budget for this flood)."""
+budget for this flood) and 0.001 (every message dropped unread: the cost of receiving alone)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--out", type=Path, default=Path("bench/results/flood_cost.json"))
     a = ap.parse_args()
-    runs = [asyncio.run(one(share, a.seconds)) for share in (0.1, 1.0)]
+    runs = [asyncio.run(one(share, a.seconds)) for share in (0.1, 1.0, 0.001)]  # 0.001: all dropped unread
     out = {"command": f"python -m bench.flood_cost --seconds {a.seconds:g}", "machine": platform.platform(),
            "runs": runs}
     a.out.parent.mkdir(parents=True, exist_ok=True)
