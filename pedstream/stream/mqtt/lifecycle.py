@@ -26,7 +26,6 @@ import logging
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiomqtt
 import numpy as np

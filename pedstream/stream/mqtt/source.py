@@ -7,10 +7,16 @@ turns them into source events:
 - a (retained) meta message -> ``StreamAdded``; a changed meta -> ``StreamLost("meta changed")`` then
   ``StreamAdded``; a meta that changes ``fs``, ``channels`` or ``dtype`` is a new stream session,
   reported once as a ``StreamError``; a new ``session``/``t0`` restarts the sequence tracker; an
-  empty retained meta (the publisher withdrew it) -> ``StreamLost``;
+  empty meta -> ``StreamLost``, healed if the stream's data keeps coming (lifecycle, admission,
+  stale metas, re-read retained metas: :mod:`~pedstream.stream.mqtt.lifecycle`);
 - a bundle (:mod:`~pedstream.stream.mqtt.bundle`: several streams' data messages in one) -> its
   structure checked whole (a broken one is one ``StreamError`` of the bundle id, counted in
-  ``rejected_messages``), then each frame handled as a data message of its stream;
+  ``rejected_messages``), then each frame its publisher may carry handled as a data message of its
+  stream; the others are refused and charged to the bundle's publisher
+  (:mod:`~pedstream.stream.mqtt.admission`, :mod:`~pedstream.stream.mqtt.data`);
+- per publisher (the first topic level): a CPU budget (``cpu_share`` of a core per stream it
+  publishes) and a meta budget (``metas_per_s``); over them, its messages are dropped unread,
+  counted, and reported as error events naming it;
 - data messages -> decoded, put back in ``seq`` order (reorder window, see
   :class:`~pedstream.stream.mqtt.wire.SequenceTracker`; a restarted publisher is recognised at its
   first message), converted to mV -> ``ChunkReceived``;
@@ -19,18 +25,21 @@ turns them into source events:
   counted); nothing a publisher sends can end the source. Limits (size, JSON depth, channels,
   samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.mqtt.wire.PayloadLimits`);
 - per-stream ingest budget: at most ``max(max_messages_per_s, fs)`` messages/s and ``budget_factor`` times the
-  samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst); messages beyond are
-  rejected before decoding and counted (``rejected_messages``, ``dropped_samples``), the stream is
+  samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst; samples counted once
+  decoded); messages beyond are rejected and counted (``rejected_messages``, ``dropped_samples``), the stream is
   flagged with one (throttled) ``StreamError``;
 - data before its meta is held up to ``meta_wait_s`` (at most 256 messages), then dropped with one
   ``StreamError`` saying how many;
 - no data for ``lost_timeout_s`` -> ``StreamLost``; data again -> ``StreamAdded`` again; a stream id
-  with no message for ``forget_after_s`` is forgotten (its meta kept in a bounded cache), at most
-  ``max_streams`` stream ids are tracked;
+  with no message for ``forget_after_s`` (or never any data for ``stale_meta_s``) is forgotten (its
+  meta kept in a bounded cache), at most ``max_streams`` stream ids are tracked; a second publisher of
+  one stream id is detected and its messages dropped (:class:`~pedstream.stream.mqtt.admission.DuplicateGuard`);
 - broker connection lost -> ``StreamLost`` for every live stream, reconnect with capped, jittered
   exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``, times a random factor
   in [0.5, 1)); while waiting the broker is probed every ``probe_interval_s`` and the source
-  reconnects as soon as it answers again; the retained metas re-announce the streams.
+  reconnects as soon as it answers again; the retained metas re-announce the streams. While the
+  broker does not answer, :meth:`MQTTSource.status_line` says so (the dashboard shows it) and one
+  error event per outage carries it.
 
 Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
@@ -60,29 +69,18 @@ from collections import deque
 from typing import Any
 
 import aiomqtt
-import numpy as np
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.admission import PublisherBook, bundle_may_carry, publisher_of
-from pedstream.stream.mqtt.bundle import split_bundle
+from pedstream.stream.mqtt.admission import PublisherBook, publisher_of
 from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
-from pedstream.stream.mqtt.wire import (
-    DEFAULT_LIMITS,
-    DataPayload,
-    PayloadLimits,
-    SeqStats,
-    check_stream_id,
-    decode_data,
-    decode_meta,
-    topic_for,
-)
+from pedstream.stream.mqtt.data import DataHandling
 from pedstream.stream.mqtt.lifecycle import StreamLifecycle, TrackedStream as _Stream
-from pedstream.stream.source import Chunk, ChunkReceived, ErrorThrottle, SourceBase, StreamError, StreamLost
+from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits, SeqStats, check_stream_id, topic_for
+from pedstream.stream.source import ErrorThrottle, SourceBase, StreamLost
 
 __all__ = ["MQTTSource", "limits_from"]
 
 log = logging.getLogger(__name__)
-_MAX_PENDING = 256
 
 
 def limits_from(section: Any) -> PayloadLimits:
@@ -118,7 +116,7 @@ class _Inbox(asyncio.Queue):
             asyncio.get_running_loop().call_soon(src._drain_inbox)
 
 
-class MQTTSource(StreamLifecycle, SourceBase):
+class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
     """Receive pedstream streams from an MQTT broker (see the module docstring)."""
 
     kind = "mqtt"
@@ -450,122 +448,3 @@ class MQTTSource(StreamLifecycle, SourceBase):
                                      f"[mqtt] metas_per_s): meta messages dropped unread ({pub.throttled_metas} so far)")
                 return
         self._route(sid, kind, payload, now)
-
-    def _on_bundle(self, bid: str, payload: bytes, now: float) -> None:
-        """A bundle (:mod:`pedstream.stream.mqtt.bundle`): its structure checked whole (else one error of
-        the bundle id, counted in ``rejected_bundles``), then each frame its publisher may carry
-        (:func:`~pedstream.stream.mqtt.admission.bundle_may_carry`) handled as its stream's data; the
-        others are refused and charged to the bundle's publisher, never to the stream they name."""
-        try:
-            check_stream_id(bid)
-            frames = split_bundle(payload, max_message_bytes=self.limits.max_message_bytes,
-                                  max_frames=self.max_streams, bundle=bid)
-        except PayloadError as exc:
-            self.rejected_bundles += 1
-            self.emit_error(bid[:64], f"bundle rejected: {exc}")
-            return
-        allow = self._allow
-        refused: list[str] = []
-        for sid, frame in frames:
-            if allow is not None and sid not in allow:
-                continue
-            st = self._streams.get(sid)
-            if not bundle_may_carry(bid, sid, None if st is None else st.meta):
-                refused.append(sid)
-                continue
-            try:
-                self._route(sid, "data", frame, now)
-            except (Exception, RecursionError, MemoryError) as exc:  # noqa: BLE001 - one frame, one stream
-                self._handler_failed(sid, exc)
-        if refused:
-            pub = self.book.get(bid, now)
-            pub.unauthorised += len(refused)
-            names = ", ".join(sorted(set(refused))[:5]) + (" ..." if len(set(refused)) > 5 else "")
-            self.emit_error(bid, f"publisher {bid}: {len(refused)} bundle frame(s) refused for stream(s) {names}: a "
-                                 f"bundle on {topic_for(self.prefix, bid, 'bundle')} may carry only stream {bid} and "
-                                 f"streams whose meta names \"publisher\": \"{bid}\" ({pub.unauthorised} so far)")
-
-    def _over_budget(self, sid: str, st: _Stream, raw: bytes, now: float, n_samples: int = 0) -> bool:
-        """Charge one message against the stream's budgets (messages and bytes before decoding, then the
-        samples actually decoded: ``n_samples`` > 0); True (rejected, counted) when over."""
-        if st.msg_bucket is None or st.byte_bucket is None or st.sample_bucket is None:
-            return False
-        if n_samples:
-            ok = st.sample_bucket.take(n_samples, now)
-        else:
-            ok = st.msg_bucket.take(1, now) and st.byte_bucket.take(len(raw), now)
-        if ok:
-            return False
-        st.rejected_messages += 1
-        st.dropped_samples += n_samples
-        if st.flagged is None:
-            st.flagged = "over its ingest budget"
-        self.emit_error(sid, f"over its ingest budget ({self.max_messages_per_s:g} messages/s, "
-                             f"{self.budget_factor:g} x its declared {st.meta.fs if st.meta else 0:g} Hz): "
-                             f"messages dropped ({st.rejected_messages} so far)")
-        return True
-
-    def _on_data(self, sid: str, st: _Stream, raw: bytes, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        if len(raw) > self.limits.max_message_bytes:  # rejected unread
-            st.rejected_messages += 1
-            self.emit_error(sid, f"size: message is {len(raw)} bytes, over the limit of "
-                                 f"{self.limits.max_message_bytes}")
-            return
-        if st.meta is None:
-            if len(st.pending) >= _MAX_PENDING:
-                st.pending.popleft()
-                st.dropped_before_meta += 1
-            st.pending.append((now, raw))
-            self._request_meta(sid, st, now)  # its retained meta, again (refused, parked out or withdrawn)
-            return
-        if self._over_budget(sid, st, raw, now):
-            return
-        try:
-            payload = decode_data(raw, meta=st.meta, stream=sid, limits=self.limits)
-        except PayloadError as exc:
-            self._undecodable(sid, st, exc)
-            return
-        if self._over_budget(sid, st, raw, now, payload.values.shape[0]):
-            return
-        if not st.guard.check(payload.seq, now):  # a second publisher's sequence: dropped, counted
-            st.rejected_messages += 1
-            if st.guard.newly_detected:
-                self.emit(StreamError(sid, "duplicate publisher: a second sequence of data messages arrives for this "
-                                           "stream id; the first publisher stays monitored, the other's messages "
-                                           "are dropped (counted)"))
-            return
-        st.last_data = now
-        st.data_seen = True
-        self._announce(sid, st)
-        for p in st.tracker.push(payload.seq, payload):
-            self._deliver(sid, st, p)
-
-    def _undecodable(self, sid: str, st: _Stream, exc: PayloadError) -> None:
-        st.errors += 1
-        st.rejected_messages += 1
-        if exc.field in ("dtype", "n_channels") or (exc.field == "data" and "expected" in str(exc)):
-            if st.mismatch_reported:  # data that does not fit the meta: once per meta session
-                return
-            st.mismatch_reported = True
-            st.flagged = "data does not match its meta"
-            self.emit(StreamError(sid, f"{exc} (data does not match the meta; further such messages "
-                                       "are counted, not reported, until the meta changes)"))
-            return
-        self.emit_error(sid, str(exc))
-
-    def _deliver(self, sid: str, st: _Stream, p: DataPayload) -> None:
-        meta = st.meta
-        if meta is None or p.values.shape[1] != meta.n_channels:
-            return
-        # = payload_to_mv(p, meta), bit for bit, with the factors and the sample offsets made once per meta/size
-        if st.int16_factors is None or st.offsets_meta is not meta:
-            st.int16_factors, st.offsets, st.offsets_meta = meta.mv_factors * meta.scale, None, meta
-        f = st.int16_factors if p.encoding == "binary" and p.values.dtype == np.int16 else meta.mv_factors
-        data = np.multiply(p.values, f).astype(np.float32)  # (n, n_ch) float32 mV
-        n = p.values.shape[0]
-        if st.offsets is None or st.offsets.shape[0] != n:
-            st.offsets = np.arange(n, dtype=np.float64) / meta.fs
-        ts = p.t + st.offsets  # (n,)
-        self.emit(ChunkReceived(Chunk(stream_id=sid, data=data, timestamps=ts, first_index=p.first_sample,
-                                      seq=p.seq)))
