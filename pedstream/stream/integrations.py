@@ -170,7 +170,7 @@ class FHIRSink:
         self._writer: Any = None
         self._last_obs: dict[str, float] = {}
         self._patients: set[str] = set()
-        self._alarms: dict[tuple[str, str], tuple[str, str]] = {}  # (stream, label) -> (alarm id, onset time)
+        self._alarms: dict[str, tuple[str, str]] = {}  # alarm key -> (alarm id, onset time)
         self.on_technical: Any = None
         self.count = 0
 
@@ -217,7 +217,8 @@ class FHIRSink:
         if event.stream not in self._patients:
             self._patients.add(event.stream)
             self._write(patient_resource(event.stream))
-        key = (event.stream, event.label or "")
+        # the onset of each alarm by its alarm_id (the lifecycle layer's), else by stream and label
+        key = str(event.extra.get("alarm_id") or f"{event.stream}\x00{event.label}")
         alarm_id, onset = None, None
         if event.kind == "alarm_on":
             alarm_id = str(event.extra.get("alarm_id") or uuid.uuid4().hex[:16])

@@ -43,11 +43,11 @@ class AlarmLifecycle:
     """The alarm bookkeeping of :class:`Outputs` (module docstring); pure, no I/O."""
 
     def __init__(self) -> None:
-        self.open: dict[tuple[str, str], _Open] = {}
-        self.suspended: dict[tuple[str, str], _Open] = {}  # ended by a signal loss, still held by the engine
+        self.open: dict[tuple[str, str, str], _Open] = {}  # (stream, label, raising layer)
+        self.suspended: dict[tuple[str, str, str], _Open] = {}  # ended by a signal loss, still held by the engine
 
     def process(self, ev: MonitorEvent) -> list[MonitorEvent]:
-        key = (ev.stream, ev.label or "")
+        key = (ev.stream, ev.label or "", str(ev.extra.get("source", "")))  # two layers may raise one label
         if ev.kind == "alarm_on":
             self.suspended.pop(key, None)
             a = self.open[key] = _Open(uuid.uuid4().hex[:16], str(ev.extra.get("priority", "none")), ev.t_signal, ev.clock)
@@ -66,7 +66,7 @@ class AlarmLifecycle:
                 a = self.open[key2] = _Open(uuid.uuid4().hex[:16], old.priority, ev.t_signal, ev.clock)
                 out.append(MonitorEvent(stream=ev.stream, kind="alarm_on", label=key2[1], hr=ev.hr, t_signal=ev.t_signal,
                                         clock=ev.clock, extra={"priority": old.priority, "alarm_id": a.alarm_id,
-                                                               "reason": "signal_restored"}))
+                                                               "reason": "signal_restored", **_source(key2)}))
             return out
         return [ev]
 
@@ -79,15 +79,20 @@ class AlarmLifecycle:
         return out
 
     def _end(self, stream: str, reason: str, t_signal: float | None, *, suspend: bool) -> list[MonitorEvent]:
+        """End (and with ``suspend`` remember) every open alarm of ``stream``."""
         out = []
         for key in [k for k in self.open if k[0] == stream]:
             a = self.open.pop(key)
             if suspend:
                 self.suspended[key] = a
             out.append(MonitorEvent(stream=stream, kind="alarm_off", label=key[1], t_signal=t_signal,
-                                    clock=a.clock,
-                                    extra={"priority": a.priority, "alarm_id": a.alarm_id, "end_reason": reason}))
+                                    clock=a.clock, extra={"priority": a.priority, "alarm_id": a.alarm_id,
+                                                          "end_reason": reason, **_source(key)}))
         return out
+
+
+def _source(key: tuple[str, str, str]) -> dict[str, str]:
+    return {"source": key[2]} if key[2] else {}
 
 
 def _with(ev: MonitorEvent, **extra: Any) -> MonitorEvent:
