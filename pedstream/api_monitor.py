@@ -59,7 +59,8 @@ class Monitor:
     """
 
     def __init__(self, *, model: Model | str | Path | None = None, config: Config | str | Path | None = None,
-                 sinks: Sequence[Any] = (), alarms_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> None:
+                 sinks: Sequence[Any] = (), alarms_dir: str | Path | None = None, overrides: Sequence[str] = (),
+                 beat_model: str | Path | None = None, labels_dir: str | Path | None = None) -> None:
         from pedstream.api import Model, load_model
 
         self.model = model if isinstance(model, Model) else load_model(model, config=config, overrides=overrides)
@@ -70,12 +71,21 @@ class Monitor:
         self.engine: Any = None
         self._sub: Any = None
         self._feeding = False  # feed() pushes its own chunks (never the warning about a large push)
+        self._beat_model = beat_model or self.config.stream.beat_model or None  # ectopy (beat events) when set
+        self._labels_dir = labels_dir
 
     async def __aenter__(self) -> "Monitor":
         from pedstream.stream.engine import Engine
 
+        beat = None
+        if self._beat_model:
+            from pedstream.stream.ectopy import open_beat_model
+
+            beat, _ = open_beat_model(self.config, self._beat_model)
         self.engine = Engine(cfg=self.config, session=self.model.session, sources=[self._source], sinks=self._sinks,
-                             alarms_dir=self._alarms_dir)
+                             alarms_dir=self._alarms_dir, beat_session=beat)
+        if self._labels_dir is not None and self.engine.beat_labels is not None:
+            self.engine.beat_labels.folder = Path(self._labels_dir)
         self._sub = self.engine.subscribe()  # before entering: no event is missed
         await self.engine.__aenter__()
         return self
@@ -83,6 +93,16 @@ class Monitor:
     async def __aexit__(self, *exc: Any) -> None:
         if self.engine is not None:
             await self.engine.__aexit__(*exc)
+
+    def label_beats(self, stream_id: str, labels: Sequence[tuple[float, str]], *, who: str = "clinician") -> list[dict]:
+        """Clinician labels ``[(t_signal, "S"), ...]`` (the ``beat_t`` of ``beat`` events) adapt the beat
+        calls of ``stream_id`` only (needs a feature beat model, ``beat_model=``); persisted per patient
+        under ``labels_dir`` (default ``$XDG_DATA_HOME/pedstream/beat_labels``). A wrong label (unknown
+        class or stream, a time with no beat) raises one :class:`~pedstream.stream.adapt.LabelError` and
+        changes nothing. ``mon.engine.beat_labels.undo(stream_id, who=...)`` reverses labels."""
+        if self.engine is None:
+            raise PedstreamError("Monitor.label_beats: use the monitor inside `async with Monitor() as mon:`")
+        return self.engine.label_beats(stream_id, labels, who=who)
 
     def push(self, stream_id: str, samples: np.ndarray, *, fs: float, channels: Sequence[str],
              t0: float | None = None, age_years: float | None = None) -> None:

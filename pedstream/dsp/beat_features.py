@@ -4,7 +4,9 @@ A beat is judged against **this** stream's own rhythm and dominant beat, the way
 
 - RR: the :mod:`pedstream.dsp.rr` features (pre/post RR, local and long means, log ratios) plus the
   pre/post RR over the running median of the last ``median_beats`` intervals, the previous two beats'
-  ratios (history: bigeminy alternates) and the local irregularity (std of successive log-RR changes);
+  ratios (history: bigeminy alternates), the irregularity (std of successive log-RR changes over the
+  last 10 and ``median_beats`` intervals, and the fraction of changes over 15 %: atrial fibrillation,
+  whose irregular beats are N, against isolated premature beats);
 - morphology at the native rate (360 Hz) of one lead (II / MLII), baseline = median of the 1 s window:
   21 bin means over -0.25..+0.45 s (33 ms bins), 12 bin means over the QRS (-0.1..+0.1 s, 17 ms bins),
   R amplitude, QRS max/min/peak-to-peak/area, QRS width (first..last sample where the slope exceeds
@@ -38,19 +40,20 @@ from pedstream.dsp.rr import RR_FEATURES, rr_features
 __all__ = ["BEAT_FEATURES", "ADAPT_FEATURES", "FEATURE_VERSION", "BeatFeatures", "DominantModel",
            "beat_feature_table", "beat_windows", "feature_names"]
 
-FEATURE_VERSION = "beat-features-2"
+FEATURE_VERSION = "beat-features-3"
 _FULL, _QRS, _P, _T = (-0.25, 0.45), (-0.10, 0.10), (-0.25, -0.08), (0.15, 0.45)
 _N_COARSE, _N_FINE, _LAG = 21, 12, 4
 
 BEAT_FEATURES: tuple[str, ...] = (
     *RR_FEATURES, "pre_med", "post_med", "prev_pre_local", "prev_post_local", "prev2_pre_local", "rr_irreg",
+    "rr_irreg_long", "rr_irreg_frac",
     *(f"ds{k}" for k in range(_N_COARSE)), *(f"qrs{k}" for k in range(_N_FINE)),
     "r_amp", "qrs_max", "qrs_min", "qrs_ptp", "qrs_area", "qrs_width", "t_amp", "p_spread",
     "tpl_corr_qrs", "tpl_corr_full", "tpl_corr_p", "tpl_rmsd", "tpl_amp_ratio", "tpl_width_ratio",
     "tpl_lag", "prev_corr_qrs", "prev_tpl_corr",
 )
 ADAPT_FEATURES: tuple[str, ...] = (
-    "dom_corr_qrs", "dom_corr_full", "dom_rmsd", "dom_amp_ratio", "dom_pre", "dom_post",
+    "dom_corr_qrs", "dom_corr_full", "dom_corr_p", "dom_rmsd", "dom_amp_ratio", "dom_pre", "dom_post",
     "z_r_amp", "z_qrs_ptp", "z_qrs_area", "z_qrs_width", "z_t_amp", "z_p_spread", "dom_learnt",
 )
 _Z_FROM = ("r_amp", "qrs_ptp", "qrs_area", "qrs_width", "t_amp", "p_spread")
@@ -164,7 +167,8 @@ class DominantModel:
         c_qrs, _ = _best_corr(s.m, tpl, s.qrs)
         diff = s.m[s.qrs] - q
         z = (np.asarray(zvals) - self.med) / self.mad if self.tpl is not None else np.zeros(len(_Z_FROM))
-        return [c_qrs, _corr(s.m[s.full], tpl[s.full]), float(np.sqrt((diff * diff).mean())) / max(tpl_ptp, 1e-3),
+        return [c_qrs, _corr(s.m[s.full], tpl[s.full]), _corr(s.m[s.p], tpl[s.p]),
+                float(np.sqrt((diff * diff).mean())) / max(tpl_ptp, 1e-3),
                 s.ptp / max(tpl_ptp, 1e-3), math.log(pre / rr), math.log(post / rr),
                 *np.clip(z, -20, 20).tolist(), float(self.learnt)]
 
@@ -222,10 +226,11 @@ class BeatFeatures:
         pre, post = float(rr[0]), float(rr[1])
         self._rr.append(pre)
         med = float(np.median(self._rr))
-        lr = [math.log(a / b) for a, b in zip(list(self._rr)[-9:], list(self._rr)[-10:-1])] if len(self._rr) > 2 else [0.0]
+        d = np.diff(np.log(np.fromiter(self._rr, dtype=np.float64))) if len(self._rr) > 2 else np.zeros(1)
         (pp, ppo), (p2, _) = self._hist[-1], self._hist[-2]
         self._hist.append((float(rr[4]), float(rr[5])))
-        return [*map(float, rr), math.log(pre / med), math.log(post / med), pp, ppo, p2, float(np.std(lr))]
+        return [*map(float, rr), math.log(pre / med), math.log(post / med), pp, ppo, p2, float(np.std(d[-9:])),
+                float(np.std(d)), float(np.mean(np.abs(d) > math.log(1.15)))]
 
     def _update_template(self, s: _Shape, c_qrs: float, premature: bool) -> None:
         if len(self._seed) < self.seed_beats:

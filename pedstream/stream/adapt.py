@@ -31,7 +31,8 @@ import numpy as np
 
 from pedstream.errors import StreamError
 
-__all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter"]
+__all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter", "beat_labels_for",
+           "default_labels_dir"]
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -248,3 +249,25 @@ class BeatLabels:
         tmp.write_text(json.dumps({"patient": patient, "classes": list(self.classes), "labels": entries}, indent=1),
                        encoding="utf-8")
         os.replace(tmp, p)
+
+
+def default_labels_dir() -> Path:
+    """``$PEDSTREAM_LABELS_DIR``, else ``$XDG_DATA_HOME/pedstream/beat_labels`` (``~/.local/share/...``)."""
+    env = os.environ.get("PEDSTREAM_LABELS_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "pedstream" / "beat_labels"
+
+
+def beat_labels_for(session: object, *, folder: str | Path | None = None) -> BeatLabels | None:
+    """The engine's :class:`BeatLabels` for a feature beat model (``None`` for other beat models): the
+    model's classes, feature columns and scale, and the adaptation settings its metadata carries."""
+    meta = dict(getattr(session, "metadata", {}) or {})
+    seg = meta.get("segments") or {}
+    if not seg.get("features") or not meta.get("feature_scale"):
+        return None
+    cols = np.asarray(seg.get("model_columns") or range(len(meta["feature_scale"])), dtype=np.int64)
+    settings = AdaptSettings(**{k: v for k, v in (meta.get("adapt_settings") or {}).items()
+                                if k in AdaptSettings.__dataclass_fields__})
+    return BeatLabels(classes=tuple(meta["class_names"]), scale=np.asarray(meta["feature_scale"], dtype=np.float64)[cols],
+                      settings=settings, columns=cols, folder=default_labels_dir() if folder is None else folder)

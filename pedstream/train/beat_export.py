@@ -4,7 +4,9 @@ The graph keeps the engine's beat-model contract (:class:`pedstream.model.runtim
 inputs ``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` (unused by this model) and ``rr (B,F)``,
 which carries the beat's :mod:`pedstream.dsp.beat_features` vector (``segments.features`` names the
 feature version; the engine's :class:`~pedstream.stream.ectopy.BeatStream` computes it); outputs
-``logits (B,4)`` (log-probabilities of N, S, V, F) and ``embedding (B,4)`` (the probabilities).
+``logits (B,4)`` (log-probabilities of N, S, V, F, plus the log of the class-prior shift the CV chose:
+the engine's softmax of them is the shifted, renormalised probability) and ``embedding (B,4)`` (the
+unshifted probabilities).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python -m pedstream.train.beat_export --out models/mitdb-beats/model.onnx \\
         [--variant NAME] [--data ../shared/data/mitdb]
@@ -94,8 +96,12 @@ def export_onnx(clf: Any, path: Path, meta: dict[str, Any]) -> Path:
     g.initializer.extend([numpy_helper.from_array(cols, "beat_feature_columns"),
                           numpy_helper.from_array(np.asarray(1e-7, np.float32), "beat_prob_floor")])
     head = [helper.make_node("Gather", ["rr", "beat_feature_columns"], [x_name], axis=1)]
+    shift = meta.get("class_prior_shift") or {}
+    bias = np.log(np.asarray([float(shift.get(c, 1.0)) for c in meta["class_names"]], np.float32))
+    g.initializer.append(numpy_helper.from_array(bias, "beat_class_bias"))
     tail = [helper.make_node("Max", [prob, "beat_prob_floor"], ["beat_prob_floored"]),
-            helper.make_node("Log", ["beat_prob_floored"], ["logits"]),
+            helper.make_node("Log", ["beat_prob_floored"], ["beat_log_prob"]),
+            helper.make_node("Add", ["beat_log_prob", "beat_class_bias"], ["logits"]),
             helper.make_node("Identity", [prob], ["embedding"])]
     nodes = head + list(g.node) + tail
     del g.node[:]
@@ -112,7 +118,7 @@ def export_onnx(clf: Any, path: Path, meta: dict[str, Any]) -> Path:
     feats = rng.normal(size=(64, n_feat)).astype(np.float32)
     z = {"ecg": np.zeros((64, 12, t), np.float32), "iegm": np.zeros((64, 7, t), np.float32),
          "mask": np.ones((64, 19), np.float32), "rr": feats}
-    got = np.exp(sess.run(["logits"], z)[0])
+    got = np.exp(sess.run(["logits"], z)[0] - bias)
     diff = float(np.abs(got - clf.predict_proba(feats[:, cols])).max())
     if diff > 1e-4:
         raise ModelError(str(path), f"ONNX and scikit-learn probabilities differ by {diff:.2g}")
@@ -128,8 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default=DEFAULT_VARIANT)
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mitdb"))
     ap.add_argument("--adapt-settings", default="bench/results/beat_cv/adapt.json")
+    ap.add_argument("--cv", default="bench/results/beat_cv/cv.json", help="the CV's choice (variant, class-prior shift)")
+    ap.add_argument("--manifest", default=None, help="also write the metadata as this JSON file")
     a = ap.parse_args(argv)
     try:
+        shift = None
+        cv = Path(a.cv)
+        if a.variant == DEFAULT_VARIANT and cv.is_file() and json.loads(cv.read_text()).get("chosen"):
+            ch = json.loads(cv.read_text())["chosen"]
+            a.variant = ch["variant"]
+            shift = ch["shift"] if "class-prior shift" in ch["row"] else None
         if a.variant not in VARIANTS:
             raise ModelError(a.variant, f"unknown variant; known: {list(VARIANTS)}")
         v = VARIANTS[a.variant]
@@ -148,7 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         meta = build_metadata(variant=v, cfg=cfg, feature_scale=x[:, :n].std(axis=0), records=list(DS1),
                               beats={c: int(np.sum(y == i)) for i, c in enumerate("NSVFQ")}, adapt_settings=adapt)
         meta["fit_seconds"] = round(time.time() - t0, 1)
+        meta["class_prior_shift"] = {"S": shift[0], "V": shift[1]} if shift else None
         export_onnx(clf, Path(a.out), meta)
+        if a.manifest:
+            Path(a.manifest).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     except (OSError, KeyError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

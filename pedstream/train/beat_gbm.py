@@ -18,7 +18,7 @@ __all__ = ["CLASSES", "VARIANTS", "Variant", "columns", "make_model", "fit", "pr
            "record_folds", "cross_validate"]
 
 CLASSES = ("N", "S", "V", "F")
-_RR = BEAT_FEATURES[:14]
+_RR = BEAT_FEATURES[:16]
 _MORPH = tuple(n for n in BEAT_FEATURES if n.startswith(("ds", "qrs")) or n in ("r_amp", "t_amp", "p_spread"))
 _TPL = tuple(n for n in BEAT_FEATURES if n.startswith(("tpl_", "prev_corr", "prev_tpl")))
 
@@ -52,11 +52,15 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
     Variant("LDA, all part-1 features", "part1", "lda"),
     Variant("HGB, RR only", "rr", "hgb", "sqrt"),
     Variant("HGB, RR + template", "rr+tpl", "hgb", "sqrt"),
-    Variant("HGB, part 1, balanced", "part1", "hgb", "balanced"),
     Variant("HGB, part 1, sqrt weights", "part1", "hgb", "sqrt"),
     Variant("HGB, part 1 without raw morphology", "part1-morph", "hgb", "sqrt"),
     Variant("HGB, part 2 (adapted), sqrt weights", "part2", "hgb", "sqrt"),
     Variant("HGB, part 2 without raw morphology", "part2-morph", "hgb", "sqrt"),
+    Variant("LDA, part 2 features", "part2", "lda"),
+    Variant("HGB, part 2, balanced, regularised", "part2", "hgb", "balanced",
+            {"max_leaf_nodes": 8, "min_samples_leaf": 200, "max_iter": 150, "learning_rate": 0.05}),
+    Variant("LDA + HGB blend, part 2", "part2", "blend", "balanced",
+            {"max_leaf_nodes": 8, "min_samples_leaf": 200, "max_iter": 150, "learning_rate": 0.05}),
 ]}
 
 
@@ -87,9 +91,28 @@ class _Rule:
         return p
 
 
+class _Blend:
+    """The mean of the LDA and gradient-boosting probabilities (each fitted on the same rows)."""
+
+    def __init__(self, lda: Any, hgb: Any) -> None:
+        self.lda, self.hgb = lda, hgb
+
+    def fit(self, x: np.ndarray, y: np.ndarray, sample_weight: Any = None) -> "_Blend":
+        self.lda.fit(x, y)
+        self.hgb.fit(x, y, sample_weight=sample_weight)
+        self.classes_ = self.hgb.classes_
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return 0.5 * (self.lda.predict_proba(x) + self.hgb.predict_proba(x))
+
+
 def make_model(v: Variant, *, seed: int = 0) -> Any:
     if v.model == "rule":
         return _Rule()
+    if v.model == "blend":
+        return _Blend(make_model(Variant(v.name, v.features, "lda"), seed=seed),
+                      make_model(Variant(v.name, v.features, "hgb", v.weights, v.params), seed=seed))
     if v.model == "lda":
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
         from sklearn.pipeline import make_pipeline

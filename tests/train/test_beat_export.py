@@ -89,3 +89,58 @@ async def test_shipped_model_calls_119s_pvcs(cfg, session, tmp_path):  # noqa: F
     v, n = await _v_calls(cfg, session, SHIPPED, tmp_path)
     assert len(v) >= 10 and sum(lab == "V" for lab in v) / len(v) > 0.7
     assert sum(lab == "N" for lab in n) / len(n) > 0.7
+
+
+async def _beats_done(mon, timeout: float = 60.0) -> None:
+    await mon.drain(timeout=timeout)
+    eng = mon.engine
+    while eng.beat_batcher.pending or eng.beat_batcher.busy:
+        await mon.wait_for(lambda e: e.kind == "beat", timeout=timeout)
+
+
+async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path):
+    """Monitor.label_beats through the running engine: bed1 (208) labelled, bed2 (220) never; the
+    labels file names the clinician; wrong labels are one error and change nothing."""
+    from pedstream.api import Monitor, read_record
+    from pedstream.stream.adapt import LabelError
+
+    recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
+    beats: list = []
+    async with Monitor(beat_model=small_model[0], labels_dir=tmp_path / "labels",
+                       overrides=["alarms.strips=false", "stream.queue_windows=10000"]) as mon:
+        mon.engine.add_listener(lambda e: beats.append(e) if e.kind == "beat" else None)
+        for sid, rd in recs.items():
+            ch = [c for c, p in zip(rd.channels, rd.present) if p]
+            await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch)
+        await _beats_done(mon)
+        first = {sid: [e for e in beats if e.stream == sid] for sid in recs}
+        assert len(first["bed1"]) > 50 and len(first["bed2"]) > 50
+        assert not any("labels" in e.extra for e in beats)
+        ann = recs["bed1"].annotations
+        t_ann = ann.sample / ann.fs
+        t0 = mon.engine.pipelines["bed1"].segment_t0
+
+        def truth(e):
+            j = int(np.argmin(np.abs(t_ann - (e.extra["beat_t"] - t0))))
+            return ann.symbol[j]
+
+        pick = [e for e in first["bed1"] if truth(e) == "V"][:8] + [e for e in first["bed1"] if truth(e) == "N"][:8]
+        with pytest.raises(LabelError, match="not a class"):
+            mon.label_beats("bed1", [(pick[0].extra["beat_t"], "V"), (pick[1].extra["beat_t"], "PVC")])
+        with pytest.raises(LabelError, match="no such stream"):
+            mon.label_beats("bed7", [(pick[0].extra["beat_t"], "V")])
+        with pytest.raises(LabelError, match="no classified beat"):
+            mon.label_beats("bed1", [(pick[0].extra["beat_t"] + 0.4, "V")])
+        assert mon.engine.beat_labels.n_labels("bed1") == 0 and not (tmp_path / "labels").exists()
+        new = mon.label_beats("bed1", [(e.extra["beat_t"], truth(e)) for e in pick], who="dr.test")
+        assert len(new) == 16
+        n_before = len(beats)
+        for sid, rd in recs.items():  # the same patients go on (the clock continues)
+            ch = [c for c, p in zip(rd.channels, rd.present) if p]
+            await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch)
+        await _beats_done(mon)
+    later = beats[n_before:]
+    assert {e.extra.get("labels") for e in later if e.stream == "bed1"} == {16}
+    assert all("labels" not in e.extra for e in later if e.stream == "bed2")
+    doc = (tmp_path / "labels" / "bed1.json").read_text()
+    assert "dr.test" in doc and not (tmp_path / "labels" / "bed2.json").exists()
