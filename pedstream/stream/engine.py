@@ -160,6 +160,11 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
                                                              on_error=self._on_beat_error, name="ort-beat",
                                                              on_timeout=self._on_infer_timeout)
         self.beats_total = 0
+        self.beat_labels = None  # clinician beat labels adapting each stream's calls (feature beat models)
+        if beat_session is not None:
+            from pedstream.stream.adapt import beat_labels_for
+
+            self.beat_labels = beat_labels_for(beat_session)
         self.streams: dict[str, StreamState] = {}  # one state object per stream id
         self._subscribers: set[EventSubscription] = set()
         self._listeners: list[Callable[[MonitorEvent], None]] = []
@@ -373,6 +378,8 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
                                          rhythm_time=pipe.resampler.output_time, present=pipe.present,
                                          ring_seconds=self.cfg.stream.ring_seconds)
                 st.ectopy, st.pvc_per_min, st.pac_per_min = "on", 0, 0
+                if self.beat_labels is not None:
+                    self.beat_labels.add_stream(sid)  # this patient's earlier labels, if any
             except PedstreamError as exc:
                 self._beat_error(sid, str(exc))
         self._rhythm_add(sid)
@@ -492,6 +499,10 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             if pipe is None or tracker is None or st is None or st.ectopy != "on":
                 continue
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
+            n_labels = 0
+            if self.beat_labels is not None and r.item.rr is not None:  # few-shot: only this stream's labels
+                self.beat_labels.observe(sid, info.t, r.item.rr)
+                probs, n_labels = self.beat_labels.adjust(sid, r.item.rr, probs), self.beat_labels.n_labels(sid)
             k = int(np.argmax(probs))
             label, p = names[k], float(probs[k])
             s.ectopy.add(info.t, label)
@@ -503,9 +514,20 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             self._emit(MonitorEvent(stream=sid, kind="beat", label=label, p=p, hr=hr, latency_ms=latency,
                                     extra={"beat_t": round(info.t, 3), "pre_rr_s": round(info.pre_rr, 3),
                                            "post_rr_s": round(info.post_rr, 3), "pvc_per_min": st.pvc_per_min,
-                                           "pac_per_min": st.pac_per_min}, t_signal=info.t, clock=_clock(pipe)))
+                                           "pac_per_min": st.pac_per_min, **({"labels": n_labels} if n_labels else {})},
+                                    t_signal=info.t, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, tracker.beat(label, p), onset=info.rhythm_index,
                                    latency=latency, now=now, t_signal=info.t)
+
+    def label_beats(self, stream_id: str, labels: Sequence[tuple[float, str]], *, who: str = "clinician") -> list[dict]:
+        """Clinician labels ``[(t_signal, "S"), ...]`` of beats of ``stream_id`` (their ``beat_t``): they
+        adapt that stream's later beat calls only (:class:`pedstream.stream.adapt.BeatLabels`; persisted
+        per patient). A wrong label is one :class:`~pedstream.stream.adapt.LabelError` and changes nothing."""
+        from pedstream.stream.adapt import LabelError
+
+        if self.beat_labels is None:
+            raise LabelError(stream_id, "beat labels need a feature beat model ([stream] beat_model)")
+        return self.beat_labels.label(stream_id, list(labels), who=who)
 
     def _beat_error(self, sid: str, message: str) -> None:
         """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""
