@@ -39,7 +39,7 @@ turns them into source events:
   in [0.5, 1)); while waiting the broker is probed every ``probe_interval_s`` and the source
   reconnects as soon as it answers again; the retained metas re-announce the streams. While the
   broker does not answer, :meth:`MQTTSource.status_line` says so (the dashboard shows it) and one
-  error event per outage carries it.
+  warning line per outage is logged.
 
 Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
@@ -323,10 +323,8 @@ class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
                 delay = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** attempt)
                 delay *= random.uniform(0.5, 1.0)
                 attempt = min(attempt + 1, 30)
-                if first:  # one status line (and one event) per outage, not one per attempt
-                    line = self.status_line() or ""
-                    log.warning("%s", line)
-                    self.emit_error(f"mqtt://{self.host}:{self.port}", line)
+                if first:  # one status line per outage, not one per attempt (the dashboard shows it throughout)
+                    log.warning("%s", self.status_line() or "")
                 log.debug("MQTT %s:%d: %s; reconnecting in at most %.2f s", self.host, self.port, exc, delay)
                 if await wait_backoff(self.host, self.port, delay, probe_interval_s=self.probe_interval_s):
                     attempt = 0  # the broker is back: the next failure starts the backoff again
