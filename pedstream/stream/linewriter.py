@@ -1,6 +1,10 @@
-"""Append-only text lines to a file from a thread of its own: the event loop never opens, writes or
-waits on the file, so a FIFO without a reader, a hung network path, a full or read-only disk cannot
-stall the monitor or keep it from ending.
+"""Append-only text lines to a file from a thread of its own: the event loop never opens the file or
+waits on it, so a FIFO without a reader, a hung network path, a full or read-only disk cannot stall
+the monitor or keep it from ending. Once the thread has opened a regular file on a local file system
+(per /proc/self/mountinfo) and while it is healthy and nothing waits, :meth:`LineWriter.write` writes
+the line at once (one ``os.write``, as a flushed line was: what a reader of stdout saw is already in
+the file when the process is killed); on any error, and for FIFOs, devices and network file systems,
+the thread does the writing.
 
 :class:`LineWriter` takes lines with :meth:`LineWriter.write` (non-blocking; a bounded backlog of
 ``backlog`` lines, beyond which lines are counted as not written) and appends them with ``os.write``
@@ -48,32 +52,61 @@ class LineWriter:
         self._done = threading.Event()
         self._opened = threading.Event()
         self._closing = False
-        self.written = 0  # lines in the file
-        self.queued = 0  # lines taken by write()
+        self.queued = 0  # lines handed to the thread
+        self._thread_written = 0  # ... and written by it
+        self._direct_written = 0  # lines written at once by write() (a healthy local file, nothing queued)
+        self._direct: int | None = None  # the thread's fd while write() may use it directly
         self.overflow = 0  # lines refused because the backlog was full
         self.fault: str | None = None  # the current fault, None when writing works
         self.faults = 0  # faults reported (each one once)
 
     @property
+    def written(self) -> int:
+        """Lines in the file."""
+        return self._thread_written + self._direct_written
+
+    @property
     def not_written(self) -> int:
         """Lines that did not reach the file (overflowed, or still waiting at exit)."""
-        return self.overflow + (self.queued - self.written if self._done.is_set() or self._closing else 0)
+        return self.overflow + (self.queued - self._thread_written if self._done.is_set() or self._closing else 0)
 
     def start(self) -> None:
         """Start the writer thread (call from the event loop the faults are reported on)."""
         self._loop = asyncio.get_running_loop()
         self._progress = asyncio.Event()
+        self._q.put_nowait(b"")  # the thread opens the file at once (then write() may go direct)
         self._thread = threading.Thread(target=self._main, name=f"lines-{self.path.name}", daemon=True)
         self._thread.start()
         self._loop.call_later(self.open_timeout_s, self._check_opened)
 
     def write(self, line: str) -> None:
-        """Queue one line (``\\n`` appended); never blocks."""
+        """Write one line (``\\n`` appended): at once when the file is a healthy regular file on a local
+        file system and nothing waits (so a line is in the file when ``write`` returns, as a flushed
+        line would be), else through the thread; never blocks on a FIFO, a network path or a fault."""
+        data = (line + "\n").encode("utf-8")
+        fd = self._direct
+        if fd is not None and self.fault is None and not self._closing and self.queued == self._thread_written:
+            try:
+                k = os.write(fd, data)
+            except OSError:
+                k = 0
+            if k == len(data):
+                self._direct_written += 1
+                return
+            self._direct = None  # the thread takes over (it reports and retries); the rest of the line goes to it
+            data = data[k:]
         try:
-            self._q.put_nowait(line + "\n")
+            self._q.put_nowait(data)
             self.queued += 1
         except queue.Full:
             self.overflow += 1
+
+    async def wait_open(self, timeout: float) -> None:
+        """Wait until the thread has opened the file (or reported why it cannot)."""
+        async with asyncio.timeout(timeout):
+            while not self._opened.is_set() and self.fault is None:
+                self._progress.clear()
+                await self._progress.wait()
 
     async def wait_written(self, n: int, timeout: float) -> None:
         """Wait until ``n`` lines are in the file (TimeoutError after ``timeout``)."""
@@ -99,13 +132,14 @@ class LineWriter:
             async with asyncio.timeout(timeout_s):
                 await done.wait()
         except TimeoutError:
-            log.error("%s: %d line(s) not written at exit (%s)", self.path, self.queued - self.written,
+            log.error("%s: %d line(s) not written at exit (%s)", self.path, self.queued - self._thread_written,
                       self.fault or "the file did not take them in time")
 
     # -- the thread ---------------------------------------------------------------------------------------------
     def _report(self, message: str | None) -> None:
         if (message is None) == (self.fault is None):
             return  # already reported
+        self._signal()
         self.fault = message
         if message is not None:
             self.faults += 1
@@ -137,6 +171,7 @@ class LineWriter:
         fd: int | None = None
         pending = b""
         stop = False
+        direct_ok = False
         try:
             while True:
                 if not pending:
@@ -150,28 +185,33 @@ class LineWriter:
                         except queue.Empty:
                             break
                     stop = any(p is _STOP for p in parts)
-                    pending = "".join(p for p in parts if p is not _STOP).encode("utf-8")
-                    n_lines = len(parts) - (1 if stop else 0)
-                    if not pending:
+                    pending = b"".join(p for p in parts if p is not _STOP)
+                    n_lines = sum(1 for p in parts if p is not _STOP and p)
+                    if not pending and (fd is not None or stop):
                         continue
                 try:
                     if fd is None:
                         fd = self._open()
+                        direct_ok = _local_regular_file(fd, self.path)
                     while pending:
                         k = os.write(fd, pending)
                         pending = pending[k:]
-                    self.written += n_lines
+                    self._thread_written += n_lines
                     self._report(None)
+                    if direct_ok and not self._closing:
+                        self._direct = fd  # write() may write at once again
                     self._signal()
                 except OSError as exc:
                     self._report(f"{self.path}: {_why(exc)}")
                     if fd is not None and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        self._direct = None
                         os.close(fd)  # reopen: the file or its folder may have been replaced
                         fd = None
                     if self._closing:
                         return
                     self._done.wait(self.retry_s)  # a pause between retries (never set while running)
         finally:
+            self._direct = None
             if fd is not None:
                 try:
                     os.close(fd)
@@ -205,6 +245,31 @@ async def in_daemon_thread(fn: Callable[..., object], *args: object, **kwargs: o
 
     threading.Thread(target=main, name=f"io-{getattr(fn, '__name__', 'call')}", daemon=True).start()
     return await fut
+
+
+_REMOTE_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "afs", "davfs", "ncpfs"}
+
+
+def _local_regular_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is a regular file on a local file system (per /proc/self/mountinfo; False when
+    that cannot be told): only such a file is written at once from the event loop."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        real = os.path.realpath(path)
+        best, fstype = "", ""
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                mount = left.split()[4].replace("\\040", " ")
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, fstype = mount, right.split()[0]
+    except (OSError, IndexError):
+        return False
+    return bool(fstype) and fstype not in _REMOTE_FS and not fstype.startswith("fuse")
 
 
 def _why(exc: OSError) -> str:

@@ -195,3 +195,16 @@ async def test_every_file_output_on_a_read_only_disk_is_reported_once_and_calls_
     assert {"events_unwritable", "fhir_unwritable", "recording_unwritable", "strips_unwritable"} <= labels
     summary = json.loads(next(ln for ln in lines if ln.startswith('{"summary"')))["summary"]
     assert {r["output"] for r in summary["outputs"]["outputs"] if r["not_written"]} >= {"events", "fhir", "strips"}
+
+
+async def test_a_healthy_local_file_holds_each_line_when_write_returns(tmp_path):
+    """As a flushed line did: what a reader of stdout saw is already in the events file (SIGKILL-safe)."""
+    path = tmp_path / "events.jsonl"
+    w = LineWriter(path)
+    w.start()
+    await w.wait_open(timeout=10)
+    for i in range(50):
+        w.write(json.dumps({"n": i}))
+        assert path.read_text().count("\n") == i + 1  # no wait: written before write() returned
+    await w.close()
+    assert w.written == 50 and w.not_written == 0
