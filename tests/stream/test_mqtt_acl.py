@@ -192,3 +192,18 @@ async def test_meta_flood_is_throttled_and_named(tmp_path):
     assert src.totals()["throttled_metas"] > 100
     named = [e for _, e in timed if isinstance(e, StreamError) and "meta budget" in e.message]
     assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
+
+
+def test_a_header_announcing_many_samples_does_not_drain_the_sample_budget():
+    """Samples are charged once decoded: 32-byte frames whose headers announce 24,000 samples each are
+    rejected as undecodable (counted) and leave the stream's sample budget whole."""
+    src = MQTTSource(events=asyncio.Queue(), prefix=PREFIX)
+    src._on_message_safe(f"{PREFIX}/x002/meta", META)
+    for k in range(50):
+        src._on_message_safe(f"{PREFIX}/x002/data", HEADER.pack(MAGIC, 1, 2, 2, k, 24_000, 0, 0.0))
+    st = src._streams["x002"]
+    tokens = st.sample_bucket.tokens
+    assert tokens >= st.sample_bucket.burst - 1  # nothing charged
+    src._on_message_safe(f"{PREFIX}/x002/data", chunk(50, 1.0))
+    assert st.sample_bucket.tokens == pytest.approx(tokens - 25, abs=5)  # a real chunk: its 25 samples
+    assert src.stream_counters("x002")["rejected_messages"] == 50 and st.flagged != "over its ingest budget"
