@@ -170,3 +170,33 @@ async def test_a_refused_meta_is_used_when_its_stream_sends_data(tmp_path):
             released = [e for e in log if isinstance(e, StreamLost) and "released" in e.reason]
             assert len(released) == 1 and released[0].stream_id.startswith("a")
             assert len(src.stream_ids) <= 4
+
+
+async def test_a_replay_republishes_its_meta_when_someone_clears_it(tmp_path):
+    """A monitor started after the meta was cleared still gets the stream: the replay reads its retained
+    meta back now and then and publishes it again when it is gone."""
+    from pedstream.config import SignalConfig
+    from pedstream.stream.mqtt.publisher import replay_to_mqtt
+    from pedstream.stream.replay import plan_replay
+    from tests.stream.test_sources_replay import write_record
+
+    path, _ = write_record(tmp_path, "rep", seconds=12.0)
+    with acl_broker(tmp_path / "broker") as b:
+        plans = plan_replay([path], SignalConfig(), stream_id="x001")
+        replay = asyncio.ensure_future(replay_to_mqtt(plans, host=b.host, port=b.port, prefix=PREFIX, speed=1.0,
+                                                      auth=b.auth("x001"), wills=False, meta_check_s=0.3))
+        try:
+            first: asyncio.Queue = asyncio.Queue()
+            async with monitor(b, first):
+                await until(first, [], data_of("x001"), 8.0)  # the replay is on
+            async with publisher(b, "x001", clear_meta_on_exit=False) as other:  # someone clears the meta
+                await other.publish_raw(topic_for(PREFIX, "x001", "meta"), b"", retain=True)
+            events: asyncio.Queue = asyncio.Queue()
+            log: list = []
+            async with monitor(b, events):  # a monitor started after the clear
+                took = await until(events, log, data_of("x001"), 8.0)
+                assert took < 5.0
+                assert any(isinstance(e, StreamAdded) and e.stream_id == "x001" for e in log)
+        finally:
+            replay.cancel()
+            await asyncio.gather(replay, return_exceptions=True)

@@ -116,11 +116,8 @@ class MQTTPublisher:
         finally:
             await self._close_client()
 
-    async def _still_ours(self, wait_s: float = 1.0) -> list[str]:
-        """The streams whose retained meta on the broker is still the one this publisher sent: a second
-        publisher of the same id may have replaced it, and clearing it then would end that one's stream
-        for every monitor. The broker's retained metas are read back (at most ``wait_s``); a meta not
-        read back in time is taken as ours."""
+    async def _read_back(self, wait_s: float) -> dict[str, bytes]:
+        """The retained metas the broker holds now for this publisher's streams (read for at most ``wait_s``)."""
         topics = {topic_for(self.prefix, sid, "meta"): sid for sid in self._metas}
         seen: dict[str, bytes] = {}
         try:
@@ -134,7 +131,38 @@ class MQTTPublisher:
                         break
         except (TimeoutError, aiomqtt.MqttError):
             pass
+        try:  # later changes of these metas need not reach this publisher
+            async with asyncio.timeout(min(wait_s, self.timeout_s)):
+                await self._client.unsubscribe(list(topics), timeout=self.timeout_s)
+        except (TimeoutError, aiomqtt.MqttError):
+            pass
+        return seen
+
+    async def _still_ours(self, wait_s: float = 1.0) -> list[str]:
+        """The streams whose retained meta on the broker is still the one this publisher sent: a second
+        publisher of the same id may have replaced it, and clearing it then would end that one's stream
+        for every monitor. A meta not read back in time is taken as ours."""
+        seen = await self._read_back(wait_s)
         return [sid for sid in sorted(self._metas) if seen.get(sid, self._metas[sid]) == self._metas[sid]]
+
+    async def reassert_metas(self, wait_s: float = 0.5) -> list[str]:
+        """Publish again the retained metas that are gone from the broker while this publisher still sends
+        (cleared by someone else: a second publisher of the same id leaving, an operator); a meta another
+        publisher replaced is left alone. Returns the stream ids republished; never raises."""
+        if not self._connected or not self._metas:
+            return []
+        try:
+            seen = await self._read_back(wait_s)
+            gone = [sid for sid in sorted(self._metas) if sid not in seen]
+            for sid in gone:
+                await self._publish(topic_for(self.prefix, sid, "meta"), self._metas[sid], qos=1, retain=True)
+        except (StreamFailure, aiomqtt.MqttError) as exc:
+            log.info("MQTT publisher %s:%d: checking the retained metas failed (%s)", self.host, self.port, exc)
+            return []
+        if gone:
+            log.warning("MQTT publisher: retained meta(s) of %s were gone while still publishing: republished",
+                        ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else ""))
+        return gone
 
     async def _close_client(self) -> None:
         try:
@@ -355,6 +383,13 @@ class MQTTSink:
                 self._queue.task_done()
 
 
+async def _cancel_task(get: Callable[[], asyncio.Task | None]) -> None:
+    task = get()
+    if task is not None and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1", port: int = 1883,
                          prefix: str = "pedstream/v1", speed: float = 1.0, chunk_ms: float = 50.0,
                          loop: bool = False, encoding: str = "binary", dtype: str = "int16",
@@ -363,7 +398,7 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          reconnect: bool = True, reconnect_max_s: float = 5.0,
                          probe_interval_s: float = 0.25, wills: bool = True,
                          max_queued: int = 4096, bundle_bytes: int = 0,
-                         start_offsets: Sequence[float] | None = None) -> dict[str, int]:
+                         start_offsets: Sequence[float] | None = None, meta_check_s: float = 5.0) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
     block of the record, not per chunk).
@@ -378,6 +413,8 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
     bytes on ``<prefix>/<publisher id>/bundle`` (:mod:`pedstream.stream.mqtt.bundle`; same chunks, same
     latency, one MQTT message per bundle instead of one per stream); 0: one message per stream and chunk.
     ``start_offsets``: each stream's start (seconds after the first; see :func:`paced_many`).
+    ``meta_check_s`` > 0: that often the retained metas are read back and republished if someone cleared
+    them while the replay runs (:meth:`MQTTPublisher.reassert_metas`).
     Returns samples sent per stream id."""
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
@@ -423,8 +460,14 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
         rec_offs = [0.0] * len(plans) if start_offsets is None or not math.isfinite(speed) else \
             [max(0.0, float(o)) for o in start_offsets]
         offs = [o / speed for o in rec_offs]
+        check: asyncio.Task | None = None  # the retained metas read back now and then (MQTTPublisher.reassert_metas)
+        next_check = time.monotonic() + meta_check_s
+        stack.push_async_callback(_cancel_task, lambda: check)
         async for due in paced_many(plans, chunk_ms=chunk_ms, speed=speed, loop=loop, convert=convert,
                                     started=clock_started, offsets=offs):
+            if meta_check_s > 0 and time.monotonic() >= next_check and (check is None or check.done()):
+                next_check = time.monotonic() + meta_check_s
+                check = asyncio.create_task(pub.reassert_metas(), name="mqtt-meta-check")
             t0 = t_sample0[0]
             frames: list[tuple[str, bytes]] = []
             for d in due:
