@@ -91,7 +91,10 @@ class StreamLifecycle:
             if kind == "meta" and not payload:  # withdrawn before it was tracked: nothing to track
                 self._parked.pop(sid, None)
                 return
-            if len(self._streams) >= self.max_streams and not self._make_room(now, for_data=kind == "data"):
+            # data with its meta at hand may take the slot of a meta that only sits retained; data of an id
+            # nobody announced may take only the slot of a stream that is not live
+            sending = kind == "data" and sid in self._parked
+            if len(self._streams) >= self.max_streams and not self._make_room(now, for_data=sending):
                 self._refuse(sid, kind, payload)
                 return
             st = self._streams[sid] = self._new_stream(now)
