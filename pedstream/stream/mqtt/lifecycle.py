@@ -2,8 +2,8 @@
 admission, metas, loss, withdrawal, and the ways a stream comes back.
 
 - **Admission.** At most ``max_streams`` stream ids are tracked. When the table is full, a stream
-  that is not live is released to make room; a stream *sending data* may also take the slot of a
-  stream that never sent any (a meta sitting retained on the broker). A meta that still finds no
+  that is not live is released to make room; a stream *sending data* whose meta is at hand (parked)
+  may also take the slot of a stream that never sent any (a meta sitting retained on the broker). A meta that still finds no
   room is *parked* (a bounded cache, counted in ``refused_metas``): it is used as soon as its stream
   sends data and a slot can be made, never dropped for good.
 - **Stale retained metas age out.** A tracked stream that never sent data is reported lost after
