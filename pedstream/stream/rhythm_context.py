@@ -8,9 +8,10 @@ Per stream (:class:`StreamRhythm`, made when the stream is added, dropped when i
 - nothing else: the QRS lead of the last ``signal_s`` is read from the pipeline's ring when a call is
   due (decimated to ~125 Hz, :func:`pedstream.dsp.rhythm_features.decimation_step`).
 
-After each window (every ``every_windows``-th) the stream's features
-(:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) are queued;
-:class:`RhythmLayer` runs one ``session.run`` over all queued rows of all streams in a worker thread,
+After each window (every ``every_windows``-th) a snapshot of the stream's beats and lead is queued (a
+copy taken on the event loop); :class:`RhythmLayer` computes their features
+(:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) and runs one
+``session.run`` over all queued rows of all streams in a worker thread (off the event loop),
 then each stream's :class:`pedstream.stream.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
 into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
 rhythm alarms back). A gap in the stream (its detector restarts) clears its context.
@@ -89,8 +90,10 @@ class StreamRhythm:
         while self.beats and self.beats[0] < lo:
             self.beats.popleft()
 
-    def features(self, pipe: Any) -> np.ndarray | None:
-        """The context features now, or None when this window is not a rhythm call (every_windows)."""
+    def snapshot(self, pipe: Any) -> tuple | None:
+        """What a rhythm call needs, copied now on the event loop (the features are computed off it):
+        ``(beat times, t_now, decimated QRS lead, lead start, lead rate, context_s)``; None when this window is not a call
+        (``every_windows``) or there is no QRS lead."""
         self.windows += 1
         if (self.windows - 1) % self.every:
             return None
@@ -99,13 +102,23 @@ class StreamRhythm:
         if self._qrs is None:
             return None
         n = min(int(round(self.signal_s * self.fs)), end - max(pipe.ring.oldest, pipe.segment_start))
-        t_now = end / self.fs
         if n <= 0:
             return None
         lead, _ = pipe.ring.read(end - n, end)
-        x = np.asarray(lead[:, pipe.qrs_channel], dtype=np.float64)[:: self.step]
-        return context_features(np.fromiter(self.beats, np.float64, len(self.beats)), t_now, self.context_s, x,
-                                self.fs / self.step, lead_t0=(end - n) / self.fs)
+        x = np.array(lead[:: self.step, pipe.qrs_channel], dtype=np.float64)
+        return (np.fromiter(self.beats, np.float64, len(self.beats)), end / self.fs, x, (end - n) / self.fs,
+                self.fs / self.step, self.context_s)
+
+    @staticmethod
+    def compute(snap: tuple) -> np.ndarray:
+        """The features of a :meth:`snapshot` (any thread)."""
+        beats, t_now, x, t0, fs_lead, context_s = snap
+        return context_features(beats, t_now, context_s, x, fs_lead, lead_t0=t0)
+
+    def features(self, pipe: Any) -> np.ndarray | None:
+        """The context features now (snapshot + compute in one), or None when this window is not a call."""
+        snap = self.snapshot(pipe)
+        return None if snap is None else self.compute(snap)
 
     def had_context_s(self, t_now: float) -> float:
         return float(min(self.context_s, t_now - (self.first_t or 0.0)))
@@ -116,8 +129,9 @@ class _Row:
     stream_id: str
     t: float
     t_signal: float | None
-    x: np.ndarray
+    snap: tuple  # StreamRhythm.snapshot; the features are computed in the worker thread
     context_s: float
+    x: np.ndarray | None = None
 
 
 class RhythmLayer:
@@ -154,13 +168,13 @@ class RhythmLayer:
         s = self.streams.get(pipe.stream_id)
         if s is None:
             return
-        x = s.features(pipe)
-        if x is None:
+        snap = s.snapshot(pipe)
+        if snap is None:
             return
-        t = pipe.ring.total_written / s.fs
+        t = snap[1]
         if len(self._rows) >= self.max_batch:  # never grow without bound: the oldest row of the batch goes
             self._rows.pop(0)
-        self._rows.append(_Row(pipe.stream_id, t, t_signal, x, s.had_context_s(t)))
+        self._rows.append(_Row(pipe.stream_id, t, t_signal, snap, s.had_context_s(t)))
         self._wake.set()
 
     async def run(self) -> None:
@@ -171,9 +185,8 @@ class RhythmLayer:
             rows, self._rows = self._rows, []
             if not rows:
                 continue
-            X = np.stack([r.x for r in rows])
             try:
-                probs = await asyncio.to_thread(self.model.predict, X)
+                probs = await asyncio.to_thread(self._classify, rows)
             except Exception as exc:  # a model failure is reported, monitoring goes on
                 self.errors += 1
                 log.warning("rhythm model failed on a batch of %d: %s", len(rows), exc)
@@ -181,6 +194,12 @@ class RhythmLayer:
             self.batches += 1
             self.calls += len(rows)
             self.on_results(self._results(rows, probs))
+
+    def _classify(self, rows: list[_Row]) -> np.ndarray:
+        """Worker thread: every row's features (from its snapshot), then one batched model call."""
+        for r in rows:
+            r.x = StreamRhythm.compute(r.snap)
+        return self.model.predict(np.stack([r.x for r in rows]))
 
     def _results(self, rows: list[_Row], probs: np.ndarray) -> list[RhythmResult]:
         out = []
