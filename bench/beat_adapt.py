@@ -16,6 +16,8 @@ The adaptation settings (method, k, mix) are chosen per test record by the poole
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py [--variant NAME]
 
+(default population model: the one bench/beat_cv.py chose, ``chosen`` in cv.json, with its class-prior shift)
+
 Writes bench/results/beat_cv/adapt.json and adapt.md.
 """
 
@@ -32,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "results" / "beat_cv"
-GRID = [("knn", k, mix) for k in (1, 3, 5, 9) for mix in (0.5, 0.8, 1.0)] + [("prototype", 0, m) for m in (0.5, 0.8)]
+GRID = ([("knn", k, mix) for k in (1, 3, 5, 9) for mix in (0.5, 0.8, 1.0)] + [("prototype", 0, m) for m in (0.5, 0.8)]
+        + [("knn-product", k, mix) for k in (3, 9) for mix in (0.5, 0.8)])
 BUDGETS = ("5 min", "20 beats, clinician", "50 beats, clinician", "100 beats, clinician",
            "20 beats, random", "50 beats, random", "100 beats, random")
 
@@ -72,17 +75,24 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mitdb"))
-    ap.add_argument("--variant", default="HGB, part 2 (adapted), sqrt weights")
+    ap.add_argument("--variant", default=None, help="population model (default: the CV's choice in cv.json)")
     ap.add_argument("--folds", type=int, default=11)
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args(argv)
+    shift = None
+    if a.variant is None:
+        chosen = json.loads((Path(a.out) / "cv.json").read_text())["chosen"]
+        a.variant = chosen["variant"]
+        shift = chosen["shift"] if "class-prior shift" in chosen["row"] else None
     if a.variant not in VARIANTS:
         print(f"error: unknown variant {a.variant!r}; known: {list(VARIANTS)}", file=sys.stderr)
         return 2
     t0 = time.time()
     tables = build_tables(a.data)
     cv = run_variant(VARIANTS[a.variant], tables, a.folds, default_cache() / "beat_cv")
-    cols = np.asarray(columns(VARIANTS[a.variant].features))
+    # the labelled beats are compared on every feature the engine computes for this model (raw morphology
+    # included, whatever columns the population model uses)
+    cols = np.asarray(columns("part2" if VARIANTS[a.variant].features.startswith("part2") else "part1"))
     rec = cv["record"]
     # conf[budget][record][setting] -> 5x4 confusion of the record's beats after 5 min
     conf: dict[str, list[list[np.ndarray]]] = {}
@@ -90,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     n_labels: dict[str, list[int]] = {b: [] for b in BUDGETS}
     for i, tab in enumerate(tables):
         p = cv["proba"][rec == i]
+        if shift:  # the shipped model's class-prior shift (its softmax renormalises)
+            p = p * np.asarray([1.0, shift[0], shift[1], 1.0])
+            p = p / p.sum(axis=1, keepdims=True)
         later = tab.t >= 300.0
         base.append(confusion(tab.y[later], p[later].argmax(1)))
         others = np.concatenate([t.x for j, t in enumerate(tables) if j != i])[:, cols]
@@ -103,14 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                 n_labels[budget].append(int(lab.size))
                 local = {}
                 for s_i, (method, k, mix) in enumerate(GRID):
-                    ad = PatientAdapter(classes=CLASSES, scale=scale, columns=cols,
-                                        settings=AdaptSettings(method=method, k=max(k, 1), mix=mix))
+                    ad = PatientAdapter(classes=CLASSES, scale=scale, columns=cols, settings=AdaptSettings(
+                        method=method.split("-")[0], k=max(k, 1), mix=mix,
+                        combine="product" if method.endswith("product") else "mean"))
                     ad.set_labels(tab.x[lab], tab.y[lab])
-                    key = (method, k)
+                    key = (method.split("-")[0], k)
                     if key not in local:
                         local[key] = ad.local(tab.x[later])
-                    w = ad.weight()
-                    q = (1 - w) * p[later] + w * local[key]
+                    q = ad.combine(p[later], local[key])
                     per[s_i] += confusion(tab.y[later], q.argmax(1))
             conf.setdefault(budget, []).append(per)
         print(f"record {tab.record} done ({time.time() - t0:.0f} s)", flush=True)
@@ -130,15 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                            "fixed_setting_scores": {f"{m} k={k} mix={x}": f1s(sum(conf[budget][i][s] for i in range(len(tables))))
                                                     for s, (m, k, x) in enumerate(GRID)}}
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py" + (
-        f" --variant '{a.variant}'" if a.variant != ap.get_default("variant") else "")
-    doc = {"command": cmd, "variant": a.variant, "grid": GRID, "results": results, "seconds": time.time() - t0,
+        f" --variant '{a.variant}'" if argv and "--variant" in argv else "")
+    doc = {"command": cmd, "variant": a.variant, "class_prior_shift": shift, "grid": GRID, "results": results, "seconds": time.time() - t0,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "adapt.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = ["# Few-shot adaptation to each patient: record-wise CV inside MIT-BIH DS1", "",
           f"Made with `{cmd}` ({doc['written']}).", "",
-          f"Population model: `{a.variant}` (bench/results/beat_cv/cv.md), each record scored by the fold model "
+          f"Population model: `{a.variant}`" + (f" with its class-prior shift S x{shift[0]}, V x{shift[1]}" if shift else "")
+          + " (bench/results/beat_cv/cv.md), each record scored by the fold model "
           "that never saw it; labels from the record's first 5 minutes; scored: every beat after the first "
           "5 minutes (gross statistics over the 22 records); adaptation settings chosen per record on the other 21.", "",
           "| labels | labelled beats per record (mean) | SVEB Se | SVEB +P | SVEB F1 | VEB Se | VEB +P | VEB F1 | setting chosen most often |",

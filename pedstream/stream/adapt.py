@@ -43,6 +43,13 @@ class AdaptSettings:
     k: int = 3
     mix: float = 0.8
     n_half: float = 10.0
+    combine: str = "mean"  # "mean": (1-w) p_global + w p_local; "product": p_global^(1-w) p_local^w (p_local smoothed)
+
+
+def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(A, B) Euclidean distances between the rows of ``a`` and ``b`` (without an (A, B, F) temporary)."""
+    d2 = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(d2, 0.0))
 
 
 class PatientAdapter:
@@ -82,12 +89,12 @@ class PatientAdapter:
         if self.settings.method == "prototype":
             present = np.unique(ly)
             protos = np.stack([lx[ly == k].mean(axis=0) for k in present])
-            d = np.sqrt(((z[:, None, :] - protos[None]) ** 2).sum(axis=-1))  # (B, P)
+            d = _distances(z, protos)  # (B, P)
             s = np.exp(-(d - d.min(axis=1, keepdims=True)))
             out = np.zeros((z.shape[0], c))
             out[:, present] = s / s.sum(axis=1, keepdims=True)
             return out
-        d = np.sqrt(((z[:, None, :] - lx[None]) ** 2).sum(axis=-1))  # (B, n)
+        d = _distances(z, lx)  # (B, n)
         k = min(self.settings.k, ly.size)
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         w = 1.0 / (np.take_along_axis(d, near, axis=1) + 1e-3)
@@ -102,10 +109,19 @@ class PatientAdapter:
     def adapt(self, p_global: np.ndarray, features: np.ndarray) -> np.ndarray:
         """(B, C) adapted probabilities of beats with population probabilities ``p_global`` (B, C)."""
         p = np.atleast_2d(np.asarray(p_global, dtype=np.float64))
-        w = self.weight()
-        if w == 0.0:
+        if not len(self):
             return p
-        return (1.0 - w) * p + w * self.local(features)
+        return self.combine(p, self.local(features))
+
+    def combine(self, p_global: np.ndarray, p_local: np.ndarray) -> np.ndarray:
+        """The adapted probabilities from the population and the local ones (see :class:`AdaptSettings`)."""
+        w = self.weight()
+        if self.settings.combine == "product":
+            k = max(1, min(self.settings.k, len(self)))
+            local = (p_local * k + 0.5) / (k + 0.5 * p_local.shape[1])  # a vote of k, smoothed: never 0
+            q = np.exp((1.0 - w) * np.log(np.maximum(p_global, 1e-9)) + w * np.log(local))
+            return q / q.sum(axis=1, keepdims=True)
+        return (1.0 - w) * p_global + w * p_local
 
 
 class BeatMemory:
@@ -261,12 +277,13 @@ def default_labels_dir() -> Path:
 
 def beat_labels_for(session: object, *, folder: str | Path | None = None) -> BeatLabels | None:
     """The engine's :class:`BeatLabels` for a feature beat model (``None`` for other beat models): the
-    model's classes, feature columns and scale, and the adaptation settings its metadata carries."""
+    model's classes, every feature of the beat divided by the model's feature scale, and the adaptation
+    settings its metadata carries."""
     meta = dict(getattr(session, "metadata", {}) or {})
     seg = meta.get("segments") or {}
     if not seg.get("features") or not meta.get("feature_scale"):
         return None
-    cols = np.asarray(seg.get("model_columns") or range(len(meta["feature_scale"])), dtype=np.int64)
+    cols = np.arange(len(meta["feature_scale"]), dtype=np.int64)  # every feature of the beat (as bench/beat_adapt.py)
     settings = AdaptSettings(**{k: v for k, v in (meta.get("adapt_settings") or {}).items()
                                 if k in AdaptSettings.__dataclass_fields__})
     return BeatLabels(classes=tuple(meta["class_names"]), scale=np.asarray(meta["feature_scale"], dtype=np.float64)[cols],

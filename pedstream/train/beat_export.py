@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         p = Path(a.adapt_settings)
         if p.is_file():
             m, k, mix = json.loads(p.read_text())["results"]["5 min"]["chosen_most_often"]
-            adapt = {"method": m, "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0}
+            adapt = {"method": str(m).split("-")[0], "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0,
+                     "combine": "product" if str(m).endswith("product") else "mean"}
         cfg = beat_config()
         n = x.shape[1] if v.features.startswith("part2") else len(columns("part1"))
         meta = build_metadata(variant=v, cfg=cfg, feature_scale=x[:, :n].std(axis=0), records=list(DS1),
