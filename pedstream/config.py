@@ -606,7 +606,7 @@ _RC_CLASSES = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artef
 class RhythmContextSection(_Section):
     """The rhythm-context layer (pedstream.stream.rhythm_context; docs/rhythm.md)."""
 
-    enabled: bool = True  # engine: run the layer when a rhythm model is found
+    enabled: bool = False  # pedstream run/demo: run the layer (model below); Engine(rhythm_model=...) in code
     model: str = ""  # rhythm ONNX model; "" = the packaged pedstream/assets/rhythm_model.onnx
     context_s: float = Field(30.0, ge=5, le=300)  # RR context per stream, seconds
     signal_s: float = Field(8.0, ge=2, le=30)  # QRS-lead seconds for the signal features

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def load_rhythm_model(model: Any, cfg: Any) -> Any:
     """``model`` as a RhythmModel (None stays None; ``"default"``: ``[rhythm_context] model`` or the packaged one)."""
-    if model is None or not cfg.rhythm_context.enabled:
+    if model is None:
         return None
     if isinstance(model, (str, Path)):
         from pedstream.model.rhythm_runtime import RhythmModel

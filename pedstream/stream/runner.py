@@ -230,7 +230,7 @@ async def run_async(
     sinks = ([] if reference is None else [reference]) + [outputs]
     sources.append(outputs.status_source(queue))  # the active technical alarms on the dashboard
     engine = Engine(cfg=cfg, session=session, sources=sources, sinks=sinks, alarms_dir=alarms_dir,
-                    beat_session=beat_session)
+                    beat_session=beat_session, rhythm_model="default" if cfg.rhythm_context.enabled else None)
     outputs.watch(engine.strip_writer)  # strips not written: reported once, counted in the summary
     final: list[tuple[Any, float]] = []  # (snapshot, monotonic time) of the last dashboard frame
     feeder_tasks: list[asyncio.Task] = []
