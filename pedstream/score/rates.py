@@ -57,12 +57,25 @@ def rate_reference(beat_times_s: Sequence[float], *, low: float, high: float, on
     return sorted(spans, key=lambda s: (s.start, s.label))
 
 
+def _annotations(record: Any) -> Any:
+    """The record's beat annotations (a loader Record, or anything with ``path``), or None."""
+    from pathlib import Path
+
+    from pedstream.data.annotations import read_annotations
+
+    get = getattr(record, "annotations", None)
+    if callable(get):
+        return get()
+    path = Path(record.path)
+    return read_annotations(path) if path.with_name(path.name + ".atr").is_file() else None
+
+
 def score_rates(plan: Any, events: Sequence[Any], *, cfg: Any, window_s: float) -> RecordScore | None:
     """One replayed record's rate alarms against its rate reference (None: no beat annotations)."""
     from pedstream.data.annotations import BEAT_SYMBOLS
     from pedstream.stream.alarms import hr_limits_for_age
 
-    ann = plan.record.annotations()
+    ann = _annotations(plan.record)
     if ann is None:
         return None
     fs = float(ann.fs or plan.fs)

@@ -107,4 +107,4 @@ def test_window_longer_than_record_and_no_beats():
     cfg = SegmentConfig(window_s=30.0)
     assert make_segments(_ann(), g, cfg, fs=FS, n_samples=2000, record="r") == []
     empty = Annotations(sample=[5], symbol=["+"], aux=["(N"], fs=FS)
-    assert make_segments(empty, g, SegmentConfig(window_s=1.0), fs=FS, n_samples=2000, record="r") == []
+    assert make_segments(empty, g, SegmentConfig(window_s=1.0, hop_s=0.5), fs=FS, n_samples=2000, record="r") == []
