@@ -26,7 +26,7 @@ import numpy as np
 from pedstream.dsp.beat_features import FEATURE_VERSION, beat_feature_table, feature_names
 from pedstream.errors import RecordError
 
-__all__ = ["AAMI", "DS1", "BeatTable", "default_cache", "beat_config", "record_table", "build_tables"]
+__all__ = ["AAMI", "DS1", "BeatTable", "default_cache", "beat_config", "engine_beats", "record_table", "build_tables"]
 
 AAMI = ("N", "S", "V", "F", "Q")
 DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203", "205",
@@ -59,8 +59,11 @@ class BeatTable:
     t: np.ndarray
 
 
-def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True) -> BeatTable:
-    """Features of every reference beat of one WFDB record (see the module docstring)."""
+def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True,
+                 beats: np.ndarray | None = None) -> BeatTable:
+    """Features of every reference beat of one WFDB record (see the module docstring); with ``beats``
+    (sample indices, e.g. the engine's detections, :func:`engine_beats`) the features of those beats
+    instead, each labelled by the reference beat within 150 ms (``-1`` when there is none)."""
     from pedstream.data.channels import CANONICAL_CHANNELS
     from pedstream.data.labels import LabelGrouping
     from pedstream.data.loader import open_record
@@ -81,8 +84,43 @@ def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True) 
     y = grouping.labels(ann.symbol, ann.aux)
     keep = (y >= 0) & (ann.sample >= 0) & (ann.sample < rec.n_samples)
     sample = np.asarray(ann.sample)[keep].astype(np.int64)
+    y = y[keep]
+    if beats is not None:
+        det = np.unique(np.asarray(beats, dtype=np.int64))
+        det = det[(det >= 0) & (det < rec.n_samples)]
+        j = np.clip(np.searchsorted(sample, det), 1, max(sample.size - 1, 1))
+        near = np.where(np.abs(sample[j - 1] - det) <= np.abs(sample[j] - det), j - 1, j)
+        ok = np.abs(sample[near] - det) <= int(round(0.15 * rec.fs))
+        sample, y = det, np.where(ok, y[near], -1)
     feats = beat_feature_table(x, sample, fs=rec.fs, adapt=adapt)
-    return BeatTable(record=rec.name, x=feats, y=y[keep], sample=sample, t=sample / rec.fs)
+    return BeatTable(record=rec.name, x=feats, y=y, sample=sample, t=sample / rec.fs)
+
+
+def engine_beats(path: str | os.PathLike[str], model: str | os.PathLike[str]) -> np.ndarray:
+    """Sample indices (at the record's rate) of the beats the live engine classifies in a record: the
+    record fed through :class:`pedstream.Monitor` with the feature beat model ``model`` (its QRS
+    detector and beat clock; the positions do not depend on the model's weights)."""
+    import asyncio
+
+    from pedstream.api import Monitor, read_record
+
+    rd = read_record(path)
+    times: list[float] = []
+
+    async def run() -> float:
+        async with Monitor(beat_model=model, overrides=["alarms.strips=false", "stream.queue_windows=100000",
+                                                        "stream.beat_queue=100000"]) as mon:
+            mon.engine.add_listener(lambda e: times.append(e.extra["beat_t"]) if e.kind == "beat" else None)
+            ch = [c for c, p in zip(rd.channels, rd.present) if p]
+            await mon.feed("rec", rd.signal[:, rd.present], fs=rd.fs, channels=ch)
+            await mon.drain(timeout=600)
+            eng = mon.engine
+            while eng.beat_batcher.pending or eng.beat_batcher.busy:
+                await mon.wait_for(lambda e: e.kind == "beat", timeout=60)
+            return float(eng.pipelines["rec"].segment_t0)
+
+    t0 = asyncio.run(run())
+    return np.round((np.asarray(times) - t0) * rd.fs).astype(np.int64)
 
 
 def _key(cfg: Any, adapt: bool) -> str:
@@ -92,10 +130,15 @@ def _key(cfg: Any, adapt: bool) -> str:
 
 
 def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1, cache: Path | None = None,
-                 adapt: bool = True, progress: bool = False) -> list[BeatTable]:
-    """Feature tables of ``records`` in ``folder`` (cached per record)."""
+                 adapt: bool = True, progress: bool = False, positions: str = "reference",
+                 model: str | os.PathLike[str] | None = None) -> list[BeatTable]:
+    """Feature tables of ``records`` in ``folder`` (cached per record). ``positions="engine"``: at the
+    beats the live engine classifies (:func:`engine_beats` with the feature beat model ``model``,
+    cached too), labelled by the reference beat within 150 ms; ``"reference"``: the reference beats."""
     cfg = beat_config()
-    where = (cache or default_cache()) / "beat_features" / f"{FEATURE_VERSION}-{_key(cfg, adapt)}"
+    base = (cache or default_cache())
+    tag = "" if positions == "reference" else "-engine"
+    where = base / "beat_features" / f"{FEATURE_VERSION}-{_key(cfg, adapt)}{tag}"
     where.mkdir(parents=True, exist_ok=True)
     out = []
     for name in records:
@@ -104,7 +147,16 @@ def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1
             z = np.load(f)
             out.append(BeatTable(record=name, x=z["x"], y=z["y"], sample=z["sample"], t=z["t"]))
             continue
-        tab = record_table(Path(folder) / name, cfg, adapt=adapt)
+        beats = None
+        if positions == "engine":
+            pos = base / "beat_positions" / f"{name}.npy"
+            if not pos.is_file():
+                if model is None:
+                    raise RecordError(name, "engine beat positions are not cached: give a feature beat model")
+                pos.parent.mkdir(parents=True, exist_ok=True)
+                np.save(pos, engine_beats(Path(folder) / name, model))
+            beats = np.load(pos)
+        tab = record_table(Path(folder) / name, cfg, adapt=adapt, beats=beats)
         tmp = where / f"{name}.tmp.npz"
         np.savez(tmp, x=tab.x, y=tab.y, sample=tab.sample, t=tab.t)
         tmp.replace(f)

@@ -128,8 +128,9 @@ def make_model(v: Variant, *, seed: int = 0) -> Any:
 
 
 def fit(v: Variant, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Any:
-    """Fit ``v`` on the rows of ``y`` in N/S/V/F (``x`` has every :func:`feature_names` ``(adapt=True)`` column)."""
-    keep = y < len(CLASSES)
+    """Fit ``v`` on the rows of ``y`` in N/S/V/F (``x`` has every :func:`feature_names` ``(adapt=True)`` column;
+    rows labelled -1 or Q are left out)."""
+    keep = (y >= 0) & (y < len(CLASSES))  # -1: a detection with no reference beat
     m = make_model(v, seed=seed)
     xs, ys = x[keep][:, columns(v.features)], y[keep]
     w = _weights(ys, v.weights)
