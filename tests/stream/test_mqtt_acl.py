@@ -170,8 +170,8 @@ async def test_json_flood_within_the_sample_budget_is_throttled_by_cpu(tmp_path)
     got = [e for _, e in timed if isinstance(e, ChunkReceived) and e.stream_id == "x001"]
     # the genuine stream keeps its data (the broker itself may drop a few of the monitor's QoS 0 messages
     # while the flood fills the monitor's queue on the broker: see docs/security.md, broker limits)
-    assert len(got) >= 0.6 * n and arrival_gaps(timed, "x001") < 3.0
     tot = src.totals()
+    assert len(got) >= 0.6 * n and arrival_gaps(timed, "x001") < 3.0, (len(got), n, tot, src.connects, src.broker_state, [e for _, e in timed if not isinstance(e, ChunkReceived)][:5])
     assert tot["throttled"] > 0 and tot["rejected_messages"] >= tot["throttled"]
     named = [e for _, e in timed if isinstance(e, StreamError) and "CPU budget" in e.message]
     assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
