@@ -29,10 +29,14 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # ``PEDSTREAM_TEST_WITHOUT=name[,name]`` hides a service that is installed (to check the skips themselves).
 SERVICES: dict[str, tuple] = {
     "mosquitto": (lambda: Path(MOSQUITTO).exists(), "apt-get install mosquitto"),
+    "mosquitto_passwd": (lambda: bool(shutil.which("mosquitto_passwd") or Path("/usr/bin/mosquitto_passwd").exists()),
+                         "apt-get install mosquitto"),
+    "openssl": (lambda: bool(shutil.which("openssl")), "apt-get install openssl"),
+    "shellcheck": (lambda: bool(shutil.which("shellcheck")), "apt-get install shellcheck"),
     "chromium": (lambda: bool(shutil.which("chromium") and shutil.which("chromedriver")),
                  "apt-get install chromium chromium-driver"),
 }
-_SERVICE_FIXTURES = {"mosquitto": "mosquitto"}
+_SERVICE_FIXTURES = {"mosquitto": "mosquitto", "browsers": "chromium", "tls_files": "openssl"}
 
 
 def service_missing(name: str) -> str | None:
@@ -53,7 +57,8 @@ def _needed_services(item: pytest.Item) -> set[str]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "service(name): needs a system service (mosquitto, chromium); skips without")
+    config.addinivalue_line("markers", "service(name): needs a system package (mosquitto, chromium, openssl, "
+                                       "shellcheck); skips without it")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -101,7 +101,10 @@ def test_parity_checker_cpu_against_cpu() -> None:
 def test_gpu_check_script_is_valid() -> None:
     script = ROOT / "bench" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+
+
+@pytest.mark.service("shellcheck")
+def test_gpu_check_script_passes_shellcheck() -> None:
+    script = ROOT / "bench" / "gpu_check.sh"
     res = subprocess.run(["shellcheck", str(script)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout

@@ -23,10 +23,8 @@ from pedstream.stream.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
 from tests.conftest import MOSQUITTO, Broker, free_port
 from tests.stream import helpers
 
-pytestmark = [pytest.mark.timeout(60),
-              pytest.mark.skipif(not Path(MOSQUITTO).exists() or shutil.which("openssl") is None
-                                 or shutil.which("mosquitto_passwd") is None,
-                                 reason="needs mosquitto, mosquitto_passwd and openssl")]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.service("mosquitto"), pytest.mark.service("mosquitto_passwd"),
+              pytest.mark.service("openssl")]
 PREFIX = "pedstream/v1"
 wait_for = partial(helpers.wait_for, timeout=5.0)
 META = encode_meta(fs=250.0, channels=["II"], units="mV")

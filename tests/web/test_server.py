@@ -58,8 +58,10 @@ def test_adduser_writes_a_hash_from_stdin(tmp_path):
 
 @pytest.fixture
 def tls_files(tmp_path):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    from tests.conftest import service_missing
+
+    if service_missing("openssl"):
+        pytest.skip(service_missing("openssl"))
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True, timeout=60)
