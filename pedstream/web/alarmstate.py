@@ -121,7 +121,7 @@ class AlarmBoard:
         alarm.quiet_until_iso = None if quiet is None else (datetime.now(timezone.utc) + timedelta(seconds=quiet)).isoformat()
         if quiet is not None:
             extra.update(seconds=round(quiet, 1), until=alarm.quiet_until_iso)
-        return MonitorEvent(stream=stream, kind="alarm_ack" if action == "ack" else "alarm_silence",  # type: ignore[arg-type]
+        return MonitorEvent(stream=stream, kind="alarm_ack" if action == "ack" else "alarm_silence",
                             label=label, extra=extra)
 
     def expired(self) -> list[MonitorEvent]:
@@ -132,6 +132,6 @@ class AlarmBoard:
             if alarm.quiet_until is not None and alarm.state != "sounding" and alarm.quiet_until <= now:
                 by = alarm.silenced_by or alarm.acked_by
                 alarm.acked_by = alarm.silenced_by = alarm.quiet_until = alarm.quiet_until_iso = None
-                out.append(MonitorEvent(stream=alarm.stream, kind="alarm_resound", label=alarm.label,  # type: ignore[arg-type]
+                out.append(MonitorEvent(stream=alarm.stream, kind="alarm_resound", label=alarm.label,
                                         extra={"priority": alarm.priority, "alarm_t": alarm.t_on, "quieted_by": by}))
         return out
