@@ -229,6 +229,18 @@ class Central:
                 "alarms_active": sum(bool(r.alarms) for r in self.rows.values())}
 
 
+def central_sinks(events_path: Any, headless: bool) -> list[Any]:
+    """The central station's event sinks: ``--events FILE`` and, with ``--headless``, stdout."""
+    from pedstream.stream.sinks import JsonLinesSink
+
+    sinks: list[Any] = []
+    if events_path is not None:
+        sinks.append(JsonLinesSink(events_path))
+    if headless:
+        sinks.append(JsonLinesSink.stdout())
+    return sinks
+
+
 def require_broker(cfg: Any) -> None:
     """One clear line (exit 2) when nothing answers at the ``[mqtt]`` broker address."""
     from pedstream.stream.runner import broker_reachable

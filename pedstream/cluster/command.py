@@ -20,7 +20,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pedstream.cluster.central import Central, require_broker
+from pedstream.cluster.central import Central, central_sinks, require_broker
 from pedstream.cluster.topics import ClusterError
 from pedstream.stream.runner import stop_on_signals
 
@@ -201,14 +201,8 @@ def central_command(cfg: Any, *, duration: float | None, headless: bool, events_
     """``pedstream central --source mqtt``: the ward dashboard (or JSON lines with ``--headless``)."""
     from rich.live import Live
 
-    from pedstream.stream.sinks import JsonLinesSink
-
     require_broker(cfg)
-    sinks: list[Any] = []
-    if events_path is not None:
-        sinks.append(JsonLinesSink(events_path))
-    if headless:
-        sinks.append(JsonLinesSink.stdout())
+    sinks = central_sinks(events_path, headless)
     interrupted: list[bool] = []
     console = Console()
 

@@ -84,10 +84,9 @@ async def serve_central(cfg: Any, service: Any, *, sinks: list[Any], stop: async
 def central_web_command(cfg: Any, *, bind: str | None, duration: float | None, headless: bool,
                         events_path: Path | None) -> dict[str, Any]:
     """``pedstream central --web``: the web station of the ward (the URL and any one-time login on stderr)."""
-    from pedstream.cluster.central import require_broker
+    from pedstream.cluster.central import central_sinks, require_broker
     from pedstream.stream.runner import stop_on_signals
     from pedstream.errors import ConfigError
-    from pedstream.stream.sinks import JsonLinesSink
 
     try:
         from pedstream.web.server import WebService
@@ -99,11 +98,7 @@ def central_web_command(cfg: Any, *, bind: str | None, duration: float | None, h
     service = WebService(cfg, bind=bind)
     for line in service.intro():
         print(line, file=sys.stderr, flush=True)
-    sinks: list[Any] = []
-    if events_path is not None:
-        sinks.append(JsonLinesSink(events_path))
-    if headless:
-        sinks.append(JsonLinesSink.stdout())
+    sinks = central_sinks(events_path, headless)
     interrupted: list[bool] = []
 
     async def main() -> Any:
