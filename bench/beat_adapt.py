@@ -49,7 +49,7 @@ def pick(t: np.ndarray, y: np.ndarray, budget: str, seed: int) -> np.ndarray:
     if budget.endswith("random"):
         rng = np.random.default_rng(seed)
         return np.sort(rng.choice(first, min(n, first.size), replace=False))
-    ect = first[y[first] != 0][: n // 2]
+    ect = first[y[first] > 0][: n // 2]
     norm = first[y[first] == 0]
     take = norm[np.linspace(0, norm.size - 1, min(n - ect.size, norm.size)).astype(int)] if norm.size else norm
     return np.sort(np.concatenate([ect, take]))
@@ -77,19 +77,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mitdb"))
     ap.add_argument("--variant", default=None, help="population model (default: the CV's choice in cv.json)")
     ap.add_argument("--folds", type=int, default=11)
-    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--out", default=str(OUT), help="the folder of the CV (cv.json) to adapt; results written there")
     a = ap.parse_args(argv)
     shift = None
+    cvdoc = json.loads((Path(a.out) / "cv.json").read_text())
+    positions = cvdoc.get("positions", "reference")
     if a.variant is None:
-        chosen = json.loads((Path(a.out) / "cv.json").read_text())["chosen"]
+        chosen = cvdoc["chosen"]
         a.variant = chosen["variant"]
         shift = chosen["shift"] if "class-prior shift" in chosen["row"] else None
     if a.variant not in VARIANTS:
         print(f"error: unknown variant {a.variant!r}; known: {list(VARIANTS)}", file=sys.stderr)
         return 2
     t0 = time.time()
-    tables = build_tables(a.data)
-    cv = run_variant(VARIANTS[a.variant], tables, a.folds, default_cache() / "beat_cv")
+    tables = build_tables(a.data, positions=positions)
+    cv = run_variant(VARIANTS[a.variant], tables, a.folds, default_cache() / "beat_cv", positions)
     # the labelled beats are compared on every feature the engine computes for this model (raw morphology
     # included, whatever columns the population model uses)
     cols = np.asarray(columns("part2" if VARIANTS[a.variant].features.startswith("part2") else "part1"))
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             per = [np.zeros((5, 4), dtype=np.int64) for _ in GRID]
             for seed in seeds:
                 lab = pick(tab.t, tab.y, budget, seed)
-                lab = lab[tab.y[lab] < len(CLASSES)]
+                lab = lab[(tab.y[lab] >= 0) & (tab.y[lab] < len(CLASSES))]
                 n_labels[budget].append(int(lab.size))
                 local = {}
                 for s_i, (method, k, mix) in enumerate(GRID):
@@ -143,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                            "fixed_setting_scores": {f"{m} k={k} mix={x}": f1s(sum(conf[budget][i][s] for i in range(len(tables))))
                                                     for s, (m, k, x) in enumerate(GRID)}}
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py" + (
-        f" --variant '{a.variant}'" if argv and "--variant" in argv else "")
-    doc = {"command": cmd, "variant": a.variant, "class_prior_shift": shift, "grid": GRID, "results": results, "seconds": time.time() - t0,
+        f" --variant '{a.variant}'" if argv and "--variant" in argv else "") + (
+        f" --out {Path(a.out).relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "")
+    doc = {"command": cmd, "positions": positions, "variant": a.variant, "class_prior_shift": shift, "grid": GRID, "results": results, "seconds": time.time() - t0,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -154,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
           f"Population model: `{a.variant}`" + (f" with its class-prior shift S x{shift[0]}, V x{shift[1]}" if shift else "")
           + " (bench/results/beat_cv/cv.md), each record scored by the fold model "
           "that never saw it; labels from the record's first 5 minutes; scored: every beat after the first "
-          "5 minutes (gross statistics over the 22 records); adaptation settings chosen per record on the other 21.", "",
+          "5 minutes (gross statistics over the 22 records); adaptation settings chosen per record on the other 21. "
+          f"Beat positions: {positions}" + (" (detections with no reference beat are not scored here)" if positions != "reference" else "")
+          + ".", "",
           "| labels | labelled beats per record (mean) | SVEB Se | SVEB +P | SVEB F1 | VEB Se | VEB +P | VEB F1 | setting chosen most often |",
           "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():

@@ -71,12 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mitdb"))
     ap.add_argument("--folds", type=int, nargs="*", default=[8, 9])
+    ap.add_argument("--cv", default=str(OUT / "cv.json"), help="the CV whose choice and positions to check")
     a = ap.parse_args(argv)
-    cvdoc = json.loads((OUT / "cv.json").read_text())
+    cvdoc = json.loads(Path(a.cv).read_text())
     v = VARIANTS[cvdoc["chosen"]["variant"]]
-    tables = build_tables(a.data)
+    positions = cvdoc.get("positions", "reference")
+    tables = build_tables(a.data, positions=positions)
     names = [t.record for t in tables]
-    cv = run_variant(v, tables, int(cvdoc["folds"]), default_cache() / "beat_cv")
+    cv = run_variant(v, tables, int(cvdoc["folds"]), default_cache() / "beat_cv", positions)
     rows, t_start = {}, time.time()
     for k in a.folds:
         test = record_folds(names, int(cvdoc["folds"]))[k]
@@ -106,20 +108,22 @@ def main(argv: list[str] | None = None) -> int:
                               "support": {"S": int(np.sum(tab.y == 1)), "V": int(np.sum(tab.y == 2))}}
                 print(name, json.dumps(rows[name]), f"{time.time() - t_start:.0f} s", flush=True)
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_engine_check.py" + (
-        " --folds " + " ".join(map(str, a.folds)) if a.folds != [8, 9] else "")
-    doc = {"command": cmd, "variant": v.name, "records": rows, "seconds": time.time() - t_start,
+        " --folds " + " ".join(map(str, a.folds)) if a.folds != [8, 9] else "") + (
+        f" --cv {Path(a.cv).relative_to(ROOT)}" if Path(a.cv) != OUT / "cv.json" else "")
+    doc = {"command": cmd, "variant": v.name, "positions": positions, "records": rows, "seconds": time.time() - t_start,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (OUT / "engine_check.json").write_text(json.dumps(doc, indent=1) + "\n")
+    out = Path(a.cv).parent
+    (out / "engine_check.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = ["# The beat model through the engine vs offline (same fold model)", "", f"Made with `{cmd}` ({doc['written']}).", "",
           "Engine: the record fed through pedstream.Monitor (its QRS detector, filters and per-stream features); "
-          "offline: the CV prediction from the reference beat positions. Both from the CV fold model that never saw the record.", "",
+          f"offline: the CV prediction from the {positions} beat positions. Both from the CV fold model that never saw the record.", "",
           "| record | S / V beats | engine beats (ref) | missed / extra | SVEB F1 engine | SVEB F1 offline | VEB F1 engine | VEB F1 offline |",
           "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         md.append(f"| {name} | {r['support']['S']} / {r['support']['V']} | {r['engine_beats']} ({r['reference_beats']}) | "
                   f"{r['missed']} / {r['extra_calls']} | {r['engine']['SVEB']['F1']:.3f} | {r['offline_cv']['SVEB']['F1']:.3f} | "
                   f"{r['engine']['VEB']['F1']:.3f} | {r['offline_cv']['VEB']['F1']:.3f} |")
-    (OUT / "engine_check.md").write_text("\n".join(md) + "\n")
+    (out / "engine_check.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -12,6 +12,7 @@ DATA=${1:-../shared/data/mitdb}
 OUT=models/mitdb-beats
 rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} nice -n 10 "$PY" -m pedstream.train.beat_export --data "$DATA" \
-  --out "$OUT.tmp/model.onnx" --manifest "$OUT.tmp/manifest.json"
+  --out "$OUT.tmp/model.onnx" --manifest "$OUT.tmp/manifest.json" \
+  --cv bench/results/beat_cv/engine_positions/cv.json --adapt-settings bench/results/beat_cv/engine_positions/adapt.json
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 echo "wrote $OUT"

@@ -40,7 +40,7 @@ from pedstream.dsp.rr import RR_FEATURES, rr_features
 __all__ = ["BEAT_FEATURES", "ADAPT_FEATURES", "FEATURE_VERSION", "BeatFeatures", "DominantModel",
            "beat_feature_table", "beat_windows", "feature_names"]
 
-FEATURE_VERSION = "beat-features-3"
+FEATURE_VERSION = "beat-features-4"
 _FULL, _QRS, _P, _T = (-0.25, 0.45), (-0.10, 0.10), (-0.25, -0.08), (0.15, 0.45)
 _N_COARSE, _N_FINE, _LAG = 21, 12, 4
 
@@ -120,10 +120,13 @@ class _Shape:
 class DominantModel:
     """The stream's dominant beat and RR, learnt from its first ``learn_beats`` beats, then adapted slowly.
 
-    Learning: the beats of the first minutes whose QRS matches the running template (correlation >
-    0.9) and that are not premature are the dominant candidates; after ``learn_beats`` beats the
-    dominant template is their median window, the dominant RR their median RR, and the baseline of
-    six shape features their median and MAD (before that: the candidates so far).
+    Learning: the beats of the first minutes that are not premature are the candidates; the dominant
+    cluster is the candidate whose QRS correlates > 0.9 with the most other candidates (ties: the
+    narrower QRS) together with those others, so the most frequent morphology wins even when ectopic
+    beats are a third of the beats (the running template, seeded by the first beats, could be an ectopic
+    beat); after ``learn_beats`` beats the dominant template is the cluster's median window, the
+    dominant RR its median RR, and the baseline of six shape features its median and MAD (before that:
+    the candidates so far).
 
     Guard (a sustained ectopic rhythm never becomes "normal"): after learning, only a beat whose QRS
     matches the *dominant* template itself (correlation > ``guard_corr``) **and** whose RR is not
@@ -150,11 +153,19 @@ class DominantModel:
     def learnt(self) -> bool:
         return self.seen >= self.learn_beats and self.tpl is not None
 
-    def _fit(self) -> None:
+    def _fit(self, qrs: slice) -> None:
+        """The densest cluster of the candidates: the beat whose QRS correlates > 0.9 with the most
+        others (ties: the narrower QRS), and those others. The median of that cluster is the dominant beat."""
         ws = np.stack([c[0] for c in self._cand])
-        self.tpl = np.median(ws, axis=0)
-        self.rr = float(np.median([c[1] for c in self._cand]))
-        z = np.asarray([c[2] for c in self._cand])
+        q = ws[:, qrs] - ws[:, qrs].mean(axis=1, keepdims=True)
+        q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        near = (q @ q.T) > 0.9
+        width = np.asarray([c[2][3] for c in self._cand])
+        best = int(np.lexsort((width, -near.sum(axis=1)))[0])
+        members = np.flatnonzero(near[best])
+        self.tpl = np.median(ws[members], axis=0)
+        self.rr = float(np.median([self._cand[i][1] for i in members]))
+        z = np.asarray([self._cand[i][2] for i in members])
         self.med = np.median(z, axis=0)
         self.mad = np.maximum(1.4826 * np.median(np.abs(z - self.med), axis=0), 1e-3 + 0.05 * np.abs(self.med))
 
@@ -175,10 +186,10 @@ class DominantModel:
     def update(self, s: _Shape, zvals: list[float], pre: float, matches_running: bool, premature: bool) -> None:
         self.seen += 1
         if self.tpl is None or self.seen <= self.learn_beats:
-            if matches_running and not premature:
+            if not premature:
                 self._cand.append((s.m.copy(), pre, zvals))
             if len(self._cand) >= 5 and (self.seen >= self.learn_beats or len(self._cand) % 10 == 5):
-                self._fit()
+                self._fit(s.qrs)
             if self.seen >= self.learn_beats and self.tpl is not None:
                 self._cand = []  # learning over: frees the windows
             return

@@ -136,10 +136,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adapt-settings", default="bench/results/beat_cv/adapt.json")
     ap.add_argument("--cv", default="bench/results/beat_cv/cv.json", help="the CV's choice (variant, class-prior shift)")
     ap.add_argument("--manifest", default=None, help="also write the metadata as this JSON file")
+    ap.add_argument("--positions", choices=("reference", "engine"), default=None,
+                    help="train at the reference beats or at the beats the live engine classifies "
+                         "(default: the positions of the CV in --cv)")
+    ap.add_argument("--engine-model", default="models/mitdb-beats/model.onnx",
+                    help="a feature beat model to find the engine's beats with (when not cached)")
     a = ap.parse_args(argv)
     try:
         shift = None
         cv = Path(a.cv)
+        if a.positions is None:
+            a.positions = json.loads(cv.read_text()).get("positions", "reference") if cv.is_file() else "reference"
         if a.variant == DEFAULT_VARIANT and cv.is_file() and json.loads(cv.read_text()).get("chosen"):
             ch = json.loads(cv.read_text())["chosen"]
             a.variant = ch["variant"]
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.variant not in VARIANTS:
             raise ModelError(a.variant, f"unknown variant; known: {list(VARIANTS)}")
         v = VARIANTS[a.variant]
-        tables = build_tables(a.data)
+        tables = build_tables(a.data, positions=a.positions, model=a.engine_model)
         x = np.concatenate([t.x for t in tables])
         y = np.concatenate([t.y for t in tables])
         t0 = time.time()
@@ -163,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = build_metadata(variant=v, cfg=cfg, feature_scale=x[:, :n].std(axis=0), records=list(DS1),
                               beats={c: int(np.sum(y == i)) for i, c in enumerate("NSVFQ")}, adapt_settings=adapt)
         meta["fit_seconds"] = round(time.time() - t0, 1)
+        meta["beat_positions"] = a.positions
+        meta["training_data"]["beats"] = {c: int(np.sum(y == i)) for i, c in enumerate("NSVFQ")}
         meta["class_prior_shift"] = {"S": shift[0], "V": shift[1]} if shift else None
         export_onnx(clf, Path(a.out), meta)
         if a.manifest:

@@ -8,7 +8,7 @@ test folds (gross statistics, one-vs-rest over every beat: an F or Q beat called
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -165,13 +165,15 @@ def record_folds(records: Sequence[str], k: int) -> list[list[str]]:
 
 
 def cross_validate(v: Variant, tables: Sequence[Any], *, folds: int, seed: int = 0,
-                   transform: Callable[[Any, np.ndarray], np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Record-wise CV: every record's beats scored by a model that never saw its record.
-    Returns per beat ``proba`` (n, 4), ``y``, ``record`` (index into ``tables``), ``t`` (seconds)."""
+                   train_tables: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+    """Record-wise CV: every record's beats scored by a model that never saw its record (trained on the
+    other records of ``train_tables``, default ``tables``: e.g. reference positions to train, the
+    engine's beats to score). Returns per beat ``proba`` (n, 4), ``y``, ``record`` (index into
+    ``tables``), ``t`` (seconds)."""
     names = [t.record for t in tables]
     proba = [np.zeros((t.y.size, len(CLASSES))) for t in tables]
     for test in record_folds(names, folds):
-        train = [t for t in tables if t.record not in test]
+        train = [t for t in (train_tables or tables) if t.record not in test]
         model = fit(v, np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train]), seed=seed)
         for i, t in enumerate(tables):
             if t.record in test:

@@ -89,3 +89,19 @@ def test_windows_and_bad_rate():
     assert w.shape == (3, 360) and w[1, 180] == 500 and w[0, 0] == 0
     with pytest.raises(ValueError):
         BeatFeatures(fs=0.0)
+
+
+def test_the_dominant_beat_is_the_most_frequent_one_even_when_the_stream_starts_with_ectopy():
+    narrow, wide = _gauss(0.012, 1.0), -_gauss(0.05, 1.5)
+    f = BeatFeatures(fs=360.0, adapt=True, learn_beats=60)
+    r, t, shapes = [], 0, []
+    for k in range(90):  # trigeminy from the first beat: V, N, N (a third of the beats ectopic)
+        t += 250 if k % 3 == 0 else 360
+        r.append(t)
+        shapes.append(wide if k % 3 == 0 else narrow)
+    rr = rr_features(np.asarray(r), fs=360.0)
+    out = [f.push(w, rr[i]) for i, w in enumerate(shapes)]
+    assert f.dominant.learnt
+    assert np.corrcoef(f.dominant.tpl, narrow - np.median(narrow))[0, 1] > 0.99
+    c = col("dom_corr_qrs", True)
+    assert out[-3][c] < 0.5 < out[-1][c]  # the last V beat far from the dominant beat, the last N beat on it
