@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     for s, (m, k, x) in enumerate(GRID)}}
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py" + (
         f" --variant '{a.variant}'" if argv and "--variant" in argv else "") + (
-        f" --out {Path(a.out).relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "")
+        f" --out {Path(a.out).resolve().relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "")
     doc = {"command": cmd, "positions": positions, "variant": a.variant, "class_prior_shift": shift, "grid": GRID, "results": results, "seconds": time.time() - t0,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(name, json.dumps(rows[name]), f"{time.time() - t_start:.0f} s", flush=True)
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_engine_check.py" + (
         " --folds " + " ".join(map(str, a.folds)) if a.folds != [8, 9] else "") + (
-        f" --cv {Path(a.cv).relative_to(ROOT)}" if Path(a.cv) != OUT / "cv.json" else "")
+        f" --cv {Path(a.cv).resolve().relative_to(ROOT)}" if Path(a.cv).resolve() != OUT / "cv.json" else "")
     doc = {"command": cmd, "variant": v.name, "positions": positions, "records": rows, "seconds": time.time() - t_start,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.cv).parent

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Rebuild the gradient-boosting beat model models/mitdb-beats/ (model.onnx + manifest.json) from the 22
-# MIT-BIH DS1 records (real ECG; reference beat positions; features of pedstream.dsp.beat_features).
-# The variant (features, class weights, class-prior shift) is the one chosen by the record-wise CV of
-# bench/beat_cv.py (bench/results/beat_cv/cv.md); the few-shot settings come from bench/beat_adapt.py.
+# MIT-BIH DS1 records (real ECG; features of pedstream.dsp.beat_features at the beats the live engine
+# classifies, found by feeding each record through pedstream.Monitor with the current model once and
+# cached under ~/.cache/pedstream: the positions do not depend on the model's weights).
+# The variant (features, class weights, class-prior shift) is the one chosen by the record-wise CV at the
+# engine's beats (bench/results/beat_cv/engine_positions/cv.md); the few-shot settings come from
+# bench/beat_adapt.py --out bench/results/beat_cv/engine_positions.
 # About 2 minutes on one core (the feature tables are cached under ~/.cache/pedstream).  NOT FOR CLINICAL USE.
 #   bash bench/make_beat_model.sh [DATA]     (DATA default: ../shared/data/mitdb)
 set -euo pipefail
