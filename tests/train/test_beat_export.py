@@ -144,3 +144,18 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
     assert all("labels" not in e.extra for e in later if e.stream == "bed2")
     doc = (tmp_path / "labels" / "bed1.json").read_text()
     assert "dr.test" in doc and not (tmp_path / "labels" / "bed2.json").exists()
+
+
+def test_engine_beat_positions_label_the_reference_beats(small_model):
+    """The beats the live engine classifies in the real 208 excerpt, used as training positions: each
+    within 150 ms of a reference beat takes its class, and the classes are those of the reference."""
+    from pedstream.train.beat_data import beat_config, engine_beats, record_table
+
+    pos = engine_beats(AAMI_FIX / "208", small_model[0])
+    ref = record_table(AAMI_FIX / "208", beat_config())
+    tab = record_table(AAMI_FIX / "208", beat_config(), beats=pos)
+    assert 90 <= pos.size <= ref.y.size and np.all(np.diff(pos) > 0)
+    assert np.mean(tab.y >= 0) > 0.97
+    d = np.abs(pos[:, None] - ref.sample[None, :]).min(axis=1)
+    assert np.median(d) <= 10  # samples at 360 Hz
+    assert np.bincount(tab.y[tab.y >= 0], minlength=5)[2] >= 25  # the excerpt's 30 V beats, nearly all
