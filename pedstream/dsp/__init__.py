@@ -3,6 +3,7 @@
 Imports numpy and scipy only: never torch, never ``pedstream.train`` or ``pedstream.stream``.
 """
 
+from pedstream.dsp.beat_features import BEAT_FEATURES, BeatFeatures, DominantModel
 from pedstream.dsp.filters import FilterBank, design_band, filter_signal
 from pedstream.dsp.qrs import OnlineQRSDetector
 from pedstream.dsp.resample import StreamResampler
@@ -37,4 +38,7 @@ __all__ = [
     "CONTEXT_FEATURES",
     "context_features",
     "RRIrregularityRule",
+    "BEAT_FEATURES",
+    "BeatFeatures",
+    "DominantModel",
 ]

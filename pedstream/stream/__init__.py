@@ -8,6 +8,7 @@ lazily), the replay source in :mod:`pedstream.stream.replay`, the source event t
 
 from pedstream._lazy import lazy_exports
 
+from pedstream.stream.adapt import BeatLabels, LabelError, PatientAdapter
 from pedstream.stream.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age, save_strip
 from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
 from pedstream.stream.ectopy import BeatModelSpec, BeatStream, EctopyCounter, open_beat_model
@@ -29,6 +30,7 @@ __all__ = [
     "AlarmTracker",
     "AlarmTransition",
     "BatchResult",
+    "BeatLabels",
     "BeatModelSpec",
     "BeatStream",
     "EctopyCounter",
@@ -41,9 +43,11 @@ __all__ = [
     "InferenceBatcher",
     "JsonLinesSink",
     "LSLMarkerSink",
+    "LabelError",
     "MQTTSink",
     "MonitorEvent",
     "Outputs",
+    "PatientAdapter",
     "Recorder",
     "RhythmCall",
     "StreamPipeline",
