@@ -46,9 +46,8 @@ def _read_lines(stream, out: queue.Queue) -> None:
 @pytest.fixture(scope="module")
 def station(tmp_path_factory) -> Station:
     """``pedstream run --web`` replaying three records (looping, in real time) with a users file
-    (ana: clinician, vic: viewer). The packaged model does not call VT on vfdb (it was not trained
-    on it): the VT shows as its rate alarm (hr_high), made high priority here, so its tile turns red.
-    vfdb's lead is named ``ECG``: an alias makes it lead II."""
+    (ana: clinician, vic: viewer), the rhythm-context layer on: it raises vfdb 421's VT as a high
+    priority ``vt`` alarm, so its tile turns red. vfdb's lead is named ``ECG``: an alias makes it lead II."""
     from pedstream.web.auth import add_user
 
     tmp = tmp_path_factory.mktemp("web")
@@ -59,7 +58,7 @@ def station(tmp_path_factory) -> Station:
     cmd = [sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--headless", "--web",
            "--bind", "127.0.0.1:0", "--events", str(events), "--duration", "120",
            "--set", f"web.users_file={users}", "--set", "replay.loop=true", "--set", "replay.speed=1",
-           "--set", "alarms.hr_priority=high", "--set", "signal.aliases.ECG=II", "--alarms-dir", str(tmp / "alarms")]
+           "--set", "rhythm_context.enabled=true", "--set", "signal.aliases.ECG=II", "--alarms-dir", str(tmp / "alarms")]
     for r in RECORDS:
         cmd += ["--records", str(r)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,

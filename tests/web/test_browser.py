@@ -1,6 +1,6 @@
 """The web station in a real headless Chromium, over a real ``pedstream run --web`` replaying a
-simulated AVRT record (x003), a real VT excerpt (vfdb 421: its rate alarm, high priority here,
-turns the tile red) and a real MIT-BIH excerpt (208: PVCs). Also: no login, no data (HTTP and the
+simulated AVRT record (x003), a real VT excerpt (vfdb 421: the rhythm-context layer's high
+priority vt alarm turns the tile red) and a real MIT-BIH excerpt (208: PVCs). Also: no login, no data (HTTP and the
 WebSocket, with a plain client)."""
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def test_ward_waveforms_red_alarm_acknowledged_on_every_screen(station, browsers
     vt = "vfdb421_vt"
     _wait(a, lambda d: "prio-high" in (_tile(d, vt).get_attribute("class") or ""), 45, "the VT tile turns red")
     assert _tile(a, vt).value_of_css_property("border-top-color") == RED
-    assert "HIGH hr_high" in _tile(a, vt).text
+    assert "HIGH vt" in _tile(a, vt).text
     first = a.find_elements(By.CSS_SELECTOR, ".tile")[0]
     assert "prio-high" in first.get_attribute("class")  # alarms first
     assert b.find_elements(By.CSS_SELECTOR, ".tile .ack") == []  # a viewer has no acknowledge button
@@ -159,18 +159,18 @@ def test_ward_waveforms_red_alarm_acknowledged_on_every_screen(station, browsers
 
     _wait(a, acknowledged, 45, "acknowledged on the clinician's screen")
     acks = [json.loads(ln) for ln in station.events.read_text().splitlines() if '"alarm_ack"' in ln]
-    assert acks and acks[0]["user"] == "ana" and acks[0]["stream"] == vt and acks[0]["label"] == "hr_high"
+    assert acks and acks[0]["user"] == "ana" and acks[0]["stream"] == vt and acks[0]["label"] == "vt"
     assert acks[0]["priority"] == "high" and acks[0]["alarm_t"] and acks[0]["t"]
     _wait(b, lambda d: "acknowledged by ana" in _tile(d, vt).text, 10, "seen on the second screen")
     refused = b.execute_async_script("""
         const done = arguments[arguments.length - 1];
         fetch('/api/session').then(r => r.json()).then(me => fetch('/api/alarm', {method: 'POST',
             headers: {'Content-Type': 'application/json', 'X-CSRF-Token': me.csrf},
-            body: JSON.stringify({stream: 'vfdb421_vt', label: 'hr_high', action: 'silence', seconds: 60})}))
+            body: JSON.stringify({stream: 'vfdb421_vt', label: 'vt', action: 'silence', seconds: 60})}))
           .then(r => done(r.status));""")
     assert refused == 403
     b.get(station.url + "bed/" + vt)
     _wait(b, lambda d: d.execute_script("return window.__pedstream.frames") > 10, 15, "bed view frames")
-    _wait(b, lambda d: "alarm_ack hr_high high by ana" in d.find_element(By.ID, "events").text, 10, "bed events")
+    _wait(b, lambda d: "alarm_ack vt high by ana" in d.find_element(By.ID, "events").text, 10, "bed events")
     strip = "const i = document.querySelector('#strips img'); return !!i && i.complete && i.naturalWidth > 0"
     _wait(b, lambda d: d.execute_script(strip), 20, "the alarm strip PNG in the bed view")
