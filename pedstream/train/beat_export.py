@@ -77,16 +77,13 @@ def export_onnx(clf: Any, path: Path, meta: dict[str, Any]) -> Path:
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    from skl2onnx import to_onnx
 
     from pedstream.model.metadata import encode_metadata
-    from pedstream.train.rhythm_export import _patch_skl2onnx
+    from pedstream.train.rhythm_export import sklearn_to_onnx
 
     cols = np.asarray(meta["segments"]["model_columns"], dtype=np.int64)
     n_feat, t = int(meta["model_config"]["n_rr"]), int(meta["window_samples"])
-    _patch_skl2onnx()
-    onx = to_onnx(clf, np.zeros((1, cols.size), np.float32), options={id(clf): {"zipmap": False}},
-                  target_opset={"": 17, "ai.onnx.ml": 3})
+    onx = sklearn_to_onnx(clf, cols.size)
     g = onx.graph
     x_name = g.input[0].name
     prob = next(o.name for o in g.output if o.name == "probabilities")

@@ -49,17 +49,24 @@ def _patch_skl2onnx() -> None:
     te.add_node = add_node
 
 
+def sklearn_to_onnx(clf: Any, n_features: int) -> Any:
+    """``clf`` (a fitted scikit-learn classifier on ``n_features`` float32 inputs) as an ONNX model whose
+    ``probabilities`` output is a plain ``(B, C)`` tensor (no zipmap); opset 17, ai.onnx.ml 3."""
+    from skl2onnx import to_onnx
+
+    _patch_skl2onnx()
+    return to_onnx(clf, np.zeros((1, n_features), np.float32), options={id(clf): {"zipmap": False}},
+                   target_opset={"": 17, "ai.onnx.ml": 3})
+
+
 def export_onnx(clf: Any, path: Path, meta: dict[str, Any]) -> Path:
     """Write ``clf`` (8 classes, :data:`CONTEXT_FEATURES` inputs) as ONNX with ``meta``; checked with onnxruntime."""
     import onnx
     import onnxruntime as ort
-    from skl2onnx import to_onnx
 
     if list(clf.classes_) != list(range(len(CLASSES))):
         raise ModelError(str(path), f"the model saw classes {list(clf.classes_)}, not all of {list(CLASSES)}")
-    _patch_skl2onnx()
-    x0 = np.zeros((1, len(CONTEXT_FEATURES)), np.float32)
-    onx = to_onnx(clf, x0, options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx = sklearn_to_onnx(clf, len(CONTEXT_FEATURES))
     onnx.helper.set_model_props(onx, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onx, str(path))
