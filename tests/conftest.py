@@ -29,7 +29,8 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 # ``PEDSTREAM_TEST_WITHOUT=name[,name]`` hides a service that is installed (to check the skips themselves).
 SERVICES: dict[str, tuple] = {
     "mosquitto": (lambda: Path(MOSQUITTO).exists(), "apt-get install mosquitto"),
-    "mosquitto_passwd": (lambda: bool(shutil.which("mosquitto_passwd") or Path("/usr/bin/mosquitto_passwd").exists()),
+    "mosquitto_passwd": (lambda: Path(MOSQUITTO).exists() and bool(shutil.which("mosquitto_passwd")
+                                                                 or Path("/usr/bin/mosquitto_passwd").exists()),
                          "apt-get install mosquitto"),
     "openssl": (lambda: bool(shutil.which("openssl")), "apt-get install openssl"),
     "shellcheck": (lambda: bool(shutil.which("shellcheck")), "apt-get install shellcheck"),

@@ -13,14 +13,17 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import numpy as np
 import pytest
 
-from pedstream.stream.mqtt import MQTTAuth
-from tests.conftest import MOSQUITTO, Broker, free_port
+from pedstream.stream.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
+from pedstream.stream.mqtt.wire import encode_binary
+from tests.conftest import Broker, free_port
 
-__all__ = ["PREFIX", "USERS", "GATEWAY_STREAMS", "acl_broker", "needs_mosquitto", "ACL"]
+__all__ = ["PREFIX", "USERS", "GATEWAY_STREAMS", "acl_broker", "needs_mosquitto", "ACL", "chunk", "monitor",
+           "publisher"]
 
 PREFIX = "pedstream/v1"
 USERS = {"monitor": "mon-pw-1", "x001": "x001-pw-2", "x002": "x002-pw-3", "evil": "evil-pw-4", "gw": "gw-pw-5",
@@ -40,8 +43,23 @@ ACL = (f"pattern readwrite {PREFIX}/%u/#\n"
        "user gw\n"
        + "".join(f"topic readwrite {PREFIX}/{s}/#\n" for s in GATEWAY_STREAMS))
 
-needs_mosquitto = pytest.mark.skipif(not Path(MOSQUITTO).exists() or shutil.which("mosquitto_passwd") is None,
-                                     reason="needs mosquitto and mosquitto_passwd (apt-get install mosquitto)")
+needs_mosquitto = pytest.mark.service("mosquitto_passwd")  # tests/conftest.py: mosquitto and its password tool
+
+
+def chunk(seq: int, value: float, n: int = 25) -> bytes:
+    """A binary data message of a 2-channel 250 Hz stream: ``n`` samples of ``value``, sequence ``seq``."""
+    return encode_binary(np.full((n, 2), value, np.float32), seq=seq, first_sample=seq * n, t=seq * n / 250.0)
+
+
+def monitor(broker: Broker, events: Any, **kw: Any) -> MQTTSource:
+    """The monitor's source on ``broker`` as user ``monitor``, with quick reconnects."""
+    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0,
+                      auth=broker.auth("monitor"), reconnect_min_s=0.05, reconnect_max_s=0.3, **kw)
+
+
+def publisher(broker: Broker, user: str, **kw: Any) -> MQTTPublisher:
+    """A publisher on ``broker`` as ``user``."""
+    return MQTTPublisher(host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0, auth=broker.auth(user), **kw)
 
 
 @contextlib.contextmanager

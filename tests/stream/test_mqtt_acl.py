@@ -23,28 +23,16 @@ import pytest
 from pedstream.config import SignalConfig
 from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, encode_bundle, topic_for
 from pedstream.stream.mqtt.publisher import replay_to_mqtt
-from pedstream.stream.mqtt.wire import HEADER, MAGIC, encode_binary, encode_meta
+from pedstream.stream.mqtt.wire import HEADER, MAGIC, encode_meta
 from pedstream.stream.replay import plan_replay
 from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from tests.stream.acl_broker import GATEWAY_STREAMS, PREFIX, USERS, acl_broker, needs_mosquitto
+from tests.stream.acl_broker import (GATEWAY_STREAMS, PREFIX, USERS, acl_broker, chunk, monitor, needs_mosquitto,
+                                     publisher)
 from tests.stream.test_sources_replay import write_record
 
 pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
 META = encode_meta(fs=250.0, channels=["II", "V1"], units="mV")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def chunk(seq: int, value: float, n: int = 25) -> bytes:
-    return encode_binary(np.full((n, 2), value, np.float32), seq=seq, first_sample=seq * n, t=seq * n / 250.0)
-
-
-def monitor(broker, events, **kw) -> MQTTSource:
-    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0,
-                      auth=broker.auth("monitor"), reconnect_min_s=0.05, reconnect_max_s=0.3, **kw)
-
-
-def publisher(broker, user: str, **kw) -> MQTTPublisher:
-    return MQTTPublisher(host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0, auth=broker.auth(user), **kw)
 
 
 async def collect(events: asyncio.Queue, log: list, pred, timeout: float = 10.0) -> None:

@@ -14,32 +14,18 @@ import asyncio
 import contextlib
 import time
 
-import numpy as np
 import pytest
 
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, topic_for
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
+from pedstream.stream.mqtt import MQTTPublisher, topic_for
+from pedstream.stream.mqtt.wire import encode_meta
 from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from tests.stream.acl_broker import PREFIX, acl_broker, needs_mosquitto
+from tests.stream.acl_broker import PREFIX, acl_broker, chunk, monitor, needs_mosquitto, publisher
 
 pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
 
 
 def meta(session: str = "a") -> bytes:
     return encode_meta(fs=250.0, channels=["II", "V1"], units="mV", session=session)
-
-
-def chunk(seq: int, value: float, n: int = 25) -> bytes:
-    return encode_binary(np.full((n, 2), value, np.float32), seq=seq, first_sample=seq * n, t=seq * n / 250.0)
-
-
-def monitor(broker, events, **kw) -> MQTTSource:
-    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0,
-                      auth=broker.auth("monitor"), reconnect_min_s=0.05, reconnect_max_s=0.3, **kw)
-
-
-def publisher(broker, user: str, **kw) -> MQTTPublisher:
-    return MQTTPublisher(host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0, auth=broker.auth(user), **kw)
 
 
 async def keep_sending(pub: MQTTPublisher, sid: str, value: float, *, start: int = 0, period: float = 0.1,
