@@ -112,9 +112,9 @@ def _truth_cell(st: StreamStatus, reference: Any) -> Text:
 PLAIN_WIDTH = 100  # columns of the dashboard when stdout is not a terminal (a log, a pipe)
 
 # the fixed layout (a log, a pipe): column widths at PLAIN_WIDTH; the first of FLEX absorbs more or less room
-_FIXED = {"stream": 8, "src": 6, "truth": 10, "rhythm (p)": 18, "HR": 3, "PVC/PAC min": 7, "for": 5, "alarm": 20,
-          "channels": 11, "signal": 7, "drops": 5}
-_SHRINK = (("channels", 5), ("alarm", 12), ("rhythm (p)", 14), ("src", 4))
+_FIXED = {"stream": 8, "src": 6, "truth": 10, "rhythm (p)": 18, "HR": 3, "PVC/PAC min": 7, "for": 5, "alarm": 22,
+          "channels": 8, "signal": 7, "drops": 5}
+_SHRINK = (("truth", 8), ("channels", 5), ("alarm", 12), ("rhythm (p)", 14), ("src", 4))
 
 
 def dashboard_console(width: int = 0) -> Console:
