@@ -15,7 +15,6 @@ Writes bench/results/beat_cv/engine_check.json and engine_check.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
@@ -42,22 +41,11 @@ def stats(ref_y: np.ndarray, called: np.ndarray, extra_calls: list[int]) -> dict
     return out
 
 
-async def engine_calls(model: Path, rec_path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def engine_calls(model: Path, rec_path: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(times s, class index) of every beat event of the record fed through the monitor."""
-    from pedstream.api import Monitor, read_record
+    from pedstream.train.beat_data import engine_beat_events
 
-    rd = read_record(rec_path)
-    events: list = []
-    async with Monitor(beat_model=model, overrides=["alarms.strips=false", "stream.queue_windows=100000",
-                                                    "stream.beat_queue=100000"]) as mon:
-        mon.engine.add_listener(lambda e: events.append(e) if e.kind == "beat" else None)
-        ch = [c for c, p in zip(rd.channels, rd.present) if p]
-        await mon.feed("rec", rd.signal[:, rd.present], fs=rd.fs, channels=ch)
-        await mon.drain(timeout=600)
-        eng = mon.engine
-        while eng.beat_batcher.pending or eng.beat_batcher.busy:
-            await mon.wait_for(lambda e: e.kind == "beat", timeout=60)
-        t0 = eng.pipelines["rec"].segment_t0
+    events, t0, _ = engine_beat_events(rec_path, model)
     t = np.asarray([e.extra["beat_t"] - t0 for e in events])
     return t, np.asarray([classes.index(e.label) for e in events])
 
@@ -93,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in test:
                 i = names.index(name)
                 tab = tables[i]
-                t_call, c_call = asyncio.run(engine_calls(path, Path(a.data) / name, list(CLASSES)))
+                t_call, c_call = engine_calls(path, Path(a.data) / name, list(CLASSES))
                 called = np.full(tab.y.size, -1)
                 used = np.zeros(t_call.size, dtype=bool)
                 for j, t in enumerate(tab.t):

@@ -96,21 +96,22 @@ def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True,
     return BeatTable(record=rec.name, x=feats, y=y, sample=sample, t=sample / rec.fs)
 
 
-def engine_beats(path: str | os.PathLike[str], model: str | os.PathLike[str]) -> np.ndarray:
-    """Sample indices (at the record's rate) of the beats the live engine classifies in a record: the
-    record fed through :class:`pedstream.Monitor` with the feature beat model ``model`` (its QRS
-    detector and beat clock; the positions do not depend on the model's weights)."""
+def engine_beat_events(path: str | os.PathLike[str],
+                       model: str | os.PathLike[str]) -> tuple[list[Any], float, float]:
+    """Every ``beat`` event of a record fed through :class:`pedstream.Monitor` with the feature beat model
+    ``model``, nothing dropped: ``(events, t0, fs)``, ``t0`` the stream time of the record's first
+    sample, ``fs`` the record's rate."""
     import asyncio
 
     from pedstream.api import Monitor, read_record
 
     rd = read_record(path)
-    times: list[float] = []
+    events: list[Any] = []
 
     async def run() -> float:
         async with Monitor(beat_model=model, overrides=["alarms.strips=false", "stream.queue_windows=100000",
                                                         "stream.beat_queue=100000"]) as mon:
-            mon.engine.add_listener(lambda e: times.append(e.extra["beat_t"]) if e.kind == "beat" else None)
+            mon.engine.add_listener(lambda e: events.append(e) if e.kind == "beat" else None)
             ch = [c for c, p in zip(rd.channels, rd.present) if p]
             await mon.feed("rec", rd.signal[:, rd.present], fs=rd.fs, channels=ch)
             await mon.drain(timeout=600)
@@ -120,7 +121,15 @@ def engine_beats(path: str | os.PathLike[str], model: str | os.PathLike[str]) ->
             return float(eng.pipelines["rec"].segment_t0)
 
     t0 = asyncio.run(run())
-    return np.round((np.asarray(times) - t0) * rd.fs).astype(np.int64)
+    return events, t0, float(rd.fs)
+
+
+def engine_beats(path: str | os.PathLike[str], model: str | os.PathLike[str]) -> np.ndarray:
+    """Sample indices (at the record's rate) of the beats the live engine classifies in a record
+    (:func:`engine_beat_events`; its QRS detector and beat clock: the positions do not depend on the
+    model's weights)."""
+    events, t0, fs = engine_beat_events(path, model)
+    return np.round((np.asarray([e.extra["beat_t"] for e in events]) - t0) * fs).astype(np.int64)
 
 
 def _key(cfg: Any, adapt: bool) -> str:
