@@ -57,8 +57,9 @@ async def _replay(cfg, session, plans) -> list[MonitorEvent]:
     engine = Engine(cfg=cfg, session=session, sources=[src], sinks=[sink])
     async with engine:
         await asyncio.wait_for(src.finished.wait(), 45)
-        while engine.batcher.pending or engine.batcher.busy:
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(45):  # a bounded poll: the last windows through the model
+            while engine.batcher.pending or engine.batcher.busy:
+                await asyncio.sleep(0.01)
     return sink.events
 
 
