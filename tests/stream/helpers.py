@@ -32,6 +32,15 @@ async def wait_for(events: asyncio.Queue, pred: Callable[[Any], bool], *, timeou
     return await asyncio.wait_for(loop(), timeout)
 
 
+def events_validator() -> Any:
+    """A strict validator of the shipped events JSON Schema (formats checked)."""
+    import jsonschema
+
+    from pedstream.stream.sinks import event_schema
+
+    return jsonschema.Draft202012Validator(event_schema(), format_checker=jsonschema.FormatChecker())
+
+
 def chunks_of(log: list, sid: str) -> list[Chunk]:
     """The chunks of stream ``sid`` among the events in ``log``, in arrival order."""
     return [e.chunk for e in log if isinstance(e, ChunkReceived) and e.chunk.stream_id == sid]

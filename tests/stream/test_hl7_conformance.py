@@ -22,7 +22,8 @@ from pedstream.config import load_config  # noqa: E402
 from pedstream.stream.hl7msg import build_oru_r01, build_oru_r40, validate_strict  # noqa: E402
 from pedstream.stream.integrations import FHIR_VERSION, device_resource, fhir_resources_for, patient_resource  # noqa: E402
 from pedstream.stream.lifecycle import AlarmLifecycle  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent, event_schema  # noqa: E402
+from pedstream.stream.sinks import MonitorEvent  # noqa: E402
+from tests.stream.helpers import events_validator  # noqa: E402
 from tests.stream.mllp_listener import Listener  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,15 +31,7 @@ X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"
 LABELS = ["vt", "hr_high", "hr_low", "af_afl", "pac", "pjc", "avrt", "avnrt", "pvc", "pvc_run"]
 
 
-@pytest.fixture(autouse=True)
-def _private_homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
-
-
-def _validator():
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(event_schema(), format_checker=jsonschema.FormatChecker())
+pytestmark = pytest.mark.usefixtures("private_state_home")  # the HL7 outbox's default place, per test
 
 
 def _events() -> list[MonitorEvent]:
@@ -108,7 +101,7 @@ def test_every_fhir_resource_validates_and_declares_its_version():
 
 def test_lifecycle_ends_every_alarm_once_and_raises_it_again_when_the_signal_returns():
     life = AlarmLifecycle()
-    v = _validator()
+    v = events_validator()
     seq = [MonitorEvent(stream="s", kind="alarm_on", label="vt", extra={"priority": "high"}, t_signal=1.0),
            MonitorEvent(stream="s", kind="signal_loss", extra={"reason": "timeout"}, t_signal=2.0),
            MonitorEvent(stream="s", kind="signal_ok", extra={"reason": "data"}, t_signal=9.0),
@@ -142,7 +135,7 @@ async def test_run_ends_every_alarm_in_every_output_and_every_message_is_strict(
             "--events", "events.jsonl", cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()[-2000:]
-    v = _validator()
+    v = events_validator()
     events = [json.loads(ln) for ln in (tmp_path / "events.jsonl").read_text().splitlines()]
     for ev in events:
         v.validate(ev)

@@ -23,10 +23,7 @@ from pedstream.stream.sinks import MonitorEvent  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _private_state_home(tmp_path, monkeypatch):
-    """The HL7 outbox's default place ($XDG_STATE_HOME) is private to each test (and its subprocesses)."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
+pytestmark = pytest.mark.usefixtures("private_state_home")  # the HL7 outbox's default place, per test
 DEMO = ROOT / "pedstream" / "assets" / "demo_records"
 
 

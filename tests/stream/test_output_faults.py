@@ -17,21 +17,13 @@ from pathlib import Path
 import pytest
 
 from pedstream.stream.linewriter import LineWriter
-from pedstream.stream.sinks import event_schema
+from tests.stream.helpers import events_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"
 
 
-@pytest.fixture(autouse=True)
-def _private_homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
-
-
-def _validator():
-    import jsonschema
-
-    return jsonschema.Draft202012Validator(event_schema(), format_checker=jsonschema.FormatChecker())
+pytestmark = pytest.mark.usefixtures("private_state_home")  # the HL7 outbox's default place, per test
 
 
 async def _run(tmp_path: Path, *args: str, duration: float = 20.0):
@@ -53,7 +45,7 @@ async def test_events_on_a_full_device_and_strips_on_a_file_go_on_and_say_what_w
     assert sum(ln.startswith("alarm strips cannot be written") for ln in lines) == 1
     assert "error: outputs incomplete: events:" in err_text and "strip(s) not written" in err_text
     events = [json.loads(ln) for ln in out.decode().splitlines()]
-    v = _validator()
+    v = events_validator()
     for ev in events:
         v.validate(ev)
     calls = [e for e in events if e["kind"] == "call"]

@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"
 
 
-@pytest.fixture(autouse=True)
-def _private_homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
+pytestmark = pytest.mark.usefixtures("private_state_home")  # the HL7 outbox's default place, per test
 
 
 async def test_sigkill_leaves_a_readable_file_and_repair_restores_the_annotations(tmp_path):
