@@ -340,11 +340,12 @@ class StreamSection(_Section):
     gap_tolerance_s: float = Field(0.1, gt=0)  # timestamp jump beyond the expected one = a gap
     resume_gap_s: float = Field(2.0, ge=0)  # known sample loss up to this long is bridged, no DSP restart
     qrs_lead: str = "II"  # heart-rate lead; falls back to the first present ECG lead
-    ring_seconds: float = Field(20.0, ge=1, le=600)  # per-stream history kept (alarm strips need 10 s; ~75 kB/s per stream)
+    ring_seconds: float = Field(5.0, ge=1, le=600)  # per-stream history kept at least (more with alarm strips on: strip_seconds + 2 windows; ~75 kB/s per stream)
     clipped_fraction: float = Field(0.02, gt=0, le=1)  # rail-stuck sample share that marks "clipped"
     dashboard_hz: float = Field(4.0, gt=0, le=30)
     dashboard_width: int = Field(0, ge=0, le=400)  # 0: the terminal's width, or 100 columns when stdout is not a terminal
     inference_threads: int = Field(1, ge=1)  # worker threads running ONNX Runtime
+    inference_inflight: int = Field(2, ge=1, le=8)  # model calls running at once (pipelined: the next batch is stacked while one runs; results in order)
     beat_model: str = ""  # beat (AAMI N/S/V/F/Q) ONNX model classifying each detected beat; "" = off
     beat_queue: int = Field(256, ge=1)  # pending beats per stream for the beat model; the oldest are dropped beyond
     watchdog_s: float = Field(10.0, ge=0)  # a stream or engine task without progress this long is an error event; 0 = off

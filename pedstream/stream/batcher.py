@@ -6,6 +6,11 @@ Streams ``submit`` ready windows (never blocking, never awaiting). The single in
 them round-robin across streams (so a busy stream cannot starve a quiet one), stacks them and runs
 the model in a worker thread, so the event loop keeps ingesting while ONNX Runtime works.
 
+Pipelined: up to ``inflight`` (``[stream] inference_inflight``) batches run at once in the worker
+threads: the next batch is taken (and stacked, normalised in its thread) while the previous one
+runs. Results are delivered in the order the batches were taken, so every stream's windows come
+back in its own order; a stream's windows are only ever dropped by its bounded queue (counted).
+
 When inference falls behind, a stream's queue fills up (``queue_windows``) and its OLDEST pending
 window is dropped: the freshest data is what a monitor must show. Drops are counted per stream.
 
@@ -96,10 +101,11 @@ class InferenceBatcher:
     def from_config(cls, section: Any, *, session: RunsModel, on_results: Callable[[list[BatchResult]], None],
                     **kw: Any) -> "InferenceBatcher":
         """From the ``[stream]`` section (``max_batch``, ``max_wait_ms``, ``queue_windows``,
-        ``inference_threads``, ``infer_timeout_s``); ``kw`` sets the rest or overrides."""
+        ``inference_threads``, ``infer_timeout_s``, ``inference_inflight``); ``kw`` sets the rest or overrides."""
         args: dict[str, Any] = dict(max_batch=section.max_batch, max_wait_ms=section.max_wait_ms,
                                     queue_windows=section.queue_windows, threads=section.inference_threads,
-                                    infer_timeout_s=section.infer_timeout_s)
+                                    infer_timeout_s=section.infer_timeout_s,
+                                    inflight=getattr(section, "inference_inflight", 1))
         args.update(kw)
         return cls(session=session, on_results=on_results, **args)
 
@@ -117,6 +123,7 @@ class InferenceBatcher:
         name: str = "ort",
         infer_timeout_s: float | None = None,
         on_timeout: Callable[[list[WindowItem], Exception], None] | None = None,
+        inflight: int = 1,
     ) -> None:
         if max_batch < 1 or queue_windows < 1:
             raise ValueError("max_batch and queue_windows must be >= 1")
@@ -130,18 +137,22 @@ class InferenceBatcher:
         self._queues: OrderedDict[str, deque[WindowItem]] = OrderedDict()
         self._rr: deque[str] = deque()  # round-robin order of stream ids
         self._wake = asyncio.Event()
+        if inflight < 1:
+            raise ValueError("inflight must be >= 1")
+        self.inflight = int(inflight)  # batches running at once (pipelined; results in order)
         self._threads, self._name = threads, name
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+        self._workers = max(int(threads), self.inflight)
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=name)
+        self._inflight: deque[tuple[list[WindowItem], asyncio.Future, float, float]] = deque()  # (batch, future, t0, monotonic start)
+        self._isolating, self._isolate_since = False, None
         self.infer_timeout_s = infer_timeout_s if infer_timeout_s and infer_timeout_s > 0 else None
         self.on_timeout = on_timeout
         self.timeouts = 0  # model calls abandoned after infer_timeout_s
-        self.busy_since: float | None = None  # monotonic start of the model call running now
         self.dropped: dict[str, int] = {}
         self.batches = 0
         self.windows = 0
         self.batch_sizes: deque[int] = deque(maxlen=1000)
         self.infer_ms: deque[float] = deque(maxlen=1000)
-        self.busy = False
 
     # -- producer side (event loop, never blocks) ------------------------------------------------
     def submit(self, item: WindowItem) -> None:
@@ -191,51 +202,105 @@ class InferenceBatcher:
                         break
         return batch
 
+    def _batch_due(self) -> float | None:
+        """Seconds until a batch should be taken (0: now): a full batch at once, else when the
+        oldest pending window has waited ``max_wait``; None when nothing is pending."""
+        if not self._queues or not self.pending:
+            return None
+        if self.pending >= self.max_batch:
+            return 0.0
+        oldest = self._oldest_enqueued()
+        return 0.0 if oldest is None else max(0.0, oldest + self.max_wait_s - time.monotonic())
+
     async def run(self) -> None:
-        """The inference task: runs until cancelled."""
+        """The inference task: runs until cancelled.
+
+        Pipelined: up to ``inflight`` batches run in the worker threads at once (the next one is
+        taken and stacked while the current one runs); their results are delivered in the order the
+        batches were taken, so each stream's windows come back in its order."""
         loop = asyncio.get_running_loop()
         try:
             while True:
-                while not self.pending:
-                    self._wake.clear()
-                    await self._wake.wait()
-                # wait for a full batch or until the oldest pending window has waited max_wait
-                while self.pending < self.max_batch:
-                    oldest = self._oldest_enqueued()
-                    if oldest is None:
-                        break
-                    remaining = oldest + self.max_wait_s - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._wake.clear()
-                    try:
-                        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result and
-                        # swallows a cancellation that arrives as the wait completes; the task then lived
-                        # on and the engine's exit waited for it forever (the bench hang of issue 10)
-                        async with asyncio.timeout(remaining):
-                            await self._wake.wait()
-                    except TimeoutError:
-                        break
-                batch = self.take_batch()
-                if not batch:
+                while self._inflight and self._inflight[0][1].done():  # finished heads, in order
+                    await self._finish(self._inflight.popleft())
+                due = self._batch_due() if len(self._inflight) < self.inflight else None
+                if due == 0.0:
+                    batch = self.take_batch()
+                    if batch:
+                        self._launch(loop, batch)
                     continue
-                t0 = time.perf_counter()
+                waits: set[asyncio.Future] = set()
+                timeout = due
+                if self._inflight:
+                    head = self._inflight[0]
+                    waits.add(head[1])
+                    if self.infer_timeout_s is not None:
+                        left = head[3] + self.infer_timeout_s - time.monotonic()
+                        if left <= 0:
+                            self._abandon_head()
+                            continue
+                        timeout = left if timeout is None else min(timeout, left)
+                woken: asyncio.Future | None = None
+                if len(self._inflight) < self.inflight:  # new windows may make a batch due
+                    self._wake.clear()
+                    woken = asyncio.ensure_future(self._wake.wait())
+                    waits.add(woken)
                 try:
-                    logits, emb = await self._infer(loop, batch)
-                except InferenceTimeout as exc:
-                    self._timed_out(batch, exc)
-                    continue
-                except Exception as exc:
-                    if self.on_error is None:
-                        raise
-                    await self._isolate(loop, batch, exc)
-                    continue
-                self._deliver(batch, logits, emb, (time.perf_counter() - t0) * 1000.0)
+                    # asyncio.wait, not wait_for: Python 3.11's wait_for returns the result and swallows
+                    # a cancellation that arrives as the wait completes; the task then lived on and the
+                    # engine's exit waited for it forever (the bench hang of issue 10)
+                    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if woken is not None:
+                        woken.cancel()
         finally:
+            for rec in self._inflight:
+                rec[1].cancel()
+            self._inflight.clear()
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _launch(self, loop: asyncio.AbstractEventLoop, batch: list[WindowItem]) -> None:
+        t0, now = time.perf_counter(), time.monotonic()
+        fut = loop.run_in_executor(self._executor, self._run_batch, list(batch))
+        self._inflight.append((batch, fut, t0, now))
+
+    def _abandon_head(self) -> None:
+        """The oldest call has run ``infer_timeout_s``: abandoned (its worker thread cannot be
+        stopped; later batches get a fresh executor), reported through ``on_timeout``."""
+        batch, fut, _, _ = self._inflight.popleft()
+        fut.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=False)  # the other calls in flight finish there
+        self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
+        self.timeouts += 1
+        self._timed_out(batch, InferenceTimeout(f"the model call ({len(batch)} window(s)) did not return within "
+                                                f"{self.infer_timeout_s:g} s ([stream] infer_timeout_s); abandoned"))
+
+    async def _finish(self, rec: tuple) -> None:
+        batch, fut, t0, _ = rec
+        try:
+            logits, emb = fut.result()
+        except Exception as exc:
+            if self.on_error is None:
+                raise
+            await self._isolate(asyncio.get_running_loop(), batch, exc)
+            return
+        self._deliver(batch, logits, emb, (time.perf_counter() - t0) * 1000.0)
+
+    @property
+    def busy(self) -> bool:
+        """A model call is running (or its results are not delivered yet)."""
+        return bool(self._inflight) or self._isolating
+
+    @property
+    def busy_since(self) -> float | None:
+        """Monotonic start of the oldest model call still running (the watchdog reads it)."""
+        if self._inflight:
+            return self._inflight[0][3]
+        return self._isolate_since
+
     async def _infer(self, loop: asyncio.AbstractEventLoop, batch: list[WindowItem]) -> tuple[np.ndarray, np.ndarray]:
-        self.busy, self.busy_since = True, time.monotonic()
+        """One call awaited alone (a failed batch's streams one by one)."""
+        self._isolating, self._isolate_since = True, time.monotonic()
         try:
             fut = loop.run_in_executor(self._executor, self._run_batch, list(batch))
             if self.infer_timeout_s is None:
@@ -246,12 +311,12 @@ class InferenceBatcher:
             except TimeoutError as exc:
                 # the stuck worker thread cannot be stopped: leave it, later batches get a fresh one
                 self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix=self._name)
+                self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=self._name)
                 self.timeouts += 1
                 raise InferenceTimeout(f"the model call ({len(batch)} window(s)) did not return within "
                                        f"{self.infer_timeout_s:g} s ([stream] infer_timeout_s); abandoned") from exc
         finally:
-            self.busy, self.busy_since = False, None
+            self._isolating, self._isolate_since = False, None
 
     def _run_batch(self, batch: list[WindowItem]) -> tuple[np.ndarray, np.ndarray]:
         """In the worker thread: normalise the raw windows (all of the batch in one call: every numpy

@@ -34,6 +34,7 @@ sees no beat in the bridge, so the RR interval across it is long.)
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from typing import Any
 
@@ -51,7 +52,7 @@ from pedstream.stream.batcher import WindowItem
 from pedstream.stream.feedtypes import Arrivals, FeedResult, Quality, ReadyStrip, Staged, StripRequest
 from pedstream.stream.source import Chunk, StreamInfo
 
-__all__ = ["Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
+__all__ = ["ring_capacity", "Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
 
 N_CH = len(CANONICAL_CHANNELS)
 N_ECG = len(ECG_CHANNELS)
@@ -68,6 +69,31 @@ def stream_channels(info: StreamInfo, cfg: Config):  # type: ignore[no-untyped-d
     if not np.isfinite(info.fs) or info.fs <= 0:
         raise StreamError(info.stream_id, f"sampling rate {info.fs!r} Hz is not a positive number")
     return cmap
+
+
+def ring_capacity(cfg: Config, fs: float, window: int, hop: int) -> int:
+    """Samples of the filtered signal a stream keeps (model rate): what its next windows need (a
+    window and two hops), ``[stream] ring_seconds`` if longer, and, with alarm strips on, a strip
+    (``strip_seconds``) and two windows. A chunk longer than that grows the ring (no window is lost)."""
+    strip_need = int(np.ceil(cfg.alarms.strip_seconds * fs)) + 2 * window if cfg.alarms.strips else 0
+    return max(int(cfg.stream.ring_seconds * fs), strip_need, window + 2 * hop)
+
+
+_QRS_PROTO: dict[float, Any] = {}
+
+
+def _fresh_qrs(fs: float):  # type: ignore[no-untyped-def]
+    """A new QRS detector at ``fs``: a copy of one designed once per rate, reset (its filter
+    design is read-only and shared; every state it updates is made anew by ``reset``), the same as
+    ``OnlineQRSDetector(fs=fs)`` without designing its filters for every stream and every gap."""
+    proto = _QRS_PROTO.get(fs)
+    if proto is None:
+        from pedstream.dsp.qrs import OnlineQRSDetector
+
+        proto = _QRS_PROTO[fs] = OnlineQRSDetector(fs=fs)
+    det = copy.copy(proto)
+    det.reset()
+    return det
 
 
 class StreamPipeline:
@@ -92,9 +118,7 @@ class StreamPipeline:
         self.qrs_channel = self._pick_qrs_channel(cfg.stream.qrs_lead)
         self.resampler = StreamResampler(fs_in=info.fs, fs_out=self.fs, n_channels=N_CH, name=where)
         self.filters = FilterBank(fs=self.fs, cfg=cfg.filters, name=where)
-        strip_need = int(np.ceil(cfg.alarms.strip_seconds * self.fs))
-        capacity = max(int(cfg.stream.ring_seconds * self.fs), strip_need + 2 * self.window)
-        self.ring = RingBuffer(n_channels=N_CH, capacity=capacity, name=where)
+        self.ring = RingBuffer(n_channels=N_CH, capacity=ring_capacity(cfg, self.fs, self.window, self.hop), name=where)
         self.windower = Windower(window=self.window, hop=self.hop, start=self._first_start(0))
         self.qrs = self._new_qrs()
         self._qrs_pending: list[np.ndarray] = []  # filtered QRS lead not yet fed to the detector
@@ -133,9 +157,7 @@ class StreamPipeline:
     def _new_qrs(self):  # type: ignore[no-untyped-def]
         if self.qrs_channel is None:
             return None
-        from pedstream.dsp.qrs import OnlineQRSDetector
-
-        return OnlineQRSDetector(fs=self.fs)
+        return _fresh_qrs(self.fs)
 
     def _first_start(self, segment_start: int) -> int:
         """First window start of a segment: on the segment's hop grid, after the filter settles."""
@@ -351,6 +373,8 @@ class StreamPipeline:
         heart rate is read; :meth:`complete` flushes it after cutting the windows), which gives the same detections as feeding every chunk (it is
         chunk-size invariant) at a fraction of the calls; with a beat path it is fed every chunk
         (the beat path needs the R peaks as they come)."""
+        if filt.shape[0] + self.window > self.ring.capacity:  # a chunk longer than the ring: grow it, lose no window
+            self._grow_ring(filt.shape[0] + self.window + self.hop)
         self.ring.write(filt, ts)
         if self.qrs is None:
             self._ectopy(res, mapped, [], t_received)
@@ -359,6 +383,15 @@ class StreamPipeline:
         self._qrs_pending_n += filt.shape[0]
         if self.ectopy is not None:
             self._ectopy(res, mapped, self._qrs_flush(), t_received)
+
+    def _grow_ring(self, capacity: int) -> None:
+        """The ring with room for ``capacity`` samples, holding what it held (same absolute indices)."""
+        old = self.ring
+        new = RingBuffer(n_channels=old.n_channels, capacity=int(capacity), dtype=old.dtype, name=old.name)
+        data, ts = old.read(old.oldest, old.total_written)
+        new.total_written = old.oldest
+        new.write(data, ts)
+        self.ring = new
 
     def _qrs_flush(self, ring_end: int | None = None) -> list[int]:
         """Feed the staged QRS lead to the detector (up to ring index ``ring_end``, exclusive, or all
