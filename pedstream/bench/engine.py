@@ -19,7 +19,13 @@ delivered / N x fs x wall time), ``dropped`` windows, end-to-end latency p50/p99
 window received -> call emitted; the engine's own figure), CPU busy per core over the run (all
 processes: other work on the machine shows), the CPU of the engine's process tree, its RSS. N is
 ``sustained`` when the real-time ratio is above 0.9, nothing is dropped, p99 < hop (1.25 s) and at
-most one window per stream is still in flight at the end. ``max_realtime_streams`` is the largest
+most one window per stream is still in flight at the end.
+
+Each N also says what limited it (``bottleneck``, :class:`Bottleneck`), so that whoever sizes a
+ward knows what to add: the event loop's lag (``loop_lag_ms_p99``: ingest, DSP and bookkeeping
+share that one thread), the DSP's share of the wall time on it (``dsp_share``), and the inference
+queue (windows waiting, share of the time every model-call slot was busy); and the CPU per
+stream-second (``cpu_ms_per_stream_s``) and the RSS per stream (``rss_kib_per_stream``). ``max_realtime_streams`` is the largest
 sustained N; by default the sweep stops after the first N that is not sustained.
 """
 
@@ -144,12 +150,14 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
                     await asyncio.sleep(0.05)
                 ready = len(q.samples)
                 cpu = CpuSampler().start()
+                seen = Bottleneck(eng).start()
                 t0 = time.perf_counter()
                 base = sum(q.samples.values())
                 await asyncio.sleep(seconds)  # the measurement period of a real-time run
                 wall = time.perf_counter() - t0
                 delivered = sum(q.samples.values()) - base
                 usage = cpu.stop()
+                limits = seen.stop()
                 rss = (rss_mib() or 0.0) + _children_rss(os.getpid(), {publisher.pid} if publisher else set())
     finally:
         if publisher is not None:
@@ -178,7 +186,62 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
             "dropped_samples": s.get("dropped_samples"), "rejected_messages": s.get("rejected_messages"), "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]),
             "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]), "batch_mean": _r(s["batch_mean"]),
             "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
-            "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "sustained": sustained}
+            "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "rss_kib_per_stream": round(rss * 1024 / max(1, n)),
+            "cpu_ms_per_stream_s": round(10.0 * usage["process_cpu_pct"] / max(1, n), 3),
+            **limits, "sustained": sustained}
+
+
+class Bottleneck:
+    """What limited a run, sampled on the engine's loop every ``period_s``: the loop's lag (how late
+    a timer fires: ingest, DSP and bookkeeping keep the loop busy), the inference queue (windows
+    waiting for the model, batches in flight) and the DSP's share of the wall time (in the engine's
+    loop: ``Engine.dsp_s``)."""
+
+    def __init__(self, eng: Any, period_s: float = 0.05) -> None:
+        self.eng, self.period_s = eng, period_s
+        self.lags: list[float] = []
+        self.pending: list[int] = []
+        self.inflight: list[int] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> "Bottleneck":
+        self._dsp0, self._t0 = getattr(self.eng, "dsp_s", 0.0), time.perf_counter()
+        b = self.eng.batcher
+        self._ms0 = sum(b.infer_ms), len(b.infer_ms)
+        self._task = asyncio.ensure_future(self._run())
+        return self
+
+    async def _run(self) -> None:
+        b = self.eng.batcher
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.period_s)
+            self.lags.append(max(0.0, time.perf_counter() - t - self.period_s) * 1000.0)
+            self.pending.append(b.pending)
+            self.inflight.append(len(getattr(b, "_inflight", ())) or int(bool(b.busy)))
+
+    def stop(self) -> dict[str, Any]:
+        if self._task is not None:
+            self._task.cancel()
+        wall = max(time.perf_counter() - self._t0, 1e-9)
+        b = self.eng.batcher
+        lags = sorted(self.lags) or [0.0]
+        p99 = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        dsp = (getattr(self.eng, "dsp_s", 0.0) - self._dsp0) / wall
+        cap = b.max_batch * max(1, getattr(b, "inflight", 1))
+        pend = sum(self.pending) / max(1, len(self.pending))
+        busy = sum(1 for k in self.inflight if k) / max(1, len(self.inflight))
+        full = sum(1 for k in self.inflight if k >= max(1, getattr(b, "inflight", 1))) / max(1, len(self.inflight))
+        if p99 > 250.0 or dsp > 0.6:
+            what = "DSP on the event loop" if dsp >= 0.4 else "event loop (ingest and bookkeeping)"
+        elif full > 0.8 or pend > cap:
+            what = "inference (windows wait for the model)"
+        else:
+            what = "none seen (headroom)"
+        return {"loop_lag_ms_p50": round(lags[len(lags) // 2], 1), "loop_lag_ms_p99": round(p99, 1),
+                "loop_lag_ms_max": round(lags[-1], 1), "dsp_share": round(dsp, 3),
+                "inference_pending_mean": round(pend, 1), "inference_busy_share": round(busy, 3),
+                "inference_all_slots_busy_share": round(full, 3), "bottleneck": what}
 
 
 def _r(x: float | None) -> float | None:
@@ -241,6 +304,9 @@ def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], 
             log(f"  {n:5d} streams: {r['windows']}/{r['windows_expected']} windows, real-time {r['realtime_ratio']:.2f}, "
                 f"dropped {r['dropped']}, e2e p50 {r['e2e_ms_p50']} p99 {r['e2e_ms_p99']} ms, "
                 f"CPU {r['cpu_total_pct']} %, RSS {r['rss_mib']} MiB -> {'sustained' if r['sustained'] else 'NOT sustained'}")
+            log(f"         bottleneck: {r['bottleneck']} (loop lag p99 {r['loop_lag_ms_p99']} ms, DSP {100 * r['dsp_share']:.0f} % "
+                f"of the time, inference busy {100 * r['inference_busy_share']:.0f} %, all {getattr(cfg.stream, 'inference_inflight', 1)} "
+                f"slots busy {100 * r['inference_all_slots_busy_share']:.0f} %, {r['inference_pending_mean']} windows waiting)")
             if stop_at_first_failure and not r["sustained"]:
                 break
     finally:
@@ -253,7 +319,9 @@ def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], 
     return {"bench": "engine", "quick": quick, "source": source, "model": str(model), "providers": session.providers,
             "machine": machine_info(),
             "config": {"max_batch": cfg.stream.max_batch, "max_wait_ms": cfg.stream.max_wait_ms,
-                       "queue_windows": cfg.stream.queue_windows, "window_s": cfg.segments.window_s,
+                       "queue_windows": cfg.stream.queue_windows,
+                       "inference_inflight": getattr(cfg.stream, "inference_inflight", None),
+                       "intra_op_threads": cfg.runtime.intra_op_threads, "window_s": cfg.segments.window_s,
                        "hop_s": cfg.segments.hop_s, "workers": getattr(cfg.stream, "workers", None),
                        "dsp_defer_s": cfg.stream.dsp_defer_s, "seconds": seconds,
                        "starts": "aligned" if aligned else ("spread over one hop" if source == "replay"
