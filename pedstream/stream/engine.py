@@ -10,7 +10,9 @@ Usage::
 On entry the engine enters its sinks, starts its named tasks in an :class:`asyncio.TaskGroup`
 (``inference``, one ``ingest-<n>`` per distinct source queue) and enters the sources; on exit it
 cancels and awaits them, writes pending alarm strips and closes sinks. The per-stream DSP runs on the
-event loop, all streams of an ingest round together (:mod:`pedstream.stream.bank`), or with
+event loop's behalf in the DSP thread (``[stream] dsp_thread``: numpy and scipy release the
+interpreter lock, so the loop runs the sources and the inference batches meanwhile; each pipeline
+guards its state with its own lock), all streams of an ingest round together (:mod:`pedstream.stream.bank`), or with
 ``[stream] workers`` > 1 in DSP worker processes (:mod:`pedstream.stream.workers`, windows back
 through shared memory); ONNX Runtime runs in a worker thread; alarm strips are drawn
 in threads. A problem with one stream (unknown channel names, bad chunk) becomes an ``error``
@@ -46,6 +48,7 @@ import logging
 import sys
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -183,6 +186,12 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
         self.loopwatch: LoopWatch | None = None
+        # the DSP thread ([stream] dsp_thread; in-process DSP without a beat model): one group of
+        # streams at a time (pedstream.stream.ingest), so a pipeline is never fed twice at once
+        self._dsp_pool: ThreadPoolExecutor | None = None
+        self._dsp_lock = asyncio.Lock()
+        self._dsp_future: Any = None
+        self.dsp_s = 0.0  # seconds the DSP ran (on the loop or in its thread; bench engine)
         self._rhythm_init(rhythm_model)  # the rhythm-context layer (pedstream.stream.rhythm_hooks); None = off
 
     # -- per-stream state and its read-only views --------------------------------------------------------
@@ -240,6 +249,9 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
                 self.workers.start()
                 stack.callback(self.workers.close)  # after the strips were flushed
                 await self.workers.wait_ready()  # no data before the DSP is up
+            elif self.beat_session is None and getattr(self.cfg.stream, "dsp_thread", False):
+                self._dsp_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dsp")
+                stack.callback(self._close_dsp)  # after the strips were flushed
             stack.push_async_callback(self._finish_strips)  # after the tasks stopped, before the sinks close
             if self.cfg.stream.watchdog_s > 0:  # watches the loop from a thread; stops after the tasks
                 self.loopwatch = stack.enter_context(LoopWatch(self.cfg.stream.watchdog_s))
@@ -267,6 +279,11 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
+
+    def _close_dsp(self) -> None:
+        pool, self._dsp_pool = self._dsp_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def _finish_strips(self) -> None:
         self._tg = None

@@ -46,6 +46,13 @@ def _n_samples(ev: Any) -> int:
         return 0
 
 
+def _timed_feed_round(items: list) -> tuple[list, float]:
+    """:func:`feed_round` in the DSP thread, with the seconds it took."""
+    t0 = time.perf_counter()
+    out = feed_round(items)
+    return out, time.perf_counter() - t0
+
+
 class FairIngest:
     """Per-stream ingest queues served round-robin (see the module docstring)."""
 
@@ -76,11 +83,12 @@ class FairIngest:
                     self._enqueue(ev, now)
                 self._release_due(now)
                 sweep_released(self, now)
-                self._serve_round()
+                await self._serve_round_async()
                 await asyncio.sleep(0)  # let the sources and the inference task run between rounds
         finally:
             if getter is not None:
                 getter.cancel()
+            self._dsp_settle()
 
     def _enqueue(self, ev: Any, now: float) -> None:
         s = self._state(str(getattr(ev, "stream_id", "?")))
@@ -149,12 +157,62 @@ class FairIngest:
             if time.perf_counter() > deadline:
                 break
 
+    async def _serve_round_async(self) -> None:
+        """:meth:`_serve_round` with the DSP in the engine's DSP thread (``[stream] dsp_thread``): while
+        a group's chunks go through the DSP there (numpy and scipy release the interpreter lock), the
+        loop runs the sources, the inference batches and the results."""
+        if getattr(self, "_dsp_pool", None) is None:
+            self._serve_round()
+            return
+        deadline = time.perf_counter() + _ROUND_BUDGET_S
+        for _ in range(-(-len(self._rr) // _ROUND_STREAMS)):
+            chunks, again = self._take_turns(_ROUND_STREAMS)
+            if chunks:
+                await self._feed_round_thread(chunks)
+            self._reschedule(again)
+            if time.perf_counter() > deadline:
+                break
+
+    async def _feed_round_thread(self, chunks: list[tuple[ChunkReceived, Any]]) -> None:
+        """One group's DSP in the DSP thread, one group at a time (the pipelines it feeds are not fed
+        again before its results are applied here, in order)."""
+        items = self._round_items(chunks)
+        if not items:
+            return
+        async with self._dsp_lock:
+            fut = self._dsp_pool.submit(_timed_feed_round, items)
+            self._dsp_future = fut
+            try:
+                results, took = await asyncio.wrap_future(fut)
+            finally:
+                self._dsp_future = None
+            self.dsp_s = getattr(self, "dsp_s", 0.0) + took
+            for pipe, res in results:
+                self._apply_result(pipe, res)
+
+    def _dsp_settle(self, timeout_s: float = 10.0) -> None:
+        """Wait (bounded) for a DSP group still running in the DSP thread (a cancelled ingest task):
+        nothing else may touch its pipelines meanwhile (the strips flushed on exit)."""
+        fut = getattr(self, "_dsp_future", None)
+        if fut is not None:
+            try:
+                fut.result(timeout=timeout_s)
+            except Exception:  # noqa: BLE001 - its streams' results are lost with the run that ends
+                log.warning("a DSP group did not finish within %g s of the ingest's end", timeout_s)
+
     def _serve_some(self, n: int) -> None:
         """One turn for each of the next ``n`` streams of the round-robin: one event, or up to one hop
         of its queued samples (contiguous chunks merged, a longer chunk cut:
         :func:`pedstream.stream.bank.take_chunk`). Their chunks then go through the DSP of all their
         streams together (:func:`feed_round`); a stream with events left is scheduled again (at once,
         or deferred)."""
+        chunks, again = self._take_turns(n)
+        if chunks:
+            self._feed_round(chunks)
+        self._reschedule(again)
+
+    def _take_turns(self, n: int) -> tuple[list[tuple[ChunkReceived, Any]], list[Any]]:
+        """The turns of :meth:`_serve_some`: the chunks taken, the streams with events left."""
         chunks: list[tuple[ChunkReceived, Any]] = []
         again: list[Any] = []
         for _ in range(min(n, len(self._rr))):
@@ -182,14 +240,15 @@ class FairIngest:
             s.last_served = time.monotonic()
             if q:
                 again.append(s)
-        if chunks:
-            self._feed_round(chunks)
+        return chunks, again
+
+    def _reschedule(self, again: list[Any]) -> None:
         now = time.monotonic()
         for s in again:
             if s.pending and not s.in_turn:
                 self._schedule(s, now)
 
-    def _feed_round(self, chunks: list[tuple[ChunkReceived, Any]]) -> None:
+    def _round_items(self, chunks: list[tuple[ChunkReceived, Any]]) -> list[tuple[Any, Any, Any]]:
         items = []
         for ev, t_arr in chunks:
             pipe = self._pipe(ev.chunk.stream_id)
@@ -197,6 +256,10 @@ class FairIngest:
                 self.ignored_chunks += 1
             else:
                 items.append((pipe, ev.chunk, t_arr))
+        return items
+
+    def _feed_round(self, chunks: list[tuple[ChunkReceived, Any]]) -> None:
+        items = self._round_items(chunks)
         if self.workers is not None:
             self.workers.submit(items)  # the answers come back through _apply_result
             return

@@ -28,6 +28,19 @@ __all__ = ["pace_all"]
 _BLOCK_S = 10.0
 
 
+def _columns(data: np.ndarray, columns: Any) -> np.ndarray:
+    """``data[:, columns]`` as contiguous float32: a view when that is all of ``data``'s columns in
+    order and ``data`` is already so (a record held in memory: no copy per stream), else a copy."""
+    cols = np.asarray(columns)
+    if cols.ndim == 1 and data.ndim == 2 and cols.size == data.shape[1] and np.array_equal(cols, np.arange(cols.size)):
+        out = np.ascontiguousarray(data, dtype=np.float32)
+        if np.shares_memory(out, data):  # the record's own memory, shared by every stream: read-only
+            out = out.view()
+            out.flags.writeable = False
+        return out
+    return np.ascontiguousarray(data[:, columns], dtype=np.float32)
+
+
 class _Cursor:
     """One stream's position in its record and its next due time."""
 
@@ -48,7 +61,7 @@ class _Cursor:
     def _read(self, b0: int) -> np.ndarray:
         b1 = min(self.plan.stop, b0 + self.block)
         sig = self.plan.record.read(b0, b1)
-        return np.ascontiguousarray(sig.data[:, self.plan.columns], dtype=np.float32)
+        return _columns(sig.data, self.plan.columns)
 
     def read_ahead(self, loop: bool) -> None:
         """Start reading the block after the current one (None at the end without ``loop``)."""

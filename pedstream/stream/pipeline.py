@@ -35,6 +35,8 @@ sees no beat in the bridge, so the RR interval across it is long.)
 from __future__ import annotations
 
 import copy
+import functools
+import threading
 from collections import deque
 from typing import Any
 
@@ -79,6 +81,16 @@ def ring_capacity(cfg: Config, fs: float, window: int, hop: int) -> int:
     return max(int(cfg.stream.ring_seconds * fs), strip_need, window + 2 * hop)
 
 
+def _locked(fn):  # type: ignore[no-untyped-def]
+    """The method under the pipeline's lock: the DSP thread feeds a pipeline while the event loop
+    may read its heart rate (which feeds the QRS detector what it holds) or ask for a strip."""
+    @functools.wraps(fn)
+    def locked(self, *args, **kw):  # type: ignore[no-untyped-def]
+        with self._lock:
+            return fn(self, *args, **kw)
+    return locked
+
+
 _QRS_PROTO: dict[float, Any] = {}
 
 
@@ -104,6 +116,7 @@ class StreamPipeline:
         self.info = info
         self.stream_id = info.stream_id
         self.cfg = cfg
+        self._lock = threading.RLock()
         self.fs = float(fs)
         self.window = int(window)
         self.hop = int(hop)
@@ -164,6 +177,7 @@ class StreamPipeline:
         k = -(-self.filters.settle_samples // self.hop)  # ceil(settle / hop)
         return segment_start + k * self.hop
 
+    @_locked
     def beat_rates_at(self, ring_end: int) -> list[tuple[int, float]]:
         """``(ring index, bpm)`` of each beat detected in the filtered signal up to ``ring_end`` and not
         handed out before: the rate as it stood at that beat (for the beat-by-beat rate alarms)."""
@@ -180,6 +194,7 @@ class StreamPipeline:
     def heart_rate(self) -> float | None:
         return self.heart_rate_at(None)
 
+    @_locked
     def heart_rate_at(self, ring_end: int | None) -> float | None:
         """The heart rate once the QRS detector has seen the filtered signal up to ring index
         ``ring_end`` (exclusive; None: all of it). A window's rate is read at its end, so it does not
@@ -215,6 +230,7 @@ class StreamPipeline:
         self._clip_n = self._clip_stuck = 0
         self._prev[:] = np.nan
 
+    @_locked
     def mark_lost(self, reason: str) -> FeedResult:
         """The source lost the stream: enter ``signal_loss`` (the next data starts a new segment)."""
         res = FeedResult()
@@ -224,6 +240,7 @@ class StreamPipeline:
         self.lost = True
         return res
 
+    @_locked
     def request_strip(self, req: StripRequest) -> None:
         self._strips.append(req)
 
@@ -263,11 +280,13 @@ class StreamPipeline:
             self._clip_n -= n0
             self._clip_stuck -= s0
 
+    @_locked
     def feed(self, chunk: Chunk, t_received: float) -> FeedResult:
         """Process one chunk; ``t_received`` is the monotonic time it arrived."""
         staged = self.prepare(chunk, t_received)
         return self.complete(staged, None if staged.y is None or not len(staged.y) else self.filters.process(staged.y))
 
+    @_locked
     def prepare(self, chunk: Chunk, t_received: float | Arrivals) -> Staged:
         """First half of :meth:`feed`: checks, gaps, channel mapping, clipping and resampling. The
         returned ``staged.y`` (k, 19) still has to go through this stream's filter bank (alone, or
@@ -312,6 +331,7 @@ class StreamPipeline:
         return Staged(res=res, t_received=t_received, mapped=mapped, y=y, ts=ts, end_index=self.expected_index,
                       arrivals=arrivals)
 
+    @_locked
     def complete(self, staged: Staged, filt: np.ndarray | None) -> FeedResult:
         """Second half of :meth:`feed`: ``filt`` is ``staged.y`` through this stream's filter bank
         (None when ``staged.y`` is empty); ring, QRS, beat path, windows, strips."""
@@ -469,6 +489,7 @@ class StreamPipeline:
         self._strips = keep
         return out
 
+    @_locked
     def flush_strips(self) -> list[ReadyStrip]:
         """Strips still waiting for post-onset data, cut with what there is (at shutdown)."""
         return self._ready_strips(force=True)

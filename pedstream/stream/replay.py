@@ -29,6 +29,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import numpy as np
 
+from pedstream.stream.pacer import _columns
 from pedstream.errors import PedstreamError, RecordError
 from pedstream.stream.source import (
     Chunk,
@@ -201,7 +202,7 @@ async def paced_chunks(plan: ReplayPlan, *, chunk_ms: float, speed: float, loop:
         for b0 in range(plan.start, plan.stop, block):
             b1 = min(plan.stop, b0 + block)
             sig = await asyncio.to_thread(plan.record.read, b0, b1)
-            data = np.ascontiguousarray(sig.data[:, plan.columns], dtype=np.float32)  # (n, k) mV
+            data = _columns(sig.data, plan.columns)  # (n, k) float32 mV
             for c0 in range(0, data.shape[0], chunk):
                 part = data[c0:c0 + chunk]
                 if realtime:  # by sample index: a short last chunk must not push later chunks back
