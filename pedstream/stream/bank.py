@@ -22,6 +22,7 @@ chunks gets one turn of at most one hop of samples. This module makes a round ch
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Sequence
 
@@ -117,14 +118,29 @@ def _take_fast(q: deque, chunk: Chunk, t_arr: float, n: int, limit: int, fs: flo
     per chunk (the engine's queues hold about 25 chunks of 50 ms per hop); None when it joins
     nothing or one of them is not finite: the caller then merges chunk by chunk (the bad chunk
     stays queued for its own error). Nothing is taken from ``q`` before it is sure."""
+    if not fs or n == 0:
+        return None
     parts, times = [chunk], [t_arr]
     total = n
     cut = None  # rows taken of the last part when it is cut
-    for nxt_ev, nxt_t in q:
-        if total >= limit or not isinstance(nxt_ev, ChunkReceived) or not _follows(parts[-1], nxt_ev.chunk, fs,
-                                                                                  gap_tolerance_s, check=False):
+    width = chunk.data.shape[1]
+    end = int(chunk.first_index) + n  # the next sample index the pipeline expects
+    t_last = float(chunk.timestamps[-1])
+    step = 1.0 / fs
+    for nxt_ev, nxt_t in q:  # _follows(parts[-1], nxt, check=False), with what is known of parts[-1]
+        if total >= limit or type(nxt_ev) is not ChunkReceived:
             break
-        k = nxt_ev.chunk.data.shape[0]
+        b = nxt_ev.chunk
+        d, ts = b.data, b.timestamps
+        if (type(d) is not np.ndarray or d.ndim != 2 or d.shape[1] != width or type(ts) is not np.ndarray
+                or ts.shape != (d.shape[0],) or d.shape[0] == 0 or int(b.first_index) != end):
+            break
+        t1 = float(ts[0])
+        if not (math.isfinite(t_last) and math.isfinite(t1)) or abs(t1 - t_last - step) > gap_tolerance_s:
+            break
+        k = d.shape[0]
+        end += k
+        t_last = float(ts[-1])
         if total + k > limit:
             cut = limit - total
             k = cut
