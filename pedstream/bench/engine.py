@@ -232,8 +232,10 @@ class Bottleneck:
         pend = sum(self.pending) / max(1, len(self.pending))
         busy = sum(1 for k in self.inflight if k) / max(1, len(self.inflight))
         full = sum(1 for k in self.inflight if k >= max(1, getattr(b, "inflight", 1))) / max(1, len(self.inflight))
-        if p99 > 250.0 or dsp > 0.6:
-            what = "DSP on the event loop" if dsp >= 0.4 else "event loop (ingest and bookkeeping)"
+        if p99 > 250.0 or dsp > 0.6:  # the loop or the DSP cannot keep up: more cores (DSP workers) or fewer streams
+            threaded = getattr(self.eng, "_dsp_pool", None) is not None
+            what = (("DSP (its thread)" if threaded else "DSP on the event loop") if dsp >= 0.4
+                    else "event loop (ingest and bookkeeping)")
         elif full > 0.8 or pend > cap:
             what = "inference (windows wait for the model)"
         else:

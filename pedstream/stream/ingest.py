@@ -36,6 +36,7 @@ __all__ = ["FairIngest"]
 
 log = logging.getLogger("pedstream.stream.engine")
 _ROUND_STREAMS = 64  # streams whose chunks go through the DSP together (one filter call per band)
+_DSP_THREAD_MIN = 8  # streams in a group for its DSP to go to the DSP thread ([stream] dsp_thread)
 _ROUND_BUDGET_S = 0.02  # the ingest yields the event loop after this long, with streams still waiting
 
 
@@ -167,8 +168,10 @@ class FairIngest:
         deadline = time.perf_counter() + _ROUND_BUDGET_S
         for _ in range(-(-len(self._rr) // _ROUND_STREAMS)):
             chunks, again = self._take_turns(_ROUND_STREAMS)
-            if chunks:
+            if len(chunks) >= _DSP_THREAD_MIN:
                 await self._feed_round_thread(chunks)
+            elif chunks:  # a small group: on the loop (the thread's hand-over costs more than it frees)
+                self._feed_round(chunks)
             self._reschedule(again)
             if time.perf_counter() > deadline:
                 break
@@ -187,6 +190,7 @@ class FairIngest:
             finally:
                 self._dsp_future = None
             self.dsp_s = getattr(self, "dsp_s", 0.0) + took
+            self.dsp_thread_groups = getattr(self, "dsp_thread_groups", 0) + 1
             for pipe, res in results:
                 self._apply_result(pipe, res)
 

@@ -3,7 +3,8 @@
 A stream reported lost (its source saw no data for ``lost_timeout_s``, its meta was withdrawn, its
 replay ended...) releases its pipeline ``RELEASE_AFTER_S`` later, once its last windows have been
 classified (none waiting for the model): the filter bank, the resampler, the signal ring
-(``ring_seconds`` of 19 channels: about 1.5 MB at 977 Hz, most of a stream's memory), the QRS and
+(a window and two hops, or ``ring_seconds``, or with alarm strips a strip and two windows, of 19
+channels: 0.4 to 1.2 MB at 977 Hz, most of a stream's memory), the QRS and
 beat state and its windows waiting for the model. Pending alarm strips are written first. Its
 dashboard row and alarm state stay, so the loss is shown; the stream coming back builds a new
 pipeline (its DSP would restart after such a gap anyway). A loss followed at once by the same

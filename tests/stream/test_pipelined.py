@@ -199,7 +199,7 @@ def test_shared_qrs_design_detects_as_a_fresh_detector():
     assert a.process(x) == b.process(x) and len(b.beats) > 10 and a.heart_rate() == b.heart_rate()
 
 
-async def _calls(cfg, session, tmp_path, dsp_thread: bool) -> dict:
+async def _calls(cfg, session, tmp_path, dsp_thread: bool, monkeypatch=None) -> dict:
     from pedstream.stream.engine import Engine
     from pedstream.stream.replay import ReplaySource
     from tests.stream.test_engine_e2e import DEMO
@@ -224,6 +224,7 @@ async def _calls(cfg, session, tmp_path, dsp_thread: bool) -> dict:
             while eng.batcher.pending or eng.batcher.busy:
                 await sub.wait_for(lambda e: e.kind == "call", timeout=30)
         assert (eng._dsp_pool is not None) == dsp_thread
+        assert (getattr(eng, "dsp_thread_groups", 0) > 0) == dsp_thread  # the groups really went to the thread
     sub.drain()
     calls: dict = {}
     for e in sub.seen:
@@ -233,8 +234,11 @@ async def _calls(cfg, session, tmp_path, dsp_thread: bool) -> dict:
     return calls
 
 
-async def test_dsp_thread_gives_the_calls_of_the_dsp_on_the_loop(cfg, session, tmp_path):
+async def test_dsp_thread_gives_the_calls_of_the_dsp_on_the_loop(cfg, session, tmp_path, monkeypatch):
+    from pedstream.stream import ingest
+
     on_loop = await _calls(cfg, session, tmp_path, False)
+    monkeypatch.setattr(ingest, "_DSP_THREAD_MIN", 1)  # two streams: every group to the thread
     threaded = await _calls(cfg, session, tmp_path, True)
     assert len(on_loop) == 2 and all(len(v) >= 10 for v in on_loop.values())
     for sid, calls in on_loop.items():
