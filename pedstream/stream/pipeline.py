@@ -261,15 +261,18 @@ class StreamPipeline:
         idx = self._pidx
         if idx.size == 0 or raw.shape[0] == 0:
             return
-        x = raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
+        x = raw if idx.size == raw.shape[1] else raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
         absx = np.abs(x)
         absmax = np.maximum(self._absmax[idx], absx.max(axis=0))  # (n_present,) float64
         self._absmax[idx] = absmax
-        eq = np.empty(x.shape, dtype=bool)
-        np.equal(x[0], self._prev[idx], out=eq[0])
-        np.equal(x[1:], x[:-1], out=eq[1:])
         thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
-        s = int(np.count_nonzero(eq & (absx >= thr))) if eq.any() else 0
+        high = absx >= thr
+        s = 0
+        if high.any():  # only samples at the channel's extreme can be stuck there (the usual chunk has none)
+            eq = np.empty(x.shape, dtype=bool)
+            np.equal(x[0], self._prev[idx], out=eq[0])
+            np.equal(x[1:], x[:-1], out=eq[1:])
+            s = int(np.count_nonzero(eq & high))
         self._prev[idx] = x[-1]
         n = x.size
         self._clip_hist.append((n, s))

@@ -2,7 +2,7 @@
 in its order and drops only what its bounded queue counts; the DSP thread gives the calls of the
 DSP on the loop; the one-test merge of take_chunk is the chunk-by-chunk merge; the ring sized
 from the window grows for a long chunk and loses no window; the shared QRS design detects as a
-fresh detector does."""
+fresh detector does; the clipping count is unchanged."""
 
 from __future__ import annotations
 
@@ -244,3 +244,46 @@ async def test_dsp_thread_gives_the_calls_of_the_dsp_on_the_loop(cfg, session, t
     for sid, calls in on_loop.items():
         assert [k[0] for k in threaded[sid]] == sorted(k[0] for k in threaded[sid])  # in order
         assert threaded[sid] == calls, sid
+
+
+def _clip_reference(chunks, present):
+    """The stuck-sample count as the pipeline computed it before the extreme test went first."""
+    absmax, prev, total = np.zeros(19), np.full(19, np.nan), []
+    idx = np.flatnonzero(present)
+    for raw in chunks:
+        x = raw[:, idx]
+        absx = np.abs(x)
+        m = np.maximum(absmax[idx], absx.max(axis=0))
+        absmax[idx] = m
+        eq = np.empty(x.shape, dtype=bool)
+        np.equal(x[0], prev[idx], out=eq[0])
+        np.equal(x[1:], x[:-1], out=eq[1:])
+        thr = np.where(m > 0.5, 0.999 * m, np.inf)
+        total.append(int(np.count_nonzero(eq & (absx >= thr))) if eq.any() else 0)
+        prev[idx] = x[-1]
+    return total
+
+
+@pytest.mark.parametrize("all_present", [True, False])
+def test_clipping_count_is_unchanged(cfg, all_present):
+    rng = np.random.default_rng(9)
+    x = make_signal(fs=FS, seconds=6, seed=3)
+    x[1000:1400, 1] = x[:, 1].max() * 1.5  # a lead stuck at its rail
+    x[2000:2100, 13] = -3.0
+    x[3000:3050, 4] = x[2999, 4]  # flat, not at an extreme
+    pipe = _pipe(cfg)
+    present = np.ones(19, bool)
+    if not all_present:
+        present[[2, 7, 15]] = False
+        pipe._pidx = np.flatnonzero(present)
+    chunks, i = [], 0
+    while i < len(x):
+        n = int(rng.choice([7, 49, 300]))
+        raw = np.zeros((min(n, len(x) - i), 19), np.float32)
+        raw[:, present] = x[i:i + n][:, present]
+        chunks.append(raw)
+        pipe._update_clipping(raw)
+        i += n
+    want = _clip_reference(chunks, present)
+    stuck = [s for _, s in pipe._clip_hist]  # the history keeps about a window of chunks
+    assert stuck == want[-len(stuck):] and sum(want) > 300
