@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+import pedstream.train.rhythm_tables as _tables
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "rhythm_context"
 SHARED = ROOT.parent / "shared" / "data"
-CONTEXTS = (15.0, 30.0, 60.0)
-HOP_S = 1.25
-SIGNAL_S = 8.0
+HOP_S, SIGNAL_S, CONTEXTS = _tables.HOP_S, _tables.SIGNAL_S, _tables.CONTEXTS
+merge, weights = _tables.merge, _tables.weights
 N_FOLDS = 5
 CHALLENGE = ("sinus", "af_afl", "other")
 
@@ -50,12 +51,7 @@ def log(msg: str) -> None:
 
 
 def load(cfg, cache: Path) -> dict[str, dict[str, np.ndarray]]:
-    from pedstream.train.rhythm_context_data import build_cinc, build_records
-
-    kw = dict(cache=cache, hop_s=HOP_S, contexts=CONTEXTS, signal_s=SIGNAL_S, log=log)
-    return {"cinc2017": build_cinc(SHARED / "cinc2017" / "training2017.tar.xz", cfg, **kw),
-            "mitdb": build_records(SHARED / "mitdb", "mitdb", cfg, **kw),
-            "vfdb": build_records(SHARED / "vfdb", "vfdb", cfg, **kw)}
+    return _tables.load(cfg, cache, SHARED, log=log)
 
 
 def record_folds(tab: dict[str, np.ndarray], k: int) -> dict[str, int]:
@@ -70,22 +66,6 @@ def record_folds(tab: dict[str, np.ndarray], k: int) -> dict[str, int]:
         return tuple(-int(np.sum(y == CLASSES.index(c))) for c in rare) + (r,)
 
     return {r: i % k for i, r in enumerate(sorted(recs, key=key))}
-
-
-def merge(tabs: list[dict[str, np.ndarray]], ctx: float) -> dict[str, np.ndarray]:
-    out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af")}
-    out["X"] = np.concatenate([t[f"X_{ctx:g}"] for t in tabs])
-    return out
-
-
-def weights(y: np.ndarray, mode: str) -> np.ndarray:
-    from pedstream.train.rhythm_context_data import CLASSES
-
-    if mode == "balanced":
-        return np.ones(y.size)
-    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
-    nz = np.count_nonzero(counts)
-    return np.sqrt(counts[y] * nz / y.size)  # fit() divides by count: overall 1/sqrt(count)
 
 
 def cinc_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
