@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             adapt = {"method": str(m).split("-")[0], "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0,
                      "combine": "product" if str(m).endswith("product") else "mean"}
         cfg = beat_config()
-        n = x.shape[1] if v.features.startswith("part2") else len(columns("part1"))
+        from pedstream.dsp.beat_features import feature_names
+
+        n = len(feature_names(v.features.startswith("part2")))  # the columns the engine computes
         meta = build_metadata(variant=v, cfg=cfg, feature_scale=x[:, :n].std(axis=0), records=list(DS1),
                               beats={c: int(np.sum(y == i)) for i, c in enumerate("NSVFQ")}, adapt_settings=adapt)
         meta["fit_seconds"] = round(time.time() - t0, 1)
