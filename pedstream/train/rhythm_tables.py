@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CONTEXTS", "HOP_S", "SIGNAL_S", "default_shared", "load", "merge", "weights"]
 
-CONTEXTS: tuple[float, ...] = (15.0, 30.0, 60.0)
+CONTEXTS: tuple[float, ...] = (30.0, 60.0)
 HOP_S = 1.25
 SIGNAL_S = 8.0
 
@@ -49,10 +49,15 @@ def load(cfg: "Config", cache: str | os.PathLike[str], shared: str | os.PathLike
             "vfdb": build_records(root / "vfdb", "vfdb", cfg, **kw)}
 
 
-def merge(tabs: list[dict[str, np.ndarray]], ctx: float) -> dict[str, np.ndarray]:
-    """One table of ``tabs`` with ``X`` = their features at context ``ctx`` seconds."""
-    out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af")}
-    out["X"] = np.concatenate([t[f"X_{ctx:g}"] for t in tabs])
+def merge(tabs: list[dict[str, np.ndarray]], ctx: float, features: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """One table of ``tabs`` with ``X`` = their features at context ``ctx`` seconds: the columns named
+    ``features`` (default the served :data:`~pedstream.dsp.rhythm_features.CONTEXT_FEATURES`)."""
+    from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES
+
+    out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af", "rr_seq")
+           if all(f in t for t in tabs)}
+    cols = [ALL_FEATURES.index(f) for f in (CONTEXT_FEATURES if features is None else features)]
+    out["X"] = np.concatenate([t[f"X_{ctx:g}"][:, cols] for t in tabs])
     return out
 
 
