@@ -34,6 +34,28 @@ Signal part (``lead``, mV)
     ``beat_snr`` median R amplitude / MAD of the lead; ``qrs_width_s`` median width at half the
     R amplitude of the beats in the lead.
 
+Version-2 RR part (:data:`EXTRA_RR_FEATURES`)
+    ``pnn50`` fraction of successive differences above 50 ms; ``sd1_sd2`` Poincare SD1 / SD2;
+    ``rr_shannon`` normalised Shannon entropy of the RR / median histogram (0.3-2.0, 0.05 bins);
+    ``fast_run`` longest run of intervals below 0.8 x the median (runs of ectopic beats, VT);
+    ``rr_last_rel`` newest interval / median; and the RR part over the last 10 s of the context (multi-scale):
+    ``n_beats_10``, ``hr_bpm_10``, ``rr_cv_10``, ``nrmssd_10``, ``pdiff10_clean_10``, ``nrmssd_clean_10``,
+    ``sampen_10``, ``pnn50_10``.
+Version-2 morphology part (:data:`MORPH_FEATURES`, the lead and the beats in it)
+    ``tmpl_corr_mean`` / ``tmpl_corr_std`` / ``tmpl_low_frac`` correlation of each QRS (+/-80 ms) with
+    the median QRS (ectopy, VT, artefact); ``qrs_width_last_s`` half-amplitude width of the newest two
+    beats, ``qrs_width_iqr_s`` its spread over the last 12; ``p_corr`` mean correlation of each beat's
+    P-wave window (250-80 ms before R) with their mean (P waves present and alike in sinus rhythm, absent
+    in AF); ``aa_4_9_frac`` fraction of 1-30 Hz power in 4-9 Hz of the residual after QRST cancellation
+    (median beat -250..+450 ms scaled and subtracted: fibrillatory waves), ``aa_conc`` the residual's
+    power within +/-0.5 Hz of its 3-10 Hz peak; ``spec_entropy`` normalised spectral entropy 0.5-20 Hz;
+    ``vf_band_frac`` power 2-8 Hz / 0.5-40 Hz; ``vf_leak_half`` Kuo & Dillman's VF-filter leakage with
+    their half-period shift; ``beat_free_frac`` fraction of the lead farther than 0.3 s from any beat.
+
+:data:`ALL_FEATURES` (version 1 + 2, the training tables' columns) = :data:`V1_FEATURES` +
+:data:`EXTRA_RR_FEATURES` + :data:`MORPH_FEATURES`; :data:`CONTEXT_FEATURES` is the served vector, a
+prefix of it (what :func:`context_features` returns and the packaged model takes).
+
 Features of an empty context are defined (0 beats: intervals 0, entropy 0) so the model sees them.
 """
 

@@ -4,8 +4,8 @@ over the context features, for the cross-validation against the gradient-boosted
 Input per row: ``rr_seq`` (the last 64 RR intervals of the last 30 s, zero-padded in front; the tables of
 :mod:`pedstream.train.rhythm_context_data`) and ``X`` (context features). Per RR step the GRU sees
 ``[rr clipped to 3 s, rr / median - 1, log(rr / previous rr), valid]``; the features are scaled by the
-training rows' median and IQR and clipped to +/-10. GRU(4 -> 32) last state + Linear(K -> 64) ->
-64-d embedding -> 8 logits. The loss is any of :mod:`pedstream.train.losses` (``ce``, ``weighted_ce``,
+training rows' median and IQR and clipped to +/-10. GRU(4 -> 32) last state (or a causal 1-D CNN, 2 x 32
+channels, max over time) + Linear(K -> 64) -> 64-d embedding -> 8 logits. The loss is any of :mod:`pedstream.train.losses` (``ce``, ``weighted_ce``,
 ``focal``, ``agcacl``; the embedding is what the contrastive part of AGCACL sees), with the ``[loss]``
 section of the configuration for its settings.
 
@@ -56,21 +56,31 @@ class SeqModel:
     fit_seconds: float
 
 
-def _net(k: int) -> Any:
+def _net(k: int, kind: str = "gru") -> Any:
     import torch
     from torch import nn
 
     class Net(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.gru = nn.GRU(4, HIDDEN, batch_first=True)
+            self.kind = kind
+            if kind == "gru":
+                self.gru = nn.GRU(4, HIDDEN, batch_first=True)
+            else:  # a causal 1-D CNN over the RR steps (left-padded convolutions), global max over time
+                self.cnn = nn.Sequential(nn.ConstantPad1d((4, 0), 0.0), nn.Conv1d(4, HIDDEN, 5), nn.ReLU(),
+                                         nn.ConstantPad1d((8, 0), 0.0), nn.Conv1d(HIDDEN, HIDDEN, 5, dilation=2),
+                                         nn.ReLU())
             self.feat = nn.Sequential(nn.Linear(k, 64), nn.ReLU())
             self.embed = nn.Sequential(nn.Linear(HIDDEN + 64, EMBED), nn.ReLU())
             self.head = nn.Linear(EMBED, len(CLASSES))
 
         def forward(self, seq: "torch.Tensor", x: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
-            _, h = self.gru(seq)
-            e = self.embed(torch.cat([h[-1], self.feat(x)], dim=1))
+            if self.kind == "gru":
+                _, h = self.gru(seq)
+                z = h[-1]
+            else:
+                z = self.cnn(seq.transpose(1, 2)).amax(dim=2)
+            e = self.embed(torch.cat([z, self.feat(x)], dim=1))
             return self.head(e), e
 
     return Net()
@@ -81,8 +91,10 @@ def _scale(X: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 
 def fit_seq(rr_seq: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: "Config", *, loss: str = "ce", epochs: int = 12,
-            batch: int = 256, lr: float = 2e-3, seed: int = 0, log: Callable[[str], None] | None = None) -> SeqModel:
-    """Train on rows ``(rr_seq, X, y)`` (``y`` in :data:`CLASSES` indices) with the named loss."""
+            batch: int = 256, lr: float = 2e-3, seed: int = 0, kind: str = "gru",
+            log: Callable[[str], None] | None = None) -> SeqModel:
+    """Train on rows ``(rr_seq, X, y)`` (``y`` in :data:`CLASSES` indices) with the named loss; ``kind``
+    the RR encoder: ``gru`` or ``cnn`` (causal dilated 1-D convolutions, max over time; cheaper on CPU)."""
     import torch
 
     from pedstream.train.losses.factory import build_loss
@@ -97,7 +109,9 @@ def fit_seq(rr_seq: np.ndarray, X: np.ndarray, y: np.ndarray, cfg: "Config", *, 
     xs = torch.from_numpy(_scale(X, center, scale))
     ss = torch.from_numpy(_seq_inputs(rr_seq))
     yt = torch.from_numpy(y)
-    net = _net(X.shape[1])
+    if kind not in ("gru", "cnn"):
+        raise ValueError(f"sequence encoder must be 'gru' or 'cnn', not {kind!r}")
+    net = _net(X.shape[1], kind)
     counts = np.bincount(y, minlength=len(CLASSES))
     lf = build_loss(cfg.loss.model_copy(update={"name": loss}), n_classes=len(CLASSES), class_counts=counts,
                     embed_dim=EMBED)

@@ -28,11 +28,12 @@ def table(tmp_path_factory):
     return build_records(d, "vfdb", load_config(), **kw)
 
 
-@pytest.mark.parametrize("loss", ["ce", "weighted_ce", "focal", "agcacl"])
-def test_fit_predict_each_loss(table, loss: str) -> None:
+@pytest.mark.parametrize("kind,loss", [("cnn", "ce"), ("cnn", "weighted_ce"), ("cnn", "focal"), ("cnn", "agcacl"),
+                                       ("gru", "agcacl")])
+def test_fit_predict_each_loss(table, kind: str, loss: str) -> None:
     m = table["y"] >= 0
     X, seq, y = table["X_30"][m], table["rr_seq"][m], table["y"][m].astype(np.int64)
-    model = fit_seq(seq, X, y, load_config(), loss=loss, epochs=2, batch=64)
+    model = fit_seq(seq, X, y, load_config(), loss=loss, epochs=2, batch=64, kind=kind)
     p = predict_seq(model, seq, X)
     assert p.shape == (y.size, len(CLASSES)) and np.allclose(p.sum(1), 1.0, atol=1e-5)
 
