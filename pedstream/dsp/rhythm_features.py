@@ -211,14 +211,22 @@ def _vf_leak(x: np.ndarray) -> float:
 
 def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
     """Median width (s) of the run around each R peak where |x| stays above half its R amplitude."""
+    widths = [w for w in _qrs_widths(x, bi, fs) if w > 0]  # (a real width is at least one sample)
+    return float(np.median(widths)) if widths else 0.0
+
+
+def _qrs_widths(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
+    """Half-amplitude widths (s) of the last 12 R peaks of ``bi`` (0 for a peak of zero amplitude)."""
     half_win = int(0.12 * fs)
     widths = []
+    ax = np.abs(x)
     for i in bi[-12:].tolist():
         a, b = max(0, i - half_win), min(x.size, i + half_win + 1)
-        seg = np.abs(x[a:b])
+        seg = ax[a:b]
         c = i - a
         thr = 0.5 * seg[c]
         if thr <= 0:
+            widths.append(0.0)
             continue
         below = seg < thr
         left = np.flatnonzero(below[:c])
@@ -226,7 +234,7 @@ def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
         lo = left[-1] + 1 if left.size else 0
         hi = c + right[0] if right.size else seg.size
         widths.append((hi - lo) / fs)
-    return float(np.median(widths)) if widths else 0.0
+    return widths
 
 
 def extra_rr_features(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
@@ -318,7 +326,7 @@ def morph_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None
             fk = fr[m][k]
             out[7] = _band(fr, pr, fk - 0.5, fk + 0.5) / (_band(fr, pr, 3.0, 10.0) + 1e-12)
     if bi.size:
-        ws = [_qrs_width(x, np.asarray([i]), fs_lead) for i in bi[-12:].tolist()]
+        ws = _qrs_widths(x, bi, fs_lead)
         out[3] = float(np.median(ws[-2:]))
         out[4] = float(np.subtract(*np.percentile(ws, [75, 25]))) if len(ws) >= 4 else 0.0
     return out.astype(np.float32)
