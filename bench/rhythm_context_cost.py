@@ -32,9 +32,9 @@ def main() -> int:
 
     from pedstream.config import load_config
     from pedstream.model.rhythm_runtime import RhythmModel
-    from pedstream.stream.pipeline import StreamPipeline
-    from pedstream.stream.rhythm_context import StreamRhythm
-    from pedstream.stream.source import Chunk, StreamInfo
+    from pedstream.monitor.pipeline import StreamPipeline
+    from pedstream.monitor.rhythm_context import StreamRhythm
+    from pedstream.events import Chunk, StreamInfo
 
     cfg = load_config(overrides=["signal.aliases.ECG=II"])
     rec = wfdb.rdrecord(str(ROOT / "tests" / "fixtures" / "real" / "rhythm" / "vfdb421_vt"))

@@ -13,7 +13,7 @@ Protocols (every setting is chosen inside these folds; the RR rule has no settin
   challenge F1 (mean of N, AF, other F1) and per-class F1; the model's svt/vt/vf/asystole calls count as
   "other" there;
 - MIT-BIH and vfdb: record-wise 5-fold CV over the 48 records (train: all CinC + the other folds'
-  records), per-hop calls through the engine's alarm logic (pedstream.stream.rhythm_alarms), episode
+  records), per-hop calls through the engine's alarm logic (pedstream.monitor.rhythm_alarms), episode
   scores (pedstream.score.episodes: episode and duration Se/+P, time to alarm, false alarms per hour);
 - leave one database out: train without MIT-BIH (CinC + vfdb), test on MIT-BIH; without vfdb, test on vfdb;
 - the RR rule alone on nsrdb-ann (AF false alarms per hour of sinus Holter) and sddb-ann (AF duration

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {name: "pedstream.api" for name in
          ("Model", "WindowCall", "RecordData", "Monitor", "load_model", "classify", "read_record", "plot_strip",
           "demo_records")}
-_LAZY["MonitorEvent"] = "pedstream.stream.sinks"
+_LAZY["MonitorEvent"] = "pedstream.outputs.jsonlines"
 _LAZY["load_config"] = "pedstream.config"  # a Config from a TOML path and "section.key=value" overrides
 
 __all__ = ["__version__", *_LAZY]

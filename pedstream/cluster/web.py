@@ -3,7 +3,7 @@
 The ward comes from the broker as for the terminal central station
 (:class:`~pedstream.cluster.central.Central`: every worker's events and retained alarm states); the
 waveforms from the same broker, where the streams are published (an
-:class:`~pedstream.stream.mqtt.source.MQTTSource` whose queue only feeds the station's display
+:class:`~pedstream.transports.mqtt.source.MQTTSource` whose queue only feeds the station's display
 rings: nothing is classified here). Acknowledge/silence events go to the central station's sinks
 (``--events``, stdout with ``--headless``) and to every screen.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
+from pedstream.config import Config
 
 __all__ = ["CentralView", "central_web_command"]
 
@@ -53,15 +54,15 @@ class CentralView:
             sink.emit(ev)
 
 
-async def serve_central(cfg: Any, service: Any, *, sinks: list[Any], stop: asyncio.Event,
+async def serve_central(cfg: Config, service: Any, *, sinks: list[Any], stop: asyncio.Event,
                         duration: float | None) -> Any:
     """Run :class:`Central`, the waveform source and the web server until ``stop`` or ``duration``."""
     from pedstream.cluster.central import Central
-    from pedstream.stream.mqtt.source import MQTTSource
+    from pedstream.transports.mqtt.source import MQTTSource
 
     station = service.station
     queue = station.queue()
-    source = MQTTSource.from_config(cfg.mqtt, events=queue)
+    source = MQTTSource(cfg.mqtt, events=queue)
 
     async def drain() -> None:  # the station saw each event as it was queued; nothing else reads them
         while True:
@@ -85,7 +86,7 @@ def central_web_command(cfg: Any, *, bind: str | None, duration: float | None, h
                         events_path: Path | None) -> dict[str, Any]:
     """``pedstream central --web``: the web station of the ward (the URL and any one-time login on stderr)."""
     from pedstream.cluster.central import central_sinks, require_broker
-    from pedstream.stream.runner import stop_on_signals
+    from pedstream.monitor.assembly import stop_on_signals
     from pedstream.errors import ConfigError
 
     try:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events.monitor import MonitorEvent
 
-if TYPE_CHECKING:
-    from pedstream.stream.engine import Engine
-
-__all__ = ["EngineSnapshot", "EventSubscription", "StreamStatus", "percentile"]
+__all__ = ["EngineSnapshot", "EventSubscription", "SnapshotSource", "StreamStatus", "percentile"]
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -25,8 +22,8 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 class EventSubscription:
     """An async iterator over the engine's :class:`MonitorEvent` objects from the moment it was made."""
 
-    def __init__(self, engine: "Engine") -> None:
-        self._engine = engine
+    def __init__(self, on_close: Callable[["EventSubscription"], None]) -> None:
+        self._on_close = on_close
         self._queue: asyncio.Queue[MonitorEvent] = asyncio.Queue()
         self.seen: list[MonitorEvent] = []
 
@@ -58,7 +55,7 @@ class EventSubscription:
         return out
 
     def close(self) -> None:
-        self._engine._subscribers.discard(self)
+        self._on_close(self)
 
 
 @dataclass
@@ -116,3 +113,9 @@ class EngineSnapshot:
     uptime_s: float
     alarms_active: int = 0  # alarms active now (all streams)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SnapshotSource(Protocol):
+    """What a view of the monitor (the dashboard, the web station) reads: its current frame."""
+
+    def snapshot(self) -> "EngineSnapshot": ...

@@ -1,29 +1,37 @@
-"""The streaming engine: live sources -> per-stream DSP -> batched ONNX inference -> calls, alarms, sinks.
+"""The monitor: live sources -> per-stream DSP -> batched ONNX inference -> calls, alarms -> outputs.
 
-Light imports only (no pylsl, no aiomqtt, no onnxruntime, no torch at import time): the transports
-live in :mod:`pedstream.stream.lsl` and :mod:`pedstream.stream.mqtt` (their sinks are exported here
-lazily), the replay source in :mod:`pedstream.stream.replay`, the source event types in
-:mod:`pedstream.stream.source`, the model runtime in :mod:`pedstream.model.runtime`.
+A running monitor is assembled in one place, :mod:`pedstream.monitor.assembly` (a
+:class:`~pedstream.monitor.assembly.RunPlan` -> sources, engine, sinks); the commands are in
+:mod:`pedstream.monitor.command`. The engine (:mod:`.engine`) with its ingest (:mod:`.ingest`), per-stream
+pipelines (:mod:`.pipeline`, :mod:`.bank`, :mod:`.workers`), inference (:mod:`.batcher`), alarms
+(:mod:`.alarms`), rhythm context (:mod:`.rhythm_context`), beats (:mod:`.ectopy`, :mod:`.adapt`) and
+watchdogs live here; what talks to the outside is in :mod:`pedstream.transports`, what writes and shows
+results in :mod:`pedstream.outputs`, and what they all exchange in :mod:`pedstream.events`.
+
+Light imports only (no pylsl, no aiomqtt, no onnxruntime, no torch at import time): the transports'
+and outputs' sinks are exported here lazily.
 """
 
 from pedstream._lazy import lazy_exports
 
-from pedstream.stream.adapt import BeatLabels, LabelError, PatientAdapter
-from pedstream.stream.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age, save_strip
-from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
-from pedstream.stream.ectopy import BeatModelSpec, BeatStream, EctopyCounter, open_beat_model
-from pedstream.stream.banner import model_banner
-from pedstream.stream.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus
-from pedstream.stream.pipeline import FeedResult, StreamPipeline
-from pedstream.stream.sinks import JsonLinesSink, MonitorEvent
+from pedstream.monitor.adapt import BeatLabels, LabelError, PatientAdapter
+from pedstream.monitor.alarms import AlarmTracker, AlarmTransition, RhythmCall, hr_limits_for_age
+from pedstream.monitor.batcher import BatchResult, InferenceBatcher, WindowItem
+from pedstream.monitor.ectopy import BeatModelSpec, BeatStream, EctopyCounter, open_beat_model
+from pedstream.monitor.banner import model_banner
+from pedstream.monitor.engine import Engine, EngineSnapshot, EventSubscription, StreamStatus
+from pedstream.monitor.pipeline import FeedResult, StreamPipeline
+from pedstream.events import MonitorEvent
+from pedstream.outputs.jsonlines import JsonLinesSink
+from pedstream.outputs.strips import save_strip
 
 _LAZY = {
-    "LSLMarkerSink": "pedstream.stream.lsl.outlet",
-    "MQTTSink": "pedstream.stream.mqtt.publisher",
-    "HL7Sink": "pedstream.stream.hl7sink",  # hospital outputs (docs/integrations.md)
-    "FHIRSink": "pedstream.stream.integrations",
-    "Recorder": "pedstream.stream.recording",
-    "Outputs": "pedstream.stream.lifecycle",
+    "LSLMarkerSink": "pedstream.transports.lsl.outlet",
+    "MQTTSink": "pedstream.transports.mqtt.publisher",
+    "HL7Sink": "pedstream.outputs.hl7sink",  # hospital outputs (docs/integrations.md)
+    "FHIRSink": "pedstream.outputs.integrations",
+    "Recorder": "pedstream.outputs.recording",
+    "Outputs": "pedstream.outputs.lifecycle",
 }
 
 __all__ = [

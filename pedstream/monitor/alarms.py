@@ -32,14 +32,13 @@ PVC run (``pvc_run``, with a beat model, :meth:`AlarmTracker.beat`): on at the `
 (3) consecutive V beat, off at the first non-V beat after it (the same hysteresis counted in beats);
 priority ``pvc_run_priority`` (advisory); ``detail`` says how many V beats in a row.
 
-:func:`save_strip` draws the monitor-style alarm printout (matplotlib Agg, call it in a thread).
+:func:`pedstream.outputs.strips.save_strip` draws the alarm printout.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
@@ -54,8 +53,6 @@ __all__ = [
     "ProbabilitySmoother",
     "AlarmTracker",
     "hr_limits_for_age",
-    "save_strip",
-    "wrap_title",
 ]
 
 Priority = Literal["high", "medium", "advisory", "none"]
@@ -303,81 +300,3 @@ class AlarmTracker:
                                    windows_back=windows_back)
         self.active.pop(label, None)
         return AlarmTransition("alarm_off", label, priority, p=p, hr=hr, detail=detail)
-
-
-def wrap_title(title: str, width_in: float, *, fontsize: float = 9.0) -> list[str]:
-    """``title`` in lines that fit ``width_in`` inches at ``fontsize`` pt (about 0.6 em a character),
-    broken at spaces; every word kept."""
-    import textwrap
-
-    per_line = max(20, int(width_in * 0.94 * 72 / (0.6 * fontsize)))
-    return textwrap.wrap(title, width=per_line, break_long_words=False, break_on_hyphens=False) or [""]
-
-
-def save_strip(
-    path: Path,
-    *,
-    data: np.ndarray,
-    fs: float,
-    channel_names: Sequence[str],
-    present: np.ndarray,
-    onset_s: float,
-    title: str,
-    n_ecg: int = 12,
-    alarm_s: float | None = None,
-) -> Path:
-    """Write a monitor-printout style strip PNG.
-
-    ``data`` is ``(T, 19)`` float mV (canonical order, absent channels ignored via ``present``
-    ``(19,) bool``), ``onset_s`` the alarm onset in seconds from the strip's start (drawn as a red
-    line: where the episode's evidence began); ``alarm_s`` where the alarm was raised (dashed line). The
-    title is wrapped onto as many lines as it needs (never cut). Standard paper scale: 25 mm/s, 10 mm/mV, pink 1 mm / 5 mm grid. Uses the Agg backend and
-    no pyplot state, so it is safe in a worker thread.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    data = np.asarray(data, dtype=np.float64)
-    rows = [i for i in range(data.shape[1]) if bool(present[i])]
-    n_t = data.shape[0]
-    dur = n_t / fs
-    t = np.arange(n_t) / fs
-    row_mv = 3.0  # vertical space per trace, mV
-    height_mv = row_mv * max(1, len(rows))
-    # 25 mm/s and 10 mm/mV -> figure size in inches (25.4 mm per inch), clipped to a sane size
-    w_in = min(max(dur * 25 / 25.4, 4.0), 12.0)
-    h_in = min(max(height_mv * 10 / 25.4 * 0.45, 3.0), 24.0)
-    fig = Figure(figsize=(w_in, h_in), dpi=100)
-    FigureCanvasAgg(fig)
-    title_lines = wrap_title(title, w_in)
-    top = 0.17 * len(title_lines) / h_in  # the title's share of the figure height (about 0.17 in a line)
-    bottom = min(0.15, 0.45 / h_in)  # room for the time axis and its label
-    ax = fig.add_axes((0.06, bottom, 0.93, max(0.4, 0.97 - top - bottom)))
-    ax.set_facecolor("#fff5f5")
-    for x in np.arange(0, dur + 1e-9, 0.04):  # 1 mm at 25 mm/s
-        ax.axvline(x, color="#f4c2c2", lw=0.3 if round(x / 0.04) % 5 else 0.8, zorder=0)
-    for y in np.arange(-height_mv, row_mv + 1e-9, 0.1):  # 1 mm at 10 mm/mV
-        ax.axhline(y, color="#f4c2c2", lw=0.3 if round(y / 0.1) % 5 else 0.8, zorder=0)
-    yticks, ylabels = [], []
-    for r, ch in enumerate(rows):
-        base = -r * row_mv
-        trace = data[:, ch] - np.median(data[:, ch])
-        trace = np.clip(trace, -row_mv / 2 * 1.4, row_mv / 2 * 1.4)
-        ax.plot(t, base + trace, lw=0.6, color="black" if ch < n_ecg else "#1a3c8c")
-        yticks.append(base)
-        ylabels.append(channel_names[ch])
-    ax.axvline(onset_s, color="red", lw=1.2)
-    ax.text(onset_s, row_mv, " onset", color="red", fontsize=7, va="top")
-    if alarm_s is not None:
-        ax.axvline(alarm_s, color="red", lw=0.8, ls="--")
-        ax.text(alarm_s, row_mv, " alarm", color="red", fontsize=7, va="top")
-    ax.set_xlim(0, dur)
-    ax.set_ylim(-height_mv + row_mv / 2, row_mv)
-    ax.set_yticks(yticks, ylabels, fontsize=7)
-    ax.set_xlabel("s (25 mm/s, 10 mm/mV)", fontsize=7)
-    ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle("\n".join(title_lines), fontsize=9, x=0.06, y=0.995, ha="left", va="top")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path

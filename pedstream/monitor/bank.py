@@ -17,7 +17,7 @@ chunks gets one turn of at most one hop of samples. This module makes a round ch
   streams at once (:func:`pedstream.dsp.bank.filter_many`: one ``sosfilt`` call per band for
   every group of streams with the same rate and chunk length), then :meth:`StreamPipeline.complete`
   (ring, QRS, windows) per stream. Bit-for-bit the result of ``StreamPipeline.feed`` per chunk
-  (``tests/stream/test_bank.py``).
+  (``tests/monitor/test_bank.py``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ import numpy as np
 
 from pedstream.dsp.bank import filter_many
 from pedstream.dsp.checks import all_finite
-from pedstream.stream.feedtypes import Arrivals, FeedResult, Staged
-from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.source import Chunk, ChunkReceived
+from pedstream.monitor.feedtypes import Arrivals, FeedResult, Staged
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.events import Chunk, ChunkReceived
 
 __all__ = ["take_chunk", "feed_round"]
 

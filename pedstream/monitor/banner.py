@@ -9,7 +9,7 @@ from typing import Any
 
 from pedstream.config import Config
 from pedstream.model.metadata import trained_on
-from pedstream.stream.alarms import hr_limits_for_age
+from pedstream.monitor.alarms import hr_limits_for_age
 
 __all__ = ["PACKAGED_MODELS", "hr_limits_text", "is_packaged_model", "model_banner"]
 

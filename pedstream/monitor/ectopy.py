@@ -28,7 +28,7 @@ on (``metadata["trained_channels"]``) are masked (absent).
 
 :class:`EctopyCounter`: per stream PVC/min and PAC/min, the V and S beats of the last 60 s of the
 stream's clock (source timestamps), kept across gaps. The PVC-run alarm (``pvc_run``: 3 or more
-consecutive V beats) lives in :class:`pedstream.stream.alarms.AlarmTracker`.
+consecutive V beats) lives in :class:`pedstream.monitor.alarms.AlarmTracker`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.rr import RR_FEATURES, RRFeatures
 from pedstream.dsp.windowing import NORMALIZATION, normalize_window
 from pedstream.errors import ModelError, StreamError
+from pedstream.config import Config
 
 __all__ = ["BeatInfo", "BeatModelSpec", "BeatStream", "EctopyCounter", "open_beat_model", "PVC", "PAC"]
 
@@ -134,7 +135,7 @@ class BeatModelSpec:
                                  path=str(getattr(session, "path", "beat model")))
 
 
-def open_beat_model(cfg: Any, path: str | Path) -> tuple[Any, BeatModelSpec]:
+def open_beat_model(cfg: Config, path: str | Path) -> tuple[Any, BeatModelSpec]:
     """Open ``path`` as the beat model (ONNX Runtime) and check it: ``(session, spec)``.
 
     Refused with one :class:`ModelError` line (exit 2): a missing file, a model whose
@@ -154,7 +155,7 @@ def open_beat_model(cfg: Any, path: str | Path) -> tuple[Any, BeatModelSpec]:
 
 @dataclass(slots=True)
 class BeatInfo:
-    """Rides on a beat's :class:`~pedstream.stream.batcher.WindowItem` (``meta``)."""
+    """Rides on a beat's :class:`~pedstream.monitor.batcher.WindowItem` (``meta``)."""
 
     t: float  # stream-clock time of the beat (source timestamps), seconds
     rhythm_index: int  # the beat's sample index in the rhythm pipeline's ring (alarm strips)
@@ -226,8 +227,8 @@ class BeatStream:
                 t_received: float) -> list[Any]:
         """``mapped`` (n, 19) mV at the stream rate; ``beats`` the rhythm detector's new R peaks
         (segment-relative, rhythm rate); ``t0`` the segment's first source timestamp. Returns the
-        ready :class:`~pedstream.stream.batcher.WindowItem` list (``rr``, ``meta`` = :class:`BeatInfo`)."""
-        from pedstream.stream.batcher import WindowItem
+        ready :class:`~pedstream.monitor.batcher.WindowItem` list (``rr``, ``meta`` = :class:`BeatInfo`)."""
+        from pedstream.monitor.batcher import WindowItem
 
         y = self.resampler.process(mapped)
         if y.shape[0]:

@@ -10,13 +10,13 @@ Usage::
 On entry the engine enters its sinks, starts its named tasks in an :class:`asyncio.TaskGroup`
 (``inference``, one ``ingest-<n>`` per distinct source queue) and enters the sources; on exit it
 cancels and awaits them, writes pending alarm strips and closes sinks. The per-stream DSP runs on the
-event loop, all streams of an ingest round together (:mod:`pedstream.stream.bank`), or with
-``[stream] workers`` > 1 in DSP worker processes (:mod:`pedstream.stream.workers`, windows back
+event loop, all streams of an ingest round together (:mod:`pedstream.monitor.bank`), or with
+``[stream] workers`` > 1 in DSP worker processes (:mod:`pedstream.monitor.workers`, windows back
 through shared memory); ONNX Runtime runs in a worker thread; alarm strips are drawn
 in threads. A problem with one stream (unknown channel names, bad chunk) becomes an ``error``
 event for that stream; the other streams carry on.
 
-With a beat model (``beat_session``, see :mod:`pedstream.stream.ectopy`) every stream also gets a
+With a beat model (``beat_session``, see :mod:`pedstream.monitor.ectopy`) every stream also gets a
 beat path; its ready beats go to a second batcher (task ``beat-inference``: one ``session.run`` per
 batch of beats of all streams). Each classified beat is a ``beat`` event, updates the stream's
 PVC/min and PAC/min (also added to its ``call`` events) and the ``pvc_run`` alarm. A beat-model
@@ -32,7 +32,7 @@ No silent hang: every wait between tasks is bounded or watched. The ``watchdog``
 stream without progress for ``[stream] watchdog_s`` (data queued but not processed, windows waiting
 for inference, or no data while its source has not reported it lost) and a model call running that
 long as one ``error`` event each and a ``stalled`` flag on the stream's row (cleared when it moves
-again). A thread (:class:`~pedstream.stream.loopwatch.LoopWatch`) watches the loop itself: a loop
+again). A thread (:class:`~pedstream.monitor.loopwatch.LoopWatch`) watches the loop itself: a loop
 blocked that long by one synchronous call is logged at once with where it is stuck, and becomes an
 ``error`` event when the loop runs again. A model call is abandoned after ``infer_timeout_s``
 (error events); leaving cancels the tasks with a bound (``stop_timeout_s``; a task that does not stop is named in the log).
@@ -53,28 +53,29 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pedstream.config import Config
-from pedstream.dsp.windowing import window_samples
 from pedstream.errors import ConfigError, PedstreamError
 from pedstream.model.runtime import softmax
-from pedstream.stream.alarms import AlarmTracker
-from pedstream.stream.banner import is_packaged_model, model_banner
-from pedstream.stream.workers import WorkerPool, worker_count
-from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
-from pedstream.stream.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
-from pedstream.stream.ingest import FairIngest
-from pedstream.stream.loopwatch import LoopWatch
-from pedstream.stream.pipeline import StreamPipeline, StripRequest
-from pedstream.stream.release import note_error_only, release_lost, released_count, revive
-from pedstream.stream.rhythm_hooks import RhythmHooks
-from pedstream.stream.replay import record_position
-from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.source import ChunkReceived, StreamAdded
-from pedstream.stream.source import StreamError as StreamErrorEvent
-from pedstream.stream.source import ErrorThrottle, StreamInfo, StreamLost, TaskScope, ingest_summary, source_notices
+from pedstream.monitor.alarms import AlarmTracker
+from pedstream.monitor.banner import is_packaged_model, model_banner
+from pedstream.monitor.workers import WorkerPool, worker_count
+from pedstream.monitor.batcher import BatchResult, InferenceBatcher, WindowItem
+from pedstream.monitor.ectopy import BeatInfo, BeatModelSpec, BeatStream, EctopyCounter
+from pedstream.monitor.ingest import FairIngest
+from pedstream.monitor.loopwatch import LoopWatch
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.events import StripRequest
+from pedstream.monitor.release import note_error_only, release_lost, released_count, revive
+from pedstream.monitor.rhythm_hooks import RhythmHooks
+from pedstream.transports.replay import record_position
+from pedstream.events import MonitorEvent
+from pedstream.events import ChunkReceived, StreamAdded
+from pedstream.events import StreamFailed
+from pedstream.transports.base import ErrorThrottle, TaskScope, ingest_summary, source_notices
+from pedstream.events import StreamInfo, StreamLost
 
-from pedstream.stream.strips import StripWriter, alarms_folder
-from pedstream.stream.views import EngineSnapshot, EventSubscription, StreamStatus, percentile
-from pedstream.stream.watchdog import Watchdog
+from pedstream.outputs.strips import StripWriter, alarms_folder
+from pedstream.events import EngineSnapshot, EventSubscription, StreamStatus, percentile
+from pedstream.monitor.watchdog import Watchdog
 
 __all__ = ["Engine", "EventSubscription", "StreamStatus", "EngineSnapshot", "StreamState", "percentile"]
 
@@ -101,7 +102,7 @@ class StreamState:
     pending: deque = field(default_factory=deque)  # (event, monotonic arrival), oldest first
     pending_samples: int = 0
     in_turn: bool = False  # in the round-robin
-    deferred: bool = False  # waiting in the heap of deferred streams until ``due`` (pedstream.stream.ingest)
+    deferred: bool = False  # waiting in the heap of deferred streams until ``due`` (pedstream.monitor.ingest)
     due: float = 0.0
     need: int = 0  # source samples its next window still needs (0: unknown)
     ingest_dropped: int = 0  # samples dropped by the engine's queue (oldest first)
@@ -134,9 +135,8 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         meta = dict(getattr(session, "metadata", {}) or {})
         self.meta = meta
         self.class_names: list[str] = list(session.class_names)
-        self.fs = float(meta.get("fs", cfg.signal.fs))
-        self.window = int(meta.get("window_samples") or window_samples(float(meta.get("window_s", cfg.segments.window_s)), self.fs))
-        self.hop = window_samples(float(meta.get("hop_s", cfg.segments.hop_s)), self.fs)
+        self.geometry = session.geometry  # checked once by the model session (pedstream.dsp.windowing)
+        self.fs, self.window, self.hop = self.geometry.fs, self.geometry.window, self.geometry.hop
         self.banner = model_banner(meta, packaged=is_packaged_model(getattr(session, "path", None)))
         self.alarms_dir = alarms_folder(cfg.alarms, override=alarms_dir)
         self.strip_writer = StripWriter(alarms_dir=self.alarms_dir, banner=self.banner)
@@ -147,7 +147,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         if n_workers > 1 and beat_session is not None:
             raise ConfigError([("stream.workers", f"{cfg.stream.workers}: the beat model runs only with workers = 1 for now")],
                               source="engine")
-        # the per-stream DSP in worker processes (pedstream.stream.workers), or here (None)
+        # the per-stream DSP in worker processes (pedstream.monitor.workers), or here (None)
         self.workers: WorkerPool | None = None if n_workers <= 1 else WorkerPool(
             cfg=cfg, fs=self.fs, window=self.window, hop=self.hop, n=n_workers, on_result=self._apply_result)
         self.beat_spec: BeatModelSpec | None = None
@@ -162,7 +162,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         self.beats_total = 0
         self.beat_labels = None  # clinician beat labels adapting each stream's calls (feature beat models)
         if beat_session is not None:
-            from pedstream.stream.adapt import beat_labels_for
+            from pedstream.monitor.adapt import beat_labels_for
 
             self.beat_labels = beat_labels_for(beat_session)
         self.streams: dict[str, StreamState] = {}  # one state object per stream id
@@ -179,11 +179,11 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         self._tasks: list[asyncio.Task] = []
         self.t_start = time.monotonic()
         self._rr: deque[str] = deque()  # fair ingest: stream ids with queued events, served round-robin
-        self._deferred: list[tuple[float, str]] = []  # heap of (due, stream id): deferred DSP (pedstream.stream.ingest)
+        self._deferred: list[tuple[float, str]] = []  # heap of (due, stream id): deferred DSP (pedstream.monitor.ingest)
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0
         self.loopwatch: LoopWatch | None = None
-        self._rhythm_init(rhythm_model)  # the rhythm-context layer (pedstream.stream.rhythm_hooks); None = off
+        self._rhythm_init(rhythm_model)  # the rhythm-context layer (pedstream.monitor.rhythm_hooks); None = off
 
     # -- per-stream state and its read-only views --------------------------------------------------------
     def _state(self, sid: str) -> StreamState:
@@ -277,7 +277,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
 
     # -- events out --------------------------------------------------------------------------------------
     def subscribe(self) -> EventSubscription:
-        sub = EventSubscription(self)
+        sub = EventSubscription(self._subscribers.discard)
         self._subscribers.add(sub)
         return sub
 
@@ -336,8 +336,8 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
                 if pipe is not None:
                     self._apply(pipe, pipe.mark_lost(reason))
                 self._rhythm_lost(sid)
-                release_lost(self, sid)  # its pipeline's memory (pedstream.stream.release)
-            case StreamErrorEvent(stream_id=sid, message=msg):
+                release_lost(self, sid)  # its pipeline's memory (pedstream.monitor.release)
+            case StreamFailed(stream_id=sid, message=msg):
                 self._error(sid, msg)
                 note_error_only(self, sid)
             case _:
@@ -348,7 +348,7 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
         s = self._state(sid)
         revive(self, sid)
         old = s.pipe
-        if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
+        if old is not None and info.same_layout(old.info):
             old.info = info  # same stream back: the next chunk's index/timestamps decide about a gap
             if self.workers is not None:
                 self.workers.same_stream_back(info)
@@ -521,9 +521,9 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
 
     def label_beats(self, stream_id: str, labels: Sequence[tuple[float, str]], *, who: str = "clinician") -> list[dict]:
         """Clinician labels ``[(t_signal, "S"), ...]`` of beats of ``stream_id`` (their ``beat_t``): they
-        adapt that stream's later beat calls only (:class:`pedstream.stream.adapt.BeatLabels`; persisted
-        per patient). A wrong label is one :class:`~pedstream.stream.adapt.LabelError` and changes nothing."""
-        from pedstream.stream.adapt import LabelError
+        adapt that stream's later beat calls only (:class:`pedstream.monitor.adapt.BeatLabels`; persisted
+        per patient). A wrong label is one :class:`~pedstream.monitor.adapt.LabelError` and changes nothing."""
+        from pedstream.monitor.adapt import LabelError
 
         if self.beat_labels is None:
             raise LabelError(stream_id, "beat labels need a feature beat model ([stream] beat_model)")

@@ -1,6 +1,6 @@
-"""What one chunk through a :class:`~pedstream.stream.pipeline.StreamPipeline` produces, and what
+"""What one chunk through a :class:`~pedstream.monitor.pipeline.StreamPipeline` produces, and what
 travels with it: the result of a feed (:class:`FeedResult`), a chunk half way through
-(:class:`Staged`), alarm strips (:class:`StripRequest`, :class:`ReadyStrip`) and the arrival times
+(:class:`Staged`) and the arrival times
 of a merged chunk's parts (:class:`Arrivals`). Split out of ``pipeline.py``; the DSP worker
 processes pickle these."""
 
@@ -12,9 +12,10 @@ from typing import Literal
 
 import numpy as np
 
-from pedstream.stream.batcher import WindowItem
+from pedstream.events import ReadyStrip
+from pedstream.monitor.batcher import WindowItem
 
-__all__ = ["Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip"]
+__all__ = ["Quality", "Arrivals", "FeedResult", "Staged"]
 
 Quality = Literal["warm-up", "ok", "loss", "clipped"]
 
@@ -38,28 +39,6 @@ class Arrivals:
         """Arrival of the part holding sample ``index`` (the last part's for an index beyond them)."""
         k = bisect.bisect_right(self.ends, int(index))
         return self.times[min(k, len(self.times) - 1)]
-
-
-@dataclass(slots=True)
-class StripRequest:
-    """A pending alarm strip: ``onset`` (ring index at the model fs: the end of the window that raised
-    the alarm; the strip ends ``strip_post_s`` after it), ``evidence`` (ring index where the episode's
-    evidence began: the start of its first window; the strip's onset mark) and what to title it."""
-
-    onset: int
-    label: str
-    priority: str
-    t_iso: str
-    evidence: int | None = None
-    hr: float | None = None  # the rate the alarm carried (rate alarms: the one that triggered it)
-
-
-@dataclass(slots=True)
-class ReadyStrip:
-    request: StripRequest
-    data: np.ndarray  # (T, 19) float32 filtered mV
-    onset_s: float  # onset mark (the evidence start, else the alarm) from the strip's start, seconds
-    alarm_s: float | None = None  # where the alarm was raised (the end of its window), seconds
 
 
 @dataclass(slots=True)

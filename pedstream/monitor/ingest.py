@@ -1,9 +1,9 @@
-"""The engine's fair ingest (a mixin of :class:`~pedstream.stream.engine.Engine`).
+"""The engine's fair ingest (a mixin of :class:`~pedstream.monitor.engine.Engine`).
 
 Every source event goes at once into a bounded queue per stream (``[stream] ingest_queue_s`` of
 signal; beyond it the stream's OLDEST chunks are dropped and counted) and the streams are served
 round-robin, at most one hop of one stream's samples per turn; a round's chunks then go through
-the DSP of all their streams together (:func:`pedstream.stream.bank.feed_round`), or to the DSP
+the DSP of all their streams together (:func:`pedstream.monitor.bank.feed_round`), or to the DSP
 worker processes (``[stream] workers``). Split out of ``engine.py``; it uses the engine's state
 (``streams``, ``_rr``, ``_deferred``, ``cfg``, ``workers``, ``handle``, ``_apply``, ``_error``).
 
@@ -13,7 +13,7 @@ until they complete its next window (the pipeline says how many samples that tak
 :meth:`StreamPipeline.samples_to_window`), hold a hop of signal, carry an event other than data,
 or the oldest has waited ``dsp_defer_s``; then they go through the DSP at once, merged. A window
 is cut as soon as its last chunk arrives, exactly as without deferral, and each window's latency
-starts at the arrival of its last sample (:class:`~pedstream.stream.feedtypes.Arrivals`); what
+starts at the arrival of its last sample (:class:`~pedstream.monitor.feedtypes.Arrivals`); what
 waits is the heart rate, quality and signal-loss of the dashboard (at most ``dsp_defer_s``). The
 waiting streams sit in a heap by due time, so a round costs nothing for them. A stream whose DSP runs in a
 worker process is deferred on the worker's last figure less the samples sent to it since.
@@ -28,13 +28,13 @@ import time
 from typing import Any
 
 from pedstream.errors import PedstreamError
-from pedstream.stream.bank import feed_round, take_chunk
-from pedstream.stream.release import sweep_released
-from pedstream.stream.source import ChunkReceived, StreamAdded
+from pedstream.monitor.bank import feed_round, take_chunk
+from pedstream.monitor.release import sweep_released
+from pedstream.events import ChunkReceived, StreamAdded
 
 __all__ = ["FairIngest"]
 
-log = logging.getLogger("pedstream.stream.engine")
+log = logging.getLogger("pedstream.monitor.engine")
 _ROUND_STREAMS = 64  # streams whose chunks go through the DSP together (one filter call per band)
 _ROUND_BUDGET_S = 0.02  # the ingest yields the event loop after this long, with streams still waiting
 
@@ -61,7 +61,7 @@ class FairIngest:
                     if getter is None:
                         getter = asyncio.ensure_future(queue.get())
                     wait = max(0.0, self._deferred[0][0] - time.monotonic()) if self._deferred else None
-                    freeing = sweep_released(self, time.monotonic())  # lost streams' pipelines (pedstream.stream.release)
+                    freeing = sweep_released(self, time.monotonic())  # lost streams' pipelines (pedstream.monitor.release)
                     wait = freeing if wait is None else (wait if freeing is None else min(wait, freeing))
                     await asyncio.wait({getter}, timeout=wait)
                 if getter is not None and getter.done():  # first: it is older than what the queue holds now
@@ -152,7 +152,7 @@ class FairIngest:
     def _serve_some(self, n: int) -> None:
         """One turn for each of the next ``n`` streams of the round-robin: one event, or up to one hop
         of its queued samples (contiguous chunks merged, a longer chunk cut:
-        :func:`pedstream.stream.bank.take_chunk`). Their chunks then go through the DSP of all their
+        :func:`pedstream.monitor.bank.take_chunk`). Their chunks then go through the DSP of all their
         streams together (:func:`feed_round`); a stream with events left is scheduled again (at once,
         or deferred)."""
         chunks: list[tuple[ChunkReceived, Any]] = []

@@ -1,7 +1,7 @@
 """Per-stream processing: channel mapping, resampling, the training filter bank, windows, QRS, gaps.
 
 One :class:`StreamPipeline` per live stream. ``feed(chunk, t_received)`` takes a source
-:class:`~pedstream.stream.source.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
+:class:`~pedstream.transports.base.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
 returns a :class:`FeedResult`: the windows that became ready (``(19, T)`` float32 filtered, ``raw``:
 the batcher normalises them exactly as in training, :meth:`WindowItem.normalized`, + ``(19,)`` mask)
 and any state changes (``signal_loss`` / ``signal_ok``).
@@ -12,7 +12,7 @@ Data path (all causal, chunk-size invariant)::
       --FilterBank--> RingBuffer (filtered, 19 ch) --Windower(window, hop)--> window (normalize_window
                                                             in the batcher's thread, off the event loop)
                                 \\--> OnlineQRSDetector on the heart-rate lead -> heart rate
-      (n, 19) --> BeatStream (with a beat model: pedstream.stream.ectopy) <-- the detector's R peaks
+      (n, 19) --> BeatStream (with a beat model: pedstream.monitor.ectopy) <-- the detector's R peaks
 
 Warm-up: after a (re)start the filter bank settles for ``settle_samples``; no window starting
 before that is classified (the dashboard shows "warm-up").
@@ -47,9 +47,10 @@ from pedstream.dsp.resample import StreamResampler
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.windowing import Windower
 from pedstream.errors import ChannelError, PedstreamError, StreamError
-from pedstream.stream.batcher import WindowItem
-from pedstream.stream.feedtypes import Arrivals, FeedResult, Quality, ReadyStrip, Staged, StripRequest
-from pedstream.stream.source import Chunk, StreamInfo
+from pedstream.monitor.batcher import WindowItem
+from pedstream.monitor.feedtypes import Arrivals, FeedResult, Quality, Staged
+from pedstream.events import ReadyStrip, StripRequest
+from pedstream.events import Chunk, StreamInfo
 
 __all__ = ["Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
 
@@ -118,7 +119,7 @@ class StreamPipeline:
         self._strips: list[StripRequest] = []
         self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
         self._strip_post = int(round(cfg.alarms.strip_post_s * self.fs))  # samples after the onset
-        self.ectopy: Any = None  # a pedstream.stream.ectopy.BeatStream when a beat model is loaded
+        self.ectopy: Any = None  # a pedstream.monitor.ectopy.BeatStream when a beat model is loaded
         self._last_mapped: np.ndarray | None = None  # (19,) the last mapped sample (for a gap bridge)
         self.bridged = 0  # short gaps bridged without a restart
 

@@ -26,7 +26,7 @@ reference) for the dashboard.
 
 Replays over a transport (``--demo`` on LSL) reach the engine without the record's place in their
 stream info, so this sink also adds ``record``, ``record_s`` and ``record_sample``
-(:func:`pedstream.stream.replay.record_position`) to the call and alarm events of every stream it
+(:func:`pedstream.transports.replay.record_position`) to the call and alarm events of every stream it
 was told about, where the engine did not.
 """
 
@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 
 from pedstream.data.rhythm import labels_at, scheme_reference
-from pedstream.stream.replay import record_position
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.transports.replay import record_position
+from pedstream.events import MonitorEvent
+from pedstream.config import Config
 
 __all__ = ["ReferenceLabels", "ReferenceTrack"]
 
@@ -79,7 +80,7 @@ class ReferenceLabels:
         self.positions: dict[str, dict[str, Any]] = {}  # stream id -> its record_position() meta
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "ReferenceLabels":
+    def from_config(cls, cfg: Config) -> "ReferenceLabels":
         from pedstream.data.labels import LabelGrouping
 
         return cls(LabelGrouping(cfg.labels.active), cfg=cfg)
@@ -97,7 +98,7 @@ class ReferenceLabels:
                 "agreed": agreed, "compared": compared}
 
     def add(self, plan: Any, *, t0: float) -> bool:
-        """Register ``plan`` (a :class:`~pedstream.stream.replay.ReplayPlan`) whose first sample is at
+        """Register ``plan`` (a :class:`~pedstream.transports.replay.ReplayPlan`) whose first sample is at
         signal time ``t0``; False when its record has no annotations (no reference for that stream;
         its events still get their place in the record)."""
         self.positions[plan.stream_id] = {"record": str(plan.record.path), "record_t0": float(t0),

@@ -1,4 +1,4 @@
-"""Freeing the engine's state of streams that ended (used by :class:`~pedstream.stream.engine.Engine`).
+"""Freeing the engine's state of streams that ended (used by :class:`~pedstream.monitor.engine.Engine`).
 
 A stream reported lost (its source saw no data for ``lost_timeout_s``, its meta was withdrawn, its
 replay ended...) releases its pipeline ``RELEASE_AFTER_S`` later, once its last windows have been
@@ -26,12 +26,12 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from pedstream.stream.source import StreamAdded
+from pedstream.events import StreamAdded
 
 __all__ = ["KEEP_RELEASED", "RELEASE_AFTER_S", "release_lost", "sweep_released", "revive", "note_error_only",
            "released_count"]
 
-log = logging.getLogger("pedstream.stream.engine")
+log = logging.getLogger("pedstream.monitor.engine")
 KEEP_RELEASED = 256
 RELEASE_AFTER_S = 3.0  # a lost stream's windows still waiting for the model are classified first
 TRIM_EVERY_S = 2.0

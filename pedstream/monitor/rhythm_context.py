@@ -12,7 +12,7 @@ After each window (every ``every_windows``-th) a snapshot of the stream's beats 
 copy taken on the event loop); :class:`RhythmLayer` computes their features
 (:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) and runs one
 ``session.run`` over all queued rows of all streams in a worker thread (off the event loop),
-then each stream's :class:`pedstream.stream.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
+then each stream's :class:`pedstream.monitor.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
 into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
 rhythm alarms back). A gap in the stream (its detector restarts) clears its context.
 """
@@ -29,7 +29,7 @@ import numpy as np
 
 from pedstream.config import Config
 from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features, decimation_step
-from pedstream.stream.rhythm_alarms import RhythmAlarmLogic, Transition
+from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic, Transition
 
 __all__ = ["RhythmLayer", "RhythmResult", "StreamRhythm"]
 

@@ -1,5 +1,5 @@
-"""The engine's side of the rhythm-context layer (:mod:`pedstream.stream.rhythm_context`), a mixin of
-:class:`pedstream.stream.engine.Engine`.
+"""The engine's side of the rhythm-context layer (:mod:`pedstream.monitor.rhythm_context`), a mixin of
+:class:`pedstream.monitor.engine.Engine`.
 
 ``Engine(..., rhythm_model=...)`` (a :class:`~pedstream.model.rhythm_runtime.RhythmModel`, a path,
 ``"default"`` for the packaged model, or ``None``: off) turns it on. Events it adds:
@@ -21,16 +21,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pedstream.stream.rhythm_alarms import Transition
-from pedstream.stream.rhythm_context import RhythmLayer, RhythmResult
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.monitor.rhythm_alarms import Transition
+from pedstream.monitor.rhythm_context import RhythmLayer, RhythmResult
+from pedstream.events import MonitorEvent
+from pedstream.config import Config
 
 __all__ = ["RhythmHooks", "load_rhythm_model"]
 
 log = logging.getLogger(__name__)
 
 
-def load_rhythm_model(model: Any, cfg: Any) -> Any:
+def load_rhythm_model(model: Any, cfg: Config) -> Any:
     """``model`` as a RhythmModel (None stays None; ``"default"``: ``[rhythm_context] model`` or the packaged one)."""
     if model is None:
         return None

@@ -1,10 +1,10 @@
-"""The engine's watchdog (a mixin of :class:`~pedstream.stream.engine.Engine`).
+"""The engine's watchdog (a mixin of :class:`~pedstream.monitor.engine.Engine`).
 
 The ``watchdog`` task reports a stream without progress for ``[stream] watchdog_s`` (data queued
 but not processed, windows waiting for inference, or no data while its source has not reported it
 lost) and a model call running that long as one ``error`` event each and a ``stalled`` flag on the
 stream's row (cleared when it moves again); a task of the engine that ended is reported once; a
-stall of the event loop itself, seen by :class:`~pedstream.stream.loopwatch.LoopWatch` from its
+stall of the event loop itself, seen by :class:`~pedstream.monitor.loopwatch.LoopWatch` from its
 thread, is reported when the loop runs again. Split out of ``engine.py``.
 """
 
@@ -16,7 +16,7 @@ import time
 
 __all__ = ["Watchdog"]
 
-log = logging.getLogger("pedstream.stream.engine")
+log = logging.getLogger("pedstream.monitor.engine")
 
 
 class Watchdog:

@@ -3,12 +3,12 @@
 The engine's process keeps the sources, the fair per-stream ingest queues, the inference batch,
 alarms, events and sinks. Each round of the ingest (``Engine._feed_round``) sends every worker
 the chunks of its streams in ONE message; the worker runs them through
-:func:`pedstream.stream.bank.feed_round` (its streams' filter banks in one call per band) and
+:func:`pedstream.monitor.bank.feed_round` (its streams' filter banks in one call per band) and
 answers with one message per round: per stream its transitions, heart rate, quality, errors and
-ready alarm strips, and its windows as sequence numbers of a :class:`~pedstream.stream.shm.WindowRing`
+ready alarm strips, and its windows as sequence numbers of a :class:`~pedstream.monitor.shm.WindowRing`
 (the windows themselves are written to shared memory, never pickled).
 
-Streams are pinned to workers by :func:`pedstream.stream.assign.assign` (rendezvous hashing of the
+Streams are pinned to workers by :func:`pedstream.monitor.assign.assign` (rendezvous hashing of the
 stream id over the worker names, the function the Ray helper uses for machines). When a worker
 dies its streams move to the workers left (only its streams move); each one restarts there as
 after a lost signal (``signal_loss``, then warm-up). The engine sees a :class:`RemotePipeline` per
@@ -37,11 +37,12 @@ import numpy as np
 from pedstream.config import Config
 from pedstream.data.channels import CANONICAL_CHANNELS, ECG_CHANNELS
 from pedstream.errors import PedstreamError
-from pedstream.stream.assign import assign
-from pedstream.stream.batcher import WindowItem
-from pedstream.stream.pipeline import FeedResult, ReadyStrip, StreamPipeline, StripRequest, stream_channels
-from pedstream.stream.shm import RingSpec, WindowRing
-from pedstream.stream.source import Chunk, StreamInfo
+from pedstream.monitor.assign import assign
+from pedstream.monitor.batcher import WindowItem
+from pedstream.monitor.pipeline import FeedResult, StreamPipeline, stream_channels
+from pedstream.events import ReadyStrip, StripRequest
+from pedstream.monitor.shm import RingSpec, WindowRing
+from pedstream.events import Chunk, StreamInfo
 
 __all__ = ["RemotePipeline", "WorkerPool", "worker_count"]
 
@@ -311,7 +312,7 @@ class WorkerPool:
 
 def _worker_main(name: str, spec: RingSpec, conn: Any, cfg: Config, fs: float, window: int, hop: int) -> None:
     """A DSP worker: a plain loop over the messages of the engine (see the module docstring)."""
-    from pedstream.stream.bank import feed_round
+    from pedstream.monitor.bank import feed_round
 
     ring = WindowRing.attach(spec)
     pipes: dict[str, StreamPipeline] = {}
@@ -328,7 +329,7 @@ def _worker_main(name: str, spec: RingSpec, conn: Any, cfg: Config, fs: float, w
             if kind == "add":
                 info = msg[1]
                 old = pipes.get(info.stream_id)
-                if old is not None and old.info.fs == info.fs and list(old.info.channel_names) == list(info.channel_names):
+                if old is not None and info.same_layout(old.info):
                     old.info = info
                 else:
                     try:

@@ -3,7 +3,7 @@
 With a beat model loaded a ``PVC/PAC min`` column shows each stream's PVC/min and PAC/min (V and S
 beats in the last 60 s of stream time; ``err`` when that stream's beat path failed).
 
-:func:`render_dashboard` turns an :class:`~pedstream.stream.engine.EngineSnapshot` into a rich
+:func:`render_dashboard` turns an :class:`~pedstream.monitor.engine.EngineSnapshot` into a rich
 renderable (testable with ``Console(record=True, width=...)``, no terminal needed);
 :func:`run_dashboard` refreshes it with :class:`rich.live.Live` at ``hz`` until cancelled;
 :func:`export_dashboard` writes one frame as SVG or text (the README capture, ``--capture FILE``).
@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus
+from pedstream.events import EngineSnapshot, SnapshotSource, StreamStatus
 
 __all__ = ["dashboard_console", "render_dashboard", "run_dashboard", "export_dashboard"]
 
@@ -151,7 +151,7 @@ def render_dashboard(snap: EngineSnapshot, *, now: float | None = None, title: s
     """The dashboard as a rich renderable: banner line, stream table, two footer lines (and a legend
     line when a stream declared no units). Fits 100 columns without wrapping for short stream ids.
 
-    ``reference`` (a :class:`~pedstream.stream.reference.ReferenceLabels`, annotated records replayed):
+    ``reference`` (a :class:`~pedstream.monitor.reference.ReferenceLabels`, annotated records replayed):
     a ``truth`` column beside the call (instead of the source column) and the running agreement in
     the footer. ``strips_dir``: the
     alarm strip folder, named in the footer. ``fixed_width``: every column a fixed width, the table
@@ -235,7 +235,7 @@ def export_dashboard(snap: EngineSnapshot, path: Path | str, *, width: int = 100
     return path
 
 
-async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
+async def _plain_dashboard(engine: SnapshotSource, *, console: Console, every_s: float,
                            on_final: Callable[[EngineSnapshot], None] | None, **extra: Any) -> None:
     """Print a full frame every ``every_s`` seconds (and a last one when cancelled), each ending in a newline."""
     console.print(engine.snapshot().banner, highlight=False)  # once; the frames below leave it out
@@ -252,7 +252,7 @@ async def _plain_dashboard(engine: Engine, *, console: Console, every_s: float,
         raise
 
 
-async def run_dashboard(engine: Engine, *, hz: float = 4.0, console: Console | None = None,
+async def run_dashboard(engine: SnapshotSource, *, hz: float = 4.0, console: Console | None = None,
                         on_final: Callable[[EngineSnapshot], None] | None = None,
                         plain_every_s: float = 5.0, **extra: Any) -> None:
     """Refresh the live dashboard of ``engine`` at ``hz`` until cancelled.

@@ -1,4 +1,4 @@
-"""The EDF+ files of :class:`pedstream.stream.recording.Recorder`: one open file per stream
+"""The EDF+ files of :class:`pedstream.outputs.recording.Recorder`: one open file per stream
 (:class:`StreamRecording`) and the file operations (:class:`EdfFiles`, a mixin of the recorder, run in
 its thread): open with typed labels and per-kind physical ranges, write whole data records keeping
 the header's record count current, mark clipping, close with the annotations."""
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from pedstream.stream.source import StreamInfo
+from pedstream.events import StreamInfo
 
 __all__ = ["EdfFiles", "StreamRecording", "edf_label", "ANNOTATION_SIGNALS", "CLIP_MERGE_S"]
 
@@ -139,7 +139,7 @@ class EdfFiles:
         rec.clip_from, rec.clip_channels = None, set()
 
     def _write(self, rec: StreamRecording, block: np.ndarray) -> None:
-        from pedstream.stream.edfrepair import edf_layout, sync_record_count
+        from pedstream.outputs.edfrepair import edf_layout, sync_record_count
 
         for i in range(0, block.shape[0], rec.spr):
             part = block[i:i + rec.spr]

@@ -37,7 +37,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
+from pedstream.config import HL7Section
 
 __all__ = ["build_oru_r40", "build_oru_r01", "oru_r40_text", "oru_r01_text", "validate_strict", "message_id", "alarm_codes", "HL7_VERSION"]
 
@@ -99,18 +100,18 @@ def alarm_codes(label: str) -> tuple[str, str]:
     return event, source
 
 
-def _msh(cfg: Any, kind: str, profile: str, control_id: str, when: datetime) -> str:
+def _msh(cfg: HL7Section, kind: str, profile: str, control_id: str, when: datetime) -> str:
     return "|".join(["MSH", "^~\\&", _esc(cfg.sending_application), _esc(cfg.sending_facility),
                      _esc(cfg.receiving_application), _esc(cfg.receiving_facility), _ts(when), "", kind,
                      control_id, "P", HL7_VERSION, "", "", "NE", "AL", "", "UNICODE UTF-8", "", "", profile])
 
 
-def _patient(cfg: Any, stream: str) -> list[str]:
+def _patient(cfg: HL7Section, stream: str) -> list[str]:
     return [f"PID|||{_esc(stream)}^^^PEDSTREAM^U||^^^^^^U",
             f"PV1||{_esc(cfg.patient_class)}|{'^'.join(_esc(c) for c in str(cfg.point_of_care).split('^'))}"]
 
 
-def _obx(n: int, vtype: str, code: str, sub: str, value: str, cfg: Any, when: datetime, *, units: str = "",
+def _obx(n: int, vtype: str, code: str, sub: str, value: str, cfg: HL7Section, when: datetime, *, units: str = "",
          flags: str = "", status: str = "F") -> str:
     device = f"{_esc(cfg.device_id)}^PEDSTREAM"
     return "|".join(["OBX", str(n), vtype, code, sub, value, units, "", flags, "", "", status, "", "", _ts(when),

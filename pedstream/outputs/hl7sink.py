@@ -2,7 +2,7 @@
 
 Delivery contract (``[hl7]``):
 
-- every message is appended to the outbox (:mod:`pedstream.stream.outbox`, SQLite WAL, ``[hl7]
+- every message is appended to the outbox (:mod:`pedstream.outputs.outbox`, SQLite WAL, ``[hl7]
   outbox``) *before* it is sent; messages go one at a time, in order, each waiting for its ACK;
 - a message leaves the outbox only on ``AA`` (or ``CA``) whose MSA-2 equals its own MSH-10; an ACK
   naming another message id is logged and ignored (the message is sent again after ``timeout_s``);
@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from pedstream.stream.hl7msg import message_id, oru_r01_text, oru_r40_text
-from pedstream.stream.outbox import Outbox, OutboxError
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.outputs.hl7msg import message_id, oru_r01_text, oru_r40_text
+from pedstream.outputs.outbox import Outbox, OutboxError
+from pedstream.events import MonitorEvent
+from pedstream.config import HL7Section
 
 __all__ = ["HL7Sink", "default_outbox_path"]
 
@@ -70,7 +71,7 @@ class HL7Sink:
     """Alarms (ORU^R40) and periodic observations (ORU^R01) to ``[hl7] host:port`` (module docstring).
     ``on_technical(event)`` receives the sink's technical alarms (``technical_alarm`` events)."""
 
-    def __init__(self, *, cfg: Any, outbox: str | Path | None = None,
+    def __init__(self, *, cfg: HL7Section, outbox: str | Path | None = None,
                  on_technical: Callable[[MonitorEvent], None] | None = None) -> None:
         self.cfg = cfg
         path = outbox if outbox is not None else (cfg.outbox or None)

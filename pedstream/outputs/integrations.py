@@ -1,8 +1,8 @@
 """Sinks for hospital systems: HL7 v2 over MLLP (IHE PCD-01 / PCD-04) and FHIR R4 (R4B, 4.3.0) NDJSON.
 
-HL7: the messages are built in :mod:`pedstream.stream.hl7msg` (``ORU^R40`` alarms laid out as IHE
+HL7: the messages are built in :mod:`pedstream.outputs.hl7msg` (``ORU^R40`` alarms laid out as IHE
 PCD-04, ``ORU^R01`` observations as PCD-01, checked with hl7apy's strict validator in the tests) and
-delivered by :class:`~pedstream.stream.hl7sink.HL7Sink` through a durable SQLite outbox (``pedstream
+delivered by :class:`~pedstream.outputs.hl7sink.HL7Sink` through a durable SQLite outbox (``pedstream
 run --hl7``; re-exported here).
 
 :class:`FHIRSink` (``pedstream run --fhir FILE``) appends one FHIR resource per line (NDJSON,
@@ -23,7 +23,7 @@ run --hl7``; re-exported here).
 
 Times are signal times where the stream's clock is wall-clock time (MQTT and replay publishers
 stamp Unix time) or this machine's LSL clock (mapped to wall time), else the emission time. The file is written by a thread of its own
-(:class:`~pedstream.stream.linewriter.LineWriter`): a full or read-only disk is reported once and
+(:class:`~pedstream.outputs.linewriter.LineWriter`): a full or read-only disk is reported once and
 retried, never stops monitoring.
 """
 
@@ -36,10 +36,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pedstream.stream.hl7msg import build_oru_r01, build_oru_r40
-from pedstream.stream.hl7msg import _event_time
-from pedstream.stream.hl7sink import HL7Sink
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.outputs.hl7msg import build_oru_r01, build_oru_r40
+from pedstream.outputs.hl7msg import _event_time
+from pedstream.outputs.hl7sink import HL7Sink
+from pedstream.events import MonitorEvent
 
 __all__ = ["HL7Sink", "FHIRSink", "build_oru_r40", "build_oru_r01", "fhir_resources_for", "FHIR_VERSION"]
 
@@ -177,7 +177,7 @@ class FHIRSink:
     async def __aenter__(self) -> "FHIRSink":
         import fhir.resources.R4B.observation  # noqa: F401  (fail at start, not at the first event)
 
-        from pedstream.stream.linewriter import LineWriter
+        from pedstream.outputs.linewriter import LineWriter
 
         self._writer = LineWriter(self.path, on_fault=self._fault)
         self._writer.start()

@@ -24,7 +24,7 @@ import logging
 import uuid
 from typing import Any, Callable, Sequence
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
 
 __all__ = ["AlarmLifecycle", "Outputs", "OutputsStatus", "outputs_problem"]
 

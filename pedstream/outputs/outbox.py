@@ -1,6 +1,6 @@
 """A durable outbox for outgoing alarm messages: SQLite in WAL mode, one row per message.
 
-Every message a delivery sink (:class:`pedstream.stream.hl7sink.HL7Sink`) must deliver is
+Every message a delivery sink (:class:`pedstream.outputs.hl7sink.HL7Sink`) must deliver is
 appended here *before* it is sent (``synchronous=FULL``: the row survives a crash or a power cut
 once :meth:`Outbox.append` returned), and leaves only when the receiver acknowledged *that* message
 (:meth:`Outbox.delivered`). A message the receiver refused stays, marked ``rejected`` with the

@@ -1,4 +1,4 @@
-"""``pedstream record repair``: complete the EDF+ recordings a crash cut short (pedstream.stream.edfrepair)."""
+"""``pedstream record repair``: complete the EDF+ recordings a crash cut short (pedstream.outputs.edfrepair)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def record_repair(cfg: Any, paths: tuple[Path, ...]) -> None:
     complete EDF+ files: every whole data record and the journal's annotations. Closed files are left as
     they are. Exit 1 when a file could not be repaired."""
     from pedstream.errors import PedstreamError
-    from pedstream.stream.edfrepair import describe, repair
+    from pedstream.outputs.edfrepair import describe, repair
 
     results = repair(list(paths))
     for line in describe(results):

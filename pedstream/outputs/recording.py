@@ -28,7 +28,7 @@ counted lost) and the run still ends (files not closed within ``STOP_TIMEOUT_S``
 closed (at the end of the run, or when the stream is announced again). A gap in a stream is not
 filled: EDF+C time runs on in samples, and a ``signal_loss`` annotation marks where it happened.
 
-Crash safety (:mod:`pedstream.stream.edfrepair`): the header's record count follows every data
+Crash safety (:mod:`pedstream.outputs.edfrepair`): the header's record count follows every data
 record, so a file cut by SIGKILL opens in pyedflib and MNE up to its last data record; annotations
 also go to a journal as they happen, and ``pedstream record repair DIR`` (run automatically when
 ``--record DIR`` starts) puts them back into such a file. A storage fault (full or read-only disk)
@@ -50,9 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from pedstream.stream.edffile import EdfFiles, StreamRecording, edf_label
-from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamInfo
+from pedstream.outputs.edffile import EdfFiles, StreamRecording, edf_label
+from pedstream.events import MonitorEvent
+from pedstream.events import ChunkReceived, StreamAdded, StreamInfo
+from pedstream.config import Config
 
 __all__ = ["Recorder", "StreamRecording", "edf_label"]
 
@@ -82,7 +83,7 @@ class Recorder(EdfFiles):
     """EDF+ recorder of every stream the engine sees (module docstring). Use :meth:`queue` as the
     sources' event queue and pass the recorder among the engine's sinks."""
 
-    def __init__(self, folder: str | Path, *, cfg: Any) -> None:
+    def __init__(self, folder: str | Path, *, cfg: Config) -> None:
         import pyedflib  # noqa: F401  (fail at start when the integrations extra is missing)
 
         self.folder = Path(folder)
@@ -114,10 +115,10 @@ class Recorder(EdfFiles):
 
     # -- the sink side -----------------------------------------------------------------------------
     async def __aenter__(self) -> "Recorder":
-        from pedstream.stream.edfrepair import JOURNAL_GLOB, describe, repair
-        from pedstream.stream.linewriter import LineWriter
+        from pedstream.outputs.edfrepair import JOURNAL_GLOB, describe, repair
+        from pedstream.outputs.linewriter import LineWriter
 
-        from pedstream.stream.linewriter import in_daemon_thread
+        from pedstream.outputs.linewriter import in_daemon_thread
 
         self._loop = asyncio.get_running_loop()
 
@@ -142,7 +143,7 @@ class Recorder(EdfFiles):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        from pedstream.stream.linewriter import in_daemon_thread
+        from pedstream.outputs.linewriter import in_daemon_thread
 
         self._put(("stop",), force=True)
         done = await in_daemon_thread(self._stopped.wait, STOP_TIMEOUT_S)

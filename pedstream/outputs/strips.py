@@ -1,8 +1,8 @@
 """Alarm strips: each alarm onset's 10 s ECG+IEGM strip PNG, drawn in a worker thread
-(:func:`pedstream.stream.alarms.save_strip`) so the event loop never waits on matplotlib; a daemon
+(:func:`save_strip`) so the event loop never waits on matplotlib; a daemon
 thread of its own, so a strip stuck on a hung path never holds the end of the run. The engine
 asks for a file name at the onset (it goes into the ``alarm_on`` event) and hands over the samples
-once the post-onset part has arrived (:class:`~pedstream.stream.pipeline.ReadyStrip`)."""
+once the post-onset part has arrived (:class:`~pedstream.monitor.pipeline.ReadyStrip`)."""
 
 from __future__ import annotations
 
@@ -13,18 +13,20 @@ import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-from pedstream.stream.alarms import save_strip
-from pedstream.stream.linewriter import in_daemon_thread
-from pedstream.stream.pipeline import ReadyStrip
+import numpy as np
 
-__all__ = ["StripWriter", "alarms_folder", "run_folder"]
+from pedstream.outputs.linewriter import in_daemon_thread
+from pedstream.events import ReadyStrip
+from pedstream.config import AlarmsSection
+
+__all__ = ["StripWriter", "alarms_folder", "run_folder", "save_strip", "wrap_title"]
 
 log = logging.getLogger(__name__)
 
 
-def alarms_folder(section: Any, *, events_path: Path | str | None = None, override: Path | str | None = None,
+def alarms_folder(section: AlarmsSection, *, events_path: Path | str | None = None, override: Path | str | None = None,
                   demo: bool = False) -> Path:
     """Where the alarm strips go (absolute): ``override`` (``--alarms-dir``), else ``[alarms] dir``, else
     ``alarms`` beside the events file, else ``$XDG_DATA_HOME/pedstream/alarms`` (by default
@@ -43,7 +45,7 @@ def alarms_folder(section: Any, *, events_path: Path | str | None = None, overri
 _RUN_DIR = re.compile(r"^run-\d{8}T\d{6}Z(-\d+)?$")
 
 
-def run_folder(base: Path | str, section: Any, *, now: datetime | None = None) -> Path:
+def run_folder(base: Path | str, section: AlarmsSection, *, now: datetime | None = None) -> Path:
     """This run's strip folder, ``base/run-YYYYMMDDTHHMMSSZ`` (UTC start time; not created until a strip
     is drawn). Older run folders in ``base`` beyond ``[alarms] keep_runs`` or, oldest first, past
     ``keep_mb`` in all, are removed first; only folders named like this are ever touched."""
@@ -111,7 +113,7 @@ class StripWriter:
 
     def _technical(self, state: str, message: str) -> None:
         if self.on_technical is not None:
-            from pedstream.stream.sinks import MonitorEvent
+            from pedstream.events import MonitorEvent
 
             self.on_technical(MonitorEvent(stream="pedstream", kind="technical_alarm", label="strips_unwritable",
                                            extra={"state": state, "output": "strips", "message": message}))
@@ -122,7 +124,7 @@ class StripWriter:
         return self.alarms_dir / f"{safe}_{stamp}.png"
 
     def write(self, pipe: Any, strip: ReadyStrip) -> None:
-        """Draw ``strip`` of ``pipe``'s stream (a :class:`~pedstream.stream.pipeline.StreamPipeline`) in a thread."""
+        """Draw ``strip`` of ``pipe``'s stream (a :class:`~pedstream.monitor.pipeline.StreamPipeline`) in a thread."""
         from pedstream.data.channels import CANONICAL_CHANNELS
 
         req = strip.request
@@ -153,3 +155,81 @@ class StripWriter:
             log.error("%d alarm strip(s) not drawn within %g s of leaving; abandoned", len(late), limit_s)
             for t in late:
                 t.cancel()
+
+
+def wrap_title(title: str, width_in: float, *, fontsize: float = 9.0) -> list[str]:
+    """``title`` in lines that fit ``width_in`` inches at ``fontsize`` pt (about 0.6 em a character),
+    broken at spaces; every word kept."""
+    import textwrap
+
+    per_line = max(20, int(width_in * 0.94 * 72 / (0.6 * fontsize)))
+    return textwrap.wrap(title, width=per_line, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def save_strip(
+    path: Path,
+    *,
+    data: np.ndarray,
+    fs: float,
+    channel_names: Sequence[str],
+    present: np.ndarray,
+    onset_s: float,
+    title: str,
+    n_ecg: int = 12,
+    alarm_s: float | None = None,
+) -> Path:
+    """Write a monitor-printout style strip PNG.
+
+    ``data`` is ``(T, 19)`` float mV (canonical order, absent channels ignored via ``present``
+    ``(19,) bool``), ``onset_s`` the alarm onset in seconds from the strip's start (drawn as a red
+    line: where the episode's evidence began); ``alarm_s`` where the alarm was raised (dashed line). The
+    title is wrapped onto as many lines as it needs (never cut). Standard paper scale: 25 mm/s, 10 mm/mV, pink 1 mm / 5 mm grid. Uses the Agg backend and
+    no pyplot state, so it is safe in a worker thread.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    data = np.asarray(data, dtype=np.float64)
+    rows = [i for i in range(data.shape[1]) if bool(present[i])]
+    n_t = data.shape[0]
+    dur = n_t / fs
+    t = np.arange(n_t) / fs
+    row_mv = 3.0  # vertical space per trace, mV
+    height_mv = row_mv * max(1, len(rows))
+    # 25 mm/s and 10 mm/mV -> figure size in inches (25.4 mm per inch), clipped to a sane size
+    w_in = min(max(dur * 25 / 25.4, 4.0), 12.0)
+    h_in = min(max(height_mv * 10 / 25.4 * 0.45, 3.0), 24.0)
+    fig = Figure(figsize=(w_in, h_in), dpi=100)
+    FigureCanvasAgg(fig)
+    title_lines = wrap_title(title, w_in)
+    top = 0.17 * len(title_lines) / h_in  # the title's share of the figure height (about 0.17 in a line)
+    bottom = min(0.15, 0.45 / h_in)  # room for the time axis and its label
+    ax = fig.add_axes((0.06, bottom, 0.93, max(0.4, 0.97 - top - bottom)))
+    ax.set_facecolor("#fff5f5")
+    for x in np.arange(0, dur + 1e-9, 0.04):  # 1 mm at 25 mm/s
+        ax.axvline(x, color="#f4c2c2", lw=0.3 if round(x / 0.04) % 5 else 0.8, zorder=0)
+    for y in np.arange(-height_mv, row_mv + 1e-9, 0.1):  # 1 mm at 10 mm/mV
+        ax.axhline(y, color="#f4c2c2", lw=0.3 if round(y / 0.1) % 5 else 0.8, zorder=0)
+    yticks, ylabels = [], []
+    for r, ch in enumerate(rows):
+        base = -r * row_mv
+        trace = data[:, ch] - np.median(data[:, ch])
+        trace = np.clip(trace, -row_mv / 2 * 1.4, row_mv / 2 * 1.4)
+        ax.plot(t, base + trace, lw=0.6, color="black" if ch < n_ecg else "#1a3c8c")
+        yticks.append(base)
+        ylabels.append(channel_names[ch])
+    ax.axvline(onset_s, color="red", lw=1.2)
+    ax.text(onset_s, row_mv, " onset", color="red", fontsize=7, va="top")
+    if alarm_s is not None:
+        ax.axvline(alarm_s, color="red", lw=0.8, ls="--")
+        ax.text(alarm_s, row_mv, " alarm", color="red", fontsize=7, va="top")
+    ax.set_xlim(0, dur)
+    ax.set_ylim(-height_mv + row_mv / 2, row_mv)
+    ax.set_yticks(yticks, ylabels, fontsize=7)
+    ax.set_xlabel("s (25 mm/s, 10 mm/mV)", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle("\n".join(title_lines), fontsize=9, x=0.06, y=0.995, ha="left", va="top")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path

@@ -3,7 +3,7 @@
 The graph keeps the engine's beat-model contract (:class:`pedstream.model.runtime.ModelSession`):
 inputs ``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` (unused by this model) and ``rr (B,F)``,
 which carries the beat's :mod:`pedstream.dsp.beat_features` vector (``segments.features`` names the
-feature version; the engine's :class:`~pedstream.stream.ectopy.BeatStream` computes it); outputs
+feature version; the engine's :class:`~pedstream.monitor.ectopy.BeatStream` computes it); outputs
 ``logits (B,4)`` (log-probabilities of N, S, V, F, plus the log of the class-prior shift the CV chose:
 the engine's softmax of them is the shifted, renormalised probability) and ``embedding (B,4)`` (the
 unshifted probabilities).

@@ -1,4 +1,4 @@
-"""One task paces every replayed stream (:class:`~pedstream.stream.replay.ReplaySource` at a finite
+"""One task paces every replayed stream (:class:`~pedstream.transports.replay.ReplaySource` at a finite
 speed, no throttle).
 
 A task per stream wakes once a chunk: a thousand streams in 50 ms chunks are 20,000 task wake-ups
@@ -7,7 +7,7 @@ sleeps until the earliest, and sends every chunk that is due, each stream on its
 
     chunk k of a stream is due at  t_start + first_index / fs / speed   (by sample index)
 
-exactly as :func:`~pedstream.stream.replay.paced_chunks` (same chunks, ``seq`` and ``first_index``;
+exactly as :func:`~pedstream.transports.replay.paced_chunks` (same chunks, ``seq`` and ``first_index``;
 the record read ``_BLOCK_S`` at a time in a worker thread, the next block read ahead).
 ``t_starts`` give each stream its own start (a ward whose monitors did not all connect in the same
 millisecond).

@@ -1,7 +1,7 @@
 """WFDB records as live streams: the replay *source* (:class:`ReplaySource`, in-process) and the
-paced reading shared by the transports' replay outlets (:func:`pedstream.stream.lsl.outlet.replay_to_lsl`,
-:func:`pedstream.stream.mqtt.publisher.replay_to_mqtt`; ``pedstream replay`` is wired in
-:func:`pedstream.stream.runner.replay_command`).
+paced reading shared by the transports' replay outlets (:func:`pedstream.transports.lsl.outlet.replay_to_lsl`,
+:func:`pedstream.transports.mqtt.publisher.replay_to_mqtt`; ``pedstream replay`` is wired in
+:func:`pedstream.monitor.command.replay_command`).
 
 Each record becomes one stream at the record's own sampling rate carrying the record's *present*
 channels (mapped onto canonical names by :func:`pedstream.data.loader.open_record`, flat channels
@@ -30,14 +30,9 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 import numpy as np
 
 from pedstream.errors import PedstreamError, RecordError
-from pedstream.stream.source import (
-    Chunk,
-    ChunkReceived,
-    SourceBase,
-    StreamAdded,
-    StreamInfo,
-    StreamLost,
-)
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo, StreamLost
+from pedstream.transports.base import SourceBase
+from pedstream.config import Config, SignalConfig
 
 __all__ = [
     "ReplayPlan",
@@ -139,7 +134,7 @@ def _age(rec: Any, given: float | None, tables: dict[Path, dict[str, Any]]) -> f
     return None if info is None else float(info.age)
 
 
-def plan_replay(paths: Sequence[str | Path], signal_cfg: Any, *, start_s: float = 0.0,
+def plan_replay(paths: Sequence[str | Path], signal_cfg: SignalConfig, *, start_s: float = 0.0,
                 seconds: float | None = None, stream_id: str | None = None,
                 age_years: float | None = None) -> list[ReplayPlan]:
     """Open the records (headers only) and decide what each stream sends.
@@ -222,7 +217,7 @@ class ReplaySource(SourceBase):
 
     ``finished`` is set once every (non-looping) stream has sent its last chunk; each stream ends
     with ``StreamLost(stream_id, "end of record")``. ``reference``: a
-    :class:`~pedstream.stream.reference.ReferenceLabels` given each stream's clock and record.
+    :class:`~pedstream.monitor.reference.ReferenceLabels` given each stream's clock and record.
 
     ``record_clock``: timestamps are the record's own time (``sample / fs``, 0 at the record's first
     sample) instead of starting at the monotonic clock, so events carry record time (episode scoring).
@@ -233,7 +228,7 @@ class ReplaySource(SourceBase):
     seconds after the source (finite speed without throttle only).
 
     At a finite speed without a throttle one task paces every stream
-    (:func:`pedstream.stream.pacer.pace_all`); otherwise each stream has its own task.
+    (:func:`pedstream.transports.pacer.pace_all`); otherwise each stream has its own task.
     """
 
     kind = "replay"
@@ -272,7 +267,7 @@ class ReplaySource(SourceBase):
         self._running = 0
 
     @classmethod
-    def from_config(cls, cfg: Any, records: Sequence[str | Path], *, events: asyncio.Queue,
+    def from_config(cls, cfg: Config, records: Sequence[str | Path], *, events: asyncio.Queue,
                     **overrides: Any) -> "ReplaySource":
         kw = dict(speed=cfg.replay.speed, chunk_ms=cfg.replay.chunk_ms, loop=cfg.replay.loop)
         kw.update(overrides)
@@ -287,9 +282,9 @@ class ReplaySource(SourceBase):
             self._spawn(self._play(plan), name=f"replay-{plan.stream_id}")
 
     async def _pace(self) -> None:
-        """Every stream from one task (:func:`pedstream.stream.pacer.pace_all`); each starts
+        """Every stream from one task (:func:`pedstream.transports.pacer.pace_all`); each starts
         ``offsets[k]`` seconds after the source (a ward's monitors do not connect in the same instant)."""
-        from pedstream.stream.pacer import pace_all
+        from pedstream.transports.pacer import pace_all
 
         now = time.monotonic()
         starts = [now + (self.offsets[k] if self.offsets is not None else 0.0) for k in range(len(self.plans))]

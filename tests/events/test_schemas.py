@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pedstream.errors import PedstreamError
-from pedstream.stream.mqtt.wire import decode_json, decode_meta, encode_json, encode_meta
-from pedstream.stream.sinks import SCHEMA_VERSION, MonitorEvent, event_schema
+from pedstream.transports.mqtt.wire import decode_json, decode_meta, encode_json, encode_meta
+from pedstream.events import SCHEMA_VERSION, MonitorEvent, event_schema
 
 
 def _schema(name: str) -> dict:

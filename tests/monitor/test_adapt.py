@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pedstream.stream.adapt import AdaptSettings, BeatLabels, LabelError, PatientAdapter
+from pedstream.monitor.adapt import AdaptSettings, BeatLabels, LabelError, PatientAdapter
 
 AAMI = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "aami"
 CLASSES = ("N", "S", "V", "F")

@@ -7,7 +7,8 @@ import pytest
 
 from pedstream.config import AlarmsSection, load_config
 from pedstream.errors import ConfigError
-from pedstream.stream.alarms import AlarmTracker, ProbabilitySmoother, hr_limits_for_age, save_strip
+from pedstream.monitor.alarms import AlarmTracker, ProbabilitySmoother, hr_limits_for_age
+from pedstream.outputs.strips import save_strip
 
 CLASSES = ["sinus", "avrt", "pac", "vt", "other"]
 
@@ -172,7 +173,7 @@ def test_alarm_on_says_how_many_windows_back_its_episode_began():
 
 def test_strip_title_is_wrapped_whole(tmp_path):
     from pedstream.data.channels import CANONICAL_CHANNELS
-    from pedstream.stream.alarms import wrap_title
+    from pedstream.outputs.strips import wrap_title
 
     title = ("bed-with-a-long-name  ALARM VENTRICULAR_TACHYCARDIA (high)  20261202T175812_123456  HR 212 bpm  — "
              "DEMO MODEL · trained on SIMULATED Leipzig-format data (29 simulated subjects) · not for clinical use")

@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from pedstream.stream.assign import assign, assign_all, moved
+from pedstream.monitor.assign import assign, assign_all, moved
 
 IDS = [f"bed-{i:03d}" for i in range(600)]
 

@@ -1,4 +1,4 @@
-"""pedstream.stream.bank: a round of many streams through feed_round (one filter call per band for
+"""pedstream.monitor.bank: a round of many streams through feed_round (one filter call per band for
 all of them) is bit-for-bit StreamPipeline.feed per chunk; take_chunk merges only what the pipeline
 would have seen as one continuous signal."""
 
@@ -11,11 +11,11 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.bank import feed_round, take_chunk
-from pedstream.stream.feedtypes import Arrivals
-from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.source import Chunk, ChunkReceived, StreamInfo, StreamLost
-from tests.stream.helpers import make_signal
+from pedstream.monitor.bank import feed_round, take_chunk
+from pedstream.monitor.feedtypes import Arrivals
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.events import Chunk, ChunkReceived, StreamInfo, StreamLost
+from tests.support.helpers import make_signal
 
 FS = 977.0
 WIN, HOP = 2442, 1221

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pedstream.config import load_config
-from pedstream.stream.batcher import BatchResult, InferenceBatcher, WindowItem
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.batcher import BatchResult, InferenceBatcher, WindowItem
+from tests.support.tiny_model import build_tiny_model, open_session
 
 
 @pytest.fixture(scope="module")

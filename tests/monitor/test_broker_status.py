@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from pedstream.stream.source import ChunkReceived
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from pedstream.events import ChunkReceived
 from tests.conftest import MOSQUITTO, Broker, free_port
-from tests.stream.helpers import wait_for
+from tests.support.helpers import wait_for
 
 pytestmark = [pytest.mark.timeout(60),
               pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs mosquitto (apt-get install mosquitto)")]
@@ -42,13 +42,13 @@ async def until(pred, timeout: float = 8.0) -> None:
 
 
 async def test_source_says_the_broker_is_unreachable_and_recovers_when_it_starts_and_restarts(tmp_path, caplog):
-    caplog.set_level(logging.WARNING, logger="pedstream.stream.mqtt.source")
+    caplog.set_level(logging.WARNING, logger="pedstream.transports.mqtt.source")
     broker = late_broker(tmp_path)
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
     where = f"127.0.0.1:{broker.port}"
     try:
-        async with MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=2.0,
+        async with MQTTSource(events=events, host=broker.host, port=broker.port, topic_prefix=PREFIX, timeout_s=2.0,
                               reconnect_min_s=0.05, reconnect_max_s=0.5, probe_interval_s=0.05) as src:
             await until(lambda: src.broker_state == "unreachable")
             line = src.status_line()

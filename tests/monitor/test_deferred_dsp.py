@@ -9,10 +9,10 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.engine import Engine
-from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded, StreamInfo
-from tests.stream.helpers import make_signal
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo
+from tests.support.helpers import make_signal
+from tests.support.tiny_model import build_tiny_model, open_session
 
 FS = 977.0
 

@@ -1,4 +1,4 @@
-"""Ectopy in the live monitor (pedstream/stream/ectopy.py and its engine wiring).
+"""Ectopy in the live monitor (pedstream/monitor/ectopy.py and its engine wiring).
 
 - counting (PVC/min, PAC/min over 60 s of stream time) and the pvc_run alarm on labels fed directly;
 - the beat model is refused with one ModelError line when it is not a beat model / lacks its rr input;
@@ -28,12 +28,12 @@ from pedstream.dsp.windowing import NORMALIZATION
 from pedstream.errors import ModelError
 from pedstream.model.metadata import build_metadata, encode_metadata
 from pedstream.model.runtime import ModelSession
-from pedstream.stream.alarms import AlarmTracker
-from pedstream.stream.ectopy import EctopyCounter, open_beat_model
-from pedstream.stream.engine import Engine
-from pedstream.stream.sinks import JsonLinesSink
-from tests.stream.helpers import ArraySource, StreamSpec, make_signal
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.alarms import AlarmTracker
+from pedstream.monitor.ectopy import EctopyCounter, open_beat_model
+from pedstream.monitor.engine import Engine
+from pedstream.outputs.jsonlines import JsonLinesSink
+from tests.support.helpers import ArraySource, StreamSpec, make_signal
+from tests.support.tiny_model import build_tiny_model, open_session
 
 ROOT = Path(__file__).resolve().parents[2]
 REC119 = ROOT / "tests" / "fixtures" / "real" / "119"
@@ -167,7 +167,7 @@ def test_refuses_models_that_are_not_beat_models(tmp_path, cfg, beat_paths):
 
 # ---------------------------------------------------------------------------------- end to end
 async def replay_119(cfg, session, beat, tmp_path):
-    from pedstream.stream.replay import ReplaySource
+    from pedstream.transports.replay import ReplaySource
 
     q: asyncio.Queue = asyncio.Queue()
     src = ReplaySource(events=q, records=[REC119], signal_cfg=cfg.signal, speed=float("inf"), chunk_ms=50)
@@ -227,7 +227,7 @@ async def test_119_beats_classified_on_the_annotated_beats(cfg, session, beat_pa
 async def test_all_v_model_raises_pvc_run_and_dashboard_shows_rates(cfg, session, beat_paths, tmp_path):
     from rich.console import Console
 
-    from pedstream.stream.dashboard import render_dashboard
+    from pedstream.outputs.dashboard import render_dashboard
 
     x = make_signal(fs=FS_B, seconds=12, hr=90, n_ch=2, seed=3)
     spec = StreamSpec("bed1", x, FS_B, channel_names=["II", "V1"], chunk=36)

@@ -19,10 +19,10 @@ import pytest
 from pedstream.config import load_config
 from pedstream.dsp.filters import filter_signal
 from pedstream.dsp.windowing import normalize_window
-from pedstream.stream.engine import Engine
-from pedstream.stream.sinks import JsonLinesSink
-from tests.stream.helpers import ArraySource, StreamSpec, make_signal
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.outputs.jsonlines import JsonLinesSink
+from tests.support.helpers import ArraySource, StreamSpec, make_signal
+from tests.support.tiny_model import build_tiny_model, open_session
 
 FS = 977.0
 
@@ -77,7 +77,7 @@ DEMO = Path(__file__).resolve().parents[2] / "pedstream" / "assets" / "demo_reco
 
 def offline_record_calls(record: Path, cfg, session) -> tuple[dict[int, tuple[str, float]], str]:
     """Offline batch inference on a whole WFDB record, exactly as training cuts windows."""
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     plan = plan_replay([record], cfg.signal)[0]
     x = plan.record.read(plan.start, plan.stop).data  # (n, 19) mV
@@ -97,7 +97,7 @@ def offline_record_calls(record: Path, cfg, session) -> tuple[dict[int, tuple[st
 
 @pytest.mark.parametrize("chunk", [7, 49, 977])
 async def test_train_serve_parity_replayed_record_any_chunk_size(cfg, session, tmp_path, chunk):
-    from pedstream.stream.replay import ReplaySource
+    from pedstream.transports.replay import ReplaySource
 
     record = DEMO / "x002"
     ref, sid = offline_record_calls(record, cfg, session)
@@ -171,9 +171,9 @@ async def _collect_calls(sub, sid: str, n: int, timeout: float = 60.0) -> list:
 
 
 async def test_replay_to_lsl_outlet_to_engine(cfg, session, tmp_path, lsl_config):
-    from pedstream.stream.lsl.inlet import LSLSource
-    from pedstream.stream.lsl.outlet import replay_to_lsl
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.lsl.inlet import LSLSource
+    from pedstream.transports.lsl.outlet import replay_to_lsl
+    from pedstream.transports.replay import plan_replay
 
     sid = f"e2e-lsl-{lsl_config.session_id[-6:]}"
     plans = plan_replay([DEMO / "x003"], cfg.signal, stream_id=sid, seconds=16)
@@ -196,14 +196,14 @@ async def test_replay_to_lsl_outlet_to_engine(cfg, session, tmp_path, lsl_config
 
 
 async def test_replay_to_mqtt_broker_to_engine(cfg, session, tmp_path, mosquitto):
-    from pedstream.stream.mqtt import MQTTSource
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.mqtt import MQTTSource
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.replay import plan_replay
 
     sid = "e2e-mqtt"
     plans = plan_replay([DEMO / "x001"], cfg.signal, stream_id=sid, seconds=16, age_years=0.5)
     q: asyncio.Queue = asyncio.Queue()
-    src = MQTTSource(events=q, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1")
+    src = MQTTSource(events=q, host=mosquitto.host, port=mosquitto.port, topic_prefix="pedstream/v1")
     eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path / "alarms")
     sub = eng.subscribe()
     async with eng:

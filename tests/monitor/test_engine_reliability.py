@@ -13,10 +13,11 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.engine import Engine
-from pedstream.stream.source import Chunk, ChunkReceived, SourceBase, StreamAdded, StreamInfo
-from tests.stream.helpers import make_signal
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo
+from pedstream.transports.base import SourceBase
+from tests.support.helpers import make_signal
+from tests.support.tiny_model import build_tiny_model, open_session
 
 pytestmark = pytest.mark.timeout(60)
 FS = 977.0
@@ -100,7 +101,7 @@ async def test_watchdog_reports_the_event_loop_blocked_by_a_synchronous_call(tin
     cfg = load_config(overrides=["stream.watchdog_s=0.4", "alarms.strips=false"])
     eng = Engine(cfg=cfg, session=open_session(tiny, cfg), sources=[], alarms_dir=tmp_path)
     sub = eng.subscribe()
-    with caplog.at_level("ERROR", logger="pedstream.stream.loopwatch"):
+    with caplog.at_level("ERROR", logger="pedstream.monitor.loopwatch"):
         async with eng:
             await asyncio.sleep(0)  # let the tasks start
             _block_the_loop(1.5)
@@ -137,14 +138,14 @@ async def test_a_flood_beside_a_normal_stream_keeps_its_latency(tiny, tmp_path, 
     of their window's end (publisher clock = monotonic here). The bound is loose on purpose: this is a
     starvation check (one FIFO left the other streams without a call for 70 s), not a latency benchmark,
     and it must hold on a loaded CI machine (about 1 s on an idle one)."""
-    from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-    from pedstream.stream.mqtt import MQTTPublisher, MQTTSource
+    from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+    from pedstream.transports.mqtt import MQTTPublisher, MQTTSource
 
     budget_s = 5.0
     cfg = load_config(overrides=["alarms.strips=false", "stream.ingest_queue_s=5"])
     prefix = "pedstream/fair"
     q: asyncio.Queue = asyncio.Queue()
-    src = MQTTSource(events=q, host=mosquitto.host, port=mosquitto.port, prefix=prefix, timeout_s=2.0,
+    src = MQTTSource(events=q, host=mosquitto.host, port=mosquitto.port, topic_prefix=prefix, timeout_s=2.0,
                      budget_factor=1e6, max_messages_per_s=1e6)
     eng = Engine(cfg=cfg, session=open_session(tiny, cfg), sources=[src], alarms_dir=tmp_path)
     sub = eng.subscribe()

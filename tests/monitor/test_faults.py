@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pedstream.config import load_config
-from tests.stream.tiny_model import build_tiny_model
+from tests.support.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.timeout(90)
 DEMO = Path(__file__).resolve().parents[2] / "pedstream" / "assets" / "demo_records"
@@ -126,7 +126,7 @@ def test_retained_junk_meta_at_startup_through_pedstream_run(model, mosquitto, t
     event for that stream id, the monitor keeps running and still classifies a genuine stream."""
     import asyncio
 
-    from pedstream.stream.mqtt.client import make_client
+    from pedstream.transports.mqtt.client import make_client
 
     async def put_junk() -> None:
         async with make_client(mosquitto.host, mosquitto.port, identifier=None, auth=None, timeout_s=5.0) as c:
@@ -181,7 +181,7 @@ def test_a_replay_that_ignores_ctrl_c_still_ends_within_its_grace(tmp_path):
     after the grace period with one line and exit code 130."""
     code = (
         "import asyncio, sys\n"
-        "from pedstream.stream.runner import _bounded_exit\n"
+        "from pedstream.monitor.command import _bounded_exit\n"
         "async def stubborn():\n"
         "    print('ready', flush=True)\n"
         "    while True:\n"

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from pedstream.config import load_config
-from pedstream.stream.engine import Engine
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource
-from pedstream.stream.mqtt.wire import encode_meta
-from tests.stream.acl_broker import PREFIX, USERS, acl_broker, needs_mosquitto
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource
+from pedstream.transports.mqtt.wire import encode_meta
+from tests.support.acl_broker import PREFIX, USERS, acl_broker, needs_mosquitto
+from tests.support.tiny_model import build_tiny_model, open_session
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow, needs_mosquitto]
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ FLOOD_S = 10.0
 
 
 def flood(b, user: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.stream.flood", "--port", str(b.port), "--user", user,
+    return subprocess.Popen([sys.executable, "-m", "tests.support.flood", "--port", str(b.port), "--user", user,
                              "--password", USERS[user], *args], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -44,7 +44,7 @@ async def test_genuine_streams_keep_their_calls_under_floods_and_the_summary_cou
             async with MQTTPublisher(host=b.host, port=b.port, prefix=PREFIX, auth=b.auth(user),
                                      clear_meta_on_exit=False) as pe:
                 await pe.publish_meta(user, encode_meta(fs=10_000.0, channels=[f"c{i}" for i in range(64)]))
-        src = MQTTSource.from_config(cfg.mqtt, events=asyncio.Queue(), host=b.host, port=b.port,
+        src = MQTTSource(cfg.mqtt, events=asyncio.Queue(), host=b.host, port=b.port,
                                      auth=b.auth("monitor"))
         eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path)
         eng.add_listener(lambda e: e.kind == "call" and e.stream in calls and calls[e.stream].append(time.monotonic()))

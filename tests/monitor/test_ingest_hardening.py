@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.wire import (
+from pedstream.transports.mqtt.wire import (
     PayloadLimits,
     SequenceTracker,
     decode_data,
@@ -24,10 +24,11 @@ from pedstream.stream.mqtt.wire import (
     encode_meta,
     json_depth,
 )
-from pedstream.stream.source import ChunkReceived, ErrorThrottle, StreamAdded, StreamError, StreamLost
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, topic_for
-from tests.stream import helpers
-from tests.stream.helpers import chunks_of
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from pedstream.transports.base import ErrorThrottle
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource, topic_for
+from tests.support import helpers
+from tests.support.helpers import chunks_of
 
 pytestmark = pytest.mark.timeout(40)
 PREFIX = "pedstream/test"
@@ -39,7 +40,7 @@ META = encode_meta(fs=250.0, channels=["II", "V1"], units="mV")
 def source(broker, events, **kw) -> MQTTSource:
     kw.setdefault("reconnect_min_s", 0.05)
     kw.setdefault("reconnect_max_s", 0.2)
-    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=2.0, **kw)
+    return MQTTSource(events=events, host=broker.host, port=broker.port, topic_prefix=PREFIX, timeout_s=2.0, **kw)
 
 
 def publisher(broker, **kw) -> MQTTPublisher:
@@ -59,8 +60,8 @@ async def wait_seen(events: asyncio.Queue, pred, *, log: list, timeout: float = 
     return await wait_for(events, pred, log=log, timeout=timeout)
 
 
-def errors_of(log: list, sid: str) -> list[StreamError]:
-    return [e for e in log if isinstance(e, StreamError) and e.stream_id == sid]
+def errors_of(log: list, sid: str) -> list[StreamFailed]:
+    return [e for e in log if isinstance(e, StreamFailed) and e.stream_id == sid]
 
 
 # ------------------------------------------------------------------------------- decoders
@@ -152,7 +153,7 @@ async def test_deep_json_on_meta_and_data_topics_does_not_stop_the_source(mosqui
                 await evil.publish_raw(topic_for(PREFIX, "evil3", "data"), b"{" + DEEP)
                 await pub.publish_data("good", chunk(1))
                 await wait_for(events, lambda e: isinstance(e, ChunkReceived) and e.chunk.seq == 1, log=log)
-                await wait_seen(events, lambda e: isinstance(e, StreamError) and e.stream_id == "evil3", log=log)
+                await wait_seen(events, lambda e: isinstance(e, StreamFailed) and e.stream_id == "evil3", log=log)
             assert all(not t.done() for t in src._tasks)  # nothing died
         await evil.clear_meta("evil")
     for sid in ("evil", "evil2", "evil3"):
@@ -172,7 +173,7 @@ async def test_any_exception_while_handling_a_message_is_a_stream_error(mosquitt
 
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
-    async with Fragile(events=events, host=mosquitto.host, port=mosquitto.port, prefix=PREFIX) as src:
+    async with Fragile(events=events, host=mosquitto.host, port=mosquitto.port, topic_prefix=PREFIX) as src:
         await asyncio.wait_for(src.connected.wait(), 5)
         async with publisher(mosquitto) as pub:
             await pub.publish_meta("fragile", META)
@@ -204,7 +205,7 @@ async def test_huge_message_is_one_error_and_others_keep_flowing(mosquitto):
             await wait_for(events, lambda e: isinstance(e, ChunkReceived) and e.chunk.seq == 1
                            and e.stream_id == "good", log=log)
             assert time.monotonic() - t0 < 1.0
-            await wait_seen(events, lambda e: isinstance(e, StreamError) and e.stream_id == "big", log=log)
+            await wait_seen(events, lambda e: isinstance(e, StreamFailed) and e.stream_id == "big", log=log)
     (err,) = errors_of(log, "big")
     assert "size" in err.message
 
@@ -217,7 +218,7 @@ async def test_absurd_fs_meta_is_refused_end_to_end(mosquitto):
         await asyncio.wait_for(src.connected.wait(), 5)
         async with publisher(mosquitto) as pub:
             await pub.publish_meta("slow", b'{"fs": 0.001, "channels": ["II"]}')
-            await wait_for(events, lambda e: isinstance(e, StreamError) and e.stream_id == "slow", log=log)
+            await wait_for(events, lambda e: isinstance(e, StreamFailed) and e.stream_id == "slow", log=log)
     assert not [e for e in log if isinstance(e, StreamAdded)]
     assert "fs" in errors_of(log, "slow")[0].message
 
@@ -386,10 +387,10 @@ async def test_engine_survives_any_exception_of_one_stream(tmp_path):
     stream one error event; the other stream is classified on."""
     from pedstream.config import load_config
     from pedstream.data.channels import CANONICAL_CHANNELS
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.source import Chunk, StreamInfo
-    from tests.stream.helpers import ArraySource, StreamSpec, make_signal
-    from tests.stream.tiny_model import build_tiny_model, open_session
+    from pedstream.monitor.engine import Engine
+    from pedstream.events import Chunk, StreamInfo
+    from tests.support.helpers import ArraySource, StreamSpec, make_signal
+    from tests.support.tiny_model import build_tiny_model, open_session
 
     cfg = load_config(overrides=["alarms.smoothing_windows=1"])
     session = open_session(build_tiny_model(tmp_path / "tiny.onnx", cfg), cfg)

@@ -13,9 +13,9 @@ from pedstream.data.channels import CANONICAL_CHANNELS
 from pedstream.dsp.filters import filter_signal
 from pedstream.dsp.windowing import normalize_window
 from pedstream.errors import StreamError
-from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.source import Chunk, StreamInfo
-from tests.stream.helpers import make_signal
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.events import Chunk, StreamInfo
+from tests.support.helpers import make_signal
 
 FS = 977.0
 WIN, HOP = 2442, 1221
@@ -197,7 +197,7 @@ def test_real_iaf1_afw_shape_1000hz_partial_channels(cfg):
 def test_strip_onset_mark_is_where_the_evidence_began(cfg):
     """An alarm raised at the end of its second window: the strip's onset mark is the start of the
     episode's first window (``evidence``), the dashed alarm mark the raising window's end."""
-    from pedstream.stream.pipeline import StripRequest
+    from pedstream.events import StripRequest
 
     pipe = pipeline(cfg)
     first = 4 * HOP  # the episode's first window starts here; the second one raised the alarm

@@ -17,9 +17,9 @@ from pedstream.data.labels import LabelGrouping
 from pedstream.data.rhythm import labels_at
 from pedstream.data.segments import make_segments
 from pedstream.data.rhythm import reference_for
-from pedstream.stream.reference import ReferenceLabels
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.monitor.reference import ReferenceLabels
+from pedstream.transports.replay import plan_replay
+from pedstream.events import MonitorEvent
 
 DEMO = Path(__file__).resolve().parents[2] / "pedstream" / "assets" / "demo_records"
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pedstream.config import load_config
-from pedstream.stream.rhythm_alarms import RhythmAlarmLogic
+from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic
 
 CLASSES = ["sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact"]
 

@@ -13,9 +13,9 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.model.rhythm_runtime import RhythmModel
-from pedstream.stream.engine import Engine
-from pedstream.stream.replay import ReplaySource
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.transports.replay import ReplaySource
+from tests.support.tiny_model import build_tiny_model, open_session
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "rhythm"
 
@@ -102,7 +102,7 @@ async def test_noisy_recording_raises_check_leads_not_rhythm_alarms(cfg, session
 
 
 def test_context_is_bounded(cfg, rhythm_model):
-    from pedstream.stream.rhythm_context import RhythmLayer
+    from pedstream.monitor.rhythm_context import RhythmLayer
 
     layer = RhythmLayer(model=rhythm_model, cfg=cfg, on_results=lambda r: None)
     s = layer.add_stream("x", 977.0)
@@ -116,7 +116,7 @@ def test_engine_with_rhythm_layer_stays_torch_and_sklearn_free() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from pedstream.stream.engine import Engine; from pedstream.model.rhythm_runtime import RhythmModel; "
+    code = ("import sys; from pedstream.monitor.engine import Engine; from pedstream.model.rhythm_runtime import RhythmModel; "
             "RhythmModel.load(); print('torch' in sys.modules, 'sklearn' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.split() == ["False", "False"], r.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pedstream.config import load_config
-from tests.stream.tiny_model import build_tiny_model
+from tests.support.tiny_model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "pedstream" / "assets" / "demo_records"

@@ -1,4 +1,4 @@
-"""pedstream.stream.shm.WindowRing: windows cross a real process boundary through shared memory,
+"""pedstream.monitor.shm.WindowRing: windows cross a real process boundary through shared memory,
 bit for bit and in order; a full ring refuses (counted) instead of overwriting; misuse is refused."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from pedstream.stream.shm import RingSpec, WindowRing
+from pedstream.monitor.shm import RingSpec, WindowRing
 
 C, T = 19, 2442
 

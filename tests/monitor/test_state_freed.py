@@ -19,11 +19,11 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.engine import Engine
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from pedstream.stream.release import KEEP_RELEASED
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.engine import Engine
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from pedstream.monitor.release import KEEP_RELEASED
+from tests.support.tiny_model import build_tiny_model, open_session
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 PREFIX = "pedstream/churn"
@@ -40,7 +40,7 @@ async def test_rss_stays_flat_under_1500_rotating_ids(tmp_path, mosquitto):
     cfg = load_config(overrides=["alarms.strips=false", "stream.watchdog_s=0"])
     session = open_session(build_tiny_model(tmp_path / "tiny.onnx", cfg), cfg)
     events: asyncio.Queue = asyncio.Queue()
-    src = MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, prefix=PREFIX, timeout_s=5.0,
+    src = MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, topic_prefix=PREFIX, timeout_s=5.0,
                      lost_timeout_s=0.5, meta_wait_s=0.5, max_streams=256, stale_meta_s=1.0, forget_after_s=2.0)
     eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path)
     meta = encode_meta(fs=FS, channels=list(CANONICAL_CHANNELS), dtype="int16", scale=0.001)

@@ -12,11 +12,11 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.errors import ConfigError
-from pedstream.stream.assign import assign
-from pedstream.stream.engine import Engine
-from pedstream.stream.replay import ReplaySource
-from tests.stream.test_engine_e2e import DEMO, offline_record_calls
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.assign import assign
+from pedstream.monitor.engine import Engine
+from pedstream.transports.replay import ReplaySource
+from tests.monitor.test_engine_e2e import DEMO, offline_record_calls
+from tests.support.tiny_model import build_tiny_model, open_session
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import pytest
 from rich.console import Console
 
 from pedstream.config import load_config
-from pedstream.stream.batcher import BatchResult, WindowItem
-from pedstream.stream.dashboard import export_dashboard, render_dashboard
-from pedstream.stream.banner import model_banner
-from pedstream.stream.engine import Engine, EngineSnapshot, StreamStatus
-from pedstream.stream.source import StreamAdded, StreamInfo
-from tests.stream.tiny_model import build_tiny_model, open_session
+from pedstream.monitor.batcher import BatchResult, WindowItem
+from pedstream.outputs.dashboard import export_dashboard, render_dashboard
+from pedstream.monitor.banner import model_banner
+from pedstream.monitor.engine import Engine, EngineSnapshot, StreamStatus
+from pedstream.events import StreamAdded, StreamInfo
+from tests.support.tiny_model import build_tiny_model, open_session
 
 # the data_description the packaged demo model was exported with (before loop.py wrote clean ones)
 OLD_DEMO_DESCRIPTION = ("SIMULATED Leipzig-format records (pedstream data synth) from data: 29 records, 29 subjects, "
@@ -73,8 +73,8 @@ def test_banner_from_old_and_new_metadata():
 
 
 def test_only_the_packaged_simulated_model_is_the_demo_model(tmp_path):
-    from pedstream.stream.banner import is_packaged_model
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.banner import is_packaged_model
+    from pedstream.monitor.assembly import default_model_path
 
     assert is_packaged_model(default_model_path()) and not is_packaged_model(None)
     copy = tmp_path / "demo_model.onnx"
@@ -200,7 +200,7 @@ def test_export_dashboard(tmp_path, suffix):
 def test_truth_column_and_agreement_fit_100_columns(tmp_path):
     """Annotated records replayed: a truth column ("=" when the call agrees, else the reference label)
     and the running agreement; the strip folder is named; rows still fit 100 columns."""
-    from pedstream.stream.reference import ReferenceLabels, ReferenceTrack
+    from pedstream.monitor.reference import ReferenceLabels, ReferenceTrack
 
     now = time.monotonic()
     snap = snapshot(now)
@@ -266,7 +266,7 @@ def test_plain_frames_have_fixed_columns(width):
 
 
 def test_dashboard_console_is_fixed_width_when_piped():
-    from pedstream.stream.dashboard import PLAIN_WIDTH, dashboard_console
+    from pedstream.outputs.dashboard import PLAIN_WIDTH, dashboard_console
 
     assert dashboard_console().width == PLAIN_WIDTH  # pytest's stdout is not a terminal
     assert dashboard_console(120).width == 120

@@ -19,12 +19,12 @@ pytest.importorskip("fhir.resources")
 from hl7apy.exceptions import ValidationError  # noqa: E402
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.stream.hl7msg import build_oru_r01, build_oru_r40, validate_strict  # noqa: E402
-from pedstream.stream.integrations import FHIR_VERSION, device_resource, fhir_resources_for, patient_resource  # noqa: E402
-from pedstream.stream.lifecycle import AlarmLifecycle  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent  # noqa: E402
-from tests.stream.helpers import events_validator  # noqa: E402
-from tests.stream.mllp_listener import Listener  # noqa: E402
+from pedstream.outputs.hl7msg import build_oru_r01, build_oru_r40, validate_strict  # noqa: E402
+from pedstream.outputs.integrations import FHIR_VERSION, device_resource, fhir_resources_for, patient_resource  # noqa: E402
+from pedstream.outputs.lifecycle import AlarmLifecycle  # noqa: E402
+from pedstream.events import MonitorEvent  # noqa: E402
+from tests.support.helpers import events_validator  # noqa: E402
+from tests.support.mllp_listener import Listener  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"

@@ -1,5 +1,5 @@
-"""HL7 alarm delivery through the durable outbox (pedstream.stream.hl7sink / outbox) against a real MLLP
-listener (python-hl7's server, tests/stream/mllp_listener.py) that is down, slow, refuses, ACKs the
+"""HL7 alarm delivery through the durable outbox (pedstream.outputs.hl7sink / outbox) against a real MLLP
+listener (python-hl7's server, tests/support/mllp_listener.py) that is down, slow, refuses, ACKs the
 wrong id, or is killed mid-run: every alarm is delivered exactly once (by message id) after the
 receiver recovers, or is reported undelivered and kept for the next start."""
 
@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("hl7")
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.stream.hl7sink import HL7Sink  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent  # noqa: E402
-from tests.stream.mllp_listener import Listener, free_port  # noqa: E402
+from pedstream.outputs.hl7sink import HL7Sink  # noqa: E402
+from pedstream.events import MonitorEvent  # noqa: E402
+from tests.support.mllp_listener import Listener, free_port  # noqa: E402
 
 
 def _cfg(port: int, tmp_path, *extra: str):
@@ -72,7 +72,7 @@ async def test_receiver_down_for_the_whole_run_then_every_alarm_is_resent_once_w
 async def test_nak_is_logged_with_its_text_and_kept_for_inspection(tmp_path, caplog):
     async with Listener(answer="AE", text="unknown patient bed7") as lis:
         async with HL7Sink(cfg=_cfg(lis.port, tmp_path)) as sink:
-            with caplog.at_level(logging.ERROR, logger="pedstream.stream.hl7sink"):
+            with caplog.at_level(logging.ERROR, logger="pedstream.outputs.hl7sink"):
                 _alarms(sink, 2)
                 await _until(sink, lambda: sink.rejected == 2)
     assert sink.acked == 0 and sink.undelivered == 2 and len(lis.messages) == 2  # not resent

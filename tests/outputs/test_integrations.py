@@ -17,8 +17,8 @@ pytest.importorskip("fhir.resources")
 import hl7.mllp  # noqa: E402
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.stream.integrations import FHIRSink, HL7Sink  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent  # noqa: E402
+from pedstream.outputs.integrations import FHIRSink, HL7Sink  # noqa: E402
+from pedstream.events import MonitorEvent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

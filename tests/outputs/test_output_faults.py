@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pedstream.stream.linewriter import LineWriter
-from tests.stream.helpers import events_validator
+from pedstream.outputs.linewriter import LineWriter
+from tests.support.helpers import events_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"

@@ -1,4 +1,4 @@
-"""Crash-safe EDF+ recordings (pedstream.stream.recording / edfrepair): a `pedstream run --record` killed
+"""Crash-safe EDF+ recordings (pedstream.outputs.recording / edfrepair): a `pedstream run --record` killed
 with SIGKILL leaves a file pyedflib opens at once (every whole data record), and `pedstream record
 repair` puts the journal's annotations back; channels are typed ECG, clipping is marked; a full disk
 stops only the file, is reported once and recording resumes in a new file."""
@@ -18,9 +18,9 @@ import pytest
 pyedflib = pytest.importorskip("pyedflib")
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.stream.recording import Recorder  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent  # noqa: E402
-from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded, StreamInfo  # noqa: E402
+from pedstream.outputs.recording import Recorder  # noqa: E402
+from pedstream.events import MonitorEvent  # noqa: E402
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 X003 = ROOT / "pedstream" / "assets" / "demo_records" / "x003"

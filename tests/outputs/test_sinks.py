@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from pedstream.stream.lsl.outlet import LSLMarkerSink
-from pedstream.stream.mqtt.publisher import MQTTSink
-from pedstream.stream.sinks import SCHEMA_VERSION, JsonLinesSink, MonitorEvent
+from pedstream.transports.lsl.outlet import LSLMarkerSink
+from pedstream.transports.mqtt.publisher import MQTTSink
+from pedstream.events import SCHEMA_VERSION, MonitorEvent
+from pedstream.outputs.jsonlines import JsonLinesSink
 
 KEYS = {"t", "stream", "kind", "label", "p", "hr", "latency_ms"}
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pedstream.config import load_config
-from pedstream.stream.strips import alarms_folder
+from pedstream.outputs.strips import alarms_folder
 
 
 def test_alarms_folder_order(tmp_path, monkeypatch):
@@ -28,7 +28,7 @@ def test_each_run_gets_its_own_folder_and_old_runs_are_pruned(tmp_path):
     from datetime import datetime, timezone
 
     from pedstream.config import load_config
-    from pedstream.stream.strips import alarms_folder, run_folder
+    from pedstream.outputs.strips import alarms_folder, run_folder
 
     sec = load_config(overrides=["alarms.keep_runs=3", "alarms.keep_mb=0.002"]).alarms
     base = tmp_path / "alarms"
@@ -52,7 +52,7 @@ def test_each_run_gets_its_own_folder_and_old_runs_are_pruned(tmp_path):
 
 def test_demo_strips_default_to_a_demo_folder(tmp_path, monkeypatch):
     from pedstream.config import load_config
-    from pedstream.stream.strips import alarms_folder
+    from pedstream.outputs.strips import alarms_folder
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     sec = load_config().alarms

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from pedstream.stream.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
-from pedstream.stream.mqtt.wire import encode_binary
+from pedstream.transports.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
+from pedstream.transports.mqtt.wire import encode_binary
 from tests.conftest import Broker, free_port
 
 __all__ = ["PREFIX", "USERS", "GATEWAY_STREAMS", "acl_broker", "needs_mosquitto", "ACL", "chunk", "monitor",
@@ -53,7 +53,7 @@ def chunk(seq: int, value: float, n: int = 25) -> bytes:
 
 def monitor(broker: Broker, events: Any, **kw: Any) -> MQTTSource:
     """The monitor's source on ``broker`` as user ``monitor``, with quick reconnects."""
-    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX, timeout_s=3.0,
+    return MQTTSource(events=events, host=broker.host, port=broker.port, topic_prefix=PREFIX, timeout_s=3.0,
                       auth=broker.auth("monitor"), reconnect_min_s=0.05, reconnect_max_s=0.3, **kw)
 
 

@@ -1,4 +1,4 @@
-"""A flooding publisher run as its own process (``python -m tests.stream.flood ...``): JSON data
+"""A flooding publisher run as its own process (``python -m tests.support.flood ...``): JSON data
 messages of many channels at a high rate, or meta flips, as one broker user on its own topics. The
 monitor under test shares no CPU time with it beyond the machine's."""
 

@@ -2,7 +2,7 @@
 
 ``make_signal`` draws a simple beating 19-channel signal (Gaussian QRS-like pulses at ``hr`` bpm on
 the ECG leads, sharp biphasic deflections on the IEGM channels, small noise) in mV. ``ArraySource``
-is a real :class:`~pedstream.stream.source.SourceBase` that announces streams and pushes
+is a real :class:`~pedstream.transports.base.SourceBase` that announces streams and pushes
 their samples as chunks of a given size (no pacing: as fast as the engine takes them).
 ``wait_for`` and ``chunks_of`` read a source's event queue in the source tests.
 """
@@ -16,7 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.source import Chunk, ChunkReceived, SourceBase, StreamAdded, StreamInfo, StreamLost
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo, StreamLost
+from pedstream.transports.base import SourceBase
 
 
 async def wait_for(events: asyncio.Queue, pred: Callable[[Any], bool], *, timeout: float = 8.0,
@@ -36,7 +37,7 @@ def events_validator() -> Any:
     """A strict validator of the shipped events JSON Schema (formats checked)."""
     import jsonschema
 
-    from pedstream.stream.sinks import event_schema
+    from pedstream.events import event_schema
 
     return jsonschema.Draft202012Validator(event_schema(), format_checker=jsonschema.FormatChecker())
 

@@ -16,8 +16,8 @@ import pytest
 
 from pedstream.dsp.beat_features import feature_names
 from pedstream.errors import ModelError
-from pedstream.stream.ectopy import open_beat_model
-from tests.stream.test_ectopy import REC119, cfg, matched, replay_119, session  # noqa: F401 (fixtures)
+from pedstream.monitor.ectopy import open_beat_model
+from tests.monitor.test_ectopy import REC119, cfg, matched, replay_119, session  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 AAMI_FIX = ROOT / "tests" / "fixtures" / "real" / "aami"
@@ -102,7 +102,7 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
     """Monitor.label_beats through the running engine: bed1 (208) labelled, bed2 (220) never; the
     labels file names the clinician; wrong labels are one error and change nothing."""
     from pedstream.api import Monitor, read_record
-    from pedstream.stream.adapt import LabelError
+    from pedstream.monitor.adapt import LabelError
 
     recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
     beats: list = []

@@ -11,8 +11,8 @@ import pytest
 
 pylsl = pytest.importorskip("pylsl")
 
-from pedstream.stream.lsl.outlet import LSLMarkerSink  # noqa: E402
-from pedstream.stream.sinks import SCHEMA_VERSION, MonitorEvent, event_schema  # noqa: E402
+from pedstream.transports.lsl.outlet import LSLMarkerSink  # noqa: E402
+from pedstream.events import SCHEMA_VERSION, MonitorEvent, event_schema  # noqa: E402
 
 
 async def test_markers_are_monotonic_and_the_stream_says_what_it_is(lsl_config):

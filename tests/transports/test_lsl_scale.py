@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from pedstream.errors import ConfigError
-from pedstream.stream.lsl.config import render_lsl_config
-from pedstream.stream.lsl.inlet import LSLSource
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from tests.stream.helpers import wait_for
+from pedstream.transports.lsl.config import render_lsl_config
+from pedstream.transports.lsl.inlet import LSLSource
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from tests.support.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,7 +52,7 @@ def test_liblsl_default_port_range_hides_outlets(tmp_path):
     machine a resolve finds at most 33, however long it waits; with pedstream's range all 40."""
     code = textwrap.dedent(f"""
         import sys, pylsl
-        from pedstream.stream.lsl.config import render_lsl_config
+        from pedstream.transports.lsl.config import render_lsl_config
         text = render_lsl_config(session_id=sys.argv[1]).replace("PortRange = 1024", sys.argv[2])
         pylsl.set_config_content(text)
         outs = [pylsl.StreamOutlet(pylsl.StreamInfo(f"o{{i}}", "ECG", 1, 100, pylsl.cf_float32, f"o{{i}}"))
@@ -136,7 +136,7 @@ async def test_one_unrecoverable_stream_ends_alone(lsl_config):
 
 async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
     """Hostile rate: a stream announced at 100 Hz that sends 20 times that is stopped with one
-    StreamError (after its burst allowance), refused from then on; an honest stream goes on."""
+    StreamFailed (after its burst allowance), refused from then on; an honest stream goes on."""
     tag = f"fast{uuid.uuid4().hex[:6]}"
     fast, ok = _outlet(f"{tag}-fast", fs=100.0), _outlet(f"{tag}-ok", fs=100.0)
     events: asyncio.Queue = asyncio.Queue()
@@ -157,7 +157,7 @@ async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
 
         pusher = asyncio.create_task(flood())
         try:
-            err = await wait_for(events, lambda e: isinstance(e, StreamError), log=log, timeout=15.0)
+            err = await wait_for(events, lambda e: isinstance(e, StreamFailed), log=log, timeout=15.0)
             assert err.stream_id == f"{tag}-fast"
             assert "faster than 2 x its nominal rate of 100 Hz" in err.message and "\n" not in err.message
             assert f"{tag}-fast" not in src.pump.feeds and f"{tag}-ok" in src.pump.feeds
@@ -166,7 +166,7 @@ async def test_stream_faster_than_announced_is_stopped_alone(lsl_config):
         finally:
             pusher.cancel()
     assert [x for x in src.discovery.values() if f"{tag}-fast" in x and "ignored: LSL stream sends faster" in x]
-    assert len([e for e in log if isinstance(e, StreamError)]) == 1
+    assert len([e for e in log if isinstance(e, StreamFailed)]) == 1
 
 
 async def test_long_lost_stream_is_closed_and_found_again(lsl_config):

@@ -1,5 +1,5 @@
 """Authorisation follows the stream, and budgets charge the sender: a real mosquitto set up with the
-documented ACL (password file, ``pattern readwrite pedstream/v1/%u/#``; tests/stream/acl_broker.py).
+documented ACL (password file, ``pattern readwrite pedstream/v1/%u/#``; tests/support/acl_broker.py).
 
 - a foreign bundle naming another publisher's stream changes nothing for that stream and is
   reported against its sender (events, counters);
@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 
 from pedstream.config import SignalConfig
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, encode_bundle, topic_for
-from pedstream.stream.mqtt.publisher import replay_to_mqtt
-from pedstream.stream.mqtt.wire import HEADER, MAGIC, encode_meta
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from tests.stream.acl_broker import (GATEWAY_STREAMS, PREFIX, USERS, acl_broker, chunk, monitor, needs_mosquitto,
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource, encode_bundle, topic_for
+from pedstream.transports.mqtt.publisher import replay_to_mqtt
+from pedstream.transports.mqtt.wire import HEADER, MAGIC, encode_meta
+from pedstream.transports.replay import plan_replay
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from tests.support.acl_broker import (GATEWAY_STREAMS, PREFIX, USERS, acl_broker, chunk, monitor, needs_mosquitto,
                                      publisher)
-from tests.stream.test_sources_replay import write_record
+from tests.transports.test_sources_replay import write_record
 
 pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
 META = encode_meta(fs=250.0, channels=["II", "V1"], units="mV")
@@ -67,8 +67,8 @@ async def test_foreign_bundle_changes_nothing_and_is_charged_to_its_sender(tmp_p
         got = chunks(log, "x001")
         assert [float(c.data[0, 0]) for c in got] == [float(k) for k in range(20)]  # only x001's own data
         assert [c.seq for c in got] == list(range(20))
-        assert not [e for e in log if isinstance(e, (StreamError, StreamLost)) and e.stream_id == "x001"]
-        blamed = [e for e in log if isinstance(e, StreamError) and e.stream_id == "evil"]
+        assert not [e for e in log if isinstance(e, (StreamFailed, StreamLost)) and e.stream_id == "x001"]
+        blamed = [e for e in log if isinstance(e, StreamFailed) and e.stream_id == "evil"]
         assert blamed and "publisher evil" in blamed[0].message and "x001" in blamed[0].message
         assert len(blamed) <= 3  # rate-limited per publisher
         assert src.totals()["unauthorised"] == 60 and src.publisher_counters()["evil"]["unauthorised"] == 60
@@ -97,7 +97,7 @@ async def test_gateway_bundles_and_bundled_replay_pass_the_documented_acl(tmp_pa
 
 
 def flood(b, user: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests.stream.flood", "--port", str(b.port), "--user", user,
+    return subprocess.Popen([sys.executable, "-m", "tests.support.flood", "--port", str(b.port), "--user", user,
                              "--password", USERS[user], *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -161,7 +161,7 @@ async def test_json_flood_within_the_sample_budget_is_throttled_by_cpu(tmp_path)
     tot = src.totals()
     assert len(got) >= 0.6 * n and arrival_gaps(timed, "x001") < 3.0, (len(got), n, tot, src.connects, src.broker_state, [e for _, e in timed if not isinstance(e, ChunkReceived)][:5])
     assert tot["throttled"] > 0 and tot["rejected_messages"] >= tot["throttled"]
-    named = [e for _, e in timed if isinstance(e, StreamError) and "CPU budget" in e.message]
+    named = [e for _, e in timed if isinstance(e, StreamFailed) and "CPU budget" in e.message]
     assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
     cpu = src.publisher_counters()["evil"]["cpu_s"]
     print(f"\nJSON flood (5 s): {tot['throttled']} messages dropped unread, handler CPU {cpu:.2f} s; genuine "
@@ -178,14 +178,14 @@ async def test_meta_flood_is_throttled_and_named(tmp_path):
     flips = [e for _, e in timed if isinstance(e, StreamLost) and e.stream_id == "evil"]
     assert len(flips) <= 10  # about 1 per second after a burst of 5, not 200 per second
     assert src.totals()["throttled_metas"] > 100
-    named = [e for _, e in timed if isinstance(e, StreamError) and "meta budget" in e.message]
+    named = [e for _, e in timed if isinstance(e, StreamFailed) and "meta budget" in e.message]
     assert named and all(e.stream_id == "evil" for e in named) and len(named) <= 3
 
 
 def test_a_header_announcing_many_samples_does_not_drain_the_sample_budget():
     """Samples are charged once decoded: 32-byte frames whose headers announce 24,000 samples each are
     rejected as undecodable (counted) and leave the stream's sample budget whole."""
-    src = MQTTSource(events=asyncio.Queue(), prefix=PREFIX)
+    src = MQTTSource(events=asyncio.Queue(), topic_prefix=PREFIX)
     src._on_message_safe(f"{PREFIX}/x002/meta", META)
     for k in range(50):
         src._on_message_safe(f"{PREFIX}/x002/data", HEADER.pack(MAGIC, 1, 2, 2, k, 24_000, 0, 0.0))

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from pedstream.config import SignalConfig
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt import MQTTSource
-from pedstream.stream.mqtt.bundle import BUNDLE_HEADER, encode_bundle, pack_bundles, split_bundle
-from pedstream.stream.mqtt.publisher import replay_to_mqtt
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError
-from tests.stream.test_sources_replay import FS, NAMES, write_record
+from pedstream.transports.mqtt import MQTTSource
+from pedstream.transports.mqtt.bundle import BUNDLE_HEADER, encode_bundle, pack_bundles, split_bundle
+from pedstream.transports.mqtt.publisher import replay_to_mqtt
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from pedstream.transports.replay import plan_replay
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed
+from tests.transports.test_sources_replay import FS, NAMES, write_record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,7 +93,7 @@ async def test_source_rejects_a_broken_bundle_as_one_error_and_a_bad_frame_as_it
     evs = []
     while not events.empty():
         evs.append(events.get_nowait())
-    errors = [e for e in evs if isinstance(e, StreamError)]
+    errors = [e for e in evs if isinstance(e, StreamFailed)]
     assert [e.stream_id for e in errors] == ["gw1", "bad1"]
     assert "bundle rejected" in errors[0].message and "bytes announced" in errors[0].message
     chunks = [e.chunk for e in evs if isinstance(e, ChunkReceived)]

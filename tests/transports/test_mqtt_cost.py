@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 
 from pedstream.config import SignalConfig
-from pedstream.stream.mqtt import MQTTSource
-from pedstream.stream.mqtt.pacing import paced_many
-from pedstream.stream.mqtt.publisher import replay_to_mqtt
-from pedstream.stream.mqtt.source import _Inbox
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.source import ChunkReceived, StreamAdded
-from tests.stream.test_sources_replay import FS, NAMES, write_record
+from pedstream.transports.mqtt import MQTTSource
+from pedstream.transports.mqtt.pacing import paced_many
+from pedstream.transports.mqtt.publisher import replay_to_mqtt
+from pedstream.transports.mqtt.source import _Inbox
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from pedstream.transports.replay import plan_replay
+from pedstream.events import ChunkReceived, StreamAdded
+from tests.transports.test_sources_replay import FS, NAMES, write_record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -137,7 +137,7 @@ async def test_many_streams_over_one_connection_into_mosquitto(tmp_path, mosquit
 async def test_delivered_millivolts_equal_payload_to_mv_bit_for_bit_across_meta_changes():
     """The source's cached factors/offsets give exactly payload_to_mv's values and t + k/fs, also
     after a meta that changes the scale (int16), and for float32 and JSON data."""
-    from pedstream.stream.mqtt.wire import decode_data, decode_meta, encode_json, payload_to_mv
+    from pedstream.transports.mqtt.wire import decode_data, decode_meta, encode_json, payload_to_mv
 
     events: asyncio.Queue = asyncio.Queue()
     src = MQTTSource(events=events)
@@ -175,7 +175,7 @@ async def test_delivered_millivolts_equal_payload_to_mv_bit_for_bit_across_meta_
 async def test_queued_publishes_are_bounded_by_drain_and_all_arrive(mosquitto, qos):
     """publish_data_nowait queues without awaiting each write; drain(k) waits until at most k wait
     (QoS 1: until acknowledged); every message arrives, in order."""
-    from pedstream.stream.mqtt.publisher import MQTTPublisher
+    from pedstream.transports.mqtt.publisher import MQTTPublisher
 
     events: asyncio.Queue = asyncio.Queue()
     n = 600

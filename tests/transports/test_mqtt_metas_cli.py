@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from pedstream.stream.mqtt import MQTTPublisher
-from pedstream.stream.mqtt.admin import scan_metas
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from tests.stream.acl_broker import PREFIX, USERS, acl_broker, needs_mosquitto
-from tests.stream.test_stream_lifecycle import sending
+from pedstream.transports.mqtt import MQTTPublisher
+from pedstream.transports.mqtt.admin import scan_metas
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from tests.support.acl_broker import PREFIX, USERS, acl_broker, needs_mosquitto
+from tests.transports.test_stream_lifecycle import sending
 
 pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
 META = encode_meta(fs=250.0, channels=["II", "V1"], units="mV")

@@ -17,11 +17,11 @@ import pytest
 
 from pedstream.config import load_config
 from pedstream.errors import ConfigError, StreamError as StreamFailure
-from pedstream.stream.mqtt.wire import encode_binary, encode_meta
-from pedstream.stream.source import ChunkReceived, StreamAdded
-from pedstream.stream.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
+from pedstream.transports.mqtt.wire import encode_binary, encode_meta
+from pedstream.events import ChunkReceived, StreamAdded
+from pedstream.transports.mqtt import MQTTAuth, MQTTPublisher, MQTTSource
 from tests.conftest import MOSQUITTO, Broker, free_port
-from tests.stream import helpers
+from tests.support import helpers
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.service("mosquitto"), pytest.mark.service("mosquitto_passwd"),
               pytest.mark.service("openssl")]
@@ -96,7 +96,7 @@ async def test_tls_password_and_acl(secure_broker):
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
     x = np.ones((5, 1), np.float32)
-    async with MQTTSource(events=events, host=secure_broker.host, port=secure_broker.port, prefix=PREFIX,
+    async with MQTTSource(events=events, host=secure_broker.host, port=secure_broker.port, topic_prefix=PREFIX,
                           timeout_s=3.0, auth=auth(secure_broker, "monitor")) as src:
         await asyncio.wait_for(src.connected.wait(), 10)
         async with pub(secure_broker, auth(secure_broker, "bed1", client_cert=True)) as p1:
@@ -145,9 +145,9 @@ def test_password_sources_and_never_printed(tmp_path, monkeypatch, secure_broker
 async def test_publish_mqtt_sink_uses_the_same_credentials_and_tls(secure_broker):
     """``--publish-mqtt`` (MQTTSink) connects with the ``[mqtt]`` username/password/TLS like the source
     (one client construction path, ``make_client``); without them the broker refuses it."""
-    from pedstream.stream.mqtt.publisher import MQTTSink
-    from pedstream.stream.sinks import MonitorEvent
-    from pedstream.stream.mqtt import make_client
+    from pedstream.transports.mqtt.publisher import MQTTSink
+    from pedstream.events import MonitorEvent
+    from pedstream.transports.mqtt import make_client
 
     async with make_client(secure_broker.host, secure_broker.port, identifier=None, auth=auth(secure_broker, "monitor"),
                            timeout_s=3.0) as sub:

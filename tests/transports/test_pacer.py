@@ -1,4 +1,4 @@
-"""pedstream.stream.pacer: one task paces every replayed stream with the chunks, sequence numbers
+"""pedstream.transports.pacer: one task paces every replayed stream with the chunks, sequence numbers
 and schedule of a task per stream (paced_chunks), each stream from its own start."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 import numpy as np
 
 from pedstream.config import SignalConfig
-from pedstream.stream.replay import ReplaySource, paced_chunks, plan_replay
-from pedstream.stream.source import ChunkReceived, StreamAdded
-from tests.stream.test_sources_replay import write_record
+from pedstream.transports.replay import ReplaySource, paced_chunks, plan_replay
+from pedstream.events import ChunkReceived, StreamAdded
+from tests.transports.test_sources_replay import write_record
 
 
 async def _collect(q: asyncio.Queue, n_per_stream: int, sids: set[str]) -> dict[str, list]:
@@ -72,7 +72,7 @@ def test_offsets_must_match_the_streams(tmp_path):
 async def test_a_record_that_cannot_be_read_ends_its_stream_alone(tmp_path):
     import dataclasses
 
-    from pedstream.stream.source import StreamError, StreamLost
+    from pedstream.events import StreamFailed, StreamLost
 
     class Broken:
         def __init__(self, rec):
@@ -92,7 +92,7 @@ async def test_a_record_that_cannot_be_read_ends_its_stream_alone(tmp_path):
     async with ReplaySource(events=q, plans=[bad, good], speed=50.0, chunk_ms=40):
         while not any(isinstance(e, StreamLost) and e.stream_id == "good" for e in seen):
             seen.append(await asyncio.wait_for(q.get(), 10))
-    errs = [e for e in seen if isinstance(e, StreamError)]
+    errs = [e for e in seen if isinstance(e, StreamFailed)]
     assert len(errs) == 1 and errs[0].stream_id == "bad" and "disk gone" in errs[0].message
     assert any(isinstance(e, StreamLost) and e.stream_id == "bad" and e.reason == "record unreadable" for e in seen)
     assert sum(e.chunk.data.shape[0] for e in seen if isinstance(e, ChunkReceived)) == 500  # all of the good one

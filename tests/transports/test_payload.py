@@ -1,4 +1,4 @@
-"""pedstream.stream.mqtt.wire: byte layout, round trips, every malformed field, sequence tracking."""
+"""pedstream.transports.mqtt.wire: byte layout, round trips, every malformed field, sequence tracking."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.wire import (
+from pedstream.transports.mqtt.wire import (
     HEADER,
     SequenceTracker,
     decode_binary,
@@ -22,7 +22,7 @@ from pedstream.stream.mqtt.wire import (
     encode_meta,
     payload_to_mv,
 )
-from pedstream.stream.units import unit_to_mv
+from pedstream.transports.units import unit_to_mv
 
 RNG = np.random.default_rng(0)
 
@@ -258,7 +258,7 @@ def test_sequence_flush_stale_and_reset():
 def test_documented_payload_spec_is_the_codec_docstring():
     """The "MQTT payload specification" block of docs/user-guide/sources.md is this module's docstring (less
     its title line)."""
-    import pedstream.stream.mqtt.wire as pl
+    import pedstream.transports.mqtt.wire as pl
 
     page = (Path(__file__).resolve().parents[2] / "docs" / "user-guide" / "sources.md").read_text(encoding="utf-8")
     start = page.index("```text\n", page.index("## MQTT payload specification")) + len("```text\n")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from pedstream.errors import PayloadError  # noqa: E402
-from pedstream.stream.mqtt.wire import (  # noqa: E402
+from pedstream.transports.mqtt.wire import (  # noqa: E402
     HEADER,
     MAGIC,
     PayloadLimits,

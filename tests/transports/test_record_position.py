@@ -16,10 +16,10 @@ import pytest
 
 import pedstream
 from pedstream.config import load_config
-from pedstream.stream.engine import Engine
-from pedstream.stream.reference import ReferenceLabels
-from pedstream.stream.replay import ReplaySource, plan_replay, record_position
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.monitor.engine import Engine
+from pedstream.monitor.reference import ReferenceLabels
+from pedstream.transports.replay import ReplaySource, plan_replay, record_position
+from pedstream.events import MonitorEvent
 
 pytestmark = pytest.mark.timeout(60)
 

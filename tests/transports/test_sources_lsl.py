@@ -14,10 +14,10 @@ import uuid
 import numpy as np
 import pytest
 
-from pedstream.stream.lsl.config import configure_lsl, render_lsl_config
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from pedstream.stream.lsl.inlet import LSLSource, cardiac_labels
-from tests.stream.helpers import chunks_of, wait_for
+from pedstream.transports.lsl.config import configure_lsl, render_lsl_config
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from pedstream.transports.lsl.inlet import LSLSource, cardiac_labels
+from tests.support.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -90,7 +90,7 @@ async def test_labels_units_age_and_exact_samples(lsl_config):
     ts = np.concatenate([c.timestamps for c in chunks])
     np.testing.assert_allclose(np.diff(ts), 1 / 500.0, atol=1e-6)  # same machine: correction ~0
     assert abs(ts[0] - t0) < 0.01
-    assert not [e for e in log if isinstance(e, StreamError)]
+    assert not [e for e in log if isinstance(e, StreamFailed)]
     del outlet
 
 
@@ -116,7 +116,7 @@ async def test_no_units_is_assumed_mv_and_bad_unit_reported(lsl_config):
     assert infos[sid_a].units_assumed is True and infos[sid_a].channel_names == ["II", "V1"]
     assert infos[sid_b].channel_names == ["ch1", "ch2"]
     assert infos[sid_c].units_assumed is True and infos[sid_c].units == ["mV", "mV"]
-    errors = {e.stream_id: e.message for e in log if isinstance(e, StreamError)}
+    errors = {e.stream_id: e.message for e in log if isinstance(e, StreamFailed)}
     assert set(errors) == {sid_b, sid_c}
     assert "no channel labels" in errors[sid_b]
     assert "'mmHg' is not a voltage unit" in errors[sid_c]
@@ -175,7 +175,7 @@ def test_config_is_what_liblsl_loads_and_sessions_are_isolated(lsl_config, tmp_p
     stream in another LSL session is invisible while one in the same session is found."""
     code = textwrap.dedent(f"""
         import sys, pylsl
-        from pedstream.stream.lsl.config import configure_lsl
+        from pedstream.transports.lsl.config import configure_lsl
         configure_lsl(session_id=sys.argv[1], log_level=3, directory={str(tmp_path)!r})
         import pylsl
         mine = pylsl.StreamOutlet(pylsl.StreamInfo("mine", "ECG", 1, 100, pylsl.cf_float32, "mine-" + sys.argv[1]))
@@ -203,7 +203,7 @@ def test_discovery_traffic_stays_on_loopback(tmp_path):
     255.255.255.255 and IPv6 groups)."""
     code = textwrap.dedent(f"""
         import pylsl
-        from pedstream.stream.lsl.config import configure_lsl
+        from pedstream.transports.lsl.config import configure_lsl
         configure_lsl(session_id="strace-{uuid.uuid4().hex[:6]}", directory={str(tmp_path)!r})
         o = pylsl.StreamOutlet(pylsl.StreamInfo("n", "ECG", 1, 100, pylsl.cf_float32, "strace-n1"))
         print("FOUND", len(pylsl.resolve_bypred("source_id='strace-n1'", 1, 5.0)))
@@ -225,7 +225,7 @@ def test_discovery_traffic_stays_on_loopback(tmp_path):
 def test_sample_grid_absorbs_jitter_and_jumps_without_loss_but_keeps_real_gaps():
     """Issue 10: an LSL timestamp jump above 0.1 s was treated as a gap (4.5 s blind) although no
     sample was lost."""
-    from pedstream.stream.lsl.inlet import SampleGrid
+    from pedstream.transports.lsl.inlet import SampleGrid
 
     fs, n = 500.0, 50
     grid = SampleGrid(fs=fs, jump_tolerance_s=1.0)
@@ -272,7 +272,7 @@ def test_cardiac_labels_by_name_and_alias():
 async def test_discovery_finds_real_publishers_and_says_why_others_are_ignored(lsl_config):
     """Default discovery (no predicate): types matched case-insensitively (mne-lsl's ``ecg``,
     BrainFlow's ``EXG``), an EEG-typed stream with ECG labels is monitored, one with EEG labels and a
-    marker stream are ignored, one line each, without a StreamError."""
+    marker stream are ignored, one line each, without a StreamFailed."""
     import pylsl
 
     tag = uuid.uuid4().hex[:6]
@@ -320,5 +320,5 @@ async def test_discovery_finds_real_publishers_and_says_why_others_are_ignored(l
             "(Fp1, Fp2, C3, C4, ... (6)) is an ECG lead or IEGM channel") in lines["eeg"]
     assert "ignored: string stream" in lines["markers"]
     assert all("\n" not in line for line in lines.values())
-    assert not [e for e in log if isinstance(e, StreamError) and e.stream_id in (sids["eeg"], sids["markers"])]
+    assert not [e for e in log if isinstance(e, StreamFailed) and e.stream_id in (sids["eeg"], sids["markers"])]
     del outlets

@@ -8,11 +8,11 @@ from functools import partial
 import numpy as np
 import pytest
 
-from pedstream.stream.mqtt.wire import encode_binary, encode_json, encode_meta
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource, topic_for
-from tests.stream import helpers
-from tests.stream.helpers import chunks_of
+from pedstream.transports.mqtt.wire import encode_binary, encode_json, encode_meta
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource, topic_for
+from tests.support import helpers
+from tests.support.helpers import chunks_of
 
 pytestmark = pytest.mark.timeout(30)
 PREFIX = "pedstream/test"
@@ -36,7 +36,7 @@ async def wait_all(events: asyncio.Queue, *preds, log: list, timeout: float = 5.
 
 
 def source(broker, events, **kw) -> MQTTSource:
-    return MQTTSource(events=events, host=broker.host, port=broker.port, prefix=PREFIX,
+    return MQTTSource(events=events, host=broker.host, port=broker.port, topic_prefix=PREFIX,
                       reconnect_min_s=0.05, reconnect_max_s=0.2, timeout_s=2.0, **kw)
 
 
@@ -78,7 +78,7 @@ async def test_binary_and_json_streams_arrive_exactly(mosquitto):
     np.testing.assert_allclose(c1[1].timestamps, 100 + (n + np.arange(n)) / fs)
     c2 = chunks_of(log, "bed2")
     np.testing.assert_array_equal(np.concatenate([c.data for c in c2]), floats.reshape(-1, 2))
-    assert not [e for e in log if isinstance(e, StreamError)]
+    assert not [e for e in log if isinstance(e, StreamFailed)]
 
 
 async def test_loss_duplicates_and_reordering(mosquitto):
@@ -117,9 +117,9 @@ async def test_bad_payload_is_an_error_event_and_other_streams_continue(mosquitt
             await pub.publish_data("bad", b"\x00garbage")
             await pub.publish_data("good", encode_binary(good * 2, seq=1, first_sample=4, t=0.04))
             await wait_all(events, lambda e: isinstance(e, ChunkReceived) and e.chunk.seq == 1,
-                           lambda e: isinstance(e, StreamError) and "encoding" in e.message,
-                           lambda e: isinstance(e, StreamError) and e.stream_id == "badmeta", log=log)
-    errors = [e for e in log if isinstance(e, StreamError)]
+                           lambda e: isinstance(e, StreamFailed) and "encoding" in e.message,
+                           lambda e: isinstance(e, StreamFailed) and e.stream_id == "badmeta", log=log)
+    errors = [e for e in log if isinstance(e, StreamFailed)]
     by_stream = {(e.stream_id, e.message.split(":")[1].strip()) for e in errors}
     assert ("bad", "n_channels") in by_stream and ("bad", "encoding") in by_stream
     assert ("badmeta", "fs") in by_stream
@@ -139,8 +139,8 @@ async def test_data_before_meta_is_held_then_dropped_with_one_error(mosquitto):
             await pub.publish_data("orphan", encode_binary(x, seq=1, first_sample=2, t=0))
             await pub.publish_meta("late", encode_meta(fs=50, channels=["II"]))
             await wait_all(events, lambda e: isinstance(e, ChunkReceived) and e.stream_id == "late",
-                           lambda e: isinstance(e, StreamError), log=log)
-    (err,) = [e for e in log if isinstance(e, StreamError)]
+                           lambda e: isinstance(e, StreamFailed), log=log)
+    (err,) = [e for e in log if isinstance(e, StreamFailed)]
     assert err.stream_id == "orphan" and err.message.startswith("2 data message(s) dropped")
     assert chunks_of(log, "orphan") == []
 

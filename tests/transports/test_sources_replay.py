@@ -15,13 +15,13 @@ from click.testing import CliRunner
 
 from pedstream.cli import cli
 from pedstream.config import SignalConfig
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamLost
-from pedstream.stream.lsl.inlet import LSLSource
-from pedstream.stream.mqtt import MQTTSource
-from pedstream.stream.lsl.outlet import replay_to_lsl
-from pedstream.stream.mqtt.publisher import replay_to_mqtt
-from pedstream.stream.replay import ReplaySource, plan_replay
-from tests.stream.helpers import chunks_of, wait_for
+from pedstream.events import ChunkReceived, StreamAdded, StreamLost
+from pedstream.transports.lsl.inlet import LSLSource
+from pedstream.transports.mqtt import MQTTSource
+from pedstream.transports.lsl.outlet import replay_to_lsl
+from pedstream.transports.mqtt.publisher import replay_to_mqtt
+from pedstream.transports.replay import ReplaySource, plan_replay
+from tests.support.helpers import chunks_of, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -146,7 +146,7 @@ async def test_replay_to_mqtt_into_mqtt_source(tmp_path, mosquitto):
     for encoding, atol in (("binary", 0.0005 + 1e-6), ("json", 1e-6)):
         events: asyncio.Queue = asyncio.Queue()
         log: list = []
-        async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src:
+        async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, topic_prefix="pedstream/v1") as src:
             await asyncio.wait_for(src.connected.wait(), 5)
             await replay_to_mqtt(plans, host=mosquitto.host, port=mosquitto.port, speed=math.inf, chunk_ms=100,
                                  encoding=encoding, dtype="int16", int16_scale_mv=0.001)
@@ -160,7 +160,7 @@ async def test_cli_replay_to_mqtt_subprocess(tmp_path, mosquitto):
     path, truth = write_record(tmp_path, "rec_cli", seconds=1.0)
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
-    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src:
+    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, topic_prefix="pedstream/v1") as src:
         await asyncio.wait_for(src.connected.wait(), 5)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pedstream.cli", "replay", str(path), "--to", "mqtt", "--speed", "inf",
@@ -186,7 +186,7 @@ async def test_cli_replay_to_mqtt_killed_its_last_will_clears_the_meta(tmp_path,
     path, _ = write_record(tmp_path, "rec_kill", seconds=2.0)
     events: asyncio.Queue = asyncio.Queue()
     log: list = []
-    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src:
+    async with MQTTSource(events=events, host=mosquitto.host, port=mosquitto.port, topic_prefix="pedstream/v1") as src:
         await asyncio.wait_for(src.connected.wait(), 5)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pedstream.cli", "replay", str(path), "--to", "mqtt", "--loop",
@@ -202,7 +202,7 @@ async def test_cli_replay_to_mqtt_killed_its_last_will_clears_the_meta(tmp_path,
         assert gone.stream_id == "kill1"
     # a new subscriber finds no retained meta
     events2: asyncio.Queue = asyncio.Queue()
-    async with MQTTSource(events=events2, host=mosquitto.host, port=mosquitto.port, prefix="pedstream/v1") as src2:
+    async with MQTTSource(events=events2, host=mosquitto.host, port=mosquitto.port, topic_prefix="pedstream/v1") as src2:
         await asyncio.wait_for(src2.connected.wait(), 5)
         with pytest.raises(asyncio.TimeoutError):
             await wait_for(events2, lambda e: isinstance(e, StreamAdded), timeout=0.5)
@@ -211,7 +211,7 @@ async def test_cli_replay_to_mqtt_killed_its_last_will_clears_the_meta(tmp_path,
 async def test_looped_replay_schedule_follows_the_sample_index_not_the_chunk_count(tmp_path):
     """A record whose length is not a multiple of the chunk ends each pass with a short chunk; the
     pace must follow the samples sent (the soak's lateness grew by one chunk's shortfall per loop)."""
-    from pedstream.stream.replay import paced_chunks
+    from pedstream.transports.replay import paced_chunks
 
     path, _ = write_record(tmp_path, "rec_short", seconds=0.044)  # 11 samples at 250 Hz
     plan = plan_replay([path], SignalConfig())[0]

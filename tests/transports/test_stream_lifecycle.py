@@ -1,5 +1,5 @@
 """Stream lifecycles that heal, against a real mosquitto with the documented ACL
-(tests/stream/acl_broker.py):
+(tests/support/acl_broker.py):
 
 - 300 stale retained metas before the genuine ones: the genuine streams are monitored within seconds;
 - an empty meta message: the stream is monitored again within seconds while its data keeps coming;
@@ -16,10 +16,10 @@ import time
 
 import pytest
 
-from pedstream.stream.mqtt import MQTTPublisher, topic_for
-from pedstream.stream.mqtt.wire import encode_meta
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamError, StreamLost
-from tests.stream.acl_broker import PREFIX, acl_broker, chunk, monitor, needs_mosquitto, publisher
+from pedstream.transports.mqtt import MQTTPublisher, topic_for
+from pedstream.transports.mqtt.wire import encode_meta
+from pedstream.events import ChunkReceived, StreamAdded, StreamFailed, StreamLost
+from tests.support.acl_broker import PREFIX, acl_broker, chunk, monitor, needs_mosquitto, publisher
 
 pytestmark = [pytest.mark.timeout(60), needs_mosquitto]
 
@@ -93,7 +93,7 @@ async def test_stale_retained_metas_do_not_blind_a_fresh_monitor(tmp_path):
                                        or data_of("x002")(e) and not seen.add("x002") and "x001" in seen, 10.0)
                     assert took < 5.0
                     assert src.totals()["refused_metas"] > 0  # some stale metas found no room: parked, not dropped
-                    n_err = sum(isinstance(e, StreamError) for e in log)
+                    n_err = sum(isinstance(e, StreamFailed) for e in log)
                     assert n_err <= 5  # not one error per stale meta
 
 
@@ -118,7 +118,7 @@ async def test_an_empty_meta_message_does_not_end_monitoring(tmp_path):
                     await until(events, log, lambda e: isinstance(e, StreamLost) and e.stream_id == "x002", 5.0)
                     took = await until(events, log, data_of("x002"), 6.0)
                     assert took < 4.0
-                    assert any(isinstance(e, StreamError) and "resumed on its last meta" in e.message for e in log)
+                    assert any(isinstance(e, StreamFailed) and "resumed on its last meta" in e.message for e in log)
             assert src.meta_refetches >= 1
 
 
@@ -135,7 +135,7 @@ async def test_duplicate_publisher_is_reported_and_its_exit_does_not_end_the_ori
                     async with publisher(b, "x001") as second:  # a second replay of the same id, same user
                         await second.publish_meta("x001", meta("second"))
                         async with sending(second, "x001", 9.0):
-                            await until(events, log, lambda e: isinstance(e, StreamError) and e.stream_id == "x001"
+                            await until(events, log, lambda e: isinstance(e, StreamFailed) and e.stream_id == "x001"
                                         and "duplicate publisher" in e.message, 6.0)
                     # the second one left normally (clearing the retained meta): the original goes on being
                     # monitored: ten of its chunks in a row within seconds
@@ -158,7 +158,7 @@ async def test_a_refused_meta_is_used_when_its_stream_sends_data(tmp_path):
             await until(events, log, lambda e: sum(isinstance(x, StreamAdded) for x in log) == 4, 5.0)
             async with publisher(b, "x001") as p1:
                 await p1.publish_meta("x001", meta())  # every slot live: parked
-                await until(events, log, lambda e: isinstance(e, StreamError) and "x001 waits" in e.message, 5.0)
+                await until(events, log, lambda e: isinstance(e, StreamFailed) and "x001 waits" in e.message, 5.0)
                 async with sending(p1, "x001", 1.0):
                     took = await until(events, log, data_of("x001"), 5.0)
                     assert took < 3.0
@@ -171,9 +171,9 @@ async def test_a_replay_republishes_its_meta_when_someone_clears_it(tmp_path):
     """A monitor started after the meta was cleared still gets the stream: the replay reads its retained
     meta back now and then and publishes it again when it is gone."""
     from pedstream.config import SignalConfig
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
-    from pedstream.stream.replay import plan_replay
-    from tests.stream.test_sources_replay import write_record
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.replay import plan_replay
+    from tests.transports.test_sources_replay import write_record
 
     path, _ = write_record(tmp_path, "rep", seconds=12.0)
     with acl_broker(tmp_path / "broker") as b:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from pedstream._lazy import lazy_exports
 
 _LAZY = {
-    "configure_lsl": "pedstream.stream.lsl.config",
-    "configure_lsl_from": "pedstream.stream.lsl.config",
-    "ensure_lsl_configured": "pedstream.stream.lsl.config",
-    "render_lsl_config": "pedstream.stream.lsl.config",
-    "LSLSource": "pedstream.stream.lsl.inlet",
-    "SampleGrid": "pedstream.stream.lsl.inlet",
-    "LSLMarkerSink": "pedstream.stream.lsl.outlet",
-    "replay_to_lsl": "pedstream.stream.lsl.outlet",
+    "configure_lsl": "pedstream.transports.lsl.config",
+    "configure_lsl_from": "pedstream.transports.lsl.config",
+    "ensure_lsl_configured": "pedstream.transports.lsl.config",
+    "render_lsl_config": "pedstream.transports.lsl.config",
+    "LSLSource": "pedstream.transports.lsl.inlet",
+    "SampleGrid": "pedstream.transports.lsl.inlet",
+    "LSLMarkerSink": "pedstream.transports.lsl.outlet",
+    "replay_to_lsl": "pedstream.transports.lsl.outlet",
 }
 
 __all__ = list(_LAZY)

@@ -1,21 +1,21 @@
 """LSL source: every stream matching a predicate, resolved continuously, pulled without blocking.
 
-Stream conventions read (the XDF ones; see also :func:`pedstream.stream.replay.replay_to_lsl`):
+Stream conventions read (the XDF ones; see also :func:`pedstream.transports.replay.replay_to_lsl`):
 
 - stream id = the stream's ``source_id`` (or its ``name`` when it has none; such a stream cannot be
   recovered after its outlet restarts, liblsl needs a source_id for that);
 - channel names from ``desc/channels/channel/label``; a stream without them gets ``ch1..chN`` and a
-  ``StreamError`` saying so;
+  ``StreamFailed`` saying so;
 - channel units from ``desc/channels/channel/unit`` (see :mod:`.units`): converted to mV; none at all
-  -> millivolts assumed (``StreamInfo.units_assumed``); an unknown unit -> ``StreamError`` and mV
+  -> millivolts assumed (``StreamInfo.units_assumed``); an unknown unit -> ``StreamFailed`` and mV
   assumed for that channel;
 - the child's age from ``desc/subject/age`` (years), when present;
 - ``nominal_srate`` is the sampling rate (an irregular-rate stream, 0 Hz, is refused with a
-  ``StreamError``); string streams are refused.
+  ``StreamFailed``); string streams are refused.
 
 Mechanics: a :class:`pylsl.ContinuousResolver` is polled every ``resolve_interval_s``; each new
 stream gets a task that opens its inlet (``recover=True``, ``max_buflen_s`` of buffer in liblsl) and
-hands it to the source's one :class:`~pedstream.stream.lsl.pump.InletPump`, which pulls every inlet
+hands it to the source's one :class:`~pedstream.transports.lsl.pump.InletPump`, which pulls every inlet
 with data each ``pull_interval_ms`` (``pull_chunk(timeout=0.0)`` into a preallocated numpy buffer,
 never blocking the event loop; bounded pulls per pass, so a backlog such as the one LSL delivers on
 connect drains over the next passes without starving the other streams). Every blocking liblsl
@@ -56,11 +56,13 @@ import numpy as np
 
 from pedstream.data.channels import resolve_channels
 from pedstream.errors import ChannelError
-from pedstream.stream.lsl.config import ensure_lsl_configured
-from pedstream.stream.lsl.pump import Feed, InletPump, StreamTooFast, _offset, close_feed
-from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
-from pedstream.stream.source import SourceBase, StreamError, StreamInfo, StreamLost
-from pedstream.stream.units import unit_to_mv
+from pedstream.transports.lsl.config import ensure_lsl_configured
+from pedstream.transports.lsl.pump import Feed, InletPump, StreamTooFast, _offset, close_feed
+from pedstream.transports.mqtt.wire import DEFAULT_LIMITS, PayloadLimits
+from pedstream.transports.base import SourceBase
+from pedstream.events import StreamFailed, StreamInfo, StreamLost
+from pedstream.transports.units import unit_to_mv
+from pedstream.config import LSLSection
 
 __all__ = ["LSLSource", "parse_lsl_info", "ParsedLSLInfo", "SampleGrid", "DEFAULT_TYPES", "cardiac_labels",
            "describe_lsl_stream"]
@@ -241,9 +243,9 @@ class LSLSource(SourceBase):
         self.pump: InletPump | None = None
 
     @classmethod
-    def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "LSLSource":
+    def from_config(cls, section: LSLSection, *, events: asyncio.Queue, **overrides: Any) -> "LSLSource":
         """Build from the ``[lsl]`` config section (also applies its network settings)."""
-        from pedstream.stream.lsl.config import configure_lsl_from
+        from pedstream.transports.lsl.config import configure_lsl_from
 
         configure_lsl_from(section)
         kw = dict(predicate=section.predicate, resolve_interval_s=section.resolve_interval_s,
@@ -307,10 +309,10 @@ class LSLSource(SourceBase):
         except StreamTooFast as exc:  # hostile or broken publisher: refused until it comes back anew
             self._refused.add(info.uid())
             self._report(info, f"ignored: {exc}")
-            self.emit(StreamError(sid, str(exc)))
+            self.emit(StreamFailed(sid, str(exc)))
         except Exception as exc:  # an inlet failure must not take the source down
             log.exception("LSL inlet %s failed", sid)
-            self.emit(StreamError(sid, f"LSL inlet failed: {exc}"))
+            self.emit(StreamFailed(sid, f"LSL inlet failed: {exc}"))
         finally:
             self._served.pop(sid, None)
 
@@ -340,7 +342,7 @@ class LSLSource(SourceBase):
             self._refused.add(info.uid())
             self._report(info, f"ignored: {why}")
             if by_type:  # meant to be monitored: the engine (dashboard, events) says why it is not
-                self.emit(StreamError(sid, f"LSL stream refused: {why}"))
+                self.emit(StreamFailed(sid, f"LSL stream refused: {why}"))
             return
         flags = pylsl.proc_monotonize if self.dejitter else 0
         inlet = pylsl.StreamInlet(info, max_buflen=self.max_buflen_s, recover=True, processing_flags=flags)
@@ -365,7 +367,7 @@ class LSLSource(SourceBase):
             self._report(info, verdict)
             parsed = parse_lsl_info(full)
             for p in parsed.problems:
-                self.emit(StreamError(sid, p))
+                self.emit(StreamFailed(sid, p))
             offset = await self._call(_offset, inlet, 0.0)
             feed = Feed(sid=sid, inlet=inlet, info=parsed.info, factors=parsed.mv_factors.astype(np.float32),
                         buf=np.empty((self.max_chunk_samples, parsed.info.n_channels),

@@ -1,7 +1,7 @@
 """LSL outlets: the replay outlet (:func:`replay_to_lsl`, ``pedstream replay --to lsl``) and the
 event marker outlet (:class:`LSLMarkerSink`, ``pedstream run --lsl-markers``). pylsl is imported on use.
 
-LSL conventions written by :func:`replay_to_lsl` (read back by :class:`~pedstream.stream.lsl.inlet.LSLSource`):
+LSL conventions written by :func:`replay_to_lsl` (read back by :class:`~pedstream.transports.lsl.inlet.LSLSource`):
 stream ``name`` and ``source_id`` = stream id, ``type`` = ``"ECG"``, ``nominal_srate`` = record fs,
 ``cf_float32``; ``desc/channels/channel`` with ``label`` (canonical name), ``unit`` = ``millivolts``,
 ``type`` = ``ECG`` | ``IEGM``; ``desc/acquisition/manufacturer`` = ``pedstream replay``,
@@ -14,9 +14,9 @@ import asyncio
 import logging
 from typing import Any, Callable, Sequence
 
-from pedstream.stream.lsl.config import ensure_lsl_configured
-from pedstream.stream.replay import ReplayPlan, paced_chunks, run_all
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.transports.lsl.config import ensure_lsl_configured
+from pedstream.transports.replay import ReplayPlan, paced_chunks, run_all
+from pedstream.events import MonitorEvent
 
 __all__ = ["LSLMarkerSink", "marker_timestamp", "replay_to_lsl"]
 
@@ -33,8 +33,8 @@ async def replay_to_lsl(plans: Sequence[ReplayPlan], *, speed: float = 1.0, chun
     that long for a first consumer before sending (then sends anyway). After the last chunk the
     outlet stays open ``linger_s`` so the last chunks reach the inlets (LSL has no flush). Returns samples sent per
     stream id. ``on_t0(plan, t0)``: the LSL time of the plan's first sample (sample ``k`` is stamped
-    ``t0 + k / fs``; :class:`~pedstream.stream.reference.ReferenceLabels` maps calls back to the record
-    with it). Applies the safe LSL defaults if nobody configured LSL (see :mod:`pedstream.stream.lsl.config`)."""
+    ``t0 + k / fs``; :class:`~pedstream.monitor.reference.ReferenceLabels` maps calls back to the record
+    with it). Applies the safe LSL defaults if nobody configured LSL (see :mod:`pedstream.transports.lsl.config`)."""
     ensure_lsl_configured()
     import pylsl
 
@@ -89,7 +89,7 @@ class LSLMarkerSink:
     The stream's ``source_id`` is ``source_id`` (``[lsl] marker_source_id``; default the name), so a
     recorder re-finds the same outlet after a restart; its description names the source (``pedstream``,
     its version, the host), the model (``model``: the model's metadata) and the event schema version, and
-    says how markers are stamped. LSL is configured with :mod:`pedstream.stream.lsl.config` (the safe
+    says how markers are stamped. LSL is configured with :mod:`pedstream.transports.lsl.config` (the safe
     machine-only defaults if nobody did). LSL has no flush: on exit the outlet stays open ``linger_s``
     seconds when an inlet is connected, so the last events reach it."""
 
@@ -109,7 +109,7 @@ class LSLMarkerSink:
 
         import pylsl
 
-        from pedstream.stream.sinks import SCHEMA_VERSION
+        from pedstream.events import SCHEMA_VERSION
 
         info = pylsl.StreamInfo(self.name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, self.source_id)
         desc = info.desc()

@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pedstream.stream.source import Chunk, ChunkReceived, SourceEvent, StreamAdded, StreamInfo, StreamLost
+from pedstream.events import Chunk, ChunkReceived, SourceEvent, StreamAdded, StreamInfo, StreamLost
 
 __all__ = ["Feed", "InletPump", "StreamTooFast", "close_feed"]
 

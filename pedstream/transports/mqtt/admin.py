@@ -3,7 +3,7 @@
 
 A publisher that dies without a Last Will leaves its retained meta on the broker; a monitor started
 later sees a stream that never sends data (it ages out there: see
-:mod:`pedstream.stream.mqtt.lifecycle`), but the broker keeps the meta until someone clears it.
+:mod:`pedstream.transports.mqtt.lifecycle`), but the broker keeps the meta until someone clears it.
 :func:`scan_metas` subscribes to ``<prefix>/+/meta``, ``+/data`` and ``+/bundle`` for ``listen_s``
 seconds and reports every retained meta with the data messages its stream sent meanwhile (bundle
 frames included): a meta whose stream sent nothing is *stale*. :func:`clear_metas` publishes the
@@ -21,9 +21,9 @@ from typing import Any, Iterable
 import aiomqtt
 
 from pedstream.errors import PayloadError, StreamError as StreamFailure
-from pedstream.stream.mqtt.bundle import split_bundle
-from pedstream.stream.mqtt.client import MQTTAuth, make_client
-from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, decode_meta, topic_for
+from pedstream.transports.mqtt.bundle import split_bundle
+from pedstream.transports.mqtt.client import MQTTAuth, make_client
+from pedstream.transports.mqtt.wire import DEFAULT_LIMITS, decode_meta, topic_for
 
 __all__ = ["RetainedMeta", "scan_metas", "clear_metas"]
 

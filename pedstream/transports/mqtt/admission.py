@@ -83,7 +83,7 @@ def publisher_of(topic: str, prefix: str) -> str:
 
 def bundle_may_carry(bundle_id: str, stream_id: str, meta: Any) -> bool:
     """May a bundle of publisher ``bundle_id`` carry frames of ``stream_id`` (whose current meta is
-    ``meta``, a :class:`~pedstream.stream.mqtt.wire.StreamMeta` or None)? See the module docstring."""
+    ``meta``, a :class:`~pedstream.transports.mqtt.wire.StreamMeta` or None)? See the module docstring."""
     if stream_id == bundle_id:
         return True
     return meta is not None and meta.extra.get("publisher") == bundle_id

@@ -22,7 +22,7 @@ offset  size  type   field
 8       ...          n_frames frames, each: u8 ``id_len`` (1..64), ``id_len`` bytes of stream id
                      (``[A-Za-z0-9_.-]``), u32 ``frame_len`` (>= 1), ``frame_len`` bytes: one
                      complete data message of that stream (binary ``PSD1`` or JSON, see
-                     :mod:`pedstream.stream.mqtt.wire`)
+                     :mod:`pedstream.transports.mqtt.wire`)
 ======  ====  =====  =================================================================
 
 The message ends exactly after the last frame. Receiver rules (every byte is hostile): the whole
@@ -39,7 +39,7 @@ import struct
 from typing import Iterable
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.wire import STREAM_ID_RE
+from pedstream.transports.mqtt.wire import STREAM_ID_RE
 
 __all__ = ["BUNDLE_MAGIC", "BUNDLE_VERSION", "BUNDLE_HEADER", "encode_bundle", "split_bundle", "pack_bundles"]
 

@@ -17,6 +17,7 @@ from typing import Any
 import aiomqtt
 
 from pedstream.errors import ConfigError
+from pedstream.config import MQTTSection
 
 __all__ = ["MQTTAuth", "NODELAY", "make_client", "paho_client", "retrieve_disconnect_error", "wait_backoff"]
 
@@ -44,7 +45,7 @@ class MQTTAuth:
     key_file: str = ""
 
     @classmethod
-    def from_section(cls, section: Any) -> "MQTTAuth":
+    def from_section(cls, section: MQTTSection) -> "MQTTAuth":
         """From ``[mqtt]``: the password from ``password``, ``password_file`` (first line) or the
         environment variable named by ``password_env``. Problems are :class:`ConfigError`."""
         password: str | None = None

@@ -1,15 +1,15 @@
 """``pedstream mqtt metas``: list the retained metas on the ``[mqtt]`` broker and clear stale ones
-(:mod:`pedstream.stream.mqtt.admin`; docs/security.md "Stale retained metas")."""
+(:mod:`pedstream.transports.mqtt.admin`; docs/security.md "Stale retained metas")."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import click
 
 from pedstream.cliutil import with_config
+from pedstream.config import Config
 
 __all__ = ["mqtt"]
 
@@ -28,13 +28,13 @@ def mqtt() -> None:
               help="Delete this stream's retained meta, stale or not (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per meta on stdout.")
 @with_config
-def metas(cfg: Any, listen_s: float, clear_stale: bool, clear_ids: tuple[str, ...], as_json: bool) -> None:
+def metas(cfg: Config, listen_s: float, clear_stale: bool, clear_ids: tuple[str, ...], as_json: bool) -> None:
     """List the retained metas under [mqtt] topic_prefix, each with the data messages its stream sent while
     listening; with --clear-stale (or --clear ID) delete them on the broker."""
     from pedstream.errors import ConfigError, PayloadError
-    from pedstream.stream.mqtt.admin import clear_metas, scan_metas
-    from pedstream.stream.mqtt.client import MQTTAuth
-    from pedstream.stream.mqtt.wire import check_stream_id
+    from pedstream.transports.mqtt.admin import clear_metas, scan_metas
+    from pedstream.transports.mqtt.client import MQTTAuth
+    from pedstream.transports.mqtt.wire import check_stream_id
 
     m = cfg.mqtt
     auth = MQTTAuth.from_section(m)

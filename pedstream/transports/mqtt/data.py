@@ -1,5 +1,5 @@
-"""Data messages and bundles of the MQTT source (a mixin of :class:`~pedstream.stream.mqtt.source.MQTTSource`):
-bundle authorisation (:func:`~pedstream.stream.mqtt.admission.bundle_may_carry`), the per-stream
+"""Data messages and bundles of the MQTT source (a mixin of :class:`~pedstream.transports.mqtt.source.MQTTSource`):
+bundle authorisation (:func:`~pedstream.transports.mqtt.admission.bundle_may_carry`), the per-stream
 ingest budgets (messages and bytes before decoding, samples once decoded), decoding, the duplicate
 publisher guard, sequence order, and the conversion to millivolt chunks."""
 
@@ -10,11 +10,11 @@ import time
 import numpy as np
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.admission import bundle_may_carry
-from pedstream.stream.mqtt.bundle import split_bundle
-from pedstream.stream.mqtt.lifecycle import TrackedStream as _Stream
-from pedstream.stream.mqtt.wire import DataPayload, check_stream_id, decode_data, topic_for
-from pedstream.stream.source import Chunk, ChunkReceived, StreamError
+from pedstream.transports.mqtt.admission import bundle_may_carry
+from pedstream.transports.mqtt.bundle import split_bundle
+from pedstream.transports.mqtt.lifecycle import TrackedStream as _Stream
+from pedstream.transports.mqtt.wire import DataPayload, check_stream_id, decode_data, topic_for
+from pedstream.events import Chunk, ChunkReceived, StreamFailed
 
 __all__ = ["DataHandling"]
 
@@ -25,9 +25,9 @@ class DataHandling:
     """Bundles and data messages of the tracked streams (see the module docstring)."""
 
     def _on_bundle(self, bid: str, payload: bytes, now: float) -> None:
-        """A bundle (:mod:`pedstream.stream.mqtt.bundle`): its structure checked whole (else one error of
+        """A bundle (:mod:`pedstream.transports.mqtt.bundle`): its structure checked whole (else one error of
         the bundle id, counted in ``rejected_bundles``), then each frame its publisher may carry
-        (:func:`~pedstream.stream.mqtt.admission.bundle_may_carry`) handled as its stream's data; the
+        (:func:`~pedstream.transports.mqtt.admission.bundle_may_carry`) handled as its stream's data; the
         others are refused and charged to the bundle's publisher, never to the stream they name."""
         try:
             check_stream_id(bid)
@@ -104,7 +104,7 @@ class DataHandling:
         if not st.guard.check(payload.seq, now):  # a second publisher's sequence: dropped, counted
             st.rejected_messages += 1
             if st.guard.newly_detected:
-                self.emit(StreamError(sid, "duplicate publisher: a second sequence of data messages arrives for this "
+                self.emit(StreamFailed(sid, "duplicate publisher: a second sequence of data messages arrives for this "
                                            "stream id; the first publisher stays monitored, the other's messages "
                                            "are dropped (counted)"))
             return
@@ -122,7 +122,7 @@ class DataHandling:
                 return
             st.mismatch_reported = True
             st.flagged = "data does not match its meta"
-            self.emit(StreamError(sid, f"{exc} (data does not match the meta; further such messages "
+            self.emit(StreamFailed(sid, f"{exc} (data does not match the meta; further such messages "
                                        "are counted, not reported, until the meta changes)"))
             return
         self.emit_error(sid, str(exc))

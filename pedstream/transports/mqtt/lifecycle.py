@@ -1,4 +1,4 @@
-"""Stream lifecycle of the MQTT source (a mixin of :class:`~pedstream.stream.mqtt.source.MQTTSource`):
+"""Stream lifecycle of the MQTT source (a mixin of :class:`~pedstream.transports.mqtt.source.MQTTSource`):
 admission, metas, loss, withdrawal, and the ways a stream comes back.
 
 - **Admission.** At most ``max_streams`` stream ids are tracked. When the table is full, a stream
@@ -31,13 +31,13 @@ import aiomqtt
 import numpy as np
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.admission import Bucket, DuplicateGuard
-from pedstream.stream.mqtt.wire import SequenceTracker, StreamMeta, decode_meta, topic_for
-from pedstream.stream.source import StreamAdded, StreamError, StreamInfo, StreamLost
+from pedstream.transports.mqtt.admission import Bucket, DuplicateGuard
+from pedstream.transports.mqtt.wire import SequenceTracker, StreamMeta, decode_meta, topic_for
+from pedstream.events import StreamAdded, StreamFailed, StreamInfo, StreamLost
 
 __all__ = ["StreamLifecycle", "TrackedStream"]
 
-log = logging.getLogger("pedstream.stream.mqtt.source")
+log = logging.getLogger("pedstream.transports.mqtt.source")
 _REFETCH_S = 2.0  # a stream's retained meta is asked for again at most this often
 _REFETCH_BATCH = 64  # meta topics per subscribe
 _MAX_REFETCH = 1024  # stream ids waiting for a re-read at most
@@ -176,7 +176,7 @@ class StreamLifecycle:
         if st.pending and now - st.pending[0][0] > self.meta_wait_s:
             if st.withdrawn:  # its data kept coming and no other meta did: go on with the last one
                 raw, st.withdrawn = st.withdrawn, b""
-                self.emit(StreamError(sid, "its meta was withdrawn but its data keeps arriving: monitoring "
+                self.emit(StreamFailed(sid, "its meta was withdrawn but its data keeps arriving: monitoring "
                                            "resumed on its last meta"))
                 self._on_meta(sid, st, raw)
                 return
@@ -231,7 +231,7 @@ class StreamLifecycle:
                                                             ("channels", len(old.channels), len(meta.channels)),
                                                             ("dtype", old.dtype, meta.dtype))
                        if a != b] or ["channel names"]
-            self.emit(StreamError(sid, f"new stream session: the meta changed {', '.join(changed)}"))
+            self.emit(StreamFailed(sid, f"new stream session: the meta changed {', '.join(changed)}"))
         if old is None or old.shape_key != meta.shape_key or old.session_key != meta.session_key:
             for p in st.tracker.reset():  # held messages of the old session go out under the old meta
                 self._deliver(sid, st, p)

@@ -1,7 +1,7 @@
 """One pacing task for many replayed streams (the MQTT publisher's schedule).
 
 :func:`paced_many` yields, at each tick, every stream's chunks that are due, on the same schedule as
-:func:`pedstream.stream.replay.paced_chunks` (per stream: ``chunk = round(chunk_ms * fs / 1000)``
+:func:`pedstream.transports.replay.paced_chunks` (per stream: ``chunk = round(chunk_ms * fs / 1000)``
 samples, chunk ``k`` due at ``start + first_sample / fs / speed``, ``seq`` +1 per chunk, the sample
 index going on across loops), but from one task: N streams cost one timer wake-up per tick instead
 of N tasks each with its own. Records are read ``_BLOCK_S`` seconds at a time in a worker thread, the

@@ -18,13 +18,20 @@ import aiomqtt
 import numpy as np
 
 from pedstream.errors import RecordError, StreamError as StreamFailure
-from pedstream.stream.mqtt.bundle import pack_bundles
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, paho_client, retrieve_disconnect_error, wait_backoff
-from pedstream.stream.mqtt.pacing import paced_many
-from pedstream.stream.mqtt.wills import WillKeepers
-from pedstream.stream.mqtt.wire import check_stream_id, encode_binary, encode_json, encode_meta, topic_for
-from pedstream.stream.replay import ReplayPlan
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.transports.mqtt.bundle import pack_bundles
+from pedstream.transports.mqtt.client import (
+    MQTTAuth,
+    make_client,
+    paho_client,
+    retrieve_disconnect_error,
+    wait_backoff,
+)
+from pedstream.transports.mqtt.pacing import paced_many
+from pedstream.transports.mqtt.wills import WillKeepers
+from pedstream.transports.mqtt.wire import check_stream_id, encode_binary, encode_json, encode_meta, topic_for
+from pedstream.transports.replay import ReplayPlan
+from pedstream.events import MonitorEvent
+from pedstream.config import MQTTSection
 
 __all__ = ["MQTTPublisher", "MQTTSink", "replay_to_mqtt"]
 
@@ -227,7 +234,7 @@ class MQTTPublisher:
         self.published += 1
 
     async def publish_meta(self, stream_id: str, meta: bytes) -> None:
-        """Retained meta (see :func:`pedstream.stream.mqtt.wire.encode_meta`)."""
+        """Retained meta (see :func:`pedstream.transports.mqtt.wire.encode_meta`)."""
         check_stream_id(stream_id)
         self._metas[stream_id] = meta
         await self._publish(topic_for(self.prefix, stream_id, "meta"), meta, qos=1, retain=True)
@@ -237,11 +244,11 @@ class MQTTPublisher:
         await self._publish(topic_for(self.prefix, stream_id, "meta"), b"", qos=1, retain=True)
 
     async def publish_data(self, stream_id: str, payload: bytes) -> None:
-        """One data message (binary or JSON, see :mod:`pedstream.stream.mqtt.wire`)."""
+        """One data message (binary or JSON, see :mod:`pedstream.transports.mqtt.wire`)."""
         await self._publish(topic_for(self.prefix, stream_id, "data"), payload, qos=self.qos)
 
     def publish_data_nowait(self, stream_id: str, payload: bytes) -> bool:
-        """Queue one data message without waiting for its write (see :func:`~pedstream.stream.mqtt.client.paho_client`):
+        """Queue one data message without waiting for its write (see :func:`~pedstream.transports.mqtt.client.paho_client`):
         many messages then go out in one writer callback. Bound the queue with :meth:`drain`. False
         when not sent: disconnected with ``reconnect`` (counted in ``dropped``); without ``reconnect`` a
         lost connection raises :class:`~pedstream.errors.StreamError`."""
@@ -307,7 +314,7 @@ class MQTTSink:
     def __init__(self, *, host: str, port: int, prefix: str = "pedstream/v1", max_pending: int = 10000,
                  drain_s: float = 2.0, auth: MQTTAuth | None = None, timeout_s: float = 5.0,
                  reconnect_min_s: float = 0.2, reconnect_max_s: float = 5.0, probe_interval_s: float = 0.25) -> None:
-        """``auth``: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (the ``[mqtt]`` credentials and TLS,
+        """``auth``: :class:`~pedstream.transports.mqtt.client.MQTTAuth` (the ``[mqtt]`` credentials and TLS,
         the same as the source's)."""
         self.host, self.port, self.prefix = host, port, prefix.rstrip("/")
         self.drain_s = float(drain_s)
@@ -321,7 +328,7 @@ class MQTTSink:
         self.dropped = 0
 
     @classmethod
-    def from_config(cls, section: Any, *, auth: MQTTAuth | None = None, **overrides: Any) -> "MQTTSink":
+    def from_config(cls, section: MQTTSection, *, auth: MQTTAuth | None = None, **overrides: Any) -> "MQTTSink":
         """From the ``[mqtt]`` section: broker, topic prefix, timeout, reconnect policy and (unless
         ``auth`` is given) the credentials and TLS."""
         kw: dict[str, Any] = dict(host=section.host, port=section.port, prefix=section.topic_prefix,
@@ -403,14 +410,14 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
     block of the record, not per chunk).
 
-    One pacing task and one MQTT connection carry every stream (:func:`~pedstream.stream.mqtt.pacing.paced_many`;
+    One pacing task and one MQTT connection carry every stream (:func:`~pedstream.transports.mqtt.pacing.paced_many`;
     data is queued without awaiting each message's write, at most ``max_queued`` messages waiting);
     ``wills``: per stream an idle connection whose Last Will clears its retained meta if the process
-    dies (:class:`~pedstream.stream.mqtt.wills.WillKeepers`); a normal end (or Ctrl-C) clears the metas
+    dies (:class:`~pedstream.transports.mqtt.wills.WillKeepers`); a normal end (or Ctrl-C) clears the metas
     itself. With ``reconnect`` a lost broker does not end the replay: data is dropped (counted) while
     disconnected and the metas are republished on reconnect (see :class:`MQTTPublisher`).
     ``bundle_bytes`` > 0: the data messages due at the same tick go out in bundles of at most that many
-    bytes on ``<prefix>/<publisher id>/bundle`` (:mod:`pedstream.stream.mqtt.bundle`; same chunks, same
+    bytes on ``<prefix>/<publisher id>/bundle`` (:mod:`pedstream.transports.mqtt.bundle`; same chunks, same
     latency, one MQTT message per bundle instead of one per stream); 0: one message per stream and chunk.
     ``start_offsets``: each stream's start (seconds after the first; see :func:`paced_many`).
     ``meta_check_s`` > 0: that often the retained metas are read back and republished if someone cleared

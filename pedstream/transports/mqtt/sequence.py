@@ -1,5 +1,5 @@
 """Sequence tracking of MQTT data messages: put ``seq`` back in order, count loss, duplicates,
-reordering and publisher restarts (the rules are in :mod:`pedstream.stream.mqtt.wire`'s docstring,
+reordering and publisher restarts (the rules are in :mod:`pedstream.transports.mqtt.wire`'s docstring,
 section "Sequence numbers"). Split out of ``wire.py``, which re-exports both names."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""MQTT source (aiomqtt, MQTT v5, TCP_NODELAY). Payloads: :mod:`pedstream.stream.mqtt.wire`; connection:
-:mod:`pedstream.stream.mqtt.client`; publishing: :mod:`pedstream.stream.mqtt.publisher`.
+"""MQTT source (aiomqtt, MQTT v5, TCP_NODELAY). Payloads: :mod:`pedstream.transports.mqtt.wire`; connection:
+:mod:`pedstream.transports.mqtt.client`; publishing: :mod:`pedstream.transports.mqtt.publisher`.
 
 :class:`MQTTSource` subscribes to ``<prefix>/+/meta``, ``<prefix>/+/data`` and ``<prefix>/+/bundle`` and
 turns them into source events:
@@ -8,22 +8,22 @@ turns them into source events:
   ``StreamAdded``; a meta that changes ``fs``, ``channels`` or ``dtype`` is a new stream session,
   reported once as a ``StreamError``; a new ``session``/``t0`` restarts the sequence tracker; an
   empty meta -> ``StreamLost``, healed if the stream's data keeps coming (lifecycle, admission,
-  stale metas, re-read retained metas: :mod:`~pedstream.stream.mqtt.lifecycle`);
-- a bundle (:mod:`~pedstream.stream.mqtt.bundle`: several streams' data messages in one) -> its
+  stale metas, re-read retained metas: :mod:`~pedstream.transports.mqtt.lifecycle`);
+- a bundle (:mod:`~pedstream.transports.mqtt.bundle`: several streams' data messages in one) -> its
   structure checked whole (a broken one is one ``StreamError`` of the bundle id, counted in
   ``rejected_messages``), then each frame its publisher may carry handled as a data message of its
   stream; the others are refused and charged to the bundle's publisher
-  (:mod:`~pedstream.stream.mqtt.admission`, :mod:`~pedstream.stream.mqtt.data`);
+  (:mod:`~pedstream.transports.mqtt.admission`, :mod:`~pedstream.transports.mqtt.data`);
 - per publisher (the first topic level): a CPU budget (``cpu_share`` of a core per stream it
   publishes) and a meta budget (``metas_per_s``); over them, its messages are dropped unread,
   counted, and reported as error events naming it;
 - data messages -> decoded, put back in ``seq`` order (reorder window, see
-  :class:`~pedstream.stream.mqtt.wire.SequenceTracker`; a restarted publisher is recognised at its
+  :class:`~pedstream.transports.mqtt.wire.SequenceTracker`; a restarted publisher is recognised at its
   first message), converted to mV -> ``ChunkReceived``;
 - a payload that cannot be decoded, or *any* exception while handling one message -> a
   ``StreamError`` of that stream, throttled (``error_burst`` per ``error_period_s``, the rest
   counted); nothing a publisher sends can end the source. Limits (size, JSON depth, channels,
-  samples, sampling rate) are checked before parsing (:class:`~pedstream.stream.mqtt.wire.PayloadLimits`);
+  samples, sampling rate) are checked before parsing (:class:`~pedstream.transports.mqtt.wire.PayloadLimits`);
 - per-stream ingest budget: at most ``max(max_messages_per_s, fs)`` messages/s and ``budget_factor`` times the
   samples/s (and bytes/s) the meta declares (token buckets with 2 s of burst; samples counted once
   decoded); messages beyond are rejected and counted (``rejected_messages``, ``dropped_samples``), the stream is
@@ -33,7 +33,7 @@ turns them into source events:
 - no data for ``lost_timeout_s`` -> ``StreamLost``; data again -> ``StreamAdded`` again; a stream id
   with no message for ``forget_after_s`` (or never any data for ``stale_meta_s``) is forgotten (its
   meta kept in a bounded cache), at most ``max_streams`` stream ids are tracked; a second publisher of
-  one stream id is detected and its messages dropped (:class:`~pedstream.stream.mqtt.admission.DuplicateGuard`);
+  one stream id is detected and its messages dropped (:class:`~pedstream.transports.mqtt.admission.DuplicateGuard`);
 - broker connection lost -> ``StreamLost`` for every live stream, reconnect with capped, jittered
   exponential backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``, times a random factor
   in [0.5, 1)); while waiting the broker is probed every ``probe_interval_s`` and the source
@@ -41,7 +41,7 @@ turns them into source events:
   broker does not answer, :meth:`MQTTSource.status_line` says so (the dashboard shows it) and one
   warning line per outage is logged.
 
-Authentication and TLS: :class:`~pedstream.stream.mqtt.client.MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
+Authentication and TLS: :class:`~pedstream.transports.mqtt.client.MQTTAuth` (``[mqtt] username``, ``password`` / ``password_file`` /
 ``password_env``, ``tls``, ``ca_file``, ``cert_file``, ``key_file``); the password is never logged.
 
 Every network await (connect, subscribe, publish, probe) has a timeout (``timeout_s``).
@@ -70,20 +70,22 @@ from typing import Any
 
 import aiomqtt
 
+from pedstream.config import MQTTSection
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.admission import PublisherBook, publisher_of
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
-from pedstream.stream.mqtt.data import DataHandling
-from pedstream.stream.mqtt.lifecycle import StreamLifecycle, TrackedStream as _Stream
-from pedstream.stream.mqtt.wire import DEFAULT_LIMITS, PayloadLimits, SeqStats, check_stream_id, topic_for
-from pedstream.stream.source import ErrorThrottle, SourceBase, StreamLost
+from pedstream.transports.mqtt.admission import PublisherBook, publisher_of
+from pedstream.transports.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.transports.mqtt.data import DataHandling
+from pedstream.transports.mqtt.lifecycle import StreamLifecycle, TrackedStream as _Stream
+from pedstream.transports.mqtt.wire import PayloadLimits, SeqStats, check_stream_id, topic_for
+from pedstream.transports.base import ErrorThrottle, SourceBase
+from pedstream.events import StreamLost
 
 __all__ = ["MQTTSource", "limits_from"]
 
 log = logging.getLogger(__name__)
 
 
-def limits_from(section: Any) -> PayloadLimits:
+def limits_from(section: MQTTSection) -> PayloadLimits:
     """:class:`PayloadLimits` from the ``[mqtt]`` section."""
     return PayloadLimits(max_message_bytes=section.max_message_bytes, max_json_depth=section.max_json_depth,
                          max_channels=section.max_channels, max_samples=section.max_samples_per_message,
@@ -121,43 +123,42 @@ class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
 
     kind = "mqtt"
 
-    def __init__(self, *, events: asyncio.Queue, host: str = "127.0.0.1", port: int = 1883,
-                 prefix: str = "pedstream/v1", keepalive_s: int = 30, timeout_s: float = 5.0,
-                 reconnect_min_s: float = 0.2, reconnect_max_s: float = 10.0, reorder_window: int = 4,
-                 reorder_hold_s: float = 0.25, meta_wait_s: float = 2.0, lost_timeout_s: float = 5.0,
-                 qos: int = 0, client_id: str | None = None, auth: MQTTAuth | None = None,
-                 limits: PayloadLimits = DEFAULT_LIMITS, probe_interval_s: float = 0.25,
-                 budget_factor: float = 4.0, max_messages_per_s: float = 500.0, max_streams: int = 256,
-                 forget_after_s: float = 300.0, max_queued_messages: int = 10_000, error_burst: int = 3,
-                 error_period_s: float = 60.0, streams: Any = None, stale_meta_s: float = 60.0,
-                 cpu_share: float = 0.1, cpu_burst_s: float = 2.0, metas_per_s: float = 1.0,
-                 meta_burst: int = 5) -> None:
-        """``streams``: ``None`` = every stream under ``prefix`` (wildcard subscription), else an iterable of
-        stream ids: only those (see :meth:`set_streams`)."""
+    def __init__(self, section: MQTTSection | None = None, *, events: asyncio.Queue, streams: Any = None,
+                 client_id: str | None = None, auth: MQTTAuth | None = None, limits: PayloadLimits | None = None,
+                 reorder_hold_s: float = 0.25, **settings: Any) -> None:
+        """``section``: the ``[mqtt]`` configuration (default: its defaults); ``settings``: fields of it to
+        change for this source (``host=...``, ``max_streams=...``; an unknown name is a :class:`TypeError`).
+        ``streams``: ``None`` = every stream under ``topic_prefix`` (wildcard subscription), else an iterable
+        of stream ids: only those (see :meth:`set_streams`). ``auth`` / ``limits``: default from the section."""
+        unknown = sorted(set(settings) - set(MQTTSection.model_fields))
+        if unknown:
+            raise TypeError(f"MQTTSource: unknown [mqtt] setting(s) {', '.join(unknown)}")
+        s = (section or MQTTSection()).model_copy(update=settings)
+        self.section = s
         super().__init__(events=events)
         self._allow: set[str] | None = None if streams is None else {check_stream_id(s) for s in streams}
         self._subscribed: set[str] = set()  # allow-list mode: stream ids subscribed on the current connection
         self._sub_lock = asyncio.Lock()
-        self.host, self.port = host, int(port)
-        self.prefix = prefix.rstrip("/")
-        self.keepalive_s = int(keepalive_s)
-        self.timeout_s = float(timeout_s)
-        self.reconnect_min_s, self.reconnect_max_s = float(reconnect_min_s), float(reconnect_max_s)
-        self.reorder_window = int(reorder_window)
+        self.host, self.port = s.host, int(s.port)
+        self.prefix = s.topic_prefix.rstrip("/")
+        self.keepalive_s = int(s.keepalive_s)
+        self.timeout_s = float(s.timeout_s)
+        self.reconnect_min_s, self.reconnect_max_s = float(s.reconnect_min_s), float(s.reconnect_max_s)
+        self.reorder_window = int(s.reorder_window)
         self.reorder_hold_s = float(reorder_hold_s)
-        self.meta_wait_s = float(meta_wait_s)
-        self.lost_timeout_s = float(lost_timeout_s)
-        self.qos = int(qos)
+        self.meta_wait_s = float(s.meta_wait_s)
+        self.lost_timeout_s = float(s.lost_timeout_s)
+        self.qos = int(s.qos)
         self.client_id = client_id or f"pedstream-src-{uuid.uuid4().hex[:10]}"
-        self.auth = auth or MQTTAuth()
-        self.limits = limits
-        self.probe_interval_s = float(probe_interval_s)
-        self.budget_factor = float(budget_factor)
-        self.max_messages_per_s = float(max_messages_per_s)
-        self.max_streams = int(max_streams)
-        self.forget_after_s = float(forget_after_s)
-        self.max_queued_messages = int(max_queued_messages)
-        self.errors = ErrorThrottle(burst=error_burst, period_s=error_period_s)
+        self.auth = auth or MQTTAuth.from_section(s)
+        self.limits = limits or limits_from(s)
+        self.probe_interval_s = float(s.probe_interval_s)
+        self.budget_factor = float(s.budget_factor)
+        self.max_messages_per_s = float(s.max_messages_per_s)
+        self.max_streams = int(s.max_streams)
+        self.forget_after_s = float(s.forget_after_s)
+        self.max_queued_messages = int(s.max_queued_messages)
+        self.errors = ErrorThrottle(burst=s.error_burst, period_s=s.error_period_s)
         self.connected = asyncio.Event()  # set while subscribed
         self.connects = 0
         self.last_error: str | None = None  # the last broker connection problem
@@ -171,30 +172,10 @@ class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
         self._streams: dict[str, _Stream] = {}
         self._client: aiomqtt.Client | None = None
         self.broker_state = "connecting"  # "connecting" | "connected" | "unreachable" (the dashboard's status line)
-        self.book = PublisherBook(cpu_share=cpu_share, cpu_burst_s=cpu_burst_s, metas_per_s=metas_per_s,
-                                  meta_burst=meta_burst, max_publishers=4 * self.max_streams)
-        self._init_lifecycle(stale_meta_s)
+        self.book = PublisherBook(cpu_share=s.cpu_share, cpu_burst_s=s.cpu_burst_s, metas_per_s=s.metas_per_s,
+                                  meta_burst=s.meta_burst, max_publishers=4 * self.max_streams)
+        self._init_lifecycle(s.stale_meta_s)
         self._gone_counts = [0, 0, 0]  # rejected messages, dropped samples, duplicates of released streams
-
-    @classmethod
-    def from_config(cls, section: Any, *, events: asyncio.Queue, **overrides: Any) -> "MQTTSource":
-        """Build from the ``[mqtt]`` config section."""
-        kw = dict(host=section.host, port=section.port, prefix=section.topic_prefix,
-                  keepalive_s=section.keepalive_s, timeout_s=section.timeout_s,
-                  reconnect_min_s=section.reconnect_min_s, reconnect_max_s=section.reconnect_max_s,
-                  reorder_window=section.reorder_window, meta_wait_s=section.meta_wait_s,
-                  lost_timeout_s=section.lost_timeout_s, qos=section.qos)
-        if hasattr(section, "max_message_bytes"):
-            kw.update(auth=MQTTAuth.from_section(section), limits=limits_from(section),
-                      probe_interval_s=section.probe_interval_s, budget_factor=section.budget_factor,
-                      max_messages_per_s=section.max_messages_per_s, max_streams=section.max_streams,
-                      forget_after_s=section.forget_after_s, max_queued_messages=section.max_queued_messages,
-                      error_burst=section.error_burst, error_period_s=section.error_period_s)
-        if hasattr(section, "cpu_share"):
-            kw.update(stale_meta_s=section.stale_meta_s, cpu_share=section.cpu_share, cpu_burst_s=section.cpu_burst_s,
-                      metas_per_s=section.metas_per_s, meta_burst=section.meta_burst)
-        kw.update(overrides)
-        return cls(events=events, **kw)
 
     # -- public stats ---------------------------------------------------------------------------
     def stream_stats(self, stream_id: str) -> SeqStats | None:
@@ -216,7 +197,7 @@ class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
                 "duplicate_messages": st.guard.dropped}
 
     def publisher_counters(self) -> dict[str, dict[str, Any]]:
-        """Per publisher (see :mod:`~pedstream.stream.mqtt.admission`) that was refused or throttled:
+        """Per publisher (see :mod:`~pedstream.transports.mqtt.admission`) that was refused or throttled:
         ``unauthorised`` bundle frames, ``throttled`` messages (CPU), ``throttled_metas``,
         ``dropped_samples``, ``cpu_s``."""
         return self.book.flagged()
@@ -392,7 +373,7 @@ class MQTTSource(DataHandling, StreamLifecycle, SourceBase):
 
     def _on_message_safe(self, topic: str, payload: Any) -> None:
         """:meth:`_on_message` behind a catch-all (one message can only ever cost its stream an error)
-        and its publisher's CPU budget (:mod:`~pedstream.stream.mqtt.admission`): the handler's thread
+        and its publisher's CPU budget (:mod:`~pedstream.transports.mqtt.admission`): the handler's thread
         CPU time is charged to the publisher; while its budget is spent its messages are dropped unread."""
         now = time.monotonic()
         pub = self.book.get(publisher_of(topic, self.prefix), now)

@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import aiomqtt
 
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, paho_client, retrieve_disconnect_error
-from pedstream.stream.mqtt.wire import check_stream_id, topic_for
+from pedstream.transports.mqtt.client import MQTTAuth, make_client, paho_client, retrieve_disconnect_error
+from pedstream.transports.mqtt.wire import check_stream_id, topic_for
 
 __all__ = ["WillKeepers"]
 

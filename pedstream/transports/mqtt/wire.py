@@ -100,8 +100,8 @@ from typing import Any, Literal
 import numpy as np
 
 from pedstream.errors import PayloadError
-from pedstream.stream.mqtt.sequence import SeqStats, SequenceTracker
-from pedstream.stream.units import unit_to_mv
+from pedstream.transports.mqtt.sequence import SeqStats, SequenceTracker
+from pedstream.transports.units import unit_to_mv
 
 __all__ = [
     "MAGIC",
