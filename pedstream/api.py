@@ -147,15 +147,8 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
 
     m = model if isinstance(model, Model) else load_model(model, config=config, overrides=overrides)
     cfg = m.config
-    x = np.asarray(signal)  # no copy: each chunk becomes float32 as it is fed
-    if x.ndim == 1:
-        x = x[:, None]
+    x = _signal_array(signal, channels, where="classify")
     names = [str(c) for c in channels]
-    if x.ndim != 2 or x.shape[1] != len(names):
-        raise StreamError("classify", f"signal shaped {np.shape(signal)} does not match {len(names)} channel names "
-                                      "(expected (n_samples, n_channels))")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise StreamError("classify", f"signal of dtype {x.dtype}: expected numbers (millivolts)")
     geo = m.session.geometry
     info = StreamInfo(stream_id="classify", source="replay", fs=float(fs), channel_names=names,
                       units=["mV"] * len(names))
@@ -171,6 +164,19 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
     if pending:
         out.extend(_run_windows(m, pending))
     return out
+
+
+def _signal_array(signal: Any, channels: Sequence[str], *, where: str) -> np.ndarray:
+    """``signal`` as a ``(n_samples, n_channels)`` array of numbers (no copy), or one clear error."""
+    x = np.asarray(signal)  # no copy: each chunk becomes float32 as it is fed
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != len(channels):
+        raise StreamError(where, f"signal shaped {np.shape(signal)} does not match {len(channels)} channel names "
+                                 "(expected (n_samples, n_channels))")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise StreamError(where, f"signal of dtype {x.dtype}: expected numbers (millivolts)")
+    return x
 
 
 def _chunk_samples(pipe: Any, fs: float) -> int:

@@ -196,7 +196,7 @@ class Monitor:
         self._source.events.put_nowait(StreamLost(stream_id=stream_id, reason=reason))
 
     async def events(self) -> AsyncIterator[Any]:
-        """Every :class:`pedstream.outputs.jsonlines.MonitorEvent` from the moment the monitor started."""
+        """Every :class:`pedstream.events.MonitorEvent` from the moment the monitor started."""
         if self._sub is None:
             raise PedstreamError("Monitor.events: use the monitor inside `async with Monitor() as mon:`")
         async for ev in self._sub:

@@ -3,7 +3,7 @@
 :class:`Central` subscribes to ``<prefix>/+/rhythm`` (QoS 1), ``<prefix>/+/alarm`` and
 ``<prefix>/_workers/+`` (retained) and keeps :class:`WardRow` per stream (call, heart rate, alarm,
 worker, last seen) and the workers' presence. Each rhythm event goes to its sinks as a
-:class:`~pedstream.outputs.jsonlines.MonitorEvent` (the ``--events`` JSON lines file of the whole ward,
+:class:`~pedstream.events.MonitorEvent` (the ``--events`` JSON lines file of the whole ward,
 stdout with ``--headless``), with ``worker`` kept.
 
 Network bytes are hostile: a message over ``[mqtt] max_message_bytes``, nesting too deep, not a JSON

@@ -1,7 +1,7 @@
 """Per-stream processing: channel mapping, resampling, the training filter bank, windows, QRS, gaps.
 
 One :class:`StreamPipeline` per live stream. ``feed(chunk, t_received)`` takes a source
-:class:`~pedstream.transports.base.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
+:class:`~pedstream.events.Chunk` (``(n, n_src)`` float32 mV at the stream's rate) and
 returns a :class:`FeedResult`: the windows that became ready (``(19, T)`` float32 filtered, ``raw``:
 the batcher normalises them exactly as in training, :meth:`WindowItem.normalized`, + ``(19,)`` mask)
 and any state changes (``signal_loss`` / ``signal_ok``).
