@@ -99,10 +99,17 @@ class Monitor:
         calls of ``stream_id`` only (needs a feature beat model, ``beat_model=``); persisted per patient
         under ``labels_dir`` (default ``$XDG_DATA_HOME/pedstream/beat_labels``). A wrong label (unknown
         class or stream, a time with no beat) raises one :class:`~pedstream.monitor.adapt.LabelError` and
-        changes nothing. ``mon.engine.beat_labels.undo(stream_id, who=...)`` reverses labels."""
+        changes nothing. :meth:`undo_beat_labels` reverses labels. Each label is a ``beat_label`` event."""
         if self.engine is None:
             raise PedstreamError("Monitor.label_beats: use the monitor inside `async with Monitor() as mon:`")
         return self.engine.label_beats(stream_id, labels, who=who)
+
+    def undo_beat_labels(self, stream_id: str, ids: Sequence[int] | None = None, *, who: str = "clinician") -> int:
+        """Undo beat labels ``ids`` of ``stream_id`` (default: the newest): marked undone in the labels file
+        (nothing erased), a ``beat_label`` event each; returns how many."""
+        if self.engine is None:
+            raise PedstreamError("Monitor.undo_beat_labels: use the monitor inside `async with Monitor() as mon:`")
+        return self.engine.undo_beat_labels(stream_id, ids, who=who)
 
     def push(self, stream_id: str, samples: np.ndarray, *, fs: float, channels: Sequence[str],
              t0: float | None = None, age_years: float | None = None) -> None:

@@ -136,8 +136,13 @@ def train_cmd(cfg: Config, data: Path, out: Path, protocol: str | None, fold: in
 
 
 @cli.command("eval")
-@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Run folder written by pedstream train.")
+@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Run folder written by pedstream train (not with --adapt-minutes / --adapt-beats).")
+@click.option("--adapt-minutes", "adapt_minutes", type=click.FloatRange(min=0, min_open=True), multiple=True,
+              help="Patient-specific protocol of the feature beat model (record-wise CV over DATA): adapt with "
+                   "the first N minutes of labelled beats of each held-out record, score the rest.")
+@click.option("--adapt-beats", "adapt_beats", type=click.IntRange(min=1), multiple=True,
+              help="The same with N labelled beats of the first 5 minutes (a learning curve: repeat the option).")
 @click.option("--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of WFDB records to score.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -151,17 +156,47 @@ def train_cmd(cfg: Config, data: Path, out: Path, protocol: str | None, fold: in
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Window cache folder (default: the run's).")
 @with_config
-def eval_cmd(cfg: Any, run: Path, data: Path, json_path: Path | None, split: str, png: Path | None,
-             subject_bootstrap: bool, cache_dir: Path | None) -> None:
+def eval_cmd(cfg: Any, run: Path | None, data: Path, json_path: Path | None, split: str, png: Path | None,
+             subject_bootstrap: bool, cache_dir: Path | None, adapt_minutes: tuple[float, ...],
+             adapt_beats: tuple[int, ...]) -> None:
     """Score a trained run: top-1, macro P/R/F1/F2, per class, confusion, 95% bootstrap intervals.
 
     The run's own configuration (from its manifest) decides filters, windows and labels; --config/--set
-    do not change how a trained model is evaluated.
+    do not change how a trained model is evaluated. With --adapt-minutes / --adapt-beats: the
+    patient-specific protocol of the feature beat model instead (pedstream.train.adapt_eval; no --run).
     """
+    if adapt_minutes or adapt_beats:
+        from pedstream.train.adapt_eval import eval_adapt_command
+
+        eval_adapt_command(data=data, minutes=adapt_minutes, beats=adapt_beats, json_path=json_path,
+                           md_path=None if json_path is None else json_path.with_suffix(".md"),
+                           command="pedstream " + " ".join(sys.argv[1:]))
+        return
+    if run is None:
+        raise click.UsageError("--run is required (or --adapt-minutes / --adapt-beats)")
     from pedstream.train.evaluate import eval_command
 
     eval_command(run=run, data=data, json_path=json_path, split=split, png=png, cache_dir=cache_dir,
                  subject_bootstrap=subject_bootstrap)
+
+
+@cli.command("label")
+@click.argument("stream")
+@click.option("--beats", "beats_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Text file, one 't_signal,class' per line (t_signal: the beat_t of a beat event; class: N S V F).")
+@click.option("--who", default=None, help="Who labels (default: the login name).")
+@click.option("--labels-dir", "labels_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The monitor's labels folder (default: $PEDSTREAM_LABELS_DIR, else $XDG_DATA_HOME/pedstream/beat_labels).")
+@click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The feature beat model whose classes the labels use (default: N S V F).")
+@with_config
+def label_cmd(cfg: Any, stream: str, beats_file: Path, who: str | None, labels_dir: Path | None,
+              model: Path | None) -> None:
+    """Queue clinician beat labels for STREAM (its patient file): the monitor applies each to the beat it
+    classifies at that time when STREAM runs, adapting that stream's beat calls only."""
+    from pedstream.monitor.adapt import label_command
+
+    label_command(stream=stream, beats_file=beats_file, who=who, labels_dir=labels_dir, model=model)
 
 
 @cli.command("compare")

@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 4  # 3: call events may carry "truth" (replays of annotated records); 4: alarm lifecycle, technical_alarm
 
 EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error", "technical_alarm",
-                    "rhythm", "alarm_ack", "alarm_silence", "alarm_resound"]
+                    "rhythm", "alarm_ack", "alarm_silence", "alarm_resound", "beat_label"]
 
 
 @dataclass(slots=True)

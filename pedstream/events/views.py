@@ -91,6 +91,8 @@ class StreamStatus:
     pvc_per_min: int | None = None  # V beats in the last 60 s of stream time
     pac_per_min: int | None = None  # S beats in the last 60 s of stream time
     beats: int = 0  # beats classified
+    beat_labels: int = 0  # clinician labels adapting this stream's beat calls
+    ectopy_patterns: dict | None = None  # couplets / runs in the last 60 s, pattern (bigeminy, trigeminy)
     rejected: int = 0  # messages its source rejected (over budget, over a limit, undecodable)
     dropped_samples: int = 0  # samples dropped before processing (by its source or the engine's queue)
     stalled: str | None = None  # why the watchdog flags it (no progress for [stream] watchdog_s), else None

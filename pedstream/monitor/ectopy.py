@@ -266,7 +266,10 @@ class BeatStream:
 
 
 class EctopyCounter:
-    """PVC/min and PAC/min: V and S beats within the last ``window_s`` (60) seconds of stream time."""
+    """PVC/min and PAC/min: V and S beats within the last ``window_s`` (60) seconds of stream time; and
+    the ventricular patterns of the same span (:meth:`patterns`): couplets (exactly two V beats in a row),
+    runs (three or more), and whether the newest beats are in bigeminy (N V repeated, 3 cycles or more)
+    or trigeminy (N N V, 3 cycles or more)."""
 
     def __init__(self, *, window_s: float = 60.0) -> None:
         self.window_s = float(window_s)
@@ -274,19 +277,33 @@ class EctopyCounter:
         self._s: deque[float] = deque()
         self._newest: float | None = None
         self.total: dict[str, int] = {}
+        self._recent: deque[str] = deque(maxlen=9)  # the newest labels (bigeminy / trigeminy)
+        self._v_run = 0  # V beats in a row up to the newest beat
+        self._couplets: deque[float] = deque()  # when each couplet / run ended or reached 3 beats
+        self._runs: deque[float] = deque()
 
     def add(self, t: float, label: str) -> None:
         """A classified beat at stream time ``t`` (seconds). A clock that runs backwards (a source
         restarted without timestamps) starts the count afresh."""
         if self._newest is not None and t < self._newest - self.window_s:
-            self._v.clear()
-            self._s.clear()
+            for q in (self._v, self._s, self._couplets, self._runs):
+                q.clear()
+            self._recent.clear()
+            self._v_run = 0
         self._newest = t if self._newest is None else max(self._newest, t)
         self.total[label] = self.total.get(label, 0) + 1
         if label == PVC:
             self._v.append(t)
-        elif label == PAC:
-            self._s.append(t)
+            self._v_run += 1
+            if self._v_run == 3:
+                self._runs.append(t)
+        else:
+            if label == PAC:
+                self._s.append(t)
+            if self._v_run == 2:
+                self._couplets.append(t)
+            self._v_run = 0
+        self._recent.append(label)
 
     def rates(self, now: float | None = None) -> tuple[int, int]:
         """``(pvc_per_min, pac_per_min)`` at stream time ``now`` (default: the newest beat)."""
@@ -297,3 +314,16 @@ class EctopyCounter:
             while q and q[0] <= now - self.window_s:
                 q.popleft()
         return (sum(1 for t in self._v if t <= now), sum(1 for t in self._s if t <= now))
+
+    def patterns(self, now: float | None = None) -> dict[str, int | str | None]:
+        """``couplets`` and ``runs`` of V beats in the last ``window_s`` at ``now``; ``pattern``:
+        ``"bigeminy"``, ``"trigeminy"`` or ``None`` for the newest beats."""
+        now = self._newest if now is None else now
+        if now is not None:
+            for q in (self._couplets, self._runs):
+                while q and q[0] <= now - self.window_s:
+                    q.popleft()
+        r = "".join("V" if x == PVC else "n" for x in self._recent)
+        pattern = ("bigeminy" if r[-6:] in ("nV" * 3, "Vn" * 3) else
+                   "trigeminy" if r[-9:] in ("nnV" * 3, "nVn" * 3, "Vnn" * 3) else None)
+        return {"couplets": len(self._couplets), "runs": len(self._runs), "pattern": pattern}

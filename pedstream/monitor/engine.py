@@ -501,7 +501,8 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             probs = softmax(r.logits, dtype=np.float64)  # (C,)
             n_labels = 0
             if self.beat_labels is not None and r.item.rr is not None:  # few-shot: only this stream's labels
-                self.beat_labels.observe(sid, info.t, r.item.rr)
+                for entry in self.beat_labels.observe(sid, info.t, r.item.rr):  # labels queued from a file
+                    self._emit_beat_label(sid, entry, pipe)
                 probs, n_labels = self.beat_labels.adjust(sid, r.item.rr, probs), self.beat_labels.n_labels(sid)
             k = int(np.argmax(probs))
             label, p = names[k], float(probs[k])
@@ -511,10 +512,12 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
             self.beats_total += 1
             latency = (now - r.item.t_received) * 1000.0
             hr = pipe.heart_rate
+            st.beat_labels, st.ectopy_patterns = n_labels, s.ectopy.patterns(info.t)
             self._emit(MonitorEvent(stream=sid, kind="beat", label=label, p=p, hr=hr, latency_ms=latency,
                                     extra={"beat_t": round(info.t, 3), "pre_rr_s": round(info.pre_rr, 3),
                                            "post_rr_s": round(info.post_rr, 3), "pvc_per_min": st.pvc_per_min,
-                                           "pac_per_min": st.pac_per_min, **({"labels": n_labels} if n_labels else {})},
+                                           "pac_per_min": st.pac_per_min, **st.ectopy_patterns,
+                                           **({"labels": n_labels} if n_labels else {})},
                                     t_signal=info.t, clock=_clock(pipe)))
             self._emit_transitions(pipe, st, tracker, tracker.beat(label, p), onset=info.rhythm_index,
                                    latency=latency, now=now, t_signal=info.t)
@@ -527,7 +530,35 @@ class Engine(FairIngest, Watchdog, RhythmHooks):
 
         if self.beat_labels is None:
             raise LabelError(stream_id, "beat labels need a feature beat model ([stream] beat_model)")
-        return self.beat_labels.label(stream_id, list(labels), who=who)
+        new = self.beat_labels.label(stream_id, list(labels), who=who)
+        s = self.streams.get(stream_id)
+        for entry in new:
+            self._emit_beat_label(stream_id, entry, None if s is None else s.pipe)
+        return new
+
+    def undo_beat_labels(self, stream_id: str, ids: Sequence[int] | None = None, *, who: str = "clinician") -> int:
+        """Undo labels ``ids`` of ``stream_id`` (default: the newest): a ``beat_label`` event each (``label_state``
+        ``undone``); the labels file keeps them, marked undone."""
+        from pedstream.monitor.adapt import LabelError
+
+        if self.beat_labels is None:
+            raise LabelError(stream_id, "beat labels need a feature beat model ([stream] beat_model)")
+        before = {e["id"] for e in self.beat_labels.entries(stream_id) if e.get("undone")}
+        n = self.beat_labels.undo(stream_id, None if ids is None else list(ids), who=who)
+        s = self.streams.get(stream_id)
+        for entry in self.beat_labels.entries(stream_id):
+            if entry.get("undone") and entry["id"] not in before:
+                self._emit_beat_label(stream_id, entry, None if s is None else s.pipe)
+        return n
+
+    def _emit_beat_label(self, sid: str, entry: dict, pipe: StreamPipeline | None) -> None:
+        """A ``beat_label`` event: a clinician label applied, undone, or (queued from a file) unmatched."""
+        state = "undone" if entry.get("undone") else "unmatched" if entry.get("unmatched") else "applied"
+        n = self.beat_labels.n_labels(sid) if self.beat_labels is not None else 0
+        self._emit(MonitorEvent(stream=sid, kind="beat_label", label=str(entry["label"]), t_signal=entry["t_signal"],
+                                extra={"label_id": int(entry["id"]), "who": str(entry.get("undone_by") or entry["who"]),
+                                       "label_state": state, "labels": n},
+                                clock=None if pipe is None else _clock(pipe)))
 
     def _beat_error(self, sid: str, message: str) -> None:
         """This stream's beat path failed: an ``error`` event; its beat path is off, its rhythm goes on."""

@@ -91,12 +91,15 @@ def _drops_cell(st: StreamStatus) -> Text:
 
 
 def _ectopy_cell(st: StreamStatus) -> Text:
-    """``PVC/PAC`` per minute (last 60 s), ``err`` when the stream's beat path failed, ``-`` when off."""
+    """``PVC/PAC`` per minute (last 60 s), then ``big``/``tri`` in bigeminy/trigeminy and ``L<n>`` when n
+    clinician labels adapt the stream; ``err`` when the stream's beat path failed, ``-`` when off."""
     if st.ectopy == "error":
         return Text("err", style="bold red")
     if st.ectopy != "on" or st.pvc_per_min is None:
         return Text("-")
-    return Text(f"{st.pvc_per_min}/{st.pac_per_min}", style="cyan" if st.pvc_per_min or st.pac_per_min else "")
+    pat = (st.ectopy_patterns or {}).get("pattern")
+    extra = (f" {pat[:3]}" if pat else "") + (f" L{st.beat_labels}" if st.beat_labels else "")  # bigeminy/trigeminy, labels
+    return Text(f"{st.pvc_per_min}/{st.pac_per_min}{extra}", style="cyan" if st.pvc_per_min or st.pac_per_min else "")
 
 
 def _truth_cell(st: StreamStatus, reference: Any) -> Text:

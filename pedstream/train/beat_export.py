@@ -62,7 +62,7 @@ def build_metadata(*, variant: Any, cfg: Any, feature_scale: np.ndarray, beats: 
                      "window_s": 1.0, "hop_s": 1.0, "features": FEATURE_VERSION, "adapt": adapt,
                      "feature_names": list(names), "model_columns": [int(c) for c in columns(variant.features)
                                                                      if c < len(names)]},
-        "feature_scale": [float(s) for s in feature_scale],
+        "feature_scale": [float(s) for s in np.asarray(feature_scale)[: len(names)]],  # the engine's columns
         "adapt_settings": adapt_settings,
         "method": "gradient boosting on per-beat features", "loss": variant.weights,
         "inputs": {"ecg": [None, len(ECG_CHANNELS), int(round(fs))], "iegm": [None, len(IEGM_CHANNELS), int(round(fs))],

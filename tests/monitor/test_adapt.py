@@ -100,3 +100,71 @@ def test_a_wrong_label_is_one_clear_error_and_changes_nothing(tables, tmp_path, 
     assert bl.n_labels("bed1") == 0 and not (tmp_path / "bed1.json").exists()
     with pytest.raises(LabelError, match="patient id"):
         bl.add_stream("bed3", patient="../etc/passwd")
+
+
+def test_labels_queued_from_a_file_apply_to_that_patients_beats_when_the_stream_runs(tables, tmp_path):
+    """``pedstream label STREAM --beats FILE`` queues labels; the stream applies each to its beat at that
+    time (or marks it unmatched), adapting that stream only; the file keeps who/when/what."""
+    from pedstream.monitor.adapt import queue_labels, read_label_file
+
+    tab = tables["208"]
+    vs, ns = tab.t[tab.y == 2][:6], tab.t[tab.y == 0][:6]
+    f = tmp_path / "beats.csv"
+    f.write_text("t_signal,label\n" + "".join(f"{t + 0.03:.3f},V\n" for t in vs) + "".join(f"{t:.3f} N\n" for t in ns)
+                 + "# a comment\n3.0001,V\n")  # 3.0001 s: no beat of 208 within 0.15 s there
+    labels = read_label_file(f)
+    gap = [t for t, _ in labels if np.min(np.abs(tab.t - t)) > 0.15]
+    assert len(labels) == 13 and gap == [3.0001]
+    queue_labels(tmp_path, "p-208", labels, classes=CLASSES, who="dr.q")
+    doc = json.loads((tmp_path / "p-208.json").read_text())
+    assert all(e["pending"] and e["who"] == "dr.q" and e["when"] for e in doc["labels"])
+    bl = _labels(tables)
+    bl.folder = tmp_path
+    bl.add_stream("bed1", patient="p-208")
+    bl.add_stream("bed2")
+    assert bl.n_labels("bed1") == 0  # nothing applied before the beats exist
+    resolved = []
+    for t, x in zip(tab.t, tab.x):
+        resolved += bl.observe("bed1", float(t), x)
+    _observe(bl, "bed2", tables["220"])
+    assert len(resolved) == 13 and sum(bool(e.get("unmatched")) for e in resolved) == 1
+    assert bl.n_labels("bed1") == 12 and bl.n_labels("bed2") == 0
+    assert bl.adjust("bed1", tab.x[tab.y == 2][-1], P_POP).argmax() == 2
+    np.testing.assert_array_equal(bl.adjust("bed2", tables["220"].x[3], P_POP), P_POP)
+    kept = json.loads((tmp_path / "p-208.json").read_text())["labels"]
+    assert sum(1 for e in kept if e["features"]) == 12 and not any(e["pending"] for e in kept)
+    again = _labels(tables)  # a restart: the applied labels come back
+    again.folder = tmp_path
+    again.add_stream("bedX", patient="p-208")
+    assert again.n_labels("bedX") == 12
+
+
+@pytest.mark.parametrize("text, words", [("12.5,PVC\n", "not a class"), ("12.5\n", "line 1"),
+                                         ("soon,V\n", "line 1"), ("1.0,V\nnan,V\n", "line 2")])
+def test_a_wrong_label_file_is_one_clear_error_and_writes_nothing(tmp_path, text, words):
+    from pedstream.monitor.adapt import queue_labels, read_label_file
+
+    f = tmp_path / "beats.csv"
+    f.write_text(text)
+    with pytest.raises(LabelError, match=words) as err:
+        queue_labels(tmp_path / "labels", "bed1", read_label_file(f), classes=CLASSES, who="dr.a")
+    assert "\n" not in str(err.value) and not (tmp_path / "labels").exists()
+
+
+def test_label_cli_queues_labels_and_refuses_a_wrong_file_whole(tmp_path):
+    from click.testing import CliRunner
+
+    from pedstream.cli import cli
+
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("412.35,S\n415.02 V\n")
+    bad.write_text("412.35,S\n415.02,PVC\n")
+    r = CliRunner().invoke(cli, ["label", "bed1", "--beats", str(bad), "--labels-dir", str(tmp_path / "l"), "--who", "dr.c"])
+    assert r.exit_code != 0 and "not a class" in r.output and not (tmp_path / "l").exists()
+    r = CliRunner().invoke(cli, ["label", "bed1", "--beats", str(good), "--labels-dir", str(tmp_path / "l"), "--who", "dr.c"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "l" / "bed1.json").read_text())
+    assert [(e["t_signal"], e["label"], e["who"], e["pending"]) for e in doc["labels"]] == [
+        (412.35, "S", "dr.c", True), (415.02, "V", "dr.c", True)]
+    r = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path)])
+    assert r.exit_code != 0 and "--run is required" in r.output

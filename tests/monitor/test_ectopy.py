@@ -344,3 +344,18 @@ def test_cli_refuses_a_rhythm_model_as_beat_model(tmp_path, cfg):
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "is not a beat model" in lines[0]
+
+
+def test_ectopy_patterns_couplets_runs_bigeminy_trigeminy():
+    from pedstream.monitor.ectopy import EctopyCounter
+
+    c = EctopyCounter()
+    seq = "NNNVVNNVVVVN" + "NV" * 4 + "NNV" * 3
+    for i, lab in enumerate(seq):
+        c.add(float(i), lab)
+        if i == 11:
+            assert c.patterns() == {"couplets": 1, "runs": 1, "pattern": None}
+        if i == 11 + 8:
+            assert c.patterns()["pattern"] == "bigeminy"
+    assert c.patterns() == {"couplets": 1, "runs": 1, "pattern": "trigeminy"}
+    assert c.patterns(now=200.0)["couplets"] == 0  # a minute later: out of the window

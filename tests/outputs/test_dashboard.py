@@ -270,3 +270,15 @@ def test_dashboard_console_is_fixed_width_when_piped():
 
     assert dashboard_console().width == PLAIN_WIDTH  # pytest's stdout is not a terminal
     assert dashboard_console(120).width == 120
+
+
+def test_ectopy_cell_shows_the_ventricular_pattern_and_the_labels_adapting_the_stream():
+    from pedstream.events import StreamStatus
+    from pedstream.outputs.dashboard import _ectopy_cell
+
+    st = StreamStatus(stream_id="bed1", source="python", fs=360.0)
+    assert _ectopy_cell(st).plain == "-"
+    st.ectopy, st.pvc_per_min, st.pac_per_min = "on", 12, 1
+    assert _ectopy_cell(st).plain == "12/1"
+    st.ectopy_patterns, st.beat_labels = {"couplets": 0, "runs": 0, "pattern": "bigeminy"}, 16
+    assert _ectopy_cell(st).plain == "12/1 big L16"

@@ -39,7 +39,7 @@ def small_model(tmp_path_factory):
     meta = build_metadata(variant=v, cfg=bc, feature_scale=x.std(axis=0), beats={"N": 1}, records=["208", "220"],
                           adapt_settings={"method": "knn", "k": 3, "mix": 0.8, "n_half": 10.0})
     path = export_onnx(clf, tmp_path_factory.mktemp("gbm") / "beats.onnx", meta)
-    return path, clf, x
+    return path, clf, x[:, : len(feature_names(True))]  # the columns the engine computes
 
 
 def test_export_matches_scikit_learn_and_the_engine_accepts_it(small_model, cfg):  # noqa: F811
@@ -104,11 +104,15 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
     from pedstream.api import Monitor, read_record
     from pedstream.monitor.adapt import LabelError
 
+    from tests.support.helpers import events_validator
+
     recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
     beats: list = []
+    marks: list = []  # beat_label events
     async with Monitor(beat_model=small_model[0], labels_dir=tmp_path / "labels",
                        overrides=["alarms.strips=false", "stream.queue_windows=10000"]) as mon:
         mon.engine.add_listener(lambda e: beats.append(e) if e.kind == "beat" else None)
+        mon.engine.add_listener(lambda e: marks.append(e) if e.kind == "beat_label" else None)
         for sid, rd in recs.items():
             ch = [c for c, p in zip(rd.channels, rd.present) if p]
             await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch)
@@ -131,9 +135,14 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
             mon.label_beats("bed7", [(pick[0].extra["beat_t"], "V")])
         with pytest.raises(LabelError, match="no classified beat"):
             mon.label_beats("bed1", [(pick[0].extra["beat_t"] + 0.4, "V")])
-        assert mon.engine.beat_labels.n_labels("bed1") == 0 and not (tmp_path / "labels").exists()
+        assert mon.engine.beat_labels.n_labels("bed1") == 0 and not (tmp_path / "labels").exists() and not marks
         new = mon.label_beats("bed1", [(e.extra["beat_t"], truth(e)) for e in pick], who="dr.test")
         assert len(new) == 16
+        assert [(m.stream, m.extra["label_state"], m.extra["who"], m.extra["label_id"]) for m in marks] == [
+            ("bed1", "applied", "dr.test", i) for i in range(1, 17)]
+        assert mon.undo_beat_labels("bed1", who="dr.undo") == 1 and mon.engine.beat_labels.n_labels("bed1") == 15
+        assert marks[-1].extra["label_state"] == "undone" and marks[-1].extra["who"] == "dr.undo"
+        mon.label_beats("bed1", [(pick[-1].extra["beat_t"], truth(pick[-1]))], who="dr.test")  # back to 16
         n_before = len(beats)
         for sid, rd in recs.items():  # the same patients go on (the clock continues)
             ch = [c for c, p in zip(rd.channels, rd.present) if p]
@@ -141,6 +150,10 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
         await _beats_done(mon)
     later = beats[n_before:]
     assert {e.extra.get("labels") for e in later if e.stream == "bed1"} == {16}
+    assert all({"couplets", "runs", "pattern"} <= set(e.extra) for e in beats)
+    check = events_validator()
+    for e in beats + marks:
+        check.validate(e.to_dict())
     assert all("labels" not in e.extra for e in later if e.stream == "bed2")
     doc = (tmp_path / "labels" / "bed1.json").read_text()
     assert "dr.test" in doc and not (tmp_path / "labels" / "bed2.json").exists()
