@@ -172,3 +172,43 @@ def test_engine_beat_positions_label_the_reference_beats(small_model):
     d = np.abs(pos[:, None] - ref.sample[None, :]).min(axis=1)
     assert np.median(d) <= 10  # samples at 360 Hz
     assert np.bincount(tab.y[tab.y >= 0], minlength=5)[2] >= 25  # the excerpt's 30 V beats, nearly all
+
+
+async def test_labels_queued_from_a_file_apply_when_the_stream_runs(small_model, tmp_path):
+    """``pedstream label bed1 --beats FILE`` before the monitor runs: the stream applies each queued label
+    to its beat at that time (a ``beat_label`` event, state applied) and its later calls are adapted; a
+    label at a time with no beat is reported unmatched; the other stream never sees them."""
+    from pedstream.api import Monitor, read_record
+    from pedstream.monitor.adapt import label_command
+
+    t0 = 1000.0
+    recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
+    ann = recs["bed1"].annotations
+    t_ann = t0 + ann.sample / ann.fs
+    sym = np.asarray(ann.symbol)
+    late = t_ann > t0 + 5.0  # after the beat filters settled
+    pick = list(t_ann[late & (sym == "V")][:6]) + list(t_ann[late & (sym == "N")][:6])
+    f = tmp_path / "beats.csv"
+    k = int(np.flatnonzero((np.diff(t_ann) > 0.7) & (t_ann[:-1] > t0 + 10.0))[0])
+    t_gap = (t_ann[k] + t_ann[k + 1]) / 2  # no beat within 0.35 s
+    f.write_text("".join(f"{t:.3f},{c}\n" for t, c in zip(pick, ["V"] * 6 + ["N"] * 6)) + f"{t_gap:.3f},V\n")
+    label_command(stream="bed1", beats_file=f, who="dr.file", labels_dir=tmp_path / "labels")
+    marks: list = []
+    beats: list = []
+    async with Monitor(beat_model=small_model[0], labels_dir=tmp_path / "labels",
+                       overrides=["alarms.strips=false", "stream.queue_windows=10000"]) as mon:
+        mon.engine.add_listener(lambda e: marks.append(e) if e.kind == "beat_label" else None)
+        mon.engine.add_listener(lambda e: beats.append(e) if e.kind == "beat" else None)
+        for sid, rd in recs.items():
+            ch = [c for c, p in zip(rd.channels, rd.present) if p]
+            await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch, t0=t0)
+        await _beats_done(mon)
+        n = mon.engine.beat_labels.n_labels("bed1")
+        assert mon.engine.beat_labels.n_labels("bed2") == 0
+    applied = [m for m in marks if m.extra["label_state"] == "applied"]
+    assert {m.stream for m in marks} == {"bed1"} and len(applied) == n >= 10
+    assert all(m.extra["who"] == "dr.file" for m in marks)
+    assert [m.t_signal for m in marks if m.extra["label_state"] == "unmatched"] == [pytest.approx(t_gap, abs=1e-3)]
+    last = max(m.t_signal for m in applied)
+    assert {e.extra.get("labels") for e in beats if e.stream == "bed1" and e.t_signal > last + 0.2} == {n}
+    assert all("labels" not in e.extra for e in beats if e.stream == "bed2")
