@@ -200,10 +200,12 @@ def _mqtt_source(cfg: Config, recs: list[Path], queue: asyncio.Queue, out: Sourc
         from pedstream.transports.mqtt.publisher import replay_to_mqtt
         from pedstream.transports.replay import plan_replay
 
+        reference = out.reference
         out.feeders.append(replay_to_mqtt(plan_replay(recs, cfg.signal), host=cfg.mqtt.host, port=cfg.mqtt.port,
                                           prefix=cfg.mqtt.topic_prefix, speed=cfg.demo.speed,
                                           chunk_ms=cfg.replay.chunk_ms, loop=True, auth=out.mqtt.auth,
-                                          timeout_s=cfg.mqtt.timeout_s))
+                                          timeout_s=cfg.mqtt.timeout_s,
+                                          on_t0=lambda plan, t0: reference.add(plan, t0=t0)))
 
 
 def build_sinks(cfg: Config, plan: RunPlan, *, session: Any, srcs: Sources, recorder: Any = None,

@@ -263,3 +263,16 @@ def test_bad_records_are_refused_before_anything_is_printed(tmp_path, headless):
     assert r.returncode == 2
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.strip()]
     assert lines == [f"error: record rec: header file {tmp_path / 'missing' / 'rec.hea'} does not exist"], lines
+
+
+def test_mqtt_run_of_annotated_records_carries_truth_and_record_positions(model, tmp_path, mosquitto):
+    """`pedstream run --source mqtt --records`: the records published on the broker are the reference of
+    the calls (truth, truth_source) and every call says where in the record it lies, as over LSL."""
+    r = pedstream("run", "--source", "mqtt", "--records", str(DEMO / "x002"), "--model", str(model), "--headless",
+                  "--duration", "14", "--set", "demo.speed=3", "--set", f"mqtt.port={mosquitto.port}",
+                  cwd=tmp_path, timeout=90)
+    assert r.returncode == 0, r.stderr[-2000:]
+    calls = [e for e in parse_lines(r.stdout) if e["kind"] == "call"]
+    assert len(calls) >= 8, r.stderr[-2000:]
+    assert sum(e.get("truth_source") == "rhythm" and e.get("truth") is not None for e in calls) >= len(calls) - 2
+    assert all(e["record"].endswith("x002") and e["record_s"] >= 0 for e in calls)

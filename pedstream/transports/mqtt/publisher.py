@@ -405,7 +405,8 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
                          reconnect: bool = True, reconnect_max_s: float = 5.0,
                          probe_interval_s: float = 0.25, wills: bool = True,
                          max_queued: int = 4096, bundle_bytes: int = 0,
-                         start_offsets: Sequence[float] | None = None, meta_check_s: float = 5.0) -> dict[str, int]:
+                         start_offsets: Sequence[float] | None = None, meta_check_s: float = 5.0,
+                         on_t0: Callable[[ReplayPlan, float], None] | None = None) -> dict[str, int]:
     """Publish each plan on MQTT: retained meta, then paced data messages (binary or JSON).
     int16 samples are ``round(mV / int16_scale_mv)``, clipped to the int16 range (one numpy call per
     block of the record, not per chunk).
@@ -421,7 +422,9 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
     latency, one MQTT message per bundle instead of one per stream); 0: one message per stream and chunk.
     ``start_offsets``: each stream's start (seconds after the first; see :func:`paced_many`).
     ``meta_check_s`` > 0: that often the retained metas are read back and republished if someone cleared
-    them while the replay runs (:meth:`MQTTPublisher.reassert_metas`).
+    them while the replay runs (:meth:`MQTTPublisher.reassert_metas`). ``on_t0(plan, t0)``: the time of the
+    plan's first sample on the payloads' clock (``t``; a monitor's events carry it as ``t_signal``), told
+    when the pacing starts (the reference labels of ``pedstream run --source mqtt --records``).
     Returns samples sent per stream id."""
     if encoding not in ("binary", "json"):
         raise RecordError("replay", f"encoding must be binary or json (got {encoding!r})")
@@ -461,6 +464,9 @@ async def replay_to_mqtt(plans: Sequence[ReplayPlan], *, host: str = "127.0.0.1"
 
         def clock_started() -> None:  # data times count from when sample 0 is actually due
             t_sample0[0] = time.time()
+            if on_t0 is not None:  # each plan's first sample on the payloads' clock (the events' t_signal)
+                for plan, off in zip(plans, rec_offs):
+                    on_t0(plan, t_sample0[0] + off)
 
         # record seconds after the first stream's start (a stream's data times count from its own start),
         # wall seconds for the pacer (speed inf: no pacing, no offsets)
