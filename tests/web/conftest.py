@@ -80,6 +80,16 @@ def station(tmp_path_factory) -> Station:
     if url is None:
         proc.kill()
         pytest.fail("the web station did not start:\n" + "".join(seen))
+    from urllib.parse import urlsplit
+
+    from tests.conftest import wait_port
+
+    where = urlsplit(url)  # the URL is printed before the monitor starts: wait until it listens
+    try:
+        wait_port(where.hostname, where.port, timeout=60.0)
+    except TimeoutError as exc:
+        proc.kill()
+        pytest.fail(f"the web station at {url} never listened ({exc}):\n" + "".join(seen))
     yield Station(url=url, events=events, proc=proc, users=users)
     proc.send_signal(signal.SIGTERM)
     try:
