@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-iter", type=int, default=None, help="boosting iterations (smoke runs only)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--render", action="store_true", help="only rewrite cv.md from cv.json")
+    ap.add_argument("--context", type=float, default=None, help="fixed context seconds (no selection; with --weights)")
+    ap.add_argument("--weights", default=None, help="fixed class weights (no selection; with --context)")
     a = ap.parse_args(argv)
     if a.render:
         res = json.loads((Path(a.out) / "cv.json").read_text(encoding="utf-8"))
@@ -253,18 +255,26 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config()
     data = load(cfg, Path(a.cache) if a.cache else default_cache())
-    runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]
-    best = max(runs, key=lambda r: r["score"])
-    if not a.quick:  # then the class weights at the chosen context
-        runs.append(run_cv(data, cfg, best["ctx"], "sqrt", cinc_cv=False))
+    if a.context is not None and a.weights:
+        best = run_cv(data, cfg, a.context, a.weights)  # a setting chosen beforehand (variants.md), no selection
+        runs = [best]
+    else:
+        runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]
         best = max(runs, key=lambda r: r["score"])
-    best = run_cv(data, cfg, best["ctx"], best["weights"])  # the chosen setting, with the CinC CV too
+        if not a.quick:  # then the class weights at the chosen context
+            runs.append(run_cv(data, cfg, best["ctx"], "sqrt", cinc_cv=False))
+            best = max(runs, key=lambda r: r["score"])
+        best = run_cv(data, cfg, best["ctx"], best["weights"])  # the chosen setting, with the CinC CV too
     ctx, wmode = best["ctx"], best["weights"]
     log(f"chosen: context {ctx:g} s, weights {wmode}")
     spans = spans_of(cfg)
     recs = merge([data["mitdb"], data["vfdb"]], ctx)
     cinc = merge([data["cinc2017"]], ctx)
-    res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else ""),
+    from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
+
+    fixed = f" --context {a.context:g} --weights {a.weights}" if a.context is not None and a.weights else ""
+    res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else "") + fixed,
+                 "features": list(CONTEXT_FEATURES),
                  "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
                  "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
                  "chosen": {"context_s": ctx, "weights": wmode},
@@ -313,7 +323,9 @@ def render(r: dict) -> str:
          "## Selection (inside the record-wise CV folds)", "", "| context s | class weights | MIT-BIH+vfdb row macro F1 |",
          "|---|---|---|"]
     L += [f"| {s['ctx']:g} | {s['weights']} | {s['records_rows']['macro_f1']:.3f} |" for s in r["selection"]]
-    L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}.", "",
+    L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}"
+          + (" (fixed beforehand: the model form and feature set by `variants.md`)." if "--context" in r["command"] else ".")
+          + f" Features: {len(r.get('features', [])) or 31}.", "",
           "## CinC 2017, stratified 5-fold CV (one call per recording)", "",
           "| method | challenge F1 | F1 N | F1 AF | F1 other | F1 noisy |", "|---|---|---|---|---|---|"]
     for m in ("model", "rr_rule"):

@@ -92,7 +92,7 @@ MORPH_FEATURES: tuple[str, ...] = (
     "aa_4_9_frac", "aa_conc", "spec_entropy", "vf_band_frac", "vf_leak_half", "beat_free_frac")
 V1_FEATURES: tuple[str, ...] = RR_CONTEXT_FEATURES + SIGNAL_FEATURES
 ALL_FEATURES: tuple[str, ...] = V1_FEATURES + EXTRA_RR_FEATURES + MORPH_FEATURES  # the training tables' columns
-CONTEXT_FEATURES: tuple[str, ...] = V1_FEATURES  # the served vector (a prefix of ALL_FEATURES; the model's input)
+CONTEXT_FEATURES: tuple[str, ...] = ALL_FEATURES  # the served vector (a prefix of ALL_FEATURES; the model's input)
 
 
 def decimation_step(fs: float) -> int:
