@@ -117,7 +117,10 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
         variant = json.loads(man.read_text())["model_config"]["variant"] if man.is_file() else \
             "HGB, part 2 without raw morphology"
     v = VARIANTS[variant]
-    tables = build_tables(data, records=tuple(records or DS1))
+    if records is None:  # DS1's records found in the folder, else every annotated record there
+        records = [r for r in DS1 if (Path(data) / f"{r}.hea").is_file()] or sorted(
+            p.stem for p in Path(data).glob("*.atr"))
+    tables = build_tables(data, records=tuple(records))
     if len(tables) < folds:
         raise ValueError(f"{len(tables)} records for {folds} record-wise folds: give more records or fewer folds")
     names = [t.record for t in tables]
@@ -237,8 +240,13 @@ def eval_adapt_command(*, data: Path, minutes: Sequence[float], beats: Sequence[
                        command: str = "pedstream eval --adapt-minutes 5") -> dict[str, Any]:
     """``pedstream eval --adapt-minutes N [--adapt-beats n ...]``: run :func:`adapt_eval`, print the table,
     write JSON/Markdown when asked."""
-    doc = adapt_eval(data, minutes=minutes, beats=beats, selection=selection, variant=variant,
-                     progress=lambda s: print(s, flush=True))
+    from pedstream.errors import PedstreamError
+
+    try:
+        doc = adapt_eval(data, minutes=minutes, beats=beats, selection=selection, variant=variant,
+                         progress=lambda s: print(s, flush=True))
+    except (ValueError, KeyError) as exc:
+        raise PedstreamError(f"eval --adapt-*: {exc}") from exc
     doc["command"] = command
     md = format_markdown(doc, command)
     print(md)

@@ -42,6 +42,7 @@ AAMI = ("N", "S", "V", "F", "Q")
 DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203", "205",
        "207", "208", "209", "215", "220", "223", "230")
 LEAD = "II"
+_DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitdb"  # ../shared/data/mitdb
 NOISE_KINDS = ("bw", "ma", "em")  # and "all": the three at equal power
 
 
@@ -219,10 +220,14 @@ def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1
     out = []
     for name in records:
         f = where / f"{name}.npz"
+        src = str((Path(folder) / name).resolve())
         if f.is_file():
             z = np.load(f)
-            out.append(BeatTable(record=name, x=z["x"], y=z["y"], sample=z["sample"], t=z["t"]))
-            continue
+            # the record the table came from (tables cached before "src" was kept: the default DS1 folder)
+            was = str(z["src"]) if "src" in z.files else str((_DEFAULT_DATA / name).resolve())
+            if was == src:
+                out.append(BeatTable(record=name, x=z["x"], y=z["y"], sample=z["sample"], t=z["t"]))
+                continue
         beats = None
         if positions == "engine":
             pos = base / "beat_positions" / f"{name}.npy"
@@ -235,7 +240,7 @@ def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1
         nz = None if noise_x is None else (noise_x, float(noise[1]), zlib.crc32(name.encode()) + (0 if noise[2] == "train" else 1))
         tab = record_table(Path(folder) / name, cfg, adapt=adapt, beats=beats, context=context, noise=nz)
         tmp = where / f"{name}.tmp.npz"
-        np.savez(tmp, x=tab.x, y=tab.y, sample=tab.sample, t=tab.t)
+        np.savez(tmp, x=tab.x, y=tab.y, sample=tab.sample, t=tab.t, src=np.asarray(src))
         tmp.replace(f)
         if progress:
             print(f"features {name}: {tab.x.shape[0]} beats", flush=True)

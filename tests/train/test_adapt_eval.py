@@ -40,3 +40,13 @@ def test_protocol_runs_on_real_excerpts_and_scores_only_the_later_beats(tmp_path
     assert "| 0.5 min |" in format_markdown(doc, "pedstream eval --adapt-minutes 0.5")
     with pytest.raises(ValueError, match="folds"):
         adapt_eval(AAMI, records=("208",), folds=2)
+
+
+def test_eval_adapt_cli_reads_the_folders_records_and_says_why_it_cannot_run(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pedstream.cli import cli
+
+    monkeypatch.setenv("PEDSTREAM_CACHE", str(tmp_path / "cache"))
+    r = CliRunner().invoke(cli, ["eval", "--adapt-minutes", "0.5", "--data", str(AAMI)])
+    assert r.exit_code != 0 and "2 records for 11 record-wise folds" in r.output
