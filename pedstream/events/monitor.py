@@ -41,8 +41,9 @@ when the signal returns, a new ``alarm_on`` with ``reason`` ``signal_restored`` 
 ``detail`` (the limit crossed, as text). ``technical_alarm`` events (``stream`` ``pedstream``) report a
 fault of an output: ``label`` what (``hl7_undeliverable``, ``hl7_outbox``, ``events_unwritable``,
 ``strips_unwritable``, ``fhir_unwritable``, ``recording_unwritable``), ``state`` ``on``/``off``,
-``output``, ``message``. The JSON Schema of the events is shipped in the package:
-``pedstream/schemas/events.schema.json`` (:func:`event_schema`).
+``output``, ``message``. Version 5: ``beat_label`` events (a clinician's beat label applied, undone or
+unmatched) and the ectopy patterns of beat events (couplets, runs, bigeminy/trigeminy). The JSON Schema
+of the events is shipped in the package: ``pedstream/schemas/events.schema.json`` (:func:`event_schema`).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ __all__ = ["SCHEMA_VERSION", "EventKind", "MonitorEvent", "Sink", "event_schema"
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4  # 3: call events may carry "truth" (replays of annotated records); 4: alarm lifecycle, technical_alarm
+SCHEMA_VERSION = 5  # 3: call events may carry "truth"; 4: alarm lifecycle, technical_alarm; 5: beat_label, ectopy patterns
 
 EventKind = Literal["call", "beat", "alarm_on", "alarm_off", "signal_loss", "signal_ok", "error", "technical_alarm",
                     "rhythm", "alarm_ack", "alarm_silence", "alarm_resound", "beat_label"]
