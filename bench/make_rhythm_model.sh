@@ -15,6 +15,8 @@ nice -n 10 .venv/bin/python bench/rhythm_context_variants.py \
 nice -n 10 .venv/bin/python bench/rhythm_context_variants.py \
     --variants 'cnn_ce,cnn_weighted_ce,cnn_focal,cnn_agcacl,gbm_v2_bal,gbm_v1' --records-only --epochs 5 --stride 16 \
     --table variants_seq_selection
+nice -n 10 .venv/bin/python bench/rhythm_context_variants.py \
+    --variants 'cnn_weighted_ce,gbm_v2_bal,gbm_v2_bal+cnn_weighted_ce' --table variants_seq
 # 2. the chosen setting (gbm_v2_bal: version-2 features, 30 s, balanced class weights) by the full CV protocol,
 #    leave-one-database-out and the RR rule on the Holter beats -> bench/results/rhythm_context/cv.{json,md}
 nice -n 10 .venv/bin/python bench/rhythm_context_cv.py --context 30 --weights balanced
