@@ -2,7 +2,7 @@
 
 The patient-specific protocol (de Chazal and Reilly 2006; Kiranyaz 2016): the population model of
 each record is the CV model that never saw it (bench/beat_cv.py, cached predictions); the record's
-labelled beats adapt it (pedstream.stream.adapt.PatientAdapter: a k-nearest-neighbour or prototype
+labelled beats adapt it (pedstream.monitor.adapt.PatientAdapter: a k-nearest-neighbour or prototype
 vote of the labelled beats, mixed with the population probabilities); the beats after the first 5
 minutes are scored (gross SVEB/VEB Se, +P, F1 over the pooled records).
 
@@ -69,7 +69,7 @@ def f1s(c: np.ndarray) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     from bench.beat_cv import run_variant
-    from pedstream.stream.adapt import AdaptSettings, PatientAdapter
+    from pedstream.monitor.adapt import AdaptSettings, PatientAdapter
     from pedstream.train.beat_data import build_tables, default_cache
     from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns
 

@@ -14,74 +14,19 @@ runs on record time); ``wall_s`` is the only timing and it is noisy on a shared 
 
     .venv/bin/python bench/bench_alarm.py [--quick] [--json bench/results/alarm.json]
 
-``pedstream bench alarm`` calls :func:`run` (and :func:`main`).
+The benchmark itself is :mod:`pedstream.bench.alarm` (``pedstream bench alarm`` runs the same); this
+script prints its table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from pedstream.bench.alarm import run
 
-__all__ = ["run", "main", "SYNTH"]
-
-SYNTH = {"records": 6, "minutes": 3.0, "seed": 7}  # the full run's simulated records
-
-
-def _score(cfg: Any, folders: list[Path], model: Path | None) -> dict:
-    """One score-episodes report over every record of ``folders`` (gross statistics)."""
-    import asyncio
-
-    from pedstream.data.loader import list_records
-    from pedstream.score.episode_report import reference_for, score_run
-    from pedstream.score.replay_events import replay_events
-    from pedstream.stream.replay import plan_replay
-    from pedstream.stream.runner import open_model
-
-    paths = [p for f in folders for p in list_records(f)]
-    refs = {p.name: reference_for(cfg, p) for p in paths}
-    if len(refs) != len(paths):  # two folders with the same record names: keep them apart
-        raise ValueError("record names must be unique across the benchmark's folders")
-    session = open_model(cfg, model)
-    plans = plan_replay(paths, cfg.signal)
-    run_ = asyncio.run(replay_events(cfg, session, plans))
-    report = score_run(cfg, run_, refs, class_names=list(session.class_names))
-    report["model"] = str(session.path)
-    report["model_description"] = str(session.metadata.get("description", ""))
-    return report
-
-
-def run(*, quick: bool, model: Path | None = None) -> dict:
-    """The benchmark's JSON (the ``pedstream score episodes`` report plus what ran)."""
-    from pedstream.config import load_config
-    from pedstream.stream.runner import demo_records_path
-
-    cfg = load_config()
-    t0 = time.perf_counter()
-    demo = demo_records_path(cfg)
-    with tempfile.TemporaryDirectory(prefix="pedstream-bench-alarm-") as tmp:
-        if quick:
-            folder, what = demo, f"{demo} (3 SIMULATED records x 24 s)"
-        else:
-            from pedstream.data.synth.command import synth_command
-
-            folder = Path(tmp) / "sim"
-            synth_command(cfg, out=folder, records=SYNTH["records"], minutes=SYNTH["minutes"], seed=SYNTH["seed"],
-                          quiet=True)
-            what = (f"{SYNTH['records']} SIMULATED records x {SYNTH['minutes']:g} min "
-                    f"(pedstream data synth --seed {SYNTH['seed']}, built-in rhythm priors)")
-        report = _score(cfg, [folder], model)
-    report |= {"bench": "alarm", "quick": quick, "records_set": what, "wall_s": round(time.perf_counter() - t0, 1),
-               "command": "bench/bench_alarm.py" + (" --quick" if quick else "")}
-    return report
+__all__ = ["main"]
 
 
 def _summary(report: dict) -> str:
@@ -114,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.errors import PedstreamError
 
     try:
-        report = run(quick=args.quick, model=args.model)
+        report = run(quick=args.quick, model=args.model, command="bench/bench_alarm.py")
     except PedstreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,6 +1,6 @@
 """DSP cost per chunk without the engine: S streams of the bundled record through StreamPipeline,
 one round of chunks at a time, either ``feed`` per stream (the per-stream path) or
-``pedstream.stream.bank.feed_round`` (all streams' filter banks in one call per band).
+``pedstream.monitor.bank.feed_round`` (all streams' filter banks in one call per band).
 
     .venv/bin/python -m bench.bench_bank --streams 200 --chunk 49 [--mode bank|each]
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from pedstream.config import load_config
-from pedstream.stream.bank import feed_round
-from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.source import Chunk
+from pedstream.monitor.bank import feed_round
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.transports.replay import plan_replay
+from pedstream.events import Chunk
 
 RECORD = Path(__file__).resolve().parent.parent / "pedstream" / "assets" / "demo_records" / "x001"
 

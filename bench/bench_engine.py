@@ -102,8 +102,8 @@ class _PreloadedRecord:
 async def capacity_one(cfg, session, n: int, seconds: float, preload: bool = False) -> dict:
     import dataclasses
 
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.replay import ReplaySource, plan_replay
+    from pedstream.monitor.engine import Engine
+    from pedstream.transports.replay import ReplaySource, plan_replay
 
     if preload:
         first = plan_replay([RECORD], cfg.signal, stream_id="bed000")[0]
@@ -167,7 +167,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(overrides=["alarms.strips=false"] + ([] if args.workers is None else [f"stream.workers={args.workers}"]))
     from pedstream.model.runtime import ModelSession, expected_metadata
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.assembly import default_model_path
 
     model = args.model or default_model_path()
     note = ""

@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.stream.hl7sink import HL7Sink  # noqa: E402
-from pedstream.stream.sinks import MonitorEvent  # noqa: E402
-from tests.stream.mllp_listener import Listener, free_port  # noqa: E402
+from pedstream.outputs.hl7sink import HL7Sink  # noqa: E402
+from pedstream.events import MonitorEvent  # noqa: E402
+from tests.support.mllp_listener import Listener, free_port  # noqa: E402
 
 
 def _events(n: int) -> list[MonitorEvent]:

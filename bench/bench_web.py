@@ -85,7 +85,7 @@ async def _until(cond, timeout: float) -> None:
 
 def _plans(cfg, n: int) -> list:
     from bench.bench_engine import _PreloadedRecord
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     first = plan_replay([RECORD], cfg.signal, stream_id="bed000")[0]
     first = dataclasses.replace(first, record=_PreloadedRecord(first.record))
@@ -93,8 +93,8 @@ def _plans(cfg, n: int) -> list:
 
 
 async def one(cfg, session, n: int, seconds: float) -> dict:
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.replay import ReplaySource
+    from pedstream.monitor.engine import Engine
+    from pedstream.transports.replay import ReplaySource
     from pedstream.web.server import WebService
 
     # 1. the engine alone
@@ -155,8 +155,8 @@ async def one(cfg, session, n: int, seconds: float) -> dict:
 
 async def screenshots(cfg, session, out: Path) -> None:
     """The ward (demo records + two real MIT-BIH excerpts) and the bed view of x001, as PNGs."""
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.replay import ReplaySource
+    from pedstream.monitor.engine import Engine
+    from pedstream.transports.replay import ReplaySource
     from pedstream.web.server import WebService
 
     recs = [ROOT / "pedstream" / "assets" / "demo_records", ROOT / "tests" / "fixtures" / "real" / "aami" / "208",
@@ -188,7 +188,7 @@ async def screenshots(cfg, session, out: Path) -> None:
 
 def main() -> None:
     from pedstream.config import load_config
-    from pedstream.stream.runner import open_model
+    from pedstream.monitor.assembly import open_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--beds", default="8,64")

@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.flood_cost [--seconds 5] [--out bench/results/flood_cost.json]
 
-A real mosquitto set up as docs/security.md prescribes (tests/stream/acl_broker.py), the MQTT source
-as the monitor, and one flooding publisher in its own process (tests/stream/flood.py: 64-channel
+A real mosquitto set up as docs/security.md prescribes (tests/support/acl_broker.py), the MQTT source
+as the monitor, and one flooding publisher in its own process (tests/support/flood.py: 64-channel
 JSON at 10 kHz, three times real time, about 1,500 messages/s) whose meta declares that rate, so the
 per-stream sample budget lets it in. Measured: the monitor process's CPU time (``time.process_time``)
 while the flood runs, with ``[mqtt] cpu_share`` at its default (0.1) and at 1.0 (in effect no CPU
@@ -24,20 +24,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pedstream.stream.mqtt import MQTTPublisher, MQTTSource  # noqa: E402
-from pedstream.stream.mqtt.wire import encode_meta  # noqa: E402
-from tests.stream.acl_broker import PREFIX, USERS, acl_broker  # noqa: E402
+from pedstream.transports.mqtt import MQTTPublisher, MQTTSource  # noqa: E402
+from pedstream.transports.mqtt.wire import encode_meta  # noqa: E402
+from tests.support.acl_broker import PREFIX, USERS, acl_broker  # noqa: E402
 
 
 async def one(share: float, seconds: float) -> dict:
     with acl_broker(Path(tempfile.mkdtemp())) as b:
-        async with MQTTSource(events=asyncio.Queue(), host=b.host, port=b.port, prefix=PREFIX, auth=b.auth("monitor"),
+        async with MQTTSource(events=asyncio.Queue(), host=b.host, port=b.port, topic_prefix=PREFIX, auth=b.auth("monitor"),
                               cpu_share=share) as src:
             await asyncio.wait_for(src.connected.wait(), 10)
             async with MQTTPublisher(host=b.host, port=b.port, prefix=PREFIX, auth=b.auth("evil"),
                                      clear_meta_on_exit=False) as pe:
                 await pe.publish_meta("evil", encode_meta(fs=10_000.0, channels=[f"c{i}" for i in range(64)]))
-            p = subprocess.Popen([sys.executable, "-m", "tests.stream.flood", "--port", str(b.port), "--user", "evil",
+            p = subprocess.Popen([sys.executable, "-m", "tests.support.flood", "--port", str(b.port), "--user", "evil",
                                   "--password", USERS["evil"], "--topic", f"{PREFIX}/evil/data", "--kind", "json",
                                   "--speed", "3", "--seconds", str(seconds)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
             c0, t0 = time.process_time(), time.monotonic()

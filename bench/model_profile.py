@@ -25,7 +25,7 @@ def main() -> None:
     from pedstream.bench.ort_flops import graph_flops
     from pedstream.config import load_config
     from pedstream.model.runtime import ModelSession
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.assembly import default_model_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)

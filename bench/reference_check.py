@@ -27,7 +27,7 @@ import wfdb
 import pedstream
 from pedstream.data.labels import LabelGrouping
 from pedstream.score.replay_events import run_replay
-from pedstream.stream.reference import ReferenceLabels
+from pedstream.monitor.reference import ReferenceLabels
 
 
 def classify_lengths(model, data: Path) -> dict:

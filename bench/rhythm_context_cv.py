@@ -13,7 +13,7 @@ Protocols (every setting is chosen inside these folds; the RR rule has no settin
   challenge F1 (mean of N, AF, other F1) and per-class F1; the model's svt/vt/vf/asystole calls count as
   "other" there;
 - MIT-BIH and vfdb: record-wise 5-fold CV over the 48 records (train: all CinC + the other folds'
-  records), per-hop calls through the engine's alarm logic (pedstream.stream.rhythm_alarms), episode
+  records), per-hop calls through the engine's alarm logic (pedstream.monitor.rhythm_alarms), episode
   scores (pedstream.score.episodes: episode and duration Se/+P, time to alarm, false alarms per hour);
 - leave one database out: train without MIT-BIH (CinC + vfdb), test on MIT-BIH; without vfdb, test on vfdb;
 - the RR rule alone on nsrdb-ann (AF false alarms per hour of sinus Holter) and sddb-ann (AF duration
@@ -35,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
+import pedstream.train.rhythm_tables as _tables
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "results" / "rhythm_context"
 SHARED = ROOT.parent / "shared" / "data"
-CONTEXTS = (15.0, 30.0, 60.0)
-HOP_S = 1.25
-SIGNAL_S = 8.0
+HOP_S, SIGNAL_S, CONTEXTS = _tables.HOP_S, _tables.SIGNAL_S, _tables.CONTEXTS
+merge, weights = _tables.merge, _tables.weights
 N_FOLDS = 5
 CHALLENGE = ("sinus", "af_afl", "other")
 
@@ -50,12 +51,7 @@ def log(msg: str) -> None:
 
 
 def load(cfg, cache: Path) -> dict[str, dict[str, np.ndarray]]:
-    from pedstream.train.rhythm_context_data import build_cinc, build_records
-
-    kw = dict(cache=cache, hop_s=HOP_S, contexts=CONTEXTS, signal_s=SIGNAL_S, log=log)
-    return {"cinc2017": build_cinc(SHARED / "cinc2017" / "training2017.tar.xz", cfg, **kw),
-            "mitdb": build_records(SHARED / "mitdb", "mitdb", cfg, **kw),
-            "vfdb": build_records(SHARED / "vfdb", "vfdb", cfg, **kw)}
+    return _tables.load(cfg, cache, SHARED, log=log)
 
 
 def record_folds(tab: dict[str, np.ndarray], k: int) -> dict[str, int]:
@@ -70,22 +66,6 @@ def record_folds(tab: dict[str, np.ndarray], k: int) -> dict[str, int]:
         return tuple(-int(np.sum(y == CLASSES.index(c))) for c in rare) + (r,)
 
     return {r: i % k for i, r in enumerate(sorted(recs, key=key))}
-
-
-def merge(tabs: list[dict[str, np.ndarray]], ctx: float) -> dict[str, np.ndarray]:
-    out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af")}
-    out["X"] = np.concatenate([t[f"X_{ctx:g}"] for t in tabs])
-    return out
-
-
-def weights(y: np.ndarray, mode: str) -> np.ndarray:
-    from pedstream.train.rhythm_context_data import CLASSES
-
-    if mode == "balanced":
-        return np.ones(y.size)
-    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
-    nz = np.count_nonzero(counts)
-    return np.sqrt(counts[y] * nz / y.size)  # fit() divides by count: overall 1/sqrt(count)
 
 
 def cinc_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
@@ -257,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-iter", type=int, default=None, help="boosting iterations (smoke runs only)")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--render", action="store_true", help="only rewrite cv.md from cv.json")
+    ap.add_argument("--context", type=float, default=None, help="fixed context seconds (no selection; with --weights)")
+    ap.add_argument("--weights", default=None, help="fixed class weights (no selection; with --context)")
     a = ap.parse_args(argv)
     if a.render:
         res = json.loads((Path(a.out) / "cv.json").read_text(encoding="utf-8"))
@@ -273,18 +255,26 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config()
     data = load(cfg, Path(a.cache) if a.cache else default_cache())
-    runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]
-    best = max(runs, key=lambda r: r["score"])
-    if not a.quick:  # then the class weights at the chosen context
-        runs.append(run_cv(data, cfg, best["ctx"], "sqrt", cinc_cv=False))
+    if a.context is not None and a.weights:
+        best = run_cv(data, cfg, a.context, a.weights)  # a setting chosen beforehand (variants.md), no selection
+        runs = [best]
+    else:
+        runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]
         best = max(runs, key=lambda r: r["score"])
-    best = run_cv(data, cfg, best["ctx"], best["weights"])  # the chosen setting, with the CinC CV too
+        if not a.quick:  # then the class weights at the chosen context
+            runs.append(run_cv(data, cfg, best["ctx"], "sqrt", cinc_cv=False))
+            best = max(runs, key=lambda r: r["score"])
+        best = run_cv(data, cfg, best["ctx"], best["weights"])  # the chosen setting, with the CinC CV too
     ctx, wmode = best["ctx"], best["weights"]
     log(f"chosen: context {ctx:g} s, weights {wmode}")
     spans = spans_of(cfg)
     recs = merge([data["mitdb"], data["vfdb"]], ctx)
     cinc = merge([data["cinc2017"]], ctx)
-    res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else ""),
+    from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
+
+    fixed = f" --context {a.context:g} --weights {a.weights}" if a.context is not None and a.weights else ""
+    res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else "") + fixed,
+                 "features": list(CONTEXT_FEATURES),
                  "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
                  "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
                  "chosen": {"context_s": ctx, "weights": wmode},
@@ -333,7 +323,9 @@ def render(r: dict) -> str:
          "## Selection (inside the record-wise CV folds)", "", "| context s | class weights | MIT-BIH+vfdb row macro F1 |",
          "|---|---|---|"]
     L += [f"| {s['ctx']:g} | {s['weights']} | {s['records_rows']['macro_f1']:.3f} |" for s in r["selection"]]
-    L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}.", "",
+    L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}"
+          + (" (fixed beforehand: the model form and feature set by `variants.md`)." if "--context" in r["command"] else ".")
+          + f" Features: {len(r.get('features', [])) or 31}.", "",
           "## CinC 2017, stratified 5-fold CV (one call per recording)", "",
           "| method | challenge F1 | F1 N | F1 AF | F1 other | F1 noisy |", "|---|---|---|---|---|---|"]
     for m in ("model", "rr_rule"):

@@ -25,7 +25,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--rhythm-first", action="store_true", help="run the variant with the layer first (order effects)")
     a = ap.parse_args()
-    import pedstream.stream.engine as engine_mod
+    import pedstream.monitor.engine as engine_mod
     from pedstream.bench.engine import capacity_one
     from pedstream.config import load_config
     from pedstream.model.runtime import ModelSession, expected_metadata

@@ -9,7 +9,7 @@ Not a test. What runs:
 - the monitor: ``pedstream run --source mqtt --headless`` (the packaged demo model unless ``--model``)
   as a subprocess, its events read from stdout;
 - N normal streams: the bundled record ``x001`` (977 Hz, 19 channels) looped in real time
-  (speed 1) by :func:`pedstream.stream.mqtt.publisher.replay_to_mqtt` under the ids ``soak000``...,
+  (speed 1) by :func:`pedstream.transports.mqtt.publisher.replay_to_mqtt` under the ids ``soak000``...,
   one MQTT client each, in this process;
 - a hostile publisher (its own client), every second: 20 random-byte data messages on ``hostile-junk``,
   a 400 kB ``[[[[`` message on the meta and data topics of ``hostile-deep``, a retained junk meta on
@@ -125,8 +125,8 @@ class EventReader(threading.Thread):
 
 async def hostile(host: str, port: int, stop: asyncio.Event, stats: dict[str, int]) -> None:
     """Junk, deep JSON, retained junk, id churn and a flood, once a second, until ``stop``."""
-    from pedstream.stream.mqtt.client import make_client
-    from pedstream.stream.mqtt.wire import encode_binary, encode_meta
+    from pedstream.transports.mqtt.client import make_client
+    from pedstream.transports.mqtt.wire import encode_binary, encode_meta
 
     rng = np.random.default_rng(7)
     fs, n_ch, chunk = 250.0, 2, 25
@@ -168,8 +168,8 @@ async def hostile(host: str, port: int, stop: asyncio.Event, stats: dict[str, in
 
 async def publish_all(args, port: int, stop: asyncio.Event, hostile_stats: dict[str, int]) -> dict:
     from pedstream.config import load_config
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.replay import plan_replay
 
     cfg = load_config()
     base = plan_replay([RECORD], cfg.signal)[0]

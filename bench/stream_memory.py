@@ -5,7 +5,7 @@
 Builds ``--streams`` stream pipelines exactly as the engine does for a 977 Hz, 19-channel stream
 (``StreamPipeline`` with the configuration's filters, resampler, ring of ``[stream] ring_seconds``),
 feeds each 22 s of signal (rings full, windows cut), then releases them as the engine does for a
-lost stream (``pedstream.stream.release``: pipeline dropped, freed memory handed back). Reported:
+lost stream (``pedstream.monitor.release``: pipeline dropped, freed memory handed back). Reported:
 resident memory (RSS) before, with all streams, and after the release; per stream. One process,
 this machine."""
 
@@ -23,9 +23,9 @@ import numpy as np
 
 from pedstream.config import load_config
 from pedstream.data.channels import CANONICAL_CHANNELS
-from pedstream.stream.pipeline import StreamPipeline
-from pedstream.stream.release import _TRIM
-from pedstream.stream.source import Chunk, StreamInfo
+from pedstream.monitor.pipeline import StreamPipeline
+from pedstream.monitor.release import _TRIM
+from pedstream.events import Chunk, StreamInfo
 
 FS = 977.0
 

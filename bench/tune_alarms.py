@@ -2,7 +2,7 @@
 
 ``pedstream score episodes --save-probs FILE.npz`` keeps each window's class probabilities of a
 replay (what the engine's AlarmTracker got). This script replays those probabilities through the same
-:class:`~pedstream.stream.alarms.AlarmTracker` (``simulate_alarms``; the test
+:class:`~pedstream.monitor.alarms.AlarmTracker` (``simulate_alarms``; the test
 ``tests/score/test_score_episodes.py`` checks it gives the engine's calls and alarms) for every
 setting of a grid and scores each with the ``score episodes`` rules, in seconds instead of a replay
 per setting.

@@ -99,16 +99,16 @@ def load_model(path: str | Path | None = None, *, config: Config | str | Path | 
     """Open ``path`` (default: the packaged monitor model, trained on simulated Leipzig-format data +
     MIT-BIH ECG) with ONNX Runtime and check its metadata against ``config`` (with ``overrides``,
     ``"section.key=value"`` as ``--set``) exactly as ``pedstream run`` does."""
-    from pedstream.stream.banner import is_packaged_model, model_banner
-    from pedstream.stream.runner import open_model
+    from pedstream.monitor.banner import is_packaged_model, model_banner
+    from pedstream.monitor.assembly import open_model
 
     cfg = _config(config, overrides)
     session = open_model(cfg, None if path is None else Path(path))
     meta = dict(session.metadata)
     td = meta.get("training_data")
     return Model(path=Path(session.path), classes=list(session.class_names), channels=list(meta["channels"]),
-                 fs=float(meta["fs"]), window_s=float(meta.get("window_s", cfg.segments.window_s)),
-                 hop_s=float(meta.get("hop_s", cfg.segments.hop_s)), training_data=dict(td) if isinstance(td, dict) else {},
+                 fs=session.geometry.fs, window_s=float(meta["window_s"]), hop_s=float(meta["hop_s"]),
+                 training_data=dict(td) if isinstance(td, dict) else {},
                  trained_on_simulated_data=bool(meta.get("trained_on_simulated_data", False)),
                  banner=model_banner(meta, packaged=is_packaged_model(session.path)), metadata=meta,
                  session=session, config=cfg)
@@ -142,26 +142,17 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
     ``overrides``: ``"section.key=value"`` settings applied to ``config`` (as ``--set``), when
     ``model`` is not an opened :class:`Model`.
     """
-    from pedstream.stream.pipeline import StreamPipeline
-    from pedstream.stream.source import StreamInfo
-    from pedstream.dsp.windowing import window_samples
+    from pedstream.monitor.pipeline import StreamPipeline
+    from pedstream.events import StreamInfo
 
     m = model if isinstance(model, Model) else load_model(model, config=config, overrides=overrides)
     cfg = m.config
-    x = np.asarray(signal)  # no copy: each chunk becomes float32 as it is fed
-    if x.ndim == 1:
-        x = x[:, None]
+    x = _signal_array(signal, channels, where="classify")
     names = [str(c) for c in channels]
-    if x.ndim != 2 or x.shape[1] != len(names):
-        raise StreamError("classify", f"signal shaped {np.shape(signal)} does not match {len(names)} channel names "
-                                      "(expected (n_samples, n_channels))")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise StreamError("classify", f"signal of dtype {x.dtype}: expected numbers (millivolts)")
-    window = int(m.metadata.get("window_samples") or window_samples(m.window_s, m.fs))
-    hop = window_samples(m.hop_s, m.fs)
+    geo = m.session.geometry
     info = StreamInfo(stream_id="classify", source="replay", fs=float(fs), channel_names=names,
                       units=["mV"] * len(names))
-    pipe = StreamPipeline(info=info, cfg=cfg, fs=m.fs, window=window, hop=hop)
+    pipe = StreamPipeline(info=info, cfg=cfg, fs=geo.fs, window=geo.window, hop=geo.hop)
     out: list[WindowCall] = []
     pending: list[Any] = []
     size = max(1, int(batch))
@@ -175,6 +166,19 @@ def classify(signal: np.ndarray, *, fs: float, channels: Sequence[str], model: M
     return out
 
 
+def _signal_array(signal: Any, channels: Sequence[str], *, where: str) -> np.ndarray:
+    """``signal`` as a ``(n_samples, n_channels)`` array of numbers (no copy), or one clear error."""
+    x = np.asarray(signal)  # no copy: each chunk becomes float32 as it is fed
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != len(channels):
+        raise StreamError(where, f"signal shaped {np.shape(signal)} does not match {len(channels)} channel names "
+                                 "(expected (n_samples, n_channels))")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise StreamError(where, f"signal of dtype {x.dtype}: expected numbers (millivolts)")
+    return x
+
+
 def _chunk_samples(pipe: Any, fs: float) -> int:
     """Source samples fed at a time: at most 5 s, and well inside the pipeline's ring (a chunk larger
     than the ring would lose the windows that scrolled out of it)."""
@@ -184,7 +188,7 @@ def _chunk_samples(pipe: Any, fs: float) -> int:
 
 def _stream_windows(pipe: Any, x: np.ndarray, fs: float) -> Any:
     """The windows of ``x`` fed chunk by chunk through ``pipe`` (one list per chunk)."""
-    from pedstream.stream.source import Chunk
+    from pedstream.events import Chunk
 
     step = _chunk_samples(pipe, fs)
     for c0 in range(0, x.shape[0], step):

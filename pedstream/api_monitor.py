@@ -54,7 +54,7 @@ class Monitor:
     mon.feed(...)`` (same arguments) pushes it as fast as the engine takes it and drops nothing;
     ``await mon.drain()`` waits until every call of what was pushed has been emitted.
     Events carry ``t_signal`` on that clock. ``sinks``: extra sinks (e.g.
-    :class:`pedstream.stream.sinks.JsonLinesSink`). Alarm strips go to ``alarms_dir`` (default
+    :class:`pedstream.outputs.jsonlines.JsonLinesSink`). Alarm strips go to ``alarms_dir`` (default
     ``[alarms] dir``, else ``$XDG_DATA_HOME/pedstream/alarms``; ``config`` or ``overrides`` may set ``alarms.strips = false``).
     """
 
@@ -75,11 +75,11 @@ class Monitor:
         self._labels_dir = labels_dir
 
     async def __aenter__(self) -> "Monitor":
-        from pedstream.stream.engine import Engine
+        from pedstream.monitor.engine import Engine
 
         beat = None
         if self._beat_model:
-            from pedstream.stream.ectopy import open_beat_model
+            from pedstream.monitor.ectopy import open_beat_model
 
             beat, _ = open_beat_model(self.config, self._beat_model)
         self.engine = Engine(cfg=self.config, session=self.model.session, sources=[self._source], sinks=self._sinks,
@@ -98,16 +98,23 @@ class Monitor:
         """Clinician labels ``[(t_signal, "S"), ...]`` (the ``beat_t`` of ``beat`` events) adapt the beat
         calls of ``stream_id`` only (needs a feature beat model, ``beat_model=``); persisted per patient
         under ``labels_dir`` (default ``$XDG_DATA_HOME/pedstream/beat_labels``). A wrong label (unknown
-        class or stream, a time with no beat) raises one :class:`~pedstream.stream.adapt.LabelError` and
-        changes nothing. ``mon.engine.beat_labels.undo(stream_id, who=...)`` reverses labels."""
+        class or stream, a time with no beat) raises one :class:`~pedstream.monitor.adapt.LabelError` and
+        changes nothing. :meth:`undo_beat_labels` reverses labels. Each label is a ``beat_label`` event."""
         if self.engine is None:
             raise PedstreamError("Monitor.label_beats: use the monitor inside `async with Monitor() as mon:`")
         return self.engine.label_beats(stream_id, labels, who=who)
 
+    def undo_beat_labels(self, stream_id: str, ids: Sequence[int] | None = None, *, who: str = "clinician") -> int:
+        """Undo beat labels ``ids`` of ``stream_id`` (default: the newest): marked undone in the labels file
+        (nothing erased), a ``beat_label`` event each; returns how many."""
+        if self.engine is None:
+            raise PedstreamError("Monitor.undo_beat_labels: use the monitor inside `async with Monitor() as mon:`")
+        return self.engine.undo_beat_labels(stream_id, ids, who=who)
+
     def push(self, stream_id: str, samples: np.ndarray, *, fs: float, channels: Sequence[str],
              t0: float | None = None, age_years: float | None = None) -> None:
         """Queue ``samples`` (``(n, n_channels)`` mV) of ``stream_id`` (non-blocking)."""
-        from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded, StreamInfo
+        from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo
 
         if self.engine is None:
             raise PedstreamError("Monitor.push: use the monitor inside `async with Monitor() as mon:`")
@@ -191,12 +198,12 @@ class Monitor:
         await self._room(None, timeout)
 
     def lost(self, stream_id: str, reason: str = "closed by the caller") -> None:
-        from pedstream.stream.source import StreamLost
+        from pedstream.events import StreamLost
 
         self._source.events.put_nowait(StreamLost(stream_id=stream_id, reason=reason))
 
     async def events(self) -> AsyncIterator[Any]:
-        """Every :class:`pedstream.stream.sinks.MonitorEvent` from the moment the monitor started."""
+        """Every :class:`pedstream.events.MonitorEvent` from the moment the monitor started."""
         if self._sub is None:
             raise PedstreamError("Monitor.events: use the monitor inside `async with Monitor() as mon:`")
         async for ev in self._sub:

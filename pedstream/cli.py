@@ -16,6 +16,7 @@ import click
 
 from pedstream import __version__
 from pedstream.cliutil import with_config
+from pedstream.config import Config
 
 __all__ = ["main", "cli"]
 
@@ -118,7 +119,7 @@ def data_fetch(cfg: Any, dest: Path) -> None:
               help="Batches per epoch, 0 = a full pass (sets train.steps_per_epoch).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @with_config
-def train_cmd(cfg: Any, data: Path, out: Path, protocol: str | None, fold: int, method: str | None,
+def train_cmd(cfg: Config, data: Path, out: Path, protocol: str | None, fold: int, method: str | None,
               cache_dir: Path | None, epochs: int | None, steps: int | None, quiet: bool) -> None:
     """Train one model on DATA into the run folder OUT (AdamW, cosine schedule, early stopping).
 
@@ -135,8 +136,13 @@ def train_cmd(cfg: Any, data: Path, out: Path, protocol: str | None, fold: int, 
 
 
 @cli.command("eval")
-@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="Run folder written by pedstream train.")
+@click.option("--run", "run", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Run folder written by pedstream train (not with --adapt-minutes / --adapt-beats).")
+@click.option("--adapt-minutes", "adapt_minutes", type=click.FloatRange(min=0, min_open=True), multiple=True,
+              help="Patient-specific protocol of the feature beat model (record-wise CV over DATA): adapt with "
+                   "the first N minutes of labelled beats of each held-out record, score the rest.")
+@click.option("--adapt-beats", "adapt_beats", type=click.IntRange(min=1), multiple=True,
+              help="The same with N labelled beats of the first 5 minutes (a learning curve: repeat the option).")
 @click.option("--data", "data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
               help="Folder of WFDB records to score.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -150,17 +156,47 @@ def train_cmd(cfg: Any, data: Path, out: Path, protocol: str | None, fold: int, 
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Window cache folder (default: the run's).")
 @with_config
-def eval_cmd(cfg: Any, run: Path, data: Path, json_path: Path | None, split: str, png: Path | None,
-             subject_bootstrap: bool, cache_dir: Path | None) -> None:
+def eval_cmd(cfg: Any, run: Path | None, data: Path, json_path: Path | None, split: str, png: Path | None,
+             subject_bootstrap: bool, cache_dir: Path | None, adapt_minutes: tuple[float, ...],
+             adapt_beats: tuple[int, ...]) -> None:
     """Score a trained run: top-1, macro P/R/F1/F2, per class, confusion, 95% bootstrap intervals.
 
     The run's own configuration (from its manifest) decides filters, windows and labels; --config/--set
-    do not change how a trained model is evaluated.
+    do not change how a trained model is evaluated. With --adapt-minutes / --adapt-beats: the
+    patient-specific protocol of the feature beat model instead (pedstream.train.adapt_eval; no --run).
     """
+    if adapt_minutes or adapt_beats:
+        from pedstream.train.adapt_eval import eval_adapt_command
+
+        eval_adapt_command(data=data, minutes=adapt_minutes, beats=adapt_beats, json_path=json_path,
+                           md_path=None if json_path is None else json_path.with_suffix(".md"),
+                           command="pedstream " + " ".join(sys.argv[1:]))
+        return
+    if run is None:
+        raise click.UsageError("--run is required (or --adapt-minutes / --adapt-beats)")
     from pedstream.train.evaluate import eval_command
 
     eval_command(run=run, data=data, json_path=json_path, split=split, png=png, cache_dir=cache_dir,
                  subject_bootstrap=subject_bootstrap)
+
+
+@cli.command("label")
+@click.argument("stream")
+@click.option("--beats", "beats_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Text file, one 't_signal,class' per line (t_signal: the beat_t of a beat event; class: N S V F).")
+@click.option("--who", default=None, help="Who labels (default: the login name).")
+@click.option("--labels-dir", "labels_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The monitor's labels folder (default: $PEDSTREAM_LABELS_DIR, else $XDG_DATA_HOME/pedstream/beat_labels).")
+@click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The feature beat model whose classes the labels use (default: N S V F).")
+@with_config
+def label_cmd(cfg: Any, stream: str, beats_file: Path, who: str | None, labels_dir: Path | None,
+              model: Path | None) -> None:
+    """Queue clinician beat labels for STREAM (its patient file): the monitor applies each to the beat it
+    classifies at that time when STREAM runs, adapting that stream's beat calls only."""
+    from pedstream.monitor.adapt import label_command
+
+    label_command(stream=stream, beats_file=beats_file, who=who, labels_dir=labels_dir, model=model)
 
 
 @cli.command("compare")
@@ -172,7 +208,7 @@ def eval_cmd(cfg: Any, run: Path, data: Path, json_path: Path | None, split: str
 @click.option("--bootstrap", "n_boot", type=int, default=None, help="Bootstrap resamples (default: train.bootstrap).")
 @click.option("--no-tsne", is_flag=True, help="Skip the t-SNE embedding plot.")
 @with_config
-def compare_cmd(cfg: Any, runs: tuple[Path, ...], more_runs: tuple[Path, ...], out: Path, n_boot: int | None,
+def compare_cmd(cfg: Config, runs: tuple[Path, ...], more_runs: tuple[Path, ...], out: Path, n_boot: int | None,
                 no_tsne: bool) -> None:
     """Paper-style tables (one per protocol), AGCACL ablation, per-class F1 and a t-SNE plot from run folders."""
     from pedstream.train.compare import compare_command
@@ -222,7 +258,7 @@ def replay(cfg: Any, records: tuple[Path, ...], to: str, speed: float | None, lo
            seconds: float | None, stream_id: str | None, encoding: str | None, chunk_ms: float | None,
            age_years: float | None) -> None:
     """Replay WFDB RECORDS (records or folders) as live LSL or MQTT streams, paced in real time."""
-    from pedstream.stream.runner import replay_command
+    from pedstream.monitor.command import replay_command
 
     replay_command(cfg, records=list(records), to=to, speed=speed, loop=loop, start_s=start_s, seconds=seconds,
                    stream_id=stream_id, encoding=encoding, chunk_ms=chunk_ms, age_years=age_years)
@@ -299,7 +335,8 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
         record_dir: Path | None, alarms_dir: Path | None, demo: bool, records: tuple[Path, ...],
         workers: int | None, ray_address: str | None, web: bool, bind: str | None) -> None:
     """Monitor live streams: classify each stream's rhythm, raise alarms, show the dashboard."""
-    from pedstream.stream.runner import run_command
+    from pedstream.monitor.assembly import RunPlan
+    from pedstream.monitor.command import run_command
 
     if workers is not None or ray_address is not None:
         from pedstream.cluster.topics import ClusterError
@@ -317,25 +354,27 @@ def run(cfg: Any, source: str, model: Path | None, duration: float | None, headl
 
         cluster_command(cfg, workers=workers, ray_address=ray_address, model=model, duration=duration)
         return
-    run_command(cfg, source=source, model=model, duration=duration, headless=headless, events_path=events_path,
-                demo=demo, records=list(records), publish_mqtt=publish_mqtt, lsl_markers=lsl_markers, capture=list(capture),
-                alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path, record_dir=record_dir, web=web, bind=bind)
+    run_command(cfg, RunPlan(source=source, model=model, duration=duration, headless=headless, events_path=events_path,
+                             demo=demo, records=records, publish_mqtt=publish_mqtt, lsl_markers=lsl_markers,
+                             capture=capture, alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path,
+                             record_dir=record_dir, web=web, bind=bind))
 
 
 @cli.command("demo")
 @_run_options("Stop after this many seconds (default: demo.duration_s, 60; Ctrl-C stops earlier).")
 @with_config
-def demo(cfg: Any, source: str, model: Path | None, duration: float | None, headless: bool,
+def demo(cfg: Config, source: str, model: Path | None, duration: float | None, headless: bool,
          events_path: Path | None, publish_mqtt: bool, lsl_markers: bool, capture: tuple[Path, ...],
          hl7: bool, fhir_path: Path | None, record_dir: Path | None, alarms_dir: Path | None, web: bool,
          bind: str | None) -> None:
     """`pedstream run --demo` for demo.duration_s seconds (60): simulated records replayed over LSL on this machine."""
-    from pedstream.stream.runner import run_command
+    from pedstream.monitor.assembly import RunPlan
+    from pedstream.monitor.command import run_command
 
-    run_command(cfg, source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
-                headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
-                lsl_markers=lsl_markers, capture=list(capture), alarms_dir=alarms_dir, hl7=hl7, fhir_path=fhir_path,
-                record_dir=record_dir, web=web, bind=bind)
+    run_command(cfg, RunPlan(source=source, model=model, duration=cfg.demo.duration_s if duration is None else duration,
+                             headless=headless, events_path=events_path, demo=True, publish_mqtt=publish_mqtt,
+                             lsl_markers=lsl_markers, capture=capture, alarms_dir=alarms_dir, hl7=hl7,
+                             fhir_path=fhir_path, record_dir=record_dir, web=web, bind=bind))
 
 
 @cli.command("central")
@@ -359,7 +398,7 @@ def central(cfg: Any, source: str, duration: float | None, headless: bool, event
     """Central station: one dashboard of every stream of every worker (pedstream run --workers N), alarms first."""
     if web:
         from pedstream.cluster.topics import ClusterError
-        from pedstream.web.central import central_web_command
+        from pedstream.cluster.web import central_web_command
 
         if capture:
             raise ClusterError("--capture", "not available with --web (the terminal dashboard is not drawn)")
@@ -394,8 +433,8 @@ def web_adduser(cfg: Any, users_file: Path, name: str, role: str, password_stdin
 
 cli.add_command(__import__("pedstream.score.command", fromlist=["score"]).score)  # pedstream score qrs ...
 cli.add_command(__import__("pedstream.bench.command", fromlist=["bench"]).bench)  # pedstream bench model ...
-cli.add_command(__import__("pedstream.stream.record_command", fromlist=["record"]).record)  # pedstream record repair
-cli.add_command(__import__("pedstream.stream.mqtt.command", fromlist=["mqtt"]).mqtt)  # pedstream mqtt metas
+cli.add_command(__import__("pedstream.outputs.record_command", fromlist=["record"]).record)  # pedstream record repair
+cli.add_command(__import__("pedstream.transports.mqtt.command", fromlist=["mqtt"]).mqtt)  # pedstream mqtt metas
 
 
 def main() -> None:

@@ -332,7 +332,7 @@ class RuntimeSection(_Section):
 
 
 class StreamSection(_Section):
-    """Streaming engine knobs (pedstream.stream.engine / pipeline / batcher / dashboard)."""
+    """Streaming engine knobs (pedstream.monitor.engine / pipeline / batcher / dashboard)."""
 
     max_batch: int = Field(32, ge=1)  # windows per inference call at most
     max_wait_ms: float = Field(20.0, ge=0, le=1000)  # flush a partial batch after this wait (at most 1 s)
@@ -355,7 +355,7 @@ class StreamSection(_Section):
     dsp_defer_s: float = Field(0.5, ge=0, le=2.0)  # a stream's chunks wait at most this long for its DSP unless they complete a window (then at once)
     dsp_thread: bool = True  # the in-process DSP runs in a thread of its own (numpy/scipy release the GIL): the loop keeps serving sources and inference meanwhile
     stop_timeout_s: float = Field(5.0, gt=0)  # leaving: a task not stopped this long after its cancellation is named and cancelled again
-    workers: int = Field(1, ge=0)  # DSP worker processes (streams pinned by pedstream.stream.assign); 1 = in-process, 0 = one per core
+    workers: int = Field(1, ge=0)  # DSP worker processes (streams pinned by pedstream.monitor.assign); 1 = in-process, 0 = one per core
 
 
 class DemoSection(_Section):
@@ -398,7 +398,7 @@ class RecordSection(_Section):
 
 
 class LSLSection(_Section):
-    """LSL network settings (rendered into lsl_api.cfg by pedstream.stream.lsl.config) and inlet knobs."""
+    """LSL network settings (rendered into lsl_api.cfg by pedstream.transports.lsl.config) and inlet knobs."""
 
     resolve_scope: Literal["machine", "link", "site", "organization", "global"] = "machine"
     known_peers: list[str] = ["127.0.0.1"]
@@ -415,14 +415,14 @@ class LSLSection(_Section):
     max_chunk_samples: int = Field(4096, ge=1)
     lost_timeout_s: float = Field(3.0, gt=0)
     time_correction_interval_s: float = Field(5.0, gt=0)
-    dejitter: bool = True  # regular timestamps from the sample count (see pedstream.stream.lsl.inlet)
+    dejitter: bool = True  # regular timestamps from the sample count (see pedstream.transports.lsl.inlet)
     jump_tolerance_s: float = Field(1.0, gt=0)
     marker_stream: str = Field("pedstream-events", min_length=1)  # name/source_id of the --lsl-markers outlet
     marker_source_id: str = Field("", max_length=200)  # source_id of the --lsl-markers outlet; "" = marker_stream
 
 
 class MQTTSection(_Section):
-    """MQTT broker and subscriber knobs (pedstream.stream.mqtt)."""
+    """MQTT broker and subscriber knobs (pedstream.transports.mqtt)."""
 
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -542,7 +542,7 @@ _HR_BANDS = [
 
 
 class AlarmsSection(_Section):
-    """Rhythm calls and alarms (pedstream.stream.alarms)."""
+    """Rhythm calls and alarms (pedstream.monitor.alarms)."""
 
     smoothing: Literal["mean", "ema"] = "mean"
     smoothing_windows: int = Field(3, ge=1)
@@ -606,7 +606,7 @@ _RC_CLASSES = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artef
 
 
 class RhythmContextSection(_Section):
-    """The rhythm-context layer (pedstream.stream.rhythm_context; docs/rhythm.md)."""
+    """The rhythm-context layer (pedstream.monitor.rhythm_context; docs/rhythm.md)."""
 
     enabled: bool = False  # pedstream run/demo: run the layer (model below); Engine(rhythm_model=...) in code
     model: str = ""  # rhythm ONNX model; "" = the packaged pedstream/assets/rhythm_model.onnx

@@ -2,7 +2,7 @@
 
 - ``mosquitto``: a real ``/usr/sbin/mosquitto`` on a free loopback port (per test). The value is a
   :class:`Broker` with ``host``, ``port``, ``stop()`` and ``start()`` (same port, for reconnect tests).
-- ``lsl_config``: session-scoped; applies :func:`pedstream.stream.lsl.config.configure_lsl` with
+- ``lsl_config``: session-scoped; applies :func:`pedstream.transports.lsl.config.configure_lsl` with
   scope ``machine``, loopback only, and a session id unique to this pytest process (so concurrent
   test runs on the same machine do not see each other's streams). Subprocesses inherit
   ``LSLAPICFG``; a ``pedstream`` subprocess must also get ``lsl_config.overrides`` (``--set ...``)
@@ -180,9 +180,16 @@ class LSLTestConfig:
 
 @pytest.fixture(scope="session")
 def lsl_config(tmp_path_factory: pytest.TempPathFactory) -> LSLTestConfig:
-    from pedstream.stream.lsl.config import configure_lsl
+    from pedstream.transports.lsl.config import configure_lsl
 
     session = f"pedstream-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     path = configure_lsl(scope="machine", known_peers=["127.0.0.1"], interfaces=["127.0.0.1"], ipv6=False,
                          session_id=session, log_level=-1, directory=tmp_path_factory.mktemp("lsl"))
     return LSLTestConfig(path=path, session_id=session)
+
+
+@pytest.fixture
+def private_state_home(tmp_path, monkeypatch):
+    """``$XDG_STATE_HOME`` (the HL7 outbox's default place) private to the test and its subprocesses."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))
+    return tmp_path / "state-home"

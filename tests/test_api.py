@@ -38,7 +38,7 @@ def test_import_is_light_and_all_is_public():
 
 def test_api_page_examples_run(tmp_path, monkeypatch):
     blocks = _python_blocks(API_PAGE)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(tmp_path)
     ns: dict = {"__name__": "api_page"}
     for block in blocks:

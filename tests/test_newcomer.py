@@ -91,7 +91,7 @@ def test_tour_train_eval_compare_export_run(home):
     assert banner.startswith("Model · trained on SIMULATED") and "DEMO" not in banner  # the user's own model
     events = [json.loads(ln) for ln in r.stdout.splitlines()]
     calls = [e for e in events if e["kind"] == "call"]
-    from pedstream.stream.sinks import SCHEMA_VERSION
+    from pedstream.events import SCHEMA_VERSION
 
     assert calls and all(e["schema_version"] == SCHEMA_VERSION and e["t_signal"] is not None for e in calls)
     assert "summary: streams 1" in r.stderr and f"alarm strips (PNG) go to {home / 'alarms'}" in r.stderr

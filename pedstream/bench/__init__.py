@@ -2,8 +2,8 @@
 
 The measuring code is here, inside the package, so ``pedstream bench`` works wherever pedstream is
 installed (the repository's ``bench/`` folder is not importable from an installed console script);
-``bench/`` keeps the results, the GPU script and the stand-alone research scripts. ``alarm`` runs
-``bench/bench_alarm.py`` of the source checkout. Submodules are imported by the commands that need
+``bench/`` keeps the scripts that reproduce published results (they import the package; nothing in the
+package imports them) and the results. Submodules are imported by the commands that need
 them (``pedstream bench model`` imports no MQTT or LSL code).
 """
 

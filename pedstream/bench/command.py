@@ -2,8 +2,7 @@
 
 Each command prints a rich table and the machine line, writes ``--json FILE`` (atomically) and has a
 ``--quick`` mode (well under a minute) that the tests run. The measuring code lives in
-:mod:`pedstream.bench` (``model``, ``engine``, ``ingest``; ``alarm`` calls ``bench/bench_alarm.py`` of
-the source checkout). Heavy imports happen inside the commands.
+:mod:`pedstream.bench` (``model``, ``engine``, ``ingest``, ``alarm``). Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ def _command() -> str:
 
 
 def _model_path(model: Path | None) -> Path:
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.assembly import default_model_path
 
     return model or default_model_path()
 
@@ -152,7 +151,7 @@ def bench_ingest(cfg: Any, streams: int, seconds: float, peer: str | None, quick
 @_JSON
 def bench_alarm(quick: bool, json_path: Path | None) -> None:
     """Time to alarm and false alarms per hour (pedstream score episodes on a fixed set of simulated
-    records), from bench/bench_alarm.py of the source checkout."""
+    records; the same as bench/bench_alarm.py)."""
     from pedstream.bench.alarm import alarm_bench
     from pedstream.bench.common import emit
     from pedstream.cliutil import fail

@@ -4,13 +4,13 @@ N streams of the bundled simulated record ``x001`` (977 Hz, 19 channels, looped)
 go through the whole engine (mapping, DSP, ring buffers, windows, QRS, batched ONNX Runtime,
 alarms; no dashboard, no strips):
 
-- ``--source replay``: :class:`~pedstream.stream.replay.ReplaySource` in the engine's process, the
+- ``--source replay``: :class:`~pedstream.transports.replay.ReplaySource` in the engine's process, the
   record read once into memory for all streams (:class:`MemoryRecord`: disk reads are not measured),
   the streams' starts spread evenly over one hop (``--aligned``: all at once, so every stream's
   window completes in the same instant: the worst case for latency);
 - ``--source mqtt``: a private ``mosquitto`` on a free 127.0.0.1 port, the streams published by a
   separate process (``python -m pedstream.bench.publish``), the engine's
-  :class:`~pedstream.stream.mqtt.source.MQTTSource` subscribed.
+  :class:`~pedstream.transports.mqtt.source.MQTTSource` subscribed.
 
 The measurement starts once every stream has delivered data (at most 30 s + N/10 s later). The
 source's event queue counts the samples each stream delivered, so for each N: ``windows`` vs
@@ -70,7 +70,7 @@ def replay_plans(cfg: Any, n: int) -> list[Any]:
     """N plans of ``x001`` (ids ``bed0000``...) sharing one in-memory copy of the record."""
     import dataclasses
 
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     first = plan_replay([RECORD], cfg.signal, stream_id="bed0000")[0]
     first = dataclasses.replace(first, record=MemoryRecord(first.record))
@@ -118,20 +118,20 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     """Run N streams for ``seconds`` through the engine; the figures of the module docstring."""
     import os
 
-    from pedstream.stream.engine import Engine
+    from pedstream.monitor.engine import Engine
 
     q = CountingQueue()
     publisher: subprocess.Popen | None = None
     if source == "replay":
-        from pedstream.stream.replay import ReplaySource
+        from pedstream.transports.replay import ReplaySource
 
         src: Any = ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True,
                                 offsets=start_offsets(n, cfg.segments.hop_s, aligned=aligned))
     else:
-        from pedstream.stream.mqtt.source import MQTTSource
+        from pedstream.transports.mqtt.source import MQTTSource
 
         assert broker is not None
-        src = MQTTSource.from_config(cfg.mqtt, events=q, host=broker.host, port=broker.port,
+        src = MQTTSource(cfg.mqtt, events=q, host=broker.host, port=broker.port,
                                      max_streams=n + 16, max_queued_messages=max(10_000, 40 * n))
         publisher = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host",
                                       broker.host, "--port", str(broker.port), "--streams", str(n),

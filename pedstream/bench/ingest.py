@@ -5,7 +5,7 @@ A publisher process (``python -m pedstream.bench.publish --to lsl``) opens N out
 50 ms chunks, each outlet waiting (up to 60 s) for its consumer first so no sample goes out before
 an inlet listens. This process receives:
 
-- ``pedstream``: :class:`~pedstream.stream.lsl.inlet.LSLSource` (the engine's LSL source: resolver,
+- ``pedstream``: :class:`~pedstream.transports.lsl.inlet.LSLSource` (the engine's LSL source: resolver,
   one inlet per stream, all pulled by one pump with non-blocking ``pull_chunk`` into preallocated
   buffers, its blocking liblsl calls in a pool of 16 threads, timestamps, ``ChunkReceived`` events),
   the events drained and counted;
@@ -40,6 +40,7 @@ import uuid
 from typing import Any, Callable
 
 from pedstream.bench.common import CpuSampler, machine_info
+from pedstream.config import Config
 
 __all__ = ["ingest_bench", "RECORD_SECONDS", "INGEST_COLUMNS"]
 
@@ -52,10 +53,10 @@ INGEST_COLUMNS = [("consumer", "consumer"), ("streams", "outlets"), ("discovered
                   ("cpu_s", "CPU s"), ("samples_per_cpu_s", "samples / CPU s")]
 
 
-def _per_stream(cfg: Any, seconds: float) -> int:
+def _per_stream(cfg: Config, seconds: float) -> int:
     """Samples each outlet of the publisher sends (its plan of the bundled record)."""
     from pedstream.bench.publish import RECORD
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     plan = plan_replay([RECORD], cfg.signal, stream_id="x", seconds=seconds)[0]
     return int(plan.stop - plan.start)
@@ -103,10 +104,10 @@ def _row(consumer: str, n: int, sent: dict[str, int], received: dict[str, int], 
             "cpu_per_core_pct": cpu["cpu_per_core_pct"]}
 
 
-async def _pedstream(cfg: Any, n: int, seconds: float, session: str, log: Callable[[str], None]) -> dict[str, Any]:
+async def _pedstream(cfg: Config, n: int, seconds: float, session: str, log: Callable[[str], None]) -> dict[str, Any]:
     from pedstream.bench.engine import CountingQueue
-    from pedstream.stream.lsl.inlet import LSLSource
-    from pedstream.stream.source import StreamAdded
+    from pedstream.transports.lsl.inlet import LSLSource
+    from pedstream.events import StreamAdded
 
     q = CountingQueue()
     src = LSLSource.from_config(cfg.lsl, events=q, predicate="starts-with(source_id, 'ing')")
@@ -225,10 +226,10 @@ def _mne_lsl(n: int, seconds: float, session: str, log: Callable[[str], None], p
     return row
 
 
-def ingest_bench(cfg: Any, *, streams: int, seconds: float, peer: str | None = None, quick: bool = False,
+def ingest_bench(cfg: Config, *, streams: int, seconds: float, peer: str | None = None, quick: bool = False,
                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Both measurements (the module docstring) in one run; JSON-ready result."""
-    from pedstream.stream.lsl.config import configure_lsl_from
+    from pedstream.transports.lsl.config import configure_lsl_from
 
     notes = ["timing figures depend on the machine's load (cpu_per_core_pct shows all of it); both consumers "
              "take the same real-time load in the same run"]

@@ -45,6 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from pedstream.bench.common import machine_info, summary_ms
+from pedstream.config import Config
 
 __all__ = ["PROVIDERS", "matmul_peak", "time_calls", "time_concurrent", "model_bench", "flops_per_window", "ort_profile"]
 
@@ -163,7 +164,7 @@ def flops_per_window(model_config: dict[str, Any]) -> tuple[Any, int | None, str
     return model, report.total_flops, report.summary()
 
 
-def ort_profile(cfg: Any, model: Path, *, batch: int = 32, runs: int = 20, top: int = 14) -> dict[str, Any]:
+def ort_profile(cfg: Config, model: Path, *, batch: int = 32, runs: int = 20, top: int = 14) -> dict[str, Any]:
     """ONNX Runtime's profiler on the CPU at ``batch`` (the ``[runtime]`` session options): per operator type
     the kernel time (ms per run, share of the kernel total), node count, MFLOPs per run from the shapes as
     executed and achieved GFLOP/s (:func:`pedstream.bench.ort_flops.profile_table`), largest first, plus the
@@ -227,14 +228,14 @@ def _inputs(shapes: dict[str, tuple[int, ...]], batch: int, rng: np.random.Gener
     return feeds
 
 
-def _peak(cfg: Any, seconds: float) -> dict[str, Any]:
+def _peak(cfg: Config, seconds: float) -> dict[str, Any]:
     import os
 
     threads = int(getattr(cfg.runtime, "intra_op_threads", 0) or os.cpu_count() or 1)
     return matmul_peak(seconds=seconds, threads=threads, spinning=bool(getattr(cfg.runtime, "allow_spinning", False)))
 
 
-def model_bench(cfg: Any, *, model: Path, providers: Sequence[str], batches: Sequence[int], seconds: float,
+def model_bench(cfg: Config, *, model: Path, providers: Sequence[str], batches: Sequence[int], seconds: float,
                 torch_eager: bool = True, quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the benchmark (see the module docstring) and return the JSON-ready result."""
     import os

@@ -1,5 +1,5 @@
 """What the MQTT path itself costs, per process: the publisher, the broker and the engine's
-:class:`~pedstream.stream.mqtt.source.MQTTSource` (no DSP, no model: the source's events are only
+:class:`~pedstream.transports.mqtt.source.MQTTSource` (no DSP, no model: the source's events are only
 counted), for N streams of ``x001`` (977 Hz, 19 channels) in real time.
 
     python -m pedstream.bench.mqttcost --streams 100,300 --seconds 15 [--json FILE] [--publisher-arg=--bundle-kib=64]
@@ -69,11 +69,11 @@ async def mqtt_cost_one(n: int, seconds: float, *, broker: Mosquitto, publisher_
                         fs: float = 977.0, prefix: str = "pedstream/v1") -> dict[str, Any]:
     """One N: publisher process + broker + in-process source; the figures of the module docstring."""
     from pedstream.config import load_config
-    from pedstream.stream.mqtt.source import MQTTSource
+    from pedstream.transports.mqtt.source import MQTTSource
 
     cfg = load_config()
     q = _CountingQueue()
-    src = MQTTSource.from_config(cfg.mqtt, events=q, host=broker.host, port=broker.port, prefix=prefix,
+    src = MQTTSource(cfg.mqtt, events=q, host=broker.host, port=broker.port, topic_prefix=prefix,
                                  max_streams=n + 16, max_queued_messages=max(10_000, 40 * n))
     pub = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host", broker.host,
                             "--port", str(broker.port), "--streams", str(n), "--seconds", str(seconds), "--loop",

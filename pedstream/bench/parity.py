@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pedstream.bench.common import machine_info, repo_root
+from pedstream.config import Config
 
 __all__ = ["compare_providers", "real_windows", "main"]
 
@@ -42,7 +43,7 @@ def _default_records() -> list[Path]:
     return sorted(p.with_suffix("") for p in demo.glob("*.hea"))
 
 
-def real_windows(cfg: Any, records: Sequence[Path] | None = None, *, n: int = 64) -> tuple[dict[str, np.ndarray], list[str]]:
+def real_windows(cfg: Config, records: Sequence[Path] | None = None, *, n: int = 64) -> tuple[dict[str, np.ndarray], list[str]]:
     """Up to ``n`` real windows of ``records`` plus the same windows with the IEGM hidden (mask 0)."""
     from pedstream.model.samples import record_windows
 
@@ -64,7 +65,7 @@ def _run(session: Any, x: dict[str, np.ndarray], batch: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def compare_providers(cfg: Any, *, model: Path, providers: Sequence[str], records: Sequence[Path] | None = None,
+def compare_providers(cfg: Config, *, model: Path, providers: Sequence[str], records: Sequence[Path] | None = None,
                       n: int = 64, batch: int = 32) -> dict[str, Any]:
     """The figures of the module docstring for each of ``providers`` against FP32 CPU."""
     from pedstream.model.runtime import ModelSession, softmax
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pedstream.config import load_config
     from pedstream.fileio import write_json
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.assembly import default_model_path
 
     cfg = load_config()
     result = compare_providers(cfg, model=args.model or default_model_path(),

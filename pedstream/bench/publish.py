@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from pedstream.config import load_config
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     over = [f'lsl.session_id="{args.session_id}"'] if args.session_id else []
     cfg = load_config(overrides=over)
@@ -74,15 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(with_pool())
 
     if args.to == "mqtt":
-        from pedstream.stream.mqtt.publisher import replay_to_mqtt
+        from pedstream.transports.mqtt.publisher import replay_to_mqtt
 
         sent = run(replay_to_mqtt(plans, host=args.host, port=args.port, prefix=args.prefix, speed=1.0,
                                           chunk_ms=args.chunk_ms, loop=args.loop, encoding="binary",
                                   bundle_bytes=args.bundle_bytes,
                                   start_offsets=grid_offsets(args.streams, args.spread_s, args.chunk_ms)))
     else:
-        from pedstream.stream.lsl.config import configure_lsl_from
-        from pedstream.stream.lsl.outlet import replay_to_lsl
+        from pedstream.transports.lsl.config import configure_lsl_from
+        from pedstream.transports.lsl.outlet import replay_to_lsl
 
         configure_lsl_from(cfg.lsl)
         sent = run(replay_to_lsl(plans, speed=1.0, chunk_ms=args.chunk_ms, loop=args.loop,

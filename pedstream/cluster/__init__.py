@@ -10,7 +10,7 @@
 - :mod:`.command`: ``pedstream run --workers N`` and ``pedstream central``; the central dashboard;
 - :mod:`.topics`: the topics and payloads, :class:`ClusterError`.
 
-Needs the ``cluster`` extra (``pip install 'pedstream[cluster]'``: Ray); the engine (``pedstream.stream``)
+Needs the ``cluster`` extra (``pip install 'pedstream[cluster]'``: Ray); the engine (``pedstream.monitor``)
 never imports this package. Lazy: nothing heavy is imported until a name is used.
 """
 

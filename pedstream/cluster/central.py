@@ -3,7 +3,7 @@
 :class:`Central` subscribes to ``<prefix>/+/rhythm`` (QoS 1), ``<prefix>/+/alarm`` and
 ``<prefix>/_workers/+`` (retained) and keeps :class:`WardRow` per stream (call, heart rate, alarm,
 worker, last seen) and the workers' presence. Each rhythm event goes to its sinks as a
-:class:`~pedstream.stream.sinks.MonitorEvent` (the ``--events`` JSON lines file of the whole ward,
+:class:`~pedstream.events.MonitorEvent` (the ``--events`` JSON lines file of the whole ward,
 stdout with ``--headless``), with ``worker`` kept.
 
 Network bytes are hostile: a message over ``[mqtt] max_message_bytes``, nesting too deep, not a JSON
@@ -24,9 +24,10 @@ from typing import Any, get_args
 import aiomqtt
 
 from pedstream.cluster.topics import PRIORITY_RANK, WORKER_RE, ClusterError, decode_json
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
-from pedstream.stream.mqtt.wire import STREAM_ID_RE
-from pedstream.stream.sinks import EventKind, MonitorEvent
+from pedstream.transports.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.transports.mqtt.wire import STREAM_ID_RE
+from pedstream.events import EventKind, MonitorEvent
+from pedstream.config import Config
 
 __all__ = ["Central", "WardRow", "WorkerRow"]
 
@@ -71,7 +72,7 @@ class WorkerRow:
 class Central:
     """``async with Central(cfg=cfg, sinks=[...]) as c: ...``; ``rows``/``workers`` are the ward."""
 
-    def __init__(self, *, cfg: Any, sinks: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, *, cfg: Config, sinks: list[Any] = ()) -> None:  # type: ignore[assignment]
         self.cfg = cfg
         self.sinks = list(sinks)
         self.prefix = cfg.mqtt.topic_prefix.rstrip("/")
@@ -231,7 +232,7 @@ class Central:
 
 def central_sinks(events_path: Any, headless: bool) -> list[Any]:
     """The central station's event sinks: ``--events FILE`` and, with ``--headless``, stdout."""
-    from pedstream.stream.sinks import JsonLinesSink
+    from pedstream.outputs.jsonlines import JsonLinesSink
 
     sinks: list[Any] = []
     if events_path is not None:
@@ -241,9 +242,9 @@ def central_sinks(events_path: Any, headless: bool) -> list[Any]:
     return sinks
 
 
-def require_broker(cfg: Any) -> None:
+def require_broker(cfg: Config) -> None:
     """One clear line (exit 2) when nothing answers at the ``[mqtt]`` broker address."""
-    from pedstream.stream.runner import broker_reachable
+    from pedstream.monitor.assembly import broker_reachable
 
     if not broker_reachable(cfg.mqtt.host, cfg.mqtt.port, timeout=cfg.mqtt.timeout_s):
         raise ClusterError("broker", f"cannot reach the MQTT broker at {cfg.mqtt.host}:{cfg.mqtt.port} "

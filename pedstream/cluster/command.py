@@ -22,7 +22,8 @@ from rich.text import Text
 
 from pedstream.cluster.central import Central, central_sinks, require_broker
 from pedstream.cluster.topics import ClusterError
-from pedstream.stream.runner import stop_on_signals
+from pedstream.monitor.assembly import stop_on_signals
+from pedstream.config import Config
 
 __all__ = ["cluster_command", "central_command", "render_central", "export_central", "start_ray"]
 
@@ -65,7 +66,7 @@ def _quiet_stderr() -> Any:
         os.close(saved)
 
 
-def start_ray(cfg: Any, *, workers: int, address: str | None) -> None:
+def start_ray(cfg: Config, *, workers: int, address: str | None) -> None:
     """``ray.init``: join ``address``, or start a local runtime (loopback, no dashboard) with room for
     ``workers`` actors of ``[cluster] worker_cpus``."""
     import os
@@ -99,11 +100,11 @@ def start_ray(cfg: Any, *, workers: int, address: str | None) -> None:
     ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **kw)
 
 
-def cluster_command(cfg: Any, *, workers: int, ray_address: str | None, model: Path | None,
+def cluster_command(cfg: Config, *, workers: int, ray_address: str | None, model: Path | None,
                     duration: float | None) -> dict[str, Any]:
     """``pedstream run --source mqtt --workers N``: supervisor + N worker actors until ``duration`` / Ctrl-C."""
     from pedstream.cluster.supervisor import Supervisor
-    from pedstream.stream.runner import open_model
+    from pedstream.monitor.assembly import open_model
 
     open_model(cfg, model)  # a model that does not fit the configuration is refused here, before Ray starts
     require_broker(cfg)
@@ -196,7 +197,7 @@ def export_central(central: Central, path: Path | str, *, width: int = 120, now:
     return path
 
 
-def central_command(cfg: Any, *, duration: float | None, headless: bool, events_path: Path | None,
+def central_command(cfg: Config, *, duration: float | None, headless: bool, events_path: Path | None,
                     capture: list[Path] = ()) -> dict[str, Any]:  # type: ignore[assignment]
     """``pedstream central --source mqtt``: the ward dashboard (or JSON lines with ``--headless``)."""
     from rich.live import Live

@@ -15,8 +15,8 @@ from typing import Any
 import aiomqtt
 
 from pedstream.cluster.topics import ClusterError, decode_json, encode_json, lock_topic
-from pedstream.stream.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
-from pedstream.stream.mqtt.wire import STREAM_ID_RE, topic_for
+from pedstream.transports.mqtt.client import MQTTAuth, make_client, retrieve_disconnect_error, wait_backoff
+from pedstream.transports.mqtt.wire import STREAM_ID_RE, topic_for
 
 __all__ = ["BrokerLink"]
 

@@ -7,7 +7,7 @@
 - **Streams** come from the retained ``<prefix>/+/meta`` topics (an empty meta withdraws the stream;
   ids starting with ``_`` are reserved; at most ``[cluster] max_streams``).
 - **Workers** are Ray actors (:class:`~pedstream.cluster.worker.MonitorWorker`, ``[cluster] worker_cpus``
-  each). Each stream goes to :func:`pedstream.stream.assign.assign` over the *live* workers (rendezvous
+  each). Each stream goes to :func:`pedstream.monitor.assign.assign` over the *live* workers (rendezvous
   hashing): a worker's death moves only its streams, a join moves only the streams it wins.
 - **Death** is noticed through Ray (a ping raising ``RayActorError``: the actor process is gone) and
   through the heartbeat (``heartbeat_misses`` pings in a row unanswered within ``heartbeat_timeout_s``:
@@ -36,8 +36,9 @@ import aiomqtt
 
 from pedstream.cluster.link import BrokerLink
 from pedstream.cluster.topics import ClusterError, alarm_topic, lock_topic
-from pedstream.stream.assign import assign_all
-from pedstream.stream.mqtt.wire import topic_for
+from pedstream.monitor.assign import assign_all
+from pedstream.transports.mqtt.wire import topic_for
+from pedstream.config import Config
 
 __all__ = ["Supervisor", "WorkerHandle"]
 
@@ -61,7 +62,7 @@ class Supervisor(BrokerLink):
     ``on_line(text)`` receives one line per change (assignment, death); ``model_path`` is passed to
     each worker (default: the packaged model)."""
 
-    def __init__(self, *, cfg: Any, workers: int, model_path: str | None = None,
+    def __init__(self, *, cfg: Config, workers: int, model_path: str | None = None,
                  on_line: Callable[[str], None] | None = None, name_prefix: str = "w", worker_cfg: Any = None) -> None:
         """``worker_cfg``: the configuration the workers get (default ``cfg``; e.g. workers on other nodes
         that reach the broker at another address)."""

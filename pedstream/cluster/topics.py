@@ -24,7 +24,7 @@ import re
 from typing import Any
 
 from pedstream.errors import PedstreamError
-from pedstream.stream.mqtt.wire import json_depth
+from pedstream.transports.mqtt.wire import json_depth
 
 __all__ = ["ClusterError", "PRIORITY_RANK", "WORKER_RE", "rhythm_topic", "alarm_topic", "presence_topic",
            "lock_topic", "decode_json", "encode_json"]

@@ -40,7 +40,7 @@ from pedstream.cluster.topics import (
     presence_topic,
     rhythm_topic,
 )
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
 
 __all__ = ["MonitorWorker", "WorkerEvents"]
 
@@ -198,11 +198,11 @@ class MonitorWorker:
         import aiomqtt
 
         from pedstream.errors import StreamError as StreamFailure
-        from pedstream.stream.engine import Engine
-        from pedstream.stream.mqtt.client import MQTTAuth, make_client
-        from pedstream.stream.mqtt.publisher import MQTTPublisher
-        from pedstream.stream.mqtt.source import MQTTSource
-        from pedstream.stream.runner import open_model
+        from pedstream.monitor.engine import Engine
+        from pedstream.transports.mqtt.client import MQTTAuth, make_client
+        from pedstream.transports.mqtt.publisher import MQTTPublisher
+        from pedstream.transports.mqtt.source import MQTTSource
+        from pedstream.monitor.assembly import open_model
 
         m = self.cfg.mqtt
         me = self
@@ -233,7 +233,7 @@ class MonitorWorker:
 
             self._events = WorkerEvents(worker=self.name, prefix=m.topic_prefix, publish=publish,
                                         catch_up_calls=self.cfg.alarms.onset_windows + 1)
-            self._source = MQTTSource.from_config(m, events=asyncio.Queue(), streams=(), auth=auth,
+            self._source = MQTTSource(m, events=asyncio.Queue(), streams=(), auth=auth,
                                                   client_id=f"pedstream-src-{self.name}-{os.getpid()}")
             engine = Engine(cfg=self.cfg, session=session, sources=[self._source], sinks=[self._events])
             await stack.enter_async_context(engine)

@@ -1,6 +1,6 @@
 """Causal signal processing shared by training and serving (no train/serve skew).
 
-Imports numpy and scipy only: never torch, never ``pedstream.train`` or ``pedstream.stream``.
+Imports numpy and scipy only: never torch, never ``pedstream.train`` or ``pedstream.monitor``.
 """
 
 from pedstream.dsp.beat_features import BEAT_FEATURES, BeatFeatures, DominantModel

@@ -23,6 +23,14 @@ template restarts from the median of those beats (a changed lead position or rhy
 ``adapt=True`` adds the patient-relative features of :class:`DominantModel` (the dominant beat and RR
 learnt from the stream's first minutes, see there).
 
+``context=True`` adds :data:`CONTEXT_FEATURES`, the neighbouring beats as context (causal: only the
+previous beats and this beat's own post-RR, so no extra latency): the previous beat's QRS width, amplitude
+and correlation against the running template; RR over the running "sinus" RR (median of the last
+``median_beats`` intervals that end on a beat matching the template and not premature: bigeminy or a
+run of premature beats does not shorten it) for this beat, its next interval and the previous beat;
+the change of pre-RR from the previous beat; the fraction of premature and of template-mismatching beats
+among the last 10; the mean local RR ratio of the last 4 beats (history).
+
 One implementation for training and serving: training pushes the annotated beats of a record through
 :class:`BeatFeatures` (:func:`beat_feature_table`); the engine pushes its detector's beats, each with
 the same 1 s window of the same filtered lead.
@@ -37,7 +45,7 @@ import numpy as np
 
 from pedstream.dsp.rr import RR_FEATURES, rr_features
 
-__all__ = ["BEAT_FEATURES", "ADAPT_FEATURES", "FEATURE_VERSION", "BeatFeatures", "DominantModel",
+__all__ = ["BEAT_FEATURES", "ADAPT_FEATURES", "CONTEXT_FEATURES", "FEATURE_VERSION", "BeatFeatures", "DominantModel",
            "beat_feature_table", "beat_windows", "feature_names"]
 
 FEATURE_VERSION = "beat-features-4"
@@ -56,11 +64,15 @@ ADAPT_FEATURES: tuple[str, ...] = (
     "dom_corr_qrs", "dom_corr_full", "dom_corr_p", "dom_rmsd", "dom_amp_ratio", "dom_pre", "dom_post",
     "z_r_amp", "z_qrs_ptp", "z_qrs_area", "z_qrs_width", "z_t_amp", "z_p_spread", "dom_learnt",
 )
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "prev_width_ratio", "prev_amp_ratio", "prev_corr_tpl_qrs", "pre_sinus", "post_sinus", "prev_pre_sinus",
+    "pre_change", "frac_premature10", "frac_mismatch10", "mean_pre_local4",
+)
 _Z_FROM = ("r_amp", "qrs_ptp", "qrs_area", "qrs_width", "t_amp", "p_spread")
 
 
-def feature_names(adapt: bool = False) -> tuple[str, ...]:
-    return BEAT_FEATURES + (ADAPT_FEATURES if adapt else ())
+def feature_names(adapt: bool = False, context: bool = False) -> tuple[str, ...]:
+    return BEAT_FEATURES + (ADAPT_FEATURES if adapt else ()) + (CONTEXT_FEATURES if context else ())
 
 
 def _span(fs: float, half: int, a: float, b: float) -> slice:
@@ -206,20 +218,22 @@ class DominantModel:
 class BeatFeatures:
     """Streaming per-beat features (:data:`BEAT_FEATURES`, plus :data:`ADAPT_FEATURES` when ``adapt``).
 
+    ``context=True`` appends :data:`CONTEXT_FEATURES` (after the adapt ones).
     ``push(window, rr)``: ``window`` (T,) the filtered lead centred on the R peak (T = 1 s at ``fs``),
     ``rr`` the beat's :data:`~pedstream.dsp.rr.RR_FEATURES`; returns (F,) float32. Beats in order.
     """
 
     def __init__(self, *, fs: float, adapt: bool = False, seed_beats: int = 9, alpha: float = 0.05,
                  match_corr: float = 0.9, premature: float = 0.85, reseed_beats: int = 40, median_beats: int = 32,
-                 learn_beats: int = 150) -> None:
+                 learn_beats: int = 150, context: bool = False) -> None:
         if not (np.isfinite(fs) and fs > 0):
             raise ValueError(f"fs must be a positive number of Hz, got {fs!r}")
         self.fs, self.adapt = float(fs), bool(adapt)
         self.seed_beats, self.alpha, self.match_corr = int(seed_beats), float(alpha), float(match_corr)
         self.log_premature, self.reseed_beats = math.log(premature), int(reseed_beats)
         self.median_beats, self.learn_beats = int(median_beats), int(learn_beats)
-        self.names = feature_names(adapt)
+        self.context = bool(context)
+        self.names = feature_names(adapt, self.context)
         self.reset()
 
     def reset(self) -> None:
@@ -232,6 +246,29 @@ class BeatFeatures:
         self._prev_m: np.ndarray | None = None
         self._prev_tpl_corr = 1.0
         self.dominant = DominantModel(fs=self.fs, learn_beats=self.learn_beats) if self.adapt else None
+        self._sinus: deque[float] = deque(maxlen=self.median_beats)  # intervals ending on a sinus-like beat
+        self._prev_ctx = (1.0, 1.0, 1.0, 0.0)  # previous beat: width ratio, amp ratio, QRS corr, pre over sinus
+        self._prev_pre = 0.0
+        self._flags: deque[tuple[bool, bool]] = deque(maxlen=10)  # (premature, mismatching) of the last beats
+        self._local_hist: deque[float] = deque(maxlen=4)
+
+    def _context_part(self, rr: np.ndarray, vs: list[float], premature: bool) -> list[float]:
+        pre, post = float(rr[0]), float(rr[1])
+        sinus = float(np.median(self._sinus)) if self._sinus else float(rr[2])
+        pw, pa, pc, pps = self._prev_ctx
+        fl = np.asarray(self._flags, dtype=np.float64).reshape(-1, 2)
+        out = [pw, pa, pc, math.log(pre / sinus), math.log(post / sinus), pps,
+               math.log(pre / self._prev_pre) if self._prev_pre > 0 else 0.0,
+               float(fl[:, 0].mean()) if fl.size else 0.0, float(fl[:, 1].mean()) if fl.size else 0.0,
+               float(np.mean(self._local_hist)) if self._local_hist else 0.0]
+        mismatch = vs[0] <= self.match_corr
+        if not premature and not mismatch:
+            self._sinus.append(pre)
+        self._prev_ctx = (vs[5], vs[4], vs[0], out[3])
+        self._prev_pre = pre
+        self._flags.append((premature, mismatch))
+        self._local_hist.append(float(rr[4]))
+        return out
 
     def _rr_part(self, rr: np.ndarray) -> list[float]:
         pre, post = float(rr[0]), float(rr[1])
@@ -273,6 +310,8 @@ class BeatFeatures:
             zvals = [s.values[0], s.values[3], s.values[4], s.values[5], s.values[6], s.values[7]]
             out += self.dominant.features(s, zvals, float(rr[0]), float(rr[1]), tpl, float(rr[3]))
             self.dominant.update(s, zvals, float(rr[0]), vs[0] > 0.9, premature)
+        if self.context:
+            out += self._context_part(rr, vs, premature)
         self._update_template(s, vs[0], premature)
         self._prev_m, self._prev_tpl_corr = s.m, vs[0]
         return np.asarray(out, dtype=np.float32)
@@ -287,12 +326,12 @@ def beat_windows(lead: np.ndarray, beats: np.ndarray, fs: float) -> np.ndarray:
 
 
 def beat_feature_table(lead: np.ndarray, beats: np.ndarray, *, fs: float, adapt: bool = False,
-                       local_beats: int = 10, long_beats: int = 250) -> np.ndarray:
+                       local_beats: int = 10, long_beats: int = 250, context: bool = False) -> np.ndarray:
     """(n, F) features of every beat (increasing sample indices) of a filtered lead: the streaming
     code fed the whole list (the last beat takes ``post_rr = pre_rr``, as :func:`rr_features`)."""
     b = np.asarray(beats, dtype=np.int64).reshape(-1)
     rr = rr_features(b, fs=fs, local_beats=local_beats, long_beats=long_beats)
-    f = BeatFeatures(fs=fs, adapt=adapt)
+    f = BeatFeatures(fs=fs, adapt=adapt, context=context)
     w = beat_windows(lead, b, fs)
     rows = [f.push(w[i], rr[i]) for i in range(b.size)]
     return np.stack(rows) if rows else np.zeros((0, len(f.names)), dtype=np.float32)

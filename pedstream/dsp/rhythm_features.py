@@ -34,6 +34,28 @@ Signal part (``lead``, mV)
     ``beat_snr`` median R amplitude / MAD of the lead; ``qrs_width_s`` median width at half the
     R amplitude of the beats in the lead.
 
+Version-2 RR part (:data:`EXTRA_RR_FEATURES`)
+    ``pnn50`` fraction of successive differences above 50 ms; ``sd1_sd2`` Poincare SD1 / SD2;
+    ``rr_shannon`` normalised Shannon entropy of the RR / median histogram (0.3-2.0, 0.05 bins);
+    ``fast_run`` longest run of intervals below 0.8 x the median (runs of ectopic beats, VT);
+    ``rr_last_rel`` newest interval / median; and the RR part over the last 10 s of the context (multi-scale):
+    ``n_beats_10``, ``hr_bpm_10``, ``rr_cv_10``, ``nrmssd_10``, ``pdiff10_clean_10``, ``nrmssd_clean_10``,
+    ``sampen_10``, ``pnn50_10``.
+Version-2 morphology part (:data:`MORPH_FEATURES`, the lead and the beats in it)
+    ``tmpl_corr_mean`` / ``tmpl_corr_std`` / ``tmpl_low_frac`` correlation of each QRS (+/-80 ms) with
+    the median QRS (ectopy, VT, artefact); ``qrs_width_last_s`` half-amplitude width of the newest two
+    beats, ``qrs_width_iqr_s`` its spread over the last 12; ``p_corr`` mean correlation of each beat's
+    P-wave window (250-80 ms before R) with their mean (P waves present and alike in sinus rhythm, absent
+    in AF); ``aa_4_9_frac`` fraction of 1-30 Hz power in 4-9 Hz of the residual after QRST cancellation
+    (median beat -250..+450 ms scaled and subtracted: fibrillatory waves), ``aa_conc`` the residual's
+    power within +/-0.5 Hz of its 3-10 Hz peak; ``spec_entropy`` normalised spectral entropy 0.5-20 Hz;
+    ``vf_band_frac`` power 2-8 Hz / 0.5-40 Hz; ``vf_leak_half`` Kuo & Dillman's VF-filter leakage with
+    their half-period shift; ``beat_free_frac`` fraction of the lead farther than 0.3 s from any beat.
+
+:data:`ALL_FEATURES` (version 1 + 2, the training tables' columns) = :data:`V1_FEATURES` +
+:data:`EXTRA_RR_FEATURES` + :data:`MORPH_FEATURES`; :data:`CONTEXT_FEATURES` is the served vector, a
+prefix of it (what :func:`context_features` returns and the packaged model takes).
+
 Features of an empty context are defined (0 beats: intervals 0, entropy 0) so the model sees them.
 """
 
@@ -46,8 +68,9 @@ from scipy.signal import welch
 
 from pedstream.dsp.rr_rule import clean_intervals
 
-__all__ = ["CONTEXT_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES", "FEATURE_FS", "context_features",
-           "decimation_step", "rr_context_features", "signal_features"]
+__all__ = ["ALL_FEATURES", "CONTEXT_FEATURES", "EXTRA_RR_FEATURES", "MORPH_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES",
+           "FEATURE_FS", "V1_FEATURES", "context_features", "context_features_multi", "decimation_step", "extra_rr_features",
+           "morph_features", "rr_context_features", "signal_features"]
 
 FEATURE_FS = 125.0  # target rate of the decimated lead (Hz)
 _R = 0.03  # sample-entropy tolerance, seconds
@@ -59,7 +82,17 @@ RR_CONTEXT_FEATURES: tuple[str, ...] = (
 SIGNAL_FEATURES: tuple[str, ...] = (
     "amp_range", "amp_var", "kurtosis", "zcr_hz", "dom_hz", "conc", "hf_frac", "lf_frac", "flat_frac",
     "vf_leak", "beat_snr", "qrs_width_s")
-CONTEXT_FEATURES: tuple[str, ...] = RR_CONTEXT_FEATURES + SIGNAL_FEATURES
+_SHORT_S = 10.0  # the short sub-context of the multi-scale RR features (seconds)
+EXTRA_RR_FEATURES: tuple[str, ...] = (
+    "pnn50", "sd1_sd2", "rr_shannon", "fast_run", "rr_last_rel",
+    "n_beats_10", "hr_bpm_10", "rr_cv_10", "nrmssd_10", "pdiff10_clean_10", "nrmssd_clean_10", "sampen_10",
+    "pnn50_10")
+MORPH_FEATURES: tuple[str, ...] = (
+    "tmpl_corr_mean", "tmpl_corr_std", "tmpl_low_frac", "qrs_width_last_s", "qrs_width_iqr_s", "p_corr",
+    "aa_4_9_frac", "aa_conc", "spec_entropy", "vf_band_frac", "vf_leak_half", "beat_free_frac")
+V1_FEATURES: tuple[str, ...] = RR_CONTEXT_FEATURES + SIGNAL_FEATURES
+ALL_FEATURES: tuple[str, ...] = V1_FEATURES + EXTRA_RR_FEATURES + MORPH_FEATURES  # the training tables' columns
+CONTEXT_FEATURES: tuple[str, ...] = ALL_FEATURES  # the served vector (a prefix of ALL_FEATURES; the model's input)
 
 
 def decimation_step(fs: float) -> int:
@@ -178,14 +211,22 @@ def _vf_leak(x: np.ndarray) -> float:
 
 def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
     """Median width (s) of the run around each R peak where |x| stays above half its R amplitude."""
+    widths = [w for w in _qrs_widths(x, bi, fs) if w > 0]  # (a real width is at least one sample)
+    return float(np.median(widths)) if widths else 0.0
+
+
+def _qrs_widths(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
+    """Half-amplitude widths (s) of the last 12 R peaks of ``bi`` (0 for a peak of zero amplitude)."""
     half_win = int(0.12 * fs)
     widths = []
+    ax = np.abs(x)
     for i in bi[-12:].tolist():
         a, b = max(0, i - half_win), min(x.size, i + half_win + 1)
-        seg = np.abs(x[a:b])
+        seg = ax[a:b]
         c = i - a
         thr = 0.5 * seg[c]
         if thr <= 0:
+            widths.append(0.0)
             continue
         below = seg < thr
         left = np.flatnonzero(below[:c])
@@ -193,18 +234,144 @@ def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
         lo = left[-1] + 1 if left.size else 0
         hi = c + right[0] if right.size else seg.size
         widths.append((hi - lo) / fs)
-    return float(np.median(widths)) if widths else 0.0
+    return widths
+
+
+def extra_rr_features(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
+    """``(len(EXTRA_RR_FEATURES),)`` float32: more RR statistics of the context and the RR part over its
+    last 10 s (multi-scale; see the module docstring)."""
+    b = np.asarray(beats, dtype=np.float64)
+    b = b[(b >= t_now - context_s) & (b <= t_now)]
+    out = np.zeros(len(EXTRA_RR_FEATURES), dtype=np.float64)
+    rr = np.diff(b)
+    if rr.size >= 3:
+        med = float(np.median(rr))
+        d = np.diff(rr)
+        out[0] = float(np.mean(np.abs(d) > 0.05))
+        sd1 = float(np.std(d)) / math.sqrt(2.0)
+        sd2 = math.sqrt(max(0.0, 2.0 * float(np.var(rr)) - sd1 * sd1))
+        out[1] = sd1 / sd2 if sd2 > 1e-9 else 0.0
+        h, _ = np.histogram(rr / med, bins=np.arange(0.3, 2.05, 0.05))
+        if h.sum():
+            q = h[h > 0] / h.sum()
+            out[2] = float(-(q * np.log(q)).sum() / math.log(h.size))
+        fast = rr < 0.8 * med
+        run = best = 0
+        for f in fast.tolist():
+            run = run + 1 if f else 0
+            best = max(best, run)
+        out[3] = best
+        out[4] = float(rr[-1]) / med
+    short = rr_context_features(b, t_now, min(_SHORT_S, context_s))
+    out[5:12] = short[[0, 1, 3, 4, 6, 7, 9]]
+    b10 = b[b >= t_now - min(_SHORT_S, context_s)]
+    d10 = np.diff(np.diff(b10))
+    out[12] = float(np.mean(np.abs(d10) > 0.05)) if d10.size else 0.0
+    return out.astype(np.float32)
+
+
+def _band(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> float:
+    return float(p[(f >= lo) & (f <= hi)].sum())
+
+
+def morph_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None = None) -> np.ndarray:
+    """``(len(MORPH_FEATURES),)`` float32 of the decimated lead (mV) and the R peaks in it: beat-template
+    correlation (ectopy, VT, artefact), QRS width of the newest beats, P-wave consistency, atrial activity
+    after QRST cancellation (4-9 Hz: fibrillatory waves), spectral shape (VF), beat-free fraction."""
+    x = np.asarray(lead, dtype=np.float64)
+    out = np.zeros(len(MORPH_FEATURES), dtype=np.float64)
+    n = x.size
+    if n < int(2 * fs_lead):
+        return out.astype(np.float32)
+    x = x - float(np.median(x))
+    f, p = welch(x, fs=fs_lead, nperseg=min(n, int(4 * fs_lead)))
+    band = (f >= 0.5) & (f <= 20.0)
+    pb = p[band]
+    if pb.sum() > 0:
+        q = pb / pb.sum()
+        q = q[q > 0]
+        out[8] = float(-(q * np.log(q)).sum() / math.log(max(2, int(band.sum()))))
+    tot = _band(f, p, 0.5, 40.0)
+    out[9] = _band(f, p, 2.0, 8.0) / tot if tot > 0 else 0.0
+    out[10] = _vf_leak_half(x)
+    bi = np.zeros(0, np.int64) if beat_idx is None else np.asarray(beat_idx, dtype=np.int64)
+    bi = bi[(bi >= 0) & (bi < n)]
+    near = np.zeros(n, dtype=bool)
+    w = int(0.3 * fs_lead)
+    for i in bi.tolist():
+        near[max(0, i - w): i + w + 1] = True
+    out[11] = 1.0 - float(near.mean())
+    pre, post = int(0.25 * fs_lead), int(0.45 * fs_lead)
+    full = bi[(bi >= pre) & (bi + post < n)]
+    if full.size >= 3:
+        segs = np.stack([x[i - pre: i + post] for i in full.tolist()])
+        qrs = segs[:, pre - int(0.08 * fs_lead): pre + int(0.08 * fs_lead)]
+        tq = np.median(qrs, axis=0)
+        c = _corr_rows(qrs, tq)
+        out[0], out[1], out[2] = float(c.mean()), float(c.std()), float(np.mean(c < 0.8))
+        pw = segs[:, pre - int(0.25 * fs_lead): pre - int(0.08 * fs_lead)]
+        out[5] = float(_corr_rows(pw, pw.mean(0)).mean())
+        # QRST cancellation: subtract the median beat (scaled per beat) and look at the residual
+        tmpl = np.median(segs, axis=0)
+        res = x.copy()
+        for i, sg in zip(full.tolist(), segs):
+            a = float(np.dot(sg, tmpl) / (np.dot(tmpl, tmpl) + 1e-12))
+            res[i - pre: i + post] = sg - a * tmpl
+        fr, pr = welch(res, fs=fs_lead, nperseg=min(n, int(4 * fs_lead)))
+        tot_r = _band(fr, pr, 1.0, 30.0)
+        if tot_r > 0:
+            out[6] = _band(fr, pr, 4.0, 9.0) / tot_r
+            m = (fr >= 3.0) & (fr <= 10.0)
+            k = int(np.argmax(pr[m]))
+            fk = fr[m][k]
+            out[7] = _band(fr, pr, fk - 0.5, fk + 0.5) / (_band(fr, pr, 3.0, 10.0) + 1e-12)
+    if bi.size:
+        ws = _qrs_widths(x, bi, fs_lead)
+        out[3] = float(np.median(ws[-2:]))
+        out[4] = float(np.subtract(*np.percentile(ws, [75, 25]))) if len(ws) >= 4 else 0.0
+    return out.astype(np.float32)
+
+
+def _corr_rows(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with ``v`` (0 where either is flat)."""
+    a = a - a.mean(1, keepdims=True)
+    v = v - v.mean()
+    den = np.sqrt((a * a).sum(1) * float((v * v).sum()))
+    return np.where(den > 1e-12, (a @ v) / np.maximum(den, 1e-12), 0.0)
+
+
+def _vf_leak_half(x: np.ndarray) -> float:
+    """VF-filter leakage after Kuo & Dillman (1978) with their half-period shift."""
+    den = float(np.abs(np.diff(x)).sum())
+    if den <= 1e-9:
+        return 1.0
+    half = max(1, int(round(math.pi * float(np.abs(x).sum()) / den)))
+    if half >= x.size - 1:
+        return 1.0
+    a, b = x[half:], x[:-half]
+    return float(np.abs(a + b).sum() / (np.abs(a).sum() + np.abs(b).sum() + 1e-12))
 
 
 def context_features(beats: np.ndarray, t_now: float, context_s: float, lead: np.ndarray | None, fs_lead: float,
                      lead_t0: float | None = None) -> np.ndarray:
-    """All :data:`CONTEXT_FEATURES` ``(K,)`` float32. ``lead`` starts at ``lead_t0`` seconds (same clock
-    as ``beats``); without a lead the signal part is 0."""
-    rr = rr_context_features(beats, t_now, context_s)
+    """The served :data:`CONTEXT_FEATURES` ``(K,)`` float32. ``lead`` starts at ``lead_t0`` seconds (same
+    clock as ``beats``); without a lead the signal part is 0."""
+    full = context_features_multi(beats, t_now, (context_s,), lead, fs_lead, lead_t0)[context_s]
+    return full[: len(CONTEXT_FEATURES)]
+
+
+def context_features_multi(beats: np.ndarray, t_now: float, contexts: tuple[float, ...] | list[float],
+                           lead: np.ndarray | None, fs_lead: float,
+                           lead_t0: float | None = None) -> dict[float, np.ndarray]:
+    """:data:`ALL_FEATURES` ``(len(ALL_FEATURES),)`` float32 at several context lengths at once (the signal
+    part computed once); :func:`context_features` is its served prefix."""
     if lead is None or lead_t0 is None:
         sig = np.zeros(len(SIGNAL_FEATURES), dtype=np.float32)
+        morph = np.zeros(len(MORPH_FEATURES), dtype=np.float32)
     else:
         b = np.asarray(beats, dtype=np.float64)
         idx = np.round((b[(b >= lead_t0) & (b <= t_now)] - lead_t0) * fs_lead).astype(np.int64)
         sig = signal_features(lead, fs_lead, idx)
-    return np.concatenate([rr, sig])
+        morph = morph_features(lead, fs_lead, idx)
+    return {c: np.concatenate([rr_context_features(beats, t_now, c), sig, extra_rr_features(beats, t_now, c), morph])
+            for c in contexts}

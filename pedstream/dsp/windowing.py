@@ -9,6 +9,9 @@ flat channels (std < ``NORM_EPS``, in the input's units, mV) are exactly 0; the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Mapping
+
 import numpy as np
 
 from pedstream.dsp.checks import all_finite
@@ -19,6 +22,7 @@ __all__ = [
     "NORM_EPS",
     "NORM_CLIP",
     "window_samples",
+    "WindowGeometry",
     "Windower",
     "normalize_window",
     "split_modalities",
@@ -37,6 +41,48 @@ def window_samples(window_s: float, fs: float) -> int:
     if n < 1:
         raise ConfigError([("window_s", f"{window_s!r} s at {fs!r} Hz is less than one sample")], source="windowing")
     return n
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGeometry:
+    """The window grid of a model, computed once: ``fs`` (Hz), ``window`` and ``hop`` (samples at ``fs``),
+    ``settle`` (samples of filter warm-up before the first window of a segment). The model session builds
+    it from its checked metadata (:meth:`from_metadata`); the engine, the API, the workers and the
+    benchmarks read it instead of turning seconds into samples themselves."""
+
+    fs: float
+    window: int
+    hop: int
+    settle: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fs > 0 or self.window < 1 or self.hop < 1 or self.settle < 0:
+            raise ConfigError([("window", f"fs {self.fs!r} Hz, window {self.window!r}, hop {self.hop!r}, "
+                                          f"settle {self.settle!r} samples: expected fs > 0, window and hop >= 1, "
+                                          "settle >= 0")], source="windowing")
+
+    @classmethod
+    def from_seconds(cls, fs: float, window_s: float, hop_s: float, settle_s: float = 0.0) -> "WindowGeometry":
+        return cls(float(fs), window_samples(window_s, fs), window_samples(hop_s, fs), int(round(settle_s * fs)))
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], settle_s: float = 0.0) -> "WindowGeometry":
+        """From a model's metadata (``fs``, ``window_samples``, ``hop_s``; ``pedstream.model.metadata``)."""
+        fs = float(meta["fs"])
+        return cls(fs, int(meta["window_samples"]), window_samples(float(meta["hop_s"]), fs), int(round(settle_s * fs)))
+
+    @property
+    def window_s(self) -> float:
+        return self.window / self.fs
+
+    @property
+    def hop_s(self) -> float:
+        return self.hop / self.fs
+
+    def first_start(self, segment_start: int) -> int:
+        """The first window start of a segment beginning at ``segment_start``: on the segment's hop grid,
+        after the filters settled."""
+        return int(segment_start) + -(-self.settle // self.hop) * self.hop
 
 
 class Windower:

@@ -31,9 +31,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from pedstream.errors import ModelError, ModelMismatchError
-from pedstream.dsp.windowing import window_samples
+from pedstream.dsp.windowing import WindowGeometry, window_samples
 from pedstream.model.metadata import NORMALIZATION, decode_metadata
 from pedstream.model.ortcapture import capture_output
+from pedstream.config import RuntimeSection, SignalConfig
 
 __all__ = [
     "ModelSession",
@@ -70,7 +71,7 @@ def softmax(logits: np.ndarray, axis: int = -1, *, dtype: type = np.float32) -> 
 
 
 # ---------------------------------------------------------------------------- metadata checks
-def expected_metadata(*, signal_cfg: Any, filter_cfg: Any, window_s: float, hop_s: float,
+def expected_metadata(*, signal_cfg: SignalConfig, filter_cfg: Any, window_s: float, hop_s: float,
                       class_names: Sequence[str] | None = None) -> dict[str, Any]:
     """What the engine's configuration requires of a model's metadata (the input of the checks)."""
     filters = filter_cfg.model_dump() if hasattr(filter_cfg, "model_dump") else dict(filter_cfg)
@@ -216,7 +217,7 @@ def _preload_gpu_libraries(ort: Any) -> None:
         logging.getLogger(__name__).debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
-def session_options(runtime_cfg: Any, *, profile_prefix: str | None = None) -> Any:
+def session_options(runtime_cfg: RuntimeSection, *, profile_prefix: str | None = None) -> Any:
     """``onnxruntime.SessionOptions`` from the ``[runtime]`` section: intra/inter-op threads (0 = ONNX
     Runtime's default), graph optimisation level, execution mode, thread spinning."""
     ort = _ort()
@@ -248,11 +249,13 @@ class ModelSession:
     ``expected``: :func:`expected_metadata` of the engine's config (``None`` skips the check).
     ``max_batch``: the largest batch the caller sends (TensorRT profile and warm-up).
     ``profile_prefix``: turn on ONNX Runtime's profiler (``end_profiling()`` writes the JSON).
+    ``settle_s``: the filters' warm-up in the caller's configuration (default: the model's own); with the
+    metadata it makes :attr:`geometry`.
     """
 
-    def __init__(self, *, path: str | Path, providers: Sequence[str] | None = None, runtime_cfg: Any = None,
+    def __init__(self, *, path: str | Path, providers: Sequence[str] | None = None, runtime_cfg: RuntimeSection = None,
                  expected: Mapping[str, Any] | None = None, max_batch: int = 32,
-                 profile_prefix: str | None = None) -> None:
+                 profile_prefix: str | None = None, settle_s: float | None = None) -> None:
         ort = _ort()
         if runtime_cfg is None:
             from pedstream.config import RuntimeSection
@@ -263,6 +266,10 @@ class ModelSession:
         if not self.path.is_file():
             raise ModelError(str(self.path), "no such model file")
         self.metadata = read_metadata(self.path)
+        if settle_s is None:
+            settle_s = float((self.metadata.get("filters") or {}).get("settle_s", 0.0))
+        self._settle_s = float(settle_s)
+        self._geometry: WindowGeometry | None = None
         self.notes: list[str] = compare_metadata(self.metadata, expected, path=str(self.path)) if expected else []
         self.max_batch = max(1, int(max_batch))
 
@@ -320,6 +327,13 @@ class ModelSession:
     @property
     def fs(self) -> float:
         return float(self.metadata["fs"])
+
+    @property
+    def geometry(self) -> WindowGeometry:
+        """The model's window grid (fs, window, hop) from its checked metadata, computed once."""
+        if self._geometry is None:
+            self._geometry = WindowGeometry.from_metadata(self.metadata, settle_s=self._settle_s)
+        return self._geometry
 
     @property
     def simulated(self) -> bool:

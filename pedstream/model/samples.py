@@ -8,16 +8,17 @@ bank -> windows of ``window_s`` -> per-window z-score (``window_zscore``). Used 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from pedstream.errors import ModelError
+from pedstream.config import Config
 
 __all__ = ["record_windows"]
 
 
-def record_windows(paths: Sequence[str | Path], cfg: Any, *, n: int = 8, max_seconds: float = 30.0,
+def record_windows(paths: Sequence[str | Path], cfg: Config, *, n: int = 8, max_seconds: float = 30.0,
                    skip_s: float | None = None) -> dict[str, np.ndarray]:
     """Up to ``n`` real windows from ``paths`` (WFDB records, without extension).
 

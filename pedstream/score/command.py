@@ -20,6 +20,7 @@ import click
 
 from pedstream.cliutil import fail, with_config
 from pedstream.fileio import write_json
+from pedstream.config import Config
 
 __all__ = ["score", "score_qrs_command", "score_episodes_command"]
 
@@ -207,7 +208,7 @@ def score_episodes(cfg: Any, data: Path, records: tuple[str, ...], more_records:
                            command="pedstream score episodes " + " ".join(sys.argv[3:]))
 
 
-def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: Path | None = None,
+def score_episodes_command(cfg: Config, *, data: Path, records: list[str], model: Path | None = None,
                            rhythm_map: str = "auto", seconds: float | None = None, speed: float = math.inf,
                            json_path: Path | None = None, probs_path: Path | None = None, command: str = "",
                            quiet: bool = False) -> dict:
@@ -217,8 +218,8 @@ def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: P
     from pedstream.errors import RecordError
     from pedstream.score.episode_report import print_tables, reference_for, save_probs, score_run
     from pedstream.score.replay_events import replay_events
-    from pedstream.stream.replay import plan_replay
-    from pedstream.stream.runner import open_model
+    from pedstream.transports.replay import plan_replay
+    from pedstream.monitor.assembly import open_model
 
     if not Path(data).is_dir():
         raise RecordError(str(data), "is not a folder of WFDB records")
@@ -236,7 +237,7 @@ def score_episodes_command(cfg: Any, *, data: Path, records: list[str], model: P
     if probs_path is not None:
         save_probs(Path(probs_path), run, class_names=list(session.class_names))
     report = score_run(cfg, run, refs, class_names=list(session.class_names))
-    from pedstream.stream.banner import is_packaged_model, model_banner
+    from pedstream.monitor.banner import is_packaged_model, model_banner
 
     report |= {"model": str(session.path), "model_description": str(session.metadata.get("description", "")),
                "model_banner": model_banner(session.metadata, packaged=is_packaged_model(session.path)),

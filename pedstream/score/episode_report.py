@@ -15,6 +15,7 @@ import numpy as np
 from pedstream.data.rhythm import Episode, choose_map, labels_at, merge_episodes, reference_for
 from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record, summarize
 from pedstream.score.rates import score_rates
+from pedstream.config import Config
 
 # choose_map and reference_for live in pedstream.data.rhythm (shared with the replays' reference labels)
 __all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_tables", "save_probs", "load_probs"]
@@ -22,7 +23,7 @@ __all__ = ["alarm_classes", "choose_map", "reference_for", "score_run", "print_t
 _ALARM_KINDS = ("alarm_on", "alarm_off")
 
 
-def alarm_classes(cfg: Any, class_names: Sequence[str]) -> list[str]:
+def alarm_classes(cfg: Config, class_names: Sequence[str]) -> list[str]:
     """The model's classes that raise alarms (``[alarms] priorities``, priority other than none)."""
     return [c for c in class_names if cfg.alarms.priorities.get(c, cfg.alarms.default_priority) != "none"]
 
@@ -38,7 +39,7 @@ def _record_entry(rs: RecordScore, *, rhythm_map: str, agreement: tuple[int, int
     return s
 
 
-def score_run(cfg: Any, run: Any, refs: dict[str, tuple[str, list[Episode]]], *, class_names: Sequence[str]) -> dict:
+def score_run(cfg: Config, run: Any, refs: dict[str, tuple[str, list[Episode]]], *, class_names: Sequence[str]) -> dict:
     """Score a :class:`~pedstream.score.replay_events.ReplayRun` against ``refs`` (record name ->
     :func:`reference_for`); the report dict (``classes``, ``false_alarms_per_hour``, ``records``...)."""
     classes = alarm_classes(cfg, class_names)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pedstream.score.episodes import RecordScore, Span, alarm_episodes, score_record
+from pedstream.config import Config
 
 __all__ = ["RATE_LABELS", "rate_reference", "score_rates"]
 
@@ -70,10 +71,10 @@ def _annotations(record: Any) -> Any:
     return read_annotations(path) if path.with_name(path.name + ".atr").is_file() else None
 
 
-def score_rates(plan: Any, events: Sequence[Any], *, cfg: Any, window_s: float) -> RecordScore | None:
+def score_rates(plan: Any, events: Sequence[Any], *, cfg: Config, window_s: float) -> RecordScore | None:
     """One replayed record's rate alarms against its rate reference (None: no beat annotations)."""
     from pedstream.data.annotations import BEAT_SYMBOLS
-    from pedstream.stream.alarms import hr_limits_for_age
+    from pedstream.monitor.alarms import hr_limits_for_age
 
     ann = _annotations(plan.record)
     if ann is None:

@@ -25,7 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
+from pedstream.config import Config
 
 __all__ = ["ReplayRun", "replay_events", "run_replay", "simulate_alarms"]
 
@@ -85,11 +86,11 @@ def _probe_engine(base: type) -> type:
 async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: float = math.inf,
                         kinds: Sequence[str] | None = ("call", "alarm_on", "alarm_off", "signal_loss", "error"),
                         probe: bool = False) -> ReplayRun:
-    """Replay ``plans`` (:func:`pedstream.stream.replay.plan_replay`) through an engine built from
+    """Replay ``plans`` (:func:`pedstream.transports.replay.plan_replay`) through an engine built from
     ``cfg`` and ``session``; return the events of ``kinds`` (None: all) per stream id (with ``probe``
     also each window's class probabilities)."""
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.replay import ReplaySource
+    from pedstream.monitor.engine import Engine
+    from pedstream.transports.replay import ReplaySource
 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.alarms.strips = False
@@ -136,22 +137,22 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
                      dropped_samples=dict(engine.ingest_dropped), summary=engine.summary())
 
 
-def run_replay(cfg: Any, session: Any, records: Sequence[str | Path], *, speed: float = math.inf,
+def run_replay(cfg: Config, session: Any, records: Sequence[str | Path], *, speed: float = math.inf,
                start_s: float = 0.0, seconds: float | None = None,
                kinds: Sequence[str] | None = ("call", "alarm_on", "alarm_off", "signal_loss", "error")) -> ReplayRun:
     """Plan ``records`` and :func:`replay_events` them (a fresh event loop)."""
-    from pedstream.stream.replay import plan_replay
+    from pedstream.transports.replay import plan_replay
 
     plans = plan_replay(records, cfg.signal, start_s=start_s, seconds=seconds)
     return asyncio.run(replay_events(cfg, session, plans, speed=speed, kinds=kinds))
 
 
-def simulate_alarms(cfg: Any, class_names: Sequence[str], probs: Sequence[tuple[float, Any]],
+def simulate_alarms(cfg: Config, class_names: Sequence[str], probs: Sequence[tuple[float, Any]],
                     stream: str = "s") -> list[MonitorEvent]:
-    """The call and rhythm-alarm events an :class:`~pedstream.stream.alarms.AlarmTracker` with
+    """The call and rhythm-alarm events an :class:`~pedstream.monitor.alarms.AlarmTracker` with
     ``cfg.alarms`` makes from one stream's recorded window probabilities (``ReplayRun.probs``), as the
     engine emits them (``t_signal`` = window start). No heart rate: no hr_high/hr_low alarms."""
-    from pedstream.stream.alarms import AlarmTracker
+    from pedstream.monitor.alarms import AlarmTracker
 
     tracker = AlarmTracker(class_names=list(class_names), cfg=cfg.alarms)
     out: list[MonitorEvent] = []

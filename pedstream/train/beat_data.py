@@ -6,6 +6,13 @@ AAMI grouping labels; non-beat annotations are skipped) pushed through
 :class:`~pedstream.dsp.beat_features.BeatFeatures`. Reference beat positions are used (as de Chazal
 2004 and the published inter-patient results do); the engine uses its QRS detector's beats instead.
 
+Noise augmentation (``noise=``, :func:`nstdb_noise`): real noise of the MIT-BIH Noise Stress Test
+Database (baseline wander ``bw``, muscle artefact ``ma``, and electrode motion ``em``, the difference
+of ``118e00`` and the clean record 118) added to lead II before the filters, at a given SNR (as nstdb
+defines it: signal power from the QRS peak-to-peak amplitude, ``ptp^2 / 8``, of the record's beats).
+The noise records are split in two halves: the ``"train"`` half for augmenting training beats, the
+``"test"`` half for scoring robustness, so a test beat never carries noise seen in training.
+
 Cached as ``.npz`` per record under ``<cache>/beat_features/<version>-<key>/`` (outside the repository;
 default ``~/.cache/pedstream``). Arrays: ``x`` (n, F) float32, ``y`` (n,) int64 AAMI class index,
 ``sample`` (n,) int64, ``t`` (n,) float64 seconds.
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import zlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -26,12 +35,59 @@ import numpy as np
 from pedstream.dsp.beat_features import FEATURE_VERSION, beat_feature_table, feature_names
 from pedstream.errors import RecordError
 
-__all__ = ["AAMI", "DS1", "BeatTable", "default_cache", "beat_config", "engine_beats", "record_table", "build_tables"]
+__all__ = ["AAMI", "DS1", "NOISE_KINDS", "BeatTable", "default_cache", "beat_config", "engine_beats", "nstdb_noise",
+           "record_table", "build_tables"]
 
 AAMI = ("N", "S", "V", "F", "Q")
 DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124", "201", "203", "205",
        "207", "208", "209", "215", "220", "223", "230")
 LEAD = "II"
+_DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mitdb"  # ../shared/data/mitdb
+NOISE_KINDS = ("bw", "ma", "em")  # and "all": the three at equal power
+
+
+def nstdb_noise(folder: str | os.PathLike[str], kind: str, half: str) -> np.ndarray:
+    """Real noise (mV, 360 Hz, channel 0 of the nstdb noise record; ``em``: ``118e00`` minus mitdb
+    ``118`` from the sibling ``mitdb`` folder) of one half (``"train"``: the first 15 min, ``"test"``: the
+    rest), its mean removed."""
+    import wfdb
+
+    folder = Path(folder)
+    if kind == "em":
+        noisy = wfdb.rdrecord(str(folder / "118e00"), channels=[0]).p_signal[:, 0]
+        clean = wfdb.rdrecord(str(folder.parent / "mitdb" / "118"), channels=[0]).p_signal[:, 0]
+        d = noisy[: clean.size] - clean[: noisy.size]
+        # nst adds the noise in 2-minute stretches (a constant offset elsewhere): keep the 1 s blocks that
+        # vary, each stretch with its own mean removed
+        blocks = d[: d.size // 360 * 360].reshape(-1, 360)
+        on = blocks.std(axis=1) > 1e-6
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(int), [0]])))
+        x = np.concatenate([blocks[a:b].ravel() - blocks[a:b].mean() for a, b in zip(edges[::2], edges[1::2])])
+    elif kind == "all":  # the three at equal power, summed
+        parts = [nstdb_noise(folder, k, "train" if half == "train" else "test") for k in NOISE_KINDS]
+        n = min(p.size for p in parts)
+        return sum(p[:n] / p[:n].std() for p in parts) / math.sqrt(len(parts))
+    elif kind in ("bw", "ma"):
+        x = wfdb.rdrecord(str(folder / kind), channels=[0]).p_signal[:, 0]
+    else:
+        raise RecordError(kind, f"unknown nstdb noise; known: {list(NOISE_KINDS)}")
+    mid = x.size // 2
+    x = x[:mid] if half == "train" else x[mid:]
+    return (x - x.mean()).astype(np.float64)
+
+
+def add_noise(lead: np.ndarray, samples: np.ndarray, noise: np.ndarray, *, snr_db: float, seed: int,
+              fs: float) -> np.ndarray:
+    """``lead`` plus ``noise`` (tiled from a random offset) scaled to ``snr_db`` (nstdb's definition)."""
+    rng = np.random.default_rng(seed)
+    half = int(round(0.1 * fs))
+    ptp = [np.ptp(lead[max(s - half, 0): s + half]) for s in samples[:: max(1, samples.size // 300)]]
+    signal_power = float(np.median(ptp)) ** 2 / 8.0 if ptp else 1.0
+    reps = int(np.ceil(lead.size / noise.size)) + 1
+    start = int(rng.integers(0, noise.size))
+    n = np.tile(noise, reps)[start: start + lead.size]
+    scale = math.sqrt(signal_power / max(float(np.mean(n * n)), 1e-12) / 10 ** (snr_db / 10.0))
+    return lead + scale * n
 
 
 def default_cache() -> Path:
@@ -60,10 +116,12 @@ class BeatTable:
 
 
 def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True,
-                 beats: np.ndarray | None = None) -> BeatTable:
+                 beats: np.ndarray | None = None, context: bool = True,
+                 noise: tuple[np.ndarray, float, int] | None = None) -> BeatTable:
     """Features of every reference beat of one WFDB record (see the module docstring); with ``beats``
     (sample indices, e.g. the engine's detections, :func:`engine_beats`) the features of those beats
-    instead, each labelled by the reference beat within 150 ms (``-1`` when there is none)."""
+    instead, each labelled by the reference beat within 150 ms (``-1`` when there is none).
+    ``noise``: ``(noise samples, snr_db, seed)`` added to lead II before the filters (:func:`add_noise`)."""
     from pedstream.data.channels import CANONICAL_CHANNELS
     from pedstream.data.labels import LabelGrouping
     from pedstream.data.loader import open_record
@@ -79,7 +137,12 @@ def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FilterCutoffWarning)
         bank = FilterBank(fs=rec.fs, cfg=cfg.filters)
-    x = bank.process(rec.read().data)[:, lead]
+    data = rec.read().data
+    if noise is not None:
+        data = np.array(data, dtype=np.float64, copy=True)
+        ref = np.asarray(ann.sample)[(np.asarray(ann.sample) >= 0) & (np.asarray(ann.sample) < rec.n_samples)]
+        data[:, lead] = add_noise(data[:, lead], ref, noise[0], snr_db=noise[1], seed=noise[2], fs=rec.fs)
+    x = bank.process(data)[:, lead]
     grouping = LabelGrouping.from_config(cfg)
     y = grouping.labels(ann.symbol, ann.aux)
     keep = (y >= 0) & (ann.sample >= 0) & (ann.sample < rec.n_samples)
@@ -92,7 +155,7 @@ def record_table(path: str | os.PathLike[str], cfg: Any, *, adapt: bool = True,
         near = np.where(np.abs(sample[j - 1] - det) <= np.abs(sample[j] - det), j - 1, j)
         ok = np.abs(sample[near] - det) <= int(round(0.15 * rec.fs))
         sample, y = det, np.where(ok, y[near], -1)
-    feats = beat_feature_table(x, sample, fs=rec.fs, adapt=adapt)
+    feats = beat_feature_table(x, sample, fs=rec.fs, adapt=adapt, context=context)
     return BeatTable(record=rec.name, x=feats, y=y, sample=sample, t=sample / rec.fs)
 
 
@@ -132,30 +195,39 @@ def engine_beats(path: str | os.PathLike[str], model: str | os.PathLike[str]) ->
     return np.round((np.asarray([e.extra["beat_t"] for e in events]) - t0) * fs).astype(np.int64)
 
 
-def _key(cfg: Any, adapt: bool) -> str:
+def _key(cfg: Any, adapt: bool, context: bool = True) -> str:
     spec = {"v": FEATURE_VERSION, "adapt": adapt, "filters": cfg.filters.model_dump(), "fs": cfg.signal.fs,
-            "names": feature_names(adapt)}
+            "names": feature_names(adapt, context)}
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1, cache: Path | None = None,
                  adapt: bool = True, progress: bool = False, positions: str = "reference",
-                 model: str | os.PathLike[str] | None = None) -> list[BeatTable]:
+                 model: str | os.PathLike[str] | None = None, context: bool = True,
+                 noise: tuple[str, float, str] | None = None) -> list[BeatTable]:
     """Feature tables of ``records`` in ``folder`` (cached per record). ``positions="engine"``: at the
     beats the live engine classifies (:func:`engine_beats` with the feature beat model ``model``,
-    cached too), labelled by the reference beat within 150 ms; ``"reference"``: the reference beats."""
+    cached too), labelled by the reference beat within 150 ms; ``"reference"``: the reference beats.
+    ``noise``: ``(kind, snr_db, half)``, real nstdb noise (:func:`nstdb_noise`, from the ``nstdb``
+    folder beside ``folder``) added to each record (a different random offset per record)."""
     cfg = beat_config()
     base = (cache or default_cache())
-    tag = "" if positions == "reference" else "-engine"
-    where = base / "beat_features" / f"{FEATURE_VERSION}-{_key(cfg, adapt)}{tag}"
+    tag = ("" if positions == "reference" else "-engine") + (
+        "" if noise is None else f"-noise-{noise[0]}-{noise[1]:g}dB-{noise[2]}")
+    where = base / "beat_features" / f"{FEATURE_VERSION}-{_key(cfg, adapt, context)}{tag}"
+    noise_x = None if noise is None else nstdb_noise(Path(folder).parent / "nstdb", noise[0], noise[2])
     where.mkdir(parents=True, exist_ok=True)
     out = []
     for name in records:
         f = where / f"{name}.npz"
+        src = str((Path(folder) / name).resolve())
         if f.is_file():
             z = np.load(f)
-            out.append(BeatTable(record=name, x=z["x"], y=z["y"], sample=z["sample"], t=z["t"]))
-            continue
+            # the record the table came from (tables cached before "src" was kept: the default DS1 folder)
+            was = str(z["src"]) if "src" in z.files else str((_DEFAULT_DATA / name).resolve())
+            if was == src:
+                out.append(BeatTable(record=name, x=z["x"], y=z["y"], sample=z["sample"], t=z["t"]))
+                continue
         beats = None
         if positions == "engine":
             pos = base / "beat_positions" / f"{name}.npy"
@@ -165,9 +237,10 @@ def build_tables(folder: str | os.PathLike[str], *, records: Sequence[str] = DS1
                 pos.parent.mkdir(parents=True, exist_ok=True)
                 np.save(pos, engine_beats(Path(folder) / name, model))
             beats = np.load(pos)
-        tab = record_table(Path(folder) / name, cfg, adapt=adapt, beats=beats)
+        nz = None if noise_x is None else (noise_x, float(noise[1]), zlib.crc32(name.encode()) + (0 if noise[2] == "train" else 1))
+        tab = record_table(Path(folder) / name, cfg, adapt=adapt, beats=beats, context=context, noise=nz)
         tmp = where / f"{name}.tmp.npz"
-        np.savez(tmp, x=tab.x, y=tab.y, sample=tab.sample, t=tab.t)
+        np.savez(tmp, x=tab.x, y=tab.y, sample=tab.sample, t=tab.t, src=np.asarray(src))
         tmp.replace(f)
         if progress:
             print(f"features {name}: {tab.x.shape[0]} beats", flush=True)

@@ -3,7 +3,7 @@
 The graph keeps the engine's beat-model contract (:class:`pedstream.model.runtime.ModelSession`):
 inputs ``ecg (B,12,T)``, ``iegm (B,7,T)``, ``mask (B,19)`` (unused by this model) and ``rr (B,F)``,
 which carries the beat's :mod:`pedstream.dsp.beat_features` vector (``segments.features`` names the
-feature version; the engine's :class:`~pedstream.stream.ectopy.BeatStream` computes it); outputs
+feature version; the engine's :class:`~pedstream.monitor.ectopy.BeatStream` computes it); outputs
 ``logits (B,4)`` (log-probabilities of N, S, V, F, plus the log of the class-prior shift the CV chose:
 the engine's softmax of them is the shifted, renormalised probability) and ``embedding (B,4)`` (the
 unshifted probabilities).
@@ -62,7 +62,7 @@ def build_metadata(*, variant: Any, cfg: Any, feature_scale: np.ndarray, beats: 
                      "window_s": 1.0, "hop_s": 1.0, "features": FEATURE_VERSION, "adapt": adapt,
                      "feature_names": list(names), "model_columns": [int(c) for c in columns(variant.features)
                                                                      if c < len(names)]},
-        "feature_scale": [float(s) for s in feature_scale],
+        "feature_scale": [float(s) for s in np.asarray(feature_scale)[: len(names)]],  # the engine's columns
         "adapt_settings": adapt_settings,
         "method": "gradient boosting on per-beat features", "loss": variant.weights,
         "inputs": {"ecg": [None, len(ECG_CHANNELS), int(round(fs))], "iegm": [None, len(IEGM_CHANNELS), int(round(fs))],
@@ -163,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             adapt = {"method": str(m).split("-")[0], "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0,
                      "combine": "product" if str(m).endswith("product") else "mean"}
         cfg = beat_config()
-        n = x.shape[1] if v.features.startswith("part2") else len(columns("part1"))
+        from pedstream.dsp.beat_features import feature_names
+
+        n = len(feature_names(v.features.startswith("part2")))  # the columns the engine computes
         meta = build_metadata(variant=v, cfg=cfg, feature_scale=x[:, :n].std(axis=0), records=list(DS1),
                               beats={c: int(np.sum(y == i)) for i, c in enumerate("NSVFQ")}, adapt_settings=adapt)
         meta["fit_seconds"] = round(time.time() - t0, 1)

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pedstream.dsp.beat_features import ADAPT_FEATURES, BEAT_FEATURES, feature_names
+from pedstream.dsp.beat_features import ADAPT_FEATURES, BEAT_FEATURES, CONTEXT_FEATURES, feature_names
 
 __all__ = ["CLASSES", "VARIANTS", "Variant", "columns", "make_model", "fit", "predict_proba", "scores",
            "record_folds", "cross_validate"]
@@ -24,8 +24,11 @@ _TPL = tuple(n for n in BEAT_FEATURES if n.startswith(("tpl_", "prev_corr", "pre
 
 
 def columns(kind: str) -> list[int]:
-    """Column indices (in :func:`feature_names` with ``adapt=True``) of a feature set."""
-    names = feature_names(True)
+    """Column indices (in :func:`feature_names` with ``adapt=True, context=True``) of a feature set
+    (``+ctx`` appended to a set's name adds :data:`CONTEXT_FEATURES`)."""
+    names = feature_names(True, True)
+    if kind.endswith("+ctx"):
+        return columns(kind[: -len("+ctx")]) + [names.index(n) for n in CONTEXT_FEATURES]
     sets = {
         "rr": _RR,
         "rr+tpl": _RR + _TPL + ("qrs_width",),
@@ -44,6 +47,7 @@ class Variant:
     model: str  # "hgb", "lda", "rule"
     weights: str = "balanced"  # "balanced", "sqrt", "none"
     params: dict[str, Any] = field(default_factory=dict)
+    augment: str = ""  # "" or "<nstdb noise kind>@<snr dB>": a noisy copy of every training record added
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in [
@@ -61,6 +65,14 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in [
             {"max_leaf_nodes": 8, "min_samples_leaf": 200, "max_iter": 150, "learning_rate": 0.05}),
     Variant("LDA + HGB blend, part 2", "part2", "blend", "balanced",
             {"max_leaf_nodes": 8, "min_samples_leaf": 200, "max_iter": 150, "learning_rate": 0.05}),
+    # neighbouring beats as context (CONTEXT_FEATURES), real-noise augmentation
+    Variant("LDA, part 2 + context", "part2+ctx", "lda"),
+    Variant("HGB, part 2 without raw morphology + context", "part2-morph+ctx", "hgb", "sqrt"),
+    Variant("HGB, part 2 without raw morphology + context, nstdb noise", "part2-morph+ctx", "hgb", "sqrt",
+            augment="all@12"),
+    Variant("HGB, part 2 without raw morphology, nstdb noise", "part2-morph", "hgb", "sqrt", augment="all@12"),
+    Variant("HGB, part 2 without raw morphology + context, regularised", "part2-morph+ctx", "hgb", "sqrt",
+            {"max_leaf_nodes": 15, "min_samples_leaf": 200, "max_iter": 200, "learning_rate": 0.05}),
 ]}
 
 
@@ -127,13 +139,17 @@ def make_model(v: Variant, *, seed: int = 0) -> Any:
     return HistGradientBoostingClassifier(**params)
 
 
-def fit(v: Variant, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Any:
-    """Fit ``v`` on the rows of ``y`` in N/S/V/F (``x`` has every :func:`feature_names` ``(adapt=True)`` column;
-    rows labelled -1 or Q are left out)."""
+def fit(v: Variant, x: np.ndarray, y: np.ndarray, *, seed: int = 0,
+        sample_weight_scale: np.ndarray | None = None) -> Any:
+    """Fit ``v`` on the rows of ``y`` in N/S/V/F (``x`` has every :func:`feature_names` ``(adapt=True,
+    context=True)`` column; rows labelled -1 or Q are left out). ``sample_weight_scale`` (n,) multiplies
+    each row's class weight (e.g. a patient's own labelled beats weighted up; not for LDA)."""
     keep = (y >= 0) & (y < len(CLASSES))  # -1: a detection with no reference beat
     m = make_model(v, seed=seed)
     xs, ys = x[keep][:, columns(v.features)], y[keep]
     w = _weights(ys, v.weights)
+    if sample_weight_scale is not None:
+        w = (np.ones(ys.size) if w is None else w) * np.asarray(sample_weight_scale, dtype=np.float64)[keep]
     if v.model == "lda":
         m.fit(xs, ys)
     else:
@@ -142,7 +158,14 @@ def fit(v: Variant, x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> Any:
 
 
 def predict_proba(v: Variant, model: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict_proba(x[:, columns(v.features)]), dtype=np.float64)
+    """(n, 4) probabilities of N, S, V, F (a class the training rows lacked gets 0)."""
+    p = np.asarray(model.predict_proba(x[:, columns(v.features)]), dtype=np.float64)
+    known = np.asarray(getattr(model, "classes_", np.arange(p.shape[1])), dtype=np.int64)
+    if p.shape[1] == len(CLASSES) and np.array_equal(known, np.arange(len(CLASSES))):
+        return p
+    out = np.zeros((p.shape[0], len(CLASSES)))
+    out[:, known] = p
+    return out
 
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -165,19 +188,31 @@ def record_folds(records: Sequence[str], k: int) -> list[list[str]]:
 
 
 def cross_validate(v: Variant, tables: Sequence[Any], *, folds: int, seed: int = 0,
-                   train_tables: Sequence[Any] | None = None) -> dict[str, np.ndarray]:
+                   train_tables: Sequence[Any] | None = None, extra_train: Sequence[Any] = (),
+                   also_score: Sequence[Any] = ()) -> dict[str, np.ndarray]:
     """Record-wise CV: every record's beats scored by a model that never saw its record (trained on the
     other records of ``train_tables``, default ``tables``: e.g. reference positions to train, the
-    engine's beats to score). Returns per beat ``proba`` (n, 4), ``y``, ``record`` (index into
-    ``tables``), ``t`` (seconds)."""
+    engine's beats to score; ``extra_train``: more tables, e.g. noisy copies, used in training when their
+    record is not a test record). Returns per beat ``proba`` (n, 4), ``y``, ``record`` (index into
+    ``tables``), ``t`` (seconds); with ``also_score`` (e.g. noisy copies of ``tables``, same records),
+    those tables scored by the same fold models too: ``also_proba``, ``also_y``, ``also_record``, ``also_t``."""
     names = [t.record for t in tables]
     proba = [np.zeros((t.y.size, len(CLASSES))) for t in tables]
+    also = [np.zeros((t.y.size, len(CLASSES))) for t in also_score]
     for test in record_folds(names, folds):
-        train = [t for t in (train_tables or tables) if t.record not in test]
+        train = [t for t in [*(train_tables or tables), *extra_train] if t.record not in test]
         model = fit(v, np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train]), seed=seed)
         for i, t in enumerate(tables):
             if t.record in test:
                 proba[i] = predict_proba(v, model, t.x)
-    return {"proba": np.concatenate(proba), "y": np.concatenate([t.y for t in tables]),
-            "record": np.concatenate([np.full(t.y.size, i) for i, t in enumerate(tables)]),
-            "t": np.concatenate([t.t for t in tables])}
+        for i, t in enumerate(also_score):
+            if t.record in test:
+                also[i] = predict_proba(v, model, t.x)
+    out = {"proba": np.concatenate(proba), "y": np.concatenate([t.y for t in tables]),
+           "record": np.concatenate([np.full(t.y.size, i) for i, t in enumerate(tables)]),
+           "t": np.concatenate([t.t for t in tables])}
+    if also_score:
+        out |= {"also_proba": np.concatenate(also), "also_y": np.concatenate([t.y for t in also_score]),
+                "also_record": np.concatenate([np.full(t.y.size, i) for i, t in enumerate(also_score)]),
+                "also_t": np.concatenate([t.t for t in also_score])}
+    return out

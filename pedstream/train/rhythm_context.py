@@ -6,7 +6,7 @@ features (:mod:`pedstream.dsp.rhythm_features`), with class-balanced sample weig
 - :func:`fit` / :func:`predict_proba` (``(n, len(CLASSES))`` in :data:`CLASSES` order, whatever
   classes the fold had);
 - :func:`record_calls` / :func:`score_records`: per-record alarm episodes through the engine's own
-  alarm logic (:class:`pedstream.stream.rhythm_alarms.RhythmAlarmLogic`), scored with
+  alarm logic (:class:`pedstream.monitor.rhythm_alarms.RhythmAlarmLogic`), scored with
   :func:`pedstream.score.episodes.score_record` against the annotated rhythm spans;
 - :func:`rule_probs`: the RR-irregularity rule's decisions as one-hot "probabilities" (AF or sinus),
   so it is scored by the same alarm logic.
@@ -76,7 +76,7 @@ def rule_probs(rule_af: np.ndarray) -> np.ndarray:
 
 
 def _logic(cfg: "Config"):  # type: ignore[no-untyped-def]
-    from pedstream.stream.rhythm_alarms import RhythmAlarmLogic
+    from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic
 
     rc = cfg.rhythm_context
     return RhythmAlarmLogic(classes=CLASSES, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,

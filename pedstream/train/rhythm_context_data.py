@@ -13,7 +13,8 @@ constants are in seconds.) Several context lengths are computed in one pass (CV 
 - :func:`build_cinc` (CinC 2017): one row per recording, at its last complete hop.
 
 Tables are ``dict`` of numpy arrays: ``X_<ctx>`` (n, K) float32, ``y`` (n,) int8, ``t`` (n,) s,
-``age_s``, ``record`` (n,) str, ``rule_af`` (n,) bool (the RR rule), ``source``. Cached as ``.npz`` under ``<cache>/rhythm_context``.
+``age_s``, ``record`` (n,) str, ``rule_af`` (n,) bool (the RR rule), ``rr_seq`` (n, 64) float32 (the last
+64 RR intervals of the last 30 s, zero-padded in front: the sequence models' input), ``source``. Cached as ``.npz`` under ``<cache>/rhythm_context``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features, decimation_step
+from pedstream.dsp.rhythm_features import ALL_FEATURES, context_features_multi, decimation_step
 from pedstream.dsp.rr_rule import RRIrregularityRule
 from pedstream.errors import RecordError
 
@@ -38,8 +39,11 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CLASSES", "FEATURE_VERSION", "RULE", "build_cinc", "build_records", "label_index", "main", "stream_features"]
 
 CLASSES: tuple[str, ...] = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact")
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: + multi-scale RR and beat-morphology features (pedstream.dsp.rhythm_features)
 RULE = -1.0  # key of the RR rule's AF decision per row in stream_features' table
+RRSEQ = -2.0  # key of the RR sequence per row (the last SEQ_LEN intervals of the last SEQ_CONTEXT_S, s)
+SEQ_LEN = 64
+SEQ_CONTEXT_S = 30.0
 
 
 def label_index(name: str | None) -> int:
@@ -69,6 +73,7 @@ def stream_features(x: np.ndarray, fs: float, cfg: "Config", *, hop_s: float, co
     rows: dict[float, list[np.ndarray]] = {c: [] for c in contexts}
     rule = RRIrregularityRule()
     rule_af: list[bool] = []
+    seqs: list[np.ndarray] = []
     prev = 0
     for end in ends:
         beats.extend(det.process(y[prev:end]))
@@ -79,13 +84,19 @@ def stream_features(x: np.ndarray, fs: float, cfg: "Config", *, hop_s: float, co
         lead = y[a:end:step]
         bt = np.asarray(beats, dtype=np.float64) / fs
         t = end / fs
-        for c in contexts:
-            rows[c].append(context_features(bt, t, c, lead, fsd, lead_t0=a / fs))
+        for c, row in context_features_multi(bt, t, tuple(contexts), lead, fsd, lead_t0=a / fs).items():
+            rows[c].append(row)
         ts.append(t)
         rule_af.append(rule.is_af(bt))
-    k = len(CONTEXT_FEATURES)
+        rr = np.diff(bt[bt >= t - SEQ_CONTEXT_S])[-SEQ_LEN:]
+        seq = np.zeros(SEQ_LEN, np.float32)
+        if rr.size:
+            seq[-rr.size:] = rr
+        seqs.append(seq)
+    k = len(ALL_FEATURES)
     feats = {c: (np.stack(r) if r else np.zeros((0, k), np.float32)) for c, r in rows.items()}
     feats[RULE] = np.asarray(rule_af, dtype=bool)
+    feats[RRSEQ] = np.stack(seqs) if seqs else np.zeros((0, SEQ_LEN), np.float32)
     return np.asarray(ts), feats, np.asarray(beats, dtype=np.float64) / fs
 
 
@@ -109,12 +120,13 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 
 def _spec(cfg: "Config", hop_s: float, contexts: Sequence[float], signal_s: float) -> dict[str, Any]:
     return {"filters": cfg.filters.model_dump(mode="json"), "hop_s": hop_s, "contexts": list(contexts),
-            "signal_s": signal_s, "features": list(CONTEXT_FEATURES)}
+            "signal_s": signal_s, "features": list(ALL_FEATURES), "seq": [SEQ_LEN, SEQ_CONTEXT_S]}
 
 
 def _stack(parts: list[dict[str, Any]], contexts: Sequence[float]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {f"X_{c:g}": np.concatenate([p["X"][c] for p in parts]) for c in contexts}
     out["rule_af"] = np.concatenate([p["X"][RULE] for p in parts])
+    out["rr_seq"] = np.concatenate([p["X"][RRSEQ] for p in parts])
     for f in ("y", "t", "age_s", "record"):
         out[f] = np.concatenate([p[f] for p in parts])
     return out

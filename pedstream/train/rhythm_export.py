@@ -83,30 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.config import load_config
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_context import DEFAULT_PARAMS, fit, training_rows
+    from pedstream.train.rhythm_tables import HOP_S, SIGNAL_S, default_shared, load, merge, weights
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="pedstream/assets/rhythm_model.onnx")
     ap.add_argument("--settings", default="bench/results/rhythm_context/cv.json")
-    ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+    ap.add_argument("--shared", default=str(default_shared()))
     ap.add_argument("--cache", default=None)
     a = ap.parse_args(argv)
     try:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
         settings = json.loads(Path(a.settings).read_text(encoding="utf-8"))
         ctx, wmode = float(settings["chosen"]["context_s"]), str(settings["chosen"]["weights"])
-        import rhythm_context_cv as cv  # bench/rhythm_context_cv.py: the same tables and weights
-
         cfg = load_config()
-        cv.SHARED = Path(a.shared)
-        data = cv.load(cfg, Path(a.cache) if a.cache else default_cache())
-        tabs = [cv.merge([data["cinc2017"]], ctx), cv.merge([data["mitdb"], data["vfdb"]], ctx)]
+        data = load(cfg, Path(a.cache) if a.cache else default_cache(), a.shared)
+        tabs = [merge([data["cinc2017"]], ctx), merge([data["mitdb"], data["vfdb"]], ctx)]
         rows = [training_rows(tabs[0], min_age_s=0, stride=1), training_rows(tabs[1])]
         X = np.concatenate([t["X"][r] for t, r in zip(tabs, rows)])
         y = np.concatenate([t["y"][r] for t, r in zip(tabs, rows)]).astype(np.int64)
         t0 = time.time()
-        clf = fit(X, y, source_weight=cv.weights(y, wmode))
+        clf = fit(X, y, source_weight=weights(y, wmode))
         meta = {"kind": "rhythm_context", "feature_version": FEATURE_VERSION, "classes": list(CLASSES),
-                "features": list(CONTEXT_FEATURES), "context_s": ctx, "signal_s": cv.SIGNAL_S, "hop_s": cv.HOP_S,
+                "features": list(CONTEXT_FEATURES), "context_s": ctx, "signal_s": SIGNAL_S, "hop_s": HOP_S,
                 "class_weights": wmode, "params": DEFAULT_PARAMS, "datasets": DATASETS,
                 "rows": {c: int(np.sum(y == k)) for k, c in enumerate(CLASSES)}, "fit_seconds": round(time.time() - t0, 1),
                 "not_seen": "iafdb iaf1_afw (kept as a check), nsrdb/sddb (no signals), Leipzig records",

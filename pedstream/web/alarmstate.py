@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
 
 __all__ = ["ActiveAlarm", "AlarmBoard", "ActionRefused", "PRIORITY_RANK"]
 

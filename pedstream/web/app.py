@@ -33,6 +33,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pedstream.web.alarmstate import ActionRefused
 from pedstream.web.auth import LoginLimiter, Session, Sessions, Users
 from pedstream.web.station import WebStation
+from pedstream.config import WebSection
 
 __all__ = ["build_app", "CSP", "static_dir"]
 
@@ -107,7 +108,7 @@ async def _bounded_body(request: Request) -> bytes:
 class WebApp:
     """Routes over one :class:`WebStation`, one :class:`Users` and the session store."""
 
-    def __init__(self, *, station: WebStation, users: Users, tls: bool, cfg: Any) -> None:
+    def __init__(self, *, station: WebStation, users: Users, tls: bool, cfg: WebSection) -> None:
         self.station = station
         self.users = users
         self.tls = tls

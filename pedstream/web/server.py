@@ -23,6 +23,7 @@ import uvicorn
 from pedstream.web.app import build_app
 from pedstream.web.auth import Users, WebError
 from pedstream.web.station import WebStation
+from pedstream.config import Config
 
 __all__ = ["WebService", "parse_bind", "is_loopback"]
 
@@ -58,7 +59,7 @@ class _Server(uvicorn.Server):
 class WebService:
     """The web station of one monitor run (module docstring)."""
 
-    def __init__(self, cfg: Any, *, bind: str | None = None, alarms_dir: Path | None = None) -> None:
+    def __init__(self, cfg: Config, *, bind: str | None = None, alarms_dir: Path | None = None) -> None:
         w = cfg.web
         self.host, port = parse_bind(bind or w.bind)
         self.tls = bool(w.cert_file or w.key_file)

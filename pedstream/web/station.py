@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.source import ChunkReceived, StreamAdded, StreamLost
+from pedstream.events import MonitorEvent
+from pedstream.events import ChunkReceived, StreamAdded, StreamLost
 from pedstream.web.alarmstate import PRIORITY_RANK, AlarmBoard
 from pedstream.web.auth import Session
 from pedstream.web.display import KIND_ALL, KIND_TILE, DisplayRing, encode_frame
+from pedstream.config import Config
 
 __all__ = ["WebStation", "Screen"]
 
@@ -82,7 +83,7 @@ class _Bed:
 class WebStation:
     """See the module docstring. ``cfg``: the whole :class:`~pedstream.config.Config`."""
 
-    def __init__(self, *, cfg: Any, alarms_dir: Path | None = None) -> None:
+    def __init__(self, *, cfg: Config, alarms_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.web = cfg.web
         self.alarms_dir = None if alarms_dir is None else Path(alarms_dir)

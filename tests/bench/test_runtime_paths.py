@@ -18,7 +18,7 @@ import pytest
 from pedstream.config import load_config
 from pedstream.model.ortcapture import capture_output, fallback_line
 from pedstream.model.runtime import ModelSession, session_options
-from pedstream.stream.runner import default_model_path
+from pedstream.monitor.assembly import default_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # the exact lines onnxruntime's InferenceSession prints when a provider cannot start

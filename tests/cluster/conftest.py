@@ -34,8 +34,8 @@ def cluster_cfg(port: int, *extra: str):
 
 def ward_plans(cfg, n: int, *, seconds: float = 30.0):
     """``n`` replay plans (bed00..) over the bundled simulated records, ``seconds`` of each."""
-    from pedstream.stream.replay import plan_replay
-    from pedstream.stream.runner import demo_records_path
+    from pedstream.transports.replay import plan_replay
+    from pedstream.monitor.assembly import demo_records_path
 
     base = plan_replay([demo_records_path(cfg)], cfg.signal, seconds=seconds)
     return [dataclasses.replace(base[i % len(base)], stream_id=f"bed{i:02d}") for i in range(n)]

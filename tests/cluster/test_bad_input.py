@@ -118,7 +118,7 @@ async def test_the_supervisor_survives_a_broker_restart_and_takes_its_lock_again
 
     from pedstream.cluster.supervisor import Supervisor
     from pedstream.cluster.topics import lock_topic
-    from pedstream.stream.mqtt.wire import encode_meta, topic_for
+    from pedstream.transports.mqtt.wire import encode_meta, topic_for
 
     cfg = cluster_cfg(mosquitto.port, "mqtt.reconnect_max_s=1.0")
     lines: list[str] = []

@@ -27,8 +27,8 @@ N_STREAMS, N_WORKERS = 30, 3
 async def test_sigkill_one_worker_its_streams_move_and_no_other_stream_loses_a_call(ray_local, mosquitto, tmp_path):
     from pedstream.cluster.central import Central
     from pedstream.cluster.supervisor import Supervisor
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
-    from pedstream.stream.sinks import JsonLinesSink
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
+    from pedstream.outputs.jsonlines import JsonLinesSink
 
     cfg = cluster_cfg(mosquitto.port)
     plans = ward_plans(cfg, N_STREAMS)

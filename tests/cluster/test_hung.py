@@ -19,7 +19,7 @@ N_STREAMS = 6
 async def test_a_hung_worker_is_killed_after_missed_heartbeats_and_its_streams_move(ray_local, mosquitto):
     from pedstream.cluster.central import Central
     from pedstream.cluster.supervisor import Supervisor
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
 
     cfg = cluster_cfg(mosquitto.port, "cluster.heartbeat_timeout_s=0.5", "cluster.heartbeat_misses=2")
     plans = ward_plans(cfg, N_STREAMS)

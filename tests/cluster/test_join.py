@@ -18,7 +18,7 @@ N_STREAMS = 8
 async def test_a_replaced_worker_joins_and_takes_back_only_its_streams(ray_local, mosquitto):
     from pedstream.cluster.central import Central
     from pedstream.cluster.supervisor import Supervisor
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
 
     cfg = cluster_cfg(mosquitto.port, "cluster.replace_dead=true")
     plans = ward_plans(cfg, N_STREAMS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from pedstream.cluster.worker import WorkerEvents
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
 
 
 async def test_a_moved_stream_its_gap_its_alarm_state_and_a_stream_moved_away():

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pedstream.dsp.beat_features import (ADAPT_FEATURES, BEAT_FEATURES, BeatFeatures, beat_feature_table,
+from pedstream.dsp.beat_features import (ADAPT_FEATURES, BEAT_FEATURES, CONTEXT_FEATURES, BeatFeatures, beat_feature_table,
                                          beat_windows, feature_names)
 from pedstream.dsp.rr import rr_features
 
@@ -26,7 +26,7 @@ def col(name: str, adapt: bool = False) -> int:
 
 def test_names_and_shape_on_real_record():
     tab = _table("208", adapt=True)
-    assert tab.x.shape == (tab.y.size, len(BEAT_FEATURES) + len(ADAPT_FEATURES))
+    assert tab.x.shape == (tab.y.size, len(BEAT_FEATURES) + len(ADAPT_FEATURES) + len(CONTEXT_FEATURES))
     assert np.isfinite(tab.x).all()
     assert np.bincount(tab.y, minlength=5)[[0, 2, 3]].tolist() == [64, 30, 12]  # N, V, F of the excerpt
 

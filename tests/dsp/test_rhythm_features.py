@@ -12,8 +12,10 @@ from pedstream.config import load_config
 from pedstream.data.cinc2017 import read_recording
 from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.qrs import OnlineQRSDetector
-from pedstream.dsp.rhythm_features import (CONTEXT_FEATURES, RR_CONTEXT_FEATURES, context_features,
-                                           decimation_step, rr_context_features, signal_features)
+from pedstream.dsp.rhythm_features import (ALL_FEATURES, CONTEXT_FEATURES, EXTRA_RR_FEATURES, MORPH_FEATURES,
+                                           RR_CONTEXT_FEATURES, context_features, context_features_multi,
+                                           decimation_step, extra_rr_features, morph_features, rr_context_features,
+                                           signal_features)
 from pedstream.dsp.rr_rule import RRIrregularityRule, clean_intervals
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "rhythm"
@@ -86,3 +88,34 @@ def test_real_cinc_recordings_through_detector(name: str, af: bool) -> None:
     assert bool(RRIrregularityRule(min_intervals=20).is_af(b)) is af
     f = context_features(b, x.size / fs, 30.0, y[-int(8 * fs)::2], fs / 2, lead_t0=x.size / fs - 8.0)
     assert bool(f[F["pdiff10_clean"]] > 0.5) is af and np.isfinite(f).all()
+
+
+@pytest.mark.parametrize("name,af", [("A00009", True), ("A00001", False)])
+def test_morphology_and_multiscale_features_on_real_recordings(name: str, af: bool) -> None:
+    """P waves are the same before every beat in sinus rhythm and absent (fibrillatory waves) in AF."""
+    cfg = load_config()
+    x, fs = read_recording(FIX, name)
+    y = FilterBank(fs=fs, cfg=cfg.filters, n_ecg=1, n_iegm=0).process(x[:, None])[:, 0]
+    b = np.asarray(OnlineQRSDetector(fs=fs).process(y), dtype=np.float64) / fs
+    now = x.size / fs
+    full = context_features_multi(b, now, (30.0, 60.0), y[-int(8 * fs)::2], fs / 2, lead_t0=now - 8.0)
+    a = {n: float(v) for n, v in zip(ALL_FEATURES, full[30.0])}
+    assert full[30.0].shape == (len(ALL_FEATURES),) and np.isfinite(full[60.0]).all()
+    assert np.array_equal(full[30.0][: len(CONTEXT_FEATURES)],
+                          context_features(b, now, 30.0, y[-int(8 * fs)::2], fs / 2, lead_t0=now - 8.0))
+    assert (a["p_corr"] < 0.5) is af and (a["pnn50"] > 0.3) is af and a["tmpl_corr_mean"] > 0.9
+    assert a["n_beats_10"] < a["n_beats"] and 0.0 <= a["beat_free_frac"] <= 1.0
+
+
+def test_morphology_features_identical_beats_and_flat_lead() -> None:
+    fs = 125.0
+    x = np.zeros(int(8 * fs))
+    r = np.arange(50, x.size - 60, 100)
+    for i in r:
+        x[i - 3: i + 4] += np.hanning(7)
+    m = {n: float(v) for n, v in zip(MORPH_FEATURES, morph_features(x, fs, r))}
+    assert m["tmpl_corr_mean"] > 0.99 and m["tmpl_low_frac"] == 0.0 and 0.0 < m["qrs_width_last_s"] < 0.06
+    flat = morph_features(np.zeros(int(8 * fs)), fs, np.zeros(0, np.int64))
+    assert np.isfinite(flat).all() and flat[MORPH_FEATURES.index("beat_free_frac")] == 1.0
+    e = extra_rr_features(np.zeros(0), 5.0, 30.0)
+    assert np.isfinite(e).all() and e.shape == (len(EXTRA_RR_FEATURES),)

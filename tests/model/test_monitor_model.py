@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pedstream.model.metadata import trained_on
 from pedstream.model.runtime import read_metadata
-from pedstream.stream.banner import is_packaged_model, model_banner
-from pedstream.stream.runner import default_model_path
+from pedstream.monitor.banner import is_packaged_model, model_banner
+from pedstream.monitor.assembly import default_model_path
 
 TRAINED_ON = "simulated Leipzig-format data + MIT-BIH ECG, not for clinical use"
 

@@ -159,7 +159,7 @@ def test_a_beat_model_given_as_the_rhythm_model_is_named_as_such():
 
     from pedstream.config import load_config
     from pedstream.errors import ModelError
-    from pedstream.stream.runner import open_model
+    from pedstream.monitor.assembly import open_model
 
     beat = Path(__file__).resolve().parents[2] / "models" / "mitdb-aami" / "model.onnx"
     with pytest.raises(ModelError, match=r"is a beat model .* --set stream.beat_model="):

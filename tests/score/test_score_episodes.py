@@ -18,8 +18,8 @@ from pedstream.cli import cli
 from pedstream.config import load_config
 from pedstream.data.annotations import read_annotations, write_annotations
 from pedstream.score.replay_events import replay_events, simulate_alarms
-from pedstream.stream.replay import plan_replay
-from pedstream.stream.runner import demo_records_path, open_model
+from pedstream.transports.replay import plan_replay
+from pedstream.monitor.assembly import demo_records_path, open_model
 
 REAL = Path(__file__).resolve().parents[1] / "fixtures" / "real"
 
@@ -82,7 +82,7 @@ def test_score_episodes_on_a_real_mitdb_excerpt(tmp_path: Path) -> None:
     assert rep["records"]["119"]["dropped_windows"] == 0
     assert rep["monitored_h"] == pytest.approx((21600 - 32) / 360 / 3600, abs=1e-4)  # from the first "(N"
     assert isinstance(rep["false_alarms_per_hour"], float)
-    from pedstream.stream.runner import default_model_path
+    from pedstream.monitor.assembly import default_model_path
 
     assert rep["model"] == str(default_model_path())  # the monitor model, as `pedstream run`
     assert f"model: {default_model_path()}" in res.output and "trained on" in res.output  # the table says which

@@ -16,8 +16,8 @@ import pytest
 
 from pedstream.dsp.beat_features import feature_names
 from pedstream.errors import ModelError
-from pedstream.stream.ectopy import open_beat_model
-from tests.stream.test_ectopy import REC119, cfg, matched, replay_119, session  # noqa: F401 (fixtures)
+from pedstream.monitor.ectopy import open_beat_model
+from tests.monitor.test_ectopy import REC119, cfg, matched, replay_119, session  # noqa: F401 (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 AAMI_FIX = ROOT / "tests" / "fixtures" / "real" / "aami"
@@ -39,7 +39,7 @@ def small_model(tmp_path_factory):
     meta = build_metadata(variant=v, cfg=bc, feature_scale=x.std(axis=0), beats={"N": 1}, records=["208", "220"],
                           adapt_settings={"method": "knn", "k": 3, "mix": 0.8, "n_half": 10.0})
     path = export_onnx(clf, tmp_path_factory.mktemp("gbm") / "beats.onnx", meta)
-    return path, clf, x
+    return path, clf, x[:, : len(feature_names(True))]  # the columns the engine computes
 
 
 def test_export_matches_scikit_learn_and_the_engine_accepts_it(small_model, cfg):  # noqa: F811
@@ -102,13 +102,17 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
     """Monitor.label_beats through the running engine: bed1 (208) labelled, bed2 (220) never; the
     labels file names the clinician; wrong labels are one error and change nothing."""
     from pedstream.api import Monitor, read_record
-    from pedstream.stream.adapt import LabelError
+    from pedstream.monitor.adapt import LabelError
+
+    from tests.support.helpers import events_validator
 
     recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
     beats: list = []
+    marks: list = []  # beat_label events
     async with Monitor(beat_model=small_model[0], labels_dir=tmp_path / "labels",
                        overrides=["alarms.strips=false", "stream.queue_windows=10000"]) as mon:
         mon.engine.add_listener(lambda e: beats.append(e) if e.kind == "beat" else None)
+        mon.engine.add_listener(lambda e: marks.append(e) if e.kind == "beat_label" else None)
         for sid, rd in recs.items():
             ch = [c for c, p in zip(rd.channels, rd.present) if p]
             await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch)
@@ -131,9 +135,14 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
             mon.label_beats("bed7", [(pick[0].extra["beat_t"], "V")])
         with pytest.raises(LabelError, match="no classified beat"):
             mon.label_beats("bed1", [(pick[0].extra["beat_t"] + 0.4, "V")])
-        assert mon.engine.beat_labels.n_labels("bed1") == 0 and not (tmp_path / "labels").exists()
+        assert mon.engine.beat_labels.n_labels("bed1") == 0 and not (tmp_path / "labels").exists() and not marks
         new = mon.label_beats("bed1", [(e.extra["beat_t"], truth(e)) for e in pick], who="dr.test")
         assert len(new) == 16
+        assert [(m.stream, m.extra["label_state"], m.extra["who"], m.extra["label_id"]) for m in marks] == [
+            ("bed1", "applied", "dr.test", i) for i in range(1, 17)]
+        assert mon.undo_beat_labels("bed1", who="dr.undo") == 1 and mon.engine.beat_labels.n_labels("bed1") == 15
+        assert marks[-1].extra["label_state"] == "undone" and marks[-1].extra["who"] == "dr.undo"
+        mon.label_beats("bed1", [(pick[-1].extra["beat_t"], truth(pick[-1]))], who="dr.test")  # back to 16
         n_before = len(beats)
         for sid, rd in recs.items():  # the same patients go on (the clock continues)
             ch = [c for c, p in zip(rd.channels, rd.present) if p]
@@ -141,6 +150,10 @@ async def test_monitor_label_beats_adapts_only_that_stream(small_model, tmp_path
         await _beats_done(mon)
     later = beats[n_before:]
     assert {e.extra.get("labels") for e in later if e.stream == "bed1"} == {16}
+    assert all({"couplets", "runs", "pattern"} <= set(e.extra) for e in beats)
+    check = events_validator()
+    for e in beats + marks:
+        check.validate(e.to_dict())
     assert all("labels" not in e.extra for e in later if e.stream == "bed2")
     doc = (tmp_path / "labels" / "bed1.json").read_text()
     assert "dr.test" in doc and not (tmp_path / "labels" / "bed2.json").exists()
@@ -159,3 +172,43 @@ def test_engine_beat_positions_label_the_reference_beats(small_model):
     d = np.abs(pos[:, None] - ref.sample[None, :]).min(axis=1)
     assert np.median(d) <= 10  # samples at 360 Hz
     assert np.bincount(tab.y[tab.y >= 0], minlength=5)[2] >= 25  # the excerpt's 30 V beats, nearly all
+
+
+async def test_labels_queued_from_a_file_apply_when_the_stream_runs(small_model, tmp_path):
+    """``pedstream label bed1 --beats FILE`` before the monitor runs: the stream applies each queued label
+    to its beat at that time (a ``beat_label`` event, state applied) and its later calls are adapted; a
+    label at a time with no beat is reported unmatched; the other stream never sees them."""
+    from pedstream.api import Monitor, read_record
+    from pedstream.monitor.adapt import label_command
+
+    t0 = 1000.0
+    recs = {sid: read_record(AAMI_FIX / name) for sid, name in (("bed1", "208"), ("bed2", "220"))}
+    ann = recs["bed1"].annotations
+    t_ann = t0 + ann.sample / ann.fs
+    sym = np.asarray(ann.symbol)
+    late = t_ann > t0 + 5.0  # after the beat filters settled
+    pick = list(t_ann[late & (sym == "V")][:6]) + list(t_ann[late & (sym == "N")][:6])
+    f = tmp_path / "beats.csv"
+    k = int(np.flatnonzero((np.diff(t_ann) > 0.7) & (t_ann[:-1] > t0 + 10.0))[0])
+    t_gap = (t_ann[k] + t_ann[k + 1]) / 2  # no beat within 0.35 s
+    f.write_text("".join(f"{t:.3f},{c}\n" for t, c in zip(pick, ["V"] * 6 + ["N"] * 6)) + f"{t_gap:.3f},V\n")
+    label_command(stream="bed1", beats_file=f, who="dr.file", labels_dir=tmp_path / "labels")
+    marks: list = []
+    beats: list = []
+    async with Monitor(beat_model=small_model[0], labels_dir=tmp_path / "labels",
+                       overrides=["alarms.strips=false", "stream.queue_windows=10000"]) as mon:
+        mon.engine.add_listener(lambda e: marks.append(e) if e.kind == "beat_label" else None)
+        mon.engine.add_listener(lambda e: beats.append(e) if e.kind == "beat" else None)
+        for sid, rd in recs.items():
+            ch = [c for c, p in zip(rd.channels, rd.present) if p]
+            await mon.feed(sid, rd.signal[:, rd.present], fs=rd.fs, channels=ch, t0=t0)
+        await _beats_done(mon)
+        n = mon.engine.beat_labels.n_labels("bed1")
+        assert mon.engine.beat_labels.n_labels("bed2") == 0
+    applied = [m for m in marks if m.extra["label_state"] == "applied"]
+    assert {m.stream for m in marks} == {"bed1"} and len(applied) == n >= 10
+    assert all(m.extra["who"] == "dr.file" for m in marks)
+    assert [m.t_signal for m in marks if m.extra["label_state"] == "unmatched"] == [pytest.approx(t_gap, abs=1e-3)]
+    last = max(m.t_signal for m in applied)
+    assert {e.extra.get("labels") for e in beats if e.stream == "bed1" and e.t_signal > last + 0.2} == {n}
+    assert all("labels" not in e.extra for e in beats if e.stream == "bed2")

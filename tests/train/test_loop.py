@@ -75,7 +75,7 @@ def test_run_folder_holds_checkpoint_manifest_curves_predictions(subject_run: Pa
                                      "windows": man["data"]["n_windows"]}
     assert meta["data_description"] == (f"simulated Leipzig-format records (pedstream data synth): 6 subjects, "
                                         f"6 records, {man['data']['n_windows']} windows of 2.5 s at 977 Hz")
-    from pedstream.stream.banner import model_banner
+    from pedstream.monitor.banner import model_banner
 
     assert model_banner(meta) == ("Model · trained on SIMULATED Leipzig-format data (6 simulated subjects) · "
                                   "not for clinical use")  # a user-trained model is never "DEMO MODEL"

@@ -14,7 +14,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("skl2onnx")
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.dsp.rhythm_features import CONTEXT_FEATURES  # noqa: E402
+from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES  # noqa: E402
 from pedstream.errors import ModelError  # noqa: E402
 from pedstream.model.rhythm_runtime import RhythmModel  # noqa: E402
 from pedstream.train.rhythm_context import fit, predict_proba, record_calls, rule_probs, training_rows  # noqa: E402
@@ -40,7 +40,8 @@ def table(tmp_path_factory):
 
 def test_table_rows_labels(table) -> None:
     n = table["y"].size
-    assert table["X_30"].shape == (n, len(CONTEXT_FEATURES)) and np.isfinite(table["X_30"]).all()
+    assert table["X_30"].shape == (n, len(ALL_FEATURES)) and np.isfinite(table["X_30"]).all()
+    assert table["rr_seq"].shape == (n, 64) and (table["rr_seq"] >= 0).all()
     names = {CLASSES[k] for k in set(table["y"].tolist()) if k >= 0}
     assert {"sinus", "vt", "vf", "asystole"} <= names
     assert n == pytest.approx((90 + 80 + 60) / 1.25 - 3 * 1, abs=6)  # a row per hop after the filters settle
@@ -49,7 +50,7 @@ def test_table_rows_labels(table) -> None:
 
 
 def test_export_round_trip(table, tmp_path) -> None:
-    X = table["X_30"]
+    X = table["X_30"][:, : len(CONTEXT_FEATURES)]
     y = np.arange(X.shape[0]) % len(CLASSES)  # every class present (the export refuses fewer)
     clf = fit(X, y, params={"max_iter": 5})
     path = export_onnx(clf, tmp_path / "r.onnx", {"kind": "rhythm_context", "features": list(CONTEXT_FEATURES),

@@ -45,7 +45,8 @@ def _read_lines(stream, out: queue.Queue) -> None:
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory) -> Station:
-    """``pedstream run --web`` replaying three records (looping, in real time) with a users file
+    """``pedstream run --web`` replaying three records (looping, in real time; ended by the fixture, the
+    duration only bounds a run the fixture could not end) with a users file
     (ana: clinician, vic: viewer), the rhythm-context layer on: it raises vfdb 421's VT as a high
     priority ``vt`` alarm, so its tile turns red. vfdb's lead is named ``ECG``: an alias makes it lead II."""
     from pedstream.web.auth import add_user
@@ -56,7 +57,7 @@ def station(tmp_path_factory) -> Station:
     add_user(users, "vic", "viewer", PASSWORDS["vic"])
     events = tmp / "events.jsonl"
     cmd = [sys.executable, "-m", "pedstream.cli", "run", "--source", "replay", "--headless", "--web",
-           "--bind", "127.0.0.1:0", "--events", str(events), "--duration", "120",
+           "--bind", "127.0.0.1:0", "--events", str(events), "--duration", "900",
            "--set", f"web.users_file={users}", "--set", "replay.loop=true", "--set", "replay.speed=1",
            "--set", "rhythm_context.enabled=true", "--set", "signal.aliases.ECG=II", "--alarms-dir", str(tmp / "alarms")]
     for r in RECORDS:
@@ -79,6 +80,16 @@ def station(tmp_path_factory) -> Station:
     if url is None:
         proc.kill()
         pytest.fail("the web station did not start:\n" + "".join(seen))
+    from urllib.parse import urlsplit
+
+    from tests.conftest import wait_port
+
+    where = urlsplit(url)  # the URL is printed before the monitor starts: wait until it listens
+    try:
+        wait_port(where.hostname, where.port, timeout=60.0)
+    except TimeoutError as exc:
+        proc.kill()
+        pytest.fail(f"the web station at {url} never listened ({exc}):\n" + "".join(seen))
     yield Station(url=url, events=events, proc=proc, users=users)
     proc.send_signal(signal.SIGTERM)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pedstream.stream.sinks import MonitorEvent
+from pedstream.events import MonitorEvent
 from pedstream.web.alarmstate import ActionRefused, AlarmBoard
 
 

@@ -16,7 +16,7 @@ import websockets
 
 from pedstream.cluster.topics import alarm_topic, encode_json
 from pedstream.config import load_config
-from pedstream.stream.sinks import JsonLinesSink
+from pedstream.outputs.jsonlines import JsonLinesSink
 
 RECORD = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "aami" / "208"
 
@@ -43,9 +43,9 @@ def _act(port: int, cookie: str, csrf: str, body: dict) -> tuple[int, dict]:
 
 
 async def test_central_web_ward_waveforms_and_acknowledgement(mosquitto, tmp_path):
-    from pedstream.stream.mqtt.publisher import replay_to_mqtt
-    from pedstream.stream.replay import plan_replay
-    from pedstream.web.central import serve_central
+    from pedstream.transports.mqtt.publisher import replay_to_mqtt
+    from pedstream.transports.replay import plan_replay
+    from pedstream.cluster.web import serve_central
     from pedstream.web.server import WebService
 
     cfg = load_config(overrides=[f"mqtt.port={mosquitto.port}", "mqtt.host=127.0.0.1"])

@@ -80,8 +80,8 @@ def _request(port: int, method: str, path: str, *, body: str | None = None, head
 
 
 async def test_tls_station_cookies_csp_csrf_and_login_limit(tmp_path, tls_files):
-    from pedstream.stream.engine import Engine
-    from pedstream.stream.runner import open_model
+    from pedstream.monitor.engine import Engine
+    from pedstream.monitor.assembly import open_model
 
     users = tmp_path / "users"
     add_user(users, "vic", "viewer", "viewer password")

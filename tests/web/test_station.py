@@ -9,8 +9,8 @@ import time
 import numpy as np
 
 from pedstream.config import load_config
-from pedstream.stream.sinks import MonitorEvent
-from pedstream.stream.source import Chunk, ChunkReceived, StreamAdded, StreamInfo
+from pedstream.events import MonitorEvent
+from pedstream.events import Chunk, ChunkReceived, StreamAdded, StreamInfo
 from pedstream.web.auth import Session, User
 from pedstream.web.display import FRAME_HEADER
 from pedstream.web.station import WebStation

@@ -13,6 +13,7 @@ import numpy as np
 
 from pedstream.data.channels import LEIPZIG_LAYOUTS
 from pedstream.errors import ConfigError, RecordError
+from pedstream.config import Config
 
 __all__ = ["synth_command", "build_record", "LAYOUT_CYCLE"]
 
@@ -58,7 +59,7 @@ def build_record(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def synth_command(cfg: Any, *, out: Path, records: int | None = None, minutes: float | None = None,
+def synth_command(cfg: Config, *, out: Path, records: int | None = None, minutes: float | None = None,
                   seed: int | None = None, follow_real: Path | None = None, workers: int | None = None,
                   quiet: bool = False) -> list[dict[str, Any]]:
     """Write ``records`` simulated records of ``minutes`` into ``out`` (defaults from ``cfg.synth``)."""

@@ -1,0 +1,215 @@
+"""The engine's rhythm-context layer: per-stream bounded context, one batched ONNX call across streams.
+
+Per stream (:class:`StreamRhythm`, made when the stream is added, dropped when it is lost):
+
+- the R-peak times of the stream's own QRS detector (the pipeline's ``qrs``; ring index / rate, in
+  seconds), at most ``[rhythm_context] max_beats`` of them and none older than ``context_s`` (a
+  ``deque``): bounded memory, about 8 bytes x max_beats (4 KiB at 512) plus the alarm state;
+- nothing else: the QRS lead of the last ``signal_s`` is read from the pipeline's ring when a call is
+  due (decimated to ~125 Hz, :func:`pedstream.dsp.rhythm_features.decimation_step`).
+
+After each window (every ``every_windows``-th) a snapshot of the stream's beats and lead is queued (a
+copy taken on the event loop); :class:`RhythmLayer` computes their features
+(:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) and runs one
+``session.run`` over all queued rows of all streams in a worker thread (off the event loop),
+then each stream's :class:`pedstream.monitor.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
+into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
+rhythm alarms back). A gap in the stream (its detector restarts) clears its context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from pedstream.config import Config
+from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features, decimation_step
+from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic, Transition
+
+__all__ = ["RhythmLayer", "RhythmResult", "StreamRhythm"]
+
+log = logging.getLogger(__name__)
+_SINCE = CONTEXT_FEATURES.index("since_last_s")
+_FLAT = CONTEXT_FEATURES.index("flat_frac")
+
+
+@dataclass(slots=True)
+class RhythmResult:
+    """One rhythm call of one stream."""
+
+    stream_id: str
+    t: float  # stream seconds (ring index / rate) at the end of the context
+    t_signal: float | None
+    label: str
+    p: float
+    probs: dict[str, float]
+    context_s: float  # seconds of beats the call had (<= context_s)
+    beats: int
+    transitions: list[Transition]
+
+
+class StreamRhythm:
+    """Bounded rhythm context of one stream (see the module docstring)."""
+
+    def __init__(self, *, stream_id: str, fs: float, cfg: Config, classes: list[str], context_s: float,
+                 signal_s: float) -> None:
+        rc = cfg.rhythm_context
+        self.stream_id, self.fs = stream_id, float(fs)
+        self.context_s, self.signal_s = float(context_s), float(signal_s)
+        self.beats: deque[float] = deque(maxlen=rc.max_beats)
+        self.every = rc.every_windows
+        self.windows = 0
+        self.first_t: float | None = None  # start of the current context (after a gap: the new segment)
+        self._qrs: Any = None
+        self._seen = 0
+        self.step = decimation_step(self.fs)
+        self.logic = RhythmAlarmLogic(classes=classes, onset_p=rc.onset_p, offset_p=rc.offset_p,
+                                      onset_calls=rc.onset_calls, offset_calls=rc.offset_calls,
+                                      priorities=rc.priorities, asystole_s=rc.asystole_s)
+
+    def _sync_beats(self, pipe: Any) -> None:
+        qrs = pipe.qrs
+        if qrs is not self._qrs:  # a new segment (gap): its beats start afresh
+            self._qrs, self._seen = qrs, 0
+            self.beats.clear()
+            self.first_t = pipe.segment_start / self.fs
+        if qrs is None:
+            return
+        new = qrs.n_beats - self._seen
+        if new > 0:
+            recent = list(qrs.beats)[-new:]
+            off = pipe.segment_start
+            self.beats.extend((off + r) / self.fs for r in recent)
+            self._seen = qrs.n_beats
+        lo = pipe.ring.total_written / self.fs - self.context_s
+        while self.beats and self.beats[0] < lo:
+            self.beats.popleft()
+
+    def snapshot(self, pipe: Any) -> tuple | None:
+        """What a rhythm call needs, copied now on the event loop (the features are computed off it):
+        ``(beat times, t_now, decimated QRS lead, lead start, lead rate, context_s)``; None when this window is not a call
+        (``every_windows``) or there is no QRS lead."""
+        self.windows += 1
+        if (self.windows - 1) % self.every:
+            return None
+        self._sync_beats(pipe)
+        end = pipe.ring.total_written
+        if self._qrs is None:
+            return None
+        n = min(int(round(self.signal_s * self.fs)), end - max(pipe.ring.oldest, pipe.segment_start))
+        if n <= 0:
+            return None
+        lead, _ = pipe.ring.read(end - n, end)
+        x = np.array(lead[:: self.step, pipe.qrs_channel], dtype=np.float64)
+        return (np.fromiter(self.beats, np.float64, len(self.beats)), end / self.fs, x, (end - n) / self.fs,
+                self.fs / self.step, self.context_s)
+
+    @staticmethod
+    def compute(snap: tuple) -> np.ndarray:
+        """The features of a :meth:`snapshot` (any thread)."""
+        beats, t_now, x, t0, fs_lead, context_s = snap
+        return context_features(beats, t_now, context_s, x, fs_lead, lead_t0=t0)
+
+    def features(self, pipe: Any) -> np.ndarray | None:
+        """The context features now (snapshot + compute in one), or None when this window is not a call."""
+        snap = self.snapshot(pipe)
+        return None if snap is None else self.compute(snap)
+
+    def had_context_s(self, t_now: float) -> float:
+        return float(min(self.context_s, t_now - (self.first_t or 0.0)))
+
+
+@dataclass(slots=True)
+class _Row:
+    stream_id: str
+    t: float
+    t_signal: float | None
+    snap: tuple  # StreamRhythm.snapshot; the features are computed in the worker thread
+    context_s: float
+    x: np.ndarray | None = None
+
+
+class RhythmLayer:
+    """Queues rows of all streams and classifies them in one batched model call (task ``rhythm``)."""
+
+    def __init__(self, *, model: Any, cfg: Config, on_results: Callable[[list[RhythmResult]], None],
+                 max_batch: int = 4096) -> None:
+        self.model, self.cfg = model, cfg
+        self.classes: list[str] = list(model.classes)
+        self.context_s = float(cfg.rhythm_context.context_s)
+        self.signal_s = float(cfg.rhythm_context.signal_s)
+        self.on_results = on_results
+        self.max_batch = max_batch
+        self.streams: dict[str, StreamRhythm] = {}
+        self._rows: list[_Row] = []
+        self._wake = asyncio.Event()
+        self.calls = 0
+        self.batches = 0
+        self.errors = 0
+
+    def add_stream(self, stream_id: str, fs: float) -> StreamRhythm:
+        s = self.streams[stream_id] = StreamRhythm(stream_id=stream_id, fs=fs, cfg=self.cfg, classes=self.classes,
+                                                   context_s=self.context_s, signal_s=self.signal_s)
+        return s
+
+    def remove_stream(self, stream_id: str) -> list[Transition]:
+        """Free a stream's context (stream lost or replaced); the alarms it had on are turned off."""
+        s = self.streams.pop(stream_id, None)
+        self._rows = [r for r in self._rows if r.stream_id != stream_id]
+        return [] if s is None else s.logic.reset()
+
+    def on_window(self, pipe: Any, t_signal: float | None) -> None:
+        """After a window of ``pipe``: queue its rhythm row when one is due."""
+        s = self.streams.get(pipe.stream_id)
+        if s is None:
+            return
+        snap = s.snapshot(pipe)
+        if snap is None:
+            return
+        t = snap[1]
+        if len(self._rows) >= self.max_batch:  # never grow without bound: the oldest row of the batch goes
+            self._rows.pop(0)
+        self._rows.append(_Row(pipe.stream_id, t, t_signal, snap, s.had_context_s(t)))
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(0)  # let the rest of this ingest round queue its rows
+            rows, self._rows = self._rows, []
+            if not rows:
+                continue
+            try:
+                probs = await asyncio.to_thread(self._classify, rows)
+            except Exception as exc:  # a model failure is reported, monitoring goes on
+                self.errors += 1
+                log.warning("rhythm model failed on a batch of %d: %s", len(rows), exc)
+                continue
+            self.batches += 1
+            self.calls += len(rows)
+            self.on_results(self._results(rows, probs))
+
+    def _classify(self, rows: list[_Row]) -> np.ndarray:
+        """Worker thread: every row's features (from its snapshot), then one batched model call."""
+        for r in rows:
+            r.x = StreamRhythm.compute(r.snap)
+        return self.model.predict(np.stack([r.x for r in rows]))
+
+    def _results(self, rows: list[_Row], probs: np.ndarray) -> list[RhythmResult]:
+        out = []
+        for r, p in zip(rows, probs):
+            s = self.streams.get(r.stream_id)
+            if s is None:  # the stream went away meanwhile
+                continue
+            k = int(np.argmax(p))
+            tr = s.logic.step(p, since_beat_s=float(r.x[_SINCE]), readable=bool(r.x[_FLAT] < 0.95))
+            out.append(RhythmResult(r.stream_id, r.t, r.t_signal, self.classes[k], float(p[k]),
+                                    {c: round(float(v), 4) for c, v in zip(self.classes, p)}, r.context_s,
+                                    int(r.x[0]), tr))
+        return out

@@ -1,0 +1,259 @@
+"""The patient-specific protocol for the feature beat classifier: population model plus each patient's labelled beats.
+
+``pedstream eval --adapt-minutes 5 --data DIR`` (de Chazal and Reilly 2006; Kiranyaz 2016): record-wise
+cross-validation over the records of ``DIR`` (MIT-BIH DS1: 11 folds of 2 records). For every held-out
+record:
+
+1. the *population* model is the fold model trained on the other folds' records (the common set);
+2. it is adapted with the record's labelled beats: every beat of its first ``N`` minutes
+   (``--adapt-minutes N``), or ``n`` beats of its first 5 minutes (``--adapt-beats n``: the earliest
+   non-N beats, up to half of ``n``, the rest N beats spread evenly, as a clinician confirming the
+   ectopic beats they see and a few normal ones; or drawn at random, ``selection="random"``, 3 draws);
+3. the beats after the labelled span (after ``max(N, 5)`` minutes) are scored: SVEB and VEB Se, +P, F1
+   (gross, one-vs-rest over every beat, pooled over the records); the population model is scored on the
+   same beats beside it.
+
+Adaptation methods (:data:`METHODS`), one chosen per held-out record by the pooled score of the other
+records (nested: a record never chooses its own method):
+
+- ``knn k mix`` / ``prototype mix``: :class:`pedstream.monitor.adapt.PatientAdapter`, the live
+  monitor's few-shot adapter (a vote of the nearest labelled beats, or of the class means, mixed with the
+  population probabilities); what the monitor does when a clinician labels beats;
+- ``refit w``: a patient-specific model, as the published protocol trains one: the fold's gradient-boosting
+  model grown by ``REFIT_TREES`` more boosting iterations fitted on the patient's labelled beats (each with
+  weight ``w``) together with a class-stratified sample of the common set (up to ``REFIT_COMMON`` beats
+  per class, weight 1), so the new trees correct the population model where this patient differs.
+
+Everything the evaluation needs (feature tables, population CV predictions, refitted models' predictions)
+is cached under ``~/.cache/pedstream`` (:func:`pedstream.train.beat_data.default_cache`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import pickle
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "pick_labels", "adapt_eval", "format_markdown", "eval_adapt_command"]
+
+METHODS: tuple[tuple[str, int, float], ...] = (
+    *(("knn", k, mix) for k in (1, 3, 9) for mix in (0.5, 0.8, 1.0)),
+    *(("prototype", 0, mix) for mix in (0.5, 0.8)),
+)
+REFIT_WEIGHTS = (5.0, 20.0)
+REFIT_TREES = 40
+REFIT_COMMON = 2000
+SCORE_FROM_S = 300.0  # beats labelled from the first 5 minutes; scored after them
+
+
+def pick_labels(t: np.ndarray, y: np.ndarray, *, minutes: float | None = None, beats: int | None = None,
+                selection: str = "clinician", seed: int = 0, first_s: float = SCORE_FROM_S) -> np.ndarray:
+    """Indices of one record's labelled beats (see the module docstring); beats without a reference class
+    (``y < 0``, or Q) are never labelled."""
+    ok = (y >= 0) & (y < 4)
+    if minutes is not None:
+        return np.flatnonzero((t < 60.0 * minutes) & ok)
+    first = np.flatnonzero((t < first_s) & ok)
+    n = int(beats or 0)
+    if selection == "random":
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(first, min(n, first.size), replace=False))
+    ect = first[y[first] > 0][: n // 2]
+    norm = first[y[first] == 0]
+    take = norm[np.linspace(0, norm.size - 1, min(n - ect.size, norm.size)).astype(int)] if norm.size else norm
+    return np.sort(np.concatenate([ect, take]))
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    return np.asarray([[np.sum((y == i) & (pred == j)) for j in range(4)] for i in range(5)], dtype=np.int64)
+
+
+def _scores(c: np.ndarray) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, k in (("SVEB", 1), ("VEB", 2)):
+        se, ppv = c[k, k] / max(c[k].sum(), 1), c[k, k] / max(c[:, k].sum(), 1)
+        out[name] = {"Se": float(se), "+P": float(ppv), "F1": float(2 * se * ppv / (se + ppv)) if se + ppv else 0.0,
+                     "support": int(c[k].sum())}
+    return out
+
+
+def _mean_f1(c: np.ndarray) -> float:
+    s = _scores(c)
+    return 0.5 * (s["SVEB"]["F1"] + s["VEB"]["F1"])
+
+
+def _budgets(minutes: Sequence[float], beats: Sequence[int], selection: str) -> list[dict[str, Any]]:
+    out = [{"name": f"{m:g} min", "minutes": float(m), "beats": None, "selection": "all"} for m in minutes]
+    for n in beats:
+        out.append({"name": f"{n} beats, {selection}", "minutes": None, "beats": int(n), "selection": selection})
+    return out
+
+
+def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Sequence[int] = (),
+               selection: str = "clinician", variant: str | None = None, folds: int = 11,
+               methods: Sequence[tuple[str, int, float]] = METHODS, refit_weights: Sequence[float] = REFIT_WEIGHTS,
+               records: Sequence[str] | None = None, score_from_s: float = SCORE_FROM_S,
+               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the protocol (module docstring) on the records of ``data``; returns the results as a dict
+    (``results[budget]``: ``scores``, ``population`` on the same beats, ``mean_labels``, the method
+    chosen per record). ``variant``: the population model (:data:`pedstream.train.beat_gbm.VARIANTS`;
+    default: the shipped model's, ``models/mitdb-beats/manifest.json``). ``score_from_s``: the span the
+    beat budgets draw their labels from and the scoring starts after (5 minutes)."""
+    from pedstream.monitor.adapt import AdaptSettings, PatientAdapter
+    from pedstream.train.beat_data import DS1, build_tables, default_cache
+    from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns, fit, predict_proba, record_folds
+
+    say = progress or (lambda s: None)
+    t_start = time.time()
+    if variant is None:
+        man = Path(__file__).resolve().parents[2] / "models" / "mitdb-beats" / "manifest.json"
+        variant = json.loads(man.read_text())["model_config"]["variant"] if man.is_file() else \
+            "HGB, part 2 without raw morphology"
+    v = VARIANTS[variant]
+    if records is None:  # DS1's records found in the folder, else every annotated record there
+        records = [r for r in DS1 if (Path(data) / f"{r}.hea").is_file()] or sorted(
+            p.stem for p in Path(data).glob("*.atr"))
+    tables = build_tables(data, records=tuple(records))
+    if len(tables) < folds:
+        raise ValueError(f"{len(tables)} records for {folds} record-wise folds: give more records or fewer folds")
+    names = [t.record for t in tables]
+    cache = default_cache() / "adapt_eval"
+    cache.mkdir(parents=True, exist_ok=True)
+    tag = lambda *parts: hashlib.sha256(json.dumps([asdict(v), folds, names, [int(t.y.size) for t in tables],
+                                                    int(tables[0].x.shape[1]), *parts], sort_keys=True,
+                                                   default=str).encode()).hexdigest()[:16]
+    # the labelled beats are compared on every feature the engine computes for this model
+    adapt_cols = np.asarray(columns("part2" if v.features.startswith("part2") else "part1"))
+    budgets = _budgets(minutes, beats, selection)
+    settings = [f"{m} k={k} mix={x}" if m == "knn" else f"{m} mix={x}" for m, k, x in methods]
+    refit = v.model == "hgb"
+    settings += [f"refit w={w:g}" for w in refit_weights] if refit else []
+    # conf[budget][record] -> (S, 5, 4) confusions of the scored beats under each setting
+    conf: dict[str, list[np.ndarray]] = {b["name"]: [np.zeros(0)] * len(tables) for b in budgets}
+    base: dict[str, list[np.ndarray]] = {b["name"]: [np.zeros(0)] * len(tables) for b in budgets}
+    n_labels: dict[str, list[int]] = {b["name"]: [] for b in budgets}
+    rng = np.random.default_rng(0)
+    for test in record_folds(names, folds):
+        train = [t for t in tables if t.record not in test]
+        f = cache / f"fold-{tag(test)}.pkl"
+        if f.is_file():
+            model = pickle.loads(f.read_bytes())
+        else:
+            say(f"population model without {', '.join(test)} ({variant})")
+            model = fit(v, np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train]))
+            f.write_bytes(pickle.dumps(model))
+        x_tr, y_tr = np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train])
+        common = np.concatenate([rng.permutation(np.flatnonzero(y_tr == k))[:REFIT_COMMON] for k in range(len(CLASSES))])
+        scale = x_tr[:, adapt_cols].std(axis=0)
+        for i, tab in enumerate(tables):
+            if tab.record not in test:
+                continue
+            p = predict_proba(v, model, tab.x)
+            for b in budgets:
+                scored = tab.t >= max(score_from_s, 60.0 * (b["minutes"] or 0.0))
+                seeds = (0, 1, 2) if b["selection"] == "random" else (0,)
+                per = np.zeros((len(settings), 5, 4), dtype=np.int64)
+                per_base = np.zeros((5, 4), dtype=np.int64)
+                for seed in seeds:
+                    lab = pick_labels(tab.t, tab.y, minutes=b["minutes"], beats=b["beats"], selection=b["selection"],
+                                      seed=seed, first_s=score_from_s)
+                    n_labels[b["name"]].append(int(lab.size))
+                    per_base += _confusion(tab.y[scored], p[scored].argmax(1))
+                    local: dict[tuple[str, int], np.ndarray] = {}
+                    for s_i, (method, k, mix) in enumerate(methods):
+                        ad = PatientAdapter(classes=CLASSES, scale=scale, columns=adapt_cols,
+                                            settings=AdaptSettings(method=method, k=max(k, 1), mix=mix))
+                        ad.set_labels(tab.x[lab], tab.y[lab])
+                        if (method, k) not in local:
+                            local[(method, k)] = ad.local(tab.x[scored])
+                        per[s_i] += _confusion(tab.y[scored], ad.combine(p[scored], local[(method, k)]).argmax(1))
+                    for w_i, w in enumerate(refit_weights if refit else ()):
+                        m2 = copy.deepcopy(model)
+                        m2.set_params(warm_start=True, max_iter=int(m2.max_iter) + REFIT_TREES)
+                        xs = np.concatenate([x_tr[common], tab.x[lab]])
+                        ys = np.concatenate([y_tr[common], tab.y[lab]])
+                        wt = np.concatenate([np.ones(common.size), np.full(lab.size, float(w))])
+                        known = np.isin(ys, model.classes_)  # boosting goes on over the model's own classes
+                        if set(np.unique(ys[known])) == set(model.classes_.tolist()):
+                            m2.fit(xs[known][:, columns(v.features)], ys[known], sample_weight=wt[known])
+                            q = predict_proba(v, m2, tab.x[scored])
+                        else:  # a class of the model missing from these rows: no refit
+                            q = p[scored]
+                        per[len(methods) + w_i] += _confusion(tab.y[scored], q.argmax(1))
+                conf[b["name"]][i] = per
+                base[b["name"]][i] = per_base
+            say(f"record {tab.record} done ({time.time() - t_start:.0f} s)")
+    results: dict[str, Any] = {}
+    for b in budgets:
+        c = conf[b["name"]]
+        total = np.zeros((5, 4), dtype=np.int64)
+        chosen = []
+        for i in range(len(tables)):
+            pooled = sum(c[j] for j in range(len(tables)) if j != i)
+            s = int(np.argmax([_mean_f1(pooled[k]) for k in range(len(settings))]))
+            chosen.append(settings[s])
+            total += c[i][s]
+        results[b["name"]] = {
+            "budget": b, "scores": _scores(total), "population": _scores(sum(base[b["name"]])),
+            "mean_labels": float(np.mean(n_labels[b["name"]])), "chosen_per_record": dict(zip(names, chosen)),
+            "chosen_most_often": max(set(chosen), key=chosen.count),
+            "fixed_setting_scores": {s: _scores(sum(c[i][k] for i in range(len(tables)))) for k, s in enumerate(settings)}}
+    return {"variant": variant, "folds": folds, "records": names, "settings": settings, "results": results,
+            "seconds": round(time.time() - t_start, 1), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def format_markdown(doc: dict[str, Any], command: str) -> str:
+    """The results as a Markdown page (one row per budget, the population model on the same beats beside it)."""
+    md = ["# Patient-specific beat classification: record-wise CV inside MIT-BIH DS1", "",
+          f"Made with `{command}` ({doc['written']}).", "",
+          f"Population model: `{doc['variant']}`, trained on the other folds' records ({doc['folds']} record-wise "
+          f"folds, {len(doc['records'])} records); each held-out record adapted with its own labelled beats, the "
+          "method chosen per record on the other records (nested); scored: the beats after the labelled span "
+          "(after 5 minutes, or after N minutes when N > 5), gross statistics pooled over the records; "
+          "the population row of each budget is the same model on the same beats without labels.", "",
+          "| labels | labelled beats per record (mean) | SVEB Se | SVEB +P | SVEB F1 | VEB Se | VEB +P | VEB F1 "
+          "| population SVEB F1 | population VEB F1 | method chosen most often |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in doc["results"].items():
+        s, p = r["scores"], r["population"]
+        md.append(f"| {name} | {r['mean_labels']:.0f} | {s['SVEB']['Se']:.3f} | {s['SVEB']['+P']:.3f} | "
+                  f"{s['SVEB']['F1']:.3f} | {s['VEB']['Se']:.3f} | {s['VEB']['+P']:.3f} | {s['VEB']['F1']:.3f} | "
+                  f"{p['SVEB']['F1']:.3f} | {p['VEB']['F1']:.3f} | {r['chosen_most_often']} |")
+    md += ["", "Every adaptation setting with one fixed choice for all records (SVEB F1 / VEB F1):", "",
+           "| setting | " + " | ".join(doc["results"]) + " |", "|---|" + "---|" * len(doc["results"])]
+    for s in doc["settings"]:
+        md.append(f"| {s} | " + " | ".join(f"{r['fixed_setting_scores'][s]['SVEB']['F1']:.3f} / "
+                                           f"{r['fixed_setting_scores'][s]['VEB']['F1']:.3f}"
+                                           for r in doc["results"].values()) + " |")
+    return "\n".join(md) + "\n"
+
+
+def eval_adapt_command(*, data: Path, minutes: Sequence[float], beats: Sequence[int], selection: str = "clinician",
+                       variant: str | None = None, json_path: Path | None = None, md_path: Path | None = None,
+                       command: str = "pedstream eval --adapt-minutes 5") -> dict[str, Any]:
+    """``pedstream eval --adapt-minutes N [--adapt-beats n ...]``: run :func:`adapt_eval`, print the table,
+    write JSON/Markdown when asked."""
+    from pedstream.errors import PedstreamError
+
+    try:
+        doc = adapt_eval(data, minutes=minutes, beats=beats, selection=selection, variant=variant,
+                         progress=lambda s: print(s, flush=True))
+    except (ValueError, KeyError) as exc:
+        raise PedstreamError(f"eval --adapt-*: {exc}") from exc
+    doc["command"] = command
+    md = format_markdown(doc, command)
+    print(md)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    if md_path is not None:
+        md_path.parent.mkdir(parents=True, exist_ok=True)
+        md_path.write_text(md, encoding="utf-8")
+    return doc

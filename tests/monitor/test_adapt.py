@@ -1,0 +1,170 @@
+"""Few-shot adaptation from clinician labels: only the labelled stream changes, labels persist, bad labels
+change nothing. Real beats: the MIT-BIH 208 and 220 excerpts of tests/fixtures/real/aami."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pedstream.monitor.adapt import AdaptSettings, BeatLabels, LabelError, PatientAdapter
+
+AAMI = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "aami"
+CLASSES = ("N", "S", "V", "F")
+P_POP = np.asarray([0.85, 0.05, 0.05, 0.05])  # a population model that calls every beat N
+
+
+@pytest.fixture(scope="module")
+def tables():
+    from pedstream.train.beat_data import beat_config, record_table
+
+    cfg = beat_config()
+    return {name: record_table(AAMI / name, cfg, adapt=True) for name in ("208", "220")}
+
+
+def _labels(tables):
+    x = np.concatenate([t.x for t in tables.values()])
+    return BeatLabels(classes=CLASSES, scale=x.std(axis=0), settings=AdaptSettings(k=3, mix=0.9))
+
+
+def _observe(bl, sid, tab):
+    for t, f in zip(tab.t, tab.x):
+        bl.observe(sid, float(t), f)
+
+
+def test_labelled_v_beats_teach_this_patients_ventricular_beat(tables):
+    tab = tables["208"]
+    first = np.flatnonzero(tab.t < 30.0)
+    lab = np.concatenate([first[tab.y[first] == 2][:5], first[tab.y[first] == 0][:5]])
+    later = tab.t >= 30.0
+    ad = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=AdaptSettings(k=3, mix=0.9))
+    before = ad.adapt(np.tile(P_POP, (later.sum(), 1)), tab.x[later]).argmax(1)
+    ad.set_labels(tab.x[lab], tab.y[lab])
+    after = ad.adapt(np.tile(P_POP, (later.sum(), 1)), tab.x[later]).argmax(1)
+    v = tab.y[later] == 2
+    assert not np.any(before == 2)
+    assert np.mean(after[v] == 2) > 0.8 and np.mean(after[tab.y[later] == 0] == 0) > 0.8
+
+
+def test_labels_change_only_that_stream_and_persist(tables, tmp_path):
+    bl = _labels(tables)
+    bl.folder = tmp_path
+    bl.add_stream("bed1", patient="p-208")
+    bl.add_stream("bed2")
+    _observe(bl, "bed1", tables["208"])
+    _observe(bl, "bed2", tables["220"])
+    tab = tables["208"]
+    vs, ns = tab.t[tab.y == 2][:8], tab.t[tab.y == 0][:8]
+    new = bl.label("bed1", [(float(t) + 0.02, "V") for t in vs] + [(float(t), "N") for t in ns], who="dr.a")
+    assert [e["label"] for e in new] == ["V"] * 8 + ["N"] * 8
+    assert bl.n_labels("bed1") == 16 and bl.n_labels("bed2") == 0
+    other = tables["220"].x[10]
+    np.testing.assert_array_equal(bl.adjust("bed2", other, P_POP), P_POP)  # bed2 untouched
+    assert bl.adjust("bed1", tab.x[tab.y == 2][-1], P_POP).argmax() == 2
+    doc = json.loads((tmp_path / "p-208.json").read_text())
+    assert doc["patient"] == "p-208" and {e["who"] for e in doc["labels"]} == {"dr.a"}
+    assert all(e["when"] and e["label"] in "VN" and len(e["features"]) == tab.x.shape[1] for e in doc["labels"])
+    assert not (tmp_path / "bed2.json").exists()
+    # a restart of the monitor: the patient's labels come back (and only to that patient)
+    again = _labels(tables)
+    again.folder = tmp_path
+    again.add_stream("bedX", patient="p-208")
+    again.add_stream("bed2")
+    assert again.n_labels("bedX") == 16 and again.n_labels("bed2") == 0
+    # reversible: undo the newest, then all; the file keeps them marked undone
+    assert again.undo("bedX", who="dr.b") == 1 and again.n_labels("bedX") == 15
+    assert again.undo("bedX", list(range(1, 16)), who="dr.b") == 15 and again.n_labels("bedX") == 0
+    np.testing.assert_array_equal(again.adjust("bedX", tab.x[tab.y == 2][-1], P_POP), P_POP)
+    kept = json.loads((tmp_path / "p-208.json").read_text())["labels"]
+    assert len(kept) == 16 and all(e["undone"] and e["undone_by"] == "dr.b" for e in kept)
+
+
+@pytest.mark.parametrize("stream, labels, words", [
+    ("bed1", [(1.0, "X")], "not a class"),
+    ("bed1", [(1.0, "V"), (1e6, "V")], "no classified beat"),
+    ("bed9", [(1.0, "V")], "no such stream"),
+    ("bed1", [("soon", "V")], "not a number"),
+])
+def test_a_wrong_label_is_one_clear_error_and_changes_nothing(tables, tmp_path, stream, labels, words):
+    bl = _labels(tables)
+    bl.folder = tmp_path
+    bl.add_stream("bed1")
+    _observe(bl, "bed1", tables["208"])
+    t_beat = float(tables["208"].t[5])
+    labels = [(t_beat if t == 1.0 else t, c) for t, c in labels]
+    with pytest.raises(LabelError, match=words) as err:
+        bl.label(stream, labels, who="dr.a")
+    assert "\n" not in str(err.value)
+    assert bl.n_labels("bed1") == 0 and not (tmp_path / "bed1.json").exists()
+    with pytest.raises(LabelError, match="patient id"):
+        bl.add_stream("bed3", patient="../etc/passwd")
+
+
+def test_labels_queued_from_a_file_apply_to_that_patients_beats_when_the_stream_runs(tables, tmp_path):
+    """``pedstream label STREAM --beats FILE`` queues labels; the stream applies each to its beat at that
+    time (or marks it unmatched), adapting that stream only; the file keeps who/when/what."""
+    from pedstream.monitor.adapt import queue_labels, read_label_file
+
+    tab = tables["208"]
+    vs, ns = tab.t[tab.y == 2][:6], tab.t[tab.y == 0][:6]
+    f = tmp_path / "beats.csv"
+    f.write_text("t_signal,label\n" + "".join(f"{t + 0.03:.3f},V\n" for t in vs) + "".join(f"{t:.3f} N\n" for t in ns)
+                 + "# a comment\n3.0001,V\n")  # 3.0001 s: no beat of 208 within 0.15 s there
+    labels = read_label_file(f)
+    gap = [t for t, _ in labels if np.min(np.abs(tab.t - t)) > 0.15]
+    assert len(labels) == 13 and gap == [3.0001]
+    queue_labels(tmp_path, "p-208", labels, classes=CLASSES, who="dr.q")
+    doc = json.loads((tmp_path / "p-208.json").read_text())
+    assert all(e["pending"] and e["who"] == "dr.q" and e["when"] for e in doc["labels"])
+    bl = _labels(tables)
+    bl.folder = tmp_path
+    bl.add_stream("bed1", patient="p-208")
+    bl.add_stream("bed2")
+    assert bl.n_labels("bed1") == 0  # nothing applied before the beats exist
+    resolved = []
+    for t, x in zip(tab.t, tab.x):
+        resolved += bl.observe("bed1", float(t), x)
+    _observe(bl, "bed2", tables["220"])
+    assert len(resolved) == 13 and sum(bool(e.get("unmatched")) for e in resolved) == 1
+    assert bl.n_labels("bed1") == 12 and bl.n_labels("bed2") == 0
+    assert bl.adjust("bed1", tab.x[tab.y == 2][-1], P_POP).argmax() == 2
+    np.testing.assert_array_equal(bl.adjust("bed2", tables["220"].x[3], P_POP), P_POP)
+    kept = json.loads((tmp_path / "p-208.json").read_text())["labels"]
+    assert sum(1 for e in kept if e["features"]) == 12 and not any(e["pending"] for e in kept)
+    again = _labels(tables)  # a restart: the applied labels come back
+    again.folder = tmp_path
+    again.add_stream("bedX", patient="p-208")
+    assert again.n_labels("bedX") == 12
+
+
+@pytest.mark.parametrize("text, words", [("12.5,PVC\n", "not a class"), ("12.5\n", "line 1"),
+                                         ("soon,V\n", "line 1"), ("1.0,V\nnan,V\n", "line 2")])
+def test_a_wrong_label_file_is_one_clear_error_and_writes_nothing(tmp_path, text, words):
+    from pedstream.monitor.adapt import queue_labels, read_label_file
+
+    f = tmp_path / "beats.csv"
+    f.write_text(text)
+    with pytest.raises(LabelError, match=words) as err:
+        queue_labels(tmp_path / "labels", "bed1", read_label_file(f), classes=CLASSES, who="dr.a")
+    assert "\n" not in str(err.value) and not (tmp_path / "labels").exists()
+
+
+def test_label_cli_queues_labels_and_refuses_a_wrong_file_whole(tmp_path):
+    from click.testing import CliRunner
+
+    from pedstream.cli import cli
+
+    good, bad = tmp_path / "good.csv", tmp_path / "bad.csv"
+    good.write_text("412.35,S\n415.02 V\n")
+    bad.write_text("412.35,S\n415.02,PVC\n")
+    r = CliRunner().invoke(cli, ["label", "bed1", "--beats", str(bad), "--labels-dir", str(tmp_path / "l"), "--who", "dr.c"])
+    assert r.exit_code != 0 and "not a class" in r.output and not (tmp_path / "l").exists()
+    r = CliRunner().invoke(cli, ["label", "bed1", "--beats", str(good), "--labels-dir", str(tmp_path / "l"), "--who", "dr.c"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "l" / "bed1.json").read_text())
+    assert [(e["t_signal"], e["label"], e["who"], e["pending"]) for e in doc["labels"]] == [
+        (412.35, "S", "dr.c", True), (415.02, "V", "dr.c", True)]
+    r = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path)])
+    assert r.exit_code != 0 and "--run is required" in r.output

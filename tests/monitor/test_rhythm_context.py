@@ -1,0 +1,122 @@
+"""The rhythm-context layer in the live engine, on real excerpts (tests/fixtures/real/rhythm/README.md):
+the shipped rhythm model (pedstream/assets/rhythm_model.onnx) run by ONNX Runtime, replayed records,
+the engine's own QRS detector. VT, VF and asystole raise high-priority alarms; CinC AF gets af_afl
+calls; a noisy recording raises "check leads" and no rhythm alarm; the per-stream context is bounded
+and freed when the stream ends."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from pedstream.config import load_config
+from pedstream.model.rhythm_runtime import RhythmModel
+from pedstream.monitor.engine import Engine
+from pedstream.transports.replay import ReplaySource
+from tests.support.tiny_model import build_tiny_model, open_session
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "rhythm"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(overrides=["signal.aliases.ECG=II", "stream.queue_windows=10000", "alarms.strips=false"])
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory, cfg):
+    return open_session(build_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx", cfg), cfg, max_batch=16)
+
+
+@pytest.fixture(scope="module")
+def rhythm_model():
+    return RhythmModel.load()
+
+
+async def replay(cfg, session, rhythm_model, tmp_path, record: str, *, speed: float = 40.0):
+    q: asyncio.Queue = asyncio.Queue()
+    src = ReplaySource(events=q, records=[FIX / record], signal_cfg=cfg.signal, speed=speed, chunk_ms=100.0)
+    eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=tmp_path / "alarms", rhythm_model=rhythm_model)
+    sub = eng.subscribe()
+    async with eng:
+        await sub.wait_for(lambda e: e.kind == "signal_loss", timeout=60)  # the end of the record
+        assert not eng.rhythm.streams  # the stream's context was freed when it ended
+    sub.drain()
+    return eng, list(sub.seen)
+
+
+def t0_of(events) -> float:
+    """The source-clock time of the record's first sample (from a window call: t_signal - start / rate)."""
+    c = next(e for e in events if e.kind == "call")
+    return c.t_signal - c.extra["window_start"] / 977.0
+
+
+def alarms_on(events, source="rhythm_context"):
+    """(label, priority, record seconds) of the layer's alarm onsets."""
+    t0 = t0_of(events)
+    return [(e.label, e.extra["priority"], e.t_signal - t0) for e in events
+            if e.kind == "alarm_on" and e.extra.get("source") == source]
+
+
+async def test_vt_raises_a_high_priority_alarm(cfg, session, rhythm_model, tmp_path):
+    eng, ev = await replay(cfg, session, rhythm_model, tmp_path, "vfdb421_vt")
+    on = alarms_on(ev)
+    assert ("vt", "high") in [(lab, prio) for lab, prio, _ in on]
+    first_vt = min(t for lab, _, t in on if lab == "vt")
+    assert first_vt is not None and first_vt < 15.0  # VT from 0.7 s; calls start after the filters settle
+    calls = [e for e in ev if e.kind == "rhythm"]
+    assert calls and all(0 < e.extra["context_s"] <= cfg.rhythm_context.context_s for e in calls)
+    assert eng.rhythm.batches >= 1 and eng.rhythm.calls == len(calls)
+
+
+async def test_vf_onset_raises_vf_alarm_after_sinus(cfg, session, rhythm_model, tmp_path):
+    _, ev = await replay(cfg, session, rhythm_model, tmp_path, "vfdb419_vfl")
+    on = alarms_on(ev)
+    vf = [t for lab, prio, t in on if lab == "vf" and prio == "high"]
+    assert vf and vf[0] > 37.3 - 2.5  # flutter begins at 37.3 s (t_signal: the context's end)
+    assert vf[0] - 37.3 < 8.0  # time to alarm
+    assert not [lab for lab, _, t in on if t is not None and t < 35.0]  # no alarm in the sinus part
+
+
+async def test_asystole_raises_high_priority_alarm(cfg, session, rhythm_model, tmp_path):
+    _, ev = await replay(cfg, session, rhythm_model, tmp_path, "vfdb607_asys")
+    asys = [t for lab, prio, t in alarms_on(ev) if lab == "asystole" and prio == "high"]
+    assert asys and asys[0] >= 23.5 - 2.5
+
+
+async def test_cinc_af_recording_is_called_af(cfg, session, rhythm_model, tmp_path):
+    _, ev = await replay(cfg, session, rhythm_model, tmp_path, "A00009")
+    calls = [e.label for e in ev if e.kind == "rhythm"]
+    assert calls and calls.count("af_afl") / len(calls) >= 0.6
+    assert "af_afl" in [lab for lab, _, _ in alarms_on(ev)]
+
+
+async def test_noisy_recording_raises_check_leads_not_rhythm_alarms(cfg, session, rhythm_model, tmp_path):
+    _, ev = await replay(cfg, session, rhythm_model, tmp_path, "A00056")
+    tech = [e for e in ev if e.kind == "technical_alarm" and e.label == "check_leads"]
+    assert tech and tech[0].extra["state"] == "on" and tech[0].extra["priority"] == "advisory"
+    t_on = tech[0].t_signal - t0_of(ev)
+    assert not [lab for lab, _, t in alarms_on(ev) if t is not None and t >= t_on]
+
+
+def test_context_is_bounded(cfg, rhythm_model):
+    from pedstream.monitor.rhythm_context import RhythmLayer
+
+    layer = RhythmLayer(model=rhythm_model, cfg=cfg, on_results=lambda r: None)
+    s = layer.add_stream("x", 977.0)
+    s.beats.extend(float(i) for i in range(10 * cfg.rhythm_context.max_beats))
+    assert len(s.beats) == cfg.rhythm_context.max_beats
+    layer.remove_stream("x")
+    assert "x" not in layer.streams
+
+
+def test_engine_with_rhythm_layer_stays_torch_and_sklearn_free() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pedstream.monitor.engine import Engine; from pedstream.model.rhythm_runtime import RhythmModel; "
+            "RhythmModel.load(); print('torch' in sys.modules, 'sklearn' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == ["False", "False"], r.stderr
