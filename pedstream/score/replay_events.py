@@ -95,6 +95,7 @@ async def replay_events(cfg: Any, session: Any, plans: Sequence[Any], *, speed: 
     run_cfg = cfg.model_copy(deep=True)
     run_cfg.alarms.strips = False
     run_cfg.stream.dsp_defer_s = 0.0  # the throttle feeds a chunk at a time: each one is processed at once
+    run_cfg.stream.dsp_thread = False  # scoring replays as fast as the engine goes: the DSP paces it, nothing dropped
     limit = max(1, cfg.stream.queue_windows // 2)
     engine: Engine | None = None
 
