@@ -143,7 +143,8 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     fs = cfg.signal.fs
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp))
+            eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp),
+                         rhythm_model="default" if cfg.rhythm_context.enabled else None)  # --set rhythm_context.enabled=true
             async with eng:
                 deadline = time.monotonic() + 30.0 + n / 10.0
                 while len(q.samples) < n and time.monotonic() < deadline:  # bounded wait: every stream delivering
@@ -188,7 +189,7 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
             "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
             "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "rss_kib_per_stream": round(rss * 1024 / max(1, n)),
             "cpu_ms_per_stream_s": round(10.0 * usage["process_cpu_pct"] / max(1, n), 3),
-            **limits, "sustained": sustained}
+            **limits, "rhythm_calls": None if eng.rhythm is None else eng.rhythm.calls, "sustained": sustained}
 
 
 class Bottleneck:

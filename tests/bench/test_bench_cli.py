@@ -77,6 +77,15 @@ def test_engine_quick(tmp_path: Path, source: str) -> None:
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_engine_quick_with_the_rhythm_layer(tmp_path: Path) -> None:
+    """`--set rhythm_context.enabled=true`: the engine under test runs the rhythm-context layer too."""
+    proc, r = bench(tmp_path, "engine", "--quick", "--streams", "2", "--seconds", "8", "--set",
+                    "rhythm_context.enabled=true", timeout=150)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = r["results"]
+    assert row["rhythm_calls"] > 0 and row["windows"] > 0
+
+
 def test_ingest_quick(tmp_path: Path) -> None:
     proc, r = bench(tmp_path, "ingest", "--quick", "--streams", "2", "--seconds", "2", "--peer", "mne-lsl",
                     timeout=150)
