@@ -210,7 +210,7 @@ async def _calls(cfg, session, tmp_path, dsp_thread: bool, monkeypatch=None) -> 
     eng: Engine | None = None
 
     async def throttle(sid: str, final: bool) -> None:  # lossless: never more than a few chunks ahead
-        while eng is not None and (eng.ingest_depth(sid) > 8 or q.qsize() > 8):
+        while eng is not None and (eng.ingest_depth(sid) > 40 or q.qsize() > 8):
             await asyncio.sleep(0)  # a yield to the engine, not a timed wait
 
     src = ReplaySource(events=q, records=[DEMO / "x002", DEMO / "x001"], signal_cfg=c.signal, speed=float("inf"),
