@@ -100,14 +100,24 @@ def row_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
                                        "f1": round(float(c), 3), "rows": int(d)} for k, a, b, c, d in zip(labels, p, r, f, s)}}
 
 
-def run_cv(data, cfg, ctx: float, wmode: str, params: dict | None = None, *, cinc_cv: bool = True) -> dict:
+def feature_set(name: str) -> tuple[str, ...]:
+    """``model``: the 56 model features (version 2); ``runs``: + the beat-run features (version 3)."""
+    from pedstream.dsp.rhythm_features import ALL_FEATURES, MODEL_FEATURES
+
+    if name not in ("model", "runs"):
+        raise SystemExit(f"--features must be 'model' or 'runs', not {name!r}")
+    return tuple(MODEL_FEATURES) if name == "model" else tuple(ALL_FEATURES)
+
+
+def run_cv(data, cfg, ctx: float, wmode: str, params: dict | None = None, *, cinc_cv: bool = True,
+           features: str = "model") -> dict:
     """Record-wise 5-fold CV (and with ``cinc_cv`` the CinC 5-fold CV) at one setting: out-of-fold probabilities."""
     from sklearn.model_selection import StratifiedKFold
 
     from pedstream.train.rhythm_context import fit, predict_proba, training_rows
 
-    cinc = merge([data["cinc2017"]], ctx)
-    recs = merge([data["mitdb"], data["vfdb"]], ctx)
+    cinc = merge([data["cinc2017"]], ctx, feature_set(features))
+    recs = merge([data["mitdb"], data["vfdb"]], ctx, feature_set(features))
     folds = record_folds(recs, N_FOLDS)
     rec_fold = np.asarray([folds[r] for r in recs["record"]])
     tr_rec_all = training_rows(recs)
@@ -133,7 +143,7 @@ def run_cv(data, cfg, ctx: float, wmode: str, params: dict | None = None, *, cin
     lab = recs["y"] >= 0
     cm = cinc_metrics(cinc["y"], to_cinc(p_cinc)) if cinc_cv else None
     rm = row_metrics(recs["y"][lab], p_rec[lab].argmax(1))
-    return {"ctx": ctx, "weights": wmode, "cinc": cm, "records_rows": rm, "score": rm["macro_f1"],
+    return {"ctx": ctx, "weights": wmode, "features": features, "cinc": cm, "records_rows": rm, "score": rm["macro_f1"],
             "_p_cinc": p_cinc, "_p_rec": p_rec, "_folds": folds}
 
 
@@ -164,17 +174,18 @@ def rule_cinc(cinc) -> dict:
     return cinc_metrics(cinc["y"], y)
 
 
-def lodo(data, cfg, ctx, wmode, spans) -> dict:
+def lodo(data, cfg, ctx, wmode, spans, features: str = "model") -> dict:
     from pedstream.train.rhythm_context import fit, predict_proba, rule_probs, training_rows
 
     out = {}
+    fs = feature_set(features)
     for held, kept in (("mitdb", "vfdb"), ("vfdb", "mitdb")):
-        tr_tabs = [merge([data["cinc2017"]], ctx), merge([data[kept]], ctx)]
+        tr_tabs = [merge([data["cinc2017"]], ctx, fs), merge([data[kept]], ctx, fs)]
         rows = [training_rows(tr_tabs[0], min_age_s=0, stride=1), training_rows(tr_tabs[1])]
         X = np.concatenate([t["X"][r] for t, r in zip(tr_tabs, rows)])
         y = np.concatenate([t["y"][r] for t, r in zip(tr_tabs, rows)]).astype(np.int64)
         clf = fit(X, y, source_weight=weights(y, wmode))
-        te = merge([data[held]], ctx)
+        te = merge([data[held]], ctx, fs)
         allr = np.arange(te["y"].size)
         p = predict_proba(clf, te["X"])
         lab = te["y"] >= 0
@@ -239,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", action="store_true", help="only rewrite cv.md from cv.json")
     ap.add_argument("--context", type=float, default=None, help="fixed context seconds (no selection; with --weights)")
     ap.add_argument("--weights", default=None, help="fixed class weights (no selection; with --context)")
+    ap.add_argument("--features", default="model", help="model: the 56 version-2 features; runs: + the beat-run features")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="configuration override for the alarm logic, e.g. rhythm_context.vt_run_beats=3")
     a = ap.parse_args(argv)
     if a.render:
         res = json.loads((Path(a.out) / "cv.json").read_text(encoding="utf-8"))
@@ -253,10 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_context import rule_probs
 
-    cfg = load_config()
+    cfg = load_config(overrides=a.set) if a.set else load_config()
     data = load(cfg, Path(a.cache) if a.cache else default_cache())
     if a.context is not None and a.weights:
-        best = run_cv(data, cfg, a.context, a.weights)  # a setting chosen beforehand (variants.md), no selection
+        best = run_cv(data, cfg, a.context, a.weights, features=a.features)  # chosen beforehand (variants.md), no selection
         runs = [best]
     else:
         runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]
@@ -268,16 +282,18 @@ def main(argv: list[str] | None = None) -> int:
     ctx, wmode = best["ctx"], best["weights"]
     log(f"chosen: context {ctx:g} s, weights {wmode}")
     spans = spans_of(cfg)
-    recs = merge([data["mitdb"], data["vfdb"]], ctx)
-    cinc = merge([data["cinc2017"]], ctx)
-    from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
+    recs = merge([data["mitdb"], data["vfdb"]], ctx, feature_set(a.features))
+    cinc = merge([data["cinc2017"]], ctx, feature_set(a.features))
 
     fixed = f" --context {a.context:g} --weights {a.weights}" if a.context is not None and a.weights else ""
+    fixed += (f" --features {a.features}" if a.features != "model" else "") + "".join(f" --set {s}" for s in a.set)
     res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else "") + fixed,
-                 "features": list(CONTEXT_FEATURES),
+                 "features": list(feature_set(a.features)),
+                 "alarm_settings": {"vt_run_beats": cfg.rhythm_context.vt_run_beats,
+                                    "vt_run_corr": cfg.rhythm_context.vt_run_corr},
                  "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
                  "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
-                 "chosen": {"context_s": ctx, "weights": wmode},
+                 "chosen": {"context_s": ctx, "weights": wmode, "features": list(feature_set(a.features))},
                  "record_folds": best["_folds"],
                  "cinc2017": {"model": best["cinc"], "rr_rule": rule_cinc(cinc)}}
     for src in ("mitdb", "vfdb"):
@@ -286,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                     "rr_rule": strip(episodes(recs, rule_probs(recs["rule_af"][rows]), rows, spans, cfg)),
                     "rows": row_metrics(recs["y"][rows][recs["y"][rows] >= 0],
                                         best["_p_rec"][rows][recs["y"][rows] >= 0].argmax(1))}
-    res["leave_one_database_out"] = lodo(data, cfg, ctx, wmode, spans)
+    res["leave_one_database_out"] = lodo(data, cfg, ctx, wmode, spans, a.features)
     res["holter_rr_rule"] = holter_rule(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")

@@ -51,10 +51,20 @@ Version-2 morphology part (:data:`MORPH_FEATURES`, the lead and the beats in it)
     power within +/-0.5 Hz of its 3-10 Hz peak; ``spec_entropy`` normalised spectral entropy 0.5-20 Hz;
     ``vf_band_frac`` power 2-8 Hz / 0.5-40 Hz; ``vf_leak_half`` Kuo & Dillman's VF-filter leakage with
     their half-period shift; ``beat_free_frac`` fraction of the lead farther than 0.3 s from any beat.
+Version-3 beat-run part (:data:`BEAT_RUN_FEATURES`, each beat of the lead; the fast VT path)
+    A beat is *ventricular-like* when its QRS (+/-80 ms, best of +/-3 samples of lag) correlates with the
+    median QRS of the lead below a threshold, or its half-amplitude width is at least 1.5 x the median
+    width and 100 ms; it is *fast* when the interval from the beat before it is under 0.6 s (above
+    100 bpm). ``vt_run_70`` / ``vt_run_50``: the longest run of consecutive ventricular-like fast beats in
+    the lead (correlation threshold 0.7 / 0.5); ``vt_run_rate_bpm`` 60 / mean interval of the longest
+    ``vt_run_70`` run, ``vt_run_end_s`` seconds from its last beat to now (``signal_s`` when there is
+    none), ``vt_run_len_s`` its first to last beat; ``vent_fast_frac`` the share of the lead's beats that
+    are ventricular-like and fast (threshold 0.7).
 
-:data:`ALL_FEATURES` (version 1 + 2, the training tables' columns) = :data:`V1_FEATURES` +
-:data:`EXTRA_RR_FEATURES` + :data:`MORPH_FEATURES`; :data:`CONTEXT_FEATURES` is the served vector, a
-prefix of it (what :func:`context_features` returns and the packaged model takes).
+:data:`ALL_FEATURES` (version 1 + 2 + 3, the training tables' columns) = :data:`V1_FEATURES` +
+:data:`EXTRA_RR_FEATURES` + :data:`MORPH_FEATURES` + :data:`BEAT_RUN_FEATURES`; :data:`CONTEXT_FEATURES`
+is the served vector (what :func:`context_features` returns; the packaged model takes its first
+:data:`MODEL_FEATURES`, the alarm logic reads the beat-run columns).
 
 Features of an empty context are defined (0 beats: intervals 0, entropy 0) so the model sees them.
 """
@@ -68,7 +78,7 @@ from scipy.signal import welch
 
 from pedstream.dsp.rr_rule import clean_intervals
 
-__all__ = ["ALL_FEATURES", "CONTEXT_FEATURES", "EXTRA_RR_FEATURES", "MORPH_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES",
+__all__ = ["ALL_FEATURES", "BEAT_RUN_FEATURES", "CONTEXT_FEATURES", "MODEL_FEATURES", "beat_run_features", "EXTRA_RR_FEATURES", "MORPH_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES",
            "FEATURE_FS", "V1_FEATURES", "context_features", "context_features_multi", "decimation_step", "extra_rr_features",
            "morph_features", "rr_context_features", "signal_features"]
 
@@ -90,9 +100,13 @@ EXTRA_RR_FEATURES: tuple[str, ...] = (
 MORPH_FEATURES: tuple[str, ...] = (
     "tmpl_corr_mean", "tmpl_corr_std", "tmpl_low_frac", "qrs_width_last_s", "qrs_width_iqr_s", "p_corr",
     "aa_4_9_frac", "aa_conc", "spec_entropy", "vf_band_frac", "vf_leak_half", "beat_free_frac")
+BEAT_RUN_FEATURES: tuple[str, ...] = (
+    "vt_run_70", "vt_run_50", "vt_run_rate_bpm", "vt_run_end_s", "vt_run_len_s", "vent_fast_frac")
 V1_FEATURES: tuple[str, ...] = RR_CONTEXT_FEATURES + SIGNAL_FEATURES
-ALL_FEATURES: tuple[str, ...] = V1_FEATURES + EXTRA_RR_FEATURES + MORPH_FEATURES  # the training tables' columns
-CONTEXT_FEATURES: tuple[str, ...] = ALL_FEATURES  # the served vector (a prefix of ALL_FEATURES; the model's input)
+ALL_FEATURES: tuple[str, ...] = V1_FEATURES + EXTRA_RR_FEATURES + MORPH_FEATURES + BEAT_RUN_FEATURES  # tables' columns
+CONTEXT_FEATURES: tuple[str, ...] = ALL_FEATURES  # the served vector (a prefix of ALL_FEATURES)
+MODEL_FEATURES: tuple[str, ...] = V1_FEATURES + EXTRA_RR_FEATURES + MORPH_FEATURES  # the packaged model's input (a prefix)
+VT_FAST_S = 0.6  # a beat is "fast" when the interval before it is shorter (100 bpm)
 
 
 def decimation_step(fs: float) -> int:
@@ -352,6 +366,69 @@ def _vf_leak_half(x: np.ndarray) -> float:
     return float(np.abs(a + b).sum() / (np.abs(a).sum() + np.abs(b).sum() + 1e-12))
 
 
+def _lag_corr(a: np.ndarray, v: np.ndarray, lag: int) -> np.ndarray:
+    """Best Pearson correlation of each row of ``a`` (length ``len(v) + 2 * lag``) with ``v`` over shifts
+    of up to ``lag`` samples."""
+    m = v.size
+    return np.max(np.stack([_corr_rows(a[:, k: k + m], v) for k in range(2 * lag + 1)]), axis=0)
+
+
+def beat_run_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray, beat_rr: np.ndarray,
+                      t_now_idx: float) -> np.ndarray:
+    """``(len(BEAT_RUN_FEATURES),)`` float32 (see the module docstring). ``beat_idx``: R-peak sample indices in
+    the decimated ``lead`` (increasing); ``beat_rr``: the interval (s) from the beat before each of them (0 for
+    none); ``t_now_idx``: now, in samples of the lead."""
+    x = np.asarray(lead, dtype=np.float64)
+    out = np.zeros(len(BEAT_RUN_FEATURES), dtype=np.float64)
+    n = x.size
+    out[3] = n / fs_lead
+    if n < int(2 * fs_lead):
+        return out.astype(np.float32)
+    x = x - float(np.median(x))
+    half, lag = int(0.08 * fs_lead), 3
+    bi = np.asarray(beat_idx, dtype=np.int64)
+    rr = np.asarray(beat_rr, dtype=np.float64)
+    ok = (bi - half - lag >= 0) & (bi + half + lag + 1 <= n)
+    bi, rr = bi[ok], rr[ok]
+    if bi.size < 3:
+        return out.astype(np.float32)
+    segs = np.stack([x[i - half - lag: i + half + lag + 1] for i in bi.tolist()])
+    core = segs[:, lag: segs.shape[1] - lag]
+    corr = _lag_corr(segs, np.median(core, axis=0), lag)
+    w = np.asarray(_qrs_widths_all(x, bi, fs_lead))
+    wmed = float(np.median(w))
+    wide = (w >= 1.5 * wmed) & (w >= 0.1)
+    fast = (rr > 0) & (rr < VT_FAST_S)
+    for col, thr in ((0, 0.7), (1, 0.5)):
+        vent = ((corr < thr) | wide) & fast
+        best, run, a_best, b_best, a = 0, 0, -1, -1, 0
+        for j, v in enumerate(vent.tolist()):
+            if v:
+                if run == 0:
+                    a = j
+                run += 1
+                if run >= best:  # the newest of equally long runs
+                    best, a_best, b_best = run, a, j
+            else:
+                run = 0
+        out[col] = best
+        if col == 0:
+            out[5] = float(vent.mean())
+            if best:
+                out[2] = 60.0 / float(rr[a_best: b_best + 1].mean())
+                out[3] = (t_now_idx - bi[b_best]) / fs_lead
+                out[4] = (bi[b_best] - bi[a_best]) / fs_lead
+    return out.astype(np.float32)
+
+
+def _qrs_widths_all(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
+    """Half-amplitude widths (s) of every R peak of ``bi``."""
+    out: list[float] = []
+    for k in range(0, bi.size, 12):
+        out.extend(_qrs_widths(x, bi[k: k + 12], fs))
+    return out
+
+
 def context_features(beats: np.ndarray, t_now: float, context_s: float, lead: np.ndarray | None, fs_lead: float,
                      lead_t0: float | None = None) -> np.ndarray:
     """The served :data:`CONTEXT_FEATURES` ``(K,)`` float32. ``lead`` starts at ``lead_t0`` seconds (same
@@ -368,10 +445,15 @@ def context_features_multi(beats: np.ndarray, t_now: float, contexts: tuple[floa
     if lead is None or lead_t0 is None:
         sig = np.zeros(len(SIGNAL_FEATURES), dtype=np.float32)
         morph = np.zeros(len(MORPH_FEATURES), dtype=np.float32)
+        runs = np.zeros(len(BEAT_RUN_FEATURES), dtype=np.float32)
     else:
         b = np.asarray(beats, dtype=np.float64)
-        idx = np.round((b[(b >= lead_t0) & (b <= t_now)] - lead_t0) * fs_lead).astype(np.int64)
+        b = b[b <= t_now]
+        inside = b >= lead_t0
+        idx = np.round((b[inside] - lead_t0) * fs_lead).astype(np.int64)
         sig = signal_features(lead, fs_lead, idx)
         morph = morph_features(lead, fs_lead, idx)
-    return {c: np.concatenate([rr_context_features(beats, t_now, c), sig, extra_rr_features(beats, t_now, c), morph])
-            for c in contexts}
+        rr = np.diff(b, prepend=np.nan)[inside]
+        runs = beat_run_features(lead, fs_lead, idx, np.nan_to_num(rr, nan=0.0), (t_now - lead_t0) * fs_lead)
+    return {c: np.concatenate([rr_context_features(beats, t_now, c), sig, extra_rr_features(beats, t_now, c), morph,
+                               runs]) for c in contexts}

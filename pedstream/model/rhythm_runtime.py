@@ -1,8 +1,10 @@
 """The rhythm-context model at run time (onnxruntime only, no torch, no scikit-learn).
 
 ``RhythmModel.load(path)`` opens the ONNX file written by :mod:`pedstream.train.rhythm_export`,
-checks its ``pedstream_rhythm`` metadata against this build (feature names and version) and
-``predict(X (B, K) float32) -> (B, C)`` probabilities, one ``session.run`` per batch.
+checks its ``pedstream_rhythm`` metadata against this build (its feature names must all be served
+features, :data:`~pedstream.dsp.rhythm_features.CONTEXT_FEATURES`) and ``predict(X (B, K) float32) ->
+(B, C)`` probabilities, one ``session.run`` per batch; ``X`` is the served vector (the model's columns are
+picked from it) or already the model's own columns.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RhythmModel:
     path: Path
     session: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    columns: np.ndarray = field(default_factory=lambda: np.arange(len(CONTEXT_FEATURES)))
 
     @property
     def classes(self) -> list[str]:
@@ -63,10 +66,22 @@ class RhythmModel:
             raise ModelError(str(p), f"cannot load the rhythm model: {exc}") from exc
         if not isinstance(meta, dict) or meta.get("kind") != "rhythm_context":
             raise ModelError(str(p), f"not a rhythm-context model (no {METADATA_KEY} metadata)")
-        if list(meta.get("features", [])) != list(CONTEXT_FEATURES):
-            raise ModelMismatchError(str(p), "features", list(CONTEXT_FEATURES), meta.get("features"))
-        return cls(path=p, session=sess, meta=meta)
+        names = meta.get("features")
+        if not isinstance(names, list) or not names or any(f not in CONTEXT_FEATURES for f in names):
+            raise ModelMismatchError(str(p), "features", list(CONTEXT_FEATURES), names)
+        return cls(path=p, session=sess, meta=meta,
+                   columns=np.asarray([CONTEXT_FEATURES.index(f) for f in names], dtype=np.int64))
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.meta["features"])
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(X, dtype=np.float32).reshape(-1, len(CONTEXT_FEATURES))
+        x = np.asarray(X, dtype=np.float32)
+        x = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, -1)
+        if x.shape[1] == len(CONTEXT_FEATURES) and x.shape[1] != self.columns.size:
+            x = x[:, self.columns]
+        elif x.shape[1] != self.columns.size:
+            raise ModelMismatchError(str(self.path), "feature count", self.columns.size, x.shape[1])
+        x = np.ascontiguousarray(x)
         return np.asarray(self.session.run(["probabilities"], {"X": x})[0], dtype=np.float64)

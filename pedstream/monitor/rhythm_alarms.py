@@ -15,6 +15,11 @@ the newest QRS (s) and whether the lead is readable. Rules, in this order:
 - **rhythm classes** with a priority other than ``none`` (not artefact, not asystole): on after
   ``onset_calls[c]`` (default 3) consecutive calls with ``p(c) >= onset_p``; off after
   ``offset_calls`` consecutive calls with ``p(c) < offset_p``.
+- **VT from the beats** (the fast path, ``vt_run_beats`` > 0): a run of at least ``vt_run_beats``
+  consecutive ventricular-like beats above 100 bpm (``vt_run``, from
+  :func:`pedstream.dsp.rhythm_features.beat_run_features`) whose last beat is at most
+  :data:`VT_RUN_RECENT_S` old (``vt_run_end_s``) raises ``vt`` at once on a readable lead (not while
+  artefact is on), whatever the model says; such a call counts as ``p(vt) = 1`` for the offset too.
 
 ``step`` returns ``[(kind, label, priority, evidence_calls)]`` transitions (``alarm_on``/``alarm_off``);
 ``evidence_calls`` = how many calls back the onset's evidence began.
@@ -26,18 +31,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["RhythmAlarmLogic", "Transition"]
+__all__ = ["RhythmAlarmLogic", "Transition", "VT_RUN_RECENT_S"]
 
 Transition = tuple[str, str, str, int]
+VT_RUN_RECENT_S = 3.0  # a beat run counts for the VT fast path while its last beat is at most this old (s)
 
 
 class RhythmAlarmLogic:
     def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
-                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float) -> None:
+                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0) -> None:
         self.classes = list(classes)
         self.onset_p, self.offset_p = float(onset_p), float(offset_p)
         self.offset_calls = int(offset_calls)
         self.asystole_s = float(asystole_s)
+        self.vt_run_beats = int(vt_run_beats)
         self.priorities = {c: priorities.get(c, "none") for c in self.classes}
         self.priorities.setdefault("asystole", priorities.get("asystole", "high"))
         self.onset = {c: int(onset_calls.get(c, 3)) for c in self.classes}
@@ -47,12 +54,12 @@ class RhythmAlarmLogic:
         self._on: dict[str, int] = {}
         self._off: dict[str, int] = {}
 
-    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition]) -> None:
+    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition], at_once: bool = False) -> None:
         if c not in self.active:
             self._on[c] = self._on.get(c, 0) + 1 if (p >= self.onset_p and allowed) else 0
-            if self._on[c] >= self.onset[c]:
+            if self._on[c] >= self.onset[c] or (at_once and allowed):
                 self.active.add(c)
-                out.append(("alarm_on", c, self.priorities[c], self.onset[c]))
+                out.append(("alarm_on", c, self.priorities[c], 1 if at_once else self.onset[c]))
                 self._on[c], self._off[c] = 0, 0
         else:
             self._off[c] = self._off.get(c, 0) + 1 if p < self.offset_p else 0
@@ -61,7 +68,10 @@ class RhythmAlarmLogic:
                 out.append(("alarm_off", c, self.priorities[c], 0))
                 self._off[c] = 0
 
-    def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool) -> list[Transition]:
+    def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool, vt_run: float = 0.0,
+             vt_run_end_s: float = float("inf")) -> list[Transition]:
+        """One call's transitions. ``vt_run`` / ``vt_run_end_s``: the longest run of ventricular-like fast
+        beats in the lead and the age of its last beat (the VT fast path; ignored when ``vt_run_beats`` is 0)."""
         out: list[Transition] = []
         p = np.asarray(probs, dtype=np.float64)
         if "artefact" in self._idx and self.priorities.get("artefact", "none") != "none":
@@ -69,8 +79,13 @@ class RhythmAlarmLogic:
         quiet = "artefact" in self.active
         self._asystole(since_beat_s >= self.asystole_s and readable and not quiet,
                        float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
+        run = (self.vt_run_beats > 0 and vt_run >= self.vt_run_beats and vt_run_end_s <= VT_RUN_RECENT_S
+               and readable)
         for c in self.watch:
-            self._hyst(c, float(p[self._idx[c]]), not quiet, out)
+            if c == "vt" and run:
+                self._hyst(c, 1.0, not quiet, out, at_once=True)
+            else:
+                self._hyst(c, float(p[self._idx[c]]), not quiet, out)
         return out
 
     def _asystole(self, no_qrs: bool, p: float, quiet: bool, out: list[Transition]) -> None:

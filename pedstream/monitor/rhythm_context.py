@@ -13,7 +13,7 @@ copy taken on the event loop); :class:`RhythmLayer` computes their features
 (:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) and runs one
 ``session.run`` over all queued rows of all streams in a worker thread (off the event loop),
 then each stream's :class:`pedstream.monitor.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
-into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
+(and the beat-run columns: the VT fast path) into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
 rhythm alarms back). A gap in the stream (its detector restarts) clears its context.
 """
 
@@ -36,6 +36,12 @@ __all__ = ["RhythmLayer", "RhythmResult", "StreamRhythm"]
 log = logging.getLogger(__name__)
 _SINCE = CONTEXT_FEATURES.index("since_last_s")
 _FLAT = CONTEXT_FEATURES.index("flat_frac")
+_RUN_END = CONTEXT_FEATURES.index("vt_run_end_s")
+
+
+def run_column(cfg: Config) -> int:
+    """The served column of the VT fast path's run length (``[rhythm_context] vt_run_corr``)."""
+    return CONTEXT_FEATURES.index("vt_run_70" if cfg.rhythm_context.vt_run_corr >= 0.7 else "vt_run_50")
 
 
 @dataclass(slots=True)
@@ -70,7 +76,8 @@ class StreamRhythm:
         self.step = decimation_step(self.fs)
         self.logic = RhythmAlarmLogic(classes=classes, onset_p=rc.onset_p, offset_p=rc.offset_p,
                                       onset_calls=rc.onset_calls, offset_calls=rc.offset_calls,
-                                      priorities=rc.priorities, asystole_s=rc.asystole_s)
+                                      priorities=rc.priorities, asystole_s=rc.asystole_s,
+                                      vt_run_beats=rc.vt_run_beats)
 
     def _sync_beats(self, pipe: Any) -> None:
         qrs = pipe.qrs
@@ -148,6 +155,7 @@ class RhythmLayer:
         self.streams: dict[str, StreamRhythm] = {}
         self._rows: list[_Row] = []
         self._wake = asyncio.Event()
+        self._run = run_column(cfg)
         self.calls = 0
         self.batches = 0
         self.errors = 0
@@ -208,7 +216,8 @@ class RhythmLayer:
             if s is None:  # the stream went away meanwhile
                 continue
             k = int(np.argmax(p))
-            tr = s.logic.step(p, since_beat_s=float(r.x[_SINCE]), readable=bool(r.x[_FLAT] < 0.95))
+            tr = s.logic.step(p, since_beat_s=float(r.x[_SINCE]), readable=bool(r.x[_FLAT] < 0.95),
+                              vt_run=float(r.x[self._run]), vt_run_end_s=float(r.x[_RUN_END]))
             out.append(RhythmResult(r.stream_id, r.t, r.t_signal, self.classes[k], float(p[k]),
                                     {c: round(float(v), 4) for c, v in zip(self.classes, p)}, r.context_s,
                                     int(r.x[0]), tr))

@@ -23,7 +23,8 @@ from pedstream.train.rhythm_context_data import CLASSES
 if TYPE_CHECKING:  # pragma: no cover
     from pedstream.config import Config
 
-__all__ = ["ALARM_CLASSES", "DEFAULT_PARAMS", "fit", "predict_proba", "record_calls", "rule_probs", "score_records",
+__all__ = ["ALARM_CLASSES", "DEFAULT_PARAMS", "fit", "predict_proba", "record_calls", "rule_probs", "run_columns",
+           "score_records",
            "training_rows"]
 
 ALARM_CLASSES = ("af_afl", "svt", "vt", "vf", "asystole")
@@ -80,19 +81,35 @@ def _logic(cfg: "Config"):  # type: ignore[no-untyped-def]
 
     rc = cfg.rhythm_context
     return RhythmAlarmLogic(classes=CLASSES, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,
-                            offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s)
+                            offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s,
+                            vt_run_beats=rc.vt_run_beats)
+
+
+def run_columns(table: dict[str, np.ndarray], rows: np.ndarray, cfg: "Config") -> np.ndarray:
+    """``(len(rows), 2)``: the VT fast path's inputs (run length at ``[rhythm_context] vt_run_corr``, age of the
+    run's last beat) of ``table["runs"]`` (the :data:`~pedstream.dsp.rhythm_features.BEAT_RUN_FEATURES` columns)."""
+    from pedstream.dsp.rhythm_features import BEAT_RUN_FEATURES
+
+    col = BEAT_RUN_FEATURES.index("vt_run_70" if cfg.rhythm_context.vt_run_corr >= 0.7 else "vt_run_50")
+    r = table["runs"][rows]
+    return np.stack([r[:, col], r[:, BEAT_RUN_FEATURES.index("vt_run_end_s")]], axis=1)
 
 
 def record_calls(t: np.ndarray, probs: np.ndarray, since_beat: np.ndarray, readable: np.ndarray, cfg: "Config",
-                 *, hop_s: float, labels: Sequence[str] = ALARM_CLASSES + ("artefact",)) -> list[Any]:
-    """Alarm episodes (:class:`pedstream.score.episodes.AlarmEpisode`) of one record's calls."""
+                 *, hop_s: float, labels: Sequence[str] = ALARM_CLASSES + ("artefact",),
+                 runs: np.ndarray | None = None) -> list[Any]:
+    """Alarm episodes (:class:`pedstream.score.episodes.AlarmEpisode`) of one record's calls. ``runs``:
+    ``(n, 2)`` the VT fast path's run length and the age of its last beat per call (the beat-run columns
+    ``vt_run_70``/``vt_run_50`` by ``[rhythm_context] vt_run_corr`` and ``vt_run_end_s``)."""
     from pedstream.score.episodes import AlarmEpisode
 
     logic = _logic(cfg)
     open_: dict[str, tuple[float, float]] = {}
     out = []
     for i in range(t.size):
-        for kind, label, _prio, back in logic.step(probs[i], since_beat_s=float(since_beat[i]), readable=bool(readable[i])):
+        kw = {} if runs is None else {"vt_run": float(runs[i, 0]), "vt_run_end_s": float(runs[i, 1])}
+        for kind, label, _prio, back in logic.step(probs[i], since_beat_s=float(since_beat[i]), readable=bool(readable[i]),
+                                                   **kw):
             if label not in labels:
                 continue
             if kind == "alarm_on":
@@ -109,7 +126,8 @@ def score_records(table: dict[str, np.ndarray], probs: np.ndarray, rows: np.ndar
                   cfg: "Config", *, hop_s: float, since_col: int, flat_col: int,
                   classes: Sequence[str] = ALARM_CLASSES) -> dict[str, Any]:
     """Episode scores summed over the records of ``rows`` (rows of ``table``; ``probs`` aligned with
-    ``rows``). ``spans[record]``: ``[(start_s, end_s, label | None)]``."""
+    ``rows``). ``spans[record]``: ``[(start_s, end_s, label | None)]``. The VT fast path reads ``table["runs"]``
+    (:func:`pedstream.train.rhythm_tables.merge`) when the table has it."""
     from pedstream.score.episodes import RecordScore, Span, score_record, summarize
 
     total: RecordScore | None = None
@@ -121,7 +139,8 @@ def score_records(table: dict[str, np.ndarray], probs: np.ndarray, rows: np.ndar
         t = table["t"][i]
         X = table["X"][i]
         readable = X[:, flat_col] < 0.95
-        eps = record_calls(t, probs[m], X[:, since_col], readable, cfg, hop_s=hop_s)
+        runs = run_columns(table, i, cfg) if "runs" in table else None
+        eps = record_calls(t, probs[m], X[:, since_col], readable, cfg, hop_s=hop_s, runs=runs)
         ref = [Span(s0, s1, lab if lab in classes or lab is None else "_" + lab) for s0, s1, lab in spans[r]]
         sc = score_record(ref, [e for e in eps if e.label in classes], list(classes), start_s=float(t[0]),
                           end_s=float(t[-1]))

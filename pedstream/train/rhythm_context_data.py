@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["CLASSES", "FEATURE_VERSION", "RULE", "build_cinc", "build_records", "label_index", "main", "stream_features"]
 
 CLASSES: tuple[str, ...] = ("sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact")
-FEATURE_VERSION = 2  # 2: + multi-scale RR and beat-morphology features (pedstream.dsp.rhythm_features)
+FEATURE_VERSION = 3  # 3: + beat-run features (the fast VT path); 2: + multi-scale RR and beat morphology
 RULE = -1.0  # key of the RR rule's AF decision per row in stream_features' table
 RRSEQ = -2.0  # key of the RR sequence per row (the last SEQ_LEN intervals of the last SEQ_CONTEXT_S, s)
 SEQ_LEN = 64

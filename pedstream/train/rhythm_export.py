@@ -5,7 +5,8 @@ ONNX (skl2onnx; ``X (B, K) float32`` -> ``label (B,)``, ``probabilities (B, C)``
     nice -n 10 .venv/bin/python -m pedstream.train.rhythm_export --out pedstream/assets/rhythm_model.onnx \\
         [--settings bench/results/rhythm_context/cv.json]
 
-The context length and class weights come from the CV's choice (``chosen`` in ``cv.json``).
+The context length, class weights and feature columns come from the CV's choice (``chosen`` in ``cv.json``;
+features default to :data:`~pedstream.dsp.rhythm_features.MODEL_FEATURES`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
+from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, MODEL_FEATURES
 from pedstream.errors import ModelError, PedstreamError
 from pedstream.train.rhythm_context_data import CLASSES, FEATURE_VERSION
 
@@ -60,19 +61,21 @@ def sklearn_to_onnx(clf: Any, n_features: int) -> Any:
 
 
 def export_onnx(clf: Any, path: Path, meta: dict[str, Any]) -> Path:
-    """Write ``clf`` (8 classes, :data:`CONTEXT_FEATURES` inputs) as ONNX with ``meta``; checked with onnxruntime."""
+    """Write ``clf`` (8 classes, inputs ``meta["features"]``, served features) as ONNX with ``meta``; checked
+    with onnxruntime."""
     import onnx
     import onnxruntime as ort
 
     if list(clf.classes_) != list(range(len(CLASSES))):
         raise ModelError(str(path), f"the model saw classes {list(clf.classes_)}, not all of {list(CLASSES)}")
-    onx = sklearn_to_onnx(clf, len(CONTEXT_FEATURES))
+    k = len(meta.get("features") or CONTEXT_FEATURES)
+    onx = sklearn_to_onnx(clf, k)
     onnx.helper.set_model_props(onx, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(onx, str(path))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
-    xs = rng.normal(size=(64, len(CONTEXT_FEATURES))).astype(np.float32)
+    xs = rng.normal(size=(64, k)).astype(np.float32)
     diff = float(np.abs(sess.run(["probabilities"], {"X": xs})[0] - clf.predict_proba(xs)).max())
     if diff > 1e-4:
         raise ModelError(str(path), f"ONNX and scikit-learn probabilities differ by {diff:.2g}")
@@ -96,14 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         ctx, wmode = float(settings["chosen"]["context_s"]), str(settings["chosen"]["weights"])
         cfg = load_config()
         data = load(cfg, Path(a.cache) if a.cache else default_cache(), a.shared)
-        tabs = [merge([data["cinc2017"]], ctx), merge([data["mitdb"], data["vfdb"]], ctx)]
+        features = list(settings.get("chosen", {}).get("features") or MODEL_FEATURES)
+        tabs = [merge([data["cinc2017"]], ctx, features), merge([data["mitdb"], data["vfdb"]], ctx, features)]
         rows = [training_rows(tabs[0], min_age_s=0, stride=1), training_rows(tabs[1])]
         X = np.concatenate([t["X"][r] for t, r in zip(tabs, rows)])
         y = np.concatenate([t["y"][r] for t, r in zip(tabs, rows)]).astype(np.int64)
         t0 = time.time()
         clf = fit(X, y, source_weight=weights(y, wmode))
         meta = {"kind": "rhythm_context", "feature_version": FEATURE_VERSION, "classes": list(CLASSES),
-                "features": list(CONTEXT_FEATURES), "context_s": ctx, "signal_s": SIGNAL_S, "hop_s": HOP_S,
+                "features": features, "context_s": ctx, "signal_s": SIGNAL_S, "hop_s": HOP_S,
                 "class_weights": wmode, "params": DEFAULT_PARAMS, "datasets": DATASETS,
                 "rows": {c: int(np.sum(y == k)) for k, c in enumerate(CLASSES)}, "fit_seconds": round(time.time() - t0, 1),
                 "not_seen": "iafdb iaf1_afw (kept as a check), nsrdb/sddb (no signals), Leipzig records",

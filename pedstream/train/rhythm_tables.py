@@ -51,13 +51,17 @@ def load(cfg: "Config", cache: str | os.PathLike[str], shared: str | os.PathLike
 
 def merge(tabs: list[dict[str, np.ndarray]], ctx: float, features: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """One table of ``tabs`` with ``X`` = their features at context ``ctx`` seconds: the columns named
-    ``features`` (default the served :data:`~pedstream.dsp.rhythm_features.CONTEXT_FEATURES`)."""
-    from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES
+    ``features`` (default the packaged model's :data:`~pedstream.dsp.rhythm_features.MODEL_FEATURES`), and
+    ``runs`` = the :data:`~pedstream.dsp.rhythm_features.BEAT_RUN_FEATURES` columns (the alarm logic's VT
+    fast path reads them whatever the model's features)."""
+    from pedstream.dsp.rhythm_features import ALL_FEATURES, BEAT_RUN_FEATURES, MODEL_FEATURES
 
     out = {f: np.concatenate([t[f] for t in tabs]) for f in ("y", "t", "age_s", "record", "rule_af", "rr_seq")
            if all(f in t for t in tabs)}
-    cols = [ALL_FEATURES.index(f) for f in (CONTEXT_FEATURES if features is None else features)]
+    cols = [ALL_FEATURES.index(f) for f in (MODEL_FEATURES if features is None else features)]
     out["X"] = np.concatenate([t[f"X_{ctx:g}"][:, cols] for t in tabs])
+    rcols = [ALL_FEATURES.index(f) for f in BEAT_RUN_FEATURES]
+    out["runs"] = np.concatenate([t[f"X_{ctx:g}"][:, rcols] for t in tabs])
     return out
 
 

@@ -12,7 +12,7 @@ from pedstream.config import load_config
 from pedstream.data.cinc2017 import read_recording
 from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.qrs import OnlineQRSDetector
-from pedstream.dsp.rhythm_features import (ALL_FEATURES, CONTEXT_FEATURES, EXTRA_RR_FEATURES, MORPH_FEATURES,
+from pedstream.dsp.rhythm_features import (ALL_FEATURES, BEAT_RUN_FEATURES, CONTEXT_FEATURES, EXTRA_RR_FEATURES, MORPH_FEATURES,
                                            RR_CONTEXT_FEATURES, context_features, context_features_multi,
                                            decimation_step, extra_rr_features, morph_features, rr_context_features,
                                            signal_features)
@@ -119,3 +119,56 @@ def test_morphology_features_identical_beats_and_flat_lead() -> None:
     assert np.isfinite(flat).all() and flat[MORPH_FEATURES.index("beat_free_frac")] == 1.0
     e = extra_rr_features(np.zeros(0), 5.0, 30.0)
     assert np.isfinite(e).all() and e.shape == (len(EXTRA_RR_FEATURES),)
+
+
+def _beats_lead(kinds: str, rr: list[float], fs: float = 125.0) -> tuple[np.ndarray, np.ndarray]:
+    """A decimated lead with a narrow QRS ("n") or a wide, inverted one ("v") at each beat; beat times (s)."""
+    t = np.concatenate([[1.0], 1.0 + np.cumsum(rr)])
+    x = np.zeros(int((t[-1] + 1.0) * fs))
+    narrow, wide = np.hanning(7), -np.sin(np.linspace(0, 2 * np.pi, 19)) * np.hanning(19)
+    for k, tb in zip(kinds, t):
+        i = int(round(tb * fs))
+        w = narrow if k == "n" else wide
+        x[i - w.size // 2: i + w.size // 2 + 1] += w
+    return x, t
+
+
+def _runs(x: np.ndarray, t: np.ndarray, fs: float = 125.0) -> dict[str, float]:
+    now = x.size / fs
+    f = context_features(t, now, 30.0, x[-int(8 * fs):], fs, lead_t0=now - 8.0)
+    return {n: float(f[CONTEXT_FEATURES.index(n)]) for n in BEAT_RUN_FEATURES}
+
+
+def test_beat_runs_find_a_fast_ventricular_run_and_not_bigeminy() -> None:
+    x, t = _beats_lead("nnnnnvvvvnnn", [0.8] * 4 + [0.4] * 4 + [0.8] * 3)
+    r = _runs(x, t)
+    assert r["vt_run_70"] == 4 and r["vt_run_50"] == 4
+    assert r["vt_run_rate_bpm"] == pytest.approx(150.0, rel=0.02) and r["vt_run_len_s"] == pytest.approx(1.2, abs=0.02)
+    assert r["vt_run_end_s"] == pytest.approx(x.size / 125.0 - t[8], abs=0.02) and r["vent_fast_frac"] > 0.2
+    x, t = _beats_lead("nvnvnvnvnvnv", [0.8, 0.5] * 5 + [0.8])  # ventricular bigeminy: single beats, no run
+    assert _runs(x, t)["vt_run_70"] <= 1
+    x, t = _beats_lead("nnnnnvvvvnnn", [0.8] * 11)  # ventricular beats at 75 bpm (idioventricular): not fast
+    assert _runs(x, t)["vt_run_70"] == 0
+    empty = _runs(np.zeros(1000), np.zeros(0))
+    assert empty["vt_run_70"] == 0 and empty["vt_run_end_s"] == pytest.approx(8.0)
+
+
+def test_beat_runs_on_real_mitdb_vt_run() -> None:
+    """MIT-BIH 203 (first 60 s, tests/fixtures/real): a (VT run annotated at 46.4 s, through the serving filters and
+    the causal detector, shows as a run of fast ventricular-like beats within a few seconds; none before it."""
+    from pedstream.data.rhythm_sources import read_lead
+
+    cfg = load_config()
+    x, fs = read_lead(FIX.parent / "203")
+    y = FilterBank(fs=fs, cfg=cfg.filters, n_ecg=1, n_iegm=0).process(x[:, None])[:, 0]
+    det = OnlineQRSDetector(fs=fs)
+    beats: list[int] = []
+    hop, step = int(1.25 * fs), decimation_step(fs)
+    seen = {}
+    for end in range(hop, y.size + 1, hop):
+        beats.extend(det.process(y[end - hop:end]))
+        a = max(0, end - int(8 * fs))
+        f = context_features(np.asarray(beats) / fs, end / fs, 30.0, y[a:end:step], fs / step, lead_t0=a / fs)
+        seen[end / fs] = f[CONTEXT_FEATURES.index("vt_run_70")]
+    assert max(v for t, v in seen.items() if 46.4 < t < 52.0) >= 3
+    assert max(v for t, v in seen.items() if 15.0 < t < 45.0) < 3

@@ -51,3 +51,27 @@ def test_sinus_and_other_never_alarm() -> None:
     lg.step(p("vf"), since_beat_s=0.5, readable=True)
     lg.step(p("vf"), since_beat_s=0.5, readable=True)
     assert lg.reset() == [("alarm_off", "vf", "high", 0)] and not lg.active
+
+
+def run_logic(beats: int) -> RhythmAlarmLogic:
+    rc = load_config(overrides=[f"rhythm_context.vt_run_beats={beats}"]).rhythm_context
+    return RhythmAlarmLogic(classes=CLASSES, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,
+                            offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s,
+                            vt_run_beats=rc.vt_run_beats)
+
+
+def test_vt_fast_path_from_a_beat_run_at_once() -> None:
+    lg = run_logic(3)
+    assert lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=2, vt_run_end_s=0.5) == []
+    assert lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=3, vt_run_end_s=0.5) == [("alarm_on", "vt", "high", 1)]
+    # the run stays in the lead but is no longer recent: it counts as p(vt) = 0, the alarm ends after offset_calls
+    out = [lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=3, vt_run_end_s=5.0) for _ in range(4)]
+    assert out[3] == [("alarm_off", "vt", "high", 0)]
+    off = run_logic(0)  # vt_run_beats = 0: the fast path is off, the model's two calls are needed
+    assert off.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=9, vt_run_end_s=0.1) == []
+    unreadable = run_logic(3)
+    assert unreadable.step(p("sinus"), since_beat_s=0.3, readable=False, vt_run=5, vt_run_end_s=0.1) == []
+    noisy = run_logic(3)
+    for _ in range(3):
+        noisy.step(p("artefact"), since_beat_s=0.5, readable=True)
+    assert noisy.step(p("artefact"), since_beat_s=0.5, readable=True, vt_run=5, vt_run_end_s=0.1) == []

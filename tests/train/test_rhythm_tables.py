@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES
+from pedstream.dsp.rhythm_features import ALL_FEATURES, BEAT_RUN_FEATURES, MODEL_FEATURES
 from pedstream.train.rhythm_context_data import CLASSES
 from pedstream.train.rhythm_tables import default_shared, merge, weights
 
@@ -24,13 +24,15 @@ def _table(n: int, first: float, record: str, *, rr: bool = True) -> dict[str, n
     return tab
 
 
-def test_merge_stacks_the_sources_at_one_context_with_the_served_columns() -> None:
+def test_merge_stacks_the_sources_at_one_context_with_the_model_columns_and_the_beat_runs() -> None:
     a, b = _table(3, 0.0, "cinc/A0001"), _table(2, 100.0, "mitdb/208")
     out = merge([a, b], 60.0)
-    assert out["X"].shape == (5, len(CONTEXT_FEATURES))
+    assert out["X"].shape == (5, len(MODEL_FEATURES)) and out["runs"].shape == (5, len(BEAT_RUN_FEATURES))
     assert list(out["record"]) == ["cinc/A0001"] * 3 + ["mitdb/208"] * 2
-    j = ALL_FEATURES.index(CONTEXT_FEATURES[-1])
+    j = ALL_FEATURES.index(MODEL_FEATURES[-1])
     np.testing.assert_allclose(out["X"][:, -1], np.array([0, 1, 2, 100, 101]) + 60_000 + j / 100.0)
+    j = ALL_FEATURES.index(BEAT_RUN_FEATURES[0])
+    np.testing.assert_allclose(out["runs"][:, 0], np.array([0, 1, 2, 100, 101]) + 60_000 + j / 100.0)
     np.testing.assert_array_equal(out["y"], np.concatenate([a["y"], b["y"]]))
     assert out["rr_seq"].shape == (5, 4)
 
