@@ -217,13 +217,21 @@ class OnlineQRSDetector:
         self._csum = int(c[-1])
         self._hist.write(np.stack([x, sq, mwi], axis=1))
         self.samples_seen += n
+        return self._advance()
+
+    def _advance(self, cands: list[tuple[int, float]] | None = None) -> list[int]:
+        """The decisions once the front end has taken a sub-chunk (``samples_seen`` is its end):
+        learning, the candidates up to ``end - lookahead`` (``cands``: already found by
+        :func:`pedstream.dsp.qrs_bank.process_many`, which then moved ``_next_check``) and the beats."""
         end = self.samples_seen
         if not self._learned and end >= self.learn:
             self._learn_thresholds(self.learn)
         if not self._learned:
             return []
         found: list[int] = []
-        self._run(self._candidates(end - self.lookahead, end), end, found, final=False)
+        if cands is None:
+            cands = self._candidates(end - self.lookahead, end)
+        self._run(cands, end, found, final=False)
         return found
 
     def flush(self) -> list[int]:
