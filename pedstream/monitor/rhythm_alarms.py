@@ -19,7 +19,8 @@ the newest QRS (s) and whether the lead is readable. Rules, in this order:
   consecutive ventricular-like beats above 100 bpm (``vt_run``, from
   :func:`pedstream.dsp.rhythm_features.beat_run_features`) whose last beat is at most
   :data:`VT_RUN_RECENT_S` old (``vt_run_end_s``) raises ``vt`` at once on a readable lead (not while
-  artefact is on), whatever the model says; such a call counts as ``p(vt) = 1`` for the offset too.
+  artefact is on), whatever the model says; such a call counts as ``p(vt) = 1`` for the offset too. Its
+  evidence began at the run's first beat (``evidence_calls`` = the calls of ``hop_s`` back to it).
 
 ``step`` returns ``[(kind, label, priority, evidence_calls)]`` transitions (``alarm_on``/``alarm_off``);
 ``evidence_calls`` = how many calls back the onset's evidence began.
@@ -39,12 +40,13 @@ VT_RUN_RECENT_S = 3.0  # a beat run counts for the VT fast path while its last b
 
 class RhythmAlarmLogic:
     def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
-                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0) -> None:
+                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25) -> None:
         self.classes = list(classes)
         self.onset_p, self.offset_p = float(onset_p), float(offset_p)
         self.offset_calls = int(offset_calls)
         self.asystole_s = float(asystole_s)
         self.vt_run_beats = int(vt_run_beats)
+        self.hop_s = float(hop_s)
         self.priorities = {c: priorities.get(c, "none") for c in self.classes}
         self.priorities.setdefault("asystole", priorities.get("asystole", "high"))
         self.onset = {c: int(onset_calls.get(c, 3)) for c in self.classes}
@@ -54,12 +56,12 @@ class RhythmAlarmLogic:
         self._on: dict[str, int] = {}
         self._off: dict[str, int] = {}
 
-    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition], at_once: bool = False) -> None:
+    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition], at_once: int = 0) -> None:
         if c not in self.active:
             self._on[c] = self._on.get(c, 0) + 1 if (p >= self.onset_p and allowed) else 0
             if self._on[c] >= self.onset[c] or (at_once and allowed):
                 self.active.add(c)
-                out.append(("alarm_on", c, self.priorities[c], 1 if at_once else self.onset[c]))
+                out.append(("alarm_on", c, self.priorities[c], at_once if at_once else self.onset[c]))
                 self._on[c], self._off[c] = 0, 0
         else:
             self._off[c] = self._off.get(c, 0) + 1 if p < self.offset_p else 0
@@ -69,9 +71,10 @@ class RhythmAlarmLogic:
                 self._off[c] = 0
 
     def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool, vt_run: float = 0.0,
-             vt_run_end_s: float = float("inf")) -> list[Transition]:
-        """One call's transitions. ``vt_run`` / ``vt_run_end_s``: the longest run of ventricular-like fast
-        beats in the lead and the age of its last beat (the VT fast path; ignored when ``vt_run_beats`` is 0)."""
+             vt_run_end_s: float = float("inf"), vt_run_len_s: float = 0.0) -> list[Transition]:
+        """One call's transitions. ``vt_run`` / ``vt_run_end_s`` / ``vt_run_len_s``: the longest run of
+        ventricular-like fast beats in the lead, the age of its last beat and its length (the VT fast path;
+        ignored when ``vt_run_beats`` is 0)."""
         out: list[Transition] = []
         p = np.asarray(probs, dtype=np.float64)
         if "artefact" in self._idx and self.priorities.get("artefact", "none") != "none":
@@ -83,7 +86,8 @@ class RhythmAlarmLogic:
                and readable)
         for c in self.watch:
             if c == "vt" and run:
-                self._hyst(c, 1.0, not quiet, out, at_once=True)
+                back = max(1, int(np.ceil((vt_run_end_s + vt_run_len_s) / self.hop_s)))
+                self._hyst(c, 1.0, not quiet, out, at_once=back)
             else:
                 self._hyst(c, float(p[self._idx[c]]), not quiet, out)
         return out

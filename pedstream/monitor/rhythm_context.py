@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 _SINCE = CONTEXT_FEATURES.index("since_last_s")
 _FLAT = CONTEXT_FEATURES.index("flat_frac")
 _RUN_END = CONTEXT_FEATURES.index("vt_run_end_s")
+_RUN_LEN = CONTEXT_FEATURES.index("vt_run_len_s")
 
 
 def run_column(cfg: Config) -> int:
@@ -77,7 +78,7 @@ class StreamRhythm:
         self.logic = RhythmAlarmLogic(classes=classes, onset_p=rc.onset_p, offset_p=rc.offset_p,
                                       onset_calls=rc.onset_calls, offset_calls=rc.offset_calls,
                                       priorities=rc.priorities, asystole_s=rc.asystole_s,
-                                      vt_run_beats=rc.vt_run_beats)
+                                      vt_run_beats=rc.vt_run_beats, hop_s=cfg.segments.hop_s * rc.every_windows)
 
     def _sync_beats(self, pipe: Any) -> None:
         qrs = pipe.qrs
@@ -217,7 +218,8 @@ class RhythmLayer:
                 continue
             k = int(np.argmax(p))
             tr = s.logic.step(p, since_beat_s=float(r.x[_SINCE]), readable=bool(r.x[_FLAT] < 0.95),
-                              vt_run=float(r.x[self._run]), vt_run_end_s=float(r.x[_RUN_END]))
+                              vt_run=float(r.x[self._run]), vt_run_end_s=float(r.x[_RUN_END]),
+                              vt_run_len_s=float(r.x[_RUN_LEN]))
             out.append(RhythmResult(r.stream_id, r.t, r.t_signal, self.classes[k], float(p[k]),
                                     {c: round(float(v), 4) for c, v in zip(self.classes, p)}, r.context_s,
                                     int(r.x[0]), tr))

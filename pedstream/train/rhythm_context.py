@@ -76,38 +76,41 @@ def rule_probs(rule_af: np.ndarray) -> np.ndarray:
     return p
 
 
-def _logic(cfg: "Config"):  # type: ignore[no-untyped-def]
+def _logic(cfg: "Config", hop_s: float = 1.25):  # type: ignore[no-untyped-def]
     from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic
 
     rc = cfg.rhythm_context
     return RhythmAlarmLogic(classes=CLASSES, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,
                             offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s,
-                            vt_run_beats=rc.vt_run_beats)
+                            vt_run_beats=rc.vt_run_beats, hop_s=hop_s)
 
 
 def run_columns(table: dict[str, np.ndarray], rows: np.ndarray, cfg: "Config") -> np.ndarray:
-    """``(len(rows), 2)``: the VT fast path's inputs (run length at ``[rhythm_context] vt_run_corr``, age of the
-    run's last beat) of ``table["runs"]`` (the :data:`~pedstream.dsp.rhythm_features.BEAT_RUN_FEATURES` columns)."""
+    """``(len(rows), 3)``: the VT fast path's inputs (run length at ``[rhythm_context] vt_run_corr``, age of the
+    run's last beat, its length) of ``table["runs"]`` (the :data:`~pedstream.dsp.rhythm_features.BEAT_RUN_FEATURES`
+    columns)."""
     from pedstream.dsp.rhythm_features import BEAT_RUN_FEATURES
 
     col = BEAT_RUN_FEATURES.index("vt_run_70" if cfg.rhythm_context.vt_run_corr >= 0.7 else "vt_run_50")
     r = table["runs"][rows]
-    return np.stack([r[:, col], r[:, BEAT_RUN_FEATURES.index("vt_run_end_s")]], axis=1)
+    return np.stack([r[:, col], r[:, BEAT_RUN_FEATURES.index("vt_run_end_s")], r[:, BEAT_RUN_FEATURES.index("vt_run_len_s")]],
+                    axis=1)
 
 
 def record_calls(t: np.ndarray, probs: np.ndarray, since_beat: np.ndarray, readable: np.ndarray, cfg: "Config",
                  *, hop_s: float, labels: Sequence[str] = ALARM_CLASSES + ("artefact",),
                  runs: np.ndarray | None = None) -> list[Any]:
     """Alarm episodes (:class:`pedstream.score.episodes.AlarmEpisode`) of one record's calls. ``runs``:
-    ``(n, 2)`` the VT fast path's run length and the age of its last beat per call (the beat-run columns
-    ``vt_run_70``/``vt_run_50`` by ``[rhythm_context] vt_run_corr`` and ``vt_run_end_s``)."""
+    ``(n, 3)`` the VT fast path's run length, the age of its last beat and its length per call (the beat-run
+    columns ``vt_run_70``/``vt_run_50`` by ``[rhythm_context] vt_run_corr``, ``vt_run_end_s``, ``vt_run_len_s``)."""
     from pedstream.score.episodes import AlarmEpisode
 
-    logic = _logic(cfg)
+    logic = _logic(cfg, hop_s)
     open_: dict[str, tuple[float, float]] = {}
     out = []
     for i in range(t.size):
-        kw = {} if runs is None else {"vt_run": float(runs[i, 0]), "vt_run_end_s": float(runs[i, 1])}
+        kw = {} if runs is None else {"vt_run": float(runs[i, 0]), "vt_run_end_s": float(runs[i, 1]),
+                                      "vt_run_len_s": float(runs[i, 2])}
         for kind, label, _prio, back in logic.step(probs[i], since_beat_s=float(since_beat[i]), readable=bool(readable[i]),
                                                    **kw):
             if label not in labels:

@@ -63,7 +63,8 @@ def run_logic(beats: int) -> RhythmAlarmLogic:
 def test_vt_fast_path_from_a_beat_run_at_once() -> None:
     lg = run_logic(3)
     assert lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=2, vt_run_end_s=0.5) == []
-    assert lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=3, vt_run_end_s=0.5) == [("alarm_on", "vt", "high", 1)]
+    assert lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=3, vt_run_end_s=0.5,
+                   vt_run_len_s=1.2) == [("alarm_on", "vt", "high", 2)]  # evidence from the run's first beat, 1.7 s back
     # the run stays in the lead but is no longer recent: it counts as p(vt) = 0, the alarm ends after offset_calls
     out = [lg.step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=3, vt_run_end_s=5.0) for _ in range(4)]
     assert out[3] == [("alarm_off", "vt", "high", 0)]
