@@ -120,3 +120,20 @@ def test_engine_with_rhythm_layer_stays_torch_and_sklearn_free() -> None:
             "RhythmModel.load(); print('torch' in sys.modules, 'sklearn' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.split() == ["False", "False"], r.stderr
+
+
+async def test_short_mitdb_vt_run_raises_vt_by_the_fast_path(session, rhythm_model, tmp_path):
+    """MIT-BIH 203 (first 60 s, tests/fixtures/real/203): a (VT run of a few beats annotated at 46.4 s. With the
+    VT fast path on ([rhythm_context] vt_run_beats = 3) the beats raise a high-priority vt alarm within a few
+    seconds of it, none before it."""
+    fast = load_config(overrides=["signal.aliases.ECG=II", "stream.queue_windows=10000", "alarms.strips=false",
+                                  "rhythm_context.vt_run_beats=3"])
+    q: asyncio.Queue = asyncio.Queue()
+    src = ReplaySource(events=q, records=[FIX.parent / "203"], signal_cfg=fast.signal, speed=40.0, chunk_ms=100.0)
+    eng = Engine(cfg=fast, session=session, sources=[src], alarms_dir=tmp_path / "alarms", rhythm_model=rhythm_model)
+    sub = eng.subscribe()
+    async with eng:
+        await sub.wait_for(lambda e: e.kind == "signal_loss", timeout=60)
+    sub.drain()
+    vt = [t for lab, prio, t in alarms_on(list(sub.seen)) if lab == "vt" and prio == "high"]
+    assert vt and 46.4 <= vt[0] <= 46.4 + 5.0
