@@ -16,25 +16,32 @@ chunks gets one turn of at most one hop of samples. This module makes a round ch
   gaps, channel map, clipping, resampling) per stream, then through the filter banks of all
   streams at once (:func:`pedstream.dsp.bank.filter_many`: one ``sosfilt`` call per band for
   every group of streams with the same rate and chunk length), then :meth:`StreamPipeline.complete`
-  (ring, QRS, windows) per stream. Bit-for-bit the result of ``StreamPipeline.feed`` per chunk
-  (``tests/monitor/test_bank.py``).
+  (ring, QRS, windows) per stream, except that the QRS detectors of the round are fed together
+  (:func:`pedstream.dsp.qrs_bank.process_many`: their signal front ends on one block for every
+  group of detectors fed the same number of samples; in the engine a detector is fed a hop at each
+  window's end, so the streams whose windows end in one round form a group). Bit-for-bit the
+  result of ``StreamPipeline.feed`` per chunk (``tests/monitor/test_bank.py``).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from contextlib import ExitStack
 from collections.abc import Sequence
 
 import numpy as np
 
 from pedstream.dsp.bank import filter_many
+from pedstream.dsp.qrs_bank import process_many
 from pedstream.dsp.checks import all_finite
 from pedstream.monitor.feedtypes import Arrivals, FeedResult, Staged
 from pedstream.monitor.pipeline import StreamPipeline
 from pedstream.events import Chunk, ChunkReceived
 
 __all__ = ["take_chunk", "feed_round"]
+
+QRS_BATCH = True  # feed_round feeds the round's QRS detectors together (False: each in its own complete(), for A/B)
 
 
 def _rows(chunk: Chunk) -> int | None:
@@ -184,17 +191,79 @@ def feed_round(items: Sequence[tuple[StreamPipeline, Chunk, float | Arrivals]]) 
     outs = filter_many([staged[k][0].filters for k in todo], [staged[k][1].y for k in todo],  # type: ignore[union-attr]
                        return_errors=True)
     filt: dict[int, np.ndarray | Exception] = dict(zip(todo, outs))
-    out: list[tuple[StreamPipeline, FeedResult | Exception]] = []
-    for k, (pipe, st) in enumerate(staged):
-        if isinstance(st, Exception):
-            out.append((pipe, st))
-            continue
-        f = filt.get(k)
-        if isinstance(f, Exception):
-            out.append((pipe, f))
-            continue
-        try:
-            out.append((pipe, pipe.complete(st, f)))
-        except Exception as exc:  # noqa: BLE001
-            out.append((pipe, exc))
-    return out
+    if not QRS_BATCH:
+        return [(pipe, _complete_one(pipe, st, filt.get(k))) for k, (pipe, st) in enumerate(staged)]
+    return _complete_together(staged, filt)
+
+
+def _complete_one(pipe: StreamPipeline, st: Staged | Exception, f: np.ndarray | Exception | None) -> FeedResult | Exception:
+    if isinstance(st, Exception):
+        return st
+    if isinstance(f, Exception):
+        return f
+    try:
+        return pipe.complete(st, f)
+    except Exception as exc:  # noqa: BLE001
+        return exc
+
+
+def _complete_together(staged: list[tuple[StreamPipeline, Staged | Exception]],
+                       filt: dict[int, np.ndarray | Exception]) -> list[tuple[StreamPipeline, FeedResult | Exception]]:
+    """:meth:`StreamPipeline.complete` of every stream, their QRS detectors fed together
+    (:func:`pedstream.dsp.qrs_bank.process_many`): each detector gets the same pieces of its lead in
+    the same order as in ``complete`` (up to each window's end, whose rates are then read; then the
+    rest once it holds a hop), so every result is the one ``complete`` gives. The streams' locks are
+    held throughout, so nothing else feeds their detectors in between (``heart_rate`` does)."""
+    results: list[FeedResult | Exception] = []
+    due: dict[int, list] = {}
+    pipes = [pipe for pipe, _ in staged]
+    with ExitStack() as stack:
+        for pipe in sorted({id(p): p for p in pipes}.values(), key=id):  # one order for any holder of several
+            stack.enter_context(pipe._lock)
+        for k, (pipe, st) in enumerate(staged):
+            f = filt.get(k)
+            if isinstance(st, Exception) or isinstance(f, Exception):
+                results.append(st if isinstance(st, Exception) else f)  # type: ignore[arg-type]
+                continue
+            try:
+                res, d = pipe.cut_windows(st, f)
+            except Exception as exc:  # noqa: BLE001
+                results.append(exc)
+                continue
+            results.append(res)
+            if d is not None:
+                due[k] = d
+        step = 0
+        while True:  # the k-th window of every stream that has one, then the next
+            now = [(k, *due[k][step]) for k in due if step < len(due[k]) and not isinstance(results[k], Exception)]
+            if not now:
+                break
+            _feed_qrs(pipes, results, [(k, pipes[k].qrs_due(end)) for k, _, end in now])
+            for k, item, end in now:
+                if not isinstance(results[k], Exception):
+                    try:
+                        pipes[k].rate_meta(item, end)
+                    except Exception as exc:  # noqa: BLE001
+                        results[k] = exc
+            step += 1
+        ok = [k for k in due if not isinstance(results[k], Exception)]
+        _feed_qrs(pipes, results, [(k, pipes[k].qrs_due_final()) for k in ok])
+        for k in ok:
+            if not isinstance(results[k], Exception):
+                try:
+                    pipes[k].finish(results[k], qrs_done=True)  # type: ignore[arg-type]
+                except Exception as exc:  # noqa: BLE001
+                    results[k] = exc
+    return list(zip(pipes, results))
+
+
+def _feed_qrs(pipes: list[StreamPipeline], results: list, leads: list[tuple[int, np.ndarray | None]]) -> None:
+    """Each stream's QRS lead piece to its detector, all in one :func:`process_many`; a stream whose
+    detector fails gets the exception as its result."""
+    todo = [(k, lead) for k, lead in leads if lead is not None]
+    if not todo:
+        return
+    outs = process_many([pipes[k].qrs for k, _ in todo], [lead for _, lead in todo], return_errors=True)
+    for (k, _), out in zip(todo, outs):
+        if isinstance(out, Exception):
+            results[k] = out

@@ -339,13 +339,28 @@ class StreamPipeline:
     def complete(self, staged: Staged, filt: np.ndarray | None) -> FeedResult:
         """Second half of :meth:`feed`: ``filt`` is ``staged.y`` through this stream's filter bank
         (None when ``staged.y`` is empty); ring, QRS, beat path, windows, strips."""
+        res, due = self.cut_windows(staged, filt)
+        if due is None:
+            return res
+        for item, end in due:
+            self.rate_meta(item, end)
+        self.finish(res)
+        return res
+
+    def cut_windows(self, staged: Staged, filt: np.ndarray | None) -> tuple[FeedResult, list | None]:
+        """:meth:`complete` up to the heart rates: ring, beat path, the windows cut. Returns the result
+        and ``(window, ring end)`` of each window, whose ``meta`` :meth:`rate_meta` fills in that order
+        (each with the QRS detector fed up to that window's end), then :meth:`finish`; None: nothing
+        more to do. :func:`pedstream.monitor.bank.feed_round` runs these steps for a group of streams
+        with their QRS detectors together (under the group's locks)."""
         res, t_received, mapped = staged.res, staged.t_received, staged.mapped
         if mapped is None:
-            return res
+            return res, None
         if filt is None or not len(filt):
             self._ectopy(res, mapped, [], t_received)
-            return res
+            return res, None
         self._store(filt, staged.ts, mapped, res, t_received)
+        due: list[tuple[WindowItem, int]] = []
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
@@ -353,18 +368,48 @@ class StreamPipeline:
             x = np.ascontiguousarray(win.T)  # (19, T) float32 filtered; normalised by the batcher, off the loop
             t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
             t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
-            res.windows.append(WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask, raw=True,
-                                          t_received=t_rec, t_signal=t_sig,
-                                          meta={"hr": self.heart_rate_at(start + self.window),
-                                                "rates": self.beat_rates_at(start + self.window)}))
+            item = WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask, raw=True,
+                              t_received=t_rec, t_signal=t_sig, meta=None)
+            res.windows.append(item)
+            due.append((item, start + self.window))
             self.windows_made += 1
             if self.state == "loss":
                 res.transitions.append(("signal_ok", f"clean window from sample {start}"))
             self.state = "ok"
-        if self._qrs_pending_n >= self.hop:  # after the windows: each read the rate at its own end
-            self._qrs_flush()
+        return res, due
+
+    def rate_meta(self, item: WindowItem, ring_end: int) -> None:
+        """A window's heart rate and beat rates, read at its end (``ring_end``)."""
+        item.meta = {"hr": self.heart_rate_at(ring_end), "rates": self.beat_rates_at(ring_end)}
+
+    def qrs_due(self, ring_end: int | None = None) -> np.ndarray | None:
+        """The staged QRS lead up to ring index ``ring_end`` (exclusive; None: all of it), taken from
+        the stage; the caller feeds it to the detector (``_qrs_flush`` does it in one)."""
+        if not self._qrs_pending or self.qrs is None:
+            return None
+        lead = self._qrs_pending[0] if len(self._qrs_pending) == 1 else np.concatenate(self._qrs_pending)
+        k = len(lead) if ring_end is None else ring_end - (self.ring.total_written - self._qrs_pending_n)
+        if k <= 0:
+            self._qrs_pending = [lead]
+            return None
+        if k >= len(lead):
+            self._qrs_pending, self._qrs_pending_n = [], 0
+            return lead
+        self._qrs_pending, self._qrs_pending_n = [lead[k:]], len(lead) - k
+        return lead[:k]
+
+    def qrs_due_final(self) -> np.ndarray | None:
+        """After the windows: the staged QRS lead when it holds a hop (:meth:`finish` feeds it), else None."""
+        return self.qrs_due() if self._qrs_pending_n >= self.hop else None
+
+    def finish(self, res: FeedResult, *, qrs_done: bool = False) -> None:
+        """The end of :meth:`complete`: the staged QRS lead fed once it holds a hop (after the windows:
+        each read the rate at its own end; ``qrs_done``: the caller fed it), the strips that are ready."""
+        if not qrs_done:
+            lead = self.qrs_due_final()
+            if lead is not None:
+                self.qrs.process(lead)
         res.strips = self._ready_strips()
-        return res
 
     def samples_to_window(self) -> int:
         """Source samples still to come before the next window is complete (at least 1): the engine
@@ -420,18 +465,8 @@ class StreamPipeline:
     def _qrs_flush(self, ring_end: int | None = None) -> list[int]:
         """Feed the staged QRS lead to the detector (up to ring index ``ring_end``, exclusive, or all
         of it); its new R peaks."""
-        if not self._qrs_pending or self.qrs is None:
-            return []
-        lead = self._qrs_pending[0] if len(self._qrs_pending) == 1 else np.concatenate(self._qrs_pending)
-        k = len(lead) if ring_end is None else ring_end - (self.ring.total_written - self._qrs_pending_n)
-        if k <= 0:
-            self._qrs_pending = [lead]
-            return []
-        if k >= len(lead):
-            self._qrs_pending, self._qrs_pending_n = [], 0
-            return self.qrs.process(lead)
-        self._qrs_pending, self._qrs_pending_n = [lead[k:]], len(lead) - k
-        return self.qrs.process(lead[:k])
+        lead = self.qrs_due(ring_end)
+        return [] if lead is None else self.qrs.process(lead)
 
     def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
         """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;

@@ -59,7 +59,7 @@ def _chunks(rng, x, fs, skip):
 
 
 def _summary(res):
-    return ([(w.start, w.x.tobytes(), w.t_signal, w.mask.tobytes()) for w in res.windows], list(res.transitions))
+    return ([(w.start, w.x.tobytes(), w.t_signal, w.mask.tobytes(), w.meta) for w in res.windows], list(res.transitions))
 
 
 def test_feed_round_is_feed_per_chunk_bit_for_bit(cfg):
@@ -97,6 +97,53 @@ def test_feed_round_is_feed_per_chunk_bit_for_bit(cfg):
     assert n_windows >= 40
     assert banked["s2"].bridged == 1 and banked["s4"].gaps == 1 and banked["s4"].bridged == 0
     assert banked["s0"].heart_rate is not None
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_feed_round_feeds_the_qrs_detectors_together_as_feed_does(cfg, monkeypatch, batch):
+    """A ward served as the engine serves it (starts spread over a hop, two streams at a time close
+    enough for their windows to end in one tick, 50 ms chunks merged until
+    they complete a window, like the deferred DSP): each window's heart rate and beat rates, every
+    detector's beats and state are those of StreamPipeline.feed, with the QRS detectors of a round
+    fed together (their front ends on one block), and without (``QRS_BATCH`` off)."""
+    from pedstream.dsp import qrs_bank
+    from pedstream.monitor import bank
+
+    monkeypatch.setattr(bank, "QRS_BATCH", batch)
+    blocks = []
+    real = qrs_bank._sub_many
+    monkeypatch.setattr(qrs_bank, "_sub_many", lambda dets, x: blocks.append(x.shape) or real(dets, x))
+    n_streams = 6
+    x = make_signal(fs=FS, seconds=16, hr=75, n_ch=19, seed=7)
+    alone = [_pipe(cfg, f"b{k}", FS, CANONICAL_CHANNELS) for k in range(n_streams)]
+    banked = [_pipe(cfg, f"b{k}", FS, CANONICAL_CHANNELS) for k in range(n_streams)]
+    offsets = [(k % 3) * HOP // 3 + (k // 3) * 7 for k in range(n_streams)]  # pairs whose windows end in one tick
+    fed = [0] * n_streams
+    for t in range(49, len(x) + HOP, 49):
+        items = []
+        for k in range(n_streams):
+            avail = min(len(x), max(0, t - offsets[k]))
+            if avail > fed[k] and (avail - fed[k] >= banked[k].samples_to_window() or avail - fed[k] >= 489):
+                c = Chunk(stream_id=f"b{k}", data=x[fed[k]:avail], timestamps=(fed[k] + np.arange(avail - fed[k])) / FS,
+                          first_index=fed[k])
+                items.append((banked[k], c, float(t)))
+                want = _summary(alone[k].feed(c, float(t)))
+                fed[k] = avail
+                items[-1] = (*items[-1], want)
+        for (pipe, res), (_, _, _, want) in zip(feed_round([i[:3] for i in items]), items):
+            assert not isinstance(res, Exception), res
+            assert _summary(res) == want
+    windows_with_beats = 0
+    for a, b in zip(alone, banked):
+        assert list(a.qrs.beats) == list(b.qrs.beats) and a.qrs.n_beats == b.qrs.n_beats > 10
+        assert (a.qrs.samples_seen, a.qrs.spki, a.qrs.npki) == (b.qrs.samples_seen, b.qrs.spki, b.qrs.npki)
+        assert a.heart_rate == b.heart_rate is not None
+        windows_with_beats += a.windows_made
+    assert windows_with_beats >= 50
+    if batch:  # the detectors did run together: blocks of several streams, hop-long
+        assert max(g for g, _ in blocks) == 2 and {n for _, n in blocks} >= {977, 244}
+    else:
+        assert not blocks
 
 
 def test_feed_round_one_bad_stream_fails_alone(cfg):
