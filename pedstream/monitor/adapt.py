@@ -7,9 +7,18 @@ keeps its feature vector. Later beats are then classified by
     p = (1 - w) * p_global + w * p_local,     w = mix * n / (n + n_half)
 
 where ``p_local`` is a distance-weighted vote of the ``k`` nearest labelled beats (features divided by
-the model's per-feature scale) and ``n`` the number of labels (a few labels move the call a little,
-many move it more). The method and its settings were chosen by record-wise CV
-(bench/beat_adapt.py, docs/beats.md).
+the model's per-feature scale; or of the class means, or a soft vote of each labelled class's nearest
+beat) and ``n`` the number of labels (a few labels move the call a little, many move it more).
+
+The labels vote only for the classes they hold. With ``classes="labelled"`` the mixing stays among
+those classes: a beat keeps the population's probability of every class the patient has no label of,
+and only the probability mass of the labelled classes is redistributed,
+
+    p[L] = (1 - w) * p_global[L] + w * p_global[L].sum() * p_local[L],   p[other] = p_global[other]
+
+(``L``: the labelled classes). Without it (``classes="all"``), five minutes of labels holding no S beat
+pull every S beat of the patient towards N. The method and its settings were chosen by record-wise
+CV (bench/beat_adapt.py, docs/beats.md).
 
 :class:`PatientAdapter` is one stream's labelled beats; :class:`BeatMemory` the stream's recent
 classified beats (time -> features), where a label's time is looked up (a label at a time with no beat
@@ -29,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pedstream.errors import StreamError
+from pedstream.errors import ModelError, StreamError
 
 __all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter", "beat_labels_for",
            "default_labels_dir", "queue_labels", "read_label_file"]
@@ -37,13 +46,37 @@ __all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAd
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
+METHODS = ("knn", "prototype", "nearest")
+COMBINES = ("mean", "product")
+SCOPES = ("all", "labelled")
+
+
 @dataclass(frozen=True)
 class AdaptSettings:
-    method: str = "knn"  # "knn" or "prototype"
+    """How one stream's labels adapt its calls (the model's ``adapt_settings`` metadata).
+
+    ``method``: ``"knn"`` (a distance-weighted vote of the ``k`` nearest labelled beats), ``"prototype"``
+    (a soft vote of the class means) or ``"nearest"`` (a soft vote of each labelled class's nearest
+    beat, ``softmax(-d_c / tau)``); ``mix`` and ``n_half``: the weight ``w = mix * n / (n + n_half)``;
+    ``combine``: ``"mean"`` ((1-w) p_global + w p_local) or ``"product"`` (p_global^(1-w) p_local^w,
+    p_local smoothed); ``classes``: ``"all"`` (mixed over every class) or ``"labelled"`` (mixed only
+    among the classes the labels hold; the population's probability of the others is kept)."""
+
+    method: str = "knn"
     k: int = 3
     mix: float = 0.8
     n_half: float = 10.0
-    combine: str = "mean"  # "mean": (1-w) p_global + w p_local; "product": p_global^(1-w) p_local^w (p_local smoothed)
+    combine: str = "mean"
+    classes: str = "all"
+    tau: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("method", self.method, METHODS), ("combine", self.combine, COMBINES),
+                                     ("classes", self.classes, SCOPES)):
+            if value not in allowed:
+                raise ValueError(f"adapt_settings: {name} {value!r} is not one of {list(allowed)}")
+        if self.k < 1 or not 0.0 <= self.mix <= 1.0 or self.n_half < 0.0 or self.tau <= 0.0:
+            raise ValueError(f"adapt_settings: k >= 1, 0 <= mix <= 1, n_half >= 0 and tau > 0 (got {self})")
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -95,6 +128,13 @@ class PatientAdapter:
             out[:, present] = s / s.sum(axis=1, keepdims=True)
             return out
         d = _distances(z, lx)  # (B, n)
+        if self.settings.method == "nearest":
+            present = np.unique(ly)
+            dc = np.stack([d[:, ly == k].min(axis=1) for k in present], axis=1)  # (B, P)
+            s = np.exp(-(dc - dc.min(axis=1, keepdims=True)) / self.settings.tau)
+            out = np.zeros((z.shape[0], c))
+            out[:, present] = s / s.sum(axis=1, keepdims=True)
+            return out
         k = min(self.settings.k, ly.size)
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         w = 1.0 / (np.take_along_axis(d, near, axis=1) + 1e-3)
@@ -113,9 +153,24 @@ class PatientAdapter:
             return p
         return self.combine(p, self.local(features))
 
+    def labelled_classes(self) -> np.ndarray:
+        """The class indices the labels hold (sorted)."""
+        return np.unique(np.asarray(self._y, dtype=np.int64))
+
     def combine(self, p_global: np.ndarray, p_local: np.ndarray) -> np.ndarray:
         """The adapted probabilities from the population and the local ones (see :class:`AdaptSettings`)."""
         w = self.weight()
+        p_global = np.asarray(p_global, dtype=np.float64)
+        if self.settings.classes == "labelled" and len(self):
+            cls = self.labelled_classes()  # only these classes' probability mass is redistributed
+            out = p_global.copy()
+            mass = p_global[:, cls].sum(axis=1, keepdims=True)
+            part = self._mix(p_global[:, cls] / np.maximum(mass, 1e-12), p_local[:, cls], w)
+            out[:, cls] = mass * part
+            return out
+        return self._mix(p_global, p_local, w)
+
+    def _mix(self, p_global: np.ndarray, p_local: np.ndarray, w: float) -> np.ndarray:
         if self.settings.combine == "product":
             k = max(1, min(self.settings.k, len(self)))
             local = (p_local * k + 0.5) / (k + 0.5 * p_local.shape[1])  # a vote of k, smoothed: never 0
@@ -320,8 +375,11 @@ def beat_labels_for(session: object, *, folder: str | Path | None = None) -> Bea
     if not seg.get("features") or not meta.get("feature_scale"):
         return None
     cols = np.arange(len(meta["feature_scale"]), dtype=np.int64)  # every feature of the beat (as bench/beat_adapt.py)
-    settings = AdaptSettings(**{k: v for k, v in (meta.get("adapt_settings") or {}).items()
-                                if k in AdaptSettings.__dataclass_fields__})
+    try:
+        settings = AdaptSettings(**{k: v for k, v in (meta.get("adapt_settings") or {}).items()
+                                    if k in AdaptSettings.__dataclass_fields__})
+    except (TypeError, ValueError) as exc:
+        raise ModelError(str(getattr(session, "path", "beat model")), str(exc)) from exc
     return BeatLabels(classes=tuple(meta["class_names"]), scale=np.asarray(meta["feature_scale"], dtype=np.float64)[cols],
                       settings=settings, columns=cols, folder=default_labels_dir() if folder is None else folder)
 

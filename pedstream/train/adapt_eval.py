@@ -16,9 +16,11 @@ record:
 Adaptation methods (:data:`METHODS`), one chosen per held-out record by the pooled score of the other
 records (nested: a record never chooses its own method):
 
-- ``knn k mix`` / ``prototype mix``: :class:`pedstream.monitor.adapt.PatientAdapter`, the live
-  monitor's few-shot adapter (a vote of the nearest labelled beats, or of the class means, mixed with the
-  population probabilities); what the monitor does when a clinician labels beats;
+- :data:`METHODS` (``knn k mix``, ``prototype mix``, ``knn-product k mix``, ``nearest tau mix``, each
+  also with ``labelled classes``): :class:`pedstream.monitor.adapt.PatientAdapter`, the live monitor's
+  few-shot adapter (a vote of the nearest labelled beats, of the class means or of each class's nearest
+  beat, mixed with the population probabilities over every class, or only among the classes the labels
+  hold); what the monitor does when a clinician labels beats;
 - ``refit w``: a patient-specific model, as the published protocol trains one: the fold's gradient-boosting
   model grown by ``REFIT_TREES`` more boosting iterations fitted on the patient's labelled beats (each with
   weight ``w``) together with a class-stratified sample of the common set (up to ``REFIT_COMMON`` beats
@@ -41,12 +43,29 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "pick_labels", "adapt_eval", "format_markdown", "eval_adapt_command"]
+__all__ = ["METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion", "ectopy_scores",
+           "eval_adapt_command", "format_markdown", "pick_labels"]
 
-METHODS: tuple[tuple[str, int, float], ...] = (
-    *(("knn", k, mix) for k in (1, 3, 9) for mix in (0.5, 0.8, 1.0)),
-    *(("prototype", 0, mix) for mix in (0.5, 0.8)),
-)
+
+
+def _adapt_settings() -> tuple[tuple[str, dict[str, Any]], ...]:
+    out: list[tuple[str, dict[str, Any]]] = []
+    for classes in ("all", "labelled"):
+        tail = "" if classes == "all" else ", labelled classes"
+        out += [(f"knn k={k} mix={mix}{tail}", {"method": "knn", "k": k, "mix": mix, "classes": classes})
+                for k in (1, 3, 5, 9) for mix in (0.5, 0.8, 1.0)]
+        out += [(f"prototype mix={mix}{tail}", {"method": "prototype", "k": 1, "mix": mix, "classes": classes})
+                for mix in (0.5, 0.8)]
+        out += [(f"knn-product k={k} mix={mix}{tail}", {"method": "knn", "k": k, "mix": mix, "combine": "product",
+                                                         "classes": classes}) for k in (3, 9) for mix in (0.5, 0.8)]
+        out += [(f"nearest tau={tau} mix=0.8{tail}", {"method": "nearest", "k": 1, "mix": 0.8, "tau": tau,
+                                                      "classes": classes}) for tau in (0.5, 1.0, 2.0)]
+    return tuple(out)
+
+
+# every few-shot setting of the monitor's adapter that the protocol chooses among: (name, AdaptSettings fields);
+# ", labelled classes": the labels mix only among the classes they hold (the population's other classes kept)
+METHODS: tuple[tuple[str, dict[str, Any]], ...] = _adapt_settings()
 REFIT_WEIGHTS = (5.0, 20.0)
 REFIT_TREES = 40
 REFIT_COMMON = 2000
@@ -71,11 +90,13 @@ def pick_labels(t: np.ndarray, y: np.ndarray, *, minutes: float | None = None, b
     return np.sort(np.concatenate([ect, take]))
 
 
-def _confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+def beat_confusion(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(5, 4) counts: reference class (N, S, V, F, Q) by called class (N, S, V, F); ``y < 0`` not counted."""
     return np.asarray([[np.sum((y == i) & (pred == j)) for j in range(4)] for i in range(5)], dtype=np.int64)
 
 
-def _scores(c: np.ndarray) -> dict[str, dict[str, float]]:
+def ectopy_scores(c: np.ndarray) -> dict[str, dict[str, float]]:
+    """Gross SVEB and VEB Se, +P, F1 and support of a :func:`beat_confusion` (one-vs-rest over every beat)."""
     out = {}
     for name, k in (("SVEB", 1), ("VEB", 2)):
         se, ppv = c[k, k] / max(c[k].sum(), 1), c[k, k] / max(c[:, k].sum(), 1)
@@ -85,7 +106,7 @@ def _scores(c: np.ndarray) -> dict[str, dict[str, float]]:
 
 
 def _mean_f1(c: np.ndarray) -> float:
-    s = _scores(c)
+    s = ectopy_scores(c)
     return 0.5 * (s["SVEB"]["F1"] + s["VEB"]["F1"])
 
 
@@ -98,7 +119,7 @@ def _budgets(minutes: Sequence[float], beats: Sequence[int], selection: str) -> 
 
 def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Sequence[int] = (),
                selection: str = "clinician", variant: str | None = None, folds: int = 11,
-               methods: Sequence[tuple[str, int, float]] = METHODS, refit_weights: Sequence[float] = REFIT_WEIGHTS,
+               methods: Sequence[tuple[str, dict[str, Any]]] = METHODS, refit_weights: Sequence[float] = REFIT_WEIGHTS,
                records: Sequence[str] | None = None, score_from_s: float = SCORE_FROM_S,
                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the protocol (module docstring) on the records of ``data``; returns the results as a dict
@@ -132,7 +153,7 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
     # the labelled beats are compared on every feature the engine computes for this model
     adapt_cols = np.asarray(columns("part2" if v.features.startswith("part2") else "part1"))
     budgets = _budgets(minutes, beats, selection)
-    settings = [f"{m} k={k} mix={x}" if m == "knn" else f"{m} mix={x}" for m, k, x in methods]
+    settings = [name for name, _ in methods]
     refit = v.model == "hgb"
     settings += [f"refit w={w:g}" for w in refit_weights] if refit else []
     # conf[budget][record] -> (S, 5, 4) confusions of the scored beats under each setting
@@ -165,15 +186,16 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
                     lab = pick_labels(tab.t, tab.y, minutes=b["minutes"], beats=b["beats"], selection=b["selection"],
                                       seed=seed, first_s=score_from_s)
                     n_labels[b["name"]].append(int(lab.size))
-                    per_base += _confusion(tab.y[scored], p[scored].argmax(1))
-                    local: dict[tuple[str, int], np.ndarray] = {}
-                    for s_i, (method, k, mix) in enumerate(methods):
+                    per_base += beat_confusion(tab.y[scored], p[scored].argmax(1))
+                    local: dict[tuple[str, int, float], np.ndarray] = {}
+                    for s_i, (_, fields) in enumerate(methods):
                         ad = PatientAdapter(classes=CLASSES, scale=scale, columns=adapt_cols,
-                                            settings=AdaptSettings(method=method, k=max(k, 1), mix=mix))
+                                            settings=AdaptSettings(**fields))
                         ad.set_labels(tab.x[lab], tab.y[lab])
-                        if (method, k) not in local:
-                            local[(method, k)] = ad.local(tab.x[scored])
-                        per[s_i] += _confusion(tab.y[scored], ad.combine(p[scored], local[(method, k)]).argmax(1))
+                        key = (ad.settings.method, ad.settings.k, ad.settings.tau)  # the local vote's own knobs
+                        if key not in local:
+                            local[key] = ad.local(tab.x[scored])
+                        per[s_i] += beat_confusion(tab.y[scored], ad.combine(p[scored], local[key]).argmax(1))
                     for w_i, w in enumerate(refit_weights if refit else ()):
                         m2 = copy.deepcopy(model)
                         m2.set_params(warm_start=True, max_iter=int(m2.max_iter) + REFIT_TREES)
@@ -186,7 +208,7 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
                             q = predict_proba(v, m2, tab.x[scored])
                         else:  # a class of the model missing from these rows: no refit
                             q = p[scored]
-                        per[len(methods) + w_i] += _confusion(tab.y[scored], q.argmax(1))
+                        per[len(methods) + w_i] += beat_confusion(tab.y[scored], q.argmax(1))
                 conf[b["name"]][i] = per
                 base[b["name"]][i] = per_base
             say(f"record {tab.record} done ({time.time() - t_start:.0f} s)")
@@ -201,10 +223,12 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
             chosen.append(settings[s])
             total += c[i][s]
         results[b["name"]] = {
-            "budget": b, "scores": _scores(total), "population": _scores(sum(base[b["name"]])),
+            "budget": b, "scores": ectopy_scores(total), "population": ectopy_scores(sum(base[b["name"]])),
             "mean_labels": float(np.mean(n_labels[b["name"]])), "chosen_per_record": dict(zip(names, chosen)),
-            "chosen_most_often": max(set(chosen), key=chosen.count),
-            "fixed_setting_scores": {s: _scores(sum(c[i][k] for i in range(len(tables)))) for k, s in enumerate(settings)}}
+            "chosen_most_often": max(settings, key=chosen.count),
+            "chosen_settings": dict(methods[settings.index(max(settings, key=chosen.count))][1])
+            if settings.index(max(settings, key=chosen.count)) < len(methods) else None,
+            "fixed_setting_scores": {s: ectopy_scores(sum(c[i][k] for i in range(len(tables)))) for k, s in enumerate(settings)}}
     return {"variant": variant, "folds": folds, "records": names, "settings": settings, "results": results,
             "seconds": round(time.time() - t_start, 1), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 

@@ -159,9 +159,13 @@ def main(argv: list[str] | None = None) -> int:
         adapt = {"method": "knn", "k": 3, "mix": 0.8, "n_half": 10.0}
         p = Path(a.adapt_settings)
         if p.is_file():
-            m, k, mix = json.loads(p.read_text())["results"]["5 min"]["chosen_most_often"]
-            adapt = {"method": str(m).split("-")[0], "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0,
-                     "combine": "product" if str(m).endswith("product") else "mean"}
+            five = json.loads(p.read_text())["results"]["5 min"]
+            if five.get("chosen_settings"):  # the AdaptSettings fields of the setting chosen most often
+                adapt = {"n_half": 10.0, **five["chosen_settings"]}
+            else:
+                m, k, mix = five["chosen_most_often"]
+                adapt = {"method": str(m).split("-")[0], "k": max(int(k), 1), "mix": float(mix), "n_half": 10.0,
+                         "combine": "product" if str(m).endswith("product") else "mean"}
         cfg = beat_config()
         from pedstream.dsp.beat_features import feature_names
 

@@ -168,3 +168,76 @@ def test_label_cli_queues_labels_and_refuses_a_wrong_file_whole(tmp_path):
         (412.35, "S", "dr.c", True), (415.02, "V", "dr.c", True)]
     r = CliRunner().invoke(cli, ["eval", "--data", str(tmp_path)])
     assert r.exit_code != 0 and "--run is required" in r.output
+
+
+def _n_and_v_labels(tab, n_n=8, n_v=0):
+    first = np.flatnonzero(tab.t < 30.0)
+    return np.concatenate([first[tab.y[first] == 0][:n_n], first[tab.y[first] == 2][:n_v]])
+
+
+def test_labels_of_one_class_leave_the_population_probability_of_the_others_alone(tables):
+    """classes="labelled": labels holding only N beats redistribute nothing (the N mass stays N); a beat the
+    population calls S stays S. classes="all" (the mixing over every class) pulls it to N."""
+    tab = tables["208"]
+    lab = _n_and_v_labels(tab)
+    later = tab.t >= 30.0
+    p_s = np.tile([0.30, 0.60, 0.05, 0.05], (int(later.sum()), 1))
+    kept = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=AdaptSettings(k=1, mix=0.8, classes="labelled"))
+    kept.set_labels(tab.x[lab], tab.y[lab])
+    np.testing.assert_allclose(kept.adapt(p_s, tab.x[later]), p_s)
+    pulled = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=AdaptSettings(k=1, mix=0.8))
+    pulled.set_labels(tab.x[lab], tab.y[lab])
+    assert np.all(pulled.adapt(p_s, tab.x[later]).argmax(1) == 0)
+
+
+@pytest.mark.parametrize("settings", [AdaptSettings(k=1, n_half=2.0, classes="labelled"),
+                                      AdaptSettings(k=3, n_half=2.0, combine="product", classes="labelled"),
+                                      AdaptSettings(method="nearest", tau=2.0, n_half=2.0, classes="labelled"),
+                                      AdaptSettings(method="prototype", n_half=2.0, classes="labelled")])
+def test_labelled_classes_share_only_their_own_mass_and_still_teach_v(tables, settings):
+    tab = tables["208"]
+    lab = _n_and_v_labels(tab, n_n=5, n_v=5)
+    later = tab.t >= 30.0
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4), size=int(later.sum()))
+    p[:, 0] += 2.0  # the population calls every beat N
+    p /= p.sum(axis=1, keepdims=True)
+    ad = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=settings)
+    ad.set_labels(tab.x[lab], tab.y[lab])
+    q = ad.adapt(p, tab.x[later])
+    np.testing.assert_allclose(q[:, [1, 3]], p[:, [1, 3]])  # S and F: no label, untouched
+    np.testing.assert_allclose(q[:, [0, 2]].sum(1), p[:, [0, 2]].sum(1))  # N + V mass kept
+    v = tab.y[later] == 2
+    assert np.mean(q[v].argmax(1) == 2) > 0.8 and np.mean(q[tab.y[later] == 0].argmax(1) == 0) > 0.8
+
+
+def test_nearest_votes_by_each_labelled_class_nearest_beat():
+    x = np.asarray([[0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [3.0, 0.2], [3.0, 0.4]])
+    y = [0, 0, 2, 2, 2]  # three V labels, two N: the vote does not count them
+    ad = PatientAdapter(classes=CLASSES, scale=np.ones(2), settings=AdaptSettings(method="nearest", tau=0.5))
+    ad.set_labels(x, y)
+    beats = np.asarray([[1.0, 0.0], [2.5, 0.0]])
+    d_n = np.asarray([1.0, 2.5])  # nearest N label of each beat
+    d_v = np.asarray([2.0, 0.5])
+    e = np.exp(-np.stack([d_n, d_v], 1) / 0.5)
+    want = np.zeros((2, 4))
+    want[:, [0, 2]] = e / e.sum(1, keepdims=True)
+    np.testing.assert_allclose(ad.local(beats), want)
+
+
+def test_adapt_settings_come_from_the_model_metadata_and_a_wrong_one_is_one_error():
+    from types import SimpleNamespace
+
+    from pedstream.errors import ModelError
+    from pedstream.monitor.adapt import beat_labels_for
+
+    meta = {"segments": {"features": "beat-features-4"}, "feature_scale": [1.0, 2.0], "class_names": list(CLASSES),
+            "adapt_settings": {"method": "nearest", "k": 1, "mix": 0.8, "n_half": 10.0, "tau": 2.0, "classes": "labelled"}}
+    bl = beat_labels_for(SimpleNamespace(metadata=meta), folder="unused")
+    assert bl.settings == AdaptSettings(method="nearest", k=1, mix=0.8, tau=2.0, classes="labelled")
+    old = dict(meta, adapt_settings={"method": "knn", "k": 1, "mix": 0.8, "n_half": 10.0, "combine": "mean"})
+    assert beat_labels_for(SimpleNamespace(metadata=old), folder="unused").settings.classes == "all"  # older models
+    for wrong in ({"method": "svm"}, {"classes": "some"}, {"mix": 2.0}):
+        with pytest.raises(ModelError, match="adapt_settings") as err:
+            beat_labels_for(SimpleNamespace(metadata=dict(meta, adapt_settings=wrong), path="m.onnx"), folder="unused")
+        assert "\n" not in str(err.value)

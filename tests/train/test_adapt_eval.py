@@ -28,13 +28,16 @@ def test_clinician_labels_take_the_early_ectopic_beats_and_spread_normal_ones():
 def test_protocol_runs_on_real_excerpts_and_scores_only_the_later_beats(tmp_path, monkeypatch):
     monkeypatch.setenv("PEDSTREAM_CACHE", str(tmp_path / "cache"))
     doc = adapt_eval(AAMI, records=("208", "220"), folds=2, minutes=(0.5,), beats=(10,), score_from_s=30.0,
-                     methods=(("knn", 1, 0.8), ("prototype", 0, 0.5)), refit_weights=(10.0,),
+                     methods=(("knn k=1 mix=0.8", {"method": "knn", "k": 1, "mix": 0.8}),
+                              ("nearest, labelled classes", {"method": "nearest", "classes": "labelled"})),
+                     refit_weights=(10.0,),
                      variant="HGB, part 2 without raw morphology")
     assert set(doc["results"]) == {"0.5 min", "10 beats, clinician"}
     r = doc["results"]["0.5 min"]
     assert r["mean_labels"] > 30  # every beat of the first 30 s of each record
     assert set(r["chosen_per_record"]) == {"208", "220"}
-    assert set(r["fixed_setting_scores"]) == {"knn k=1 mix=0.8", "prototype mix=0.5", "refit w=10"}
+    assert set(r["fixed_setting_scores"]) == {"knn k=1 mix=0.8", "nearest, labelled classes", "refit w=10"}
+    assert r["chosen_settings"] is None or r["chosen_settings"]["method"] in ("knn", "nearest")
     # 208 has V beats after 30 s: the VEB support is what both the population and the adapted rows score
     assert r["scores"]["VEB"]["support"] == r["population"]["VEB"]["support"] > 0
     assert "| 0.5 min |" in format_markdown(doc, "pedstream eval --adapt-minutes 0.5")
@@ -50,3 +53,13 @@ def test_eval_adapt_cli_reads_the_folders_records_and_says_why_it_cannot_run(tmp
     monkeypatch.setenv("PEDSTREAM_CACHE", str(tmp_path / "cache"))
     r = CliRunner().invoke(cli, ["eval", "--adapt-minutes", "0.5", "--data", str(AAMI)])
     assert r.exit_code != 0 and "2 records for 11 record-wise folds" in r.output
+
+
+def test_every_setting_of_the_grid_is_one_the_monitor_accepts():
+    from pedstream.monitor.adapt import AdaptSettings
+    from pedstream.train.adapt_eval import METHODS
+
+    names = [name for name, _ in METHODS]
+    assert len(set(names)) == len(names)
+    settings = [AdaptSettings(**fields) for _, fields in METHODS]
+    assert {s.classes for s in settings} == {"all", "labelled"} and {s.method for s in settings} == {"knn", "prototype", "nearest"}
