@@ -68,6 +68,17 @@ _Q_SCALE = 1024.0  # squared slope quantum: 1/1024 (mV/s)^2
 _SQ_MAX = 1e9  # (mV/s)^2; larger squared slopes (absurd artefacts) saturate
 
 
+def _median(v: np.ndarray) -> float:
+    """``float(np.median(v))`` of a finite 1-D array, without its per-call overhead: the middle
+    element after a partition, or the mean of the two middle ones (as np.median computes it)."""
+    n = len(v)
+    k = n // 2
+    if n % 2:
+        return float(np.partition(v, k)[k])
+    p = np.partition(v, (k - 1, k))
+    return float((p[k - 1] + p[k]) / 2)
+
+
 class OnlineQRSDetector:
     """Causal R-peak detector on a single lead. ``process(chunk)`` -> absolute R-peak indices."""
 
@@ -310,9 +321,19 @@ class OnlineQRSDetector:
         wait = min(math.ceil(self.searchback_factor * self._rr_avg()), self.searchback_max)
         return self._sb_anchor + wait + self.lookahead
 
+    def _col(self, lo: int, hi: int, col: int) -> np.ndarray:
+        """Column ``col`` of the history (0 lead, 1 squared slope, 2 mwi), absolute samples
+        ``[lo, hi)``: a view of the ring when the range does not wrap, else a copy (ring errors as
+        :meth:`RingBuffer.read`)."""
+        h = self._hist
+        if h.oldest <= lo <= hi <= h.total_written:
+            i = lo % h.capacity
+            if i + (hi - lo) <= h.capacity:
+                return h._data[i : i + (hi - lo), col]
+        return h.read(lo, hi)[0][:, col]
+
     def _slope(self, i: int) -> float:
-        seg, _ = self._hist.read(i - self.integration + 1, i + 1)
-        return float(seg[:, 1].max())
+        return float(self._col(i - self.integration + 1, i + 1, 1).max())
 
     def _is_twave(self, i: int, v: float, slope: float) -> bool:
         """Within ``twave_s`` of the last beat, with less than half its maximal slope *and* less
@@ -374,8 +395,7 @@ class OnlineQRSDetector:
         slope rather than on the window edge keeps wide ventricular beats (whose ``mwi`` peak comes
         late) from being placed on their T wave."""
         lo = max(i - self.integration + 1, self._hist.oldest, 0)
-        seg, _ = self._hist.read(lo, i + 1)
-        steep = lo + int(np.argmax(seg[:, 1])) - self.filter_delay
+        steep = lo + int(np.argmax(self._col(lo, i + 1, 1))) - self.filter_delay
         # the samples that exist at the candidate's decision time, however the input was chunked
         # (a later decision, or a larger chunk, must not see more of the lead)
         have = min(self.samples_seen, i + self.lookahead + 1)
@@ -383,10 +403,8 @@ class OnlineQRSDetector:
         b = min(max(steep + self._r_search + 1, a + 1), have)
         ctx_lo = max(steep - self.integration, self._hist.oldest, 0)
         ctx_hi = min(max(steep + self.integration + 1, ctx_lo + 1), have)
-        ctx, _ = self._hist.read(ctx_lo, ctx_hi)
-        base = float(np.median(ctx[:, 0]))
-        seg, _ = self._hist.read(a, b)
-        return a + int(np.argmax(np.abs(seg[:, 0] - base)))
+        base = _median(self._col(ctx_lo, ctx_hi, 0))
+        return a + int(np.argmax(np.abs(self._col(a, b, 0) - base)))
 
     # ------------------------------------------------------------------ heart rate
     def heart_rate(self, now_sample: int | None = None) -> float | None:
@@ -394,26 +412,30 @@ class OnlineQRSDetector:
         now = self.samples_seen if now_sample is None else int(now_sample)
         if len(self.beats) < 2 or now - self.beats[-1] > self.hr_timeout:
             return None
-        return self._rate_ending(np.asarray(self.beats, dtype=np.float64), len(self.beats))
+        return self._rate_ending(list(self.beats), len(self.beats))
 
     def beat_rates(self, after: int) -> list[tuple[int, float]]:
         """``(beat sample, bpm)`` for each detected beat later than sample ``after``: the rate as it
         stood at that beat (the same averaging as :meth:`heart_rate`), for alarms judged beat by beat.
         Beats that left the history (``self.beats`` keeps 64) are not reported."""
-        b = np.asarray(self.beats, dtype=np.float64)
+        b = list(self.beats)
         out: list[tuple[int, float]] = []
-        for j in np.flatnonzero(b > after):
-            hr = self._rate_ending(b, int(j) + 1)
-            if hr is not None:
-                out.append((int(b[j]), hr))
+        for j, beat in enumerate(b):
+            if beat > after:
+                hr = self._rate_ending(b, j + 1)
+                if hr is not None:
+                    out.append((int(beat), hr))
         return out
 
-    def _rate_ending(self, b: np.ndarray, n: int) -> float | None:
-        """The averaged rate over the beats ``b[:n]`` (None: too few intervals)."""
-        rr = np.diff(b[max(0, n - self.hr_beats - 1) : n])  # samples
+    def _rate_ending(self, b: list[int], n: int) -> float | None:
+        """The averaged rate over the beats ``b[:n]`` (sample indices; None: too few intervals).
+        The intervals are integers, so their sums are exact and a mean is one correctly rounded
+        division, whatever the order of the additions (numpy's mean gives the same float)."""
+        lo = max(0, n - self.hr_beats - 1)
+        rr = [b[j + 1] - b[j] for j in range(lo, n - 1)]  # samples
         if len(rr) < self.hr_min_intervals:
             return None
         fast = rr[-self.hr_beats_fast :]
-        if len(fast) == self.hr_beats_fast and fast.mean() < self.fast_rr:
+        if len(fast) == self.hr_beats_fast and sum(fast) / len(fast) < self.fast_rr:
             rr = fast
-        return 60.0 * self.fs / float(rr.mean())
+        return 60.0 * self.fs / (sum(rr) / len(rr))
