@@ -6,15 +6,21 @@ their starts spread evenly over one hop as in ``pedstream bench engine``, arrive
 stream's chunks go through the DSP, merged, once they complete its next window or the oldest has
 waited ``[stream] dsp_defer_s``; the streams due in a tick go through
 :func:`pedstream.monitor.bank.feed_round` 64 at a time (``_ROUND_STREAMS``). Everything runs as
-fast as it can in this one process (no event loop, no model): the figure is the process CPU time
-(user + system) over the stream-seconds fed, so it compares two versions on a busy machine, which
-wall-clock throughput does not. ``--variant`` picks the QRS path (``batch``: the detectors of a
-round together, :func:`pedstream.dsp.qrs_bank.process_many`; ``per-stream``: each detector on its
-own, as before); several variants run back to back, interleaved ``--repeats`` times, in one run.
-``--profile`` writes a cProfile table per variant.
+fast as it can in one process (no event loop, no model): the figure is the CPU time spent inside
+``feed_round`` (``dsp_cpu_ms_per_stream_s``, this thread's CPU time; ``cpu_ms_per_stream_s`` is the
+whole process, the replay's own bookkeeping included) over the stream-seconds fed, so it compares
+two versions on a busy machine, which wall-clock throughput does not. Each run is a fresh process.
 
-    .venv/bin/python bench/dsp_cpu.py --streams 200 --seconds 20 --variant per-stream,batch --repeats 3 \
-        --json bench/results/engine_pipeline/dsp_vector_200.json
+``--variant``: ``batch`` (this checkout: the QRS detectors of a round fed together,
+:func:`pedstream.dsp.qrs_bank.process_many`), ``per-stream`` (this checkout with each detector fed in
+its own ``complete``, ``pedstream.monitor.bank.QRS_BATCH`` off); ``--baseline DIR`` adds
+``baseline``: the same workload on another version's ``pedstream`` (a ``git archive`` of it). The
+variants run interleaved, ``--repeats`` times, in one invocation; the summary gives medians and
+ratios to the first variant. ``--profile`` writes a cProfile table per variant.
+
+    git archive REV pedstream config.toml | tar -x -C /tmp/base
+    .venv/bin/python bench/dsp_cpu.py --streams 200 --seconds 20 --baseline /tmp/base --variant per-stream,batch \
+        --repeats 3 --json bench/results/engine_pipeline/dsp_vector_200.json
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
     wait_from = [None] * n  # tick time (samples) at which the oldest pending chunk arrived
     stream_s = 0.0
     prof = cProfile.Profile() if profile else None
+    dsp = 0.0  # CPU time of this thread inside feed_round
     c0 = time.process_time()
     w0 = time.perf_counter()
     if prof:
@@ -115,7 +122,10 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
                 items.append((pipes[i], Chunk(stream_id=pipes[i].stream_id, data=data[a:b], timestamps=ts, first_index=a,
                                               seq=0), float(t)))
                 fed[i], wait_from[i] = b, None
-            for (pipe, res), i in zip(feed_round(items), due[g:g + ROUND_STREAMS]):
+            t_dsp = time.thread_time()
+            results = feed_round(items)
+            dsp += time.thread_time() - t_dsp
+            for (pipe, res), i in zip(results, due[g:g + ROUND_STREAMS]):
                 if isinstance(res, Exception):
                     raise res
                 need[i] = pipe.samples_to_window()
@@ -126,6 +136,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
     stream_s = n * total / fs
     out = {"variant": variant, "streams": n, "seconds": seconds, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
            "cpu_ms_per_stream_s": round(1000 * cpu / stream_s, 4),
+           "dsp_cpu_ms_per_stream_s": round(1000 * dsp / stream_s, 4),
            "windows": int(sum(p.windows_made for p in pipes)),
            "beats": int(sum(p.qrs.n_beats for p in pipes if p.qrs is not None)),
            "hr_sum": round(float(sum(p.heart_rate or 0.0 for p in pipes)), 6),
@@ -180,13 +191,14 @@ def main() -> None:
     summary = {}
     for v in variants:
         rs = [r for r in runs if r["variant"] == v]
-        summary[v] = {"cpu_ms_per_stream_s_median": statistics.median(r["cpu_ms_per_stream_s"] for r in rs),
-                      "cpu_ms_per_stream_s_min": min(r["cpu_ms_per_stream_s"] for r in rs),
+        summary[v] = {"dsp_cpu_ms_per_stream_s_median": statistics.median(r["dsp_cpu_ms_per_stream_s"] for r in rs),
+                      "dsp_cpu_ms_per_stream_s_min": min(r["dsp_cpu_ms_per_stream_s"] for r in rs),
+                      "cpu_ms_per_stream_s_median": statistics.median(r["cpu_ms_per_stream_s"] for r in rs),
                       "windows": rs[0]["windows"], "beats": rs[0]["beats"], "hr_sum": rs[0]["hr_sum"]}
     if len(variants) > 1:
-        base = summary[variants[0]]["cpu_ms_per_stream_s_median"]
+        base = summary[variants[0]]["dsp_cpu_ms_per_stream_s_median"]
         for v in variants[1:]:
-            summary[v]["ratio_to_" + variants[0]] = round(summary[v]["cpu_ms_per_stream_s_median"] / base, 3)
+            summary[v]["dsp_ratio_to_" + variants[0]] = round(summary[v]["dsp_cpu_ms_per_stream_s_median"] / base, 3)
     result = {"command": " ".join(["bench/dsp_cpu.py", *sys.argv[1:]]), "summary": summary, "runs": runs,
               "loadavg_before": load0, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
               "python": platform.python_version(), "numpy": np.__version__}
