@@ -147,6 +147,37 @@ def run_cv(data, cfg, ctx: float, wmode: str, params: dict | None = None, *, cin
             "_p_cinc": p_cinc, "_p_rec": p_rec, "_folds": folds}
 
 
+def oof_path(cache: Path, ctx: float, wmode: str, features: str, cinc: bool) -> Path:
+    """Where the out-of-fold probabilities of one setting are cached (the fits are deterministic: seed 0)."""
+    from pedstream.train.rhythm_context import DEFAULT_PARAMS
+    from pedstream.train.rhythm_context_data import FEATURE_VERSION
+
+    tag = "-".join(f"{k}{v}" for k, v in sorted(DEFAULT_PARAMS.items()))
+    return (cache / "rhythm_context" / "oof"
+            / f"v{FEATURE_VERSION}-ctx{ctx:g}-{wmode}-{features}{'-cinc' if cinc else ''}-{tag}.npz")
+
+
+def run_cv_cached(data, cfg, ctx: float, wmode: str, cache: Path, *, features: str = "model", cinc_cv: bool = True) -> dict:
+    """:func:`run_cv`, its out-of-fold probabilities read from / written to :func:`oof_path` (the metrics are
+    recomputed from them)."""
+    path = oof_path(cache, ctx, wmode, features, cinc_cv)
+    if not path.is_file():
+        r = run_cv(data, cfg, ctx, wmode, cinc_cv=cinc_cv, features=features)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, rec=r["_p_rec"], **({"cinc": r["_p_cinc"]} if cinc_cv else {}))
+        return r
+    log(f"out-of-fold probabilities from {path}")
+    with np.load(path) as z:
+        p_rec, p_cinc = z["rec"], (z["cinc"] if cinc_cv else None)
+    cinc = merge([data["cinc2017"]], ctx, feature_set(features))
+    recs = merge([data["mitdb"], data["vfdb"]], ctx, feature_set(features))
+    lab = recs["y"] >= 0
+    rm = row_metrics(recs["y"][lab], p_rec[lab].argmax(1))
+    return {"ctx": ctx, "weights": wmode, "features": features,
+            "cinc": cinc_metrics(cinc["y"], to_cinc(p_cinc)) if cinc_cv else None, "records_rows": rm,
+            "score": rm["macro_f1"], "_p_cinc": p_cinc, "_p_rec": p_rec, "_folds": record_folds(recs, N_FOLDS)}
+
+
 def spans_of(cfg) -> dict[str, list]:
     from pedstream.data.loader import list_records
     from pedstream.data.rhythm_sources import read_lead, rhythm_spans
@@ -268,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.train.rhythm_context import rule_probs
 
     cfg = load_config(overrides=a.set) if a.set else load_config()
-    data = load(cfg, Path(a.cache) if a.cache else default_cache())
-    if a.context is not None and a.weights:
-        best = run_cv(data, cfg, a.context, a.weights, features=a.features)  # chosen beforehand (variants.md), no selection
+    cache = Path(a.cache) if a.cache else default_cache()
+    data = load(cfg, cache)
+    if a.context is not None and a.weights:  # chosen beforehand (variants.md), no selection
+        best = run_cv_cached(data, cfg, a.context, a.weights, cache, features=a.features)
         runs = [best]
     else:
         runs = [run_cv(data, cfg, c, "balanced", cinc_cv=False) for c in ((30.0,) if a.quick else CONTEXTS)]

@@ -39,18 +39,11 @@ def log(msg: str) -> None:
 def baseline_oof(data, cfg, cache: Path, ctx: float = 30.0, wmode: str = "balanced", features: str = "model",
                  cinc: bool = False) -> dict[str, np.ndarray]:
     """Out-of-fold probabilities ``{"rec": ..., "cinc": ...}`` of ``bench/rhythm_context_cv.py``'s folds at one
-    setting (cached; ``cinc``: the CinC 5-fold CV too)."""
+    setting (cached by :func:`rhythm_context_cv.run_cv_cached`; ``cinc``: the CinC 5-fold CV too)."""
     import rhythm_context_cv as cv
 
-    path = cache / "rhythm_context" / "oof" / f"ctx{ctx:g}-{wmode}-{features}{'-cinc' if cinc else ''}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
-    r = cv.run_cv(data, cfg, ctx, wmode, cinc_cv=cinc, features=features)
-    out = {"rec": r["_p_rec"]} | ({"cinc": r["_p_cinc"]} if cinc else {})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
-    return out
+    r = cv.run_cv_cached(data, cfg, ctx, wmode, cache, features=features, cinc_cv=cinc)
+    return {"rec": r["_p_rec"]} | ({"cinc": r["_p_cinc"]} if cinc else {})
 
 
 def _longest_run(mask: np.ndarray) -> int:
