@@ -69,7 +69,30 @@ def build(n: int, seconds: float):  # type: ignore[no-untyped-def]
     return cfg, geo, plan, data, chunk
 
 
-def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict:
+def _stage_timers(acc: dict) -> None:
+    """Wrap the DSP's stages (this thread's CPU time in each, into ``acc``): prepare, the filter banks,
+    the windows, the QRS detectors (fed together, or in ``complete`` per stream with the rates)."""
+    from pedstream.monitor import bank as bank_mod
+    from pedstream.monitor import pipeline as pl
+
+    def timed(fn, name):  # type: ignore[no-untyped-def]
+        def run(*a, **kw):  # type: ignore[no-untyped-def]
+            t = time.thread_time()
+            try:
+                return fn(*a, **kw)
+            finally:
+                acc[name] = acc.get(name, 0.0) + time.thread_time() - t
+        return run
+
+    for name in ("filter_many", "process_many"):
+        if hasattr(bank_mod, name):
+            setattr(bank_mod, name, timed(getattr(bank_mod, name), name))
+    for name in ("prepare", "cut_windows", "rate_meta", "complete"):
+        if hasattr(pl.StreamPipeline, name):
+            setattr(pl.StreamPipeline, name, timed(getattr(pl.StreamPipeline, name), name))
+
+
+def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages: bool = False) -> dict:
     import pedstream
     from pedstream.events import Chunk
     from pedstream.monitor import pipeline as pl
@@ -82,6 +105,9 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
     pipes = [pl.StreamPipeline(info=dataclasses.replace(plan.info(), stream_id=f"bed{i:04d}"), cfg=cfg, fs=geo.fs,
                                window=geo.window, hop=geo.hop) for i in range(n)]
     bank_mod.QRS_BATCH = variant == "batch"
+    acc: dict[str, float] = {}
+    if stages:
+        _stage_timers(acc)
     # stream i starts i/n of a hop late (as `bench engine` spreads its replayed streams)
     offsets = [int(round(i / n * geo.hop / geo.fs * fs)) for i in range(n)]
     total = data.shape[0]
@@ -141,6 +167,8 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
            "beats": int(sum(p.qrs.n_beats for p in pipes if p.qrs is not None)),
            "hr_sum": round(float(sum(p.heart_rate or 0.0 for p in pipes)), 6),
            "pedstream": str(Path(pedstream.__file__).parent), "loadavg_1min": os.getloadavg()[0]}
+    if stages:  # shares of the DSP's CPU (complete: what the per-stream path does after the filters)
+        out["stage_share"] = {k: round(v / dsp, 3) for k, v in sorted(acc.items())}
     if prof and profile:
         s = io.StringIO()
         pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(40)
@@ -149,13 +177,15 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None) -> dict
     return out
 
 
-def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path | None) -> dict:
+def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path | None, stages: bool = False) -> dict:
     """One run in a fresh process (``tree``: import pedstream from that checkout instead)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", variant, "--streams", str(n), "--seconds", str(seconds)]
     if tree is not None:
         cmd += ["--tree", str(tree)]
     if profile is not None:
         cmd += ["--profile", str(profile)]
+    if stages:
+        cmd += ["--stages"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -171,11 +201,13 @@ def main() -> None:
                     help="a checkout of another version (e.g. `git archive REV pedstream config.toml`): adds the variant "
                          "'baseline', run on that version's pedstream")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--stages", action="store_true",
+                    help="one more run per variant with the CPU time of each DSP stage (wrapped: a little slower)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tree", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # a child: one run, one JSON line
-        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile)))
+        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile, args.stages)))
         return
     variants = (["baseline"] if args.baseline else []) + args.variant.split(",")
     load0 = os.getloadavg()
@@ -185,6 +217,12 @@ def main() -> None:
             r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None)
             runs.append(r)
             print(json.dumps(r), flush=True)
+    stage_runs = []
+    if args.stages:
+        for v in variants:
+            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, True)
+            stage_runs.append({"variant": v, "stage_share": r["stage_share"], "dsp_cpu_ms_per_stream_s": r["dsp_cpu_ms_per_stream_s"]})
+            print(json.dumps(stage_runs[-1]), flush=True)
     if args.profile:
         for v in variants:
             child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, args.profile / f"profile_{v}.txt")
@@ -200,6 +238,7 @@ def main() -> None:
         for v in variants[1:]:
             summary[v]["dsp_ratio_to_" + variants[0]] = round(summary[v]["dsp_cpu_ms_per_stream_s_median"] / base, 3)
     result = {"command": " ".join(["bench/dsp_cpu.py", *sys.argv[1:]]), "summary": summary, "runs": runs,
+              "stage_runs": stage_runs,
               "loadavg_before": load0, "loadavg_after": os.getloadavg(), "cpu_count": os.cpu_count(),
               "python": platform.python_version(), "numpy": np.__version__}
     print(json.dumps(summary, indent=2))
