@@ -241,3 +241,20 @@ def test_adapt_settings_come_from_the_model_metadata_and_a_wrong_one_is_one_erro
         with pytest.raises(ModelError, match="adapt_settings") as err:
             beat_labels_for(SimpleNamespace(metadata=dict(meta, adapt_settings=wrong), path="m.onnx"), folder="unused")
         assert "\n" not in str(err.value)
+
+
+def test_the_engines_labels_with_labelled_classes_need_two_classes_to_change_a_call(tables, tmp_path):
+    """BeatLabels (the engine's path) with the shipped model's kind of settings: N labels alone leave every
+    call as the population made it; adding V labels then teaches this stream's ventricular beat."""
+    x = np.concatenate([t.x for t in tables.values()])
+    bl = BeatLabels(classes=CLASSES, scale=x.std(axis=0), folder=tmp_path,
+                    settings=AdaptSettings(method="knn", k=1, mix=0.8, n_half=2.0, classes="labelled"))
+    bl.add_stream("bed1")
+    tab = tables["208"]
+    _observe(bl, "bed1", tab)
+    v_beat = tab.x[tab.y == 2][-1]
+    bl.label("bed1", [(float(t), "N") for t in tab.t[tab.y == 0][:8]], who="dr.a")
+    np.testing.assert_allclose(bl.adjust("bed1", v_beat, P_POP), P_POP)
+    bl.label("bed1", [(float(t), "V") for t in tab.t[tab.y == 2][:8]], who="dr.a")
+    q = bl.adjust("bed1", v_beat, P_POP)
+    assert q.argmax() == 2 and q[1] == pytest.approx(P_POP[1]) and q[3] == pytest.approx(P_POP[3])
