@@ -49,6 +49,7 @@ _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 METHODS = ("knn", "prototype", "nearest")
 COMBINES = ("mean", "product")
 SCOPES = ("all", "labelled")
+WEIGHTS = ("labels", "class")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ class AdaptSettings:
     beat, ``softmax(-d_c / tau)``); ``mix`` and ``n_half``: the weight ``w = mix * n / (n + n_half)``;
     ``combine``: ``"mean"`` ((1-w) p_global + w p_local) or ``"product"`` (p_global^(1-w) p_local^w,
     p_local smoothed); ``classes``: ``"all"`` (mixed over every class) or ``"labelled"`` (mixed only
-    among the classes the labels hold; the population's probability of the others is kept)."""
+    among the classes the labels hold; the population's probability of the others is kept);
+    ``weight_by``: ``"labels"`` (``n`` = every label) or ``"class"`` (per beat, the expected
+    ``mix * n_c / (n_c + n_half)`` over the classes ``c`` the local vote goes to: a vote for a class with
+    few labels moves the call less)."""
 
     method: str = "knn"
     k: int = 3
@@ -69,10 +73,11 @@ class AdaptSettings:
     combine: str = "mean"
     classes: str = "all"
     tau: float = 1.0
+    weight_by: str = "labels"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, METHODS), ("combine", self.combine, COMBINES),
-                                     ("classes", self.classes, SCOPES)):
+                                     ("classes", self.classes, SCOPES), ("weight_by", self.weight_by, WEIGHTS)):
             if value not in allowed:
                 raise ValueError(f"adapt_settings: {name} {value!r} is not one of {list(allowed)}")
         if self.k < 1 or not 0.0 <= self.mix <= 1.0 or self.n_half < 0.0 or self.tau <= 0.0:
@@ -157,9 +162,16 @@ class PatientAdapter:
         """The class indices the labels hold (sorted)."""
         return np.unique(np.asarray(self._y, dtype=np.int64))
 
+    def class_weights(self) -> np.ndarray:
+        """(C,) ``mix * n_c / (n_c + n_half)`` for each class's label count ``n_c``."""
+        n_c = np.bincount(np.asarray(self._y, dtype=np.int64), minlength=len(self.classes)).astype(np.float64)
+        return self.settings.mix * n_c / np.maximum(n_c + self.settings.n_half, 1e-12)
+
     def combine(self, p_global: np.ndarray, p_local: np.ndarray) -> np.ndarray:
         """The adapted probabilities from the population and the local ones (see :class:`AdaptSettings`)."""
-        w = self.weight()
+        w: float | np.ndarray = self.weight()
+        if self.settings.weight_by == "class" and len(self):
+            w = (np.asarray(p_local, dtype=np.float64) * self.class_weights()[None, :]).sum(axis=1, keepdims=True)
         p_global = np.asarray(p_global, dtype=np.float64)
         if self.settings.classes == "labelled" and len(self):
             cls = self.labelled_classes()  # only these classes' probability mass is redistributed
@@ -170,7 +182,7 @@ class PatientAdapter:
             return out
         return self._mix(p_global, p_local, w)
 
-    def _mix(self, p_global: np.ndarray, p_local: np.ndarray, w: float) -> np.ndarray:
+    def _mix(self, p_global: np.ndarray, p_local: np.ndarray, w: float | np.ndarray) -> np.ndarray:
         if self.settings.combine == "product":
             k = max(1, min(self.settings.k, len(self)))
             local = (p_local * k + 0.5) / (k + 0.5 * p_local.shape[1])  # a vote of k, smoothed: never 0

@@ -60,6 +60,10 @@ def _adapt_settings() -> tuple[tuple[str, dict[str, Any]], ...]:
                                                          "classes": classes}) for k in (3, 9) for mix in (0.5, 0.8)]
         out += [(f"nearest tau={tau} mix=0.8{tail}", {"method": "nearest", "k": 1, "mix": 0.8, "tau": tau,
                                                       "classes": classes}) for tau in (0.5, 1.0, 2.0)]
+    # the weight from the label count of the class the vote goes to (few S labels move an S vote less)
+    out += [(f"knn k=1 mix=0.8, labelled classes, weight by class n_half={h:g}",
+             {"method": "knn", "k": 1, "mix": 0.8, "n_half": h, "classes": "labelled", "weight_by": "class"})
+            for h in (2.0, 10.0)]
     return tuple(out)
 
 

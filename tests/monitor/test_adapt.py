@@ -258,3 +258,24 @@ def test_the_engines_labels_with_labelled_classes_need_two_classes_to_change_a_c
     bl.label("bed1", [(float(t), "V") for t in tab.t[tab.y == 2][:8]], who="dr.a")
     q = bl.adjust("bed1", v_beat, P_POP)
     assert q.argmax() == 2 and q[1] == pytest.approx(P_POP[1]) and q[3] == pytest.approx(P_POP[3])
+
+
+def test_weight_by_class_moves_a_vote_for_a_class_with_few_labels_less():
+    x = np.asarray([[0.0, 0.0], [0.0, 0.1], [0.1, 0.0], [0.1, 0.1], [5.0, 5.0]])
+    y = [0, 0, 0, 0, 2]  # four N labels, one V
+    beats = np.asarray([[5.0, 4.9], [0.05, 0.05]])  # nearest: the V label, an N label
+    p = np.asarray([[0.7, 0.1, 0.1, 0.1], [0.4, 0.1, 0.4, 0.1]])
+    by_n = PatientAdapter(classes=CLASSES, scale=np.ones(2), settings=AdaptSettings(k=1, n_half=2.0, classes="labelled"))
+    by_c = PatientAdapter(classes=CLASSES, scale=np.ones(2),
+                          settings=AdaptSettings(k=1, n_half=2.0, classes="labelled", weight_by="class"))
+    for ad in (by_n, by_c):
+        ad.set_labels(x, y)
+    np.testing.assert_allclose(by_c.class_weights(), [0.8 * 4 / 6, 0.0, 0.8 * 1 / 3, 0.0])
+    q_n, q_c = by_n.adapt(p, beats), by_c.adapt(p, beats)
+    mass = p[:, [0, 2]].sum(1)
+    w_v, w_n, w_all = 0.8 / 3, 0.8 * 4 / 6, 0.8 * 5 / 7
+    np.testing.assert_allclose(q_c[0, 2], (1 - w_v) * p[0, 2] + w_v * mass[0])
+    np.testing.assert_allclose(q_c[1, 0], (1 - w_n) * p[1, 0] + w_n * mass[1])
+    np.testing.assert_allclose(q_n[0, 2], (1 - w_all) * p[0, 2] + w_all * mass[0])
+    assert q_c[0].argmax() == 0 and q_n[0].argmax() == 2  # one V label: not enough to turn this beat by class count
+    np.testing.assert_allclose(q_c[:, [1, 3]], p[:, [1, 3]])
