@@ -42,6 +42,9 @@ delay past it for normal detections (about 0.28 s at the defaults, ``report_dela
 beats come later (at most ``searchback_factor`` x RR + that delay), warm-up beats at ``learn_s``.
 Every decision depends only on absolute sample indices (events are handled in the order of the
 sample at which each becomes due), so the detections are identical for any chunking of the input.
+Many detectors at once (a monitor's streams): :func:`pedstream.dsp.qrs_bank.process_many` computes
+the front end (steps 1-3) of those fed the same number of samples on one block, bit for bit this
+class's own.
 
 Heart rate (:meth:`OnlineQRSDetector.heart_rate`) is averaged the way bedside monitors do: the mean
 of the last ``hr_beats`` (8) RR intervals, or of the last ``hr_beats_fast`` (4) when those are
