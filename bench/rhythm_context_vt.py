@@ -88,7 +88,7 @@ def nested_rule(recs, probs, spans, cfg, folds: dict[str, int]) -> tuple[dict, l
     since, flat = CONTEXT_FEATURES.index("since_last_s"), CONTEXT_FEATURES.index("flat_frac")
     for k in sorted(set(folds.values())):
         inner = np.flatnonzero(fold_of != k)
-        best = max(RULE_GRID, key=lambda g: (round(vt_f1(score_rows(recs, probs[inner], inner, spans,
+        best = max(RULE_GRID, key=lambda g: (round(vt_f1(score_rows(recs, probs, inner, spans,
                                                                          with_rule(cfg, *g))), 6), -g[0], g[1]))
         chosen.append({"fold": k, "vt_run_beats": best[0], "vt_run_corr": best[1]})
         c = with_rule(cfg, *best)
