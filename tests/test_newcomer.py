@@ -86,7 +86,7 @@ def test_tour_train_eval_compare_export_run(home):
     ped("export", "--run", "run", "--out", "model.onnx", "--exporter", "torchscript", cwd=home)
     assert (home / "model.onnx").stat().st_size > 10_000
     r = ped("run", "--source", "replay", "--records", "data/x002", "--model", "model.onnx", "--headless",
-            "--duration", "60", "--set", "replay.speed=8", "--events", "events.jsonl", cwd=home)
+            "--duration", "60", "--set", "replay.speed=30", "--events", "events.jsonl", cwd=home)
     banner = r.stderr.splitlines()[0]
     assert banner.startswith("Model · trained on SIMULATED") and "DEMO" not in banner  # the user's own model
     events = [json.loads(ln) for ln in r.stdout.splitlines()]
