@@ -19,7 +19,15 @@ nice -n 10 .venv/bin/python bench/rhythm_context_variants.py \
     --variants 'cnn_weighted_ce,gbm_v2_bal,gbm_v2_bal+cnn_weighted_ce' --table variants_seq
 # 2. the chosen setting (gbm_v2_bal: version-2 features, 30 s, balanced class weights) by the full CV protocol,
 #    leave-one-database-out and the RR rule on the Holter beats -> bench/results/rhythm_context/cv.{json,md}
+#    (the out-of-fold probabilities are cached under ~/.cache/pedstream/rhythm_context/oof and reused below)
 nice -n 10 .venv/bin/python bench/rhythm_context_cv.py --context 30 --weights balanced
-# 3. the shipped model: every row of CinC 2017 + MIT-BIH + vfdb at the chosen setting, exported to ONNX
+# 2b. the MIT-BIH episodes it misses (misses.{json,md}) and the fast VT path (vt.{json,md}: the beat-run rule in the
+#     alarm logic vs the beat runs as model features; the rule won, [rhythm_context] vt_run_beats = 3, vt_run_corr = 0.7)
+#     and the alarm settings by nested CV (alarms.{json,md})
+nice -n 10 .venv/bin/python bench/rhythm_context_misses.py
+nice -n 10 .venv/bin/python bench/rhythm_context_vt.py
+nice -n 10 .venv/bin/python bench/rhythm_context_alarms.py
+# 3. the shipped model: every row of CinC 2017 + MIT-BIH + vfdb at the chosen setting (cv.json "chosen": context,
+#    weights, the 56 model features), exported to ONNX
 nice -n 10 .venv/bin/python -m pedstream.train.rhythm_export --out pedstream/assets/rhythm_model.onnx \
     --settings bench/results/rhythm_context/cv.json

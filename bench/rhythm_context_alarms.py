@@ -1,8 +1,9 @@
 """Alarm settings of the rhythm-context layer chosen by nested record-wise CV (no refit of the model).
 
 The out-of-fold probabilities of the record-wise 5-fold CV at the chosen model setting (cv.json
-``chosen``; the same folds as bench/rhythm_context_cv.py) go through the engine's alarm logic with each
-setting of a small grid: ``onset_p`` x af_afl onset calls x vt/vf onset calls. Objective: the mean
+``chosen``; the same folds and fits as bench/rhythm_context_cv.py) go through the engine's alarm logic
+(the VT fast path as configured) with each setting of a small grid: ``onset_p`` x af_afl onset calls
+(3 = a faster AF onset) x vt/vf onset calls. Objective: the mean
 episode F1 (2 Se +P / (Se + P)) of af_afl, vt and vf over MIT-BIH + vfdb records. Nested: for each fold
 the setting is chosen on the other four folds' records and scored on the fold's own records; the sums
 over the folds are the nested result. The setting chosen on all 48 records is the one to ship.
@@ -25,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 OUT = ROOT / "bench" / "results" / "rhythm_context"
-GRID = {"onset_p": (0.5, 0.6, 0.7), "af_calls": (6, 12, 20), "v_calls": (2, 3)}
+GRID = {"onset_p": (0.5, 0.6, 0.7), "af_calls": (3, 6, 12), "v_calls": (2, 3)}
 SCORED = ("af_afl", "vt", "vf")
 
 
@@ -55,14 +56,9 @@ def main() -> int:
     cfg = load_config()
     chosen = json.loads((OUT / "cv.json").read_text())["chosen"]
     ctx, wmode = float(chosen["context_s"]), chosen["weights"]
-    cache = default_cache() / "rhythm_context" / f"oof-{ctx:g}-{wmode}.npz"
     data = cv.load(cfg, default_cache())
     recs = cv.merge([data["mitdb"], data["vfdb"]], ctx)
-    if cache.is_file():
-        p_rec = np.load(cache)["p"]
-    else:
-        p_rec = cv.run_cv(data, cfg, ctx, wmode, cinc_cv=False)["_p_rec"]
-        np.savez_compressed(cache, p=p_rec)
+    p_rec = cv.run_cv_cached(data, cfg, ctx, wmode, default_cache())["_p_rec"]  # the cv.py fits (cached)
     folds = cv.record_folds(recs, cv.N_FOLDS)
     spans = cv.spans_of(cfg)
     names = np.asarray(recs["record"]).astype(str)

@@ -373,7 +373,9 @@ def render(r: dict) -> str:
     L += [f"| {s['ctx']:g} | {s['weights']} | {s['records_rows']['macro_f1']:.3f} |" for s in r["selection"]]
     L += ["", f"Chosen: context {r['chosen']['context_s']:g} s, weights {r['chosen']['weights']}"
           + (" (fixed beforehand: the model form and feature set by `variants.md`)." if "--context" in r["command"] else ".")
-          + f" Features: {len(r.get('features', [])) or 31}.", "",
+          + f" Features: {len(r.get('features', [])) or 31}."
+          + (f" Alarm logic: VT fast path {r['alarm_settings']['vt_run_beats']} beats, correlation < "
+             f"{r['alarm_settings']['vt_run_corr']:g} (0 = off)." if r.get("alarm_settings") else ""), "",
           "## CinC 2017, stratified 5-fold CV (one call per recording)", "",
           "| method | challenge F1 | F1 N | F1 AF | F1 other | F1 noisy |", "|---|---|---|---|---|---|"]
     for m in ("model", "rr_rule"):

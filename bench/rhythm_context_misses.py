@@ -3,7 +3,8 @@
 The out-of-fold probabilities are those of ``bench/rhythm_context_cv.py --context 30 --weights balanced``
 (same folds, same fits: record-wise 5-fold over the 48 MIT-BIH + vfdb records, trained on all CinC 2017 +
 the other folds' records), scored through the engine's alarm logic. For every MIT-BIH AF and VT episode
-the model misses: its record, onset and duration, the annotated beats in it (VT: ventricular beats and
+the model misses (the VT fast path of the alarm logic off: ``bench/rhythm_context_vt.py`` measures it):
+its record, onset and duration, the annotated beats in it (VT: ventricular beats and
 their rate), what the model called during it (most frequent call, the largest probability of the
 episode's class and the longest run of calls at or above ``onset_p`` against the ``onset_calls`` the
 alarm needs) and what the RR-irregularity rule said (share of its calls that were AF, whether its
@@ -138,7 +139,7 @@ def render(res: dict) -> str:
     s = res["summary"]
     L = ["# Rhythm-context model: the MIT-BIH AF and VT episodes it misses (record-wise CV)", "",
          f"Command: `{res['command']}`. Out-of-fold probabilities of `bench/rhythm_context_cv.py --context 30 "
-         "--weights balanced` (same folds and fits), through the engine's alarm logic "
+         "--weights balanced` (same folds and fits), through the engine's alarm logic without the VT fast path "
          f"(hop {res['hop_s']} s; onset: {res['onset_calls']} consecutive calls with p >= {res['onset_p']}). "
          "\"called\": the two most frequent model calls at hops ending in the episode or up to two hops after it; "
          "\"max p\": the largest probability of the episode's class there; \"run\": the longest run of those calls "
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_tables import merge
 
-    cfg = load_config()
+    cfg = load_config(overrides=["rhythm_context.vt_run_beats=0"])  # the model's own calls: the VT fast path off
     cache = Path(a.cache) if a.cache else default_cache()
     data = cv.load(cfg, cache)
     probs = baseline_oof(data, cfg, cache, cinc=True)["rec"]

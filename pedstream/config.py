@@ -615,7 +615,7 @@ class RhythmContextSection(_Section):
     every_windows: int = Field(1, ge=1, le=16)  # one rhythm call per stream every this many windows (hops)
     max_beats: int = Field(512, ge=16, le=4096)  # beat times kept per stream (bounds memory)
     asystole_s: float = Field(4.0, ge=2.0, le=10.0)  # no QRS this long with a readable signal: asystole alarm
-    vt_run_beats: int = Field(0, ge=0, le=20)  # VT fast path: a run of this many ventricular-like beats > 100 bpm raises vt at once (0 = off)
+    vt_run_beats: int = Field(3, ge=0, le=20)  # VT fast path: a run of this many ventricular-like beats > 100 bpm raises vt at once (0 = off)
     vt_run_corr: Literal[0.5, 0.7] = 0.7  # QRS-template correlation below which a beat is ventricular-like (feature vt_run_70 / vt_run_50)
     onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}
     offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
