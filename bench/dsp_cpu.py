@@ -1,8 +1,8 @@
 """CPU per stream-second of the engine's DSP alone (what its DSP thread runs), on a fixed workload.
 
 N replayed streams of the bundled record ``x001`` (977 Hz, 19 channels, ``--seconds`` of it each),
-their starts spread evenly over one hop as in ``pedstream bench engine``, arrive in 50 ms chunks
-(``[replay] chunk_ms``) and are served the way the engine's ingest serves them with deferred DSP: a
+their starts spread evenly over one hop as in ``pedstream bench engine`` (``--aligned``: all at
+once), arrive in 50 ms chunks (``[replay] chunk_ms``) and are served the way the engine's ingest serves them with deferred DSP: a
 stream's chunks go through the DSP, merged, once they complete its next window or the oldest has
 waited ``[stream] dsp_defer_s``; the streams due in a tick go through
 :func:`pedstream.monitor.bank.feed_round` 64 at a time (``_ROUND_STREAMS``). Everything runs as
@@ -92,7 +92,8 @@ def _stage_timers(acc: dict) -> None:
             setattr(pl.StreamPipeline, name, timed(getattr(pl.StreamPipeline, name), name))
 
 
-def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages: bool = False) -> dict:
+def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages: bool = False,
+             aligned: bool = False) -> dict:
     import pedstream
     from pedstream.events import Chunk
     from pedstream.monitor import pipeline as pl
@@ -109,7 +110,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     if stages:
         _stage_timers(acc)
     # stream i starts i/n of a hop late (as `bench engine` spreads its replayed streams)
-    offsets = [int(round(i / n * geo.hop / geo.fs * fs)) for i in range(n)]
+    offsets = [0 if aligned else int(round(i / n * geo.hop / geo.fs * fs)) for i in range(n)]
     total = data.shape[0]
     tick = chunk
     pos = [0] * n  # next sample to deliver
@@ -160,7 +161,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     cpu = time.process_time() - c0
     wall = time.perf_counter() - w0
     stream_s = n * total / fs
-    out = {"variant": variant, "streams": n, "seconds": seconds, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+    out = {"variant": variant, "streams": n, "seconds": seconds, "aligned": aligned, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
            "cpu_ms_per_stream_s": round(1000 * cpu / stream_s, 4),
            "dsp_cpu_ms_per_stream_s": round(1000 * dsp / stream_s, 4),
            "windows": int(sum(p.windows_made for p in pipes)),
@@ -177,7 +178,8 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     return out
 
 
-def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path | None, stages: bool = False) -> dict:
+def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path | None, stages: bool = False,
+          aligned: bool = False) -> dict:
     """One run in a fresh process (``tree``: import pedstream from that checkout instead)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", variant, "--streams", str(n), "--seconds", str(seconds)]
     if tree is not None:
@@ -186,6 +188,8 @@ def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path
         cmd += ["--profile", str(profile)]
     if stages:
         cmd += ["--stages"]
+    if aligned:
+        cmd += ["--aligned"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -203,24 +207,25 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--stages", action="store_true",
                     help="one more run per variant with the CPU time of each DSP stage (wrapped: a little slower)")
+    ap.add_argument("--aligned", action="store_true", help="every stream starts at once (its windows end together)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--tree", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # a child: one run, one JSON line
-        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile, args.stages)))
+        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile, args.stages, args.aligned)))
         return
     variants = (["baseline"] if args.baseline else []) + args.variant.split(",")
     load0 = os.getloadavg()
     runs: list[dict] = []
     for _ in range(args.repeats):
         for v in variants:
-            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None)
+            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, False, args.aligned)
             runs.append(r)
             print(json.dumps(r), flush=True)
     stage_runs = []
     if args.stages:
         for v in variants:
-            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, True)
+            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, True, args.aligned)
             stage_runs.append({"variant": v, "stage_share": r["stage_share"], "dsp_cpu_ms_per_stream_s": r["dsp_cpu_ms_per_stream_s"]})
             print(json.dumps(stage_runs[-1]), flush=True)
     if args.profile:
