@@ -206,6 +206,7 @@ async def _calls(cfg, session, tmp_path, dsp_thread: bool, monkeypatch=None) -> 
 
     c = cfg.model_copy(deep=True)
     c.stream.dsp_thread = dsp_thread
+    c.stream.queue_windows = 10_000  # as fast as possible: the windows wait for the model, none is dropped
     q: asyncio.Queue = asyncio.Queue()
     eng: Engine | None = None
 
