@@ -1,6 +1,6 @@
 """Check (never used for training or any setting): the shipped rhythm-context model on iafdb iaf1_afw
 (atrial fibrillation, 154.5 s, surface lead II at 1000 Hz, uncalibrated) through the serving filters, the
-causal QRS detector and the engine's alarm logic. Expected: af_afl, no VT/VF/asystole alarm.
+causal QRS detector and the engine's alarm logic (with its VT fast path). Expected: af_afl, no VT/VF/asystole alarm.
 
     .venv/bin/python bench/rhythm_context_check_iafdb.py
 
@@ -36,8 +36,10 @@ def main() -> int:
     X = feats[m.context_s]
     p = m.predict(X)
     calls = [m.classes[k] for k in p.argmax(1)]
+    run = "vt_run_70" if cfg.rhythm_context.vt_run_corr >= 0.7 else "vt_run_50"
+    runs = X[:, [CONTEXT_FEATURES.index(c) for c in (run, "vt_run_end_s", "vt_run_len_s")]]  # the VT fast path
     eps = record_calls(t, p, X[:, CONTEXT_FEATURES.index("since_last_s")],
-                       X[:, CONTEXT_FEATURES.index("flat_frac")] < 0.95, cfg, hop_s=cfg.segments.hop_s)
+                       X[:, CONTEXT_FEATURES.index("flat_frac")] < 0.95, cfg, hop_s=cfg.segments.hop_s, runs=runs)
     full = [c for c, tt in zip(calls, t) if tt >= m.context_s]  # calls with a full context
     out = {"command": "python bench/rhythm_context_check_iafdb.py", "record": "iafdb/iaf1_afw lead II",
            "calls": dict(Counter(calls)), "calls_full_context": dict(Counter(full)),

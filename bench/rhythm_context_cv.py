@@ -198,6 +198,11 @@ def episodes(recs, probs, rows, spans, cfg) -> dict:
                          flat_col=CONTEXT_FEATURES.index("flat_frac"))
 
 
+def rule_only(cfg):
+    """The configuration that scores the RR rule alone: its AF calls, the VT fast path of the alarm logic off."""
+    return cfg.model_copy(update={"rhythm_context": cfg.rhythm_context.model_copy(update={"vt_run_beats": 0})})
+
+
 def rule_cinc(cinc) -> dict:
     from pedstream.train.rhythm_context_data import CLASSES
 
@@ -222,7 +227,7 @@ def lodo(data, cfg, ctx, wmode, spans, features: str = "model") -> dict:
         lab = te["y"] >= 0
         out[held] = {"trained_on": ["cinc2017", kept], "rows": row_metrics(te["y"][lab], p[lab].argmax(1)),
                      "model": strip(episodes(te, p, allr, spans, cfg)),
-                     "rr_rule": strip(episodes(te, rule_probs(te["rule_af"]), allr, spans, cfg))}
+                     "rr_rule": strip(episodes(te, rule_probs(te["rule_af"]), allr, spans, rule_only(cfg)))}
         log(f"LODO {held} done")
     return out
 
@@ -331,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     for src in ("mitdb", "vfdb"):
         rows = np.flatnonzero(np.char.startswith(recs["record"].astype(str), src + ":"))
         res[src] = {"model": strip(episodes(recs, best["_p_rec"][rows], rows, spans, cfg)),
-                    "rr_rule": strip(episodes(recs, rule_probs(recs["rule_af"][rows]), rows, spans, cfg)),
+                    "rr_rule": strip(episodes(recs, rule_probs(recs["rule_af"][rows]), rows, spans, rule_only(cfg))),
                     "rows": row_metrics(recs["y"][rows][recs["y"][rows] >= 0],
                                         best["_p_rec"][rows][recs["y"][rows] >= 0].argmax(1))}
     res["leave_one_database_out"] = lodo(data, cfg, ctx, wmode, spans, a.features)

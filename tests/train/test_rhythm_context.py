@@ -14,7 +14,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("skl2onnx")
 
 from pedstream.config import load_config  # noqa: E402
-from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES  # noqa: E402
+from pedstream.dsp.rhythm_features import ALL_FEATURES, CONTEXT_FEATURES, MODEL_FEATURES  # noqa: E402
 from pedstream.errors import ModelError  # noqa: E402
 from pedstream.model.rhythm_runtime import RhythmModel  # noqa: E402
 from pedstream.train.rhythm_context import fit, predict_proba, record_calls, rule_probs, training_rows  # noqa: E402
@@ -60,6 +60,46 @@ def test_export_round_trip(table, tmp_path) -> None:
     few = fit(X, np.where(table["y"] >= 0, table["y"], 0).astype(np.int64), params={"max_iter": 2})
     with pytest.raises(ModelError):
         export_onnx(few, tmp_path / "few.onnx", {})
+
+
+def test_model_on_a_subset_of_the_served_features_picks_its_columns(table, tmp_path) -> None:
+    """A model trained on MODEL_FEATURES (the beat-run columns feed the alarm logic, not the model) takes the
+    served vector and picks its columns by name; a model naming a feature the build does not serve is refused."""
+    served = table["X_30"][:, : len(CONTEXT_FEATURES)]
+    cols = [CONTEXT_FEATURES.index(f) for f in MODEL_FEATURES]
+    y = np.arange(served.shape[0]) % len(CLASSES)
+    clf = fit(served[:, cols], y, params={"max_iter": 5})
+    meta = {"kind": "rhythm_context", "features": list(MODEL_FEATURES), "classes": list(CLASSES), "context_s": 30.0,
+            "signal_s": 8.0}
+    m = RhythmModel.load(export_onnx(clf, tmp_path / "m.onnx", meta))
+    want = predict_proba(clf, served[:, cols])
+    assert np.allclose(m.predict(served), want, atol=1e-5) and np.allclose(m.predict(served[:, cols]), want, atol=1e-5)
+    with pytest.raises(ModelError):
+        m.predict(served[:, :10])
+    bad = export_onnx(clf, tmp_path / "bad.onnx", {**meta, "features": list(MODEL_FEATURES[:-1]) + ["no_such_feature"]})
+    with pytest.raises(ModelError):
+        RhythmModel.load(bad)
+
+
+def test_record_calls_vt_fast_path_from_the_beat_runs(table) -> None:
+    """The VT fast path in the offline scoring: from sinus-only probabilities, a call whose beat-run columns show
+    a run of 3 fast ventricular-like beats raises vt at once, its evidence back to the run's first beat; without
+    the columns, or with vt_run_beats = 0, nothing. (vfdb421's sustained VT itself has no run against the lead's
+    median QRS: its median beat is a VT beat; the model calls that VT.)"""
+    m = table["record"] == "vfdb:vfdb421_vt"
+    t, X = table["t"][m], table["X_30"][m]
+    since, flat = X[:, CONTEXT_FEATURES.index("since_last_s")], X[:, CONTEXT_FEATURES.index("flat_frac")] < 0.95
+    runs = X[:, [ALL_FEATURES.index(c) for c in ("vt_run_70", "vt_run_end_s", "vt_run_len_s")]].copy()
+    assert runs[:, 0].max() < 3
+    i = t.size // 2
+    runs[i] = (3.0, 0.5, 1.0)
+    sinus = rule_probs(np.zeros(t.size, bool))
+    on = load_config(overrides=["rhythm_context.vt_run_beats=3"])
+    off = load_config(overrides=["rhythm_context.vt_run_beats=0"])
+    vt = [e for e in record_calls(t, sinus, since, flat, on, hop_s=1.25, runs=runs) if e.label == "vt"]
+    assert len(vt) == 1 and vt[0].raised == pytest.approx(t[i]) and vt[0].start == pytest.approx(t[i] - 2 * 1.25)
+    assert not [e for e in record_calls(t, sinus, since, flat, on, hop_s=1.25) if e.label == "vt"]
+    assert not [e for e in record_calls(t, sinus, since, flat, off, hop_s=1.25, runs=runs) if e.label == "vt"]
 
 
 def test_loader_refuses_other_onnx(tmp_path) -> None:
