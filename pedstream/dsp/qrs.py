@@ -5,8 +5,10 @@ Pipeline on one lead at any ``fs`` (all time constants are in seconds and conver
 1. Butterworth band-pass ``band_hz`` (default 5-15 Hz, order 2), delay line primed on the first
    sample like :class:`~pedstream.dsp.filters.FilterBank` (no start-up step from a DC offset);
 2. five-point derivative (mV/s), squaring, moving-window integration over ``integration_s``
-   (0.15 s) -> the integrated signal ``mwi``. The integration is an exact int64 running sum of the
-   squared slope quantised to 1/1024 (mV/s)^2, so chunking cannot change a single bit;
+   (0.15 s) -> the integrated signal ``mwi``. The band-pass runs sample by sample with its state,
+   the derivative (:func:`derivative`) is the same elementwise sum in one order for every sample,
+   and the integration is an exact int64 running sum of the squared slope quantised to 1/1024
+   (mV/s)^2, so chunking cannot change a single bit;
 3. peak candidates: samples of ``mwi`` that are the maximum of ``mwi`` within +/- ``lookahead``
    (default ``refractory_s / 2``); a candidate at ``i`` is decided once sample ``i + lookahead``
    has arrived (the fixed look-ahead);
@@ -65,7 +67,7 @@ from pedstream.dsp.checks import all_finite
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.errors import ConfigError, StreamError
 
-__all__ = ["OnlineQRSDetector"]
+__all__ = ["OnlineQRSDetector", "derivative"]
 
 _Q_SCALE = 1024.0  # squared slope quantum: 1/1024 (mV/s)^2
 _SQ_MAX = 1e9  # (mV/s)^2; larger squared slopes (absurd artefacts) saturate
@@ -80,6 +82,20 @@ def _median(v: np.ndarray) -> float:
         return float(np.partition(v, k)[k])
     p = np.partition(v, (k - 1, k))
     return float((p[k - 1] + p[k]) / 2)
+
+
+def derivative(b: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """The five-point derivative ``sum_k b[k] xx[i + 4 - k]`` of the last ``len(xx) - 4`` samples of ``xx``
+    (rows of a 2-D ``xx`` each on their own), summed elementwise in one fixed order: every output is the
+    same floating-point computation wherever a chunk boundary falls (``np.convolve``/``lfilter`` with
+    state compute a chunk's first four outputs as partial sums plus the state, which can differ in the
+    last bit). ``b[2]`` is 0 and left out."""
+    n = xx.shape[-1] - 4
+    d = xx[..., 0:n] * b[4]
+    d += xx[..., 1:n + 1] * b[3]
+    d += xx[..., 3:n + 3] * b[1]
+    d += xx[..., 4:n + 4] * b[0]
+    return d
 
 
 class OnlineQRSDetector:
@@ -161,7 +177,7 @@ class OnlineQRSDetector:
     def reset(self) -> None:
         """Forget everything; the next sample is sample 0."""
         self._zi_bp = np.zeros_like(self._sos_zi)
-        self._zi_der = np.zeros(len(self._der_b) - 1)
+        self._zi_der = np.zeros(len(self._der_b) - 1)  # the band-passed signal's last four samples (0 before the start)
         # moving-window integration as an exact integer running sum (chunking cannot change a bit)
         self._csum = 0
         self._csum_hist = RingBuffer(n_channels=1, capacity=self.integration + self._max_sub + 1, dtype=np.int64, name=self.name)
@@ -216,11 +232,9 @@ class OnlineQRSDetector:
         if self.samples_seen == 0:
             self._zi_bp = self._sos_zi * x[0]
         bp, self._zi_bp = sps.sosfilt(self._sos, x, zi=self._zi_bp)
-        # the five-point derivative: scipy.signal.lfilter's own computation for an FIR filter with
-        # state (np.convolve, then the state added), without its per-call apply_along_axis overhead
-        full = np.convolve(self._der_b, bp)  # (n + 4,)
-        full[:4] += self._zi_der
-        d, self._zi_der = full[:n], full[n:]
+        xx = np.concatenate([self._zi_der, bp])  # the last four band-passed samples, then the new ones
+        d = derivative(self._der_b, xx)
+        self._zi_der = xx[n:]
         sq = np.minimum(d * d, _SQ_MAX)  # (mV/s)^2
         q = np.rint(sq * _Q_SCALE).astype(np.int64)
         c = self._csum + np.cumsum(q)  # C[k] = sum of q[0..k], int64 (exact)

@@ -14,11 +14,8 @@ Bit for bit the detector's own computation (``tests/dsp/test_qrs_bank.py`` compa
 :meth:`OnlineQRSDetector.process` on real records and random chunkings):
 
 * ``sosfilt`` filters each row of a block independently with the same float64 cascade;
-* the derivative: ``np.convolve`` (what ``process`` uses) sums each output's five products in order,
-  starting from 0, for the outputs whose window lies inside the chunk; the block does the same with
-  elementwise operations (the zero middle tap adds nothing). The four outputs at either edge of a
-  chunk are partial sums that numpy hands to the BLAS dot product (which may fuse multiply and
-  add); they are computed by ``np.convolve`` itself on the chunk's first and last eight samples;
+* the derivative: :func:`pedstream.dsp.qrs.derivative`, the same elementwise sums in the same order
+  on each row (after its detector's last four band-passed samples);
 * the squaring, the quantisation, the int64 running sum and the candidate search (a running
   maximum and comparisons) are exact.
 
@@ -38,11 +35,11 @@ from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
 from pedstream.dsp.checks import all_finite
-from pedstream.dsp.qrs import _Q_SCALE, _SQ_MAX, OnlineQRSDetector
+from pedstream.dsp.qrs import _Q_SCALE, _SQ_MAX, OnlineQRSDetector, derivative
 
 __all__ = ["process_many", "design_key"]
 
-_EDGE = 8  # samples at each end of a chunk whose derivative edges np.convolve computes
+_MIN_BLOCK = 8  # shorter chunks go through the detector's own process (a block costs more than it saves)
 
 
 def design_key(det: OnlineQRSDetector) -> tuple:
@@ -72,7 +69,7 @@ def process_many(dets: Sequence[OnlineQRSDetector], leads: Sequence[np.ndarray],
         x = np.asarray(x)
         if x.ndim == 2 and 1 in x.shape:
             x = x.reshape(-1)
-        if x.ndim != 1 or det._flushed or len(x) < _EDGE:
+        if x.ndim != 1 or det._flushed or len(x) < _MIN_BLOCK:
             out[i] = _one(det, leads[i])  # its own error, or a chunk too short to be worth a block
             continue
         xs[i] = x
@@ -91,7 +88,7 @@ def process_many(dets: Sequence[OnlineQRSDetector], leads: Sequence[np.ndarray],
         step = group[0]._max_sub
         for s in range(0, n, step):
             sub = block[:, s:s + step]
-            if sub.shape[1] < _EDGE:
+            if sub.shape[1] < _MIN_BLOCK:
                 for k, det in enumerate(group):
                     found[k].extend(det._process_sub(np.ascontiguousarray(sub[k])))
             else:
@@ -134,23 +131,12 @@ def _sub_many(dets: list[OnlineQRSDetector], x: np.ndarray) -> list[list[int]]:
             det._zi_bp = det._sos_zi * x[k, 0]
         zi[:, k, :] = det._zi_bp
     bp, zf = sps.sosfilt(ref._sos, x, axis=-1, zi=zi)
-    # five-point derivative with state: np.convolve(der_b, row) per row, then the state added
-    kr = ref._der_b[::-1]
-    full = np.empty((g, n + 4))
-    mid = bp[:, 0:n - 4] * kr[0]
-    mid += bp[:, 1:n - 3] * kr[1]
-    mid += bp[:, 3:n - 1] * kr[3]  # (kr[2] is 0: adding its product changes nothing)
-    mid += bp[:, 4:n] * kr[4]
-    full[:, 4:n] = mid
-    edges = np.concatenate([bp[:, :_EDGE], bp[:, n - _EDGE:]], axis=1)  # (G, 16)
-    zi_der = np.empty((g, 4))
+    # five-point derivative: each row after its detector's last four band-passed samples
+    xx = np.empty((g, n + 4))
     for k, det in enumerate(dets):
-        e = np.convolve(ref._der_b, edges[k])  # (20,): [0:4] the chunk's left edge, [16:20] its right edge
-        full[k, :4] = e[:4]
-        full[k, n:] = e[2 * _EDGE:]
-        zi_der[k] = det._zi_der
-    full[:, :4] += zi_der
-    d = full[:, :n]
+        xx[k, :4] = det._zi_der
+    xx[:, 4:] = bp
+    d = derivative(ref._der_b, xx)
     sq = np.minimum(d * d, _SQ_MAX)  # (mV/s)^2
     q = np.rint(sq * _Q_SCALE).astype(np.int64)
     # integration: the exact int64 running sum, lagged by the window (history from each detector)
@@ -166,7 +152,7 @@ def _sub_many(dets: list[OnlineQRSDetector], x: np.ndarray) -> list[list[int]]:
     steady = []  # rows whose candidates are searched on the block
     for k, det in enumerate(dets):
         det._zi_bp = np.ascontiguousarray(zf[:, k, :])
-        det._zi_der = full[k, n:].copy()
+        det._zi_der = xx[k, n:].copy()
         det._csum_hist.write(c[k][:, None])
         det._csum = int(c[k, -1])
         det._hist.write(hist[k])

@@ -265,18 +265,41 @@ def test_against_simulator_annotations_through_the_engine_filter_bank() -> None:
     assert tot_tp / (tot_tp + tot_fn) > 0.97 and tot_tp / (tot_tp + tot_fp) > 0.97
 
 
-def test_derivative_is_scipy_lfilter_bit_for_bit():
-    """The detector's inline five-point derivative (np.convolve + state) equals scipy.signal.lfilter
-    with zi chunk by chunk, to the bit."""
+def test_derivative_is_the_five_point_filter_and_the_same_bits_for_any_chunking():
+    """derivative() is scipy.signal.lfilter's five-point FIR (to rounding), and fed chunk by chunk (the
+    last four samples carried) it gives the bits of the whole signal, wherever the cuts fall."""
     from scipy import signal as sps
+
+    from pedstream.dsp.qrs import derivative
 
     rng = np.random.default_rng(0)
     b = np.array([2.0, 1.0, 0.0, -1.0, -2.0]) * (977.0 / 8.0)
-    zi_a, zi_b = np.zeros(4), np.zeros(4)
-    for n in (1, 3, 4, 5, 49, 1221):
-        x = rng.standard_normal(n)
-        want, zi_a = sps.lfilter(b, [1.0], x, zi=zi_a)
-        full = np.convolve(b, x)
-        full[:4] += zi_b
-        got, zi_b = full[:n], full[n:]
-        assert np.array_equal(got, want) and np.array_equal(zi_b, zi_a)
+    x = rng.standard_normal(3000)
+    whole = derivative(b, np.concatenate([np.zeros(4), x]))
+    np.testing.assert_allclose(whole, sps.lfilter(b, [1.0], x), rtol=1e-12, atol=1e-9)
+    for _ in range(5):
+        cuts = np.unique(np.concatenate([[0, len(x)], rng.integers(1, len(x), 40)]))
+        tail, parts = np.zeros(4), []
+        for a, c in zip(cuts[:-1], cuts[1:]):
+            xx = np.concatenate([tail, x[a:c]])
+            parts.append(derivative(b, xx))
+            tail = xx[-4:]
+        assert np.concatenate(parts).tobytes() == whole.tobytes()
+
+
+def test_every_stored_bit_is_the_same_for_any_chunking() -> None:
+    """The detector's signal history (raw lead, squared slope, integrated signal) and the running sum
+    are byte for byte the same however the input is cut."""
+    fs = 977.0
+    x = synthetic_ecg(beat_schedule(40.0, seed=5), fs=fs, seconds=40.0, seed=5)
+    ref = OnlineQRSDetector(fs=fs)
+    ref.process(x)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        det, i = OnlineQRSDetector(fs=fs), 0
+        while i < len(x):
+            n = int(rng.integers(1, 700))
+            det.process(x[i:i + n])
+            i += n
+        assert det._hist._data.tobytes() == ref._hist._data.tobytes() and det._csum == ref._csum
+        assert list(det.beats) == list(ref.beats) and len(ref.beats) > 30
