@@ -105,8 +105,11 @@ class StreamResampler:
         ``n_out_for(n) >= n_out_total``; ``n_out_total`` >= 1)."""
         return n_out_total if self.identity else (n_out_total - 1) * self.down // self.up + 1
 
-    def process(self, x: np.ndarray) -> np.ndarray:
-        """Resample the next chunk. x: (n, n_channels) -> (k, n_channels) float32 (k may be 0)."""
+    def process(self, x: np.ndarray, *, copy: bool = True) -> np.ndarray:
+        """Resample the next chunk. x: (n, n_channels) -> (k, n_channels) float32 (k may be 0).
+
+        ``copy=False``: at equal rates a float32 ``x`` comes back itself, not a copy (for a caller
+        that owns ``x`` and changes neither)."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise StreamError(self.name, f"expected samples shaped (n, {self.n_channels}), got {x.shape}")
@@ -114,7 +117,7 @@ class StreamResampler:
         if self.identity:
             self.samples_in += n
             self.samples_out += n
-            return x.astype(np.float32, copy=True)
+            return x.astype(np.float32, copy=copy)
         x64 = x.astype(np.float64, copy=False)
         # ext: (taps + n, C), ext[k] is absolute input sample (samples_in - taps + k)
         ext = np.concatenate([self._hist, x64], axis=0)

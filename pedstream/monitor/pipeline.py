@@ -126,6 +126,8 @@ class StreamPipeline:
         self.present = self.cmap.present.copy()  # (19,) bool
         self._pidx = np.flatnonzero(self.present)  # canonical columns present
         self._src = self.cmap.source_index[self._pidx]  # the source column of each
+        # every canonical channel present, source column k holding channel k: mapping is a copy
+        self._in_order = self._pidx.size == N_CH and bool(np.array_equal(self._src, np.arange(N_CH)))
         self.mask = self.present.astype(np.float32)  # (19,) float32
         self.has_ecg = bool(self.present[:N_ECG].any())
         self.has_iegm = bool(self.present[N_ECG:].any())
@@ -257,24 +259,48 @@ class StreamPipeline:
                 return f"timestamps jumped by {dt:+.3f} s"
         return None
 
+    def _map(self, data: np.ndarray) -> np.ndarray:
+        """``self.cmap.apply(data)`` (a new ``(n, 19)`` float32 array) with the indices cached: one
+        copy when the stream's first 19 columns are the canonical channels in order, else the zeros
+        and the present columns scattered into them."""
+        if self._in_order:
+            return np.array(data[:, :N_CH], dtype=np.float32, order="C")
+        mapped = np.zeros((data.shape[0], N_CH), dtype=np.float32)
+        mapped[:, self._pidx] = data[:, self._src]
+        return mapped
+
     def _update_clipping(self, raw: np.ndarray) -> None:
-        """Rail-stuck samples: equal to the previous sample and at the channel's running |max|."""
+        """Rail-stuck samples: equal to the previous sample and at the channel's running |max|.
+
+        The usual chunk has no sample at its channel's extreme: that is decided from the chunk's
+        per-channel |max| alone (a sample is at the extreme when ``|x| >= thr`` of its channel, so
+        some is exactly when the channel's |max| is); only a chunk with one builds the per-sample
+        tests. The running |max| and its threshold change only when a channel's |max| grows."""
         idx = self._pidx
         if idx.size == 0 or raw.shape[0] == 0:
             return
-        x = raw if idx.size == raw.shape[1] else raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
+        full = idx.size == raw.shape[1]
+        x = raw if full else raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
         absx = np.abs(x)
-        absmax = np.maximum(self._absmax[idx], absx.max(axis=0))  # (n_present,) float64
-        self._absmax[idx] = absmax
+        cmax = absx.max(axis=0)  # (n_present,) float32: the chunk's |max| per channel
+        old = self._absmax if full else self._absmax[idx]
+        absmax = np.maximum(old, cmax)  # (n_present,) float64
+        if full:
+            self._absmax = absmax
+        else:
+            self._absmax[idx] = absmax
         thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
-        high = absx >= thr
         s = 0
-        if high.any():  # only samples at the channel's extreme can be stuck there (the usual chunk has none)
+        if (cmax >= thr).any():  # only samples at the channel's extreme can be stuck there (the usual chunk has none)
+            high = absx >= thr
             eq = np.empty(x.shape, dtype=bool)
-            np.equal(x[0], self._prev[idx], out=eq[0])
+            np.equal(x[0], self._prev if full else self._prev[idx], out=eq[0])
             np.equal(x[1:], x[:-1], out=eq[1:])
             s = int(np.count_nonzero(eq & high))
-        self._prev[idx] = x[-1]
+        if full:
+            self._prev[:] = x[-1]
+        else:
+            self._prev[idx] = x[-1]
         n = x.size
         self._clip_hist.append((n, s))
         self._clip_n += n
@@ -327,8 +353,7 @@ class StreamPipeline:
             self.last_ts = float(chunk.timestamps[-1])
             if self.segment_t0 is None:
                 self.segment_t0 = float(chunk.timestamps[0])
-        mapped = np.zeros((n, len(self.cmap.target)), dtype=np.float32)  # (n, 19) mV: self.cmap.apply(data), cached indices
-        mapped[:, self._pidx] = data[:, self._src]
+        mapped = self._map(data)  # (n, 19) float32 mV: self.cmap.apply(data), a new array
         self._update_clipping(mapped)
         self._last_mapped = mapped[-1].copy()
         y, ts = self._resample(mapped)
@@ -429,7 +454,7 @@ class StreamPipeline:
 
     def _resample(self, mapped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mapped samples (n, 19) -> ((k, 19) at self.fs, (k,) source-clock seconds)."""
-        y = self.resampler.process(mapped)  # (k, 19) at self.fs
+        y = self.resampler.process(mapped, copy=False)  # (k, 19) at self.fs (mapped itself at equal rates: neither is changed)
         first_out = self.resampler.samples_out - y.shape[0]
         ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
                                                   dtype=np.float64)
