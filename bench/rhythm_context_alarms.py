@@ -6,7 +6,8 @@ The out-of-fold probabilities of the record-wise 5-fold CV at the chosen model s
 (3 = a faster AF onset) x vt/vf onset calls. Objective: the mean
 episode F1 (2 Se +P / (Se + P)) of af_afl, vt and vf over MIT-BIH + vfdb records. Nested: for each fold
 the setting is chosen on the other four folds' records and scored on the fold's own records; the sums
-over the folds are the nested result. The setting chosen on all 48 records is the one to ship.
+over the folds are the nested result. The setting chosen on all 48 records is shipped only when the nested
+result beats the current setting.
 
     nice -n 10 .venv/bin/python bench/rhythm_context_alarms.py
 
@@ -125,9 +126,11 @@ def render(r: dict) -> str:
          "", "MIT-BIH + vfdb (48 records), episode Se / +P per class, false alarms per monitored hour (all classes):", "",
          "| setting | af_afl | vt | vf | FA/h |", "|---|---|---|---|---|",
          row("nested (chosen inside each training fold)", r["nested"]),
-         row(f"hand setting {r['hand_setting']} (before)", r["hand_setting_score"]),
-         row(f"chosen on all records {r['chosen_on_all']} (in-sample, shipped)", r["chosen_on_all_in_sample"]),
-         "", "Picks per fold: " + "; ".join(str(p) for p in r["nested_picks"]), ""]
+         row(f"current setting {r['hand_setting']} (config.toml)", r["hand_setting_score"]),
+         row(f"chosen on all records {r['chosen_on_all']} (in-sample)", r["chosen_on_all_in_sample"]),
+         "", "Picks per fold: " + "; ".join(str(p) for p in r["nested_picks"]), "",
+         "The nested row estimates what choosing by this CV gives on records it did not choose on; the setting in "
+         "`config.toml` changes only when that beats the current setting's row (the in-sample row flatters its pick).", ""]
     return "\n".join(L) + "\n"
 
 
