@@ -55,12 +55,12 @@ def _longest_run(mask: np.ndarray) -> int:
     return best
 
 
-def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float) -> dict:
+def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float, cfg_fast=None) -> dict:
     """Per MIT-BIH AF / VT episode: detected by the model / the rule, and the calls during it."""
     from pedstream.data.rhythm_sources import annotated_beats
     from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
     from pedstream.score.episodes import Span, score_record
-    from pedstream.train.rhythm_context import record_calls, rule_probs
+    from pedstream.train.rhythm_context import record_calls, rule_probs, run_columns
     from pedstream.train.rhythm_context_data import CLASSES
 
     since, flat = CONTEXT_FEATURES.index("since_last_s"), CONTEXT_FEATURES.index("flat_frac")
@@ -74,6 +74,8 @@ def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float) -> dict:
         rp = rule_probs(recs["rule_af"][i])
         eps_m = record_calls(t, p, X[:, since], readable, cfg, hop_s=hop_s)
         eps_r = record_calls(t, rp, X[:, since], readable, cfg, hop_s=hop_s)
+        eps_f = [] if cfg_fast is None else record_calls(t, p, X[:, since], readable, cfg_fast, hop_s=hop_s,
+                                                         runs=run_columns(recs, i, cfg_fast))
         bt, sym = annotated_beats(shared / "mitdb" / r.split(":", 1)[1])
         sym = np.asarray(sym)
         for s0, s1, lab in spans[r]:
@@ -85,6 +87,8 @@ def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float) -> dict:
                                  end_s=float(t[-1])).classes[lab].detected > 0
             det_r = (score_record(ref, [e for e in eps_r if e.label == lab], [lab], start_s=float(t[0]),
                                   end_s=float(t[-1])).classes[lab].detected > 0) if lab == "af_afl" else None
+            det_f = (score_record(ref, [e for e in eps_f if e.label == lab], [lab], start_s=float(t[0]),
+                                  end_s=float(t[-1])).classes[lab].detected > 0) if lab == "vt" and cfg_fast else None
             m = (t > s0) & (t <= s1 + 2 * hop_s)
             calls = p[m].argmax(1)
             top = np.bincount(calls, minlength=len(CLASSES))
@@ -103,7 +107,7 @@ def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float) -> dict:
                         "onset_calls": int(rc.onset_calls.get(lab, 3)),
                         "model_detected": bool(det_m),
                         "rule_af_frac": round(float(recs["rule_af"][i][m].mean()), 2) if m.any() else None,
-                        "rule_detected": det_r})
+                        "rule_detected": det_r, "fast_path_detected": det_f})
     return {"episodes": out}
 
 
@@ -128,6 +132,9 @@ def summary(res: dict, hop_s: float, onset: dict) -> dict:
                   "missed_run_short_of_onset": int(sum(1 for e in miss if 0 < e["run_at_onset_p"] < e["onset_calls"])),
                   "missed_found_by_rule": int(sum(1 for e in miss if e["rule_detected"]))}
         if lab == "vt":
+            if any(e.get("fast_path_detected") is not None for e in a):
+                s[lab]["found_by_fast_path"] = int(sum(1 for e in a if e.get("fast_path_detected")))
+                s[lab]["missed_found_by_fast_path"] = int(sum(1 for e in miss if e.get("fast_path_detected")))
             vb = np.asarray([e["ventricular_beats"] for e in a])
             s[lab]["ventricular_beats_median"] = float(np.median(vb)) if vb.size else None
             s[lab]["episodes_le_5_beats"] = int(np.sum(vb <= 5))
@@ -159,18 +166,23 @@ def render(res: dict) -> str:
           f"ventricular beats per episode, {v['episodes_le_5_beats']} episodes of 5 beats or fewer, "
           f"{v['episodes_shorter_than_hop']} shorter than one hop ({res['hop_s']} s); median duration of the missed "
           f"ones {v['missed_median_s']} s. In {v['missed_never_at_onset_p']} missed episodes p(vt) never reached "
-          f"onset_p.", ""]
+          f"onset_p." + (f" With the alarm logic's VT fast path ({res['fast_path']['vt_run_beats']} beats, correlation < "
+                         f"{res['fast_path']['vt_run_corr']:g}) {v['found_by_fast_path']} of the {v['episodes']} are found "
+                         f"({v['missed_found_by_fast_path']} of the model's misses)." if v.get("found_by_fast_path") is not None else ""),
+          ""]
     for lab, title in (("af_afl", "AF episodes"), ("vt", "VT episodes")):
         rows = [e for e in res["episodes"] if e["class"] == lab]
         L += [f"## {title} (missed first)", "",
               "| record | onset s | duration s | beats | V beats (rate bpm) | model found | called | max p | run / needed | "
-              "rule AF | rule found |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "rule AF | rule found | VT fast path found |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for e in sorted(rows, key=lambda e: (e["model_detected"], e["record"], e["start_s"])):
             rate = "" if e["ventricular_rate_bpm"] is None else f" ({e['ventricular_rate_bpm']})"
             rule = "-" if e["rule_detected"] is None else ("yes" if e["rule_detected"] else "no")
+            fd = e.get("fast_path_detected")
+            fast = "-" if fd is None else ("yes" if fd else "no")
             L.append(f"| {e['record']} | {e['start_s']} | {e['duration_s']} | {e['beats']} | {e['ventricular_beats']}{rate} | "
                      f"{'yes' if e['model_detected'] else '**no**'} | {e['called']} | {e['max_p']} | "
-                     f"{e['run_at_onset_p']} / {e['onset_calls']} | {e['rule_af_frac']} | {rule} |")
+                     f"{e['run_at_onset_p']} / {e['onset_calls']} | {e['rule_af_frac']} | {rule} | {fast} |")
         L.append("")
     return "\n".join(L)
 
@@ -194,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     spans = cv.spans_of(cfg)
     res = {"command": COMMAND, "hop_s": cv.HOP_S, "onset_p": cfg.rhythm_context.onset_p,
            "onset_calls": dict(cfg.rhythm_context.onset_calls)}
-    res |= analyse(recs, probs, spans, cfg, cv.SHARED, cv.HOP_S)
+    fast = load_config()  # the alarm logic as shipped: the VT fast path on
+    res |= analyse(recs, probs, spans, cfg, cv.SHARED, cv.HOP_S, fast if fast.rhythm_context.vt_run_beats else None)
+    res["fast_path"] = {"vt_run_beats": fast.rhythm_context.vt_run_beats, "vt_run_corr": fast.rhythm_context.vt_run_corr}
     res["summary"] = summary(res, cv.HOP_S, dict(cfg.rhythm_context.onset_calls))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
