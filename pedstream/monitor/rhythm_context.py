@@ -200,9 +200,10 @@ class RhythmLayer:
                 self.errors += 1
                 log.warning("rhythm model failed on a batch of %d: %s", len(rows), exc)
                 continue
+            results = self._results(rows, probs)
             self.batches += 1
-            self.calls += len(rows)
-            self.on_results(self._results(rows, probs))
+            self.calls += len(results)  # calls delivered; rows of a stream that ended meanwhile are not
+            self.on_results(results)
 
     def _classify(self, rows: list[_Row]) -> np.ndarray:
         """Worker thread: every row's features (from its snapshot), then one batched model call."""
