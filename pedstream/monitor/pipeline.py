@@ -109,6 +109,17 @@ def _fresh_qrs(fs: float):  # type: ignore[no-untyped-def]
     return det
 
 
+def _col_max(a: np.ndarray, rows: int = 64) -> np.ndarray:
+    """``a.max(axis=0)`` of ``(n, w)``, ``rows`` rows at a time (long contiguous loops, then the
+    ``rows`` partial maxima; the same values: a maximum does not depend on the order)."""
+    n, w = a.shape
+    m = n - n % rows
+    if m == 0:
+        return a.max(axis=0)
+    out = a[:m].reshape(-1, rows * w).max(axis=0).reshape(rows, w).max(axis=0)
+    return out if m == n else np.maximum(out, a[m:].max(axis=0))
+
+
 class StreamPipeline:
     """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
     at construction when none of the stream's channel names is known."""
@@ -154,6 +165,8 @@ class StreamPipeline:
         self._clip_n = 0
         self._clip_stuck = 0
         self._absmax = np.zeros(N_CH)
+        self._clip_thr: np.ndarray | None = None  # the threshold of each present channel (of _clip_thr_idx)
+        self._clip_thr_idx: np.ndarray | None = None
         self._prev = np.full(N_CH, np.nan)
         self._strips: list[StripRequest] = []
         self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
@@ -272,24 +285,27 @@ class StreamPipeline:
     def _update_clipping(self, raw: np.ndarray) -> None:
         """Rail-stuck samples: equal to the previous sample and at the channel's running |max|.
 
-        The usual chunk has no sample at its channel's extreme: that is decided from the chunk's
-        per-channel |max| alone (a sample is at the extreme when ``|x| >= thr`` of its channel, so
-        some is exactly when the channel's |max| is); only a chunk with one builds the per-sample
-        tests. The running |max| and its threshold change only when a channel's |max| grows."""
+        The usual chunk has no sample at its channel's extreme (``|x| >= thr``): that is decided
+        from the chunk's per-channel |max| (some sample is at the extreme exactly when the |max| is),
+        and only a chunk with one builds the per-sample tests. The threshold is recomputed only
+        when a channel's running |max| grows."""
         idx = self._pidx
         if idx.size == 0 or raw.shape[0] == 0:
             return
         full = idx.size == raw.shape[1]
         x = raw if full else raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
         absx = np.abs(x)
-        cmax = absx.max(axis=0)  # (n_present,) float32: the chunk's |max| per channel
+        cmax = _col_max(absx)  # (n_present,) the chunk's |max| per channel
         old = self._absmax if full else self._absmax[idx]
-        absmax = np.maximum(old, cmax)  # (n_present,) float64
-        if full:
-            self._absmax = absmax
-        else:
-            self._absmax[idx] = absmax
-        thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
+        thr = self._clip_thr if self._clip_thr_idx is idx else None
+        if thr is None or (cmax > old).any():
+            absmax = np.maximum(old, cmax)  # (n_present,) float64
+            if full:
+                self._absmax = absmax
+            else:
+                self._absmax[idx] = absmax
+            thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
+            self._clip_thr, self._clip_thr_idx = thr, idx
         s = 0
         if (cmax >= thr).any():  # only samples at the channel's extreme can be stuck there (the usual chunk has none)
             high = absx >= thr

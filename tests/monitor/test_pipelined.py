@@ -288,3 +288,61 @@ def test_clipping_count_is_unchanged(cfg, all_present):
     want = _clip_reference(chunks, present)
     stuck = [s for _, s in pipe._clip_hist]  # the history keeps about a window of chunks
     assert stuck == want[-len(stuck):] and sum(want) > 300
+
+
+def _clip_state_reference(chunks, present):
+    """The stuck-sample count per chunk and the running |max| afterwards, the full computation."""
+    absmax, prev, total = np.zeros(19), np.full(19, np.nan), []
+    idx = np.flatnonzero(present)
+    for raw in chunks:
+        x = raw[:, idx]
+        absx = np.abs(x)
+        m = np.maximum(absmax[idx], absx.max(axis=0))
+        absmax[idx] = m
+        eq = np.empty(x.shape, dtype=bool)
+        np.equal(x[0], prev[idx], out=eq[0])
+        np.equal(x[1:], x[:-1], out=eq[1:])
+        thr = np.where(m > 0.5, 0.999 * m, np.inf)
+        total.append(int(np.count_nonzero(eq & (absx >= thr))))
+        prev[idx] = x[-1]
+    return total, absmax
+
+
+@pytest.mark.parametrize("all_present", [True, False])
+def test_clipping_at_the_threshold_edges_is_unchanged(cfg, all_present):
+    """Samples exactly at, one float32 step below and above each channel's threshold (0.999 of its
+    running |max|) and its |max|, quantised small channels that grow slowly, negative rails,
+    chunks of 1 to 500 samples: every chunk's stuck count and the running |max| are the full
+    computation's."""
+    rng = np.random.default_rng(11)
+    n = 12000
+    x = np.round(rng.standard_normal((n, 19)) * 200) / 400  # quantised, about 0.5 mV: some channels cross 0.5 late
+    x[:, 5] *= 0.3  # a small channel (threshold infinite) that repeats its |max|
+    x = x.astype(np.float32)
+    for col in (0, 3, 9, 14, 18):
+        m = float(np.abs(x[:4000, col]).max())
+        thr = 0.999 * m
+        t32 = np.float32(thr)
+        edges = [t32, np.nextafter(t32, np.float32(-np.inf)), np.nextafter(t32, np.float32(np.inf)), np.float32(m)]
+        for k, v in enumerate(edges):
+            at = 4000 + 1500 * k + col * 7
+            x[at:at + 3, col] = v * (1 if k % 2 else -1)  # stuck for 3 samples at an edge value
+    x[9000:9400, 2] = np.abs(x[:, 2]).max() * 1.5  # a new rail
+    pipe = _pipe(cfg)
+    present = np.ones(19, bool)
+    if not all_present:
+        present[[1, 8, 16]] = False
+        pipe._pidx = np.flatnonzero(present)
+    chunks, i = [], 0
+    got = []
+    while i < n:
+        k = int(rng.choice([1, 2, 63, 64, 65, 128, 129, 500]))
+        raw = np.zeros((min(k, n - i), 19), np.float32)
+        raw[:, present] = x[i:i + k][:, present]
+        chunks.append(raw)
+        pipe._update_clipping(raw)
+        got.append(pipe._clip_hist[-1][1])
+        i += k
+    want, absmax = _clip_state_reference(chunks, present)
+    assert got == want and sum(want) > 400
+    assert np.array_equal(pipe._absmax, absmax)
