@@ -14,7 +14,9 @@ two versions on a busy machine, which wall-clock throughput does not. Each run i
 ``--variant``: ``batch`` (this checkout: the QRS detectors of a round fed together,
 :func:`pedstream.dsp.qrs_bank.process_many`), ``per-stream`` (this checkout with each detector fed in
 its own ``complete``, ``pedstream.monitor.bank.QRS_BATCH`` off); ``--baseline DIR`` adds
-``baseline``: the same workload on another version's ``pedstream`` (a ``git archive`` of it). The
+``baseline``: the same workload on another version's ``pedstream`` (a ``git archive`` of it), with
+``QRS_BATCH`` off unless ``--baseline-batch`` (for a baseline that has it: then the baseline runs as
+``batch`` does). The
 variants run interleaved, ``--repeats`` times, in one invocation; the summary gives medians and
 ratios to the first variant. ``--profile`` writes a cProfile table per variant.
 
@@ -48,6 +50,8 @@ else:
     sys.path.insert(0, str(ROOT))
 
 ROUND_STREAMS = 64
+# parts of StreamPipeline.prepare also timed by --stages where a version has them (their time is inside prepare's)
+PREPARE_PARTS = ("_map", "_update_clipping", "_resample", "_gap_reason")
 
 
 def build(n: int, seconds: float):  # type: ignore[no-untyped-def]
@@ -87,13 +91,13 @@ def _stage_timers(acc: dict) -> None:
     for name in ("filter_many", "process_many"):
         if hasattr(bank_mod, name):
             setattr(bank_mod, name, timed(getattr(bank_mod, name), name))
-    for name in ("prepare", "cut_windows", "rate_meta", "complete"):
+    for name in ("prepare", "cut_windows", "rate_meta", "complete", *PREPARE_PARTS):
         if hasattr(pl.StreamPipeline, name):
             setattr(pl.StreamPipeline, name, timed(getattr(pl.StreamPipeline, name), name))
 
 
 def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages: bool = False,
-             aligned: bool = False) -> dict:
+             aligned: bool = False, baseline_batch: bool = False) -> dict:
     import pedstream
     from pedstream.events import Chunk
     from pedstream.monitor import pipeline as pl
@@ -105,7 +109,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     defer = cfg.stream.dsp_defer_s
     pipes = [pl.StreamPipeline(info=dataclasses.replace(plan.info(), stream_id=f"bed{i:04d}"), cfg=cfg, fs=geo.fs,
                                window=geo.window, hop=geo.hop) for i in range(n)]
-    bank_mod.QRS_BATCH = variant == "batch"
+    bank_mod.QRS_BATCH = variant == "batch" or (variant == "baseline" and baseline_batch)
     acc: dict[str, float] = {}
     if stages:
         _stage_timers(acc)
@@ -179,7 +183,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
 
 
 def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path | None, stages: bool = False,
-          aligned: bool = False) -> dict:
+          aligned: bool = False, baseline_batch: bool = False) -> dict:
     """One run in a fresh process (``tree``: import pedstream from that checkout instead)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", variant, "--streams", str(n), "--seconds", str(seconds)]
     if tree is not None:
@@ -190,6 +194,8 @@ def child(variant: str, n: int, seconds: float, tree: Path | None, profile: Path
         cmd += ["--stages"]
     if aligned:
         cmd += ["--aligned"]
+    if baseline_batch:
+        cmd += ["--baseline-batch"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -204,6 +210,8 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, default=None,
                     help="a checkout of another version (e.g. `git archive REV pedstream config.toml`): adds the variant "
                          "'baseline', run on that version's pedstream")
+    ap.add_argument("--baseline-batch", action="store_true",
+                    help="the baseline feeds a round's QRS detectors together (QRS_BATCH on), as the variant 'batch' does")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--stages", action="store_true",
                     help="one more run per variant with the CPU time of each DSP stage (wrapped: a little slower)")
@@ -212,25 +220,29 @@ def main() -> None:
     ap.add_argument("--tree", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # a child: one run, one JSON line
-        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile, args.stages, args.aligned)))
+        print(json.dumps(run_once(args.one, args.streams, args.seconds, args.profile, args.stages, args.aligned,
+                                  args.baseline_batch)))
         return
     variants = (["baseline"] if args.baseline else []) + args.variant.split(",")
     load0 = os.getloadavg()
     runs: list[dict] = []
     for _ in range(args.repeats):
         for v in variants:
-            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, False, args.aligned)
+            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, False, args.aligned,
+                      args.baseline_batch)
             runs.append(r)
             print(json.dumps(r), flush=True)
     stage_runs = []
     if args.stages:
         for v in variants:
-            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, True, args.aligned)
+            r = child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, None, True, args.aligned,
+                      args.baseline_batch)
             stage_runs.append({"variant": v, "stage_share": r["stage_share"], "dsp_cpu_ms_per_stream_s": r["dsp_cpu_ms_per_stream_s"]})
             print(json.dumps(stage_runs[-1]), flush=True)
     if args.profile:
         for v in variants:
-            child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, args.profile / f"profile_{v}.txt")
+            child(v, args.streams, args.seconds, args.baseline if v == "baseline" else None, args.profile / f"profile_{v}.txt",
+                  aligned=args.aligned, baseline_batch=args.baseline_batch)
     summary = {}
     for v in variants:
         rs = [r for r in runs if r["variant"] == v]
