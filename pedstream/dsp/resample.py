@@ -89,6 +89,19 @@ class StreamResampler:
         """Input-clock time in seconds (from the first input sample) that output sample ``m`` represents."""
         return np.asarray(m) * self.down / (self.up * self.fs_in) - self.delay_s
 
+    def output_times(self, first: int, count: int, offset: float = 0.0) -> np.ndarray:
+        """``offset + output_time(np.arange(first, first + count))`` as float64, bit for bit, in one
+        array (the integers are exact in float64 below 2**53, so they are made there directly)."""
+        if (first + count) * self.down < 2**53:
+            v = np.arange(first, first + count, dtype=np.float64)
+            if self.down != 1:
+                v *= self.down
+            v /= self.up * self.fs_in
+            v -= self.delay_s
+            v += offset
+            return v
+        return offset + np.asarray(self.output_time(np.arange(first, first + count)), dtype=np.float64)
+
     def reset(self) -> None:
         """Forget the history; the next sample is input sample 0."""
         # _hist: the last `taps` input samples, (taps, C) float64; zeros stand for "before the stream"

@@ -472,8 +472,7 @@ class StreamPipeline:
         """Mapped samples (n, 19) -> ((k, 19) at self.fs, (k,) source-clock seconds)."""
         y = self.resampler.process(mapped, copy=False)  # (k, 19) at self.fs (mapped itself at equal rates: neither is changed)
         first_out = self.resampler.samples_out - y.shape[0]
-        ts = (self.segment_t0 or 0.0) + np.asarray(self.resampler.output_time(np.arange(first_out, first_out + y.shape[0])),
-                                                  dtype=np.float64)
+        ts = self.resampler.output_times(first_out, y.shape[0], self.segment_t0 or 0.0)
         return y, ts
 
     def _store(self, filt: np.ndarray, ts: np.ndarray, mapped: np.ndarray, res: FeedResult, t_received: float) -> None:

@@ -103,3 +103,22 @@ def test_n_in_for_is_the_least_input_count_for_that_many_outputs(fs_in):
     for m in range(1, 3000):
         n = r.n_in_for(m)
         assert r.n_out_for(n) >= m and (n == 1 or r.n_out_for(n - 1) < m)
+
+
+@pytest.mark.parametrize("fs_in, fs_out", [(977.0, 977.0), (1000.0, 977.0), (360.0, 977.0), (250.0, 977.0), (2000.0, 500.0)])
+def test_output_times_are_output_time_bit_for_bit(fs_in: float, fs_out: float) -> None:
+    r = StreamResampler(fs_in=fs_in, fs_out=fs_out, n_channels=1)
+    rng = np.random.default_rng(5)
+    for first, count in [(0, 0), (0, 1), (0, 977), (12345, 400), (10**9, 50), (2**53 // r.down - 3, 5)]:
+        offset = float(rng.uniform(-1e6, 1e9)) if first else 0.0
+        want = offset + np.asarray(r.output_time(np.arange(first, first + count)), dtype=np.float64)
+        got = r.output_times(first, count, offset)
+        assert got.dtype == np.float64 and got.view(np.int64).tolist() == want.view(np.int64).tolist()
+
+
+def test_identity_copy_false_returns_the_float32_input_itself() -> None:
+    r = StreamResampler(fs_in=977.0, fs_out=977.0, n_channels=2)
+    x = _noise(10, 2).astype(np.float32)
+    assert r.process(x, copy=False) is x and r.process(x) is not x
+    y = r.process(x.astype(np.float64), copy=False)
+    assert y.dtype == np.float32 and np.array_equal(y, x) and r.samples_in == r.samples_out == 30
