@@ -75,6 +75,11 @@ class RingBuffer:
             n = self.capacity
         start = self.total_written % self.capacity
         first = min(n, self.capacity - start)
+        if first == n:  # no wrap (the usual write): one slice each
+            self._data[start : start + n] = samples
+            self._ts[start : start + n] = np.nan if timestamps is None else timestamps
+            self.total_written += n
+            return
         self._data[start : start + first] = samples[:first]
         self._data[: n - first] = samples[first:]
         if timestamps is None:
@@ -108,6 +113,24 @@ class RingBuffer:
         data[first:] = self._data[: n - first]
         ts[:first] = self._ts[i : i + first]
         ts[first:] = self._ts[: n - first]
+        return data, ts
+
+    def read_channels_first(self, start_abs: int, stop_abs: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`read` with the data transposed: ``((C, n) C-contiguous, (n,) timestamps)``, the
+        same values as ``np.ascontiguousarray(read(...)[0].T)`` in one copy instead of two."""
+        start_abs, stop_abs = int(start_abs), int(stop_abs)
+        if stop_abs < start_abs or start_abs < self.oldest or stop_abs > self.total_written:
+            self.read(start_abs, stop_abs)  # raises its BufferOverrunError
+        n = stop_abs - start_abs
+        i = start_abs % self.capacity
+        first = min(n, self.capacity - i)
+        data = np.empty((self.n_channels, n), dtype=self.dtype)
+        ts = np.empty(n)
+        data[:, :first] = self._data[i : i + first].T
+        ts[:first] = self._ts[i : i + first]
+        if first < n:
+            data[:, first:] = self._data[: n - first].T
+            ts[first:] = self._ts[: n - first]
         return data, ts
 
     def latest(self, n: int) -> tuple[np.ndarray, np.ndarray]:

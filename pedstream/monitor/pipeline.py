@@ -405,8 +405,8 @@ class StreamPipeline:
         for start in self.windower.update(self.ring.total_written):
             if start < self.ring.oldest:  # fell out of the ring (huge chunk): skip, never block
                 continue
-            win, wts = self.ring.read(start, start + self.window)  # (T, 19), (T,) source-clock seconds
-            x = np.ascontiguousarray(win.T)  # (19, T) float32 filtered; normalised by the batcher, off the loop
+            x, wts = self.ring.read_channels_first(start, start + self.window)  # (19, T) float32 filtered (normalised
+            # by the batcher, off the loop), (T,) source-clock seconds
             t_sig = float(wts[0]) if wts is not None and len(wts) and np.isfinite(wts[0]) else None
             t_rec = t_received if staged.arrivals is None else staged.arrivals.at(self._input_index(start + self.window, staged))
             item = WindowItem(stream_id=self.stream_id, start=start, x=x, mask=self.mask, raw=True,

@@ -69,3 +69,30 @@ def test_bad_input() -> None:
         RingBuffer(n_channels=2, capacity=0)
     rb.write(np.zeros((0, 2)))
     assert rb.total_written == 0
+
+
+def test_read_channels_first_is_the_transposed_read_and_writes_are_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    rb = RingBuffer(n_channels=5, capacity=97)
+    ref = np.zeros((0, 5), np.float32)
+    ref_ts = np.zeros(0)
+    for k in range(60):
+        n = int(rng.integers(0, 130))
+        x = rng.standard_normal((n, 5)).astype(np.float32)
+        ts = None if k % 7 == 3 else rng.standard_normal(n)
+        rb.write(x, ts)
+        ref = np.concatenate([ref, x])[-97:]
+        ref_ts = np.concatenate([ref_ts, np.full(n, np.nan) if ts is None else ts])[-97:]
+        held = len(rb)
+        data, t = rb.read(rb.oldest, rb.total_written)  # everything held, as written (wrap or not)
+        assert np.array_equal(data, ref[-held:]) and np.array_equal(t, ref_ts[-held:], equal_nan=True)
+        a = int(rng.integers(rb.oldest, rb.total_written + 1))
+        b = int(rng.integers(a, rb.total_written + 1))
+        xt, tt = rb.read_channels_first(a, b)
+        d, t = rb.read(a, b)
+        assert xt.flags.c_contiguous and xt.shape == (5, b - a) and xt.dtype == np.float32
+        assert np.array_equal(xt, np.ascontiguousarray(d.T)) and np.array_equal(tt, t, equal_nan=True)
+    with pytest.raises(BufferOverrunError):
+        rb.read_channels_first(rb.total_written - 5, rb.total_written + 1)
+    with pytest.raises(BufferOverrunError):
+        rb.read_channels_first(0, 3)
