@@ -3,7 +3,7 @@
 The patient-specific protocol (de Chazal and Reilly 2006; Kiranyaz 2016): the population model of
 each record is the CV model that never saw it (bench/beat_cv.py, cached predictions); the record's
 labelled beats adapt it (pedstream.monitor.adapt.PatientAdapter: a k-nearest-neighbour, prototype or
-nearest-beat-per-class vote of the labelled beats, mixed with the population probabilities over every
+nearest-beat-per-class vote of the labelled beats, or a per-patient linear model on them, mixed with the population probabilities over every
 class or only over the classes the labels hold); the beats after the first 5 minutes are scored (gross
 SVEB/VEB Se, +P, F1 over the pooled records; pedstream.train.adapt_eval's label selection and scores).
 
@@ -15,12 +15,14 @@ Labels, all from the first 5 minutes of the record:
 The adaptation settings (pedstream.train.adapt_eval.METHODS: method, k, mix, classes) are chosen per test record by the pooled score of the other
 21 records (nested: a record never chooses its own settings).
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py [--variant NAME]
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py [--variant NAME] [--with-linear]
 
 (default population model: the one bench/beat_cv.py chose, ``chosen`` in cv.json, with its class-prior shift)
 
 Writes bench/results/beat_cv/adapt.json and adapt.md (``chosen_settings`` of "5 min": the shipped model's
-``adapt_settings``, bench/make_beat_model.sh).
+``adapt_settings``, bench/make_beat_model.sh). ``--with-linear`` adds the per-patient linear settings
+(pedstream.train.adapt_eval.LINEAR_METHODS: an L2 logistic regression on the labelled beats over the RR ratios,
+or the RR ratios and the template correlations) to the grid and writes adapt_linear.json and adapt_linear.md.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.train.adapt_eval import METHODS as GRID
     from pedstream.train.adapt_eval import beat_confusion as confusion
     from pedstream.train.adapt_eval import ectopy_scores as f1s
+    from pedstream.train.adapt_eval import local_key
     from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -66,7 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default=None, help="population model (default: the CV's choice in cv.json)")
     ap.add_argument("--folds", type=int, default=11)
     ap.add_argument("--out", default=str(OUT), help="the folder of the CV (cv.json) to adapt; results written there")
+    ap.add_argument("--with-linear", action="store_true",
+                    help="add the per-patient linear settings (adapt_eval.LINEAR_METHODS) to the grid; writes "
+                         "adapt_linear.json/.md")
     a = ap.parse_args(argv)
+    if a.with_linear:
+        from pedstream.train.adapt_eval import LINEAR_METHODS
+
+        GRID = tuple(GRID) + LINEAR_METHODS
+    stem = "adapt_linear" if a.with_linear else "adapt"
     shift = None
     cvdoc = json.loads((Path(a.out) / "cv.json").read_text())
     positions = cvdoc.get("positions", "reference")
@@ -107,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 for s_i, (_, fields) in enumerate(GRID):
                     ad = PatientAdapter(classes=CLASSES, scale=scale, columns=cols, settings=AdaptSettings(**fields))
                     ad.set_labels(tab.x[lab], tab.y[lab])
-                    key = (ad.settings.method, ad.settings.k, ad.settings.tau)  # the local vote's own knobs
+                    key = local_key(ad.settings)  # the local vote's own knobs
                     if key not in local:
                         local[key] = ad.local(tab.x[later])
                     q = ad.combine(p[later], local[key])
@@ -133,12 +144,13 @@ def main(argv: list[str] | None = None) -> int:
                                                     for s, name in enumerate(names)}}
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py" + (
         f" --variant '{a.variant}'" if argv and "--variant" in argv else "") + (
-        f" --out {Path(a.out).resolve().relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "")
+        f" --out {Path(a.out).resolve().relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "") + (
+        " --with-linear" if a.with_linear else "")
     doc = {"command": cmd, "positions": positions, "variant": a.variant, "class_prior_shift": shift, "grid": [dict(f, name=n) for n, f in GRID], "results": results, "seconds": time.time() - t0,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "adapt.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = ["# Few-shot adaptation to each patient: record-wise CV inside MIT-BIH DS1", "",
           f"Made with `{cmd}` ({doc['written']}).", "",
           f"Population model: `{a.variant}`" + (f" with its class-prior shift S x{shift[0]}, V x{shift[1]}" if shift else "")
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         md.append(f"| {name} | " + " | ".join(f"{results[b]['fixed_setting_scores'][name]['SVEB']['F1']:.3f} / "
                                               f"{results[b]['fixed_setting_scores'][name]['VEB']['F1']:.3f}"
                                               for b in budgets) + " |")
-    (out / "adapt.md").write_text("\n".join(md) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

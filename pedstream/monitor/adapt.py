@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pedstream.dsp.beat_features import ADAPT_FEATURES, BEAT_FEATURES
 from pedstream.errors import ModelError, StreamError
 
 __all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter", "beat_labels_for",
@@ -46,10 +47,20 @@ __all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAd
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
-METHODS = ("knn", "prototype", "nearest")
+METHODS = ("knn", "prototype", "nearest", "linear")
 COMBINES = ("mean", "product")
 SCOPES = ("all", "labelled")
 WEIGHTS = ("labels", "class")
+# the adapter's feature vector is the model's beat features in this order (BEAT_FEATURES, then ADAPT_FEATURES)
+_Z_NAMES = BEAT_FEATURES + ADAPT_FEATURES
+# the features a per-patient linear model ("linear") sees: the RR ratios (prematurity against the local,
+# long, median and sinus-like RR, and the neighbouring beats'), and with "rr+tpl" the beat's match to the
+# running and the dominant template as well
+_RR_RATIOS = ("pre_local", "post_local", "pre_long", "post_pre", "pre_med", "post_med", "prev_pre_local",
+              "prev_post_local", "prev2_pre_local", "dom_pre", "dom_post")
+_TEMPLATE = ("tpl_corr_qrs", "tpl_corr_full", "tpl_corr_p", "tpl_rmsd", "tpl_amp_ratio", "tpl_width_ratio",
+             "dom_corr_qrs", "dom_corr_full", "dom_corr_p", "dom_rmsd", "dom_amp_ratio")
+FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {"rr": _RR_RATIOS, "rr+tpl": _RR_RATIOS + _TEMPLATE}
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,14 @@ class AdaptSettings:
     among the classes the labels hold; the population's probability of the others is kept);
     ``weight_by``: ``"labels"`` (``n`` = every label) or ``"class"`` (per beat, the expected
     ``mix * n_c / (n_c + n_half)`` over the classes ``c`` the local vote goes to: a vote for a class with
-    few labels moves the call less)."""
+    few labels moves the call less).
+
+    ``method="linear"``: a per-patient multinomial logistic regression with an L2 penalty ``l2`` (on the
+    weights, not the intercepts; a few Newton steps) fitted on the labelled beats over the feature subset
+    ``features`` (:data:`FEATURE_SUBSETS`: ``"rr"`` the RR ratios, ``"rr+tpl"`` those and the template
+    correlations; each divided by the model's feature scale), its probabilities the local vote. It needs
+    ``min_class`` labels of every labelled class: while a labelled class has fewer, the local vote falls
+    back to the nearest labelled beat over every feature (``knn``, k=1)."""
 
     method: str = "knn"
     k: int = 3
@@ -74,14 +92,68 @@ class AdaptSettings:
     classes: str = "all"
     tau: float = 1.0
     weight_by: str = "labels"
+    features: str = "rr+tpl"
+    l2: float = 1.0
+    min_class: int = 3
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, METHODS), ("combine", self.combine, COMBINES),
-                                     ("classes", self.classes, SCOPES), ("weight_by", self.weight_by, WEIGHTS)):
+                                     ("classes", self.classes, SCOPES), ("weight_by", self.weight_by, WEIGHTS),
+                                     ("features", self.features, tuple(FEATURE_SUBSETS))):
             if value not in allowed:
                 raise ValueError(f"adapt_settings: {name} {value!r} is not one of {list(allowed)}")
-        if self.k < 1 or not 0.0 <= self.mix <= 1.0 or self.n_half < 0.0 or self.tau <= 0.0:
-            raise ValueError(f"adapt_settings: k >= 1, 0 <= mix <= 1, n_half >= 0 and tau > 0 (got {self})")
+        if self.k < 1 or not 0.0 <= self.mix <= 1.0 or self.n_half < 0.0 or self.tau <= 0.0 or self.l2 <= 0.0 \
+                or self.min_class < 1:
+            raise ValueError(f"adapt_settings: k >= 1, 0 <= mix <= 1, n_half >= 0, tau > 0, l2 > 0 and min_class >= 1 "
+                             f"(got {self})")
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, steps: int = 25,
+                 tol: float = 1e-8) -> np.ndarray:
+    """Multinomial logistic regression by Newton's method: ``(n_classes, F + 1)`` weights (the last column
+    the intercept) minimising ``sum_i -log p(y_i | x_i) + l2 / 2 * |W|^2`` (intercepts not penalised; as
+    scikit-learn's multinomial ``LogisticRegression(C=1/l2)``, for two classes its ``C=2/l2``). ``y`` holds
+    indices ``0 .. n_classes-1``. Deterministic."""
+    x = np.asarray(x, dtype=np.float64)
+    n, f = x.shape
+    k = int(n_classes)
+    xa = np.hstack([x, np.ones((n, 1))])
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), np.asarray(y, dtype=np.int64)] = 1.0
+    pen = np.tile(np.r_[np.full(f, float(l2)), 1e-8], k)  # the intercepts: a tiny ridge (softmax has one spare)
+    w = np.zeros(k * (f + 1))
+
+    def loss(wv: np.ndarray) -> tuple[float, np.ndarray]:
+        s = xa @ wv.reshape(k, f + 1).T
+        s -= s.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(s).sum(axis=1))
+        p = np.exp(s - lse[:, None])
+        return float(-(onehot * (s - lse[:, None])).sum() + 0.5 * (pen * wv * wv).sum()), p
+
+    obj, p = loss(w)
+    for _ in range(steps):
+        g = ((p - onehot).T @ xa).ravel() + pen * w
+        # Hessian: sum_i (diag(p_i) - p_i p_i^T) kron x_i x_i^T
+        h = np.zeros((k * (f + 1), k * (f + 1)))
+        for a in range(k):
+            for b in range(a, k):
+                c = p[:, a] * ((a == b) - p[:, b])
+                blk = (xa * c[:, None]).T @ xa
+                h[a * (f + 1):(a + 1) * (f + 1), b * (f + 1):(b + 1) * (f + 1)] = blk
+                h[b * (f + 1):(b + 1) * (f + 1), a * (f + 1):(a + 1) * (f + 1)] = blk.T
+        h[np.diag_indices_from(h)] += pen
+        step = np.linalg.solve(h, g)
+        t = 1.0
+        while True:  # backtracking: Newton's step, halved until the objective falls
+            new, p_new = loss(w - t * step)
+            if new <= obj or t < 1e-4:
+                break
+            t *= 0.5
+        w, done = w - t * step, obj - new < tol * max(1.0, abs(obj))
+        obj, p = new, p_new
+        if done:
+            break
+    return w.reshape(k, f + 1)
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -101,6 +173,7 @@ class PatientAdapter:
         self.settings = settings
         self._x: list[np.ndarray] = []
         self._y: list[int] = []
+        self._linear: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (classes, subset, weights)
 
     def __len__(self) -> int:
         return len(self._y)
@@ -116,6 +189,31 @@ class PatientAdapter:
         f = np.asarray(features, dtype=np.float64)
         self._x = [self._z(r) for r in f] if len(labels) else []
         self._y = [int(c) for c in labels]
+        self._linear = self._fit_linear() if self.settings.method == "linear" else None
+
+    def _subset(self, width: int) -> np.ndarray:
+        """The columns of the scaled features the linear model sees (those of the subset present)."""
+        idx = [_Z_NAMES.index(n) for n in FEATURE_SUBSETS[self.settings.features]]
+        return np.asarray([i for i in idx if i < width], dtype=np.int64)
+
+    def _fit_linear(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The per-patient linear model, or ``None`` (the fallback) while a labelled class has fewer than
+        ``min_class`` labels or fewer than two classes are labelled."""
+        if not self._y:
+            return None
+        ly = np.asarray(self._y, dtype=np.int64)
+        present, counts = np.unique(ly, return_counts=True)
+        if present.size < 2 or counts.min() < self.settings.min_class:
+            return None
+        cols = self._subset(self._x[0].size)
+        if cols.size == 0:
+            return None
+        w = fit_logistic(np.stack(self._x)[:, cols], np.searchsorted(present, ly), present.size, l2=self.settings.l2)
+        return present, cols, w
+
+    def linear_fitted(self) -> bool:
+        """Whether the local vote is the per-patient linear model (not its nearest-beat fallback)."""
+        return self._linear is not None
 
     def local(self, features: np.ndarray) -> np.ndarray:
         """(B, C) probabilities from the labelled beats alone (uniform rows without labels)."""
@@ -124,6 +222,13 @@ class PatientAdapter:
         if not self._y:
             return np.full((z.shape[0], c), 1.0 / c)
         lx, ly = np.stack(self._x), np.asarray(self._y)
+        if self.settings.method == "linear" and self._linear is not None:
+            present, cols, w = self._linear
+            s = z[:, cols] @ w[:, :-1].T + w[:, -1]
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            out = np.zeros((z.shape[0], c))
+            out[:, present] = s / s.sum(axis=1, keepdims=True)
+            return out
         if self.settings.method == "prototype":
             present = np.unique(ly)
             protos = np.stack([lx[ly == k].mean(axis=0) for k in present])
@@ -140,7 +245,7 @@ class PatientAdapter:
             out = np.zeros((z.shape[0], c))
             out[:, present] = s / s.sum(axis=1, keepdims=True)
             return out
-        k = min(self.settings.k, ly.size)
+        k = min(1 if self.settings.method == "linear" else self.settings.k, ly.size)  # linear's fallback: k=1
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         w = 1.0 / (np.take_along_axis(d, near, axis=1) + 1e-3)
         out = np.zeros((z.shape[0], c))

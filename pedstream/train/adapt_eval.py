@@ -43,8 +43,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion", "ectopy_scores",
-           "eval_adapt_command", "format_markdown", "pick_labels"]
+__all__ = ["LINEAR_METHODS", "METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion", "ectopy_scores",
+           "eval_adapt_command", "format_markdown", "local_key", "pick_labels"]
 
 
 
@@ -70,10 +70,23 @@ def _adapt_settings() -> tuple[tuple[str, dict[str, Any]], ...]:
 # every few-shot setting of the monitor's adapter that the protocol chooses among: (name, AdaptSettings fields);
 # ", labelled classes": the labels mix only among the classes they hold (the population's other classes kept)
 METHODS: tuple[tuple[str, dict[str, Any]], ...] = _adapt_settings()
+# a per-patient linear model (L2 logistic regression) over the RR ratios, or the RR ratios and the template
+# correlations, mixed among the labelled classes (the nearest labelled beat while a labelled class has < 3
+# labels); tried by the same nested choice (bench/beat_adapt.py --with-linear), it lost, so it is not in METHODS
+LINEAR_METHODS: tuple[tuple[str, dict[str, Any]], ...] = tuple(
+    (f"linear {feat} l2={l2:g} mix={mix}, labelled classes",
+     {"method": "linear", "k": 1, "mix": mix, "features": feat, "l2": l2, "min_class": 3, "classes": "labelled"})
+    for feat in ("rr", "rr+tpl") for l2 in (0.1, 1.0) for mix in (0.8, 1.0))
 REFIT_WEIGHTS = (5.0, 20.0)
 REFIT_TREES = 40
 REFIT_COMMON = 2000
 SCORE_FROM_S = 300.0  # beats labelled from the first 5 minutes; scored after them
+
+
+def local_key(settings: Any) -> tuple[Any, ...]:
+    """The knobs of an :class:`~pedstream.monitor.adapt.AdaptSettings` that its local vote depends on (settings
+    that differ only in how the vote is mixed share one local vote)."""
+    return (settings.method, settings.k, settings.tau, settings.features, settings.l2, settings.min_class)
 
 
 def pick_labels(t: np.ndarray, y: np.ndarray, *, minutes: float | None = None, beats: int | None = None,
@@ -196,7 +209,7 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
                         ad = PatientAdapter(classes=CLASSES, scale=scale, columns=adapt_cols,
                                             settings=AdaptSettings(**fields))
                         ad.set_labels(tab.x[lab], tab.y[lab])
-                        key = (ad.settings.method, ad.settings.k, ad.settings.tau)  # the local vote's own knobs
+                        key = local_key(ad.settings)  # the local vote's own knobs
                         if key not in local:
                             local[key] = ad.local(tab.x[scored])
                         per[s_i] += beat_confusion(tab.y[scored], ad.combine(p[scored], local[key]).argmax(1))

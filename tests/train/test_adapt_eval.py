@@ -63,3 +63,18 @@ def test_every_setting_of_the_grid_is_one_the_monitor_accepts():
     assert len(set(names)) == len(names)
     settings = [AdaptSettings(**fields) for _, fields in METHODS]
     assert {s.classes for s in settings} == {"all", "labelled"} and {s.method for s in settings} == {"knn", "prototype", "nearest"}
+
+
+def test_the_linear_settings_are_ones_the_monitor_accepts_and_each_has_its_own_local_vote():
+    from pedstream.monitor.adapt import AdaptSettings
+    from pedstream.train.adapt_eval import LINEAR_METHODS, METHODS, local_key
+
+    names = [name for name, _ in METHODS + LINEAR_METHODS]
+    assert len(set(names)) == len(names)
+    linear = [AdaptSettings(**fields) for _, fields in LINEAR_METHODS]
+    assert {s.method for s in linear} == {"linear"} and {s.classes for s in linear} == {"labelled"}
+    assert {s.features for s in linear} == {"rr", "rr+tpl"}
+    # settings that differ only in the mix share a local vote; a subset or penalty of its own does not
+    keys = {local_key(s) for s in linear}
+    assert len(keys) == len({(s.features, s.l2) for s in linear}) == 4
+    assert not keys & {local_key(AdaptSettings(**fields)) for _, fields in METHODS}
