@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.train.adapt_eval import beat_confusion as confusion
     from pedstream.train.adapt_eval import ectopy_scores as f1s
     from pedstream.train.adapt_eval import local_key
+    from pedstream.dsp.beat_features import feature_names
     from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -99,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     conf: dict[str, list[list[np.ndarray]]] = {}
     base = []
     n_labels: dict[str, list[int]] = {b: [] for b in BUDGETS}
+    s_labels: dict[str, list[int]] = {b: [] for b in BUDGETS}  # per record: S labels (the first draw)
+    # per record: how premature its scored S and N beats are (median log pre-RR / local RR)
+    pre = feature_names(True, True).index("pre_local")
+    records: dict[str, dict[str, float | int | None]] = {}
     for i, tab in enumerate(tables):
         p = cv["proba"][rec == i]
         if shift:  # the shipped model's class-prior shift (its softmax renormalises)
@@ -106,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             p = p / p.sum(axis=1, keepdims=True)
         later = tab.t >= 300.0
         base.append(confusion(tab.y[later], p[later].argmax(1)))
+        med = lambda k: float(np.median(tab.x[later & (tab.y == k), pre])) if np.any(later & (tab.y == k)) else None
+        records[tab.record] = {"S scored": int(np.sum(later & (tab.y == 1))), "median pre_local S": med(1),
+                               "median pre_local N": med(0)}
         others = np.concatenate([t.x for j, t in enumerate(tables) if j != i])[:, cols]
         scale = others.std(axis=0)
         for budget in BUDGETS:
@@ -114,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 lab = pick(tab.t, tab.y, budget, seed)
                 n_labels[budget].append(int(lab.size))
+                if seed == seeds[0]:
+                    s_labels[budget].append(int(np.sum(tab.y[lab] == 1)))
                 local = {}
                 for s_i, (_, fields) in enumerate(GRID):
                     ad = PatientAdapter(classes=CLASSES, scale=scale, columns=cols, settings=AdaptSettings(**fields))
@@ -140,13 +150,21 @@ def main(argv: list[str] | None = None) -> int:
         results[budget] = {"scores": f1s(total), "mean_labels": float(np.mean(n_labels[budget])),
                            "chosen_most_often": common, "chosen_settings": dict(GRID[names.index(common)][1]),
                            "chosen_per_record": dict(zip([t.record for t in tables], chosen)),
+                           # per record: S labels (first draw), scored S beats called S by the nested choice
+                           # and by the population model (random labels: pooled over the draws)
+                           "sveb_per_record": {t.record: {"S labels": s_labels[budget][i],
+                                                          "S scored": int(conf[budget][i][0][1].sum()),
+                                                          "S called S": int(conf[budget][i][names.index(chosen[i])][1, 1]),
+                                                          "S called S, population":
+                                                              int(base[i][1, 1]) * (3 if budget.endswith("random") else 1)}
+                                               for i, t in enumerate(tables)},
                            "fixed_setting_scores": {name: f1s(sum(conf[budget][i][s] for i in range(len(tables))))
                                                     for s, name in enumerate(names)}}
     cmd = "OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt.py" + (
         f" --variant '{a.variant}'" if argv and "--variant" in argv else "") + (
         f" --out {Path(a.out).resolve().relative_to(ROOT)}" if Path(a.out).resolve() != OUT.resolve() else "") + (
         " --with-linear" if a.with_linear else "")
-    doc = {"command": cmd, "positions": positions, "variant": a.variant, "class_prior_shift": shift, "grid": [dict(f, name=n) for n, f in GRID], "results": results, "seconds": time.time() - t0,
+    doc = {"command": cmd, "positions": positions, "records": records, "variant": a.variant, "class_prior_shift": shift, "grid": [dict(f, name=n) for n, f in GRID], "results": results, "seconds": time.time() - t0,
            "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
