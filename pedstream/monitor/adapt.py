@@ -8,7 +8,9 @@ keeps its feature vector. Later beats are then classified by
 
 where ``p_local`` is a distance-weighted vote of the ``k`` nearest labelled beats (features divided by
 the model's per-feature scale; or of the class means, or a soft vote of each labelled class's nearest
-beat) and ``n`` the number of labels (a few labels move the call a little, many move it more).
+beat, or the probabilities of a per-patient L2 logistic regression on the labelled beats over the RR ratios
+and template correlations) and ``n`` the number of labels (a few labels move the call a little, many move
+it more).
 
 The labels vote only for the classes they hold. With ``classes="labelled"`` the mixing stays among
 those classes: a beat keeps the population's probability of every class the patient has no label of,
@@ -41,8 +43,8 @@ import numpy as np
 from pedstream.dsp.beat_features import ADAPT_FEATURES, BEAT_FEATURES
 from pedstream.errors import ModelError, StreamError
 
-__all__ = ["AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter", "beat_labels_for",
-           "default_labels_dir", "queue_labels", "read_label_file"]
+__all__ = ["FEATURE_SUBSETS", "AdaptSettings", "BeatLabels", "BeatMemory", "LabelError", "PatientAdapter",
+           "beat_labels_for", "default_labels_dir", "fit_logistic", "queue_labels", "read_label_file"]
 
 _SAFE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 

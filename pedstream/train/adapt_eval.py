@@ -43,8 +43,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["LINEAR_METHODS", "METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion", "ectopy_scores",
-           "eval_adapt_command", "format_markdown", "local_key", "pick_labels"]
+__all__ = ["LINEAR_METHODS", "METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion",
+           "ectopy_scores", "eval_adapt_command", "format_markdown", "local_key", "pick_labels"]
 
 
 
