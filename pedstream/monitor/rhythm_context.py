@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -132,6 +134,11 @@ class StreamRhythm:
         return float(min(self.context_s, t_now - (self.first_t or 0.0)))
 
 
+def features_of(snaps: list[tuple]) -> list[np.ndarray]:
+    """The features of many :meth:`StreamRhythm.snapshot` (in a feature process)."""
+    return [StreamRhythm.compute(s) for s in snaps]
+
+
 @dataclass(slots=True)
 class _Row:
     stream_id: str
@@ -160,6 +167,7 @@ class RhythmLayer:
         self.calls = 0
         self.batches = 0
         self.errors = 0
+        self.processes = int(cfg.rhythm_context.feature_processes)
 
     def add_stream(self, stream_id: str, fs: float) -> StreamRhythm:
         s = self.streams[stream_id] = StreamRhythm(stream_id=stream_id, fs=fs, cfg=self.cfg, classes=self.classes,
@@ -187,6 +195,18 @@ class RhythmLayer:
         self._wake.set()
 
     async def run(self) -> None:
+        """The layer's task: with ``feature_processes`` > 0 the features are computed in that many
+        processes (spawned once, ended with the task), the model call in a thread."""
+        pool = None
+        if self.processes > 0:
+            pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            await self._serve(pool)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve(self, pool: ProcessPoolExecutor | None) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -195,7 +215,10 @@ class RhythmLayer:
             if not rows:
                 continue
             try:
-                probs = await asyncio.to_thread(self._classify, rows)
+                if pool is None:
+                    probs = await asyncio.to_thread(self._classify, rows)
+                else:
+                    probs = await self._classify_in(pool, rows)
             except Exception as exc:  # a model failure is reported, monitoring goes on
                 self.errors += 1
                 log.warning("rhythm model failed on a batch of %d: %s", len(rows), exc)
@@ -204,6 +227,17 @@ class RhythmLayer:
             self.batches += 1
             self.calls += len(results)  # calls delivered; rows of a stream that ended meanwhile are not
             self.on_results(results)
+
+    async def _classify_in(self, pool: ProcessPoolExecutor, rows: list[_Row]) -> np.ndarray:
+        """The rows' features in the processes (the rows split evenly), then one model call in a thread."""
+        loop = asyncio.get_running_loop()
+        parts = np.array_split(np.arange(len(rows)), min(self.processes, len(rows)))
+        done = await asyncio.gather(*(loop.run_in_executor(pool, features_of, [rows[i].snap for i in part])
+                                      for part in parts))
+        for part, xs in zip(parts, done):
+            for i, x in zip(part, xs):
+                rows[i].x = x
+        return await asyncio.to_thread(self.model.predict, np.stack([r.x for r in rows]))
 
     def _classify(self, rows: list[_Row]) -> np.ndarray:
         """Worker thread: every row's features (from its snapshot), then one batched model call."""

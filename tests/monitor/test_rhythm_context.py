@@ -137,3 +137,22 @@ async def test_short_mitdb_vt_run_raises_vt_by_the_fast_path(session, rhythm_mod
     sub.drain()
     vt = [t for lab, prio, t in alarms_on(list(sub.seen)) if lab == "vt" and prio == "high"]
     assert vt and 46.4 <= vt[0] <= 46.4 + 5.0
+
+
+async def test_features_in_a_process_give_the_calls_of_the_thread(cfg, session, rhythm_model, tmp_path):
+    """[rhythm_context] feature_processes = 1: the features computed in a spawned process are the same
+    calls (labels and probabilities, bit for bit) as in the engine's thread, and the VT alarm is raised."""
+    procs = cfg.model_copy(deep=True)
+    procs.rhythm_context.feature_processes = 1
+    _, ev_thread = await replay(cfg, session, rhythm_model, tmp_path / "t", "vfdb421_vt", speed=12.0)
+    _, ev_proc = await replay(procs, session, rhythm_model, tmp_path / "p", "vfdb421_vt", speed=12.0)
+
+    def calls(events):
+        return {e.t_signal - t0_of(events): (e.label, e.extra["probs"]) for e in events if e.kind == "rhythm"}
+
+    thread, proc = calls(ev_thread), calls(ev_proc)
+    assert len(proc) >= 0.8 * len(thread) >= 8  # the process starts while the first rows wait; none is lost meanwhile
+    for t, call in proc.items():
+        match = [v for k, v in thread.items() if abs(k - t) < 1e-6]
+        assert match == [call], t
+    assert ("vt", "high") in [(lab, prio) for lab, prio, _ in alarms_on(ev_proc)]
