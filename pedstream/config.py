@@ -613,7 +613,7 @@ class RhythmContextSection(_Section):
     context_s: float = Field(30.0, ge=5, le=300)  # RR context per stream, seconds
     signal_s: float = Field(8.0, ge=2, le=30)  # QRS-lead seconds for the signal features
     every_windows: int = Field(1, ge=1, le=16)  # one rhythm call per stream every this many windows (hops)
-    feature_processes: int = Field(0, ge=0, le=64)  # processes computing the features (0 = a thread of the engine process)
+    feature_processes: int = Field(1, ge=0, le=64)  # processes computing the features (0 = a thread of the engine process)
     max_beats: int = Field(512, ge=16, le=4096)  # beat times kept per stream (bounds memory)
     asystole_s: float = Field(4.0, ge=2.0, le=10.0)  # no QRS this long with a readable signal: asystole alarm
     vt_run_beats: int = Field(3, ge=0, le=20)  # VT fast path: a run of this many ventricular-like beats > 100 bpm raises vt at once (0 = off)

@@ -10,8 +10,11 @@ Per stream (:class:`StreamRhythm`, made when the stream is added, dropped when i
 
 After each window (every ``every_windows``-th) a snapshot of the stream's beats and lead is queued (a
 copy taken on the event loop); :class:`RhythmLayer` computes their features
-(:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) and runs one
-``session.run`` over all queued rows of all streams in a worker thread (off the event loop),
+(:func:`pedstream.dsp.rhythm_features.context_features`, the same code as training) in
+``[rhythm_context] feature_processes`` spawned processes (Python-heavy work that, in a thread, would
+hold the interpreter lock the event loop and the DSP thread need; a thread computes them until the
+processes have started, or always with 0) and runs one ``session.run`` over all queued rows of all
+streams in a worker thread (off the event loop),
 then each stream's :class:`pedstream.monitor.rhythm_alarms.RhythmAlarmLogic` turns the probabilities
 (and the beat-run columns: the VT fast path) into alarms (VT/VF/asystole high priority; artefact -> "check leads" technical alarm that holds the
 rhythm alarms back). A gap in the stream (its detector restarts) clears its context.
@@ -134,6 +137,12 @@ class StreamRhythm:
         return float(min(self.context_s, t_now - (self.first_t or 0.0)))
 
 
+def _started(ready: list | None) -> bool:
+    """Every feature process answered its first (empty) task; one that failed to start keeps the
+    features in the thread."""
+    return bool(ready) and all(f.done() and f.exception() is None for f in ready)
+
+
 def features_of(snaps: list[tuple]) -> list[np.ndarray]:
     """The features of many :meth:`StreamRhythm.snapshot` (in a feature process)."""
     return [StreamRhythm.compute(s) for s in snaps]
@@ -168,6 +177,7 @@ class RhythmLayer:
         self.batches = 0
         self.errors = 0
         self.processes = int(cfg.rhythm_context.feature_processes)
+        self.process_batches = 0  # batches whose features the processes computed
 
     def add_stream(self, stream_id: str, fs: float) -> StreamRhythm:
         s = self.streams[stream_id] = StreamRhythm(stream_id=stream_id, fs=fs, cfg=self.cfg, classes=self.classes,
@@ -196,17 +206,19 @@ class RhythmLayer:
 
     async def run(self) -> None:
         """The layer's task: with ``feature_processes`` > 0 the features are computed in that many
-        processes (spawned once, ended with the task), the model call in a thread."""
-        pool = None
+        processes (spawned once, ended with the task), the model call in a thread. Until every process
+        has started (about 2 s), the features are computed in the thread, so no call waits for them."""
+        pool, ready = None, None
         if self.processes > 0:
             pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            ready = [pool.submit(features_of, []) for _ in range(self.processes)]
         try:
-            await self._serve(pool)
+            await self._serve(pool, ready)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _serve(self, pool: ProcessPoolExecutor | None) -> None:
+    async def _serve(self, pool: ProcessPoolExecutor | None, ready: list | None) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -215,7 +227,7 @@ class RhythmLayer:
             if not rows:
                 continue
             try:
-                if pool is None:
+                if pool is None or not _started(ready):
                     probs = await asyncio.to_thread(self._classify, rows)
                 else:
                     probs = await self._classify_in(pool, rows)
@@ -234,6 +246,7 @@ class RhythmLayer:
         parts = np.array_split(np.arange(len(rows)), min(self.processes, len(rows)))
         done = await asyncio.gather(*(loop.run_in_executor(pool, features_of, [rows[i].snap for i in part])
                                       for part in parts))
+        self.process_batches += 1
         for part, xs in zip(parts, done):
             for i, x in zip(part, xs):
                 rows[i].x = x
