@@ -193,7 +193,9 @@ def test_labels_of_one_class_leave_the_population_probability_of_the_others_alon
 @pytest.mark.parametrize("settings", [AdaptSettings(k=1, n_half=2.0, classes="labelled"),
                                       AdaptSettings(k=3, n_half=2.0, combine="product", classes="labelled"),
                                       AdaptSettings(method="nearest", tau=2.0, n_half=2.0, classes="labelled"),
-                                      AdaptSettings(method="prototype", n_half=2.0, classes="labelled")])
+                                      AdaptSettings(method="prototype", n_half=2.0, classes="labelled"),
+                                      AdaptSettings(method="linear", mix=0.8, n_half=2.0, classes="labelled",
+                                                    features="rr+tpl", l2=1.0)])
 def test_labelled_classes_share_only_their_own_mass_and_still_teach_v(tables, settings):
     tab = tables["208"]
     lab = _n_and_v_labels(tab, n_n=5, n_v=5)
@@ -204,6 +206,7 @@ def test_labelled_classes_share_only_their_own_mass_and_still_teach_v(tables, se
     p /= p.sum(axis=1, keepdims=True)
     ad = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=settings)
     ad.set_labels(tab.x[lab], tab.y[lab])
+    assert ad.linear_fitted() == (settings.method == "linear")  # five labels of each class are enough to fit
     q = ad.adapt(p, tab.x[later])
     np.testing.assert_allclose(q[:, [1, 3]], p[:, [1, 3]])  # S and F: no label, untouched
     np.testing.assert_allclose(q[:, [0, 2]].sum(1), p[:, [0, 2]].sum(1))  # N + V mass kept

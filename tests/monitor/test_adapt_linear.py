@@ -5,7 +5,6 @@ Real beats: the MIT-BIH 208 and 220 excerpts of tests/fixtures/real/aami."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,19 +12,11 @@ import pytest
 
 from pedstream.dsp.beat_features import ADAPT_FEATURES, BEAT_FEATURES
 from pedstream.monitor.adapt import FEATURE_SUBSETS, AdaptSettings, BeatLabels, PatientAdapter, fit_logistic
+from tests.monitor.test_adapt import tables  # noqa: F401 (fixture: the MIT-BIH 208 and 220 feature tables)
 
-AAMI = Path(__file__).resolve().parents[1] / "fixtures" / "real" / "aami"
 CLASSES = ("N", "S", "V", "F")
 NAMES = BEAT_FEATURES + ADAPT_FEATURES
 LINEAR = AdaptSettings(method="linear", mix=0.8, n_half=2.0, classes="labelled", features="rr+tpl", l2=1.0)
-
-
-@pytest.fixture(scope="module")
-def tables():
-    from pedstream.train.beat_data import beat_config, record_table
-
-    cfg = beat_config()
-    return {name: record_table(AAMI / name, cfg, adapt=True) for name in ("208", "220")}
 
 
 def _softmax_scores(w, x):
@@ -78,25 +69,6 @@ def test_prematurity_calls_an_s_beat_the_nearest_labelled_beat_calls_n():
     hit_knn = np.mean(knn.adapt(p, beats)[s].argmax(1) == 1)
     assert hit_lin > 0.95 and hit_knn < 0.6
     assert np.mean(lin.adapt(p, beats)[~s].argmax(1) == 0) > 0.95
-
-
-def test_linear_changes_only_the_labelled_classes_and_teaches_v(tables):
-    tab = tables["208"]
-    first = np.flatnonzero(tab.t < 30.0)
-    lab = np.concatenate([first[tab.y[first] == 0][:8], first[tab.y[first] == 2][:5]])
-    later = tab.t >= 30.0
-    rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(4), size=int(later.sum()))
-    p[:, 0] += 2.0  # the population calls every beat N
-    p /= p.sum(axis=1, keepdims=True)
-    ad = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=LINEAR)
-    ad.set_labels(tab.x[lab], tab.y[lab])
-    assert ad.linear_fitted()
-    q = ad.adapt(p, tab.x[later])
-    np.testing.assert_allclose(q[:, [1, 3]], p[:, [1, 3]])  # S and F: no label, untouched
-    np.testing.assert_allclose(q[:, [0, 2]].sum(1), p[:, [0, 2]].sum(1))  # N + V mass kept
-    v = tab.y[later] == 2
-    assert np.mean(q[v].argmax(1) == 2) > 0.8 and np.mean(q[tab.y[later] == 0].argmax(1) == 0) > 0.8
 
 
 def test_too_few_labels_of_a_class_fall_back_to_the_nearest_labelled_beat(tables):

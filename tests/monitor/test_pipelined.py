@@ -247,49 +247,6 @@ async def test_dsp_thread_gives_the_calls_of_the_dsp_on_the_loop(cfg, session, t
         assert threaded[sid] == calls, sid
 
 
-def _clip_reference(chunks, present):
-    """The stuck-sample count as the pipeline computed it before the extreme test went first."""
-    absmax, prev, total = np.zeros(19), np.full(19, np.nan), []
-    idx = np.flatnonzero(present)
-    for raw in chunks:
-        x = raw[:, idx]
-        absx = np.abs(x)
-        m = np.maximum(absmax[idx], absx.max(axis=0))
-        absmax[idx] = m
-        eq = np.empty(x.shape, dtype=bool)
-        np.equal(x[0], prev[idx], out=eq[0])
-        np.equal(x[1:], x[:-1], out=eq[1:])
-        thr = np.where(m > 0.5, 0.999 * m, np.inf)
-        total.append(int(np.count_nonzero(eq & (absx >= thr))) if eq.any() else 0)
-        prev[idx] = x[-1]
-    return total
-
-
-@pytest.mark.parametrize("all_present", [True, False])
-def test_clipping_count_is_unchanged(cfg, all_present):
-    rng = np.random.default_rng(9)
-    x = make_signal(fs=FS, seconds=6, seed=3)
-    x[1000:1400, 1] = x[:, 1].max() * 1.5  # a lead stuck at its rail
-    x[2000:2100, 13] = -3.0
-    x[3000:3050, 4] = x[2999, 4]  # flat, not at an extreme
-    pipe = _pipe(cfg)
-    present = np.ones(19, bool)
-    if not all_present:
-        present[[2, 7, 15]] = False
-        pipe._pidx = np.flatnonzero(present)
-    chunks, i = [], 0
-    while i < len(x):
-        n = int(rng.choice([7, 49, 300]))
-        raw = np.zeros((min(n, len(x) - i), 19), np.float32)
-        raw[:, present] = x[i:i + n][:, present]
-        chunks.append(raw)
-        pipe._update_clipping(raw)
-        i += n
-    want = _clip_reference(chunks, present)
-    stuck = [s for _, s in pipe._clip_hist]  # the history keeps about a window of chunks
-    assert stuck == want[-len(stuck):] and sum(want) > 300
-
-
 def _clip_state_reference(chunks, present):
     """The stuck-sample count per chunk and the running |max| afterwards, the full computation."""
     absmax, prev, total = np.zeros(19), np.full(19, np.nan), []
@@ -306,6 +263,39 @@ def _clip_state_reference(chunks, present):
         total.append(int(np.count_nonzero(eq & (absx >= thr))))
         prev[idx] = x[-1]
     return total, absmax
+
+
+def _clip_feed(cfg, x, absent, sizes, rng):
+    """A pipeline's clipping count fed ``x`` in chunks of random ``sizes``, the ``absent`` channels zero:
+    (pipeline, present mask, the chunks, each chunk's stuck count)."""
+    pipe = _pipe(cfg)
+    present = np.ones(19, bool)
+    if absent:
+        present[absent] = False
+        pipe._pidx = np.flatnonzero(present)
+    chunks, got, i = [], [], 0
+    while i < len(x):
+        n = int(rng.choice(sizes))
+        raw = np.zeros((min(n, len(x) - i), 19), np.float32)
+        raw[:, present] = x[i:i + n][:, present]
+        chunks.append(raw)
+        pipe._update_clipping(raw)
+        got.append(pipe._clip_hist[-1][1])
+        i += n
+    return pipe, present, chunks, got
+
+
+@pytest.mark.parametrize("all_present", [True, False])
+def test_clipping_count_is_unchanged(cfg, all_present):
+    rng = np.random.default_rng(9)
+    x = make_signal(fs=FS, seconds=6, seed=3)
+    x[1000:1400, 1] = x[:, 1].max() * 1.5  # a lead stuck at its rail
+    x[2000:2100, 13] = -3.0
+    x[3000:3050, 4] = x[2999, 4]  # flat, not at an extreme
+    pipe, present, chunks, _ = _clip_feed(cfg, x, [] if all_present else [2, 7, 15], [7, 49, 300], rng)
+    want, _ = _clip_state_reference(chunks, present)
+    stuck = [s for _, s in pipe._clip_hist]  # the history keeps about a window of chunks
+    assert stuck == want[-len(stuck):] and sum(want) > 300
 
 
 @pytest.mark.parametrize("all_present", [True, False])
@@ -328,21 +318,8 @@ def test_clipping_at_the_threshold_edges_is_unchanged(cfg, all_present):
             at = 4000 + 1500 * k + col * 7
             x[at:at + 3, col] = v * (1 if k % 2 else -1)  # stuck for 3 samples at an edge value
     x[9000:9400, 2] = np.abs(x[:, 2]).max() * 1.5  # a new rail
-    pipe = _pipe(cfg)
-    present = np.ones(19, bool)
-    if not all_present:
-        present[[1, 8, 16]] = False
-        pipe._pidx = np.flatnonzero(present)
-    chunks, i = [], 0
-    got = []
-    while i < n:
-        k = int(rng.choice([1, 2, 63, 64, 65, 128, 129, 500]))
-        raw = np.zeros((min(k, n - i), 19), np.float32)
-        raw[:, present] = x[i:i + k][:, present]
-        chunks.append(raw)
-        pipe._update_clipping(raw)
-        got.append(pipe._clip_hist[-1][1])
-        i += k
+    sizes = [1, 2, 63, 64, 65, 128, 129, 500]
+    pipe, present, chunks, got = _clip_feed(cfg, x, [] if all_present else [1, 8, 16], sizes, rng)
     want, absmax = _clip_state_reference(chunks, present)
     assert got == want and sum(want) > 400
     assert np.array_equal(pipe._absmax, absmax)
