@@ -20,21 +20,11 @@ from pedstream.monitor.bank import take_chunk
 from pedstream.monitor.batcher import InferenceBatcher, WindowItem
 from pedstream.monitor.pipeline import StreamPipeline, ring_capacity
 from pedstream.events import Chunk, ChunkReceived, StreamInfo, StreamLost
+from tests.monitor.test_batcher import cfg, session  # noqa: F401 (fixtures: the configuration, the tiny model)
 from tests.support.helpers import make_signal
-from tests.support.tiny_model import build_tiny_model, open_session
 
 FS = 977.0
 WIN, HOP = 2442, 1221
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config()
-
-
-@pytest.fixture(scope="module")
-def session(tmp_path_factory, cfg):
-    return open_session(build_tiny_model(tmp_path_factory.mktemp("m") / "tiny.onnx", cfg), cfg, max_batch=8)
 
 
 def _item(sid: str, k: int) -> WindowItem:
