@@ -115,7 +115,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, ste
     """Multinomial logistic regression by Newton's method: ``(n_classes, F + 1)`` weights (the last column
     the intercept) minimising ``sum_i -log p(y_i | x_i) + l2 / 2 * |W|^2`` (intercepts not penalised; as
     scikit-learn's multinomial ``LogisticRegression(C=1/l2)``, for two classes its ``C=2/l2``). ``y`` holds
-    indices ``0 .. n_classes-1``. Deterministic."""
+    indices ``0 .. n_classes-1``. Deterministic. Written here, not scikit-learn's, because the monitor
+    side imports no scikit-learn (an import-linter contract) and a stream refits on every label."""
     x = np.asarray(x, dtype=np.float64)
     n, f = x.shape
     k = int(n_classes)
@@ -156,6 +157,14 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, ste
         if done:
             break
     return w.reshape(k, f + 1)
+
+
+def _softmax_over(logits: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """(B, n_classes) probabilities: the softmax of ``logits`` (B, P) in the columns ``present``, 0 elsewhere."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    out = np.zeros((logits.shape[0], n_classes))
+    out[:, present] = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def _distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -226,27 +235,17 @@ class PatientAdapter:
         lx, ly = np.stack(self._x), np.asarray(self._y)
         if self.settings.method == "linear" and self._linear is not None:
             present, cols, w = self._linear
-            s = z[:, cols] @ w[:, :-1].T + w[:, -1]
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            out = np.zeros((z.shape[0], c))
-            out[:, present] = s / s.sum(axis=1, keepdims=True)
-            return out
+            return _softmax_over(z[:, cols] @ w[:, :-1].T + w[:, -1], present, c)
         if self.settings.method == "prototype":
             present = np.unique(ly)
             protos = np.stack([lx[ly == k].mean(axis=0) for k in present])
             d = _distances(z, protos)  # (B, P)
-            s = np.exp(-(d - d.min(axis=1, keepdims=True)))
-            out = np.zeros((z.shape[0], c))
-            out[:, present] = s / s.sum(axis=1, keepdims=True)
-            return out
+            return _softmax_over(-(d - d.min(axis=1, keepdims=True)), present, c)
         d = _distances(z, lx)  # (B, n)
         if self.settings.method == "nearest":
             present = np.unique(ly)
             dc = np.stack([d[:, ly == k].min(axis=1) for k in present], axis=1)  # (B, P)
-            s = np.exp(-(dc - dc.min(axis=1, keepdims=True)) / self.settings.tau)
-            out = np.zeros((z.shape[0], c))
-            out[:, present] = s / s.sum(axis=1, keepdims=True)
-            return out
+            return _softmax_over(-(dc - dc.min(axis=1, keepdims=True)) / self.settings.tau, present, c)
         k = min(1 if self.settings.method == "linear" else self.settings.k, ly.size)  # linear's fallback: k=1
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         w = 1.0 / (np.take_along_axis(d, near, axis=1) + 1e-3)
