@@ -224,17 +224,17 @@ def _vf_leak(x: np.ndarray) -> float:
 
 
 def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
-    """Median width (s) of the run around each R peak where |x| stays above half its R amplitude."""
-    widths = [w for w in _qrs_widths(x, bi, fs) if w > 0]  # (a real width is at least one sample)
+    """Median width (s), over the newest 12 R peaks, of the run around each where |x| stays above half its R amplitude."""
+    widths = [w for w in _qrs_widths(x, bi[-12:], fs) if w > 0]  # the newest 12 (a real width is at least one sample)
     return float(np.median(widths)) if widths else 0.0
 
 
 def _qrs_widths(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
-    """Half-amplitude widths (s) of the last 12 R peaks of ``bi`` (0 for a peak of zero amplitude)."""
+    """Half-amplitude widths (s) of the R peaks ``bi`` (0 for a peak of zero amplitude)."""
     half_win = int(0.12 * fs)
     widths = []
     ax = np.abs(x)
-    for i in bi[-12:].tolist():
+    for i in bi.tolist():
         a, b = max(0, i - half_win), min(x.size, i + half_win + 1)
         seg = ax[a:b]
         c = i - a
@@ -340,7 +340,7 @@ def morph_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None
             fk = fr[m][k]
             out[7] = _band(fr, pr, fk - 0.5, fk + 0.5) / (_band(fr, pr, 3.0, 10.0) + 1e-12)
     if bi.size:
-        ws = _qrs_widths(x, bi, fs_lead)
+        ws = _qrs_widths(x, bi[-12:], fs_lead)
         out[3] = float(np.median(ws[-2:]))
         out[4] = float(np.subtract(*np.percentile(ws, [75, 25]))) if len(ws) >= 4 else 0.0
     return out.astype(np.float32)
@@ -395,7 +395,7 @@ def beat_run_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray, be
     segs = np.stack([x[i - half - lag: i + half + lag + 1] for i in bi.tolist()])
     core = segs[:, lag: segs.shape[1] - lag]
     corr = _lag_corr(segs, np.median(core, axis=0), lag)
-    w = np.asarray(_qrs_widths_all(x, bi, fs_lead))
+    w = np.asarray(_qrs_widths(x, bi, fs_lead))
     wmed = float(np.median(w))
     wide = (w >= 1.5 * wmed) & (w >= 0.1)
     fast = (rr > 0) & (rr < VT_FAST_S)
@@ -419,14 +419,6 @@ def beat_run_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray, be
                 out[3] = (t_now_idx - bi[b_best]) / fs_lead
                 out[4] = (bi[b_best] - bi[a_best]) / fs_lead
     return out.astype(np.float32)
-
-
-def _qrs_widths_all(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
-    """Half-amplitude widths (s) of every R peak of ``bi``."""
-    out: list[float] = []
-    for k in range(0, bi.size, 12):
-        out.extend(_qrs_widths(x, bi[k: k + 12], fs))
-    return out
 
 
 def context_features(beats: np.ndarray, t_now: float, context_s: float, lead: np.ndarray | None, fs_lead: float,
