@@ -340,14 +340,8 @@ class OnlineQRSDetector:
 
     def _col(self, lo: int, hi: int, col: int) -> np.ndarray:
         """Column ``col`` of the history (0 lead, 1 squared slope, 2 mwi), absolute samples
-        ``[lo, hi)``: a view of the ring when the range does not wrap, else a copy (ring errors as
-        :meth:`RingBuffer.read`)."""
-        h = self._hist
-        if h.oldest <= lo <= hi <= h.total_written:
-            i = lo % h.capacity
-            if i + (hi - lo) <= h.capacity:
-                return h._data[i : i + (hi - lo), col]
-        return h.read(lo, hi)[0][:, col]
+        ``[lo, hi)`` (:meth:`RingBuffer.rows`: a view when the range does not wrap)."""
+        return self._hist.rows(lo, hi)[:, col]
 
     def _slope(self, i: int) -> float:
         return float(self._col(i - self.integration + 1, i + 1, 1).max())

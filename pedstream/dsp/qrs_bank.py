@@ -103,15 +103,6 @@ def process_many(dets: Sequence[OnlineQRSDetector], leads: Sequence[np.ndarray],
     return out
 
 
-def _rows(ring, lo: int, hi: int) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Absolute samples ``[lo, hi)`` of a detector's ring: a view when they do not wrap, else a copy."""
-    if ring.oldest <= lo <= hi <= ring.total_written:
-        i = lo % ring.capacity
-        if i + (hi - lo) <= ring.capacity:
-            return ring._data[i : i + (hi - lo)]
-    return ring.read(lo, hi)[0]
-
-
 def _one(det: OnlineQRSDetector, x: np.ndarray) -> list[int] | Exception:
     try:
         return det.process(x)
@@ -145,7 +136,7 @@ def _sub_many(dets: list[OnlineQRSDetector], x: np.ndarray) -> list[list[int]]:
     back = np.empty((g, w), dtype=np.int64)
     for k, det in enumerate(dets):
         h = det._csum_hist
-        back[k] = _rows(h, h.total_written - w, h.total_written)[:, 0]
+        back[k] = h.rows(h.total_written - w, h.total_written)[:, 0]
     c_lag = np.concatenate([back, c], axis=1)[:, :n]
     mwi = (c - c_lag) / (w * _Q_SCALE)
     hist = np.stack([x, sq, mwi], axis=2)  # (G, n, 3)
@@ -167,7 +158,7 @@ def _sub_many(dets: list[OnlineQRSDetector], x: np.ndarray) -> list[list[int]]:
         for r, k in enumerate(steady):
             det = dets[k]
             end = det.samples_seen
-            m[r, :2 * la + 1] = _rows(det._hist, end - n - 2 * la - 1, end - n)[:, 2]
+            m[r, :2 * la + 1] = det._hist.rows(end - n - 2 * la - 1, end - n)[:, 2]
         m[:, 2 * la + 1:] = mwi[steady]
         win_max = maximum_filter1d(m[:, 1:], 2 * la + 1, axis=1, mode="nearest")[:, la:la + n]
         centre = m[:, 1 + la:1 + la + n]

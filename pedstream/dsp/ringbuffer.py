@@ -115,6 +115,16 @@ class RingBuffer:
         ts[first:] = self._ts[: n - first]
         return data, ts
 
+    def rows(self, start_abs: int, stop_abs: int) -> np.ndarray:
+        """The data of absolute samples [start_abs, stop_abs) ``(n, C)``, read-only by contract: a view of
+        the ring when the range does not wrap (valid until the next write), else :meth:`read`'s copy (and
+        its errors)."""
+        if self.oldest <= start_abs <= stop_abs <= self.total_written:
+            i = start_abs % self.capacity
+            if i + (stop_abs - start_abs) <= self.capacity:
+                return self._data[i : i + (stop_abs - start_abs)]
+        return self.read(start_abs, stop_abs)[0]
+
     def read_channels_first(self, start_abs: int, stop_abs: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`read` with the data transposed: ``((C, n) C-contiguous, (n,) timestamps)``, the
         same values as ``np.ascontiguousarray(read(...)[0].T)`` in one copy instead of two."""

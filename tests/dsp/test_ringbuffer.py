@@ -96,3 +96,17 @@ def test_read_channels_first_is_the_transposed_read_and_writes_are_unchanged() -
         rb.read_channels_first(rb.total_written - 5, rb.total_written + 1)
     with pytest.raises(BufferOverrunError):
         rb.read_channels_first(0, 3)
+
+
+def test_rows_is_the_read_a_view_when_the_range_does_not_wrap() -> None:
+    rb = RingBuffer(n_channels=3, capacity=10)
+    rb.write(np.arange(36, dtype=np.float32).reshape(12, 3))  # holds samples [2, 12), row 12 % 10 next
+    for lo, hi in [(2, 10), (3, 7), (8, 12), (2, 12), (5, 5)]:
+        got = rb.rows(lo, hi)
+        np.testing.assert_array_equal(got, rb.read(lo, hi)[0])
+        wraps = lo // 10 != (hi - 1) // 10 and hi > lo
+        assert np.shares_memory(got, rb._data) == (not wraps and hi > lo), (lo, hi)
+    with pytest.raises(BufferOverrunError):
+        rb.rows(1, 5)
+    with pytest.raises(BufferOverrunError):
+        rb.rows(10, 13)
