@@ -239,12 +239,12 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
             s = int(np.argmax([_mean_f1(pooled[k]) for k in range(len(settings))]))
             chosen.append(settings[s])
             total += c[i][s]
+        most = settings.index(max(settings, key=chosen.count))  # the setting chosen most often (the first of ties)
         results[b["name"]] = {
             "budget": b, "scores": ectopy_scores(total), "population": ectopy_scores(sum(base[b["name"]])),
             "mean_labels": float(np.mean(n_labels[b["name"]])), "chosen_per_record": dict(zip(names, chosen)),
-            "chosen_most_often": max(settings, key=chosen.count),
-            "chosen_settings": dict(methods[settings.index(max(settings, key=chosen.count))][1])
-            if settings.index(max(settings, key=chosen.count)) < len(methods) else None,
+            "chosen_most_often": settings[most],
+            "chosen_settings": dict(methods[most][1]) if most < len(methods) else None,
             "fixed_setting_scores": {s: ectopy_scores(sum(c[i][k] for i in range(len(tables)))) for k, s in enumerate(settings)}}
     return {"variant": variant, "folds": folds, "records": names, "settings": settings, "results": results,
             "seconds": round(time.time() - t_start, 1), "written": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
