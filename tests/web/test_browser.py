@@ -105,9 +105,13 @@ def _login(driver, url: str, user: str, password: str) -> None:
 
 
 def _wait(driver, cond, timeout: float = 30.0, what: str = ""):
+    """Wait for ``cond`` (bounded). An element that the page replaced between finding and reading it (a
+    navigation or re-render in progress, StaleElementReferenceException) is looked up again at the next poll."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: cond(d), message=what)
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: cond(d), message=what)
 
 
 def _tile(driver, sid: str):
