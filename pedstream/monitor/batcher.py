@@ -37,7 +37,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from pedstream.dsp.windowing import normalize_window
+from pedstream.dsp.windowing import normalize_split, normalize_window
 
 __all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "InferenceTimeout", "RunsModel"]
 
@@ -324,8 +324,7 @@ class InferenceBatcher:
         matters, not per window), make the two contiguous model inputs, run the model."""
         mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
         if all(b.raw for b in batch):
-            z = normalize_window(np.stack([b.x for b in batch]), mask > 0)  # (B, 19, T) in one call
-            ecg, iegm = np.ascontiguousarray(z[:, : self.n_ecg]), np.ascontiguousarray(z[:, self.n_ecg:])
+            ecg, iegm = normalize_split(np.stack([b.x for b in batch]), mask > 0, self.n_ecg)  # (B, 12|7, T), one call
         else:
             xs = [b.normalized() for b in batch]
             ecg = np.stack([x[: self.n_ecg] for x in xs])  # (B, 12, T)

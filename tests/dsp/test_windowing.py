@@ -1,4 +1,4 @@
-"""window_samples, Windower, normalize_window (THE normalisation), split_modalities."""
+"""window_samples, Windower, normalize_window (THE normalisation), normalize_split, split_modalities."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import pytest
 
 from pedstream.dsp.windowing import (
     NORM_CLIP,
+    NORM_EPS,
     NORMALIZATION,
     Windower,
+    normalize_split,
     normalize_window,
     split_modalities,
     window_samples,
@@ -74,6 +76,34 @@ def test_normalize_batch_equals_per_window_and_scale_invariance() -> None:
     np.testing.assert_allclose(normalize_window(xb.astype(np.float32), present), zb, atol=1e-5)
     # one (19,) mask applies to every window of a batch
     np.testing.assert_array_equal(normalize_window(xb, present[0])[2], normalize_window(xb[2], present[0]))
+
+
+def _plain_zscore(x: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """The definition written as plain numpy (the way the module first computed it)."""
+    x64 = x.astype(np.float64)
+    mean, std = x64.mean(axis=-1, keepdims=True), x64.std(axis=-1, keepdims=True)
+    ok = (std >= NORM_EPS) & np.broadcast_to(present, x.shape[:-1])[..., None]
+    z = (x64 - mean) / np.where(ok, std, 1.0)
+    return np.where(ok, np.clip(z, -NORM_CLIP, NORM_CLIP), 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_normalize_is_bit_for_bit_the_plain_definition_and_split_its_channels(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    b, t = int(rng.integers(1, 6)), int(rng.integers(2, 2500))
+    x = (rng.standard_normal((b, 19, t)) * rng.uniform(1e-3, 20) + rng.uniform(-3, 3)).astype(np.float32)
+    x[:, 4] = 0.25  # flat
+    x[:, 7] *= 1e-8  # below NORM_EPS
+    x[0, 9, : t // 2] *= 1e4  # clipped
+    present = rng.random((b, 19)) < 0.8
+    ref = _plain_zscore(x, present)
+    z = normalize_window(x, present)
+    assert np.array_equal(z.view(np.uint32), ref.view(np.uint32))
+    ecg, iegm = normalize_split(x, present, 12)
+    assert ecg.flags.c_contiguous and iegm.flags.c_contiguous and ecg.dtype == iegm.dtype == np.float32
+    assert np.array_equal(ecg, ref[:, :12]) and np.array_equal(iegm, ref[:, 12:])
+    with pytest.raises(StreamError, match="ECG channels"):
+        normalize_split(x[0], present[0], 12)
 
 
 def test_normalize_rejects_bad_input() -> None:
