@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                     key = local_key(ad.settings)  # the local vote's own knobs
                     if key not in local:
                         local[key] = ad.local(tab.x[later])
-                    q = ad.combine(p[later], local[key])
+                    q = ad.premature_rule(ad.combine(p[later], local[key]), tab.x[later])
                     per[s_i] += confusion(tab.y[later], q.argmax(1))
             conf.setdefault(budget, []).append(per)
         print(f"record {tab.record} done ({time.time() - t0:.0f} s)", flush=True)

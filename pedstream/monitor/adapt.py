@@ -22,6 +22,11 @@ and only the probability mass of the labelled classes is redistributed,
 pull every S beat of the patient towards N. The method and its settings were chosen by record-wise
 CV (bench/beat_adapt.py, docs/beats.md).
 
+Patient-relative prematurity (``premature`` > 0): a beat called N whose RR before it is under
+``min(premature * median, premature_margin * q01)`` of the RR before this patient's labelled N beats (q01:
+the 1 % quantile; an irregular patient gets a lower limit) is called S, its N probability moved to S. No S
+label needed: the population model sees a beat against the running RR, which a run of ectopic beats shortens.
+
 :class:`PatientAdapter` is one stream's labelled beats; :class:`BeatMemory` the stream's recent
 classified beats (time -> features), where a label's time is looked up (a label at a time with no beat
 within ``tolerance_s`` is refused). Nothing here is shared between streams: labels never reach another
@@ -63,6 +68,8 @@ _RR_RATIOS = ("pre_local", "post_local", "pre_long", "post_pre", "pre_med", "pos
 _TEMPLATE = ("tpl_corr_qrs", "tpl_corr_full", "tpl_corr_p", "tpl_rmsd", "tpl_amp_ratio", "tpl_width_ratio",
              "dom_corr_qrs", "dom_corr_full", "dom_corr_p", "dom_rmsd", "dom_amp_ratio")
 FEATURE_SUBSETS: dict[str, tuple[str, ...]] = {"rr": _RR_RATIOS, "rr+tpl": _RR_RATIOS + _TEMPLATE}
+PREMATURE_MIN_N = 5  # labelled N beats the prematurity rule needs
+_PRE_RR = _Z_NAMES.index("pre_rr")
 
 
 @dataclass(frozen=True)
@@ -84,7 +91,10 @@ class AdaptSettings:
     ``features`` (:data:`FEATURE_SUBSETS`: ``"rr"`` the RR ratios, ``"rr+tpl"`` those and the template
     correlations; each divided by the model's feature scale), its probabilities the local vote. It needs
     ``min_class`` labels of every labelled class: while a labelled class has fewer, the local vote falls
-    back to the nearest labelled beat over every feature (``knn``, k=1)."""
+    back to the nearest labelled beat over every feature (``knn``, k=1).
+
+    ``premature`` (0: off) and ``premature_margin``: the patient-relative prematurity rule of the module
+    docstring (applied after the mixing, from ``PREMATURE_MIN_N`` labelled N beats on)."""
 
     method: str = "knn"
     k: int = 3
@@ -97,6 +107,8 @@ class AdaptSettings:
     features: str = "rr+tpl"
     l2: float = 1.0
     min_class: int = 3
+    premature: float = 0.0
+    premature_margin: float = 0.8
 
     def __post_init__(self) -> None:
         for name, value, allowed in (("method", self.method, METHODS), ("combine", self.combine, COMBINES),
@@ -105,9 +117,9 @@ class AdaptSettings:
             if value not in allowed:
                 raise ValueError(f"adapt_settings: {name} {value!r} is not one of {list(allowed)}")
         if self.k < 1 or not 0.0 <= self.mix <= 1.0 or self.n_half < 0.0 or self.tau <= 0.0 or self.l2 <= 0.0 \
-                or self.min_class < 1:
-            raise ValueError(f"adapt_settings: k >= 1, 0 <= mix <= 1, n_half >= 0, tau > 0, l2 > 0 and min_class >= 1 "
-                             f"(got {self})")
+                or self.min_class < 1 or not 0.0 <= self.premature < 1.0 or not 0.0 < self.premature_margin <= 1.0:
+            raise ValueError(f"adapt_settings: k >= 1, 0 <= mix <= 1, n_half >= 0, tau > 0, l2 > 0, min_class >= 1, "
+                             f"0 <= premature < 1 and 0 < premature_margin <= 1 (got {self})")
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float, steps: int = 25,
@@ -185,6 +197,7 @@ class PatientAdapter:
         self._x: list[np.ndarray] = []
         self._y: list[int] = []
         self._linear: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (classes, subset, weights)
+        self._limit: float | None = None  # the prematurity rule's RR limit (scaled)
 
     def __len__(self) -> int:
         return len(self._y)
@@ -201,6 +214,29 @@ class PatientAdapter:
         self._x = [self._z(r) for r in f] if len(labels) else []
         self._y = [int(c) for c in labels]
         self._linear = self._fit_linear() if self.settings.method == "linear" else None
+        self._limit = self._premature_limit()
+
+    def _premature_limit(self) -> float | None:
+        """The (scaled) RR before a beat under which a beat called N is called S, or ``None`` (rule off)."""
+        if not self.settings.premature or "N" not in self.classes or "S" not in self.classes:
+            return None
+        n = self.classes.index("N")
+        rr = np.asarray([x[_PRE_RR] for x, c in zip(self._x, self._y) if c == n])
+        if rr.size < PREMATURE_MIN_N:
+            return None
+        return float(min(self.settings.premature * np.median(rr),
+                         self.settings.premature_margin * np.quantile(rr, 0.01)))
+
+    def premature_rule(self, p: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """``p`` (B, C) with the beats called N that are premature for this patient called S (module docstring)."""
+        if self._limit is None:
+            return p
+        n, s = self.classes.index("N"), self.classes.index("S")
+        hit = (p.argmax(axis=1) == n) & (self._z(np.atleast_2d(features))[:, _PRE_RR] < self._limit)
+        out = p.copy()
+        out[hit, s] += out[hit, n]
+        out[hit, n] = 0.0
+        return out
 
     def _subset(self, width: int) -> np.ndarray:
         """The columns of the scaled features the linear model sees (those of the subset present)."""
@@ -262,7 +298,7 @@ class PatientAdapter:
         p = np.atleast_2d(np.asarray(p_global, dtype=np.float64))
         if not len(self):
             return p
-        return self.combine(p, self.local(features))
+        return self.premature_rule(self.combine(p, self.local(features)), features)
 
     def labelled_classes(self) -> np.ndarray:
         """The class indices the labels hold (sorted)."""

@@ -20,7 +20,9 @@ records (nested: a record never chooses its own method):
   also with ``labelled classes``): :class:`pedstream.monitor.adapt.PatientAdapter`, the live monitor's
   few-shot adapter (a vote of the nearest labelled beats, of the class means or of each class's nearest
   beat, mixed with the population probabilities over every class, or only among the classes the labels
-  hold); what the monitor does when a clinician labels beats;
+  hold); what the monitor does when a clinician labels beats; ``, premature a/m``: the same with the
+  patient-relative prematurity rule (a beat called N whose RR before it is under ``a`` times the median, or
+  ``m`` times the 1 % quantile, of the RR before the patient's labelled N beats is called S);
 - ``refit w``: a patient-specific model, as the published protocol trains one: the fold's gradient-boosting
   model grown by ``REFIT_TREES`` more boosting iterations fitted on the patient's labelled beats (each with
   weight ``w``) together with a class-stratified sample of the common set (up to ``REFIT_COMMON`` beats
@@ -64,7 +66,16 @@ def _adapt_settings() -> tuple[tuple[str, dict[str, Any]], ...]:
     out += [(f"knn k=1 mix=0.8, labelled classes, weight by class n_half={h:g}",
              {"method": "knn", "k": 1, "mix": 0.8, "n_half": h, "classes": "labelled", "weight_by": "class"})
             for h in (2.0, 10.0)]
+    # patient-relative prematurity: a beat called N with an RR before it under premature x the median (or
+    # margin x the 1 % quantile) of the patient's labelled N beats' is called S, on the best votes above
+    for name, fields in [(n, f) for n, f in out if n in _PREMATURE_ON]:
+        out += [(f"{name}, premature {pre:g}/{margin:g}", {**fields, "premature": pre, "premature_margin": margin})
+                for pre in (0.65, 0.7, 0.75) for margin in (0.8, 0.9)]
     return tuple(out)
+
+
+_PREMATURE_ON = ("knn k=1 mix=0.8, labelled classes", "nearest tau=0.5 mix=0.8, labelled classes",
+                 "nearest tau=1.0 mix=0.8, labelled classes", "nearest tau=2.0 mix=0.8, labelled classes")
 
 
 # every few-shot setting of the monitor's adapter that the protocol chooses among: (name, AdaptSettings fields);
@@ -212,7 +223,8 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
                         key = local_key(ad.settings)  # the local vote's own knobs
                         if key not in local:
                             local[key] = ad.local(tab.x[scored])
-                        per[s_i] += beat_confusion(tab.y[scored], ad.combine(p[scored], local[key]).argmax(1))
+                        q = ad.premature_rule(ad.combine(p[scored], local[key]), tab.x[scored])
+                        per[s_i] += beat_confusion(tab.y[scored], q.argmax(1))
                     for w_i, w in enumerate(refit_weights if refit else ()):
                         m2 = copy.deepcopy(model)
                         m2.set_params(warm_start=True, max_iter=int(m2.max_iter) + REFIT_TREES)

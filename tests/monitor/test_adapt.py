@@ -282,3 +282,53 @@ def test_weight_by_class_moves_a_vote_for_a_class_with_few_labels_less():
     np.testing.assert_allclose(q_n[0, 2], (1 - w_all) * p[0, 2] + w_all * mass[0])
     assert q_c[0].argmax() == 0 and q_n[0].argmax() == 2  # one V label: not enough to turn this beat by class count
     np.testing.assert_allclose(q_c[:, [1, 3]], p[:, [1, 3]])
+
+
+def test_a_beat_premature_for_this_patients_labelled_normal_beats_is_called_s_without_any_s_label(tables):
+    """premature > 0: with N labels only (the first 30 s of the 220 excerpt), the later S beats, premature
+    against this patient's labelled normal RR, are called S and its N beats stay N; premature=0 calls none S.
+    A beat called V stays V; with fewer than PREMATURE_MIN_N labelled N beats the rule is off."""
+    from pedstream.monitor.adapt import PREMATURE_MIN_N
+
+    tab = tables["220"]
+    lab = _n_and_v_labels(tab, n_n=30)
+    later = tab.t >= 30.0
+    p = np.tile(P_POP, (int(later.sum()), 1))
+    off = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=AdaptSettings(k=1, classes="labelled"))
+    off.set_labels(tab.x[lab], tab.y[lab])
+    assert not np.any(off.adapt(p, tab.x[later]).argmax(1) == 1)
+    on = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0),
+                        settings=AdaptSettings(k=1, classes="labelled", premature=0.65, premature_margin=0.8))
+    on.set_labels(tab.x[lab], tab.y[lab])
+    q = on.adapt(p, tab.x[later])
+    s, n = tab.y[later] == 1, tab.y[later] == 0
+    assert s.sum() >= 10 and np.mean(q[s].argmax(1) == 1) > 0.7 and np.all(q[n].argmax(1) == 0)
+    np.testing.assert_allclose(q.sum(1), 1.0)
+    p_v = np.tile([0.1, 0.1, 0.7, 0.1], (int(later.sum()), 1))
+    np.testing.assert_allclose(on.adapt(p_v, tab.x[later]), p_v)  # only beats called N move
+    few = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0), settings=on.settings)
+    few.set_labels(tab.x[lab[: PREMATURE_MIN_N - 1]], tab.y[lab[: PREMATURE_MIN_N - 1]])
+    assert not np.any(few.adapt(p, tab.x[later]).argmax(1) == 1)
+
+
+def test_the_prematurity_limit_follows_an_irregular_patients_own_normal_rr(tables):
+    """The 208 excerpt's labelled N beats are irregular: the margin on their 1 % quantile keeps its later N
+    beats N, where the limit from the median alone would call some of them S."""
+    tab = tables["208"]
+    lab = _n_and_v_labels(tab, n_n=30)
+    later = (tab.t >= 30.0) & (tab.y == 0)
+    p = np.tile(P_POP, (int(later.sum()), 1))
+    guarded = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0),
+                             settings=AdaptSettings(k=1, classes="labelled", premature=0.9, premature_margin=0.8))
+    guarded.set_labels(tab.x[lab], tab.y[lab])
+    assert np.all(guarded.adapt(p, tab.x[later]).argmax(1) == 0)
+    median_only = PatientAdapter(classes=CLASSES, scale=tab.x.std(axis=0),
+                                 settings=AdaptSettings(k=1, classes="labelled", premature=0.9, premature_margin=1.0))
+    median_only.set_labels(tab.x[lab], tab.y[lab])
+    assert np.any(median_only.adapt(p, tab.x[later]).argmax(1) == 1)
+
+
+@pytest.mark.parametrize("fields", [{"premature": 1.0}, {"premature": -0.1}, {"premature_margin": 0.0}])
+def test_a_wrong_prematurity_setting_is_refused(fields):
+    with pytest.raises(ValueError, match="premature"):
+        AdaptSettings(**fields)

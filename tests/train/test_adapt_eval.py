@@ -78,3 +78,21 @@ def test_the_linear_settings_are_ones_the_monitor_accepts_and_each_has_its_own_l
     keys = {local_key(s) for s in linear}
     assert len(keys) == len({(s.features, s.l2) for s in linear}) == 4
     assert not keys & {local_key(AdaptSettings(**fields)) for _, fields in METHODS}
+
+
+def test_the_protocol_scores_the_prematurity_rule_and_the_grid_holds_it(tmp_path, monkeypatch):
+    """220's fold model is trained on 208 alone (no S beat): without the rule no S beat of 220 is found; with
+    it (its first 30 s labelled, N beats only) its later S beats, premature for this patient, are."""
+    from pedstream.monitor.adapt import AdaptSettings
+    from pedstream.train.adapt_eval import METHODS
+
+    monkeypatch.setenv("PEDSTREAM_CACHE", str(tmp_path / "cache"))
+    doc = adapt_eval(AAMI, records=("208", "220"), folds=2, minutes=(0.5,), score_from_s=30.0, refit_weights=(),
+                     methods=(("nearest, labelled classes", {"method": "nearest", "classes": "labelled"}),
+                              ("nearest, labelled classes, premature", {"method": "nearest", "classes": "labelled",
+                                                                        "premature": 0.65})),
+                     variant="HGB, part 2 without raw morphology")
+    fixed = doc["results"]["0.5 min"]["fixed_setting_scores"]
+    assert fixed["nearest, labelled classes"]["SVEB"]["Se"] == 0.0
+    assert fixed["nearest, labelled classes, premature"]["SVEB"]["Se"] > 0.5
+    assert any(AdaptSettings(**fields).premature > 0 for _, fields in METHODS)
