@@ -67,6 +67,12 @@ is the served vector (what :func:`context_features` returns; the packaged model 
 :data:`MODEL_FEATURES`, the alarm logic reads the beat-run columns).
 
 Features of an empty context are defined (0 beats: intervals 0, entropy 0) so the model sees them.
+
+Cost: a call runs every hop per stream on short arrays, so what the lead's parts share is computed once
+(``_Lead``: the centred and sorted lead, its spectra, the QRS widths) and the per-call library calls are
+replaced by the hand-written kernels of :mod:`pedstream.dsp.rhythm_kernels` (SciPy's Welch, NumPy's
+median/percentile/histogram, loops over beats); the values are those of the plain library calls bit for
+bit (tests/fixtures/rhythm_features_ref.npz, the outputs the shipped model's features were computed with).
 """
 
 from __future__ import annotations
@@ -74,8 +80,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.signal import welch
 
+from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_sorted, near_fraction, newest_longest_run,
+                                          percentile_sorted, qrs_widths, sampen_counts, var_given_mean, welch_psd)
 from pedstream.dsp.rr_rule import clean_intervals
 
 __all__ = ["ALL_FEATURES", "BEAT_RUN_FEATURES", "CONTEXT_FEATURES", "MODEL_FEATURES", "beat_run_features", "EXTRA_RR_FEATURES", "MORPH_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES",
@@ -117,260 +124,283 @@ def decimation_step(fs: float) -> int:
 
 def _sampen(rr: np.ndarray, r: float = _R) -> float:
     """Sample entropy, m = 1, tolerance ``r`` (seconds), counts + 0.5 (finite for short series)."""
-    n = rr.size
-    if n < 3:
+    if rr.size < 3:
         return 0.0
-    x1 = rr[:-1]
-    d1 = np.abs(x1[:, None] - x1[None, :]) <= r  # templates of length 1 (n-1 of them)
-    d2 = d1 & (np.abs(rr[1:, None] - rr[None, 1:]) <= r)  # length 2
-    iu = np.triu_indices(n - 1, k=1)
-    b, a = float(d1[iu].sum()), float(d2[iu].sum())
+    b, a = sampen_counts(rr, r)
     return -math.log((a + 0.5) / (b + 0.5))
 
 
-def rr_context_features(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
-    """``(len(RR_CONTEXT_FEATURES),)`` float32 of the beats (seconds) in ``[t_now - context_s, t_now]``."""
+def _in_context(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
     b = np.asarray(beats, dtype=np.float64)
-    b = b[(b >= t_now - context_s) & (b <= t_now)]
+    return b[(b >= t_now - context_s) & (b <= t_now)]
+
+
+def _rr_part(b: np.ndarray, t_now: float, context_s: float, full: bool = True) -> np.ndarray:
+    """:data:`RR_CONTEXT_FEATURES` (float64) of the beats ``b`` already in the context; ``full=False`` leaves
+    out what the 10 s sub-context does not use (cosen, tpr, alternation, the relative RR range, trend)."""
     out = np.zeros(len(RR_CONTEXT_FEATURES), dtype=np.float64)
     out[0] = b.size
     since = t_now - b[-1] if b.size else context_s
     out[16] = since
-    rr = np.diff(b)
-    out[17] = max(float(rr.max()) if rr.size else 0.0, since)
+    rr = b[1:] - b[:-1]
+    s = np.sort(rr)
+    out[17] = max(float(s[-1]) if rr.size else 0.0, since)
     if rr.size < 2:
-        return out.astype(np.float32)
-    med, mean = float(np.median(rr)), float(rr.mean())
-    d = np.diff(rr)
+        return out
+    med, mean = median_sorted(s), float(rr.mean())
+    d = rr[1:] - rr[:-1]
     out[1] = 60.0 / med
     out[2] = 60.0 / float(rr[-4:].mean())
-    out[3] = float(rr.std()) / mean
-    out[4] = float(np.sqrt(np.mean(d * d))) / mean
-    out[5] = float(np.mean(np.abs(d) > 0.1 * med))
+    out[3] = math.sqrt(var_given_mean(rr, mean)) / mean
+    out[4] = math.sqrt(float((d * d).sum()) / d.size) / mean
+    out[5] = np.count_nonzero(np.abs(d) > 0.1 * med) / d.size
     clean, ectopic = clean_intervals(rr)
     if clean.size >= 3:
-        dc = np.diff(clean)
-        out[6] = float(np.mean(np.abs(dc) > 0.1 * float(np.median(clean))))
-        out[7] = float(np.sqrt(np.mean(dc * dc))) / float(clean.mean())
+        dc = clean[1:] - clean[:-1]
+        out[6] = np.count_nonzero(np.abs(dc) > 0.1 * float(np.median(clean))) / dc.size
+        out[7] = math.sqrt(float((dc * dc).sum()) / dc.size) / float(clean.mean())
     out[8] = ectopic
-    se = _sampen(rr)
-    out[9] = se
+    out[9] = se = _sampen(rr)
+    if not full:
+        return out
     out[10] = se + math.log(2 * _R) - math.log(mean)
     if d.size >= 2:
-        out[11] = float(np.mean((d[:-1] * d[1:]) < 0))  # turning points of the RR series
-        nz = d[d != 0]
-        out[12] = float(np.mean(np.sign(nz[:-1]) != np.sign(nz[1:]))) if nz.size >= 2 else 0.0
-    out[13] = float(rr.min()) / med
-    out[14] = float(rr.max()) / med
-    q1, q3 = np.percentile(rr, [25, 75])
-    out[15] = float(q3 - q1) / med
+        out[11] = np.count_nonzero((d[:-1] * d[1:]) < 0) / (d.size - 1)  # turning points of the RR series
+        sg = np.sign(d[d != 0])
+        out[12] = np.count_nonzero(sg[:-1] != sg[1:]) / (sg.size - 1) if sg.size >= 2 else 0.0
+    out[13] = float(s[0]) / med
+    out[14] = float(s[-1]) / med
+    out[15] = (percentile_sorted(s, 75) - percentile_sorted(s, 25)) / med
     out[18] = float(rr[-4:].mean()) / med
-    return out.astype(np.float32)
+    return out
 
 
-def signal_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None = None) -> np.ndarray:
-    """``(len(SIGNAL_FEATURES),)`` float32 of the decimated lead (mV) at ``fs_lead``; ``beat_idx``:
-    sample indices of the detected R peaks inside it."""
-    x = np.asarray(lead, dtype=np.float64)
-    out = np.zeros(len(SIGNAL_FEATURES), dtype=np.float64)
-    n = x.size
-    if n < int(2 * fs_lead):
-        return out.astype(np.float32)
-    x = x - float(np.median(x))
-    p1, p99 = np.percentile(x, [1, 99])
-    out[0] = p99 - p1
-    sec = int(fs_lead)
-    blocks = x[: n // sec * sec].reshape(-1, sec)
-    rng = blocks.max(1) - blocks.min(1)
-    out[1] = float(rng.std() / (rng.mean() + 1e-6))
-    sd = float(x.std())
-    out[2] = float(np.mean(((x - x.mean()) / sd) ** 4) - 3.0) if sd > 1e-9 else 0.0
-    xm = x - x.mean()
-    out[3] = float(np.count_nonzero(np.diff(np.signbit(xm)))) * fs_lead / n
-    f, p = welch(x, fs=fs_lead, nperseg=min(n, int(2 * fs_lead)))
-    tot = float(p.sum()) + 1e-12
-    band = (f >= 0.5) & (f <= 20.0)
-    if band.any() and p[band].sum() > 0:
-        fb, pb = f[band], p[band]
-        k = int(np.argmax(pb))
-        out[4] = fb[k]
-        out[5] = float(pb[np.abs(fb - fb[k]) <= 1.0].sum() / pb.sum())
-    out[6] = float(p[f > 20.0].sum()) / tot
-    out[7] = float(p[f < 1.0].sum()) / tot
-    dx = np.abs(np.diff(x))
-    out[8] = float(np.mean(dx < 1e-4))
-    out[9] = _vf_leak(x)
-    mad = float(np.median(np.abs(x))) + 1e-6
-    if beat_idx is not None and len(beat_idx):
-        bi = np.asarray(beat_idx, dtype=np.int64)
-        bi = bi[(bi >= 0) & (bi < n)]
-        if bi.size:
-            amp = np.abs(x[bi])
-            out[10] = float(np.median(amp)) / mad
-            out[11] = _qrs_width(x, bi, fs_lead)
-    return out.astype(np.float32)
+def rr_context_features(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
+    """``(len(RR_CONTEXT_FEATURES),)`` float32 of the beats (seconds) in ``[t_now - context_s, t_now]``."""
+    return _rr_part(_in_context(beats, t_now, context_s), t_now, context_s).astype(np.float32)
 
 
-def _vf_leak(x: np.ndarray) -> float:
-    """VF-filter leakage after Kuo & Dillman with a quarter-period shift (see the module docstring)."""
-    den = float(np.abs(np.diff(x)).sum())
-    if den <= 1e-9:
-        return 1.0
-    half = max(1, int(round(math.pi * float(np.abs(x).sum()) / den / 2)))
-    if half >= x.size - 1:
-        return 1.0
-    a, b = x[half:], x[:-half]
-    return float(np.abs(a + b).sum() / (np.abs(a).sum() + np.abs(b).sum() + 1e-12))
+_HIST_EDGES = np.arange(0.3, 2.05, 0.05)  # the RR / median histogram of rr_shannon
 
 
-def _qrs_width(x: np.ndarray, bi: np.ndarray, fs: float) -> float:
-    """Median width (s), over the newest 12 R peaks, of the run around each where |x| stays above half its R amplitude."""
-    widths = [w for w in _qrs_widths(x, bi[-12:], fs) if w > 0]  # the newest 12 (a real width is at least one sample)
-    return float(np.median(widths)) if widths else 0.0
-
-
-def _qrs_widths(x: np.ndarray, bi: np.ndarray, fs: float) -> list[float]:
-    """Half-amplitude widths (s) of the R peaks ``bi`` (0 for a peak of zero amplitude)."""
-    half_win = int(0.12 * fs)
-    widths = []
-    ax = np.abs(x)
-    for i in bi.tolist():
-        a, b = max(0, i - half_win), min(x.size, i + half_win + 1)
-        seg = ax[a:b]
-        c = i - a
-        thr = 0.5 * seg[c]
-        if thr <= 0:
-            widths.append(0.0)
-            continue
-        below = seg < thr
-        left = np.flatnonzero(below[:c])
-        right = np.flatnonzero(below[c:])
-        lo = left[-1] + 1 if left.size else 0
-        hi = c + right[0] if right.size else seg.size
-        widths.append((hi - lo) / fs)
-    return widths
+def _extra_part(b: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
+    """:data:`EXTRA_RR_FEATURES` (float64) of the beats ``b`` already in the context."""
+    out = np.zeros(len(EXTRA_RR_FEATURES), dtype=np.float64)
+    rr = b[1:] - b[:-1]
+    if rr.size >= 3:
+        med = median_sorted(np.sort(rr))
+        d = rr[1:] - rr[:-1]
+        out[0] = np.count_nonzero(np.abs(d) > 0.05) / d.size
+        sd1 = math.sqrt(var_given_mean(d, float(d.mean()))) / math.sqrt(2.0)
+        sd2 = math.sqrt(max(0.0, 2.0 * var_given_mean(rr, float(rr.mean())) - sd1 * sd1))
+        out[1] = sd1 / sd2 if sd2 > 1e-9 else 0.0
+        v = np.sort(rr / med)  # np.histogram's counts (last bin closed)
+        h = np.diff(np.concatenate((v.searchsorted(_HIST_EDGES[:-1], "left"), v.searchsorted(_HIST_EDGES[-1:], "right"))))
+        if h.sum():
+            q = h[h > 0] / h.sum()
+            out[2] = float(-(q * np.log(q)).sum() / math.log(h.size))
+        out[3] = longest_run(rr < 0.8 * med)
+        out[4] = float(rr[-1]) / med
+    short_s = min(_SHORT_S, context_s)
+    b10 = b[b >= t_now - short_s]
+    short = _rr_part(b10, t_now, short_s, full=False).astype(np.float32)
+    out[5:12] = short[[0, 1, 3, 4, 6, 7, 9]]
+    d10 = np.diff(b10, 2)
+    out[12] = np.count_nonzero(np.abs(d10) > 0.05) / d10.size if d10.size else 0.0
+    return out
 
 
 def extra_rr_features(beats: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
     """``(len(EXTRA_RR_FEATURES),)`` float32: more RR statistics of the context and the RR part over its
     last 10 s (multi-scale; see the module docstring)."""
-    b = np.asarray(beats, dtype=np.float64)
-    b = b[(b >= t_now - context_s) & (b <= t_now)]
-    out = np.zeros(len(EXTRA_RR_FEATURES), dtype=np.float64)
-    rr = np.diff(b)
-    if rr.size >= 3:
-        med = float(np.median(rr))
-        d = np.diff(rr)
-        out[0] = float(np.mean(np.abs(d) > 0.05))
-        sd1 = float(np.std(d)) / math.sqrt(2.0)
-        sd2 = math.sqrt(max(0.0, 2.0 * float(np.var(rr)) - sd1 * sd1))
-        out[1] = sd1 / sd2 if sd2 > 1e-9 else 0.0
-        h, _ = np.histogram(rr / med, bins=np.arange(0.3, 2.05, 0.05))
-        if h.sum():
-            q = h[h > 0] / h.sum()
-            out[2] = float(-(q * np.log(q)).sum() / math.log(h.size))
-        fast = rr < 0.8 * med
-        run = best = 0
-        for f in fast.tolist():
-            run = run + 1 if f else 0
-            best = max(best, run)
-        out[3] = best
-        out[4] = float(rr[-1]) / med
-    short = rr_context_features(b, t_now, min(_SHORT_S, context_s))
-    out[5:12] = short[[0, 1, 3, 4, 6, 7, 9]]
-    b10 = b[b >= t_now - min(_SHORT_S, context_s)]
-    d10 = np.diff(np.diff(b10))
-    out[12] = float(np.mean(np.abs(d10) > 0.05)) if d10.size else 0.0
-    return out.astype(np.float32)
+    return _extra_part(_in_context(beats, t_now, context_s), t_now, context_s).astype(np.float32)
+
+
+class _Lead:
+    """What the signal, morphology and beat-run parts share of one decimated lead: the lead less its median
+    (``x``), ``|x|``, its sorted values, its spectra (by segment length) and the QRS widths of the R peaks
+    ``idx`` inside it (``w``; 0 for a peak outside)."""
+
+    def __init__(self, lead: np.ndarray, fs: float, idx: np.ndarray | None) -> None:
+        x = np.asarray(lead, dtype=np.float64)
+        self.fs, self.n = float(fs), x.size
+        self.idx = np.zeros(0, np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
+        self.ok = self.n >= int(2 * fs)
+        if not self.ok:
+            return
+        s = np.sort(x)
+        med = median_sorted(s)
+        self.x, self.xs = x - med, s - med  # sorted(x - med) == sorted(x) - med
+        self.ax = np.abs(self.x)
+        self.adx = np.abs(self.x[1:] - self.x[:-1])
+        self.den, self.asum = float(self.adx.sum()), float(self.ax.sum())
+        self.inside = (self.idx >= 0) & (self.idx < self.n)
+        self.bi = self.idx[self.inside]
+        self.w = np.zeros(self.idx.size)
+        self.w[self.inside] = qrs_widths(self.ax, self.bi, self.fs)
+        self._psd: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def psd(self, seconds: int) -> tuple[np.ndarray, np.ndarray]:
+        m = min(self.n, int(seconds * self.fs))
+        if m not in self._psd:
+            self._psd[m] = welch_psd(self.x, self.fs, m)
+        return self._psd[m]
+
+    def leak(self, div: float) -> float:
+        """VF-filter leakage (Kuo & Dillman) with the shift of their half period / ``div`` (module docstring)."""
+        if self.den <= 1e-9:
+            return 1.0
+        period = math.pi * self.asum / self.den
+        half = max(1, int(round(period / div if div != 1 else period)))
+        if half >= self.n - 1:
+            return 1.0
+        x, ax = self.x, self.ax
+        return float(np.abs(x[half:] + x[:-half]).sum() / (ax[half:].sum() + ax[:-half].sum() + 1e-12))
 
 
 def _band(f: np.ndarray, p: np.ndarray, lo: float, hi: float) -> float:
-    return float(p[(f >= lo) & (f <= hi)].sum())
+    return float(p[band_slice(f, lo, hi)].sum())
+
+
+def _signal_part(L: _Lead) -> np.ndarray:
+    out = np.zeros(len(SIGNAL_FEATURES), dtype=np.float64)
+    if not L.ok:
+        return out
+    x, n, fs = L.x, L.n, L.fs
+    out[0] = percentile_sorted(L.xs, 99) - percentile_sorted(L.xs, 1)
+    sec = int(fs)
+    blocks = x[: n // sec * sec].reshape(-1, sec)
+    rng = blocks.max(1) - blocks.min(1)
+    out[1] = float(rng.std() / (rng.mean() + 1e-6))
+    xm = x - x.mean()
+    sd = math.sqrt(float((xm * xm).sum()) / n)
+    out[2] = float(np.mean((xm / sd) ** 4) - 3.0) if sd > 1e-9 else 0.0
+    out[3] = float(np.count_nonzero(np.diff(np.signbit(xm)))) * fs / n
+    f, p = L.psd(2)
+    tot = float(p.sum()) + 1e-12
+    band = band_slice(f, 0.5, 20.0)
+    fb, pb = f[band], p[band]
+    if pb.size and pb.sum() > 0:
+        k = int(np.argmax(pb))
+        out[4] = fb[k]
+        out[5] = float(pb[np.abs(fb - fb[k]) <= 1.0].sum() / pb.sum())
+    out[6] = float(p[int(np.searchsorted(f, 20.0, "right")):].sum()) / tot
+    out[7] = float(p[: int(np.searchsorted(f, 1.0, "left"))].sum()) / tot
+    out[8] = np.count_nonzero(L.adx < 1e-4) / L.adx.size
+    out[9] = L.leak(2)
+    mad = float(np.median(L.ax)) + 1e-6
+    if L.bi.size:
+        out[10] = float(np.median(L.ax[L.bi])) / mad
+        w = L.w[L.inside][-12:]  # the newest 12 (a real width is at least one sample)
+        w = w[w > 0]
+        out[11] = median_sorted(np.sort(w)) if w.size else 0.0
+    return out
+
+
+def signal_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None = None) -> np.ndarray:
+    """``(len(SIGNAL_FEATURES),)`` float32 of the decimated lead (mV) at ``fs_lead``; ``beat_idx``:
+    sample indices of the detected R peaks inside it."""
+    return _signal_part(_Lead(lead, fs_lead, beat_idx)).astype(np.float32)
+
+
+def _corr_rows(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` (the last axis) with ``v`` (0 where either is flat)."""
+    a = a - a.mean(-1, keepdims=True)
+    v = v - v.mean()
+    den = np.sqrt((a * a).sum(-1) * float((v * v).sum()))
+    return np.where(den > 1e-12, (a @ v) / np.maximum(den, 1e-12), 0.0)
+
+
+def _atrial(L: _Lead, full: np.ndarray, segs: np.ndarray, pre: int, post: int, out: np.ndarray) -> None:
+    """QRST cancellation: subtract the median beat (scaled per beat) and look at the residual's spectrum."""
+    tmpl = np.median(segs, axis=0)
+    res = L.x.copy()
+    tt = np.dot(tmpl, tmpl) + 1e-12
+    for i, sg in zip(full.tolist(), segs):
+        res[i - pre: i + post] = sg - float(np.dot(sg, tmpl) / tt) * tmpl
+    fr, pr = welch_psd(res, L.fs, min(L.n, int(4 * L.fs)))
+    tot_r = _band(fr, pr, 1.0, 30.0)
+    if tot_r > 0:
+        out[6] = _band(fr, pr, 4.0, 9.0) / tot_r
+        m = band_slice(fr, 3.0, 10.0)
+        fk = fr[m][int(np.argmax(pr[m]))]
+        out[7] = _band(fr, pr, fk - 0.5, fk + 0.5) / (_band(fr, pr, 3.0, 10.0) + 1e-12)
+
+
+def _morph_part(L: _Lead) -> np.ndarray:
+    out = np.zeros(len(MORPH_FEATURES), dtype=np.float64)
+    if not L.ok:
+        return out
+    x, n, fs, bi = L.x, L.n, L.fs, L.bi
+    f, p = L.psd(4)
+    pb = p[band_slice(f, 0.5, 20.0)]
+    if pb.sum() > 0:
+        q = pb / pb.sum()
+        q = q[q > 0]
+        out[8] = float(-(q * np.log(q)).sum() / math.log(max(2, pb.size)))
+    tot = _band(f, p, 0.5, 40.0)
+    out[9] = _band(f, p, 2.0, 8.0) / tot if tot > 0 else 0.0
+    out[10] = L.leak(1)
+    out[11] = 1.0 - near_fraction(bi, n, int(0.3 * fs))
+    pre, post = int(0.25 * fs), int(0.45 * fs)
+    full = bi[(bi >= pre) & (bi + post < n)]
+    if full.size >= 3:
+        segs = x[full[:, None] + np.arange(-pre, post)[None, :]]
+        qrs = segs[:, pre - int(0.08 * fs): pre + int(0.08 * fs)]
+        c = _corr_rows(qrs, np.median(qrs, axis=0))
+        out[0], out[1], out[2] = float(c.mean()), float(c.std()), np.count_nonzero(c < 0.8) / c.size
+        pw = segs[:, pre - int(0.25 * fs): pre - int(0.08 * fs)]
+        out[5] = float(_corr_rows(pw, pw.mean(0)).mean())
+        _atrial(L, full, segs, pre, post, out)
+    if bi.size:
+        ws = L.w[L.inside][-12:]
+        out[3] = median_sorted(np.sort(ws[-2:]))
+        if ws.size >= 4:
+            s = np.sort(ws)
+            out[4] = percentile_sorted(s, 75) - percentile_sorted(s, 25)
+    return out
 
 
 def morph_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | None = None) -> np.ndarray:
     """``(len(MORPH_FEATURES),)`` float32 of the decimated lead (mV) and the R peaks in it: beat-template
     correlation (ectopy, VT, artefact), QRS width of the newest beats, P-wave consistency, atrial activity
     after QRST cancellation (4-9 Hz: fibrillatory waves), spectral shape (VF), beat-free fraction."""
-    x = np.asarray(lead, dtype=np.float64)
-    out = np.zeros(len(MORPH_FEATURES), dtype=np.float64)
-    n = x.size
-    if n < int(2 * fs_lead):
-        return out.astype(np.float32)
-    x = x - float(np.median(x))
-    f, p = welch(x, fs=fs_lead, nperseg=min(n, int(4 * fs_lead)))
-    band = (f >= 0.5) & (f <= 20.0)
-    pb = p[band]
-    if pb.sum() > 0:
-        q = pb / pb.sum()
-        q = q[q > 0]
-        out[8] = float(-(q * np.log(q)).sum() / math.log(max(2, int(band.sum()))))
-    tot = _band(f, p, 0.5, 40.0)
-    out[9] = _band(f, p, 2.0, 8.0) / tot if tot > 0 else 0.0
-    out[10] = _vf_leak_half(x)
-    bi = np.zeros(0, np.int64) if beat_idx is None else np.asarray(beat_idx, dtype=np.int64)
-    bi = bi[(bi >= 0) & (bi < n)]
-    near = np.zeros(n, dtype=bool)
-    w = int(0.3 * fs_lead)
-    for i in bi.tolist():
-        near[max(0, i - w): i + w + 1] = True
-    out[11] = 1.0 - float(near.mean())
-    pre, post = int(0.25 * fs_lead), int(0.45 * fs_lead)
-    full = bi[(bi >= pre) & (bi + post < n)]
-    if full.size >= 3:
-        segs = np.stack([x[i - pre: i + post] for i in full.tolist()])
-        qrs = segs[:, pre - int(0.08 * fs_lead): pre + int(0.08 * fs_lead)]
-        tq = np.median(qrs, axis=0)
-        c = _corr_rows(qrs, tq)
-        out[0], out[1], out[2] = float(c.mean()), float(c.std()), float(np.mean(c < 0.8))
-        pw = segs[:, pre - int(0.25 * fs_lead): pre - int(0.08 * fs_lead)]
-        out[5] = float(_corr_rows(pw, pw.mean(0)).mean())
-        # QRST cancellation: subtract the median beat (scaled per beat) and look at the residual
-        tmpl = np.median(segs, axis=0)
-        res = x.copy()
-        for i, sg in zip(full.tolist(), segs):
-            a = float(np.dot(sg, tmpl) / (np.dot(tmpl, tmpl) + 1e-12))
-            res[i - pre: i + post] = sg - a * tmpl
-        fr, pr = welch(res, fs=fs_lead, nperseg=min(n, int(4 * fs_lead)))
-        tot_r = _band(fr, pr, 1.0, 30.0)
-        if tot_r > 0:
-            out[6] = _band(fr, pr, 4.0, 9.0) / tot_r
-            m = (fr >= 3.0) & (fr <= 10.0)
-            k = int(np.argmax(pr[m]))
-            fk = fr[m][k]
-            out[7] = _band(fr, pr, fk - 0.5, fk + 0.5) / (_band(fr, pr, 3.0, 10.0) + 1e-12)
-    if bi.size:
-        ws = _qrs_widths(x, bi[-12:], fs_lead)
-        out[3] = float(np.median(ws[-2:]))
-        out[4] = float(np.subtract(*np.percentile(ws, [75, 25]))) if len(ws) >= 4 else 0.0
-    return out.astype(np.float32)
-
-
-def _corr_rows(a: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``a`` with ``v`` (0 where either is flat)."""
-    a = a - a.mean(1, keepdims=True)
-    v = v - v.mean()
-    den = np.sqrt((a * a).sum(1) * float((v * v).sum()))
-    return np.where(den > 1e-12, (a @ v) / np.maximum(den, 1e-12), 0.0)
-
-
-def _vf_leak_half(x: np.ndarray) -> float:
-    """VF-filter leakage after Kuo & Dillman (1978) with their half-period shift."""
-    den = float(np.abs(np.diff(x)).sum())
-    if den <= 1e-9:
-        return 1.0
-    half = max(1, int(round(math.pi * float(np.abs(x).sum()) / den)))
-    if half >= x.size - 1:
-        return 1.0
-    a, b = x[half:], x[:-half]
-    return float(np.abs(a + b).sum() / (np.abs(a).sum() + np.abs(b).sum() + 1e-12))
+    return _morph_part(_Lead(lead, fs_lead, beat_idx)).astype(np.float32)
 
 
 def _lag_corr(a: np.ndarray, v: np.ndarray, lag: int) -> np.ndarray:
     """Best Pearson correlation of each row of ``a`` (length ``len(v) + 2 * lag``) with ``v`` over shifts
-    of up to ``lag`` samples."""
-    m = v.size
-    return np.max(np.stack([_corr_rows(a[:, k: k + m], v) for k in range(2 * lag + 1)]), axis=0)
+    of up to ``lag`` samples (all shifts at once: ``(shift, row, sample)``)."""
+    shifted = np.lib.stride_tricks.sliding_window_view(a, v.size, axis=1).transpose(1, 0, 2)
+    return np.max(_corr_rows(np.ascontiguousarray(shifted), v), axis=0)
+
+
+def _beat_run_part(L: _Lead, beat_rr: np.ndarray, t_now_idx: float) -> np.ndarray:
+    out = np.zeros(len(BEAT_RUN_FEATURES), dtype=np.float64)
+    out[3] = L.n / L.fs
+    if not L.ok:
+        return out
+    half, lag = int(0.08 * L.fs), 3
+    bi, rr = L.idx, np.asarray(beat_rr, dtype=np.float64)
+    ok = (bi - half - lag >= 0) & (bi + half + lag + 1 <= L.n)
+    bi, rr, w = bi[ok], rr[ok], L.w[ok]
+    if bi.size < 3:
+        return out
+    segs = L.x[bi[:, None] + np.arange(-half - lag, half + lag + 1)[None, :]]
+    corr = _lag_corr(segs, np.median(segs[:, lag: segs.shape[1] - lag], axis=0), lag)
+    wide = (w >= 1.5 * median_sorted(np.sort(w))) & (w >= 0.1)
+    fast = (rr > 0) & (rr < VT_FAST_S)
+    for col, thr in ((0, 0.7), (1, 0.5)):
+        vent = ((corr < thr) | wide) & fast
+        best, a_best, b_best = newest_longest_run(vent)
+        out[col] = best
+        if col == 0:
+            out[5] = np.count_nonzero(vent) / vent.size
+            if best:
+                out[2] = 60.0 / float(rr[a_best: b_best + 1].mean())
+                out[3] = (t_now_idx - bi[b_best]) / L.fs
+                out[4] = (bi[b_best] - bi[a_best]) / L.fs
+    return out
 
 
 def beat_run_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray, beat_rr: np.ndarray,
@@ -378,47 +408,7 @@ def beat_run_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray, be
     """``(len(BEAT_RUN_FEATURES),)`` float32 (see the module docstring). ``beat_idx``: R-peak sample indices in
     the decimated ``lead`` (increasing); ``beat_rr``: the interval (s) from the beat before each of them (0 for
     none); ``t_now_idx``: now, in samples of the lead."""
-    x = np.asarray(lead, dtype=np.float64)
-    out = np.zeros(len(BEAT_RUN_FEATURES), dtype=np.float64)
-    n = x.size
-    out[3] = n / fs_lead
-    if n < int(2 * fs_lead):
-        return out.astype(np.float32)
-    x = x - float(np.median(x))
-    half, lag = int(0.08 * fs_lead), 3
-    bi = np.asarray(beat_idx, dtype=np.int64)
-    rr = np.asarray(beat_rr, dtype=np.float64)
-    ok = (bi - half - lag >= 0) & (bi + half + lag + 1 <= n)
-    bi, rr = bi[ok], rr[ok]
-    if bi.size < 3:
-        return out.astype(np.float32)
-    segs = np.stack([x[i - half - lag: i + half + lag + 1] for i in bi.tolist()])
-    core = segs[:, lag: segs.shape[1] - lag]
-    corr = _lag_corr(segs, np.median(core, axis=0), lag)
-    w = np.asarray(_qrs_widths(x, bi, fs_lead))
-    wmed = float(np.median(w))
-    wide = (w >= 1.5 * wmed) & (w >= 0.1)
-    fast = (rr > 0) & (rr < VT_FAST_S)
-    for col, thr in ((0, 0.7), (1, 0.5)):
-        vent = ((corr < thr) | wide) & fast
-        best, run, a_best, b_best, a = 0, 0, -1, -1, 0
-        for j, v in enumerate(vent.tolist()):
-            if v:
-                if run == 0:
-                    a = j
-                run += 1
-                if run >= best:  # the newest of equally long runs
-                    best, a_best, b_best = run, a, j
-            else:
-                run = 0
-        out[col] = best
-        if col == 0:
-            out[5] = float(vent.mean())
-            if best:
-                out[2] = 60.0 / float(rr[a_best: b_best + 1].mean())
-                out[3] = (t_now_idx - bi[b_best]) / fs_lead
-                out[4] = (bi[b_best] - bi[a_best]) / fs_lead
-    return out.astype(np.float32)
+    return _beat_run_part(_Lead(lead, fs_lead, beat_idx), beat_rr, t_now_idx).astype(np.float32)
 
 
 def context_features(beats: np.ndarray, t_now: float, context_s: float, lead: np.ndarray | None, fs_lead: float,
@@ -434,18 +424,19 @@ def context_features_multi(beats: np.ndarray, t_now: float, contexts: tuple[floa
                            lead_t0: float | None = None) -> dict[float, np.ndarray]:
     """:data:`ALL_FEATURES` ``(len(ALL_FEATURES),)`` float32 at several context lengths at once (the signal
     part computed once); :func:`context_features` is its served prefix."""
+    b = np.asarray(beats, dtype=np.float64)
+    b = b[b <= t_now]
     if lead is None or lead_t0 is None:
-        sig = np.zeros(len(SIGNAL_FEATURES), dtype=np.float32)
-        morph = np.zeros(len(MORPH_FEATURES), dtype=np.float32)
-        runs = np.zeros(len(BEAT_RUN_FEATURES), dtype=np.float32)
+        lead_part = np.zeros(len(SIGNAL_FEATURES) + len(MORPH_FEATURES) + len(BEAT_RUN_FEATURES))
     else:
-        b = np.asarray(beats, dtype=np.float64)
-        b = b[b <= t_now]
         inside = b >= lead_t0
-        idx = np.round((b[inside] - lead_t0) * fs_lead).astype(np.int64)
-        sig = signal_features(lead, fs_lead, idx)
-        morph = morph_features(lead, fs_lead, idx)
+        L = _Lead(lead, fs_lead, np.round((b[inside] - lead_t0) * fs_lead).astype(np.int64))
         rr = np.diff(b, prepend=np.nan)[inside]
-        runs = beat_run_features(lead, fs_lead, idx, np.nan_to_num(rr, nan=0.0), (t_now - lead_t0) * fs_lead)
-    return {c: np.concatenate([rr_context_features(beats, t_now, c), sig, extra_rr_features(beats, t_now, c), morph,
-                               runs]) for c in contexts}
+        lead_part = np.concatenate([_signal_part(L), _morph_part(L),
+                                    _beat_run_part(L, np.nan_to_num(rr, nan=0.0), (t_now - lead_t0) * fs_lead)])
+    sig, morph, runs = np.split(lead_part, np.cumsum([len(SIGNAL_FEATURES), len(MORPH_FEATURES)]))
+    out = {}
+    for c in contexts:
+        bc = b[b >= t_now - c]
+        out[c] = np.concatenate([_rr_part(bc, t_now, c), sig, _extra_part(bc, t_now, c), morph, runs]).astype(np.float32)
+    return out

@@ -172,3 +172,35 @@ def test_beat_runs_on_real_mitdb_vt_run() -> None:
         seen[end / fs] = f[CONTEXT_FEATURES.index("vt_run_70")]
     assert max(v for t, v in seen.items() if 46.4 < t < 52.0) >= 3
     assert max(v for t, v in seen.items() if 15.0 < t < 45.0) < 3
+
+
+def test_features_equal_the_frozen_reference_bit_for_bit() -> None:
+    """The shipped rhythm model was trained on these features: random, edge-case (no beat, one, beats on the
+    context's and the lead's edges, short/flat/no lead, future beats, two contexts) and real inputs give the
+    outputs of the implementation it was trained with (tests/dsp/rhythm_reference.py), bit for bit."""
+    from tests.dsp.rhythm_reference import REF, unpack
+
+    cases = unpack(dict(np.load(REF)))
+    assert len(cases) >= 50
+    for k, (b, t_now, ctx, x, fs, t0, ref) in enumerate(cases):
+        got = context_features_multi(b, t_now, ctx, x, fs, lead_t0=t0)
+        for row, c in zip(ref, ctx):
+            assert got[c].dtype == np.float32 and np.array_equal(got[c], row), (k, c, got[c] - row)
+        assert np.array_equal(context_features(b, t_now, ctx[0], x, fs, lead_t0=t0), ref[0][: len(CONTEXT_FEATURES)])
+
+
+def test_public_parts_equal_their_share_of_the_reference() -> None:
+    """The part functions (as training and the bench call them) give the same columns as the whole vector."""
+    from tests.dsp.rhythm_reference import REF, unpack
+
+    n_rr, n_sig = len(RR_CONTEXT_FEATURES), len(signal_features(np.zeros(10), 125.0))
+    for b, t_now, ctx, x, fs, t0, ref in unpack(dict(np.load(REF)))[::3]:
+        assert np.array_equal(rr_context_features(b, t_now, ctx[0]), ref[0][:n_rr])
+        assert np.array_equal(extra_rr_features(b, t_now, ctx[0]), ref[0][n_rr + n_sig: n_rr + n_sig + len(EXTRA_RR_FEATURES)])
+        if x is None:
+            continue
+        bb = b[b <= t_now]
+        idx = np.round((bb[bb >= t0] - t0) * fs).astype(np.int64)
+        assert np.array_equal(signal_features(x, fs, idx), ref[0][n_rr: n_rr + n_sig])
+        m0 = n_rr + n_sig + len(EXTRA_RR_FEATURES)
+        assert np.array_equal(morph_features(x, fs, idx), ref[0][m0: m0 + len(MORPH_FEATURES)])
