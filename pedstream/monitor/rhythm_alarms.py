@@ -22,13 +22,34 @@ the newest QRS (s) and whether the lead is readable. Rules, in this order:
   artefact is on), whatever the model says; such a call counts as ``p(vt) = 1`` for the offset too. Its
   evidence began at the run's first beat (``evidence_calls`` = the calls of ``hop_s`` back to it).
 
+False-alarm rules (each off at its constructor default; ``[rhythm_context]`` sets them, chosen by nested
+record-wise CV in ``bench/rhythm_context_false_alarms.py``):
+
+- **one ventricular alarm** (``one_ventricular``): while ``vf`` is on, ``vt`` is not raised (the VF alarm
+  already covers the ventricular arrhythmia); a ``vf`` onset while ``vt`` is on ends the VT alarm
+  (``alarm_off vt``) and raises VF (escalation). Both are ordinary alarm episodes for the scorer: the VT
+  alarm ends where VF begins, nothing is relabelled after the fact.
+- **re-alarm refractory time** (``refractory_s``): after an alarm of a class ends, the same class is not
+  raised again for this long (counted in calls of ``hop_s``); its onset evidence keeps counting, so it goes on
+  at the first call after the refractory time when the evidence is still there.
+- **VT fast path gates**: the beat run raises ``vt`` only when ``p(artefact) < vt_run_max_artefact_p`` (a
+  signal-quality gate: the model's artefact probability) and the run's mean rate is at least
+  ``vt_run_min_rate_bpm`` (``vt_run_rate_bpm``).
+- **asystole amplitude gate** (``asystole_max_amp_mv`` > 0): asystole from the beat stream only when the
+  lead's peak-to-peak range over the signal window (``amp_mv``, the ``amp_range`` feature) is at most this:
+  a lead with large deflections and no detected QRS is noise or missed beats, not asystole. The model's own
+  asystole calls are not gated.
+- **AF confirmed by the RR rule** (``af_rr_confirm``): ``af_afl`` goes on only at a call where the
+  RR-irregularity rule (:class:`pedstream.dsp.rr_rule.RRIrregularityRule` over the context's beats, ``rr_af``)
+  also says AF; its onset count keeps running meanwhile.
+
 ``step`` returns ``[(kind, label, priority, evidence_calls)]`` transitions (``alarm_on``/``alarm_off``);
 ``evidence_calls`` = how many calls back the onset's evidence began.
 """
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -40,8 +61,17 @@ VT_RUN_RECENT_S = 3.0  # a beat run counts for the VT fast path while its last b
 
 class RhythmAlarmLogic:
     def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
-                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25) -> None:
+                 offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25,
+                 one_ventricular: bool = False, refractory_s: float = 0.0, vt_run_max_artefact_p: float = 1.0,
+                 vt_run_min_rate_bpm: float = 0.0, asystole_max_amp_mv: float = 0.0, af_rr_confirm: bool = False) -> None:
         self.classes = list(classes)
+        self.one_ventricular = bool(one_ventricular)
+        self.refractory_calls = int(np.ceil(float(refractory_s) / float(hop_s) - 1e-9)) if refractory_s > 0 else 0
+        self.vt_run_max_artefact_p = float(vt_run_max_artefact_p)
+        self.vt_run_min_rate_bpm = float(vt_run_min_rate_bpm)
+        self.asystole_max_amp_mv = float(asystole_max_amp_mv)
+        self.af_rr_confirm = bool(af_rr_confirm)
+        self._since_off: dict[str, int] = {}  # calls since each class's alarm last went off
         self.onset_p, self.offset_p = float(onset_p), float(offset_p)
         self.offset_calls = int(offset_calls)
         self.asystole_s = float(asystole_s)
@@ -51,45 +81,87 @@ class RhythmAlarmLogic:
         self.priorities.setdefault("asystole", priorities.get("asystole", "high"))
         self.onset = {c: int(onset_calls.get(c, 3)) for c in self.classes}
         self.watch = [c for c in self.classes if self.priorities[c] != "none" and c not in ("asystole", "artefact")]
+        if self.one_ventricular and "vf" in self.watch and "vt" in self.watch:  # VF first: a VT onset at the same call is held
+            self.watch.remove("vf")
+            self.watch.insert(self.watch.index("vt"), "vf")
         self._idx = {c: i for i, c in enumerate(self.classes)}
         self.active: set[str] = set()
         self._on: dict[str, int] = {}
         self._off: dict[str, int] = {}
 
-    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition], at_once: int = 0) -> None:
+    @classmethod
+    def from_section(cls, rc: Any, *, classes: Sequence[str], hop_s: float) -> "RhythmAlarmLogic":
+        """The logic of a ``[rhythm_context]`` section (:class:`pedstream.config.RhythmContextSection`)."""
+        return cls(classes=classes, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,
+                   offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s,
+                   vt_run_beats=rc.vt_run_beats, hop_s=hop_s, one_ventricular=rc.one_ventricular,
+                   refractory_s=rc.refractory_s, vt_run_max_artefact_p=rc.vt_run_max_artefact_p,
+                   vt_run_min_rate_bpm=rc.vt_run_min_rate_bpm, asystole_max_amp_mv=rc.asystole_max_amp_mv,
+                   af_rr_confirm=rc.af_rr_confirm)
+
+    def _refractory(self, c: str) -> bool:
+        """``c`` ended less than ``refractory_s`` ago."""
+        return self.refractory_calls > 0 and self._since_off.get(c, self.refractory_calls) < self.refractory_calls
+
+    def _hyst(self, c: str, p: float, allowed: bool, out: list[Transition], at_once: int = 0, hold: bool = False) -> None:
+        """Hysteresis of class ``c``; ``hold``: the onset may count but not raise now (refractory time, a veto)."""
         if c not in self.active:
             self._on[c] = self._on.get(c, 0) + 1 if (p >= self.onset_p and allowed) else 0
-            if self._on[c] >= self.onset[c] or (at_once and allowed):
+            if (self._on[c] >= self.onset[c] or (at_once and allowed)) and not hold:
                 self.active.add(c)
                 out.append(("alarm_on", c, self.priorities[c], at_once if at_once else self.onset[c]))
                 self._on[c], self._off[c] = 0, 0
         else:
             self._off[c] = self._off.get(c, 0) + 1 if p < self.offset_p else 0
             if self._off[c] >= self.offset_calls:
-                self.active.discard(c)
-                out.append(("alarm_off", c, self.priorities[c], 0))
-                self._off[c] = 0
+                self._end(c, out)
+
+    def _end(self, c: str, out: list[Transition]) -> None:
+        self.active.discard(c)
+        out.append(("alarm_off", c, self.priorities.get(c, "none"), 0))
+        self._off[c] = 0
+        self._since_off[c] = 0
 
     def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool, vt_run: float = 0.0,
-             vt_run_end_s: float = float("inf"), vt_run_len_s: float = 0.0) -> list[Transition]:
-        """One call's transitions. ``vt_run`` / ``vt_run_end_s`` / ``vt_run_len_s``: the longest run of
-        ventricular-like fast beats in the lead, the age of its last beat and its length (the VT fast path;
-        ignored when ``vt_run_beats`` is 0)."""
+             vt_run_end_s: float = float("inf"), vt_run_len_s: float = 0.0, vt_run_rate_bpm: float = 0.0,
+             amp_mv: float = 0.0, rr_af: bool | None = None) -> list[Transition]:
+        """One call's transitions. ``vt_run`` / ``vt_run_end_s`` / ``vt_run_len_s`` / ``vt_run_rate_bpm``: the
+        longest run of ventricular-like fast beats in the lead, the age of its last beat, its length and mean rate
+        (the VT fast path; ignored when ``vt_run_beats`` is 0). ``amp_mv``: the lead's peak-to-peak range over the
+        signal window (the asystole gate). ``rr_af``: the RR rule's AF decision on the context's beats (None: not
+        computed, which with ``af_rr_confirm`` holds AF back)."""
         out: list[Transition] = []
         p = np.asarray(probs, dtype=np.float64)
+        for c in list(self._since_off):
+            self._since_off[c] += 1
         if "artefact" in self._idx and self.priorities.get("artefact", "none") != "none":
             self._hyst("artefact", float(p[self._idx["artefact"]]), True, out)
         quiet = "artefact" in self.active
-        self._asystole(since_beat_s >= self.asystole_s and readable and not quiet,
-                       float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
+        no_qrs = since_beat_s >= self.asystole_s and readable and not quiet
+        if self.asystole_max_amp_mv > 0:
+            no_qrs = no_qrs and amp_mv <= self.asystole_max_amp_mv
+        self._asystole(no_qrs, float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
+        p_art = float(p[self._idx["artefact"]]) if "artefact" in self._idx else 0.0
         run = (self.vt_run_beats > 0 and vt_run >= self.vt_run_beats and vt_run_end_s <= VT_RUN_RECENT_S
-               and readable)
+               and readable and p_art < self.vt_run_max_artefact_p and vt_run_rate_bpm >= self.vt_run_min_rate_bpm)
         for c in self.watch:
+            hold = self._refractory(c)
+            if c == "af_afl" and self.af_rr_confirm and not rr_af:
+                hold = True
+            if self.one_ventricular and c == "vt" and "vf" in self.active:
+                hold = True
+            if self.one_ventricular and c == "vf" and "vt" in self.active and "vf" not in self.active:
+                before = len(out)
+                self._hyst(c, float(p[self._idx[c]]), not quiet, out, hold=hold)
+                if len(out) > before:  # VF raised: the VT alarm ends there (escalation)
+                    self._end("vt", out)
+                    out[before], out[-1] = out[-1], out[before]  # vt off first, then vf on
+                continue
             if c == "vt" and run:
                 back = max(1, int(np.ceil((vt_run_end_s + vt_run_len_s) / self.hop_s)))
-                self._hyst(c, 1.0, not quiet, out, at_once=back)
+                self._hyst(c, 1.0, not quiet, out, at_once=back, hold=hold)
             else:
-                self._hyst(c, float(p[self._idx[c]]), not quiet, out)
+                self._hyst(c, float(p[self._idx[c]]), not quiet, out, hold=hold)
         return out
 
     def _asystole(self, no_qrs: bool, p: float, quiet: bool, out: list[Transition]) -> None:
@@ -100,7 +172,7 @@ class RhythmAlarmLogic:
             return
         if "asystole" not in self.active:
             self._on["asystole"] = self._on.get("asystole", 0) + 1 if (p >= self.onset_p and not quiet) else 0
-            if no_qrs or self._on["asystole"] >= self.onset.get("asystole", 3):
+            if (no_qrs or self._on["asystole"] >= self.onset.get("asystole", 3)) and not self._refractory("asystole"):
                 self.active.add("asystole")
                 out.append(("alarm_on", "asystole", prio, 0 if no_qrs else self._on["asystole"]))
                 self._on["asystole"], self._off["asystole"] = 0, 0
@@ -108,9 +180,7 @@ class RhythmAlarmLogic:
         cold = not no_qrs and p < self.offset_p
         self._off["asystole"] = self._off.get("asystole", 0) + 1 if cold else 0
         if self._off["asystole"] >= self.offset_calls:
-            self.active.discard("asystole")
-            out.append(("alarm_off", "asystole", prio, 0))
-            self._off["asystole"] = 0
+            self._end("asystole", out)
 
     def reset(self) -> list[Transition]:
         """Forget the state (signal lost); the alarms on are turned off."""
@@ -118,4 +188,5 @@ class RhythmAlarmLogic:
         self.active.clear()
         self._on.clear()
         self._off.clear()
+        self._since_off.clear()
         return out

@@ -34,6 +34,7 @@ import numpy as np
 
 from pedstream.config import Config
 from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features, decimation_step
+from pedstream.dsp.rr_rule import RRIrregularityRule
 from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic, Transition
 
 __all__ = ["RhythmLayer", "RhythmResult", "StreamRhythm"]
@@ -43,6 +44,9 @@ _SINCE = CONTEXT_FEATURES.index("since_last_s")
 _FLAT = CONTEXT_FEATURES.index("flat_frac")
 _RUN_END = CONTEXT_FEATURES.index("vt_run_end_s")
 _RUN_LEN = CONTEXT_FEATURES.index("vt_run_len_s")
+_RUN_RATE = CONTEXT_FEATURES.index("vt_run_rate_bpm")
+_AMP = CONTEXT_FEATURES.index("amp_range")
+_RR_RULE = RRIrregularityRule()  # stateless: the alarm logic's AF confirmation on a call's context beats
 
 
 def run_column(cfg: Config) -> int:
@@ -80,10 +84,7 @@ class StreamRhythm:
         self._qrs: Any = None
         self._seen = 0
         self.step = decimation_step(self.fs)
-        self.logic = RhythmAlarmLogic(classes=classes, onset_p=rc.onset_p, offset_p=rc.offset_p,
-                                      onset_calls=rc.onset_calls, offset_calls=rc.offset_calls,
-                                      priorities=rc.priorities, asystole_s=rc.asystole_s,
-                                      vt_run_beats=rc.vt_run_beats, hop_s=cfg.segments.hop_s * rc.every_windows)
+        self.logic = RhythmAlarmLogic.from_section(rc, classes=classes, hop_s=cfg.segments.hop_s * rc.every_windows)
 
     def _sync_beats(self, pipe: Any) -> None:
         qrs = pipe.qrs
@@ -267,7 +268,8 @@ class RhythmLayer:
             k = int(np.argmax(p))
             tr = s.logic.step(p, since_beat_s=float(r.x[_SINCE]), readable=bool(r.x[_FLAT] < 0.95),
                               vt_run=float(r.x[self._run]), vt_run_end_s=float(r.x[_RUN_END]),
-                              vt_run_len_s=float(r.x[_RUN_LEN]))
+                              vt_run_len_s=float(r.x[_RUN_LEN]), vt_run_rate_bpm=float(r.x[_RUN_RATE]),
+                              amp_mv=float(r.x[_AMP]), rr_af=_RR_RULE.is_af(r.snap[0]) if s.logic.af_rr_confirm else None)
             out.append(RhythmResult(r.stream_id, r.t, r.t_signal, self.classes[k], float(p[k]),
                                     {c: round(float(v), 4) for c, v in zip(self.classes, p)}, r.context_s,
                                     int(r.x[0]), tr))

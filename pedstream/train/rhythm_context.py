@@ -23,8 +23,8 @@ from pedstream.train.rhythm_context_data import CLASSES
 if TYPE_CHECKING:  # pragma: no cover
     from pedstream.config import Config
 
-__all__ = ["ALARM_CLASSES", "DEFAULT_PARAMS", "fit", "predict_proba", "record_calls", "rule_probs", "run_columns",
-           "score_records",
+__all__ = ["ALARM_CLASSES", "DEFAULT_PARAMS", "alarm_inputs", "fit", "predict_proba", "record_calls", "rr_rule_calls",
+           "rule_probs", "run_columns", "score_records",
            "training_rows"]
 
 ALARM_CLASSES = ("af_afl", "svt", "vt", "vf", "asystole")
@@ -79,10 +79,36 @@ def rule_probs(rule_af: np.ndarray) -> np.ndarray:
 def _logic(cfg: "Config", hop_s: float = 1.25):  # type: ignore[no-untyped-def]
     from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic
 
-    rc = cfg.rhythm_context
-    return RhythmAlarmLogic(classes=CLASSES, onset_p=rc.onset_p, offset_p=rc.offset_p, onset_calls=rc.onset_calls,
-                            offset_calls=rc.offset_calls, priorities=rc.priorities, asystole_s=rc.asystole_s,
-                            vt_run_beats=rc.vt_run_beats, hop_s=hop_s)
+    return RhythmAlarmLogic.from_section(cfg.rhythm_context, classes=CLASSES, hop_s=hop_s)
+
+
+def rr_rule_calls(rr_seq: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: the RR rule on each row's context RR intervals (``rr_seq``, the last 64 of the last 30 s,
+    zero-padded in front): what the engine's rule sees in a 30 s context (the alarm logic's ``rr_af``)."""
+    from pedstream.dsp.rr_rule import RRIrregularityRule
+
+    rule = RRIrregularityRule()
+    out = np.zeros(len(rr_seq), dtype=bool)
+    for k, rr in enumerate(np.asarray(rr_seq, dtype=np.float64)):
+        rr = rr[rr > 0]
+        out[k] = bool(rr.size) and rule.is_af(np.r_[0.0, np.cumsum(rr)])
+    return out
+
+
+def alarm_inputs(table: dict[str, np.ndarray], rows: np.ndarray, cfg: "Config") -> dict[str, np.ndarray]:
+    """The alarm logic's per-call inputs beyond the probabilities, for ``rows`` of ``table``: ``vt_run_rate_bpm``
+    (the beat-run column), ``amp_mv`` (``amp_range``) and, with ``[rhythm_context] af_rr_confirm``, ``rr_af``
+    (:func:`rr_rule_calls`; cached in ``table["rr_af"]``)."""
+    from pedstream.dsp.rhythm_features import BEAT_RUN_FEATURES, V1_FEATURES
+
+    out = {"amp_mv": table["X"][rows, V1_FEATURES.index("amp_range")]}
+    if "runs" in table:
+        out["vt_run_rate_bpm"] = table["runs"][rows, BEAT_RUN_FEATURES.index("vt_run_rate_bpm")]
+    if cfg.rhythm_context.af_rr_confirm and "rr_seq" in table:
+        if "rr_af" not in table:
+            table["rr_af"] = rr_rule_calls(table["rr_seq"])
+        out["rr_af"] = table["rr_af"][rows]
+    return out
 
 
 def run_columns(table: dict[str, np.ndarray], rows: np.ndarray, cfg: "Config") -> np.ndarray:
@@ -99,10 +125,11 @@ def run_columns(table: dict[str, np.ndarray], rows: np.ndarray, cfg: "Config") -
 
 def record_calls(t: np.ndarray, probs: np.ndarray, since_beat: np.ndarray, readable: np.ndarray, cfg: "Config",
                  *, hop_s: float, labels: Sequence[str] = ALARM_CLASSES + ("artefact",),
-                 runs: np.ndarray | None = None) -> list[Any]:
+                 runs: np.ndarray | None = None, extra: dict[str, np.ndarray] | None = None) -> list[Any]:
     """Alarm episodes (:class:`pedstream.score.episodes.AlarmEpisode`) of one record's calls. ``runs``:
     ``(n, 3)`` the VT fast path's run length, the age of its last beat and its length per call (the beat-run
-    columns ``vt_run_70``/``vt_run_50`` by ``[rhythm_context] vt_run_corr``, ``vt_run_end_s``, ``vt_run_len_s``)."""
+    columns ``vt_run_70``/``vt_run_50`` by ``[rhythm_context] vt_run_corr``, ``vt_run_end_s``, ``vt_run_len_s``);
+    ``extra``: more per-call inputs of the logic's ``step`` (:func:`alarm_inputs`)."""
     from pedstream.score.episodes import AlarmEpisode
 
     logic = _logic(cfg, hop_s)
@@ -111,6 +138,8 @@ def record_calls(t: np.ndarray, probs: np.ndarray, since_beat: np.ndarray, reada
     for i in range(t.size):
         kw = {} if runs is None else {"vt_run": float(runs[i, 0]), "vt_run_end_s": float(runs[i, 1]),
                                       "vt_run_len_s": float(runs[i, 2])}
+        for k, v in (extra or {}).items():
+            kw[k] = bool(v[i]) if v.dtype == bool else float(v[i])
         for kind, label, _prio, back in logic.step(probs[i], since_beat_s=float(since_beat[i]), readable=bool(readable[i]),
                                                    **kw):
             if label not in labels:
@@ -143,7 +172,8 @@ def score_records(table: dict[str, np.ndarray], probs: np.ndarray, rows: np.ndar
         X = table["X"][i]
         readable = X[:, flat_col] < 0.95
         runs = run_columns(table, i, cfg) if "runs" in table else None
-        eps = record_calls(t, probs[m], X[:, since_col], readable, cfg, hop_s=hop_s, runs=runs)
+        eps = record_calls(t, probs[m], X[:, since_col], readable, cfg, hop_s=hop_s, runs=runs,
+                           extra=alarm_inputs(table, i, cfg))
         ref = [Span(s0, s1, lab if lab in classes or lab is None else "_" + lab) for s0, s1, lab in spans[r]]
         sc = score_record(ref, [e for e in eps if e.label in classes], list(classes), start_s=float(t[0]),
                           end_s=float(t[-1]))
