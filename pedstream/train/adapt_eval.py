@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["LINEAR_METHODS", "METHODS", "REFIT_COMMON", "REFIT_TREES", "REFIT_WEIGHTS", "adapt_eval", "beat_confusion",
-           "ectopy_scores", "eval_adapt_command", "format_markdown", "local_key", "pick_labels"]
+           "ectopy_scores", "eval_adapt_command", "fold_models", "format_markdown", "local_key", "pick_labels"]
 
 
 
@@ -145,6 +145,33 @@ def _budgets(minutes: Sequence[float], beats: Sequence[int], selection: str) -> 
     return out
 
 
+def fold_models(tables: Sequence[Any], variant: str, folds: int,
+                say: Callable[[str], None] = lambda s: None) -> Any:
+    """Yield ``(test records, population model trained on the other folds' records)`` for each record-wise
+    fold of ``tables`` (:func:`pedstream.train.beat_gbm.record_folds`), each model cached under
+    ``<cache>/adapt_eval`` by the variant, the folds and the tables' records and sizes."""
+    from pedstream.train.beat_data import default_cache
+    from pedstream.train.beat_gbm import VARIANTS, fit, record_folds
+
+    v = VARIANTS[variant]
+    names = [t.record for t in tables]
+    cache = default_cache() / "adapt_eval"
+    cache.mkdir(parents=True, exist_ok=True)
+    for test in record_folds(names, folds):
+        tag = hashlib.sha256(json.dumps([asdict(v), folds, names, [int(t.y.size) for t in tables],
+                                         int(tables[0].x.shape[1]), test], sort_keys=True,
+                                        default=str).encode()).hexdigest()[:16]
+        f = cache / f"fold-{tag}.pkl"
+        if f.is_file():
+            model = pickle.loads(f.read_bytes())
+        else:
+            say(f"population model without {', '.join(test)} ({variant})")
+            train = [t for t in tables if t.record not in test]
+            model = fit(v, np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train]))
+            f.write_bytes(pickle.dumps(model))
+        yield test, model
+
+
 def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Sequence[int] = (),
                selection: str = "clinician", variant: str | None = None, folds: int = 11,
                methods: Sequence[tuple[str, dict[str, Any]]] = METHODS, refit_weights: Sequence[float] = REFIT_WEIGHTS,
@@ -156,8 +183,8 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
     default: the shipped model's, ``models/mitdb-beats/manifest.json``). ``score_from_s``: the span the
     beat budgets draw their labels from and the scoring starts after (5 minutes)."""
     from pedstream.monitor.adapt import AdaptSettings, PatientAdapter
-    from pedstream.train.beat_data import DS1, build_tables, default_cache
-    from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns, fit, predict_proba, record_folds
+    from pedstream.train.beat_data import DS1, build_tables
+    from pedstream.train.beat_gbm import CLASSES, VARIANTS, columns, predict_proba
 
     say = progress or (lambda s: None)
     t_start = time.time()
@@ -173,11 +200,6 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
     if len(tables) < folds:
         raise ValueError(f"{len(tables)} records for {folds} record-wise folds: give more records or fewer folds")
     names = [t.record for t in tables]
-    cache = default_cache() / "adapt_eval"
-    cache.mkdir(parents=True, exist_ok=True)
-    tag = lambda *parts: hashlib.sha256(json.dumps([asdict(v), folds, names, [int(t.y.size) for t in tables],
-                                                    int(tables[0].x.shape[1]), *parts], sort_keys=True,
-                                                   default=str).encode()).hexdigest()[:16]
     # the labelled beats are compared on every feature the engine computes for this model
     adapt_cols = np.asarray(columns("part2" if v.features.startswith("part2") else "part1"))
     budgets = _budgets(minutes, beats, selection)
@@ -189,15 +211,8 @@ def adapt_eval(data: str | Path, *, minutes: Sequence[float] = (5.0,), beats: Se
     base: dict[str, list[np.ndarray]] = {b["name"]: [np.zeros(0)] * len(tables) for b in budgets}
     n_labels: dict[str, list[int]] = {b["name"]: [] for b in budgets}
     rng = np.random.default_rng(0)
-    for test in record_folds(names, folds):
+    for test, model in fold_models(tables, variant, folds, say):
         train = [t for t in tables if t.record not in test]
-        f = cache / f"fold-{tag(test)}.pkl"
-        if f.is_file():
-            model = pickle.loads(f.read_bytes())
-        else:
-            say(f"population model without {', '.join(test)} ({variant})")
-            model = fit(v, np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train]))
-            f.write_bytes(pickle.dumps(model))
         x_tr, y_tr = np.concatenate([t.x for t in train]), np.concatenate([t.y for t in train])
         common = np.concatenate([rng.permutation(np.flatnonzero(y_tr == k))[:REFIT_COMMON] for k in range(len(CLASSES))])
         scale = x_tr[:, adapt_cols].std(axis=0)
