@@ -81,7 +81,7 @@ import math
 
 import numpy as np
 
-from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_sorted, near_fraction, newest_longest_run,
+from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction, newest_longest_run,
                                           percentile_sorted, qrs_widths, sampen_counts, var_given_mean, welch_psd)
 from pedstream.dsp.rr_rule import clean_intervals
 
@@ -157,7 +157,7 @@ def _rr_part(b: np.ndarray, t_now: float, context_s: float, full: bool = True) -
     clean, ectopic = clean_intervals(rr)
     if clean.size >= 3:
         dc = clean[1:] - clean[:-1]
-        out[6] = np.count_nonzero(np.abs(dc) > 0.1 * float(np.median(clean))) / dc.size
+        out[6] = np.count_nonzero(np.abs(dc) > 0.1 * median_sorted(np.sort(clean))) / dc.size
         out[7] = math.sqrt(float((dc * dc).sum()) / dc.size) / float(clean.mean())
     out[8] = ectopic
     out[9] = se = _sampen(rr)
@@ -218,7 +218,7 @@ def extra_rr_features(beats: np.ndarray, t_now: float, context_s: float) -> np.n
 
 class _Lead:
     """What the signal, morphology and beat-run parts share of one decimated lead: the lead less its median
-    (``x``), ``|x|``, its sorted values, its spectra (by segment length) and the QRS widths of the R peaks
+    (``x``), ``|x|``, its sorted values and the QRS widths of the R peaks
     ``idx`` inside it (``w``; 0 for a peak outside)."""
 
     def __init__(self, lead: np.ndarray, fs: float, idx: np.ndarray | None) -> None:
@@ -238,13 +238,6 @@ class _Lead:
         self.bi = self.idx[self.inside]
         self.w = np.zeros(self.idx.size)
         self.w[self.inside] = qrs_widths(self.ax, self.bi, self.fs)
-        self._psd: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def psd(self, seconds: int) -> tuple[np.ndarray, np.ndarray]:
-        m = min(self.n, int(seconds * self.fs))
-        if m not in self._psd:
-            self._psd[m] = welch_psd(self.x, self.fs, m)
-        return self._psd[m]
 
     def leak(self, div: float) -> float:
         """VF-filter leakage (Kuo & Dillman) with the shift of their half period / ``div`` (module docstring)."""
@@ -272,11 +265,11 @@ def _signal_part(L: _Lead) -> np.ndarray:
     blocks = x[: n // sec * sec].reshape(-1, sec)
     rng = blocks.max(1) - blocks.min(1)
     out[1] = float(rng.std() / (rng.mean() + 1e-6))
-    xm = x - x.mean()
-    sd = math.sqrt(float((xm * xm).sum()) / n)
-    out[2] = float(np.mean((xm / sd) ** 4) - 3.0) if sd > 1e-9 else 0.0
+    xm = x - float(np.add.reduce(x)) / n  # np.mean's operations, without its overhead
+    sd = math.sqrt(float(np.add.reduce(xm * xm)) / n)
+    out[2] = float(np.add.reduce((xm / sd) ** 4)) / n - 3.0 if sd > 1e-9 else 0.0
     out[3] = float(np.count_nonzero(np.diff(np.signbit(xm)))) * fs / n
-    f, p = L.psd(2)
+    f, p = welch_psd(x, fs, min(n, int(2 * fs)))
     tot = float(p.sum()) + 1e-12
     band = band_slice(f, 0.5, 20.0)
     fb, pb = f[band], p[band]
@@ -288,9 +281,9 @@ def _signal_part(L: _Lead) -> np.ndarray:
     out[7] = float(p[: int(np.searchsorted(f, 1.0, "left"))].sum()) / tot
     out[8] = np.count_nonzero(L.adx < 1e-4) / L.adx.size
     out[9] = L.leak(2)
-    mad = float(np.median(L.ax)) + 1e-6
+    mad = median_sorted(np.sort(L.ax)) + 1e-6
     if L.bi.size:
-        out[10] = float(np.median(L.ax[L.bi])) / mad
+        out[10] = median_sorted(np.sort(L.ax[L.bi])) / mad
         w = L.w[L.inside][-12:]  # the newest 12 (a real width is at least one sample)
         w = w[w > 0]
         out[11] = median_sorted(np.sort(w)) if w.size else 0.0
@@ -305,20 +298,26 @@ def signal_features(lead: np.ndarray, fs_lead: float, beat_idx: np.ndarray | Non
 
 def _corr_rows(a: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of ``a`` (the last axis) with ``v`` (0 where either is flat)."""
-    a = a - a.mean(-1, keepdims=True)
-    v = v - v.mean()
+    a = a - np.add.reduce(a, axis=-1, keepdims=True) / a.shape[-1]
+    v = v - float(np.add.reduce(v)) / v.size
     den = np.sqrt((a * a).sum(-1) * float((v * v).sum()))
     return np.where(den > 1e-12, (a @ v) / np.maximum(den, 1e-12), 0.0)
 
 
-def _atrial(L: _Lead, full: np.ndarray, segs: np.ndarray, pre: int, post: int, out: np.ndarray) -> None:
-    """QRST cancellation: subtract the median beat (scaled per beat) and look at the residual's spectrum."""
-    tmpl = np.median(segs, axis=0)
+def _residual(L: _Lead, full: np.ndarray, segs: np.ndarray, pre: int) -> np.ndarray:
+    """QRST cancellation: the lead less the median beat scaled to each beat (``segs``, ``pre`` samples before the R
+    peaks ``full``); where windows overlap, the later beat's."""
+    tmpl = median_rows(segs)
+    a = np.fromiter(map(tmpl.dot, segs), np.float64, len(segs)) / (np.dot(tmpl, tmpl) + 1e-12)  # per beat, as a dot
+    w = segs.shape[1]
+    keep = np.arange(w)[None, :] < np.append(np.diff(full), w)[:, None]
     res = L.x.copy()
-    tt = np.dot(tmpl, tmpl) + 1e-12
-    for i, sg in zip(full.tolist(), segs):
-        res[i - pre: i + post] = sg - float(np.dot(sg, tmpl) / tt) * tmpl
-    fr, pr = welch_psd(res, L.fs, min(L.n, int(4 * L.fs)))
+    res[(full[:, None] + np.arange(-pre, w - pre)[None, :])[keep]] = (segs - a[:, None] * tmpl)[keep]
+    return res
+
+
+def _atrial(fr: np.ndarray, pr: np.ndarray, out: np.ndarray) -> None:
+    """The residual's (QRST-cancelled lead's) spectral features."""
     tot_r = _band(fr, pr, 1.0, 30.0)
     if tot_r > 0:
         out[6] = _band(fr, pr, 4.0, 9.0) / tot_r
@@ -332,7 +331,14 @@ def _morph_part(L: _Lead) -> np.ndarray:
     if not L.ok:
         return out
     x, n, fs, bi = L.x, L.n, L.fs, L.bi
-    f, p = L.psd(4)
+    pre, post = int(0.25 * fs), int(0.45 * fs)
+    full = bi[(bi >= pre) & (bi + post < n)]
+    segs = x[full[:, None] + np.arange(-pre, post)[None, :]] if full.size >= 3 else None
+    if segs is None:
+        f, p = welch_psd(x, fs, min(n, int(4 * fs)))
+    else:  # the lead's and the residual's spectra in one transform
+        f, (p, pr) = welch_psd(np.stack([x, _residual(L, full, segs, pre)]), fs, min(n, int(4 * fs)))
+        _atrial(f, pr, out)
     pb = p[band_slice(f, 0.5, 20.0)]
     if pb.sum() > 0:
         q = pb / pb.sum()
@@ -342,16 +348,12 @@ def _morph_part(L: _Lead) -> np.ndarray:
     out[9] = _band(f, p, 2.0, 8.0) / tot if tot > 0 else 0.0
     out[10] = L.leak(1)
     out[11] = 1.0 - near_fraction(bi, n, int(0.3 * fs))
-    pre, post = int(0.25 * fs), int(0.45 * fs)
-    full = bi[(bi >= pre) & (bi + post < n)]
-    if full.size >= 3:
-        segs = x[full[:, None] + np.arange(-pre, post)[None, :]]
+    if segs is not None:
         qrs = segs[:, pre - int(0.08 * fs): pre + int(0.08 * fs)]
-        c = _corr_rows(qrs, np.median(qrs, axis=0))
+        c = _corr_rows(qrs, median_rows(qrs))
         out[0], out[1], out[2] = float(c.mean()), float(c.std()), np.count_nonzero(c < 0.8) / c.size
         pw = segs[:, pre - int(0.25 * fs): pre - int(0.08 * fs)]
         out[5] = float(_corr_rows(pw, pw.mean(0)).mean())
-        _atrial(L, full, segs, pre, post, out)
     if bi.size:
         ws = L.w[L.inside][-12:]
         out[3] = median_sorted(np.sort(ws[-2:]))
@@ -387,7 +389,7 @@ def _beat_run_part(L: _Lead, beat_rr: np.ndarray, t_now_idx: float) -> np.ndarra
     if bi.size < 3:
         return out
     segs = L.x[bi[:, None] + np.arange(-half - lag, half + lag + 1)[None, :]]
-    corr = _lag_corr(segs, np.median(segs[:, lag: segs.shape[1] - lag], axis=0), lag)
+    corr = _lag_corr(segs, median_rows(segs[:, lag: segs.shape[1] - lag]), lag)
     wide = (w >= 1.5 * median_sorted(np.sort(w))) & (w >= 0.1)
     fast = (rr > 0) & (rr < VT_FAST_S)
     for col, thr in ((0, 0.7), (1, 0.5)):

@@ -10,7 +10,8 @@ the library calls they replace, with less per-call work:
 - :func:`band_slice`: the contiguous index range of ``(f >= lo) & (f <= hi)`` on an increasing ``f`` (a sum
   over a slice is the sum over the masked copy);
 - :func:`median_sorted` / :func:`percentile_sorted`: ``np.median`` / ``np.percentile`` (linear method) from
-  an already sorted array (NumPy's interpolation, rounding included, in Python floats);
+  an already sorted array (NumPy's interpolation, rounding included, in Python floats); :func:`median_rows`:
+  ``np.median(a, axis=0)`` by one sort;
 - :func:`qrs_widths`: the half-amplitude width of many R peaks at once (one gather instead of a loop);
 - :func:`near_fraction`: the fraction of samples within ``w`` of any beat (a difference array);
 - :func:`sampen_counts`: the template-match counts of sample entropy (m = 1) from the symmetric match matrix;
@@ -27,7 +28,7 @@ import numpy as np
 import scipy.fft
 from scipy.signal import ShortTimeFFT, get_window
 
-__all__ = ["band_slice", "longest_run", "median_sorted", "near_fraction", "newest_longest_run", "percentile_sorted",
+__all__ = ["band_slice", "longest_run", "median_rows", "median_sorted", "near_fraction", "newest_longest_run", "percentile_sorted",
            "qrs_widths", "sampen_counts", "var_given_mean", "welch_psd"]
 
 
@@ -44,19 +45,33 @@ def _welch_plan(n: int, nperseg: int, fs: float) -> tuple[np.ndarray, np.ndarray
 
 
 def welch_psd(x: np.ndarray, fs: float, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
-    """``scipy.signal.welch(x, fs=fs, nperseg=nperseg)`` of a 1-D float64 ``x`` (``nperseg <= x.size``)."""
-    idx, win, f, dbl = _welch_plan(x.size, int(nperseg), float(fs))
-    segs = x[idx]
-    segs = segs - np.mean(segs, -1, keepdims=True)
+    """``scipy.signal.welch(x, fs=fs, nperseg=nperseg)`` of float64 ``x`` ``(..., n)``, all rows in one
+    transform (``nperseg <= n``)."""
+    idx, win, f, dbl = _welch_plan(x.shape[-1], int(nperseg), float(fs))
+    segs = np.ascontiguousarray(x[..., idx])  # (..., segment, sample); C order: the sums run as SciPy's
+    segs = segs - np.add.reduce(segs, axis=-1, keepdims=True) / nperseg
     s = scipy.fft.rfft(segs * win, n=nperseg, axis=-1)
-    p = np.ascontiguousarray((s.real ** 2 + s.imag ** 2).T)  # (freq, segment), as SciPy averages it
-    p[dbl] *= 2
-    return f, (p.mean(axis=-1) if p.shape[-1] > 1 else p[:, 0])
+    p = s.real ** 2 + s.imag ** 2
+    p[..., dbl] *= 2
+    nseg = p.shape[-2]
+    if nseg >= 8:  # SciPy's mean over the segments: pairwise from 8 on, in order below
+        return f, np.ascontiguousarray(np.swapaxes(p, -1, -2)).mean(axis=-1)
+    acc = p[..., 0, :]
+    for k in range(1, nseg):
+        acc = acc + p[..., k, :]
+    return f, (acc / nseg if nseg > 1 else acc.copy())
 
 
 def band_slice(f: np.ndarray, lo: float, hi: float) -> slice:
     """The indices where ``(f >= lo) & (f <= hi)`` on an increasing ``f``, as a slice."""
     return slice(int(np.searchsorted(f, lo, "left")), int(np.searchsorted(f, hi, "right")))
+
+
+def median_rows(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` of a 2-D ``a`` with at least one row."""
+    s = np.sort(a, axis=0)
+    h = s.shape[0] // 2
+    return s[h] if s.shape[0] % 2 else (s[h - 1] + s[h]) / 2.0
 
 
 def median_sorted(s: np.ndarray) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import welch
 
-from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_sorted, near_fraction, newest_longest_run,
+from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction, newest_longest_run,
                                           percentile_sorted, qrs_widths, sampen_counts, var_given_mean, welch_psd)
 
 
@@ -21,6 +21,11 @@ def test_welch_band_median_percentile_equal_scipy_numpy() -> None:
             assert np.array_equal(f0, f1) and np.array_equal(p0, p1)
             lo, hi = sorted(rng.uniform(0, fs / 2, 2))
             assert p1[band_slice(f1, lo, hi)].sum() == p0[(f0 >= lo) & (f0 <= hi)].sum()
+            y = x[::-1] * 0.5
+            f2, p2 = welch_psd(np.stack([x, y]), fs, m)  # rows at once
+            assert np.array_equal(p2[0], p0) and np.array_equal(p2[1], welch(y, fs=fs, nperseg=m)[1])
+        a = rng.normal(size=(int(rng.integers(1, 40)), 21))
+        assert np.array_equal(median_rows(a), np.median(a, axis=0))
         for v in (x, x[: int(rng.integers(1, 14))], np.round(x[:40], 1)):
             s = np.sort(v)
             assert median_sorted(s) == np.median(v)
