@@ -264,7 +264,8 @@ def _signal_part(L: _Lead) -> np.ndarray:
     sec = int(fs)
     blocks = x[: n // sec * sec].reshape(-1, sec)
     rng = blocks.max(1) - blocks.min(1)
-    out[1] = float(rng.std() / (rng.mean() + 1e-6))
+    rng_mean = float(np.add.reduce(rng)) / rng.size
+    out[1] = math.sqrt(var_given_mean(rng, rng_mean)) / (rng_mean + 1e-6)
     xm = x - float(np.add.reduce(x)) / n  # np.mean's operations, without its overhead
     sd = math.sqrt(float(np.add.reduce(xm * xm)) / n)
     out[2] = float(np.add.reduce((xm / sd) ** 4)) / n - 3.0 if sd > 1e-9 else 0.0

@@ -105,10 +105,10 @@ def qrs_widths(ax: np.ndarray, bi: np.ndarray, fs: float) -> np.ndarray:
     win = pad[bi[:, None] + np.arange(2 * hw + 1)[None, :]]  # columns: i - hw .. i + hw
     thr = 0.5 * ax[bi]
     below = win < thr[:, None]
-    left, right = below[:, :hw], below[:, hw:]
-    has_l, has_r = left.any(1), right.any(1)
-    lo = np.where(has_l, bi - hw + (hw - 1 - np.argmax(left[:, ::-1], 1)) + 1, np.maximum(0, bi - hw))
-    hi = np.where(has_r, bi + np.argmax(right, 1), np.minimum(n, bi + hw + 1))
+    rows = np.arange(bi.size)
+    jl, jr = np.argmax(below[:, hw - 1::-1], 1), np.argmax(below[:, hw:], 1)  # nearest sample below, either side
+    lo = np.where(below[rows, hw - 1 - jl], bi - jl, np.maximum(0, bi - hw))
+    hi = np.where(below[rows, hw + jr], bi + jr, np.minimum(n, bi + hw + 1))
     return np.where(thr <= 0, 0.0, (hi - lo) / fs)
 
 
