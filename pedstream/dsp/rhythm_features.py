@@ -81,8 +81,9 @@ import math
 
 import numpy as np
 
-from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction, newest_longest_run,
-                                          percentile_sorted, qrs_widths, sampen_counts, var_given_mean, welch_psd)
+from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction,
+                                          newest_longest_run, percentile_sorted, qrs_widths, sampen_counts,
+                                          var_given_mean, welch_psd)
 from pedstream.dsp.rr_rule import clean_intervals
 
 __all__ = ["ALL_FEATURES", "BEAT_RUN_FEATURES", "CONTEXT_FEATURES", "MODEL_FEATURES", "beat_run_features", "EXTRA_RR_FEATURES", "MORPH_FEATURES", "RR_CONTEXT_FEATURES", "SIGNAL_FEATURES",
@@ -195,7 +196,8 @@ def _extra_part(b: np.ndarray, t_now: float, context_s: float) -> np.ndarray:
         sd2 = math.sqrt(max(0.0, 2.0 * var_given_mean(rr, float(rr.mean())) - sd1 * sd1))
         out[1] = sd1 / sd2 if sd2 > 1e-9 else 0.0
         v = np.sort(rr / med)  # np.histogram's counts (last bin closed)
-        h = np.diff(np.concatenate((v.searchsorted(_HIST_EDGES[:-1], "left"), v.searchsorted(_HIST_EDGES[-1:], "right"))))
+        h = np.diff(np.concatenate((v.searchsorted(_HIST_EDGES[:-1], "left"),
+                                    v.searchsorted(_HIST_EDGES[-1:], "right"))))
         if h.sum():
             q = h[h > 0] / h.sum()
             out[2] = float(-(q * np.log(q)).sum() / math.log(h.size))
@@ -441,5 +443,6 @@ def context_features_multi(beats: np.ndarray, t_now: float, contexts: tuple[floa
     out = {}
     for c in contexts:
         bc = b[b >= t_now - c]
-        out[c] = np.concatenate([_rr_part(bc, t_now, c), sig, _extra_part(bc, t_now, c), morph, runs]).astype(np.float32)
+        parts = [_rr_part(bc, t_now, c), sig, _extra_part(bc, t_now, c), morph, runs]
+        out[c] = np.concatenate(parts).astype(np.float32)
     return out

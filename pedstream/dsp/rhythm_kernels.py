@@ -28,8 +28,8 @@ import numpy as np
 import scipy.fft
 from scipy.signal import ShortTimeFFT, get_window
 
-__all__ = ["band_slice", "longest_run", "median_rows", "median_sorted", "near_fraction", "newest_longest_run", "percentile_sorted",
-           "qrs_widths", "sampen_counts", "var_given_mean", "welch_psd"]
+__all__ = ["band_slice", "longest_run", "median_rows", "median_sorted", "near_fraction", "newest_longest_run",
+           "percentile_sorted", "qrs_widths", "sampen_counts", "var_given_mean", "welch_psd"]
 
 
 @lru_cache(maxsize=32)

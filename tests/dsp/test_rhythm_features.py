@@ -196,7 +196,8 @@ def test_public_parts_equal_their_share_of_the_reference() -> None:
     n_rr, n_sig = len(RR_CONTEXT_FEATURES), len(signal_features(np.zeros(10), 125.0))
     for b, t_now, ctx, x, fs, t0, ref in unpack(dict(np.load(REF)))[::3]:
         assert np.array_equal(rr_context_features(b, t_now, ctx[0]), ref[0][:n_rr])
-        assert np.array_equal(extra_rr_features(b, t_now, ctx[0]), ref[0][n_rr + n_sig: n_rr + n_sig + len(EXTRA_RR_FEATURES)])
+        e0 = n_rr + n_sig
+        assert np.array_equal(extra_rr_features(b, t_now, ctx[0]), ref[0][e0: e0 + len(EXTRA_RR_FEATURES)])
         if x is None:
             continue
         bb = b[b <= t_now]

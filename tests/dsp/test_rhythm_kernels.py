@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import welch
 
-from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction, newest_longest_run,
-                                          percentile_sorted, qrs_widths, sampen_counts, var_given_mean, welch_psd)
+from pedstream.dsp.rhythm_kernels import (band_slice, longest_run, median_rows, median_sorted, near_fraction,
+                                          newest_longest_run, percentile_sorted, qrs_widths, sampen_counts,
+                                          var_given_mean, welch_psd)
 
 
 def test_welch_band_median_percentile_equal_scipy_numpy() -> None:
