@@ -23,7 +23,7 @@ import numpy as np
 
 from pedstream.fileio import write_json
 
-__all__ = ["machine_info", "pct", "summary_ms", "CpuSampler", "rss_mib", "emit", "parse_ints", "repo_root", "command_line",
+__all__ = ["machine_info", "pct", "summary_ms", "CpuSampler", "ThreadCpu", "rss_mib", "emit", "parse_ints", "repo_root", "command_line",
            "LIBRARIES"]
 
 LIBRARIES = ("pedstream", "numpy", "scipy", "onnxruntime", "onnxruntime-gpu", "torch", "pylsl", "mne-lsl",
@@ -159,6 +159,87 @@ class CpuSampler:
         if self._stat is not None and now is not None and len(now) == len(self._stat):
             per_core = [round(100.0 * (b1 - b0) / max(t1 - t0, 1), 1) for (b0, t0), (b1, t1) in zip(self._stat, now)]
         return {"cpu_per_core_pct": per_core, "process_cpu_pct": round(100.0 * proc / wall, 1)}
+
+
+def _ticks(path: str) -> int | None:
+    """utime + stime (clock ticks) of a /proc ``stat`` file (a process or one of its threads)."""
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _descendants(pid: int, skip: set[int]) -> list[int]:
+    """``pid``'s descendant processes (Linux /proc), except ``skip`` and theirs."""
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    except (OSError, ValueError):
+        return []
+    out = []
+    for k in kids:
+        if k not in skip:
+            out += [k, *_descendants(k, skip)]
+    return out
+
+
+def _role(name: str, main: bool) -> str:
+    if main:
+        return "loop"
+    if name.startswith("dsp"):
+        return "dsp"
+    if name.startswith(("ort", "beat", "rhythm")):
+        return "inference"
+    return "other"
+
+
+class ThreadCpu:
+    """CPU time of this process's threads by role between ``start()`` and ``stop()`` (Linux /proc; empty
+    elsewhere), as percentages of one core: ``loop`` (the main thread: the event loop), ``dsp`` (the
+    engine's DSP thread), ``inference`` (the model-call threads, normalisation included), ``other``
+    (other Python threads), ``native`` (threads Python does not know: ONNX Runtime's own pool), and
+    ``children``: the descendant processes (feature or DSP worker processes) except ``skip``.
+
+    Which thread is saturated says more than wall-time shares: a thread that waits for the interpreter
+    lock is busy in wall time but not on a CPU."""
+
+    def __init__(self, skip: Sequence[int] = ()) -> None:
+        self.skip = set(skip)
+
+    def _snap(self) -> dict[str, int]:
+        import threading
+
+        pid = os.getpid()
+        named = {t.native_id: _role(t.name, t is threading.main_thread()) for t in threading.enumerate()}
+        out: dict[str, int] = {}
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            return out
+        for tid in tids:
+            ticks = _ticks(f"/proc/{pid}/task/{tid}/stat")
+            if ticks is not None:
+                role = named.get(tid, "native")
+                out[role] = out.get(role, 0) + ticks
+        for child in _descendants(pid, self.skip):
+            ticks = _ticks(f"/proc/{child}/stat")
+            if ticks is not None:
+                out[f"child:{child}"] = ticks
+        return out
+
+    def start(self) -> "ThreadCpu":
+        self._t, self._s0 = time.perf_counter(), self._snap()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        wall = max(time.perf_counter() - self._t, 1e-9)
+        s1 = self._snap()
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        out: dict[str, float] = {}
+        for key, ticks in s1.items():
+            role = "children" if key.startswith("child:") else key
+            out[role] = out.get(role, 0.0) + (ticks - self._s0.get(key, 0))
+        return {k: round(100.0 * v / hz / wall, 1) for k, v in sorted(out.items())}
 
 
 def rss_mib(pid: int | None = None) -> float | None:

@@ -24,8 +24,12 @@ most one window per stream is still in flight at the end.
 Each N also says what limited it (``bottleneck``, :class:`Bottleneck`), so that whoever sizes a
 ward knows what to add: the event loop's lag (``loop_lag_ms_p99``: ingest, DSP and bookkeeping
 share that one thread), the DSP's share of the wall time on it (``dsp_share``), and the inference
-queue (windows waiting, share of the time every model-call slot was busy); and the CPU per
-stream-second (``cpu_ms_per_stream_s``) and the RSS per stream (``rss_kib_per_stream``). ``max_realtime_streams`` is the largest
+queue (windows waiting, share of the time every model-call slot was busy), the CPU of each thread
+(``thread_cpu_pct``: loop, DSP, inference, ONNX Runtime's native pool, child processes; an event loop
+thread near 100 % is the limit whatever the wall-time shares say, since the other threads wait for
+the interpreter lock it holds); and the CPU per stream-second (``cpu_ms_per_stream_s``: the engine's
+process and its child processes, such as the rhythm layer's feature process; not the MQTT publisher
+or broker) and the RSS per stream (``rss_kib_per_stream``). ``max_realtime_streams`` is the largest
 sustained N; by default the sweep stops after the first N that is not sustained.
 """
 
@@ -40,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pedstream.bench.common import CpuSampler, machine_info, rss_mib
+from pedstream.bench.common import CpuSampler, ThreadCpu, machine_info, rss_mib
 from pedstream.bench.mosquitto import Mosquitto
 
 __all__ = ["engine_bench", "capacity_one", "start_offsets", "RECORD", "CountingQueue", "MemoryRecord", "plot_latency", "replay_plans"]
@@ -151,7 +155,7 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
                     await asyncio.sleep(0.05)
                 ready = len(q.samples)
                 cpu = CpuSampler().start()
-                seen = Bottleneck(eng).start()
+                seen = Bottleneck(eng, skip=[p.pid for p in (publisher, broker and broker.proc) if p is not None]).start()
                 t0 = time.perf_counter()
                 base = sum(q.samples.values())
                 await asyncio.sleep(seconds)  # the measurement period of a real-time run
@@ -188,7 +192,8 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
             "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]), "batch_mean": _r(s["batch_mean"]),
             "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
             "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "rss_kib_per_stream": round(rss * 1024 / max(1, n)),
-            "cpu_ms_per_stream_s": round(10.0 * usage["process_cpu_pct"] / max(1, n), 3),
+            "cpu_ms_per_stream_s": round(10.0 * (usage["process_cpu_pct"] + limits["thread_cpu_pct"].get("children", 0.0))
+                                         / max(1, n), 3),
             **limits, "rhythm_calls": None if eng.rhythm is None else eng.rhythm.calls, "sustained": sustained}
 
 
@@ -196,10 +201,12 @@ class Bottleneck:
     """What limited a run, sampled on the engine's loop every ``period_s``: the loop's lag (how late
     a timer fires: ingest, DSP and bookkeeping keep the loop busy), the inference queue (windows
     waiting for the model, batches in flight) and the DSP's share of the wall time (in the engine's
-    loop: ``Engine.dsp_s``)."""
+    loop: ``Engine.dsp_s``), and the CPU of each of the engine's threads (:class:`ThreadCpu`: a thread
+    busy in wall time but not on a CPU waits for the interpreter lock that another one holds)."""
 
-    def __init__(self, eng: Any, period_s: float = 0.05) -> None:
+    def __init__(self, eng: Any, period_s: float = 0.05, skip: Sequence[int] = ()) -> None:
         self.eng, self.period_s = eng, period_s
+        self.threads = ThreadCpu(skip)
         self.lags: list[float] = []
         self.pending: list[int] = []
         self.inflight: list[int] = []
@@ -210,6 +217,7 @@ class Bottleneck:
         b = self.eng.batcher
         self._ms0 = sum(b.infer_ms), len(b.infer_ms)
         self._task = asyncio.ensure_future(self._run())
+        self.threads.start()
         return self
 
     async def _run(self) -> None:
@@ -233,10 +241,14 @@ class Bottleneck:
         pend = sum(self.pending) / max(1, len(self.pending))
         busy = sum(1 for k in self.inflight if k) / max(1, len(self.inflight))
         full = sum(1 for k in self.inflight if k >= max(1, getattr(b, "inflight", 1))) / max(1, len(self.inflight))
+        threads = self.threads.stop()
         if p99 > 250.0 or dsp > 0.6:  # the loop or the DSP cannot keep up: more cores (DSP workers) or fewer streams
             threaded = getattr(self.eng, "_dsp_pool", None) is not None
-            what = (("DSP (its thread)" if threaded else "DSP on the event loop") if dsp >= 0.4
-                    else "event loop (ingest and bookkeeping)")
+            if threads.get("loop", 0.0) >= 85.0:  # the loop's thread holds the interpreter: the DSP thread waits for it
+                what = "event loop thread (its CPU: sources, ingest, bookkeeping)"
+            else:
+                what = (("DSP (its thread)" if threaded else "DSP on the event loop") if dsp >= 0.4
+                        else "event loop (ingest and bookkeeping)")
         elif full > 0.8 or pend > cap:
             what = "inference (windows wait for the model)"
         else:
@@ -244,7 +256,7 @@ class Bottleneck:
         return {"loop_lag_ms_p50": round(lags[len(lags) // 2], 1), "loop_lag_ms_p99": round(p99, 1),
                 "loop_lag_ms_max": round(lags[-1], 1), "dsp_share": round(dsp, 3),
                 "inference_pending_mean": round(pend, 1), "inference_busy_share": round(busy, 3),
-                "inference_all_slots_busy_share": round(full, 3), "bottleneck": what}
+                "inference_all_slots_busy_share": round(full, 3), "thread_cpu_pct": threads, "bottleneck": what}
 
 
 def _r(x: float | None) -> float | None:
@@ -310,6 +322,7 @@ def engine_bench(cfg: Any, *, model: Path, source: str, streams: Sequence[int], 
             log(f"         bottleneck: {r['bottleneck']} (loop lag p99 {r['loop_lag_ms_p99']} ms, DSP {100 * r['dsp_share']:.0f} % "
                 f"of the time, inference busy {100 * r['inference_busy_share']:.0f} %, all {getattr(cfg.stream, 'inference_inflight', 1)} "
                 f"slots busy {100 * r['inference_all_slots_busy_share']:.0f} %, {r['inference_pending_mean']} windows waiting)")
+            log("         CPU by thread (% of one core): " + ", ".join(f"{k} {v:g}" for k, v in r["thread_cpu_pct"].items()))
             if stop_at_first_failure and not r["sustained"]:
                 break
     finally:

@@ -70,6 +70,7 @@ def test_engine_quick(tmp_path: Path, source: str) -> None:
             "rss_mib", "windows", "windows_expected"} <= set(row)
     assert row["streams"] == 2 and row["streams_seen"] == 2
     assert row["realtime_ratio"] > 0 and row["rss_mib"] > 0
+    assert row["thread_cpu_pct"]["loop"] > 0  # the event loop's thread ran the source and the ingest
     assert r["max_realtime_streams"] == (2 if row["sustained"] else 0)
     if row["sustained"]:
         assert row["dropped"] == 0 and row["e2e_ms_p99"] < 1250
@@ -84,6 +85,36 @@ def test_engine_quick_with_the_rhythm_layer(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     (row,) = r["results"]
     assert row["rhythm_calls"] > 0 and row["windows"] > 0
+    assert "children" in row["thread_cpu_pct"]  # the feature process is counted in the engine's CPU
+
+
+def test_thread_cpu_counts_each_thread_under_its_role() -> None:
+    """ThreadCpu: a busy thread named like the engine's DSP thread is counted as ``dsp``, not ``loop``."""
+    import threading
+    import time
+
+    from pedstream.bench.common import ThreadCpu
+
+    stop = threading.Event()
+    started = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        t_end = time.perf_counter() + 30.0  # bounded
+        while not stop.is_set() and time.perf_counter() < t_end:
+            sum(range(1000))
+
+    th = threading.Thread(target=spin, name="dsp_test")
+    th.start()
+    started.wait(10)
+    tc = ThreadCpu().start()
+    t_end = time.perf_counter() + 0.5
+    while time.perf_counter() < t_end:  # CPU time for the snapshots to see (both threads share the interpreter)
+        sum(range(1000))
+    out = tc.stop()
+    stop.set()
+    th.join(10)
+    assert out["dsp"] > 5 and out["loop"] > 5 and set(out) <= {"loop", "dsp", "inference", "other", "native", "children"}
 
 
 def test_ingest_quick(tmp_path: Path) -> None:
