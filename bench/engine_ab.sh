@@ -3,6 +3,8 @@
 # base = a commit from before (default 975d5c8), unpacked into a temporary folder and run with PYTHONPATH;
 # new = this checkout. For each stream count, base then new (the same idle machine, the same settings).
 # Usage: bench/engine_ab.sh [BASE_COMMIT] [STREAMS...]   (default: 975d5c8 200 300 400)
+# Environment: NEW_SET="a.b=1 c.d=2" adds those --set overrides to the new version's runs only (a setting
+# the base does not have), and TAG=name writes ab_{base,new}_NAME_N.json instead.
 # Results: bench/results/engine_pipeline/ab_{base,new}_N.json; the bench's table on stdout.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,11 +19,13 @@ git -C "$ROOT" archive "$BASE" | tar -x -C "$TMP/base"
 CLI='from pedstream.cli import main; main()'
 cd "$TMP"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+SETS=()
+for kv in ${NEW_SET:-}; do SETS+=(--set "$kv"); done
 for n in $COUNTS; do
   for v in base new; do
-    src="$TMP/base"; [ "$v" = new ] && src="$ROOT"
-    echo "== $v, $n streams (load $(cut -d' ' -f1 /proc/loadavg))"
-    PYTHONPATH="$src" "$PY" -c "$CLI" bench engine --source replay --streams "$n" --seconds 20 \
-      --json "$OUT/ab_${v}_$n.json"
+    src="$TMP/base"; extra=(); [ "$v" = new ] && { src="$ROOT"; extra=("${SETS[@]}"); }
+    echo "== $v, $n streams (load $(cut -d' ' -f1 /proc/loadavg)) ${extra[*]}"
+    PYTHONPATH="$src" "$PY" -c "$CLI" bench engine "${extra[@]}" --source replay --streams "$n" --seconds 20 \
+      --json "$OUT/ab_${v}${TAG:+_$TAG}_$n.json"
   done
 done
