@@ -326,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     fixed += (f" --features {a.features}" if a.features != "model" else "") + "".join(f" --set {s}" for s in a.set)
     res: dict = {"command": "nice -n 10 .venv/bin/python bench/rhythm_context_cv.py" + (" --quick" if a.quick else "") + fixed,
                  "features": list(feature_set(a.features)),
-                 "alarm_settings": {"vt_run_beats": cfg.rhythm_context.vt_run_beats,
-                                    "vt_run_corr": cfg.rhythm_context.vt_run_corr},
+                 "alarm_settings": {k: getattr(cfg.rhythm_context, k) for k in (
+                     "vt_run_beats", "vt_run_corr", "vt_run_min_rate_bpm", "vt_run_max_artefact_p", "one_ventricular",
+                     "refractory_s", "asystole_max_amp_mv", "af_rr_confirm")},
                  "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
                  "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
                  "chosen": {"context_s": ctx, "weights": wmode, "features": list(feature_set(a.features))},
@@ -380,7 +381,9 @@ def render(r: dict) -> str:
           + (" (fixed beforehand: the model form and feature set by `variants.md`)." if "--context" in r["command"] else ".")
           + f" Features: {len(r.get('features', [])) or 31}."
           + (f" Alarm logic: VT fast path {r['alarm_settings']['vt_run_beats']} beats, correlation < "
-             f"{r['alarm_settings']['vt_run_corr']:g} (0 = off)." if r.get("alarm_settings") else ""), "",
+             f"{r['alarm_settings']['vt_run_corr']:g} (0 = off)" + "".join(
+                 f", {k} = {v}" for k, v in r["alarm_settings"].items() if k not in ("vt_run_beats", "vt_run_corr"))
+             + " (`[rhythm_context]`, `false_alarms.md`)." if r.get("alarm_settings") else ""), "",
           "## CinC 2017, stratified 5-fold CV (one call per recording)", "",
           "| method | challenge F1 | F1 N | F1 AF | F1 other | F1 noisy |", "|---|---|---|---|---|---|"]
     for m in ("model", "rr_rule"):

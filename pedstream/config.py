@@ -619,10 +619,10 @@ class RhythmContextSection(_Section):
     asystole_s: float = Field(4.0, ge=2.0, le=10.0)  # no QRS this long with a readable signal: asystole alarm
     vt_run_beats: int = Field(3, ge=0, le=20)  # VT fast path: a run of this many ventricular-like beats > 100 bpm raises vt at once (0 = off)
     vt_run_corr: Literal[0.5, 0.7] = 0.7  # QRS-template correlation below which a beat is ventricular-like (feature vt_run_70 / vt_run_50)
-    one_ventricular: bool = False  # one ventricular alarm at a time: no VT onset while VF is on; VF onset ends an active VT alarm
+    one_ventricular: Literal["off", "hold", "escalate"] = "off"  # hold: no VT onset while VF is on; escalate: also a VF onset ends an active VT alarm
     refractory_s: float = Field(0.0, ge=0, le=600)  # after an alarm ends, the same class is not raised again for this long (0 = off)
-    vt_run_max_artefact_p: float = Field(1.0, gt=0, le=1)  # VT fast path only while p(artefact) < this (1 = no gate)
-    vt_run_min_rate_bpm: float = Field(0.0, ge=0, le=300)  # VT fast path only when the run's mean rate is at least this (0 = no gate)
+    vt_run_max_artefact_p: float = Field(0.15, gt=0, le=1)  # VT fast path only while p(artefact) < this (1 = no gate)
+    vt_run_min_rate_bpm: float = Field(150.0, ge=0, le=300)  # VT fast path only when the run's mean rate is at least this (0 = no gate)
     asystole_max_amp_mv: float = Field(0.0, ge=0, le=20)  # asystole from the beats only when the lead's range is at most this, mV (0 = no gate)
     af_rr_confirm: bool = False  # af_afl goes on only at a call where the RR-irregularity rule also says AF
     onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}

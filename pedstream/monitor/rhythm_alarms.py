@@ -25,10 +25,10 @@ the newest QRS (s) and whether the lead is readable. Rules, in this order:
 False-alarm rules (each off at its constructor default; ``[rhythm_context]`` sets them, chosen by nested
 record-wise CV in ``bench/rhythm_context_false_alarms.py``):
 
-- **one ventricular alarm** (``one_ventricular``): while ``vf`` is on, ``vt`` is not raised (the VF alarm
-  already covers the ventricular arrhythmia); a ``vf`` onset while ``vt`` is on ends the VT alarm
-  (``alarm_off vt``) and raises VF (escalation). Both are ordinary alarm episodes for the scorer: the VT
-  alarm ends where VF begins, nothing is relabelled after the fact.
+- **one ventricular alarm** (``one_ventricular``): ``"hold"``: while ``vf`` is on, ``vt`` is not raised (the
+  VF alarm already covers the ventricular arrhythmia); ``"escalate"``: that, and a ``vf`` onset while ``vt`` is
+  on ends the VT alarm (``alarm_off vt``) as VF goes on; ``"off"``: both may be on. They are ordinary alarm
+  episodes for the scorer: an escalated VT alarm ends where VF begins, nothing is relabelled after the fact.
 - **re-alarm refractory time** (``refractory_s``): after an alarm of a class ends, the same class is not
   raised again for this long (counted in calls of ``hop_s``); its onset evidence keeps counting, so it goes on
   at the first call after the refractory time when the evidence is still there.
@@ -62,10 +62,12 @@ VT_RUN_RECENT_S = 3.0  # a beat run counts for the VT fast path while its last b
 class RhythmAlarmLogic:
     def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
                  offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25,
-                 one_ventricular: bool = False, refractory_s: float = 0.0, vt_run_max_artefact_p: float = 1.0,
+                 one_ventricular: str = "off", refractory_s: float = 0.0, vt_run_max_artefact_p: float = 1.0,
                  vt_run_min_rate_bpm: float = 0.0, asystole_max_amp_mv: float = 0.0, af_rr_confirm: bool = False) -> None:
         self.classes = list(classes)
-        self.one_ventricular = bool(one_ventricular)
+        if one_ventricular not in ("off", "hold", "escalate"):
+            raise ValueError(f"one_ventricular must be 'off', 'hold' or 'escalate', not {one_ventricular!r}")
+        self.one_ventricular = one_ventricular
         self.refractory_calls = int(np.ceil(float(refractory_s) / float(hop_s) - 1e-9)) if refractory_s > 0 else 0
         self.vt_run_max_artefact_p = float(vt_run_max_artefact_p)
         self.vt_run_min_rate_bpm = float(vt_run_min_rate_bpm)
@@ -81,7 +83,7 @@ class RhythmAlarmLogic:
         self.priorities.setdefault("asystole", priorities.get("asystole", "high"))
         self.onset = {c: int(onset_calls.get(c, 3)) for c in self.classes}
         self.watch = [c for c in self.classes if self.priorities[c] != "none" and c not in ("asystole", "artefact")]
-        if self.one_ventricular and "vf" in self.watch and "vt" in self.watch:  # VF first: a VT onset at the same call is held
+        if self.one_ventricular != "off" and "vf" in self.watch and "vt" in self.watch:  # VF first: a VT onset at the same call is held
             self.watch.remove("vf")
             self.watch.insert(self.watch.index("vt"), "vf")
         self._idx = {c: i for i, c in enumerate(self.classes)}
@@ -148,9 +150,9 @@ class RhythmAlarmLogic:
             hold = self._refractory(c)
             if c == "af_afl" and self.af_rr_confirm and not rr_af:
                 hold = True
-            if self.one_ventricular and c == "vt" and "vf" in self.active:
+            if self.one_ventricular != "off" and c == "vt" and "vf" in self.active:
                 hold = True
-            if self.one_ventricular and c == "vf" and "vt" in self.active and "vf" not in self.active:
+            if self.one_ventricular == "escalate" and c == "vf" and "vt" in self.active and "vf" not in self.active:
                 before = len(out)
                 self._hyst(c, float(p[self._idx[c]]), not quiet, out, hold=hold)
                 if len(out) > before:  # VF raised: the VT alarm ends there (escalation)

@@ -80,18 +80,19 @@ def test_vt_fast_path_from_a_beat_run_at_once() -> None:
 
 def rules_logic(**rules: object) -> RhythmAlarmLogic:
     """The configured logic with ``[rhythm_context]`` overrides (the false-alarm rules off unless given)."""
-    off = {"one_ventricular": "false", "refractory_s": "0.0", "vt_run_max_artefact_p": "1.0",
+    off = {"one_ventricular": '"off"', "refractory_s": "0.0", "vt_run_max_artefact_p": "1.0",
            "vt_run_min_rate_bpm": "0.0", "asystole_max_amp_mv": "0.0", "af_rr_confirm": "false", "vt_run_beats": "3"}
-    sets = {**off, **{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in rules.items()}}
+    sets = {**off, **{k: str(v).lower() if isinstance(v, bool) else f'"{v}"' if isinstance(v, str) else str(v)
+                      for k, v in rules.items()}}
     rc = load_config(overrides=[f"rhythm_context.{k}={v}" for k, v in sets.items()]).rhythm_context
     return RhythmAlarmLogic.from_section(rc, classes=CLASSES, hop_s=1.25)
 
 
 def test_from_section_reads_every_rule() -> None:
-    lg = rules_logic(one_ventricular=True, refractory_s=10.0, vt_run_max_artefact_p=0.3, vt_run_min_rate_bpm=130.0,
+    lg = rules_logic(one_ventricular="hold", refractory_s=10.0, vt_run_max_artefact_p=0.3, vt_run_min_rate_bpm=130.0,
                      asystole_max_amp_mv=1.5, af_rr_confirm=True)
     assert (lg.one_ventricular, lg.refractory_calls, lg.vt_run_max_artefact_p, lg.vt_run_min_rate_bpm,
-            lg.asystole_max_amp_mv, lg.af_rr_confirm) == (True, 8, 0.3, 130.0, 1.5, True)
+            lg.asystole_max_amp_mv, lg.af_rr_confirm) == ("hold", 8, 0.3, 130.0, 1.5, True)
 
 
 def mixed(**probs: float) -> np.ndarray:
@@ -103,21 +104,21 @@ def mixed(**probs: float) -> np.ndarray:
 
 
 def test_one_ventricular_alarm_no_vt_while_vf_and_vf_escalates_vt() -> None:
-    for rule, want in ((False, [("alarm_on", "vt", "high", 2)]), (True, [])):
+    for rule, want in (("off", [("alarm_on", "vt", "high", 2)]), ("hold", []), ("escalate", [])):
         lg = rules_logic(one_ventricular=rule)
         lg.step(p("vf"), since_beat_s=0.3, readable=True)
         assert lg.step(p("vf"), since_beat_s=0.3, readable=True) == [("alarm_on", "vf", "high", 2)]
         lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True)
         assert lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True) == want
-    lg = rules_logic(one_ventricular=True)
-    for _ in range(2):
-        lg.step(p("vt"), since_beat_s=0.3, readable=True)
-    assert lg.active == {"vt"}
-    lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True)
-    assert lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True) == [
-        ("alarm_off", "vt", "high", 0), ("alarm_on", "vf", "high", 2)]  # escalation: VT ends where VF begins
-    assert lg.active == {"vf"}
-    both = rules_logic(one_ventricular=True)  # both onsets complete at the same call: VF only
+    for rule, want in (("hold", [("alarm_on", "vf", "high", 2)]),
+                       ("escalate", [("alarm_off", "vt", "high", 0), ("alarm_on", "vf", "high", 2)])):
+        lg = rules_logic(one_ventricular=rule)
+        for _ in range(2):
+            lg.step(p("vt"), since_beat_s=0.3, readable=True)
+        assert lg.active == {"vt"}
+        lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True)
+        assert lg.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True) == want  # escalate: VT ends where VF begins
+    both = rules_logic(one_ventricular="hold")  # both onsets complete at the same call: VF only
     for _ in range(2):
         out = both.step(mixed(vt=0.5, vf=0.5), since_beat_s=0.3, readable=True)
     assert out == [("alarm_on", "vf", "high", 2)]
