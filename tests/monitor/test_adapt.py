@@ -332,3 +332,19 @@ def test_the_prematurity_limit_follows_an_irregular_patients_own_normal_rr(table
 def test_a_wrong_prematurity_setting_is_refused(fields):
     with pytest.raises(ValueError, match="premature"):
         AdaptSettings(**fields)
+
+
+def test_the_prematurity_rule_adapts_only_the_stream_whose_normal_beats_are_labelled(tables):
+    """Two streams of the same 220 excerpt: N labels on bed1 make its premature beats S; bed2, unlabelled,
+    keeps the population call of every beat."""
+    tab = tables["220"]
+    bl = BeatLabels(classes=CLASSES, scale=tab.x.std(axis=0),
+                    settings=AdaptSettings(k=1, classes="labelled", premature=0.65, premature_margin=0.8))
+    for sid in ("bed1", "bed2"):
+        bl.add_stream(sid)
+        _observe(bl, sid, tab)
+    first_n = tab.t[(tab.t < 30.0) & (tab.y == 0)]
+    bl.label("bed1", [(float(t), "N") for t in first_n], who="dr.a")
+    s_beats = tab.x[tab.y == 1]
+    calls = {sid: [int(bl.adjust(sid, f, P_POP).argmax()) for f in s_beats] for sid in ("bed1", "bed2")}
+    assert np.mean(np.asarray(calls["bed1"]) == 1) > 0.7 and calls["bed2"] == [0] * len(s_beats)
