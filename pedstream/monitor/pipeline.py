@@ -55,7 +55,8 @@ from pedstream.monitor.feedtypes import Arrivals, FeedResult, Quality, Staged
 from pedstream.events import ReadyStrip, StripRequest
 from pedstream.events import Chunk, StreamInfo
 
-__all__ = ["ring_capacity", "Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels"]
+__all__ = ["ring_capacity", "Quality", "Arrivals", "FeedResult", "Staged", "StripRequest", "ReadyStrip", "StreamPipeline", "stream_channels",
+           "stream_clock"]
 
 N_CH = len(CANONICAL_CHANNELS)
 N_ECG = len(ECG_CHANNELS)
@@ -572,3 +573,9 @@ class StreamPipeline:
     def flush_strips(self) -> list[ReadyStrip]:
         """Strips still waiting for post-onset data, cut with what there is (at shutdown)."""
         return self._ready_strips(force=True)
+
+
+def stream_clock(pipe: StreamPipeline) -> str:
+    """Whose clock the stream's timestamps are on: the stream's ``meta["clock"]`` if it says, else its source kind."""
+    meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
+    return str(meta.get("clock") or pipe.info.source)
