@@ -115,6 +115,8 @@ def bench_engine(cfg: Any, source: str, streams: str, seconds: float, providers:
     result["command"] = _command()
     emit(result, title=f"pedstream bench engine (--source {source})", json_path=json_path, rows=result["results"],
          notes=[f"max real-time streams: {result['max_realtime_streams']}"
+                + (f" ({result['max_realtime_streams'] / cores:g} per core of this machine's {cores})"
+                   if (cores := result["machine"].get("cores")) else "")
                 + (f"; plot {png}" if png is not None else "")],
          columns=[("streams", "streams"), ("sustained", "sustained"), ("realtime_ratio", "real-time"),
                   ("windows", "windows"), ("dropped", "dropped"), ("e2e_ms_p50", "e2e p50 ms"),
