@@ -335,8 +335,9 @@ NOTES = ["Shipped: the VT fast path gates of the chosen setting. Not shipped: it
          "bench/rhythm_context_cv.py --context 30 --weights balanced`). There, with vfdb left out of training, the gates "
          "cost more VT episodes (38 -> 27 of 93, time to alarm p95 17.7 -> 41.0 s) than in the record-wise CV (80 -> 77): "
          "the artefact gate reads the model's p(artefact), which differs for a model that never saw the database (a "
-         "held-out check, not used for the choice). `alarms.md`, `vt.md`, `misses.md`, `variants*.md`, `ensemble.md` and "
-         "`check_iaf1_afw.json` were made with the rules off (the logic before them).", ""]
+         "held-out check, not used for the choice). `alarms.md` (`bench/rhythm_context_alarms.py`) is regenerated with it "
+         "too (its decision unchanged); `vt.md`, `misses.md`, `variants*.md`, `ensemble.md` and `check_iaf1_afw.json` were "
+         "made with the rules off (the logic before them).", ""]
 
 
 def render(r: dict) -> str:
