@@ -117,6 +117,55 @@ def start_offsets(n: int, hop_s: float, *, aligned: bool) -> list[float] | None:
     return None if aligned else [hop_s * k / n for k in range(n)]
 
 
+def _source(cfg: Any, q: "CountingQueue", n: int, seconds: float, *, source: str, broker: Mosquitto | None,
+            aligned: bool) -> tuple[Any, subprocess.Popen | None]:
+    """The engine's source of N streams, and for MQTT the publisher process feeding the broker."""
+    if source == "replay":
+        from pedstream.transports.replay import ReplaySource
+
+        return ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True,
+                            offsets=start_offsets(n, cfg.segments.hop_s, aligned=aligned)), None
+    from pedstream.transports.mqtt.source import MQTTSource
+
+    assert broker is not None
+    src = MQTTSource(cfg.mqtt, events=q, host=broker.host, port=broker.port, max_streams=n + 16,
+                     max_queued_messages=max(10_000, 40 * n))
+    publisher = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host",
+                                  broker.host, "--port", str(broker.port), "--streams", str(n),
+                                  "--seconds", str(seconds), "--loop", "--prefix", cfg.mqtt.topic_prefix,
+                                  "--chunk-ms", str(cfg.replay.chunk_ms),
+                                  "--bundle-bytes", str(cfg.replay.mqtt_bundle_bytes),
+                                  "--spread-s", str(0.0 if aligned else cfg.segments.hop_s)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return src, publisher
+
+
+def _stop(publisher: subprocess.Popen | None) -> None:
+    if publisher is not None:
+        publisher.terminate()
+        try:
+            publisher.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            publisher.kill()
+            publisher.wait(timeout=5)
+
+
+async def _measure(eng: Any, q: "CountingQueue", n: int, seconds: float, skip: list[int]) -> dict[str, Any]:
+    """Once every stream delivers (a bounded wait), ``seconds`` of the running engine: what it used and saw."""
+    deadline = time.monotonic() + 30.0 + n / 10.0
+    while len(q.samples) < n and time.monotonic() < deadline:  # bounded wait: every stream delivering
+        await asyncio.sleep(0.05)
+    ready = len(q.samples)
+    cpu = CpuSampler().start()
+    seen = Bottleneck(eng, skip=skip).start()
+    t0 = time.perf_counter()
+    base = sum(q.samples.values())
+    await asyncio.sleep(seconds)  # the measurement period of a real-time run
+    wall = time.perf_counter() - t0
+    delivered = sum(q.samples.values()) - base
+    return {"ready": ready, "wall": wall, "delivered": delivered, "usage": cpu.stop(), "limits": seen.stop()}
+
+
 async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source: str = "replay",
                        broker: Mosquitto | None = None, aligned: bool = False) -> dict[str, Any]:
     """Run N streams for ``seconds`` through the engine; the figures of the module docstring."""
@@ -125,53 +174,22 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
     from pedstream.monitor.engine import Engine
 
     q = CountingQueue()
-    publisher: subprocess.Popen | None = None
-    if source == "replay":
-        from pedstream.transports.replay import ReplaySource
-
-        src: Any = ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True,
-                                offsets=start_offsets(n, cfg.segments.hop_s, aligned=aligned))
-    else:
-        from pedstream.transports.mqtt.source import MQTTSource
-
-        assert broker is not None
-        src = MQTTSource(cfg.mqtt, events=q, host=broker.host, port=broker.port,
-                                     max_streams=n + 16, max_queued_messages=max(10_000, 40 * n))
-        publisher = subprocess.Popen([sys.executable, "-m", "pedstream.bench.publish", "--to", "mqtt", "--host",
-                                      broker.host, "--port", str(broker.port), "--streams", str(n),
-                                      "--seconds", str(seconds), "--loop", "--prefix", cfg.mqtt.topic_prefix,
-                                      "--chunk-ms", str(cfg.replay.chunk_ms),
-                                      "--bundle-bytes", str(cfg.replay.mqtt_bundle_bytes),
-                                      "--spread-s", str(0.0 if aligned else cfg.segments.hop_s)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    fs = cfg.signal.fs
+    src, publisher = _source(cfg, q, n, seconds, source=source, broker=broker, aligned=aligned)
+    skip = [p.pid for p in (publisher, broker and broker.proc) if p is not None]
     try:
         with tempfile.TemporaryDirectory() as tmp:
             eng = Engine(cfg=cfg, session=session, sources=[src], alarms_dir=Path(tmp),
                          rhythm_model="default" if cfg.rhythm_context.enabled else None)  # --set rhythm_context.enabled=true
             async with eng:
-                deadline = time.monotonic() + 30.0 + n / 10.0
-                while len(q.samples) < n and time.monotonic() < deadline:  # bounded wait: every stream delivering
-                    await asyncio.sleep(0.05)
-                ready = len(q.samples)
-                cpu = CpuSampler().start()
-                seen = Bottleneck(eng, skip=[p.pid for p in (publisher, broker and broker.proc) if p is not None]).start()
-                t0 = time.perf_counter()
-                base = sum(q.samples.values())
-                await asyncio.sleep(seconds)  # the measurement period of a real-time run
-                wall = time.perf_counter() - t0
-                delivered = sum(q.samples.values()) - base
-                usage = cpu.stop()
-                limits = seen.stop()
+                m = await _measure(eng, q, n, seconds, skip)
                 rss = (rss_mib() or 0.0) + _children_rss(os.getpid(), {publisher.pid} if publisher else set())
     finally:
-        if publisher is not None:
-            publisher.terminate()
-            try:
-                publisher.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                publisher.kill()
-                publisher.wait(timeout=5)
+        _stop(publisher)
+    return _figures(cfg, eng, q, n, m, rss)
+
+
+def _figures(cfg: Any, eng: Any, q: "CountingQueue", n: int, m: dict[str, Any], rss: float) -> dict[str, Any]:
+    """The result row of one N (see the module docstring)."""
     s = eng.summary()
     hop_ms = cfg.segments.hop_s * 1000
     try:  # windows that the delivered samples make complete (the first starts after the filters settle)
@@ -180,20 +198,22 @@ async def capacity_one(cfg: Any, session: Any, n: int, seconds: float, *, source
         first = 0
     expected = sum(max(0, (got - first - eng.window) // eng.hop + 1) for got in q.samples.values())
     behind = expected - s["windows_classified"] - s["dropped_windows"]
-    ratio = delivered / (n * fs * wall)
+    ratio = m["delivered"] / (n * cfg.signal.fs * m["wall"])
     p99 = s["e2e_latency_ms_p99"]
     sustained = bool(ratio > 0.9 and s["dropped_windows"] == 0 and p99 is not None and p99 < hop_ms
                      and behind <= n and len(q.samples) >= n)
+    usage, limits = m["usage"], m["limits"]
     per_core = usage["cpu_per_core_pct"]
-    return {"streams": n, "streams_seen": len(q.samples), "streams_ready_at_start": ready, "seconds": round(wall, 1),
-            "windows": s["windows_classified"], "windows_expected": expected, "windows_behind": behind,
-            "realtime_ratio": round(ratio, 3), "dropped": s["dropped_windows"],
-            "dropped_samples": s.get("dropped_samples"), "rejected_messages": s.get("rejected_messages"), "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]),
-            "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]), "batch_mean": _r(s["batch_mean"]),
-            "cpu_per_core_pct": per_core, "cpu_total_pct": round(sum(per_core), 1) if per_core else None,
-            "process_cpu_pct": usage["process_cpu_pct"], "rss_mib": round(rss, 1), "rss_kib_per_stream": round(rss * 1024 / max(1, n)),
-            "cpu_ms_per_stream_s": round(10.0 * (usage["process_cpu_pct"] + limits["thread_cpu_pct"].get("children", 0.0))
-                                         / max(1, n), 3),
+    cpu_pct = usage["process_cpu_pct"] + limits["thread_cpu_pct"].get("children", 0.0)
+    return {"streams": n, "streams_seen": len(q.samples), "streams_ready_at_start": m["ready"],
+            "seconds": round(m["wall"], 1), "windows": s["windows_classified"], "windows_expected": expected,
+            "windows_behind": behind, "realtime_ratio": round(ratio, 3), "dropped": s["dropped_windows"],
+            "dropped_samples": s.get("dropped_samples"), "rejected_messages": s.get("rejected_messages"),
+            "e2e_ms_p50": _r(s["e2e_latency_ms_p50"]), "e2e_ms_p99": _r(p99), "inference_ms_p50": _r(s["inference_ms_p50"]),
+            "batch_mean": _r(s["batch_mean"]), "cpu_per_core_pct": per_core,
+            "cpu_total_pct": round(sum(per_core), 1) if per_core else None, "process_cpu_pct": usage["process_cpu_pct"],
+            "rss_mib": round(rss, 1), "rss_kib_per_stream": round(rss * 1024 / max(1, n)),
+            "cpu_ms_per_stream_s": round(10.0 * cpu_pct / max(1, n), 3),
             **limits, "rhythm_calls": None if eng.rhythm is None else eng.rhythm.calls, "sustained": sustained}
 
 
