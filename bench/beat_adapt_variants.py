@@ -28,8 +28,8 @@ each labelled class's nearest beat (tau 2, mix 0.8, labelled classes), "nearest"
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/beat_adapt_variants.py
 
-Writes bench/results/beat_cv/adapt_variants.json and .md (about 15 minutes on one shared core, 5 with the
-fold models cached).
+Writes bench/results/beat_cv/adapt_variants.json and .md (about 8 minutes on one shared core, the retrained
+fold models cached after the first run).
 """
 
 from __future__ import annotations
