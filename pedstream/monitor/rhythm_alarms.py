@@ -125,11 +125,11 @@ class RhythmAlarmLogic:
         self._since_off[c] = 0
 
     def step(self, probs: np.ndarray, *, since_beat_s: float, readable: bool, vt_run: float = 0.0,
-             vt_run_end_s: float = float("inf"), vt_run_len_s: float = 0.0, vt_run_rate_bpm: float = 0.0,
+             vt_run_end_s: float = float("inf"), vt_run_len_s: float = 0.0, vt_run_rate_bpm: float | None = None,
              amp_mv: float = 0.0, rr_af: bool | None = None) -> list[Transition]:
         """One call's transitions. ``vt_run`` / ``vt_run_end_s`` / ``vt_run_len_s`` / ``vt_run_rate_bpm``: the
         longest run of ventricular-like fast beats in the lead, the age of its last beat, its length and mean rate
-        (the VT fast path; ignored when ``vt_run_beats`` is 0). ``amp_mv``: the lead's peak-to-peak range over the
+        (the VT fast path; ignored when ``vt_run_beats`` is 0; a rate of None, not known, is not gated). ``amp_mv``: the lead's peak-to-peak range over the
         signal window (the asystole gate). ``rr_af``: the RR rule's AF decision on the context's beats (None: not
         computed, which with ``af_rr_confirm`` holds AF back)."""
         out: list[Transition] = []
@@ -145,7 +145,8 @@ class RhythmAlarmLogic:
         self._asystole(no_qrs, float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
         p_art = float(p[self._idx["artefact"]]) if "artefact" in self._idx else 0.0
         run = (self.vt_run_beats > 0 and vt_run >= self.vt_run_beats and vt_run_end_s <= VT_RUN_RECENT_S
-               and readable and p_art < self.vt_run_max_artefact_p and vt_run_rate_bpm >= self.vt_run_min_rate_bpm)
+               and readable and p_art < self.vt_run_max_artefact_p
+               and (vt_run_rate_bpm is None or vt_run_rate_bpm >= self.vt_run_min_rate_bpm))
         for c in self.watch:
             hold = self._refractory(c)
             if c == "af_afl" and self.af_rr_confirm and not rr_af:

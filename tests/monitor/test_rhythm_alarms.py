@@ -156,6 +156,8 @@ def test_vt_fast_path_artefact_and_rate_gates() -> None:
     assert fast_run(rules_logic(), p("sinus"), 120.0) == [("alarm_on", "vt", "high", 2)]
     assert fast_run(rules_logic(vt_run_min_rate_bpm=130.0), p("sinus"), 120.0) == []
     assert fast_run(rules_logic(vt_run_min_rate_bpm=130.0), p("sinus"), 140.0) == [("alarm_on", "vt", "high", 2)]
+    assert rules_logic(vt_run_min_rate_bpm=130.0).step(p("sinus"), since_beat_s=0.3, readable=True, vt_run=4,
+                                                       vt_run_end_s=0.3) == [("alarm_on", "vt", "high", 1)]  # rate not known
 
 
 def test_asystole_amplitude_gate() -> None:
