@@ -4,7 +4,7 @@
 # space-separated overrides ("-" = the defaults).
 # Usage: bench/engine_settings.sh "STREAMS..." SETTING...
 #   e.g. bench/engine_settings.sh "500 600" - "stream.dsp_gather_ms=20" "stream.gil_switch_ms=0.5"
-# Results: bench/results/engine_pipeline/set_<setting>_N.json (the setting's characters other than letters,
+# Results: bench/results/engine_pipeline/set_<setting>_N[_$SUFFIX].json (SUFFIX from the environment; the setting's characters other than letters,
 # digits, '.', '=' and '-' replaced by '_'); `python bench/engine_table.py FILES...` makes the table.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,6 +21,6 @@ for n in $COUNTS; do
     tag=$(printf '%s' "$setting" | tr -c 'A-Za-z0-9.=-' '_'); [ "$setting" = "-" ] && tag=defaults
     echo "== $n streams, $setting (load $(cut -d' ' -f1 /proc/loadavg))"
     "$ROOT/.venv/bin/pedstream" bench engine "${sets[@]}" --source replay --streams "$n" --seconds 20 \
-      --json "$OUT/set_${tag}_$n.json"
+      --json "$OUT/set_${tag}_$n${SUFFIX:+_$SUFFIX}.json"
   done
 done
