@@ -36,7 +36,7 @@ __all__ = ["FairIngest"]
 
 log = logging.getLogger("pedstream.monitor.engine")
 _ROUND_STREAMS = 64  # streams whose chunks go through the DSP together (one filter call per band)
-_DSP_THREAD_MIN = 8  # streams in a group for its DSP to go to the DSP thread ([stream] dsp_thread); any group with dsp_gather_ms
+_DSP_THREAD_MIN = 8  # streams in a group for its DSP to go to the DSP thread ([stream] dsp_thread)
 _ROUND_BUDGET_S = 0.02  # the ingest yields the event loop after this long, with streams still waiting
 
 
@@ -101,8 +101,7 @@ class FairIngest:
     def _gathering(self, now: float) -> float:
         """Seconds the next round still waits for more streams (``[stream] dsp_gather_ms``), 0 when it
         goes now: a round that would take fewer than ``_ROUND_STREAMS`` streams waits until that long
-        after the previous round began, so the DSP runs on larger groups (its cost is mostly per call), and
-        (the rounds being few) every group goes to the DSP thread, not only those of ``_DSP_THREAD_MIN`` streams.
+        after the previous round began, so the DSP runs on larger groups (its cost is mostly per call).
         Never while the next stream holds a hop or more (a backlog: waiting would only let it grow)."""
         gather = self.cfg.stream.dsp_gather_ms / 1000.0
         if gather <= 0 or not self._rr or len(self._rr) >= _ROUND_STREAMS:
@@ -189,7 +188,7 @@ class FairIngest:
         deadline = time.perf_counter() + _ROUND_BUDGET_S
         for _ in range(-(-len(self._rr) // _ROUND_STREAMS)):
             chunks, again = self._take_turns(_ROUND_STREAMS)
-            if len(chunks) >= (1 if self.cfg.stream.dsp_gather_ms > 0 else _DSP_THREAD_MIN):  # gathered: few rounds
+            if len(chunks) >= _DSP_THREAD_MIN:
                 await self._feed_round_thread(chunks)
             elif chunks:  # a small group: on the loop (the thread's hand-over costs more than it frees)
                 self._feed_round(chunks)
