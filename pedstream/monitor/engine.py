@@ -178,7 +178,6 @@ class Engine(FairIngest, Watchdog, RhythmHooks, BeatHooks, EngineViews):
         self._tasks: list[asyncio.Task] = []
         self.t_start = time.monotonic()
         self._rr: deque[str] = deque()  # fair ingest: stream ids with queued events, served round-robin
-        self._round_at = 0.0  # when the last round of the fair ingest began ([stream] dsp_gather_ms)
         self._deferred: list[tuple[float, str]] = []  # heap of (due, stream id): deferred DSP (pedstream.monitor.ingest)
         self._stalled_engine: str | None = None
         self.watchdog_reports = 0

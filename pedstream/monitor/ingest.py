@@ -65,13 +65,10 @@ class FairIngest:
         getter: asyncio.Future | None = None
         try:
             while True:
-                hold = self._gathering(time.monotonic())
-                if (not self._rr or hold) and (getter is None or not getter.done()):
+                if not self._rr and (getter is None or not getter.done()):
                     if getter is None:
                         getter = asyncio.ensure_future(queue.get())
                     wait = max(0.0, self._deferred[0][0] - time.monotonic()) if self._deferred else None
-                    if hold:
-                        wait = hold if wait is None else min(wait, hold)
                     freeing = sweep_released(self, time.monotonic())  # lost streams' pipelines (pedstream.monitor.release)
                     wait = freeing if wait is None else (wait if freeing is None else min(wait, freeing))
                     await asyncio.wait({getter}, timeout=wait)
@@ -87,29 +84,12 @@ class FairIngest:
                     self._enqueue(ev, now)
                 self._release_due(now)
                 sweep_released(self, now)
-                if self._gathering(time.monotonic()):
-                    continue
-                if self._rr:
-                    self._round_at = time.monotonic()
                 await self._serve_round_async()
                 await asyncio.sleep(0)  # let the sources and the inference task run between rounds
         finally:
             if getter is not None:
                 getter.cancel()
             self._dsp_settle()
-
-    def _gathering(self, now: float) -> float:
-        """Seconds the next round still waits for more streams (``[stream] dsp_gather_ms``), 0 when it
-        goes now: a round that would take fewer than ``_ROUND_STREAMS`` streams waits until that long
-        after the previous round began, so the DSP runs on larger groups (its cost is mostly per call).
-        Never while the next stream holds a hop or more (a backlog: waiting would only let it grow)."""
-        gather = self.cfg.stream.dsp_gather_ms / 1000.0
-        if gather <= 0 or not self._rr or len(self._rr) >= _ROUND_STREAMS:
-            return 0.0
-        head = self.streams.get(self._rr[0])
-        if head is not None and head.pending_samples >= self._slice(head.stream_id):
-            return 0.0
-        return max(0.0, self._round_at + gather - now)
 
     def _enqueue(self, ev: Any, now: float) -> None:
         s = self._state(str(getattr(ev, "stream_id", "?")))

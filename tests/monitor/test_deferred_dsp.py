@@ -64,34 +64,3 @@ def test_chunks_wait_until_a_window_completes_or_the_deadline(engine):
         last = w.start + eng.window - 1  # ring index = stream index here (977 Hz, no gap)
         k = (last - 49) // 49  # chunks after the first: chunk k arrived at 100 + (k + 1) * 49 / FS
         assert w.t_received == pytest.approx(100.0 + (k + 1) * 49 / FS)
-
-
-def test_a_small_round_waits_for_more_streams_a_full_one_goes_at_once(engine):
-    """[stream] dsp_gather_ms: fewer than 64 streams waiting -> the round waits until that long after
-    the previous round began; 64 or more, none waiting, or the setting at 0 -> at once."""
-    eng = engine
-    stream = eng.cfg.stream
-    eng.cfg.stream = stream.model_copy(update={"dsp_gather_ms": 40.0})
-    saved = list(eng._rr)
-    try:
-        eng._round_at = 100.0
-        eng._rr.clear()
-        assert eng._gathering(100.01) == 0.0  # nothing to serve
-        eng._rr.extend(["a", "b", "c"])
-        assert eng._gathering(100.01) == pytest.approx(0.03)
-        assert eng._gathering(100.05) == 0.0
-        big = eng._state("backlog")
-        big.pending_samples = eng._slice("backlog")
-        eng._rr.appendleft("backlog")
-        assert eng._gathering(100.01) == 0.0  # the next stream holds a hop: no waiting
-        big.pending_samples = 0
-        assert eng._gathering(100.01) == pytest.approx(0.03)
-        eng._rr.extend(f"s{i}" for i in range(60))
-        assert eng._gathering(100.01) == 0.0  # a full round
-        eng.cfg.stream = stream
-        assert eng._gathering(100.01) == 0.0  # off by default
-    finally:
-        eng.cfg.stream = stream
-        eng._rr.clear()
-        eng._rr.extend(saved)
-        eng.streams.pop("backlog", None)

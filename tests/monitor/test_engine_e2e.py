@@ -122,12 +122,9 @@ async def test_train_serve_parity_replayed_record_any_chunk_size(cfg, session, t
     assert eng.summary()["dropped_windows"] == 0 and eng.counts.get("error", 0) == 0
 
 
-@pytest.mark.parametrize("gather_ms", [0.0, 40.0])
-async def test_synthetic_stream_parity_chunk_7(cfg, session, tmp_path, gather_ms):
-    """The same calls with the ingest's rounds gathered ([stream] dsp_gather_ms) as without."""
+async def test_synthetic_stream_parity_chunk_7(cfg, session, tmp_path):
     x = make_signal(fs=FS, seconds=20, hr=110, seed=11)
     ref = offline_calls(x, cfg, session)
-    cfg = cfg.model_copy(update={"stream": cfg.stream.model_copy(update={"dsp_gather_ms": gather_ms})})
     eng, seen, lines = await run_engine(cfg, session, [StreamSpec("rec", x, FS, chunk=7)], tmp_path, expect_lost=1)
     calls = {e.extra["window_start"]: (e.extra["raw_label"], e.extra["raw_p"], e.label) for e in seen if e.kind == "call"}
     settle = int(round(cfg.filters.settle_s * FS))
