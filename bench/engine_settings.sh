@@ -3,7 +3,7 @@
 # this checkout: for each stream count, each setting in turn. A setting is one argument holding
 # space-separated overrides ("-" = the defaults).
 # Usage: bench/engine_settings.sh "STREAMS..." SETTING...
-#   e.g. bench/engine_settings.sh "500 600" - "stream.dsp_gather_ms=20" "stream.gil_switch_ms=0.5"
+#   e.g. bench/engine_settings.sh "500 600" - "stream.dsp_thread=false" "stream.gil_switch_ms=0.5"
 # Results: bench/results/engine_pipeline/set_<setting>_N[_$SUFFIX].json (SUFFIX from the environment; the setting's characters other than letters,
 # digits, '.', '=' and '-' replaced by '_'); `python bench/engine_table.py FILES...` makes the table.
 set -euo pipefail
