@@ -49,7 +49,7 @@ def classify_rhythm(signal: np.ndarray, *, fs: float, channels: Sequence[str], m
     from pedstream.api import Model, _signal_array, load_model
     from pedstream.events import Chunk, StreamInfo
     from pedstream.monitor.pipeline import StreamPipeline
-    from pedstream.monitor.rhythm_context import StreamRhythm
+    from pedstream.monitor.rhythm_context import StreamRhythm, ring_need
     from pedstream.monitor.rhythm_hooks import load_rhythm_model
 
     m = model if isinstance(model, Model) else load_model(model, config=config, overrides=overrides)
@@ -59,7 +59,8 @@ def classify_rhythm(signal: np.ndarray, *, fs: float, channels: Sequence[str], m
     geo = m.session.geometry
     info = StreamInfo(stream_id="classify", source="replay", fs=float(fs), channel_names=[str(c) for c in channels],
                       units=["mV"] * len(channels))
-    pipe = StreamPipeline(info=info, cfg=cfg, fs=geo.fs, window=geo.window, hop=geo.hop)
+    pipe = StreamPipeline(info=info, cfg=cfg, fs=geo.fs, window=geo.window, hop=geo.hop,
+                          ring_at_least=ring_need(cfg, geo.fs, geo.hop))
     state = StreamRhythm(stream_id=info.stream_id, fs=geo.fs, cfg=cfg, classes=rm.classes,
                          context_s=cfg.rhythm_context.context_s, signal_s=cfg.rhythm_context.signal_s)
     step = max(1, int(round(cfg.replay.chunk_ms * float(fs) / 1000.0)))
@@ -72,7 +73,7 @@ def classify_rhythm(signal: np.ndarray, *, fs: float, channels: Sequence[str], m
         if not res.windows:
             continue
         state.windows += len(res.windows) - 1  # as the engine: every_windows counts windows, one snapshot now
-        snap = state.snapshot(pipe)
+        snap = state.snapshot(pipe, res.windows[-1].start + pipe.window)  # at the last window's end, as the engine
         if snap is not None:
             rows.append((snap, state.had_context_s(snap[1])))
         if len(rows) >= batch:
@@ -84,7 +85,7 @@ def classify_rhythm(signal: np.ndarray, *, fs: float, channels: Sequence[str], m
 
 
 def _classify_rows(rm: Any, rows: list[tuple[tuple, float]]) -> list[RhythmCall]:
-    from pedstream.monitor.rhythm_context import StreamRhythm
+    from pedstream.monitor.rhythm_context import StreamRhythm, ring_need
 
     feats = np.stack([StreamRhythm.compute(snap) for snap, _ in rows])
     probs = rm.predict(feats)

@@ -70,6 +70,7 @@ from pedstream.monitor.loopwatch import LoopWatch
 from pedstream.monitor.pipeline import StreamPipeline, stream_clock
 from pedstream.events import StripRequest
 from pedstream.monitor.release import note_error_only, release_lost, revive
+from pedstream.monitor.rhythm_context import ring_need
 from pedstream.monitor.rhythm_hooks import RhythmHooks
 from pedstream.transports.replay import record_position
 from pedstream.events import MonitorEvent
@@ -370,7 +371,8 @@ class Engine(FairIngest, Watchdog, RhythmHooks, BeatHooks, EngineViews):
                           age_years=info.age_years)
         s.status = st
         try:
-            pipe = (StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop)
+            need = 0 if self.rhythm is None else ring_need(self.cfg, self.fs, self.hop)  # the rhythm calls' lead
+            pipe = (StreamPipeline(info=info, cfg=self.cfg, fs=self.fs, window=self.window, hop=self.hop, ring_at_least=need)
                     if self.workers is None else self.workers.new_pipeline(info))
         except PedstreamError as exc:
             s.pipe = None

@@ -75,12 +75,13 @@ def stream_channels(info: StreamInfo, cfg: Config):  # type: ignore[no-untyped-d
     return cmap
 
 
-def ring_capacity(cfg: Config, fs: float, window: int, hop: int) -> int:
+def ring_capacity(cfg: Config, fs: float, window: int, hop: int, at_least: int = 0) -> int:
     """Samples of the filtered signal a stream keeps (model rate): what its next windows need (a
-    window and two hops), ``[stream] ring_seconds`` if longer, and, with alarm strips on, a strip
-    (``strip_seconds``) and two windows. A chunk longer than that grows the ring (no window is lost)."""
+    window and two hops), ``[stream] ring_seconds`` if longer, with alarm strips on a strip
+    (``strip_seconds``) and two windows, and ``at_least`` (what a reader of the ring needs: the rhythm
+    layer's lead). A chunk longer than that grows the ring (no window is lost)."""
     strip_need = int(np.ceil(cfg.alarms.strip_seconds * fs)) + 2 * window if cfg.alarms.strips else 0
-    return max(int(cfg.stream.ring_seconds * fs), strip_need, window + 2 * hop)
+    return max(int(cfg.stream.ring_seconds * fs), strip_need, window + 2 * hop, int(at_least))
 
 
 def _locked(fn):  # type: ignore[no-untyped-def]
@@ -123,9 +124,10 @@ def _col_max(a: np.ndarray, rows: int = 64) -> np.ndarray:
 
 class StreamPipeline:
     """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
-    at construction when none of the stream's channel names is known."""
+    at construction when none of the stream's channel names is known. ``ring_at_least``: samples the
+    ring keeps at least (:func:`ring_capacity`)."""
 
-    def __init__(self, *, info: StreamInfo, cfg: Config, fs: float, window: int, hop: int) -> None:
+    def __init__(self, *, info: StreamInfo, cfg: Config, fs: float, window: int, hop: int, ring_at_least: int = 0) -> None:
         self.info = info
         self.stream_id = info.stream_id
         self.cfg = cfg
@@ -146,7 +148,8 @@ class StreamPipeline:
         self.qrs_channel = self._pick_qrs_channel(cfg.stream.qrs_lead)
         self.resampler = StreamResampler(fs_in=info.fs, fs_out=self.fs, n_channels=N_CH, name=where)
         self.filters = FilterBank(fs=self.fs, cfg=cfg.filters, name=where)
-        self.ring = RingBuffer(n_channels=N_CH, capacity=ring_capacity(cfg, self.fs, self.window, self.hop), name=where)
+        self.ring = RingBuffer(n_channels=N_CH, capacity=ring_capacity(cfg, self.fs, self.window, self.hop, ring_at_least),
+                               name=where)
         self.windower = Windower(window=self.window, hop=self.hop, start=self._first_start(0))
         self.qrs = self._new_qrs()
         self._qrs_pending: list[np.ndarray] = []  # filtered QRS lead not yet fed to the detector

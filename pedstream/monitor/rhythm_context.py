@@ -37,7 +37,7 @@ from pedstream.dsp.rhythm_features import CONTEXT_FEATURES, context_features, de
 from pedstream.dsp.rr_rule import RRIrregularityRule
 from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic, Transition
 
-__all__ = ["RhythmLayer", "RhythmResult", "StreamRhythm"]
+__all__ = ["ring_need", "RhythmLayer", "RhythmResult", "StreamRhythm"]
 
 log = logging.getLogger(__name__)
 _SINCE = CONTEXT_FEATURES.index("since_last_s")
@@ -47,6 +47,12 @@ _RUN_LEN = CONTEXT_FEATURES.index("vt_run_len_s")
 _RUN_RATE = CONTEXT_FEATURES.index("vt_run_rate_bpm")
 _AMP = CONTEXT_FEATURES.index("amp_range")
 _RR_RULE = RRIrregularityRule()  # stateless: the alarm logic's AF confirmation on a call's context beats
+
+
+def ring_need(cfg: Config, fs: float, hop: int) -> int:
+    """Ring samples a stream keeps for its rhythm calls: the lead of ``signal_s`` before a window's end, and
+    the hop a DSP round may have gone past that end when the call's snapshot is taken."""
+    return int(np.ceil(cfg.rhythm_context.signal_s * fs)) + int(hop)
 
 
 def run_column(cfg: Config) -> int:
@@ -86,7 +92,7 @@ class StreamRhythm:
         self.step = decimation_step(self.fs)
         self.logic = RhythmAlarmLogic.from_section(rc, classes=classes, hop_s=cfg.segments.hop_s * rc.every_windows)
 
-    def _sync_beats(self, pipe: Any) -> None:
+    def _sync_beats(self, pipe: Any, end: int) -> None:
         qrs = pipe.qrs
         if qrs is not self._qrs:  # a new segment (gap): its beats start afresh
             self._qrs, self._seen = qrs, 0
@@ -100,19 +106,21 @@ class StreamRhythm:
             off = pipe.segment_start
             self.beats.extend((off + r) / self.fs for r in recent)
             self._seen = qrs.n_beats
-        lo = pipe.ring.total_written / self.fs - self.context_s
+        lo = end / self.fs - self.context_s
         while self.beats and self.beats[0] < lo:
             self.beats.popleft()
 
-    def snapshot(self, pipe: Any) -> tuple | None:
+    def snapshot(self, pipe: Any, end: int | None = None) -> tuple | None:
         """What a rhythm call needs, copied now on the event loop (the features are computed off it):
         ``(beat times, t_now, decimated QRS lead, lead start, lead rate, context_s)``; None when this window is not a call
-        (``every_windows``) or there is no QRS lead."""
+        (``every_windows``) or there is no QRS lead. ``end``: the ring index the call is made at (the end of the
+        window that made it; default: the ring's end): the lead and the beats after it are left out, so the
+        call does not depend on how much signal the DSP round that cut the window had past its end."""
         self.windows += 1
         if (self.windows - 1) % self.every:
             return None
-        self._sync_beats(pipe)
-        end = pipe.ring.total_written
+        end = pipe.ring.total_written if end is None else min(int(end), pipe.ring.total_written)
+        self._sync_beats(pipe, end)
         if self._qrs is None:
             return None
         n = min(int(round(self.signal_s * self.fs)), end - max(pipe.ring.oldest, pipe.segment_start))
@@ -120,8 +128,9 @@ class StreamRhythm:
             return None
         lead, _ = pipe.ring.read(end - n, end)
         x = np.array(lead[:: self.step, pipe.qrs_channel], dtype=np.float64)
-        return (np.fromiter(self.beats, np.float64, len(self.beats)), end / self.fs, x, (end - n) / self.fs,
-                self.fs / self.step, self.context_s)
+        t_now = end / self.fs
+        beats = np.fromiter(self.beats, np.float64, len(self.beats))
+        return beats[beats <= t_now], t_now, x, (end - n) / self.fs, self.fs / self.step, self.context_s
 
     @staticmethod
     def compute(snap: tuple) -> np.ndarray:
@@ -191,12 +200,12 @@ class RhythmLayer:
         self._rows = [r for r in self._rows if r.stream_id != stream_id]
         return [] if s is None else s.logic.reset()
 
-    def on_window(self, pipe: Any, t_signal: float | None) -> None:
-        """After a window of ``pipe``: queue its rhythm row when one is due."""
+    def on_window(self, pipe: Any, t_signal: float | None, end: int | None = None) -> None:
+        """After a window of ``pipe`` ending at ring index ``end``: queue its rhythm row when one is due."""
         s = self.streams.get(pipe.stream_id)
         if s is None:
             return
-        snap = s.snapshot(pipe)
+        snap = s.snapshot(pipe, end)
         if snap is None:
             return
         t = snap[1]

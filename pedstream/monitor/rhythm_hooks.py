@@ -77,7 +77,7 @@ class RhythmHooks:
             s = self.rhythm.streams.get(pipe.stream_id)
             if s is not None:
                 s.windows += 1
-        self.rhythm.on_window(pipe, t_end)
+        self.rhythm.on_window(pipe, t_end, end=last.start + pipe.window)
 
     def _on_rhythm(self, results: list[RhythmResult]) -> None:
         for r in results:

@@ -160,3 +160,41 @@ async def test_features_in_a_process_give_the_calls_of_the_thread(cfg, session, 
         match = [v for k, v in thread.items() if abs(k - t) < 1e-6]
         assert match == [call], t
     assert ("vt", "high") in [(lab, prio) for lab, prio, _ in alarms_on(ev_proc)]
+
+
+def test_a_call_is_made_at_its_window_end_whatever_signal_followed(cfg, session):
+    """StreamRhythm.snapshot(pipe, end): the lead and t_now stop at the window's end, no beat is after it,
+    so a DSP round that ran past the window's end changes the call only by beats the detector decided
+    late (its report delay, ~0.28 s, or a search-back: at most its cap, 2.5 s, before t_now)."""
+    import numpy as np
+
+    from pedstream.events import Chunk
+    from pedstream.monitor.pipeline import StreamPipeline
+    from pedstream.monitor.rhythm_context import StreamRhythm, ring_need
+    from pedstream.transports.replay import plan_replay
+
+    plan = plan_replay([FIX / "vfdb421_vt"], cfg.signal)[0]
+    x = plan.record.read(plan.start, plan.stop).data[:, plan.columns].astype(np.float32)
+    geo = session.geometry  # the ring runs at the model's rate (977 Hz), the record at 250 Hz
+    end = int(20 * geo.fs)  # a ring index
+    n_in = int(np.ceil(end * plan.fs / geo.fs)) + 25  # input samples that take the ring past ``end``
+
+    def fed(upto: int) -> tuple[StreamPipeline, StreamRhythm]:
+        pipe = StreamPipeline(info=plan.info(t0=0.0), cfg=cfg, fs=geo.fs, window=geo.window, hop=geo.hop,
+                              ring_at_least=ring_need(cfg, geo.fs, geo.hop))
+        for c0 in range(0, upto, 37):
+            c1 = min(upto, c0 + 37)
+            pipe.feed(Chunk(stream_id=plan.stream_id, data=x[c0:c1], timestamps=np.arange(c0, c1) / plan.fs,
+                            first_index=c0), 0.0)
+        return pipe, StreamRhythm(stream_id=plan.stream_id, fs=geo.fs, cfg=cfg, classes=["sinus", "vt"],
+                                  context_s=30.0, signal_s=8.0)
+
+    (pa, ra), (pb, rb) = fed(n_in + 100), fed(n_in)
+    assert pa.ring.total_written > pb.ring.total_written >= end
+    a, b = ra.snapshot(pa, end), rb.snapshot(pb, end)
+    assert a[1] == b[1] == end / geo.fs and a[3] == b[3]
+    assert np.array_equal(a[2], b[2]) and len(a[2]) / a[4] > 7.9  # the same lead, bit for bit, all 8 s of it
+    assert (a[0] <= a[1]).all() and len(b[0]) >= 10
+    assert set(b[0]) <= set(a[0]) and all(t > a[1] - 2.8 for t in set(a[0]) - set(b[0]))
+    ring_end = ra.snapshot(pa)  # without ``end``: at the ring's end
+    assert ring_end[1] == pa.ring.total_written / geo.fs
