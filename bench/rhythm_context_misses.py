@@ -60,7 +60,7 @@ def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float, cfg_fast=None) 
     from pedstream.data.rhythm_sources import annotated_beats
     from pedstream.dsp.rhythm_features import CONTEXT_FEATURES
     from pedstream.score.episodes import Span, score_record
-    from pedstream.train.rhythm_context import record_calls, rule_probs, run_columns
+    from pedstream.train.rhythm_context import alarm_inputs, record_calls, rule_probs, run_columns
     from pedstream.train.rhythm_context_data import CLASSES
 
     since, flat = CONTEXT_FEATURES.index("since_last_s"), CONTEXT_FEATURES.index("flat_frac")
@@ -75,7 +75,8 @@ def analyse(recs, probs, spans, cfg, shared: Path, hop_s: float, cfg_fast=None) 
         eps_m = record_calls(t, p, X[:, since], readable, cfg, hop_s=hop_s)
         eps_r = record_calls(t, rp, X[:, since], readable, cfg, hop_s=hop_s)
         eps_f = [] if cfg_fast is None else record_calls(t, p, X[:, since], readable, cfg_fast, hop_s=hop_s,
-                                                         runs=run_columns(recs, i, cfg_fast))
+                                                         runs=run_columns(recs, i, cfg_fast),
+                                                         extra=alarm_inputs(recs, i, cfg_fast))  # its gates too
         bt, sym = annotated_beats(shared / "mitdb" / r.split(":", 1)[1])
         sym = np.asarray(sym)
         for s0, s1, lab in spans[r]:
@@ -167,7 +168,9 @@ def render(res: dict) -> str:
           f"{v['episodes_shorter_than_hop']} shorter than one hop ({res['hop_s']} s); median duration of the missed "
           f"ones {v['missed_median_s']} s. In {v['missed_never_at_onset_p']} missed episodes p(vt) never reached "
           f"onset_p." + (f" With the alarm logic's VT fast path ({res['fast_path']['vt_run_beats']} beats, correlation < "
-                         f"{res['fast_path']['vt_run_corr']:g}) {v['found_by_fast_path']} of the {v['episodes']} are found "
+                         f"{res['fast_path']['vt_run_corr']:g}, mean rate >= {res['fast_path']['vt_run_min_rate_bpm']:g} bpm, "
+                         f"p(artefact) < {res['fast_path']['vt_run_max_artefact_p']:g}) "
+                         f"{v['found_by_fast_path']} of the {v['episodes']} are found "
                          f"({v['missed_found_by_fast_path']} of the model's misses)." if v.get("found_by_fast_path") is not None else ""),
           ""]
     for lab, title in (("af_afl", "AF episodes"), ("vt", "VT episodes")):
@@ -208,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
            "onset_calls": dict(cfg.rhythm_context.onset_calls)}
     fast = load_config()  # the alarm logic as shipped: the VT fast path on
     res |= analyse(recs, probs, spans, cfg, cv.SHARED, cv.HOP_S, fast if fast.rhythm_context.vt_run_beats else None)
-    res["fast_path"] = {"vt_run_beats": fast.rhythm_context.vt_run_beats, "vt_run_corr": fast.rhythm_context.vt_run_corr}
+    rc = fast.rhythm_context
+    res["fast_path"] = {"vt_run_beats": rc.vt_run_beats, "vt_run_corr": rc.vt_run_corr,
+                        "vt_run_min_rate_bpm": rc.vt_run_min_rate_bpm, "vt_run_max_artefact_p": rc.vt_run_max_artefact_p}
     res["summary"] = summary(res, cv.HOP_S, dict(cfg.rhythm_context.onset_calls))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
