@@ -337,8 +337,8 @@ NOTES = ["Shipped: the VT fast path gates of the chosen setting. Not shipped: it
          "cost more VT episodes (38 -> 27 of 93, time to alarm p95 17.7 -> 41.0 s) than in the record-wise CV (80 -> 77): "
          "the artefact gate reads the model's p(artefact), which differs for a model that never saw the database (a "
          "held-out check, not used for the choice). `alarms.md` (`bench/rhythm_context_alarms.py`) is regenerated with it "
-         "too (its decision unchanged); `misses.md` is regenerated with the gates in its fast-path column "
-         "(`bench/rhythm_context_misses.py`: 15 of 40 MIT-BIH VT episodes); `vt.md`, `variants*.md`, `ensemble.md` and "
+         "too (its decision unchanged), and so are `misses.md` (its fast-path column: 15 of 40 MIT-BIH VT episodes) and "
+         "`vt.md` (`bench/rhythm_context_misses.py`, `bench/rhythm_context_vt.py`); `variants*.md`, `ensemble.md` and "
          "`check_iaf1_afw.json` were made with the rules off (the logic before them).", ""]
 
 

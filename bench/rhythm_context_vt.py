@@ -179,7 +179,9 @@ def render(res: dict) -> str:
     L = ["# The fast VT path: beat runs as a rule or as model features (record-wise CV)", "",
          f"Command: `{res['command']}`", "",
          "Same folds as `bench/rhythm_context_cv.py` (CinC 2017 stratified 5-fold; MIT-BIH + vfdb record-wise 5-fold, "
-         "48 records), episodes through the engine's alarm logic. A VT run: consecutive beats whose QRS correlates with the "
+         "48 records), episodes through the engine's alarm logic as configured (the fast path's gates included: a run's mean "
+         "rate at least `vt_run_min_rate_bpm`, the model's p(artefact) below `vt_run_max_artefact_p`, `config.toml`). "
+         "A VT run: consecutive beats whose QRS correlates with the "
          "lead's median QRS below the threshold (or is wide), each less than 0.6 s after the one before. `score`: mean of CinC "
          "challenge F1 and the pooled MIT-BIH + vfdb episode F1 of AF, VT, VF (the criterion fixed for the model variants); "
          "`VT F1`: pooled VT episode F1. Counts pooled over the folds, 95 % Wilson intervals. False alarms: all alarm classes.", "",
