@@ -85,7 +85,7 @@ def classify_rhythm(signal: np.ndarray, *, fs: float, channels: Sequence[str], m
 
 
 def _classify_rows(rm: Any, rows: list[tuple[tuple, float]]) -> list[RhythmCall]:
-    from pedstream.monitor.rhythm_context import StreamRhythm, ring_need
+    from pedstream.monitor.rhythm_context import StreamRhythm
 
     feats = np.stack([StreamRhythm.compute(snap) for snap, _ in rows])
     probs = rm.predict(feats)

@@ -23,7 +23,7 @@ import numpy as np
 
 from pedstream.fileio import write_json
 
-__all__ = ["machine_info", "pct", "summary_ms", "CpuSampler", "ThreadCpu", "rss_mib", "emit", "parse_ints", "repo_root", "command_line",
+__all__ = ["machine_info", "pct", "summary_ms", "CpuSampler", "ThreadCpu", "descendants", "rss_mib", "emit", "parse_ints", "repo_root", "command_line",
            "LIBRARIES"]
 
 LIBRARIES = ("pedstream", "numpy", "scipy", "onnxruntime", "onnxruntime-gpu", "torch", "pylsl", "mne-lsl",
@@ -170,7 +170,7 @@ def _ticks(path: str) -> int | None:
         return None
 
 
-def _descendants(pid: int, skip: set[int]) -> list[int]:
+def descendants(pid: int, skip: set[int]) -> list[int]:
     """``pid``'s descendant processes (Linux /proc), except ``skip`` and theirs."""
     try:
         kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
@@ -179,7 +179,7 @@ def _descendants(pid: int, skip: set[int]) -> list[int]:
     out = []
     for k in kids:
         if k not in skip:
-            out += [k, *_descendants(k, skip)]
+            out += [k, *descendants(k, skip)]
     return out
 
 
@@ -221,7 +221,7 @@ class ThreadCpu:
             if ticks is not None:
                 role = named.get(tid, "native")
                 out[role] = out.get(role, 0) + ticks
-        for child in _descendants(pid, self.skip):
+        for child in descendants(pid, self.skip):
             ticks = _ticks(f"/proc/{child}/stat")
             if ticks is not None:
                 out[f"child:{child}"] = ticks

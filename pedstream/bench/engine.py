@@ -44,7 +44,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from pedstream.bench.common import CpuSampler, ThreadCpu, machine_info, rss_mib
+from pedstream.bench.common import CpuSampler, ThreadCpu, descendants, machine_info, rss_mib
 from pedstream.bench.mosquitto import Mosquitto
 
 __all__ = ["engine_bench", "capacity_one", "start_offsets", "RECORD", "CountingQueue", "MemoryRecord", "plot_latency", "replay_plans"]
@@ -97,17 +97,7 @@ class CountingQueue(asyncio.Queue):
 
 def _children_rss(pid: int, skip: set[int]) -> float:
     """RSS (MiB) of ``pid``'s descendants, except ``skip`` and theirs (Linux /proc)."""
-    total = 0.0
-    try:
-        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
-                for k in (t / "children").read_text().split()]
-    except (OSError, ValueError):
-        return 0.0
-    for k in kids:
-        if k in skip:
-            continue
-        total += (rss_mib(k) or 0.0) + _children_rss(k, skip)
-    return total
+    return sum(rss_mib(k) or 0.0 for k in descendants(pid, skip))
 
 
 def start_offsets(n: int, hop_s: float, *, aligned: bool) -> list[float] | None:

@@ -134,9 +134,10 @@ def normalize_split(x: np.ndarray, present: np.ndarray | None, n_ecg: int) -> tu
     """``normalize_window`` of (B, C, T) as the model's two contiguous float32 inputs: ``(ecg (B, n_ecg, T),
     iegm (B, C - n_ecg, T))``, bit for bit the channels of ``normalize_window(x, present)`` (one cast each
     instead of a cast and two copies)."""
+    shape = np.shape(x)
+    if len(shape) != 3 or not 0 <= n_ecg <= shape[1]:
+        raise StreamError("normalize_split", f"cannot take {n_ecg} ECG channels from windows shaped {shape}")
     z = _zscore64(x, present)
-    if z.ndim != 3 or not 0 <= n_ecg <= z.shape[1]:
-        raise StreamError("normalize_split", f"cannot take {n_ecg} ECG channels from windows shaped {z.shape}")
     return z[:, :n_ecg].astype(np.float32), z[:, n_ecg:].astype(np.float32)
 
 

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pedstream.monitor.pipeline import stream_clock
 from pedstream.monitor.rhythm_alarms import Transition
 from pedstream.monitor.rhythm_context import RhythmLayer, RhythmResult
 from pedstream.events import MonitorEvent
@@ -85,11 +86,10 @@ class RhythmHooks:
             pipe = None if s is None else s.pipe
             if pipe is None:
                 continue
-            meta = pipe.info.meta if isinstance(pipe.info.meta, dict) else {}
             self._emit(MonitorEvent(  # type: ignore[attr-defined]
                 stream=r.stream_id, kind="rhythm", label=r.label, p=r.p, hr=pipe.heart_rate,
                 extra={"probs": r.probs, "context_s": round(r.context_s, 2), "beats": r.beats, "layer": "rhythm_context"},
-                t_signal=r.t_signal, clock=str(meta.get("clock") or pipe.info.source)))
+                t_signal=r.t_signal, clock=stream_clock(pipe)))
             self._rhythm_emit(r.stream_id, r.transitions, r.t_signal)
 
     def _rhythm_emit(self, sid: str, transitions: list[Transition], t_signal: float | None) -> None:
