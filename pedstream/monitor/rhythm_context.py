@@ -126,7 +126,7 @@ class StreamRhythm:
         n = min(int(round(self.signal_s * self.fs)), end - max(pipe.ring.oldest, pipe.segment_start))
         if n <= 0:
             return None
-        lead, _ = pipe.ring.read(end - n, end)
+        lead = pipe.ring.rows(end - n, end)  # a view unless the range wraps: only the QRS column is copied
         x = np.array(lead[:: self.step, pipe.qrs_channel], dtype=np.float64)
         t_now = end / self.fs
         beats = np.fromiter(self.beats, np.float64, len(self.beats))
