@@ -242,6 +242,7 @@ def diagnose(b: Bench, cfg0, singles: dict[str, dict], shared: Path) -> list[dic
                         "p_class": round(float(b.probs[i[j], CLASSES.index(e.label)]), 3),
                         "p_artefact": round(float(b.probs[i[j], CLASSES.index("artefact")]), 3),
                         "run_rate_bpm": round(float(runs[j, BR.index("vt_run_rate_bpm")]), 0),
+                        "vt_run": int(runs[j, BR.index("vt_run_70")]),
                         "amp_mv": round(float(x[amp]), 2), "rr_af": bool(b.recs["rr_af"][i[j]]),
                         "cause": cause(e.label, labs, syms, gap, trigger), "removed_by": removed})
     return out

@@ -505,6 +505,7 @@ class ReplaySection(_Section):
 
     speed: float = Field(1.0, gt=0)
     chunk_ms: float = Field(50.0, gt=0)
+    wake_ms: float = Field(5.0, ge=0, le=1000)  # the in-process pacer wakes at most this often (chunks up to this late)
     encoding: Literal["binary", "json"] = "binary"
     dtype: Literal["int16", "float32"] = "int16"
     int16_scale_mv: float = Field(0.001, gt=0)
@@ -624,6 +625,9 @@ class RhythmContextSection(_Section):
     vt_run_min_rate_bpm: float = Field(150.0, ge=0, le=300)  # VT fast path only when the run's mean rate is at least this (0 = no gate)
     asystole_max_amp_mv: float = Field(0.0, ge=0, le=20)  # asystole from the beats only when the lead's range is at most this, mV (0 = no gate)
     af_rr_confirm: bool = False  # af_afl goes on only at a call where the RR-irregularity rule also says AF
+    af_rr_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(af_afl) is at most this (1 = always)
+    vt_confirm_run: int = Field(0, ge=0, le=20)  # the model's VT onset needs a run of this many ventricular-like fast beats in the lead (0 = off)
+    vt_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(vt) is at most this (1 = always)
     onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}
     offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
     onset_p: float = Field(0.5, gt=0, le=1)

@@ -41,7 +41,14 @@ record-wise CV in ``bench/rhythm_context_false_alarms.py``):
   asystole calls are not gated.
 - **AF confirmed by the RR rule** (``af_rr_confirm``): ``af_afl`` goes on only at a call where the
   RR-irregularity rule (:class:`pedstream.dsp.rr_rule.RRIrregularityRule` over the context's beats, ``rr_af``)
-  also says AF; its onset count keeps running meanwhile.
+  also says AF; its onset count keeps running meanwhile. ``af_rr_confirm_max_p`` < 1: the confirmation is
+  asked for only while the model's p(af_afl) is at most this (a confident AF call goes on without it).
+- **model VT confirmed by a beat run** (``vt_confirm_run`` > 0): the model's ``vt`` onset (not the fast path,
+  which is a run itself) goes on only at a call where the lead shows a run of at least ``vt_confirm_run``
+  consecutive ventricular-like fast beats (``vt_run``, any age inside the signal window), or where the model's
+  p(vt) is above ``vt_confirm_max_p`` (a sustained VT whose beats are the lead's median QRS has no such run);
+  the onset count keeps running meanwhile. What a bedside monitor asks of a VT call: beats that differ from
+  the patient's dominant QRS, several in a row.
 
 ``step`` returns ``[(kind, label, priority, evidence_calls)]`` transitions (``alarm_on``/``alarm_off``);
 ``evidence_calls`` = how many calls back the onset's evidence began.
@@ -63,7 +70,8 @@ class RhythmAlarmLogic:
     def __init__(self, *, classes: Sequence[str], onset_p: float, offset_p: float, onset_calls: Mapping[str, int],
                  offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25,
                  one_ventricular: str = "off", refractory_s: float = 0.0, vt_run_max_artefact_p: float = 1.0,
-                 vt_run_min_rate_bpm: float = 0.0, asystole_max_amp_mv: float = 0.0, af_rr_confirm: bool = False) -> None:
+                 vt_run_min_rate_bpm: float = 0.0, asystole_max_amp_mv: float = 0.0, af_rr_confirm: bool = False,
+                 af_rr_confirm_max_p: float = 1.0, vt_confirm_run: int = 0, vt_confirm_max_p: float = 1.0) -> None:
         self.classes = list(classes)
         if one_ventricular not in ("off", "hold", "escalate"):
             raise ValueError(f"one_ventricular must be 'off', 'hold' or 'escalate', not {one_ventricular!r}")
@@ -73,6 +81,9 @@ class RhythmAlarmLogic:
         self.vt_run_min_rate_bpm = float(vt_run_min_rate_bpm)
         self.asystole_max_amp_mv = float(asystole_max_amp_mv)
         self.af_rr_confirm = bool(af_rr_confirm)
+        self.af_rr_confirm_max_p = float(af_rr_confirm_max_p)
+        self.vt_confirm_run = int(vt_confirm_run)
+        self.vt_confirm_max_p = float(vt_confirm_max_p)
         self._since_off: dict[str, int] = {}  # calls since each class's alarm last went off
         self.onset_p, self.offset_p = float(onset_p), float(offset_p)
         self.offset_calls = int(offset_calls)
@@ -99,7 +110,8 @@ class RhythmAlarmLogic:
                    vt_run_beats=rc.vt_run_beats, hop_s=hop_s, one_ventricular=rc.one_ventricular,
                    refractory_s=rc.refractory_s, vt_run_max_artefact_p=rc.vt_run_max_artefact_p,
                    vt_run_min_rate_bpm=rc.vt_run_min_rate_bpm, asystole_max_amp_mv=rc.asystole_max_amp_mv,
-                   af_rr_confirm=rc.af_rr_confirm)
+                   af_rr_confirm=rc.af_rr_confirm, af_rr_confirm_max_p=rc.af_rr_confirm_max_p,
+                   vt_confirm_run=rc.vt_confirm_run, vt_confirm_max_p=rc.vt_confirm_max_p)
 
     def _refractory(self, c: str) -> bool:
         """``c`` ended less than ``refractory_s`` ago."""
@@ -148,9 +160,7 @@ class RhythmAlarmLogic:
                and readable and p_art < self.vt_run_max_artefact_p
                and (vt_run_rate_bpm is None or vt_run_rate_bpm >= self.vt_run_min_rate_bpm))
         for c in self.watch:
-            hold = self._refractory(c)
-            if c == "af_afl" and self.af_rr_confirm and not rr_af:
-                hold = True
+            hold = self._refractory(c) or self._unconfirmed(c, float(p[self._idx[c]]), rr_af, vt_run, run)
             if self.one_ventricular != "off" and c == "vt" and "vf" in self.active:
                 hold = True
             if self.one_ventricular == "escalate" and c == "vf" and "vt" in self.active and "vf" not in self.active:
@@ -166,6 +176,14 @@ class RhythmAlarmLogic:
             else:
                 self._hyst(c, float(p[self._idx[c]]), not quiet, out, hold=hold)
         return out
+
+    def _unconfirmed(self, c: str, p: float, rr_af: bool | None, vt_run: float, run: bool) -> bool:
+        """The onset of ``c`` lacks the confirmation a rule asks for (AF: the RR rule; model VT: a beat run)."""
+        if c == "af_afl":
+            return self.af_rr_confirm and not rr_af and p <= self.af_rr_confirm_max_p
+        if c == "vt":
+            return self.vt_confirm_run > 0 and not run and vt_run < self.vt_confirm_run and p <= self.vt_confirm_max_p
+        return False
 
     def _asystole(self, no_qrs: bool, p: float, quiet: bool, out: list[Transition]) -> None:
         """On at once when no QRS for ``asystole_s`` on a readable lead, or after ``onset_calls["asystole"]``
