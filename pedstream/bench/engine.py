@@ -114,6 +114,7 @@ def _source(cfg: Any, q: "CountingQueue", n: int, seconds: float, *, source: str
         from pedstream.transports.replay import ReplaySource
 
         return ReplaySource(events=q, plans=replay_plans(cfg, n), speed=1.0, chunk_ms=cfg.replay.chunk_ms, loop=True,
+                            wake_ms=cfg.replay.wake_ms,
                             offsets=start_offsets(n, cfg.segments.hop_s, aligned=aligned)), None
     from pedstream.transports.mqtt.source import MQTTSource
 

@@ -239,7 +239,7 @@ class ReplaySource(SourceBase):
                  loop: bool = False, start_s: float = 0.0, seconds: float | None = None,
                  stream_id: str | None = None, age_years: float | None = None, reference: Any = None,
                  record_clock: bool = False, throttle: Callable[[str, bool], Awaitable[None]] | None = None,
-                 offsets: Sequence[float] | None = None) -> None:
+                 offsets: Sequence[float] | None = None, wake_ms: float = 0.0) -> None:
         super().__init__(events=events)
         self.record_clock = bool(record_clock)
         self.throttle = throttle
@@ -262,6 +262,9 @@ class ReplaySource(SourceBase):
         self.offsets = None if offsets is None else [float(o) for o in offsets]
         self.speed = float(speed)
         self.chunk_ms = float(chunk_ms)
+        if not 0 <= wake_ms <= 1000:
+            raise RecordError("replay", f"wake_ms must be 0-1000 (got {wake_ms})")
+        self.wake_ms = float(wake_ms)
         self.loop = bool(loop)
         self.finished = asyncio.Event()
         self.samples_sent: dict[str, int] = {}
@@ -270,7 +273,7 @@ class ReplaySource(SourceBase):
     @classmethod
     def from_config(cls, cfg: Config, records: Sequence[str | Path], *, events: asyncio.Queue,
                     **overrides: Any) -> "ReplaySource":
-        kw = dict(speed=cfg.replay.speed, chunk_ms=cfg.replay.chunk_ms, loop=cfg.replay.loop)
+        kw = dict(speed=cfg.replay.speed, chunk_ms=cfg.replay.chunk_ms, loop=cfg.replay.loop, wake_ms=cfg.replay.wake_ms)
         kw.update(overrides)
         return cls(events=events, records=records, signal_cfg=cfg.signal, **kw)
 
@@ -317,7 +320,7 @@ class ReplaySource(SourceBase):
             self._one_ended()
 
         await pace_all(self.plans, chunk_ms=self.chunk_ms, speed=self.speed, loop=self.loop, send=send, done=done,
-                       t_starts=starts)
+                       t_starts=starts, wake_s=self.wake_ms / 1000.0)
 
     async def _play(self, plan: ReplayPlan) -> None:
         sid = plan.stream_id

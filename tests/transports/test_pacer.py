@@ -96,3 +96,40 @@ async def test_a_record_that_cannot_be_read_ends_its_stream_alone(tmp_path):
     assert len(errs) == 1 and errs[0].stream_id == "bad" and "disk gone" in errs[0].message
     assert any(isinstance(e, StreamLost) and e.stream_id == "bad" and e.reason == "record unreadable" for e in seen)
     assert sum(e.chunk.data.shape[0] for e in seen if isinstance(e, ChunkReceived)) == 500  # all of the good one
+
+
+
+class _StampedQueue(asyncio.Queue):
+    """Records when each chunk was put (the pacer's send time), not when the test took it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: dict[tuple[str, int], float] = {}
+
+    def put_nowait(self, item):  # noqa: ANN001
+        if isinstance(item, ChunkReceived):
+            self.sent[(item.chunk.stream_id, item.chunk.first_index)] = time.monotonic()
+        super().put_nowait(item)
+
+
+async def test_wake_ms_sends_every_streams_chunks_in_bursts_never_early(tmp_path):
+    """``wake_ms``: streams started at different instants are sent together, at most one wake-up per
+    ``wake_ms``; every stream's chunks all come, none before it is due, none much later than ``wake_ms``."""
+    path, _ = write_record(tmp_path, "rec_wake", seconds=4.0)
+    plans = [plan_replay([path], SignalConfig(), stream_id=f"w{k}")[0] for k in range(4)]
+    q = _StampedQueue()
+    offsets = [0.0, 0.007, 0.013, 0.029]
+    t0 = time.monotonic()
+    async with ReplaySource(events=q, plans=plans, speed=1.0, chunk_ms=40, offsets=offsets, wake_ms=30.0):
+        got = await _collect(q, 15, {p.stream_id for p in plans})
+    sends = []
+    for k, p in enumerate(plans):
+        for _, c in got[p.stream_id][:15]:
+            sent = q.sent[(p.stream_id, c.first_index)]
+            due = t0 + offsets[k] + c.first_index / 250.0
+            assert sent >= due - 0.002, "a chunk left before it was due"
+            assert sent <= due + 0.030 + 0.1, "a chunk left far later than wake_ms"
+            sends.append(sent)
+    ts = sorted(sends)
+    bursts = 1 + sum(b - a > 0.003 for a, b in zip(ts, ts[1:]))
+    assert bursts < len(sends) // 2  # the four streams' chunks left together, not one wake-up each
