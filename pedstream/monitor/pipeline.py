@@ -34,10 +34,7 @@ sees no beat in the bridge, so the RR interval across it is long.)
 
 from __future__ import annotations
 
-import copy
-import functools
 import threading
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -49,9 +46,11 @@ from pedstream.dsp.filters import FilterBank
 from pedstream.dsp.resample import StreamResampler
 from pedstream.dsp.ringbuffer import RingBuffer
 from pedstream.dsp.windowing import Windower
-from pedstream.errors import ChannelError, PedstreamError, StreamError
+from pedstream.errors import ChannelError, StreamError
 from pedstream.monitor.batcher import WindowItem
 from pedstream.monitor.feedtypes import Arrivals, FeedResult, Quality, Staged
+from pedstream.monitor.pipeline_beats import BeatTrack
+from pedstream.monitor.pipeline_input import InputChecks, locked as _locked
 from pedstream.events import ReadyStrip, StripRequest
 from pedstream.events import Chunk, StreamInfo
 
@@ -84,48 +83,12 @@ def ring_capacity(cfg: Config, fs: float, window: int, hop: int, at_least: int =
     return max(int(cfg.stream.ring_seconds * fs), strip_need, window + 2 * hop, int(at_least))
 
 
-def _locked(fn):  # type: ignore[no-untyped-def]
-    """The method under the pipeline's lock: the DSP thread feeds a pipeline while the event loop
-    may read its heart rate (which feeds the QRS detector what it holds) or ask for a strip."""
-    @functools.wraps(fn)
-    def locked(self, *args, **kw):  # type: ignore[no-untyped-def]
-        with self._lock:
-            return fn(self, *args, **kw)
-    return locked
-
-
-_QRS_PROTO: dict[float, Any] = {}
-
-
-def _fresh_qrs(fs: float):  # type: ignore[no-untyped-def]
-    """A new QRS detector at ``fs``: a copy of one designed once per rate, reset (its filter
-    design is read-only and shared; every state it updates is made anew by ``reset``), the same as
-    ``OnlineQRSDetector(fs=fs)`` without designing its filters for every stream and every gap."""
-    proto = _QRS_PROTO.get(fs)
-    if proto is None:
-        from pedstream.dsp.qrs import OnlineQRSDetector
-
-        proto = _QRS_PROTO[fs] = OnlineQRSDetector(fs=fs)
-    det = copy.copy(proto)
-    det.reset()
-    return det
-
-
-def _col_max(a: np.ndarray, rows: int = 64) -> np.ndarray:
-    """``a.max(axis=0)`` of ``(n, w)``, ``rows`` rows at a time (long contiguous loops, then the
-    ``rows`` partial maxima; the same values: a maximum does not depend on the order)."""
-    n, w = a.shape
-    m = n - n % rows
-    if m == 0:
-        return a.max(axis=0)
-    out = a[:m].reshape(-1, rows * w).max(axis=0).reshape(rows, w).max(axis=0)
-    return out if m == n else np.maximum(out, a[m:].max(axis=0))
-
-
-class StreamPipeline:
+class StreamPipeline(InputChecks, BeatTrack):
     """All per-stream state. Raises :class:`pedstream.errors.StreamError` (from ``ChannelError``)
     at construction when none of the stream's channel names is known. ``ring_at_least``: samples the
-    ring keeps at least (:func:`ring_capacity`)."""
+    ring keeps at least (:func:`ring_capacity`). The input checks (gaps, channel map, clipping, gap
+    bridges) are :class:`~pedstream.monitor.pipeline_input.InputChecks`, the QRS detector's side
+    (heart rate, beat rates, the beat path) :class:`~pedstream.monitor.pipeline_beats.BeatTrack`."""
 
     def __init__(self, *, info: StreamInfo, cfg: Config, fs: float, window: int, hop: int, ring_at_least: int = 0) -> None:
         self.info = info
@@ -163,15 +126,7 @@ class StreamPipeline:
         self.lost = False
         self.windows_made = 0
         self.gaps = 0
-        # fixed per stream: the clipping history spans about one window of present-channel samples
-        self._clip_limit = self.window * max(1, int(self.present.sum()))
-        self._clip_hist: deque[tuple[int, int]] = deque()
-        self._clip_n = 0
-        self._clip_stuck = 0
-        self._absmax = np.zeros(N_CH)
-        self._clip_thr: np.ndarray | None = None  # the threshold of each present channel (of _clip_thr_idx)
-        self._clip_thr_idx: np.ndarray | None = None
-        self._prev = np.full(N_CH, np.nan)
+        self._init_clipping()
         self._strips: list[StripRequest] = []
         self._strip_total = int(round(cfg.alarms.strip_seconds * self.fs))  # strip length, samples
         self._strip_post = int(round(cfg.alarms.strip_post_s * self.fs))  # samples after the onset
@@ -180,60 +135,10 @@ class StreamPipeline:
         self.bridged = 0  # short gaps bridged without a restart
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _pick_qrs_channel(self, lead: str) -> int | None:
-        names = list(CANONICAL_CHANNELS)
-        if lead in names and self.present[names.index(lead)]:
-            return names.index(lead)
-        ecg = np.flatnonzero(self.present[:N_ECG])
-        return int(ecg[0]) if ecg.size else None
-
-    def _new_qrs(self):  # type: ignore[no-untyped-def]
-        if self.qrs_channel is None:
-            return None
-        return _fresh_qrs(self.fs)
-
     def _first_start(self, segment_start: int) -> int:
         """First window start of a segment: on the segment's hop grid, after the filter settles."""
         k = -(-self.filters.settle_samples // self.hop)  # ceil(settle / hop)
         return segment_start + k * self.hop
-
-    @_locked
-    def beat_rates_at(self, ring_end: int) -> list[tuple[int, float]]:
-        """``(ring index, bpm)`` of each beat detected in the filtered signal up to ``ring_end`` and not
-        handed out before: the rate as it stood at that beat (for the beat-by-beat rate alarms)."""
-        if self.qrs is None:
-            return []
-        self._qrs_flush(ring_end)
-        off = self.segment_start
-        out = [(off + b, hr) for b, hr in self.qrs.beat_rates(self._rate_cursor - off) if np.isfinite(hr) and hr > 0]
-        if out:
-            self._rate_cursor = out[-1][0]
-        return out
-
-    @property
-    def heart_rate(self) -> float | None:
-        return self.heart_rate_at(None)
-
-    @_locked
-    def heart_rate_at(self, ring_end: int | None) -> float | None:
-        """The heart rate once the QRS detector has seen the filtered signal up to ring index
-        ``ring_end`` (exclusive; None: all of it). A window's rate is read at its end, so it does not
-        depend on how the chunks were cut or merged."""
-        if self.qrs is None:
-            return None
-        self._qrs_flush(ring_end)
-        hr = self.qrs.heart_rate()
-        if hr is None or not np.isfinite(hr) or hr <= 0:
-            return None
-        return float(hr)
-
-    @property
-    def quality(self) -> Quality:
-        if self.state in ("loss", "warm-up"):
-            return self.state
-        if self._clip_n and self._clip_stuck / self._clip_n > self.cfg.stream.clipped_fraction:
-            return "clipped"
-        return "ok"
 
     def _restart_segment(self) -> None:
         """Restart the DSP after a gap: the next sample begins a new clean segment."""
@@ -264,72 +169,7 @@ class StreamPipeline:
     def request_strip(self, req: StripRequest) -> None:
         self._strips.append(req)
 
-    # -- the data path ----------------------------------------------------------------------------
-    def _gap_reason(self, chunk: Chunk) -> str | None:
-        if self.lost:
-            return "stream lost and back"
-        if self.expected_index is not None and chunk.first_index != self.expected_index:
-            return f"sample index jumped from {self.expected_index} to {chunk.first_index}"
-        if self.last_ts is not None and chunk.timestamps.size and np.isfinite(chunk.timestamps[0]):
-            dt = float(chunk.timestamps[0]) - self.last_ts - 1.0 / self.info.fs
-            if abs(dt) > self.cfg.stream.gap_tolerance_s:
-                return f"timestamps jumped by {dt:+.3f} s"
-        return None
-
-    def _map(self, data: np.ndarray) -> np.ndarray:
-        """``self.cmap.apply(data)`` (a new ``(n, 19)`` float32 array) with the indices cached: one
-        copy when the stream's first 19 columns are the canonical channels in order, else the zeros
-        and the present columns scattered into them."""
-        if self._in_order:
-            return np.array(data[:, :N_CH], dtype=np.float32, order="C")
-        mapped = np.zeros((data.shape[0], N_CH), dtype=np.float32)
-        mapped[:, self._pidx] = data[:, self._src]
-        return mapped
-
-    def _update_clipping(self, raw: np.ndarray) -> None:
-        """Rail-stuck samples: equal to the previous sample and at the channel's running |max|.
-
-        The usual chunk has no sample at its channel's extreme (``|x| >= thr``): that is decided
-        from the chunk's per-channel |max| (some sample is at the extreme exactly when the |max| is),
-        and only a chunk with one builds the per-sample tests. The threshold is recomputed only
-        when a channel's running |max| grows."""
-        idx = self._pidx
-        if idx.size == 0 or raw.shape[0] == 0:
-            return
-        full = idx.size == raw.shape[1]
-        x = raw if full else raw[:, idx]  # (n, n_present) float32 (compared exactly against float64 state)
-        absx = np.abs(x)
-        cmax = _col_max(absx)  # (n_present,) the chunk's |max| per channel
-        old = self._absmax if full else self._absmax[idx]
-        thr = self._clip_thr if self._clip_thr_idx is idx else None
-        if thr is None or (cmax > old).any():
-            absmax = np.maximum(old, cmax)  # (n_present,) float64
-            if full:
-                self._absmax = absmax
-            else:
-                self._absmax[idx] = absmax
-            thr = np.where(absmax > 0.5, 0.999 * absmax, np.inf)  # (n_present,): a column below 0.5 mV never clips
-            self._clip_thr, self._clip_thr_idx = thr, idx
-        s = 0
-        if (cmax >= thr).any():  # only samples at the channel's extreme can be stuck there (the usual chunk has none)
-            high = absx >= thr
-            eq = np.empty(x.shape, dtype=bool)
-            np.equal(x[0], self._prev if full else self._prev[idx], out=eq[0])
-            np.equal(x[1:], x[:-1], out=eq[1:])
-            s = int(np.count_nonzero(eq & high))
-        if full:
-            self._prev[:] = x[-1]
-        else:
-            self._prev[idx] = x[-1]
-        n = x.size
-        self._clip_hist.append((n, s))
-        self._clip_n += n
-        self._clip_stuck += s
-        while self._clip_n - self._clip_hist[0][0] >= self._clip_limit and len(self._clip_hist) > 1:
-            n0, s0 = self._clip_hist.popleft()
-            self._clip_n -= n0
-            self._clip_stuck -= s0
-
+    # -- the data path (the input checks: pedstream.monitor.pipeline_input) -----------------------
     @_locked
     def feed(self, chunk: Chunk, t_received: float) -> FeedResult:
         """Process one chunk; ``t_received`` is the monotonic time it arrived."""
@@ -423,30 +263,6 @@ class StreamPipeline:
             self.state = "ok"
         return res, due
 
-    def rate_meta(self, item: WindowItem, ring_end: int) -> None:
-        """A window's heart rate and beat rates, read at its end (``ring_end``)."""
-        item.meta = {"hr": self.heart_rate_at(ring_end), "rates": self.beat_rates_at(ring_end)}
-
-    def qrs_due(self, ring_end: int | None = None) -> np.ndarray | None:
-        """The staged QRS lead up to ring index ``ring_end`` (exclusive; None: all of it), taken from
-        the stage; the caller feeds it to the detector (``_qrs_flush`` does it in one)."""
-        if not self._qrs_pending or self.qrs is None:
-            return None
-        lead = self._qrs_pending[0] if len(self._qrs_pending) == 1 else np.concatenate(self._qrs_pending)
-        k = len(lead) if ring_end is None else ring_end - (self.ring.total_written - self._qrs_pending_n)
-        if k <= 0:
-            self._qrs_pending = [lead]
-            return None
-        if k >= len(lead):
-            self._qrs_pending, self._qrs_pending_n = [], 0
-            return lead
-        self._qrs_pending, self._qrs_pending_n = [lead[k:]], len(lead) - k
-        return lead[:k]
-
-    def qrs_due_final(self) -> np.ndarray | None:
-        """After the windows: the staged QRS lead when it holds a hop (:meth:`finish` feeds it), else None."""
-        return self.qrs_due() if self._qrs_pending_n >= self.hop else None
-
     def finish(self, res: FeedResult, *, qrs_done: bool = False) -> None:
         """The end of :meth:`complete`: the staged QRS lead fed once it holds a hop (after the windows:
         each read the rate at its own end; ``qrs_done``: the caller fed it), the strips that are ready."""
@@ -506,12 +322,6 @@ class StreamPipeline:
         new.write(data, ts)
         self.ring = new
 
-    def _qrs_flush(self, ring_end: int | None = None) -> list[int]:
-        """Feed the staged QRS lead to the detector (up to ring index ``ring_end``, exclusive, or all
-        of it); its new R peaks."""
-        lead = self.qrs_due(ring_end)
-        return [] if lead is None else self.qrs.process(lead)
-
     def _run_dsp(self, mapped: np.ndarray, res: FeedResult, t_received: float) -> bool:
         """Mapped samples ``(n, 19)`` through resampler, filters, ring, QRS and the beat path;
         False when the resampler produced no output sample yet."""
@@ -521,37 +331,6 @@ class StreamPipeline:
             return False
         self._store(self.filters.process(y), ts, mapped, res, t_received)
         return True
-
-    def _bridgeable(self, chunk: Chunk) -> int:
-        """Samples lost before ``chunk`` when the gap is a known, short forward jump, else 0."""
-        if self.expected_index is None or self._last_mapped is None or self.segment_t0 is None:
-            return 0
-        missing = int(chunk.first_index) - int(self.expected_index)
-        return missing if 0 < missing <= self.cfg.stream.resume_gap_s * self.info.fs else 0
-
-    def _bridge(self, missing: int, first_new: np.ndarray, res: FeedResult, t_received: float) -> None:
-        """Fill ``missing`` samples with a line from the last sample to ``first_new`` through the DSP,
-        then move the window grid past the bridge (see the module docstring)."""
-        k = np.arange(1, missing + 1, dtype=np.float32)[:, None] / np.float32(missing + 1)  # (missing, 1)
-        line = (self._last_mapped + (first_new - self._last_mapped) * k).astype(np.float32)  # (missing, 19)
-        self._run_dsp(line, res, t_received)
-        # the resampler's FIR reaches delay_out_samples either side: outputs up to about twice that past
-        # what is written now still mix in bridged input
-        bridge_end = self.ring.total_written + 2 * int(np.ceil(self.resampler.delay_out_samples)) + 1
-        steps = -(-(bridge_end - self.segment_start) // self.hop)  # first grid start at or after the bridge end
-        self.windower.reset(self.segment_start + max(steps, 0) * self.hop)
-        self.bridged += 1
-
-    def _ectopy(self, res: FeedResult, mapped: np.ndarray, peaks: list[int], t_received: float) -> None:
-        """The beat path (if on): same mapped samples, the detector's new R peaks (segment-relative)."""
-        if self.ectopy is None:
-            return
-        try:
-            res.beats = self.ectopy.process(mapped, peaks, t0=self.segment_t0 or 0.0,
-                                            rhythm_segment_start=self.segment_start, t_received=t_received)
-        except (PedstreamError, ValueError) as exc:  # this stream's beat path stops, its rhythm goes on
-            res.ectopy_error = f"beat model: {exc}"
-            self.ectopy = None
 
     def _ready_strips(self, *, force: bool = False) -> list[ReadyStrip]:
         if not self._strips:  # the usual case, every chunk

@@ -180,7 +180,7 @@ def test_ring_is_sized_from_the_window_and_grows_for_a_long_chunk(cfg):
 
 def test_shared_qrs_design_detects_as_a_fresh_detector():
     from pedstream.dsp.qrs import OnlineQRSDetector
-    from pedstream.monitor.pipeline import _fresh_qrs
+    from pedstream.monitor.pipeline_beats import _fresh_qrs
 
     x = make_signal(fs=FS, seconds=12, hr=120, seed=4)[:, 1].astype(np.float64)
     used = _fresh_qrs(FS)
