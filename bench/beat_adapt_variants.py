@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.linear_model import LogisticRegression
 
     from pedstream.dsp.beat_features import feature_names
-    from pedstream.monitor.adapt import AdaptSettings, PatientAdapter, _distances, fit_logistic
+    from pedstream.monitor.adapt_methods import AdaptSettings, PatientAdapter, _distances, fit_logistic
     from pedstream.train.adapt_eval import beat_confusion, ectopy_scores, fold_models, pick_labels
     from pedstream.train.beat_data import DS1, build_tables, default_cache
     from pedstream.train.beat_gbm import CLASSES, VARIANTS, _weights, columns, make_model, predict_proba, record_folds
