@@ -628,6 +628,7 @@ class RhythmContextSection(_Section):
     af_rr_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(af_afl) is at most this (1 = always)
     vt_confirm_run: int = Field(0, ge=0, le=20)  # the model's VT onset needs a run of this many ventricular-like fast beats in the lead (0 = off)
     vt_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(vt) is at most this (1 = always)
+    asystole_max_organized_p: float = Field(1.0, ge=0, le=1)  # asystole from the beats only while p(sinus + af_afl + svt + other) is at most this (1 = off)
     onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}
     offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
     onset_p: float = Field(0.5, gt=0, le=1)

@@ -39,6 +39,10 @@ record-wise CV in ``bench/rhythm_context_false_alarms.py``):
   lead's peak-to-peak range over the signal window (``amp_mv``, the ``amp_range`` feature) is at most this:
   a lead with large deflections and no detected QRS is noise or missed beats, not asystole. The model's own
   asystole calls are not gated.
+- **asystole on a readable signal** (``asystole_max_organized_p`` < 1): asystole from the beat stream only while
+  the model's probability of an organized rhythm (sinus + af_afl + svt + other: QRS complexes in the 8 s of the
+  lead it reads) is at most this; a lead the model reads as beating is beats the detector missed. Held back, the
+  alarm goes on at the first call where the model no longer reads beats (or by the model's own asystole onset).
 - **AF confirmed by the RR rule** (``af_rr_confirm``): ``af_afl`` goes on only at a call where the
   RR-irregularity rule (:class:`pedstream.dsp.rr_rule.RRIrregularityRule` over the context's beats, ``rr_af``)
   also says AF; its onset count keeps running meanwhile. ``af_rr_confirm_max_p`` < 1: the confirmation is
@@ -63,6 +67,7 @@ import numpy as np
 __all__ = ["RhythmAlarmLogic", "Transition", "VT_RUN_RECENT_S"]
 
 Transition = tuple[str, str, str, int]
+ORGANIZED = ("sinus", "af_afl", "svt", "other")  # rhythm classes with QRS complexes (the asystole readable-signal rule)
 VT_RUN_RECENT_S = 3.0  # a beat run counts for the VT fast path while its last beat is at most this old (s)
 
 
@@ -71,7 +76,8 @@ class RhythmAlarmLogic:
                  offset_calls: int, priorities: Mapping[str, str], asystole_s: float, vt_run_beats: int = 0, hop_s: float = 1.25,
                  one_ventricular: str = "off", refractory_s: float = 0.0, vt_run_max_artefact_p: float = 1.0,
                  vt_run_min_rate_bpm: float = 0.0, asystole_max_amp_mv: float = 0.0, af_rr_confirm: bool = False,
-                 af_rr_confirm_max_p: float = 1.0, vt_confirm_run: int = 0, vt_confirm_max_p: float = 1.0) -> None:
+                 af_rr_confirm_max_p: float = 1.0, vt_confirm_run: int = 0, vt_confirm_max_p: float = 1.0,
+                 asystole_max_organized_p: float = 1.0) -> None:
         self.classes = list(classes)
         if one_ventricular not in ("off", "hold", "escalate"):
             raise ValueError(f"one_ventricular must be 'off', 'hold' or 'escalate', not {one_ventricular!r}")
@@ -84,6 +90,7 @@ class RhythmAlarmLogic:
         self.af_rr_confirm_max_p = float(af_rr_confirm_max_p)
         self.vt_confirm_run = int(vt_confirm_run)
         self.vt_confirm_max_p = float(vt_confirm_max_p)
+        self.asystole_max_organized_p = float(asystole_max_organized_p)
         self._since_off: dict[str, int] = {}  # calls since each class's alarm last went off
         self.onset_p, self.offset_p = float(onset_p), float(offset_p)
         self.offset_calls = int(offset_calls)
@@ -111,7 +118,8 @@ class RhythmAlarmLogic:
                    refractory_s=rc.refractory_s, vt_run_max_artefact_p=rc.vt_run_max_artefact_p,
                    vt_run_min_rate_bpm=rc.vt_run_min_rate_bpm, asystole_max_amp_mv=rc.asystole_max_amp_mv,
                    af_rr_confirm=rc.af_rr_confirm, af_rr_confirm_max_p=rc.af_rr_confirm_max_p,
-                   vt_confirm_run=rc.vt_confirm_run, vt_confirm_max_p=rc.vt_confirm_max_p)
+                   vt_confirm_run=rc.vt_confirm_run, vt_confirm_max_p=rc.vt_confirm_max_p,
+                   asystole_max_organized_p=rc.asystole_max_organized_p)
 
     def _refractory(self, c: str) -> bool:
         """``c`` ended less than ``refractory_s`` ago."""
@@ -154,6 +162,8 @@ class RhythmAlarmLogic:
         no_qrs = since_beat_s >= self.asystole_s and readable and not quiet
         if self.asystole_max_amp_mv > 0:
             no_qrs = no_qrs and amp_mv <= self.asystole_max_amp_mv
+        if self.asystole_max_organized_p < 1.0:
+            no_qrs = no_qrs and sum(float(p[self._idx[c]]) for c in ORGANIZED if c in self._idx) <= self.asystole_max_organized_p
         self._asystole(no_qrs, float(p[self._idx["asystole"]]) if "asystole" in self._idx else 0.0, quiet, out)
         p_art = float(p[self._idx["artefact"]]) if "artefact" in self._idx else 0.0
         run = (self.vt_run_beats > 0 and vt_run >= self.vt_run_beats and vt_run_end_s <= VT_RUN_RECENT_S

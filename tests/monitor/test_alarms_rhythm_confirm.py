@@ -69,3 +69,14 @@ def test_af_needs_the_rr_rule_only_at_low_confidence() -> None:
     low = logic(af_rr_confirm=True, af_rr_confirm_max_p=0.9)
     assert calls(low, 0.7, False) == [[]] * 6
     assert calls(low, 0.7, True, 1) == [[("alarm_on", "af_afl", "medium", 6)]]
+
+
+def test_asystole_from_the_beats_only_when_the_model_reads_no_beats() -> None:
+    beating = probs("sinus", 0.95)  # QRS in the lead the detector missed
+    assert logic().step(beating, since_beat_s=4.5, readable=True) == [("alarm_on", "asystole", "high", 0)]
+    lg = logic(asystole_max_organized_p=0.5)
+    assert lg.step(beating, since_beat_s=4.5, readable=True) == []
+    flat = probs("asystole", 0.6)  # the model no longer reads beats: on at once
+    assert lg.step(flat, since_beat_s=5.7, readable=True) == [("alarm_on", "asystole", "high", 0)]
+    assert logic(asystole_max_organized_p=0.5).step(probs("vt", 0.9), since_beat_s=4.5, readable=True) == [
+        ("alarm_on", "asystole", "high", 0)]  # ventricular: not organized, the beat stream decides
