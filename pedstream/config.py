@@ -352,7 +352,7 @@ class StreamSection(_Section):
     infer_timeout_s: float = Field(30.0, ge=0)  # a model call not returned after this long is abandoned (error events); 0 = no limit
     ingest_queue_s: float = Field(10.0, gt=0)  # signal pending per stream in the engine; beyond, its OLDEST chunks are dropped (counted)
     gil_switch_ms: float = Field(1.0, ge=0, le=100)  # Python's thread switch interval while an engine runs (0 = leave it)
-    dsp_defer_s: float = Field(0.5, ge=0, le=2.0)  # a stream's chunks wait at most this long for its DSP unless they complete a window (then at once)
+    dsp_defer_s: float = Field(1.25, ge=0, le=2.0)  # a stream's chunks wait at most this long for its DSP unless they complete a window (then at once)
     dsp_thread: bool = True  # the in-process DSP runs in a thread of its own (numpy/scipy release the GIL): the loop keeps serving sources and inference meanwhile
     stop_timeout_s: float = Field(5.0, gt=0)  # leaving: a task not stopped this long after its cancellation is named and cancelled again
     workers: int = Field(1, ge=0)  # DSP worker processes (streams pinned by pedstream.monitor.assign); 1 = in-process, 0 = one per core

@@ -52,7 +52,8 @@ class Watchdog:
                 continue
             why = None
             served = s.last_served if s.last_served is not None else now
-            if s.pending and now - served > budget:
+            grace = self.cfg.stream.dsp_defer_s if s.deferred else 0.0  # deferred DSP: waiting by design, up to dsp_defer_s
+            if s.pending and now - served > budget + grace:
                 why = (f"no progress: {len(s.pending)} event(s) queued, none processed for "
                        f"{now - served:.1f} s")
             elif sid in oldest_window and now - oldest_window[sid] > budget:
