@@ -11,7 +11,8 @@ fast as it can in one process (no event loop, no model): the figure is the CPU t
 whole process, the replay's own bookkeeping included) over the stream-seconds fed, so it compares
 two versions on a busy machine, which wall-clock throughput does not. Each run is a fresh process.
 
-``--variant``: ``batch`` (this checkout: the QRS detectors of a round fed together,
+``--variant``: a comma-separated list; ``NAME:KEY=VALUE`` runs NAME with that config override (e.g.
+``batch:stream.dsp_defer_s=0.5``). ``batch`` (this checkout: the QRS detectors of a round fed together,
 :func:`pedstream.dsp.qrs_bank.process_many`), ``per-stream`` (this checkout with each detector fed in
 its own ``complete``, ``pedstream.monitor.bank.QRS_BATCH`` off); ``--baseline DIR`` adds
 ``baseline``: the same workload on another version's ``pedstream`` (a ``git archive`` of it), with
@@ -54,13 +55,13 @@ ROUND_STREAMS = 64
 PREPARE_PARTS = ("_map", "_update_clipping", "_resample", "_gap_reason")
 
 
-def build(n: int, seconds: float):  # type: ignore[no-untyped-def]
+def build(n: int, seconds: float, overrides: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """The config, geometry, stream infos and their chunk schedules."""
     from pedstream.bench.engine import replay_plans
     from pedstream.config import load_config
     from pedstream.dsp.windowing import WindowGeometry
 
-    cfg = load_config(overrides=["alarms.strips=false"])
+    cfg = load_config(overrides=["alarms.strips=false", *overrides])
     geo = WindowGeometry.from_seconds(cfg.signal.fs, cfg.segments.window_s, cfg.segments.hop_s)
     plan = replay_plans(cfg, 1)[0]
     sig = plan.record.read()
@@ -104,7 +105,9 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     from pedstream.monitor import bank as bank_mod
     from pedstream.monitor.bank import feed_round
 
-    cfg, geo, plan, data, chunk = build(n, seconds)
+    label = variant
+    variant, _, setting = variant.partition(":")  # "batch:stream.dsp_defer_s=0.5": a variant with a config override
+    cfg, geo, plan, data, chunk = build(n, seconds, (setting,) if setting else ())
     fs = plan.fs
     defer = cfg.stream.dsp_defer_s
     pipes = [pl.StreamPipeline(info=dataclasses.replace(plan.info(), stream_id=f"bed{i:04d}"), cfg=cfg, fs=geo.fs,
@@ -165,7 +168,7 @@ def run_once(variant: str, n: int, seconds: float, profile: Path | None, stages:
     cpu = time.process_time() - c0
     wall = time.perf_counter() - w0
     stream_s = n * total / fs
-    out = {"variant": variant, "streams": n, "seconds": seconds, "aligned": aligned, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+    out = {"variant": label, "streams": n, "seconds": seconds, "aligned": aligned, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
            "cpu_ms_per_stream_s": round(1000 * cpu / stream_s, 4),
            "dsp_cpu_ms_per_stream_s": round(1000 * dsp / stream_s, 4),
            "windows": int(sum(p.windows_made for p in pipes)),
