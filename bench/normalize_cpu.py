@@ -1,6 +1,8 @@
-"""CPU time of the batcher's window normalisation: this checkout's ``normalize_split`` against another
-version's ``normalize_window`` plus the two contiguous copies the batcher made from it, on the same
-batches, in alternating rounds (outputs compared bit for bit).
+"""CPU time of the batcher's window normalisation: this checkout's ``normalize_split`` (the batch's
+windows gathered into kept work arrays, :class:`~pedstream.dsp.windowing.NormWork`) against another
+version's batcher path (its windows stacked, then its ``normalize_split``, or its ``normalize_window``
+plus the two contiguous copies where it had no ``normalize_split``), on the same batches, in
+alternating rounds (outputs compared bit for bit).
 
     .venv/bin/python bench/normalize_cpu.py --baseline-rev 42666ce~1 --batch 8 32 --rounds 20
 
@@ -35,7 +37,7 @@ def load_baseline(rev: str) -> types.ModuleType:
 
 
 def main() -> None:
-    from pedstream.dsp.windowing import normalize_split
+    from pedstream.dsp.windowing import NormWork, normalize_split
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--baseline-rev", default="42666ce~1")
@@ -52,12 +54,17 @@ def main() -> None:
         present = np.ones((b, 19), bool)
         present[:, 17:] = False
 
+        windows = list(x)  # the batcher holds a batch as separate (19, T) windows
+        work = NormWork()
+
         def base() -> tuple[np.ndarray, np.ndarray]:
-            z = old.normalize_window(x, present)
+            if hasattr(old, "normalize_split"):  # that version's batcher: stack, then one call
+                return old.normalize_split(np.stack(windows), present, 12)
+            z = old.normalize_window(np.stack(windows), present)
             return np.ascontiguousarray(z[:, :12]), np.ascontiguousarray(z[:, 12:])
 
         def new() -> tuple[np.ndarray, np.ndarray]:
-            return normalize_split(x, present, 12)
+            return normalize_split(windows, present, 12, work)  # as the batcher calls it
 
         same = all(np.array_equal(u.view(np.uint32), v.view(np.uint32)) for u, v in zip(base(), new()))
         t = {"base": 0.0, "new": 0.0}

@@ -9,6 +9,8 @@ flat channels (std < ``NORM_EPS``, in the input's units, mV) are exactly 0; the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -26,6 +28,7 @@ __all__ = [
     "Windower",
     "normalize_window",
     "normalize_split",
+    "NormWork",
     "split_modalities",
 ]
 
@@ -130,48 +133,100 @@ def normalize_window(x: np.ndarray, present: np.ndarray | None = None) -> np.nda
     return _zscore64(x, present).astype(np.float32)
 
 
-def normalize_split(x: np.ndarray, present: np.ndarray | None, n_ecg: int) -> tuple[np.ndarray, np.ndarray]:
-    """``normalize_window`` of (B, C, T) as the model's two contiguous float32 inputs: ``(ecg (B, n_ecg, T),
-    iegm (B, C - n_ecg, T))``, bit for bit the channels of ``normalize_window(x, present)`` (one cast each
-    instead of a cast and two copies)."""
-    shape = np.shape(x)
+class NormWork:
+    """Work arrays of :func:`normalize_split`, kept from call to call (grown as needed): a batch's float64
+    z-scores and squares, and its two float32 outputs. Allocating them anew each batch cost more than the
+    arithmetic (megabytes of fresh pages per call). One per thread; the outputs of a call are valid until
+    the next call with the same ``NormWork``."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self._z = self._sq = self._ecg = self._iegm = np.empty(0)
+
+    def arrays(self, b: int, c: int, t: int, n_ecg: int) -> tuple[np.ndarray, ...]:
+        """``(z, sq, ecg, iegm)`` for ``b`` windows of ``(c, t)`` (views of the kept arrays)."""
+        cap, c0, t0, e0 = self._shape
+        if b > cap or (c, t, n_ecg) != (c0, t0, e0):
+            cap = max(b, cap if (c, t, n_ecg) == (c0, t0, e0) else 0)
+            self._z, self._sq = np.empty((cap, c, t)), np.empty((cap, c, t))
+            self._ecg = np.empty((cap, n_ecg, t), dtype=np.float32)
+            self._iegm = np.empty((cap, c - n_ecg, t), dtype=np.float32)
+            self._shape = (cap, c, t, n_ecg)
+        return self._z[:b], self._sq[:b], self._ecg[:b], self._iegm[:b]
+
+
+def normalize_split(x: np.ndarray | Sequence[np.ndarray], present: np.ndarray | None, n_ecg: int,
+                    work: NormWork | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``normalize_window`` of (B, C, T) windows (an array, or a sequence of B (C, T) arrays, gathered
+    straight into the float64 work array) as the model's two contiguous float32 inputs: ``(ecg (B, n_ecg,
+    T), iegm (B, C - n_ecg, T))``, bit for bit the channels of ``normalize_window(x, present)``. With
+    ``work`` (:class:`NormWork`) its arrays are used and the outputs are views of them."""
+    shape = np.shape(x) if isinstance(x, np.ndarray) else (len(x), *(np.shape(x[0]) if len(x) else ()))
     if len(shape) != 3 or not 0 <= n_ecg <= shape[1]:
         raise StreamError("normalize_split", f"cannot take {n_ecg} ECG channels from windows shaped {shape}")
-    z = _zscore64(x, present)
-    return z[:, :n_ecg].astype(np.float32), z[:, n_ecg:].astype(np.float32)
+    b, c, t = shape
+    if t < 1:
+        raise StreamError("normalize_window", f"window has no samples (shape {shape})")
+    p = None if present is None else np.asarray(present, dtype=bool)
+    if p is not None and p.shape != (b, c) and p.shape != (c,):
+        raise StreamError("normalize_window", f"present mask shaped {p.shape} does not match window {shape}")
+    if work is None:
+        z, sq = np.empty((b, c, t)), None
+        ecg, iegm = np.empty((b, n_ecg, t), dtype=np.float32), np.empty((b, c - n_ecg, t), dtype=np.float32)
+    else:
+        z, sq, ecg, iegm = work.arrays(b, c, t, n_ecg)
+    if isinstance(x, np.ndarray):
+        np.copyto(z, x)
+    else:
+        bad = next((k for k, w in enumerate(x) if np.shape(w) != (c, t)), None)
+        if bad is not None:
+            raise StreamError("normalize_split", f"window {bad} shaped {np.shape(x[bad])}, expected {(c, t)}")
+        np.stack(x, out=z)
+    _zscore_in_place(z, p, sq)
+    np.copyto(ecg, z[:, :n_ecg])
+    np.copyto(iegm, z[:, n_ecg:])
+    return ecg, iegm
 
 
 def _zscore64(x: np.ndarray, present: np.ndarray | None) -> np.ndarray:
-    """The z-score in float64, clipped, absent and flat channels 0.
-
-    The same operations in the same order as ``(x - x.mean(-1)) / x.std(-1)`` (numpy's ``std`` is a sum of
-    squared deviations over ``n``, square-rooted), so the result is bit for bit that of the plain numpy
-    expression, in place on one float64 copy: about half the passes over memory and half the numpy calls
-    (each of which waits for the interpreter lock in the batcher's thread). A finite sum of a channel
-    means every sample of it is finite (NaN and inf propagate; float32 samples cannot overflow a float64
-    sum), so the samples are checked one by one only when a sum is not finite.
-    """
+    """The z-score in float64, clipped, absent and flat channels 0, of (C, T) or (B, C, T): one float64 copy
+    of ``x`` through :func:`_zscore_in_place`."""
     x = np.asarray(x)
     if x.ndim not in (2, 3):
         raise StreamError("normalize_window", f"expected a window shaped (C, T) or (B, C, T), got {x.shape}")
     if x.shape[-1] < 1:
         raise StreamError("normalize_window", f"window has no samples (shape {x.shape})")
-    n = x.shape[-1]
-    z = np.array(x, dtype=np.float64)  # the one copy, worked on in place
+    p = None
+    if present is not None:
+        p = np.asarray(present, dtype=bool)
+        if p.shape != x.shape[:-1] and p.shape != x.shape[-2:-1]:
+            raise StreamError("normalize_window", f"present mask shaped {p.shape} does not match window {x.shape}")
+    return _zscore_in_place(np.array(x, dtype=np.float64), p, None)
+
+
+def _zscore_in_place(z: np.ndarray, present: np.ndarray | None, sq: np.ndarray | None) -> np.ndarray:
+    """``z`` (float64, (..., C, T)) z-scored in place; ``present`` checked by the caller; ``sq``: a work
+    array shaped like ``z`` for the squares (None: a new one).
+
+    The same operations in the same order as ``(x - x.mean(-1)) / x.std(-1)`` (numpy's ``std`` is a sum of
+    squared deviations over ``n``, square-rooted), so the result is bit for bit that of the plain numpy
+    expression, with about half its passes over memory and half its numpy calls (each of which waits for
+    the interpreter lock in the batcher's thread). A finite sum of a channel means every sample of it is
+    finite (NaN and inf propagate; float32 samples cannot overflow a float64 sum), so the samples are
+    checked one by one only when a sum is not finite.
+    """
+    n = z.shape[-1]
     mean = np.add.reduce(z, axis=-1, keepdims=True)
     mean /= n
     if not np.isfinite(mean).all() and not all_finite(z):
         raise StreamError("normalize_window", "window contains non-finite samples")
     z -= mean
-    var = np.add.reduce(np.multiply(z, z), axis=-1, keepdims=True)
+    var = np.add.reduce(np.multiply(z, z, out=sq), axis=-1, keepdims=True)
     var /= n
     std = np.sqrt(var, out=var)  # (..., C, 1)
     ok = std >= NORM_EPS
     if present is not None:
-        p = np.asarray(present, dtype=bool)
-        if p.shape != x.shape[:-1] and p.shape != x.shape[-2:-1]:
-            raise StreamError("normalize_window", f"present mask shaped {p.shape} does not match window {x.shape}")
-        ok &= np.broadcast_to(p, x.shape[:-1])[..., None]
+        ok &= np.broadcast_to(present, z.shape[:-1])[..., None]
     z /= np.where(ok, std, 1.0)
     np.clip(z, -NORM_CLIP, NORM_CLIP, out=z)
     if not ok.all():

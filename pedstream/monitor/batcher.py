@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from pedstream.dsp.windowing import normalize_split, normalize_window
+from pedstream.dsp.windowing import NormWork, normalize_split, normalize_window
 
 __all__ = ["WindowItem", "BatchResult", "InferenceBatcher", "InferenceTimeout", "RunsModel"]
 
@@ -143,6 +144,7 @@ class InferenceBatcher:
         self._threads, self._name = threads, name
         self._workers = max(int(threads), self.inflight)
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=name)
+        self._norm_work = threading.local()  # each model thread's NormWork (pedstream.dsp.windowing)
         self._inflight: deque[tuple[list[WindowItem], asyncio.Future, float, float]] = deque()  # (batch, future, t0, monotonic start)
         self._isolating, self._isolate_since = False, None
         self.infer_timeout_s = infer_timeout_s if infer_timeout_s and infer_timeout_s > 0 else None
@@ -324,7 +326,10 @@ class InferenceBatcher:
         matters, not per window), make the two contiguous model inputs, run the model."""
         mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
         if all(b.raw for b in batch):
-            ecg, iegm = normalize_split(np.stack([b.x for b in batch]), mask > 0, self.n_ecg)  # (B, 12|7, T), one call
+            work = getattr(self._norm_work, "arrays", None)
+            if work is None:
+                work = self._norm_work.arrays = NormWork()  # this thread's, kept: fresh megabytes per batch cost more
+            ecg, iegm = normalize_split([b.x for b in batch], mask > 0, self.n_ecg, work)  # (B, 12|7, T), one call
         else:
             xs = [b.normalized() for b in batch]
             ecg = np.stack([x[: self.n_ecg] for x in xs])  # (B, 12, T)

@@ -10,6 +10,7 @@ from pedstream.dsp.windowing import (
     NORM_EPS,
     NORMALIZATION,
     Windower,
+    NormWork,
     normalize_split,
     normalize_window,
     split_modalities,
@@ -101,7 +102,17 @@ def test_normalize_is_bit_for_bit_the_plain_definition_and_split_its_channels(se
     assert np.array_equal(z.view(np.uint32), ref.view(np.uint32))
     ecg, iegm = normalize_split(x, present, 12)
     assert ecg.flags.c_contiguous and iegm.flags.c_contiguous and ecg.dtype == iegm.dtype == np.float32
-    assert np.array_equal(ecg, ref[:, :12]) and np.array_equal(iegm, ref[:, 12:])
+    assert np.array_equal(ecg.view(np.uint32), ref[:, :12].view(np.uint32))
+    assert np.array_equal(iegm.view(np.uint32), ref[:, 12:].view(np.uint32))
+    ecg_l, iegm_l = normalize_split(list(x), present, 12)  # a list of (C, T) windows: no stacked copy
+    assert np.array_equal(ecg_l.view(np.uint32), ecg.view(np.uint32)) and np.array_equal(iegm_l, iegm)
+    work = NormWork()
+    for xs in (x[:1], x, list(x)):  # kept work arrays, grown for the larger batch: the same bits
+        ecg_w, iegm_w = normalize_split(xs, present[: len(xs)], 12, work)
+        assert np.array_equal(ecg_w.view(np.uint32), ecg[: len(xs)].view(np.uint32))
+        assert np.array_equal(iegm_w.view(np.uint32), iegm[: len(xs)].view(np.uint32))
+    ecg_1, _ = normalize_split(x, present[0], 12)  # one (C,) mask for every window
+    assert np.array_equal(ecg_1.view(np.uint32), _plain_zscore(x, present[0])[:, :12].view(np.uint32))
     with pytest.raises(StreamError, match="ECG channels"):
         normalize_split(x[0], present[0], 12)
 
@@ -115,6 +126,12 @@ def test_normalize_rejects_bad_input() -> None:
     bad[0, 0] = np.inf
     with pytest.raises(StreamError, match="non-finite"):
         normalize_window(bad)
+    with pytest.raises(StreamError, match="non-finite"):
+        normalize_split([np.zeros((19, 10)), bad], None, 12)
+    with pytest.raises(StreamError, match="window 1 shaped"):
+        normalize_split([np.zeros((19, 10)), np.zeros((19, 9))], None, 12)
+    with pytest.raises(StreamError, match="present mask"):
+        normalize_split(np.zeros((2, 19, 10)), np.ones((3, 19), dtype=bool), 12)
 
 
 def test_split_modalities() -> None:
