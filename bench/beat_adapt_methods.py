@@ -16,6 +16,8 @@ record on the other 21 records' pooled score (nested, as the eval chooses); ``re
 - ``local vote variants``: each labelled class's nearest beat by morphology only (no RR features), by
   distances divided by each class's own spread, by the correlation of the 33 morphology bins (the beat's
   shape at the features' resolution), or morphology + correlation;
+- ``product mixing, F labels left out``: the grid's product mixing (k 1 / 3, mix 0.5 / 0.8) with the
+  prematurity rule; the adapter with the labelled F beats left out of the vote (the population's F kept);
 - ``per-patient stack``: an L2 logistic regression fitted on the patient's own labelled beats (pedstream's
   Newton fit, the monitor's) over the population log-probabilities, the log distance to each labelled
   class's nearest beat (leave-one-out for the labelled beats) and the RR, QRS width and dominant-beat
@@ -198,6 +200,22 @@ def vote_variants(rec: Record) -> dict[str, np.ndarray]:
     return out
 
 
+def product_and_f(rec: Record) -> dict[str, np.ndarray]:
+    """The product mixing with the prematurity rule, and the labels of F beats left out of the vote."""
+    out = {}
+    for k in (1, 3):
+        for mix in (0.5, 0.8):
+            ad = rec.adapter({"method": "knn", "k": k, "mix": mix, "combine": "product", "classes": "labelled",
+                              "premature": 0.65, "premature_margin": 0.8})
+            out[f"knn-product k={k} mix={mix:g}, labelled classes, premature 0.65/0.8"] = ad.adapt(rec.p, rec.x).argmax(1)
+    keep = rec.yl != 3
+    for base in VOTE_BASES:
+        ad = rec.adapter(_fields(base))
+        ad.set_labels(rec.xl[keep], rec.yl[keep])
+        out[f"{base}, premature 0.65/0.8, F labels left out"] = ad.adapt(rec.p, rec.x).argmax(1)
+    return out
+
+
 def stack_features(rec: Record, labelled: bool) -> np.ndarray:
     """Per beat (the scored ones, or the labelled ones with leave-one-out distances): population
     log-probabilities, log distance to each labelled class's nearest beat over the labelled N beats' typical
@@ -335,7 +353,7 @@ def load(data: str, folds: int) -> list[tuple[Any, np.ndarray, np.ndarray, Any, 
 
 FAMILIES: dict[str, Callable[[Record], dict[str, np.ndarray]]] = {
     "distance-gated mixing": gated, "novelty -> V": novelty, "local vote variants": vote_variants,
-    "pause rule": pause_rule}
+    "pause rule": pause_rule, "product mixing, F labels left out": product_and_f}
 
 
 def run_budget(rows: list[Any], budget: str, refit: bool, timings: dict[str, list[float]]) -> dict[str, Any]:
