@@ -199,8 +199,10 @@ def episodes(recs, probs, rows, spans, cfg) -> dict:
 
 
 def rule_only(cfg):
-    """The configuration that scores the RR rule alone: its AF calls, the VT fast path of the alarm logic off."""
-    return cfg.model_copy(update={"rhythm_context": cfg.rhythm_context.model_copy(update={"vt_run_beats": 0})})
+    """The configuration that scores the RR rule alone: its AF calls, the VT fast path of the alarm logic off, and
+    the asystole rule that reads the model's probabilities off (the rule's one-hot calls are no model reading)."""
+    return cfg.model_copy(update={"rhythm_context": cfg.rhythm_context.model_copy(
+        update={"vt_run_beats": 0, "asystole_max_organized_p": 1.0})})
 
 
 def rule_cinc(cinc) -> dict:
@@ -328,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
                  "features": list(feature_set(a.features)),
                  "alarm_settings": {k: getattr(cfg.rhythm_context, k) for k in (
                      "vt_run_beats", "vt_run_corr", "vt_run_min_rate_bpm", "vt_run_max_artefact_p", "one_ventricular",
-                     "refractory_s", "asystole_max_amp_mv", "af_rr_confirm")},
+                     "refractory_s", "asystole_max_amp_mv", "af_rr_confirm", "vt_confirm_run", "vt_confirm_max_p",
+                     "asystole_max_organized_p")},
                  "hop_s": HOP_S, "signal_s": SIGNAL_S, "folds": N_FOLDS,
                  "selection": [{k: v for k, v in r.items() if not k.startswith("_")} for r in runs],
                  "chosen": {"context_s": ctx, "weights": wmode, "features": list(feature_set(a.features))},

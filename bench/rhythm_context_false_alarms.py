@@ -56,6 +56,7 @@ OFF = {"one_ventricular": "off", "refractory_s": 0.0, "vt_run_max_artefact_p": 1
        "asystole_max_amp_mv": 0.0, "af_rr_confirm": False}
 GRID = {"one_ventricular": ("off", "hold", "escalate"), "refractory_s": (0.0, 10.0, 30.0), "vt_run_max_artefact_p": (1.0, 0.3, 0.15),
         "vt_run_min_rate_bpm": (0.0, 130.0, 150.0), "asystole_max_amp_mv": (0.0, 1.0, 2.0), "af_rr_confirm": (False, True)}
+LATER_OFF = {"vt_confirm_run": 0, "vt_confirm_max_p": 1.0, "af_rr_confirm_max_p": 1.0, "asystole_max_organized_p": 1.0}
 SCORED = ("af_afl", "vt", "vf")
 SHOWN = ("af_afl", "vt", "vf", "asystole")
 RERAISE_S = 30.0
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_context import rule_probs
 
-    cfg = load_config()
+    cfg = with_rules(load_config(), LATER_OFF)  # the logic before the confirmation rules (alarm_rules.md)
     cache = Path(a.cache) if a.cache else default_cache()
     b = Bench(cfg, cache)
     log("tables, probabilities and references ready")

@@ -626,9 +626,9 @@ class RhythmContextSection(_Section):
     asystole_max_amp_mv: float = Field(0.0, ge=0, le=20)  # asystole from the beats only when the lead's range is at most this, mV (0 = no gate)
     af_rr_confirm: bool = False  # af_afl goes on only at a call where the RR-irregularity rule also says AF
     af_rr_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(af_afl) is at most this (1 = always)
-    vt_confirm_run: int = Field(0, ge=0, le=20)  # the model's VT onset needs a run of this many ventricular-like fast beats in the lead (0 = off)
-    vt_confirm_max_p: float = Field(1.0, ge=0, le=1)  # ... asked for only while p(vt) is at most this (1 = always)
-    asystole_max_organized_p: float = Field(1.0, ge=0, le=1)  # asystole from the beats only while p(sinus + af_afl + svt + other) is at most this (1 = off)
+    vt_confirm_run: int = Field(3, ge=0, le=20)  # the model's VT onset needs a run of this many ventricular-like fast beats in the lead (0 = off)
+    vt_confirm_max_p: float = Field(0.8, ge=0, le=1)  # ... asked for only while p(vt) is at most this (1 = always)
+    asystole_max_organized_p: float = Field(0.5, ge=0, le=1)  # asystole from the beats only while p(sinus + af_afl + svt + other) is at most this (1 = off)
     onset_calls: dict[str, int] = {"vt": 2, "vf": 2, "af_afl": 6, "svt": 4, "asystole": 3, "artefact": 3}
     offset_calls: int = Field(4, ge=1)  # calls below offset_p that end a rhythm alarm
     onset_p: float = Field(0.5, gt=0, le=1)

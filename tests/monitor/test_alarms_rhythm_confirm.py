@@ -11,7 +11,7 @@ from pedstream.monitor.rhythm_alarms import RhythmAlarmLogic
 CLASSES = ["sinus", "af_afl", "svt", "vt", "vf", "asystole", "other", "artefact"]
 OFF = {"one_ventricular": '"off"', "refractory_s": "0.0", "vt_run_max_artefact_p": "1.0", "vt_run_min_rate_bpm": "0.0",
        "asystole_max_amp_mv": "0.0", "af_rr_confirm": "false", "af_rr_confirm_max_p": "1.0", "vt_confirm_run": "0",
-       "vt_confirm_max_p": "1.0", "vt_run_beats": "3"}
+       "vt_confirm_max_p": "1.0", "asystole_max_organized_p": "1.0", "vt_run_beats": "3"}
 
 
 def logic(**rules: object) -> RhythmAlarmLogic:
@@ -36,7 +36,8 @@ def test_from_section_reads_the_confirmation_rules() -> None:
     lg = logic(vt_confirm_run=3, vt_confirm_max_p=0.8, af_rr_confirm=True, af_rr_confirm_max_p=0.9)
     assert (lg.vt_confirm_run, lg.vt_confirm_max_p, lg.af_rr_confirm, lg.af_rr_confirm_max_p) == (3, 0.8, True, 0.9)
     default = load_config().rhythm_context
-    assert (default.vt_confirm_run, default.vt_confirm_max_p, default.af_rr_confirm_max_p) == (0, 1.0, 1.0)
+    assert (default.vt_confirm_run, default.vt_confirm_max_p, default.af_rr_confirm_max_p,
+            default.asystole_max_organized_p) == (3, 0.8, 1.0, 0.5)  # the shipped setting (alarm_rules.md)
 
 
 def test_model_vt_without_a_beat_run_is_held_then_raised_by_the_run() -> None:

@@ -81,7 +81,8 @@ def test_vt_fast_path_from_a_beat_run_at_once() -> None:
 def rules_logic(**rules: object) -> RhythmAlarmLogic:
     """The configured logic with ``[rhythm_context]`` overrides (the false-alarm rules off unless given)."""
     off = {"one_ventricular": '"off"', "refractory_s": "0.0", "vt_run_max_artefact_p": "1.0",
-           "vt_run_min_rate_bpm": "0.0", "asystole_max_amp_mv": "0.0", "af_rr_confirm": "false", "vt_run_beats": "3"}
+           "vt_run_min_rate_bpm": "0.0", "asystole_max_amp_mv": "0.0", "af_rr_confirm": "false", "vt_run_beats": "3",
+           "vt_confirm_run": "0", "asystole_max_organized_p": "1.0"}
     sets = {**off, **{k: str(v).lower() if isinstance(v, bool) else f'"{v}"' if isinstance(v, str) else str(v)
                       for k, v in rules.items()}}
     rc = load_config(overrides=[f"rhythm_context.{k}={v}" for k, v in sets.items()]).rhythm_context

@@ -109,7 +109,7 @@ def test_loader_refuses_other_onnx(tmp_path) -> None:
 
 
 def test_record_calls_rule_and_asystole(table) -> None:
-    cfg = load_config()
+    cfg = load_config(overrides=["rhythm_context.asystole_max_organized_p=1.0"])  # the rule's one-hot calls are no model reading
     m = table["record"] == "vfdb:vfdb607_asys"
     t, X = table["t"][m], table["X_30"][m]
     since = X[:, CONTEXT_FEATURES.index("since_last_s")]
@@ -119,3 +119,18 @@ def test_record_calls_rule_and_asystole(table) -> None:
     assert [e.label for e in eps if e.raised < 20.0] == []  # nothing during the VT part
     asys = [e for e in eps if e.label == "asystole"]
     assert asys and asys[0].raised >= 23.5  # from the beat stream alone (no model in this run)
+
+
+def test_record_calls_asystole_held_while_the_model_reads_beats(table) -> None:
+    """The shipped readable-signal rule: the same asystole with calls that read organized beats raises nothing from
+    the beat stream; calls that read no beats raise it as before."""
+    cfg = load_config()
+    m = table["record"] == "vfdb:vfdb607_asys"
+    t, X = table["t"][m], table["X_30"][m]
+    since = X[:, CONTEXT_FEATURES.index("since_last_s")]
+    sinus = rule_probs(np.zeros(t.size, bool))  # every call: sinus 1
+    assert not [e for e in record_calls(t, sinus, since, np.ones(t.size, bool), cfg, hop_s=1.25) if e.label == "asystole"]
+    vt = np.zeros_like(sinus)
+    vt[:, CLASSES.index("vt")] = 1.0  # no organized rhythm read
+    asys = [e for e in record_calls(t, vt, since, np.ones(t.size, bool), cfg, hop_s=1.25) if e.label == "asystole"]
+    assert asys and asys[0].raised >= 23.5
