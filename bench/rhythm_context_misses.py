@@ -147,7 +147,7 @@ def render(res: dict) -> str:
     s = res["summary"]
     L = ["# Rhythm-context model: the MIT-BIH AF and VT episodes it misses (record-wise CV)", "",
          f"Command: `{res['command']}`. Out-of-fold probabilities of `bench/rhythm_context_cv.py --context 30 "
-         "--weights balanced` (same folds and fits), through the engine's alarm logic without the VT fast path "
+         "--weights balanced` (same folds and fits), through the engine's alarm logic without the VT fast path and its beat-run confirmation of VT "
          f"(hop {res['hop_s']} s; onset: {res['onset_calls']} consecutive calls with p >= {res['onset_p']}). "
          "\"called\": the two most frequent model calls at hops ending in the episode or up to two hops after it; "
          "\"max p\": the largest probability of the episode's class there; \"run\": the longest run of those calls "
@@ -169,7 +169,9 @@ def render(res: dict) -> str:
           f"ones {v['missed_median_s']} s. In {v['missed_never_at_onset_p']} missed episodes p(vt) never reached "
           f"onset_p." + (f" With the alarm logic's VT fast path ({res['fast_path']['vt_run_beats']} beats, correlation < "
                          f"{res['fast_path']['vt_run_corr']:g}, mean rate >= {res['fast_path']['vt_run_min_rate_bpm']:g} bpm, "
-                         f"p(artefact) < {res['fast_path']['vt_run_max_artefact_p']:g}) "
+                         f"p(artefact) < {res['fast_path']['vt_run_max_artefact_p']:g}; and the model's VT confirmed by a "
+                         f"run of {res['fast_path'].get('vt_confirm_run', 0)} beats unless p(vt) > "
+                         f"{res['fast_path'].get('vt_confirm_max_p', 1.0):g}) "
                          f"{v['found_by_fast_path']} of the {v['episodes']} are found "
                          f"({v['missed_found_by_fast_path']} of the model's misses)." if v.get("found_by_fast_path") is not None else ""),
           ""]
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.data.cinc2017 import default_cache
     from pedstream.train.rhythm_tables import merge
 
-    cfg = load_config(overrides=["rhythm_context.vt_run_beats=0"])  # the model's own calls: the VT fast path off
+    cfg = load_config(overrides=["rhythm_context.vt_run_beats=0", "rhythm_context.vt_confirm_run=0"])  # the model's own
+    # calls: the VT fast path and the beat-run confirmation of the model's VT off
     cache = Path(a.cache) if a.cache else default_cache()
     data = cv.load(cfg, cache)
     probs = baseline_oof(data, cfg, cache, cinc=True)["rec"]
@@ -213,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     res |= analyse(recs, probs, spans, cfg, cv.SHARED, cv.HOP_S, fast if fast.rhythm_context.vt_run_beats else None)
     rc = fast.rhythm_context
     res["fast_path"] = {"vt_run_beats": rc.vt_run_beats, "vt_run_corr": rc.vt_run_corr,
-                        "vt_run_min_rate_bpm": rc.vt_run_min_rate_bpm, "vt_run_max_artefact_p": rc.vt_run_max_artefact_p}
+                        "vt_run_min_rate_bpm": rc.vt_run_min_rate_bpm, "vt_run_max_artefact_p": rc.vt_run_max_artefact_p,
+                        "vt_confirm_run": rc.vt_confirm_run, "vt_confirm_max_p": rc.vt_confirm_max_p}
     res["summary"] = summary(res, cv.HOP_S, dict(cfg.rhythm_context.onset_calls))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
