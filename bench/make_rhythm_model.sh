@@ -27,6 +27,11 @@ nice -n 10 .venv/bin/python bench/rhythm_context_cv.py --context 30 --weights ba
 nice -n 10 .venv/bin/python bench/rhythm_context_misses.py
 nice -n 10 .venv/bin/python bench/rhythm_context_vt.py
 nice -n 10 .venv/bin/python bench/rhythm_context_alarms.py
+# 2c. every false alarm diagnosed and the false-alarm rules by nested record-wise CV: the fast path's gates
+#     (false_alarms.{json,md}), then the confirmation rules (alarm_rules.{json,md}: vt_confirm_run 3, vt_confirm_max_p 0.8,
+#     asystole_max_organized_p 0.5); cv.md above is regenerated with what ships
+nice -n 10 .venv/bin/python bench/rhythm_context_false_alarms.py
+nice -n 10 .venv/bin/python bench/rhythm_context_alarm_rules.py
 # 3. the shipped model: every row of CinC 2017 + MIT-BIH + vfdb at the chosen setting (cv.json "chosen": context,
 #    weights, the 56 model features), exported to ONNX
 nice -n 10 .venv/bin/python -m pedstream.train.rhythm_export --out pedstream/assets/rhythm_model.onnx \
