@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from pedstream.train.rhythm_context import rule_probs
     from pedstream.train.rhythm_tables import merge
 
-    cfg = with_rule(load_config(), 0)
+    from rhythm_context_false_alarms import LATER_OFF, with_rules
+
+    cfg = with_rule(with_rules(load_config(), LATER_OFF), 0)  # the fast path alone: the confirmation rules held off
     cache = Path(a.cache) if a.cache else default_cache()
     data = cv.load(cfg, cache)
     spans = cv.spans_of(cfg)
@@ -180,7 +182,8 @@ def render(res: dict) -> str:
          f"Command: `{res['command']}`", "",
          "Same folds as `bench/rhythm_context_cv.py` (CinC 2017 stratified 5-fold; MIT-BIH + vfdb record-wise 5-fold, "
          "48 records), episodes through the engine's alarm logic as configured (the fast path's gates included: a run's mean "
-         "rate at least `vt_run_min_rate_bpm`, the model's p(artefact) below `vt_run_max_artefact_p`, `config.toml`). "
+         "rate at least `vt_run_min_rate_bpm`, the model's p(artefact) below `vt_run_max_artefact_p`, `config.toml`; the confirmation rules of `alarm_rules.md` "
+         "held off: this compares the fast path alone). "
          "A VT run: consecutive beats whose QRS correlates with the "
          "lead's median QRS below the threshold (or is wide), each less than 0.6 s after the one before. `score`: mean of CinC "
          "challenge F1 and the pooled MIT-BIH + vfdb episode F1 of AF, VT, VF (the criterion fixed for the model variants); "
