@@ -149,11 +149,10 @@ def _diag_table(diag: list[dict], removed: bool) -> list[str]:
     L = ["| record | class | start / raised / end s | trigger | reference (s) | beats | p | p(artefact) | run beats | "
          "run bpm | amp mV | RR rule AF | cause |" + (" removed by |" if removed else ""),
          "|" + "---|" * (14 if removed else 13)]
+    from rhythm_context_false_alarms import diag_head
+
     for d in diag:
-        ref = ", ".join(f"{k} {v:g}" for k, v in d["reference"].items())
-        beats = " ".join(f"{k}{v}" for k, v in d["beats"].items())
-        L.append(f"| {d['record']} | {d['class']} | {d['start_s']:g} / {d['raised_s']:g} / {d['end_s']:g} | "
-                 f"{d['trigger']} | {ref} | {beats} | {d['p_class']:.2f} | {d['p_artefact']:.2f} | "
+        L.append(f"{diag_head(d)} {d['p_class']:.2f} | {d['p_artefact']:.2f} | "
                  f"{d.get('vt_run', '–')} | {d['run_rate_bpm']:g} | {d['amp_mv']:.2f} | {'yes' if d['rr_af'] else 'no'} | "
                  f"{d['cause']} |" + (f" {', '.join(d['removed_by']) or '–'} |" if removed else ""))
     return L

@@ -422,14 +422,19 @@ def render(r: dict) -> str:
           "", "| record | class | start / raised / end s | trigger | reference (s) | beats | gap s | V alarm on | p | "
           "p(artefact) | run bpm | amp mV | RR rule AF | cause | removed by |", "|" + "---|" * 15]
     for d in diag:
-        ref = ", ".join(f"{k} {v:g}" for k, v in d["reference"].items())
-        beats = " ".join(f"{k}{v}" for k, v in d["beats"].items())
-        L.append(f"| {d['record']} | {d['class']} | {d['start_s']:g} / {d['raised_s']:g} / {d['end_s']:g} | {d['trigger']} | "
-                 f"{ref} | {beats} | {'–' if d['gap_same_class_s'] is None else d['gap_same_class_s']} | "
+        L.append(f"{diag_head(d)} {'–' if d['gap_same_class_s'] is None else d['gap_same_class_s']} | "
                  f"{','.join(d['ventricular_alarm_on']) or '–'} | {d['p_class']:.2f} | {d['p_artefact']:.2f} | "
                  f"{d['run_rate_bpm']:g} | {d['amp_mv']:.2f} | {'yes' if d['rr_af'] else 'no'} | {d['cause']} | "
                  f"{', '.join(d['removed_by']) or '–'} |")
     return "\n".join(L) + "\n"
+
+
+def diag_head(d: dict) -> str:
+    """The first cells of a diagnosed false alarm's table row: record, class, times, trigger, reference, beats."""
+    ref = ", ".join(f"{k} {v:g}" for k, v in d["reference"].items())
+    beats = " ".join(f"{k}{v}" for k, v in d["beats"].items())
+    return (f"| {d['record']} | {d['class']} | {d['start_s']:g} / {d['raised_s']:g} / {d['end_s']:g} | {d['trigger']} | "
+            f"{ref} | {beats} |")
 
 
 if __name__ == "__main__":
