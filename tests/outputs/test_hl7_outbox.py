@@ -59,9 +59,10 @@ async def test_receiver_down_for_the_whole_run_then_every_alarm_is_resent_once_w
     assert sink.acked == 0 and sink.undelivered == 6 and sink.summary()["pending"] == 6
     stored = [r[0] for r in _rows(tmp_path)]
     assert len(stored) == 6 and all(r[1] == "pending" for r in _rows(tmp_path))
-    # the next start: the receiver is up; the same 6 messages (same MSH-10) go first, exactly once
+    # the next start: the receiver is up; the same 6 messages (same MSH-10) go first, exactly once (an ACK
+    # later than the sink's timeout is a resend by design; a slow machine must not make one here)
     async with Listener(port=port) as lis:
-        async with HL7Sink(cfg=cfg) as sink2:
+        async with HL7Sink(cfg=_cfg(port, tmp_path, "hl7.undeliverable_s=0.3", "hl7.timeout_s=10")) as sink2:
             assert sink2.restored == 6
             await lis.wait_ids(set(stored), timeout=20)
             await _until(sink2, lambda: sink2.acked == 6)
