@@ -32,7 +32,6 @@ tables are read from the cache of ``bench/rhythm_context_cv.py``).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -41,7 +40,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-OUT = ROOT / "bench" / "results" / "rhythm_context"
 COMMAND = "nice -n 10 .venv/bin/python bench/rhythm_context_alarm_rules.py"
 SCORED = ("af_afl", "vt", "vf", "asystole")
 SHOWN = ("af_afl", "vt", "vf", "asystole")
@@ -64,16 +62,12 @@ def name_of(g: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cache", default=None)
-    ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--render", action="store_true", help="only rewrite alarm_rules.md from alarm_rules.json")
-    a = ap.parse_args(argv)
-    out = Path(a.out)
-    if a.render:
-        res = json.loads((out / "alarm_rules.json").read_text(encoding="utf-8"))
-        (out / "alarm_rules.md").write_text(render(res), encoding="utf-8")
+    from rhythm_context_false_alarms import bench_args
+
+    a = bench_args(argv, __doc__, "alarm_rules", render)
+    if a is None:
         return 0
+    out = Path(a.out)
     import rhythm_context_cv as cv
     from rhythm_context_false_alarms import Bench, diagnose, log, summary, total, with_rules
 
@@ -93,11 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"setting {n + 1}/{len(settings)} scored")
 
     def objective(records: list[str], n: int) -> tuple:
-        import numpy as np
-        from rhythm_context_false_alarms import f1
+        from rhythm_context_false_alarms import objective as fa_objective
 
-        sc = total(per[n], records)
-        return round(float(np.mean([f1(sc.classes[c]) for c in SCORED])), 6), -sc.false_alarms, -n
+        return (*fa_objective(total(per[n], records), SCORED), -n)
 
     def pick(records: list[str]) -> int:
         return max(range(len(settings)), key=lambda n: objective(records, n))

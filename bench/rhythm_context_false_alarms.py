@@ -137,8 +137,9 @@ def f1(s) -> float:
     return 0.0 if se + ppv == 0 else 2 * se * ppv / (se + ppv)
 
 
-def objective(sc) -> tuple[float, int]:
-    return round(float(np.mean([f1(sc.classes[c]) for c in SCORED])), 6), -sc.false_alarms
+def objective(sc, scored: tuple[str, ...] = SCORED) -> tuple[float, int]:
+    """Mean episode F1 of the ``scored`` classes (rounded), then fewer false alarms."""
+    return round(float(np.mean([f1(sc.classes[c]) for c in scored])), 6), -sc.false_alarms
 
 
 def summary(per: dict, names: list[str], scored: tuple[str, ...] = SCORED) -> dict:
@@ -251,17 +252,27 @@ def diagnose(b: Bench, cfg0, singles: dict[str, dict], shared: Path) -> list[dic
 
 # ---------------------------------------------------------------- main
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def bench_args(argv: list[str] | None, doc: str, name: str, render_fn) -> argparse.Namespace | None:
+    """The command line of these benches (``--cache``, ``--out``, ``--render``); None once ``--render`` has
+    rewritten ``name``.md from ``name``.json with ``render_fn``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--cache", default=None)
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--render", action="store_true", help="only rewrite false_alarms.md from false_alarms.json")
+    ap.add_argument("--render", action="store_true", help=f"only rewrite {name}.md from {name}.json")
     a = ap.parse_args(argv)
+    if not a.render:
+        return a
     out = Path(a.out)
-    if a.render:
-        res = json.loads((out / "false_alarms.json").read_text(encoding="utf-8"))
-        (out / "false_alarms.md").write_text(render(res), encoding="utf-8")
+    res = json.loads((out / f"{name}.json").read_text(encoding="utf-8"))
+    (out / f"{name}.md").write_text(render_fn(res), encoding="utf-8")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = bench_args(argv, __doc__, "false_alarms", render)
+    if a is None:
         return 0
+    out = Path(a.out)
     import rhythm_context_cv as cv
 
     from pedstream.config import load_config
