@@ -326,9 +326,9 @@ class InferenceBatcher:
         matters, not per window), make the two contiguous model inputs, run the model."""
         mask = np.stack([b.mask for b in batch]).astype(np.float32, copy=False)  # (B, 19)
         if all(b.raw for b in batch):
-            work = getattr(self._norm_work, "arrays", None)
+            work = getattr(self._norm_work, "work", None)
             if work is None:
-                work = self._norm_work.arrays = NormWork()  # this thread's, kept: fresh megabytes per batch cost more
+                work = self._norm_work.work = NormWork()  # this thread's, kept: fresh megabytes per batch cost more
             ecg, iegm = normalize_split([b.x for b in batch], mask > 0, self.n_ecg, work)  # (B, 12|7, T), one call
         else:
             xs = [b.normalized() for b in batch]
